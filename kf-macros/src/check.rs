@@ -1,0 +1,590 @@
+//! Semantic rules over the whole file. Every rule runs and every problem is collected, so
+//! a maintainer sees all the mistakes of an edit in one build.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, TypeKind};
+use crate::names::{is_identifier, pascal_case};
+
+pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
+    let mut cx = Diagnostics::default();
+    check_docs(api, &mut cx);
+    check_type_names(api, &mut cx);
+    check_errors(api, &mut cx);
+    check_enums(api, &mut cx);
+    for s in &api.structs {
+        check_fields(api, &s.fields, FieldOwner::Struct, &mut cx);
+    }
+    check_unions(api, &mut cx);
+    check_endpoints(api, &mut cx);
+    cx.finish()
+}
+
+fn check_docs(api: &Api, cx: &mut Diagnostics) {
+    if let Some(docs) = &api.docs
+        && !docs.get_ref().starts_with("https://")
+        && !docs.get_ref().starts_with("http://")
+    {
+        cx.error(docs.span(), "`docs` must be an http(s) URL prefix");
+    }
+}
+
+/// Remembers the first place each name was defined, to report duplicates against it.
+struct Seen {
+    what: &'static str,
+    first: HashMap<String, Range<usize>>,
+}
+
+impl Seen {
+    fn new(what: &'static str) -> Self {
+        Seen {
+            what,
+            first: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, name: &str, span: Range<usize>, cx: &mut Diagnostics) {
+        match self.first.get(name) {
+            Some(first) => cx.duplicate(
+                span,
+                format!("duplicate {} `{name}`", self.what),
+                first.clone(),
+            ),
+            None => {
+                self.first.insert(name.to_owned(), span);
+            }
+        }
+    }
+}
+
+fn check_identifier(name: &Spanned<String>, what: &str, cx: &mut Diagnostics) -> bool {
+    if is_identifier(name.get_ref()) {
+        true
+    } else {
+        cx.error_with_help(
+            name.span(),
+            format!("{what} `{}` is not a Rust identifier", name.get_ref()),
+            "use letters, digits and `_`, starting with a letter",
+        );
+        false
+    }
+}
+
+fn check_type_names(api: &Api, cx: &mut Diagnostics) {
+    let mut seen = Seen::new("type name");
+    let declared = api
+        .structs
+        .iter()
+        .map(|s| &s.name)
+        .chain(api.unions.iter().map(|u| &u.name))
+        .chain(api.enums.iter().map(|e| &e.name));
+    for name in declared {
+        if !check_identifier(name, "type name", cx) {
+            continue;
+        }
+        if BUILTIN_TYPES.contains(&name.get_ref().as_str()) {
+            cx.error(
+                name.span(),
+                format!("`{}` is a built-in type name", name.get_ref()),
+            );
+        }
+        seen.add(name.get_ref(), name.span(), cx);
+    }
+    // Names the generator derives from endpoints live in the same namespace.
+    for e in &api.endpoints {
+        let base = pascal_case(e.name.get_ref());
+        for derived in [
+            format!("{base}Request"),
+            base.clone(),
+            format!("{base}Message"),
+        ] {
+            if api.kind_of(&derived).is_some_and(|k| !is_builtin(k)) {
+                cx.error(
+                    e.name.span(),
+                    format!(
+                        "endpoint `{}` generates `{derived}`, which a table already defines",
+                        e.name.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn is_builtin(kind: TypeKind) -> bool {
+    !matches!(kind, TypeKind::Struct | TypeKind::Union | TypeKind::Enum)
+}
+
+fn check_errors(api: &Api, cx: &mut Diagnostics) {
+    let mut names = Seen::new("error name");
+    let mut codes: HashMap<i64, ()> = HashMap::new();
+    for e in &api.errors {
+        if check_identifier(&e.name, "error name", cx) {
+            names.add(e.name.get_ref(), e.name.span(), cx);
+        }
+        if e.name.get_ref() == "Other" {
+            cx.error(
+                e.name.span(),
+                "`Other` is reserved for codes the file doesn't name",
+            );
+        }
+        if codes.insert(*e.code.get_ref(), ()).is_some() {
+            cx.error(
+                e.code.span(),
+                format!("duplicate error code `{}`", e.code.get_ref()),
+            );
+        }
+        expect_one_of(
+            &e.retry,
+            &["never", "backoff", "refresh_token"],
+            "retry class",
+            cx,
+        );
+    }
+}
+
+fn expect_one_of(value: &Spanned<String>, allowed: &[&str], what: &str, cx: &mut Diagnostics) {
+    if !allowed.contains(&value.get_ref().as_str()) {
+        let expected = allowed
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        cx.error_with_help(
+            value.span(),
+            format!("unknown {what} `{}`", value.get_ref()),
+            format!("expected one of {expected}"),
+        );
+    }
+}
+
+fn check_enums(api: &Api, cx: &mut Diagnostics) {
+    for e in &api.enums {
+        expect_one_of(&e.repr, &["u32", "i32", "u64", "i64"], "enum repr", cx);
+        let unsigned = e.repr.get_ref().starts_with('u');
+        let narrow = e.repr.get_ref().ends_with("32");
+        let mut names = Seen::new("enum value name");
+        let mut values = HashMap::new();
+        for v in &e.values {
+            if check_identifier(&v.name, "enum value name", cx) {
+                names.add(v.name.get_ref(), v.name.span(), cx);
+            }
+            if v.name.get_ref() == "Other" {
+                cx.error(v.name.span(), "`Other` is reserved for unknown values");
+            }
+            let n = *v.value.get_ref();
+            let fits = match (unsigned, narrow) {
+                (true, true) => u32::try_from(n).is_ok(),
+                (true, false) => n >= 0,
+                (false, true) => i32::try_from(n).is_ok(),
+                (false, false) => true,
+            };
+            if !fits {
+                cx.error(
+                    v.value.span(),
+                    format!("value {n} does not fit `{}`", e.repr.get_ref()),
+                );
+            }
+            if values.insert(n, ()).is_some() {
+                cx.error(v.value.span(), format!("duplicate enum value {n}"));
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldOwner {
+    Struct,
+    Endpoint { get: bool },
+}
+
+fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnostics) {
+    let mut names = Seen::new("field");
+    for f in fields {
+        if check_identifier(&f.name, "field name", cx) {
+            names.add(f.name.get_ref(), f.name.span(), cx);
+        }
+        let ty = f.type_ref();
+        let Some(kind) = api.kind_of(ty.name) else {
+            report_unknown_type(api, &f.ty, ty.name, "field type", cx);
+            continue;
+        };
+        check_limits(f, kind, ty.list, cx);
+        check_message_keys(api, f, kind, ty.list, owner, cx);
+        if owner == (FieldOwner::Endpoint { get: true })
+            && (ty.list || kind.is_composite() || kind == TypeKind::Json)
+        {
+            cx.error(
+                f.ty.span(),
+                format!(
+                    "GET endpoints send their fields as query parameters; `{}` can't be one",
+                    f.ty.get_ref()
+                ),
+            );
+        }
+    }
+}
+
+fn report_unknown_type(
+    api: &Api,
+    ty: &Spanned<String>,
+    name: &str,
+    what: &str,
+    cx: &mut Diagnostics,
+) {
+    let declared = api
+        .structs
+        .iter()
+        .map(|s| s.name.get_ref().as_str())
+        .chain(api.unions.iter().map(|u| u.name.get_ref().as_str()))
+        .chain(api.enums.iter().map(|e| e.name.get_ref().as_str()));
+    let candidates: Vec<&str> = BUILTIN_TYPES.iter().copied().chain(declared).collect();
+    let help = match did_you_mean(name, candidates.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None => format!(
+            "expected one of {}, a [[struct]], [[union]] or [[enum]] name, or `[T]` for a list",
+            BUILTIN_TYPES
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    cx.error_with_help(ty.span(), format!("unknown {what} `{name}`"), help);
+}
+
+fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
+    let of_type = || format!("field `{}` of type `{}`", f.name.get_ref(), f.ty.get_ref());
+    let scalar_string = kind.is_string_like() && !list;
+    if !scalar_string {
+        for (key, span) in [
+            ("min_bytes", f.min_bytes.as_ref().map(Spanned::span)),
+            ("max_bytes", f.max_bytes.as_ref().map(Spanned::span)),
+            ("max_chars", f.max_chars.as_ref().map(Spanned::span)),
+            ("charset", f.charset.as_ref().map(Spanned::span)),
+            ("prefix", f.prefix.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                cx.error(
+                    span,
+                    format!("`{key}` applies to strings, not to {}", of_type()),
+                );
+            }
+        }
+        if f.allow_empty {
+            cx.error(
+                f.name.span(),
+                format!("`allow_empty` applies to strings, not to {}", of_type()),
+            );
+        }
+    }
+    if !kind.is_number() || list {
+        for limit in [&f.min, &f.max].into_iter().flatten() {
+            cx.error(
+                limit.span(),
+                format!("`min`/`max` apply to numbers, not to {}", of_type()),
+            );
+        }
+    }
+    if !list {
+        for limit in [&f.min_items, &f.max_items].into_iter().flatten() {
+            cx.error(
+                limit.span(),
+                format!(
+                    "`min_items`/`max_items` apply to lists, not to {}",
+                    of_type()
+                ),
+            );
+        }
+    }
+    contradiction(&f.min_bytes, &f.max_bytes, "min_bytes", "max_bytes", cx);
+    contradiction(&f.min_items, &f.max_items, "min_items", "max_items", cx);
+    for bound in [&f.min, &f.max].into_iter().flatten() {
+        if !bound.get_ref().is_finite() {
+            cx.error(bound.span(), "`min`/`max` must be finite numbers");
+        }
+    }
+    if let (Some(min), Some(max)) = (&f.min, &f.max)
+        && min.get_ref() > max.get_ref()
+    {
+        cx.error(
+            max.span(),
+            format!(
+                "contradictory limits: `min` {} is above `max` {}",
+                min.get_ref(),
+                max.get_ref()
+            ),
+        );
+    }
+    if let (Some(min), Some(max)) = (&f.min_bytes, &f.max_chars) {
+        // Every char is at least one byte, so `max_chars` bounds the byte length too.
+        if *min.get_ref() > max.get_ref().saturating_mul(4) {
+            cx.error(
+                max.span(),
+                "contradictory limits: `min_bytes` can never be met within `max_chars`",
+            );
+        }
+    }
+    if f.allow_empty && f.min_bytes.as_ref().is_some_and(|m| *m.get_ref() > 0) {
+        cx.error(
+            f.name.span(),
+            "contradictory limits: `allow_empty` with a positive `min_bytes`",
+        );
+    }
+    for max in [&f.max_bytes, &f.max_chars, &f.max_items]
+        .into_iter()
+        .flatten()
+    {
+        if *max.get_ref() == 0 {
+            cx.error(max.span(), "a maximum of 0 leaves no valid value");
+        }
+    }
+    if let Some(charset) = &f.charset
+        && let Err(why) = crate::emit::validate::parse_charset(charset.get_ref())
+    {
+        cx.error(charset.span(), format!("invalid charset: {why}"));
+    }
+    let has_max = f.max_bytes.is_some() || f.max_chars.is_some() || f.max_items.is_some();
+    match &f.server {
+        Some(server) => {
+            expect_one_of(server, &["rejects", "truncates"], "server behaviour", cx);
+            if !has_max {
+                cx.error(
+                    server.span(),
+                    "`server` says what WeCom does past a `max_*` limit, but the field has none",
+                );
+            }
+        }
+        None if has_max => cx.error_with_help(
+            f.name.span(),
+            format!("field `{}` has a `max_*` limit but no `server`", f.name.get_ref()),
+            "add `server = \"rejects\"` or `server = \"truncates\"`: what WeCom does with longer values",
+        ),
+        None => {}
+    }
+}
+
+fn contradiction(
+    min: &Option<Spanned<u64>>,
+    max: &Option<Spanned<u64>>,
+    min_key: &str,
+    max_key: &str,
+    cx: &mut Diagnostics,
+) {
+    if let (Some(min), Some(max)) = (min, max)
+        && min.get_ref() > max.get_ref()
+    {
+        cx.error(
+            max.span(),
+            format!(
+                "contradictory limits: `{min_key}` {} is above `{max_key}` {}",
+                min.get_ref(),
+                max.get_ref()
+            ),
+        );
+    }
+}
+
+/// `flatten`, `accepts` and `shortcuts` only make sense on a union-typed endpoint field.
+fn check_message_keys(
+    api: &Api,
+    f: &Field,
+    kind: TypeKind,
+    list: bool,
+    owner: FieldOwner,
+    cx: &mut Diagnostics,
+) {
+    let is_union = kind == TypeKind::Union && !list;
+    if f.flatten && !is_union {
+        cx.error(
+            f.name.span(),
+            "`flatten` applies to union-typed fields only",
+        );
+    }
+    if f.flatten && !f.required {
+        cx.error(f.name.span(), "a flattened field must be `required`");
+    }
+    for (key, span) in [
+        ("accepts", f.accepts.as_ref().map(Spanned::span)),
+        ("shortcuts", f.shortcuts.as_ref().map(Spanned::span)),
+    ] {
+        let Some(span) = span else { continue };
+        if !is_union {
+            cx.error(span, format!("`{key}` applies to union-typed fields only"));
+        } else if owner == FieldOwner::Struct {
+            cx.error(span, format!("`{key}` applies to endpoint fields only"));
+        } else if !f.required {
+            cx.error(span, format!("`{key}` needs the field to be `required`"));
+        }
+    }
+    let Some(union) = api.union(f.type_ref().name).filter(|_| is_union) else {
+        return;
+    };
+    if let Some(accepts) = &f.accepts {
+        for tag in accepts.get_ref() {
+            if !union
+                .variants
+                .iter()
+                .any(|v| v.tag.get_ref() == tag.get_ref())
+            {
+                let tags: Vec<&str> = union
+                    .variants
+                    .iter()
+                    .map(|v| v.tag.get_ref().as_str())
+                    .collect();
+                let help = match did_you_mean(tag.get_ref(), tags.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("`{}` defines: {}", union.name.get_ref(), tags.join(", ")),
+                };
+                cx.error_with_help(
+                    tag.span(),
+                    format!(
+                        "message type `{}` is not defined by union `{}`",
+                        tag.get_ref(),
+                        union.name.get_ref()
+                    ),
+                    help,
+                );
+            }
+        }
+    }
+    if let Some(pattern) = &f.shortcuts
+        && (pattern.get_ref().matches("{}").count() != 1
+            || !is_identifier(&pattern.get_ref().replace("{}", "x")))
+    {
+        cx.error(
+            pattern.span(),
+            "`shortcuts` must be a method name with one `{}`, like \"send_{}\"",
+        );
+    }
+}
+
+fn check_unions(api: &Api, cx: &mut Diagnostics) {
+    for u in &api.unions {
+        if let Some(layout) = &u.layout {
+            expect_one_of(layout, &["keyed", "inline"], "union layout", cx);
+        }
+        if u.tag.get_ref().is_empty() {
+            cx.error(u.tag.span(), "a union's `tag` can't be empty");
+        }
+        let mut tags = Seen::new("variant tag");
+        let mut shorts = Seen::new("variant short name");
+        let mut types = Seen::new("variant type");
+        for v in &u.variants {
+            tags.add(v.tag.get_ref(), v.tag.span(), cx);
+            let short = v.short.as_ref().unwrap_or(&v.tag);
+            if check_identifier(short, "variant short name", cx) {
+                shorts.add(short.get_ref(), short.span(), cx);
+            }
+            match api.kind_of(v.ty.get_ref()) {
+                Some(TypeKind::Struct) => types.add(v.ty.get_ref(), v.ty.span(), cx),
+                Some(_) => cx.error(
+                    v.ty.span(),
+                    format!(
+                        "union variants must be [[struct]] types; `{}` is not",
+                        v.ty.get_ref()
+                    ),
+                ),
+                None => report_unknown_type(api, &v.ty, v.ty.get_ref(), "variant type", cx),
+            }
+            if u.unknown && v.ty.get_ref() == "Unknown" {
+                cx.error(
+                    v.ty.span(),
+                    "`Unknown` is the variant that keeps unknown tags",
+                );
+            }
+        }
+    }
+}
+
+fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
+    let mut methods = Seen::new("method name");
+    for e in &api.endpoints {
+        if check_identifier(&e.name, "endpoint name", cx) {
+            methods.add(e.name.get_ref(), e.name.span(), cx);
+        }
+        expect_one_of(&e.method, &["GET", "POST"], "HTTP method", cx);
+        if let Some(auth) = &e.auth {
+            expect_one_of(auth, &["access_token", "corp_secret"], "auth", cx);
+        }
+        let path = e.path.get_ref();
+        if path.is_empty() || path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            cx.error_with_help(
+                e.path.span(),
+                format!("invalid path `{path}`"),
+                "write the path under /cgi-bin/ without a leading slash, like \"kf/send_msg\"",
+            );
+        }
+        if let Some(response) = &e.response {
+            match api.kind_of(response.get_ref()) {
+                Some(TypeKind::Struct) => {}
+                Some(_) => cx.error(response.span(), "`response` must name a [[struct]]"),
+                None => {
+                    let structs = api.structs.iter().map(|s| s.name.get_ref().as_str());
+                    let help = match did_you_mean(response.get_ref(), structs) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "declare it as a [[struct]], or leave `response` out for endpoints that answer with errcode/errmsg only".to_owned(),
+                    };
+                    cx.error_with_help(
+                        response.span(),
+                        format!("unknown response type `{}`", response.get_ref()),
+                        help,
+                    );
+                }
+            }
+        }
+        for code in &e.errors {
+            if api.error(*code.get_ref()).is_none() {
+                cx.error_with_help(
+                    code.span(),
+                    format!("error code {} has no [[error]] table", code.get_ref()),
+                    "add an [[error]] with its meaning, hint and retry class",
+                );
+            }
+        }
+        check_fields(api, &e.fields, FieldOwner::Endpoint { get: e.is_get() }, cx);
+        check_generated_methods(api, e, &mut methods, cx);
+    }
+}
+
+/// Raw and shortcut methods share the client's namespace with the endpoint methods.
+fn check_generated_methods(api: &Api, e: &Endpoint, methods: &mut Seen, cx: &mut Diagnostics) {
+    if let Some(raw) = &e.raw
+        && check_identifier(raw, "raw method name", cx)
+    {
+        methods.add(raw.get_ref(), raw.span(), cx);
+    }
+    let carriers: Vec<&Field> = e
+        .fields
+        .iter()
+        .filter(|f| f.accepts.is_some() || f.shortcuts.is_some())
+        .collect();
+    if carriers.len() > 1 {
+        cx.error(
+            carriers[1].name.span(),
+            "an endpoint has at most one field with `accepts` or `shortcuts`",
+        );
+    }
+    let Some(field) = carriers.first() else {
+        return;
+    };
+    let (Some(pattern), Some(union)) = (&field.shortcuts, api.union(field.type_ref().name)) else {
+        return;
+    };
+    for v in &union.variants {
+        let accepted = field
+            .accepts
+            .as_ref()
+            .is_none_or(|a| a.get_ref().iter().any(|t| t.get_ref() == v.tag.get_ref()));
+        if accepted {
+            let name = pattern.get_ref().replace("{}", v.short_name());
+            if is_identifier(&name) {
+                methods.add(&name, pattern.span(), cx);
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Integer enums: `[[enum]]` tables and `ErrCode` (from the `[[error]]` tables).
+//!
+//! Both keep values the file doesn't name (`Other(n)`), so a new server value never fails
+//! a parse; one function emits the shared part.
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::quote;
+
+use super::docs::Doc;
+use crate::model::{Api, IntEnum};
+use crate::names::ident;
+
+/// One named value of an integer enum.
+pub struct Named {
+    pub ident: Ident,
+    pub value: i64,
+    pub doc: Doc,
+}
+
+/// The enum, `from_value`/`value`, `From` both ways, and serde as a plain integer.
+pub fn int_enum(name: &Ident, repr: &Ident, docs: Doc, values: &[Named]) -> TokenStream {
+    let docs = docs.tokens();
+    let decls = values.iter().map(|v| {
+        let ident = &v.ident;
+        let doc = v.doc.tokens();
+        quote!(#doc #ident,)
+    });
+    let lit = |n: i64| Literal::i64_unsuffixed(n);
+    let from_arms = values.iter().map(|v| {
+        let (ident, n) = (&v.ident, lit(v.value));
+        if v.value < 0 {
+            let n = lit(-v.value);
+            quote!(-#n => Self::#ident,)
+        } else {
+            quote!(#n => Self::#ident,)
+        }
+    });
+    let to_arms = values.iter().map(|v| {
+        let ident = &v.ident;
+        let n = lit(v.value.abs());
+        if v.value < 0 {
+            quote!(Self::#ident => -#n,)
+        } else {
+            quote!(Self::#ident => #n,)
+        }
+    });
+    let serialize = Ident::new(&format!("serialize_{repr}"), proc_macro2::Span::call_site());
+    quote! {
+        #docs
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum #name {
+            #(#decls)*
+            #[doc = " A value this version doesn't name, kept as received."]
+            Other(#repr),
+        }
+
+        impl #name {
+            #[doc = " The variant for a wire value."]
+            pub const fn from_value(value: #repr) -> Self {
+                match value {
+                    #(#from_arms)*
+                    other => Self::Other(other),
+                }
+            }
+
+            #[doc = " The wire value."]
+            pub const fn value(self) -> #repr {
+                match self {
+                    #(#to_arms)*
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<#repr> for #name {
+            fn from(value: #repr) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<#name> for #repr {
+            fn from(value: #name) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for #name {
+            fn serialize<S: rt::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.#serialize(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for #name {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                <#repr as rt::serde::Deserialize>::deserialize(deserializer).map(Self::from_value)
+            }
+        }
+    }
+}
+
+pub fn emit(api: &Api, e: &IntEnum) -> TokenStream {
+    let docs = Doc::new()
+        .maybe(e.summary.as_deref())
+        .official(api, e.doc.as_ref().map(|d| *d.get_ref()));
+    let values: Vec<Named> = e
+        .values
+        .iter()
+        .map(|v| Named {
+            ident: ident(v.name.get_ref()),
+            value: *v.value.get_ref(),
+            doc: Doc::new()
+                .line(format!("`{}`", v.value.get_ref()))
+                .blank()
+                .maybe(v.doc.as_deref()),
+        })
+        .collect();
+    int_enum(
+        &ident(e.name.get_ref()),
+        &ident(e.repr.get_ref()),
+        docs,
+        &values,
+    )
+}
+
+/// `ErrCode`: every `[[error]]` as a variant, with its meaning, hint and retry class.
+pub fn errcode(api: &Api) -> TokenStream {
+    if api.errors.is_empty() {
+        return quote!();
+    }
+    let name = Ident::new("ErrCode", proc_macro2::Span::call_site());
+    let docs = Doc::new()
+        .line("A WeCom `errcode`: the named codes of the API file, or `Other` for the rest.")
+        .blank()
+        .line("Each code knows its meaning, a hint for what to do, and whether retrying helps.")
+        .official(api, Some(90313));
+    let values: Vec<Named> = api
+        .errors
+        .iter()
+        .map(|e| Named {
+            ident: ident(e.name.get_ref()),
+            value: *e.code.get_ref(),
+            doc: Doc::new()
+                .line(format!("`{}`: {}.", e.code.get_ref(), e.meaning))
+                .blank()
+                .line(e.hint.clone()),
+        })
+        .collect();
+    let base = int_enum(&name, &ident("i64"), docs, &values);
+    let meaning_arms = api.errors.iter().map(|e| {
+        let ident = ident(e.name.get_ref());
+        let meaning = &e.meaning;
+        quote!(Self::#ident => Some(#meaning),)
+    });
+    let hint_arms = api.errors.iter().map(|e| {
+        let ident = ident(e.name.get_ref());
+        let hint = &e.hint;
+        quote!(Self::#ident => Some(#hint),)
+    });
+    let retry_arms = api.errors.iter().map(|e| {
+        let ident = ident(e.name.get_ref());
+        let class = match e.retry.get_ref().as_str() {
+            "backoff" => quote!(rt::RetryClass::Backoff),
+            "refresh_token" => quote!(rt::RetryClass::RefreshToken),
+            _ => quote!(rt::RetryClass::Never),
+        };
+        quote!(Self::#ident => #class,)
+    });
+    quote! {
+        #base
+
+        impl #name {
+            #[doc = " What the code means, if the API file names it."]
+            pub fn meaning(self) -> Option<&'static str> {
+                match self {
+                    #(#meaning_arms)*
+                    Self::Other(_) => None,
+                }
+            }
+
+            #[doc = " What to do about it, if the API file names the code."]
+            pub fn hint(self) -> Option<&'static str> {
+                match self {
+                    #(#hint_arms)*
+                    Self::Other(_) => None,
+                }
+            }
+
+            #[doc = " How the client treats the code: retry with backoff, refresh the token, or give up."]
+            pub fn retry_class(self) -> rt::RetryClass {
+                match self {
+                    #(#retry_arms)*
+                    Self::Other(_) => rt::RetryClass::Never,
+                }
+            }
+
+            #[doc = " Whether waiting and sending the same request again may succeed."]
+            pub fn is_retryable(self) -> bool {
+                match self.retry_class() {
+                    rt::RetryClass::Never => false,
+                    rt::RetryClass::Backoff | rt::RetryClass::RefreshToken => true,
+                }
+            }
+        }
+
+        impl rt::fmt::Display for #name {
+            fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                match self.meaning() {
+                    Some(meaning) => write!(f, "{} ({})", self.value(), meaning),
+                    None => write!(f, "{}", self.value()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Fields: their Rust types, serde attributes, constructor arguments and setters.
+//!
+//! Structs and endpoint requests are both "a list of fields", so one set of functions
+//! serves both: required fields become `new` arguments, optional ones become setters,
+//! and unset optional fields are left out of the body.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::docs::{Doc, limit_lines};
+use crate::model::{Api, Field, TypeKind};
+use crate::names::ident;
+
+/// The Rust type of one value of the field (without `Option`/`Vec`).
+pub fn value_type(api: &Api, f: &Field) -> TokenStream {
+    let name = f.type_ref().name;
+    match name {
+        "string" => quote!(String),
+        "secret" => quote!(rt::Secret),
+        "bool" => quote!(bool),
+        "i32" => quote!(i32),
+        "u32" => quote!(u32),
+        "i64" => quote!(i64),
+        "u64" => quote!(u64),
+        "f64" => quote!(f64),
+        "json" => quote!(rt::Value),
+        _ => match api.kind_of(name) {
+            Some(_) => {
+                let ty = ident(name);
+                quote!(#ty)
+            }
+            // check.rs reports unknown types before emit runs.
+            None => quote!(rt::Value),
+        },
+    }
+}
+
+pub fn kind(api: &Api, f: &Field) -> TypeKind {
+    api.kind_of(f.type_ref().name).unwrap_or(TypeKind::Json)
+}
+
+/// The declared type of the struct field.
+pub fn field_type(api: &Api, f: &Field) -> TokenStream {
+    let value = value_type(api, f);
+    match (f.type_ref().list, f.required) {
+        (true, _) => quote!(Vec<#value>),
+        (false, true) => value,
+        (false, false) => quote!(Option<#value>),
+    }
+}
+
+/// Types whose arguments read better as `impl Into<T>` (strings, structs, unions, enums).
+fn takes_into(kind: TypeKind) -> bool {
+    matches!(
+        kind,
+        TypeKind::String | TypeKind::Secret | TypeKind::Struct | TypeKind::Union | TypeKind::Enum
+    )
+}
+
+/// The parameter type of a constructor argument or setter, and how to turn it into the value.
+pub fn param(api: &Api, f: &Field, marker: Option<&TokenStream>) -> (TokenStream, TokenStream) {
+    let name = ident(f.name.get_ref());
+    let value = value_type(api, f);
+    if f.type_ref().list {
+        return (
+            quote!(impl IntoIterator<Item = impl Into<#value>>),
+            quote!(#name.into_iter().map(Into::into).collect()),
+        );
+    }
+    if let Some(marker) = marker {
+        return (quote!(impl #marker), quote!(#name.into()));
+    }
+    if takes_into(kind(api, f)) {
+        (quote!(impl Into<#value>), quote!(#name.into()))
+    } else {
+        (value, quote!(#name))
+    }
+}
+
+pub fn field_docs(f: &Field) -> Doc {
+    let mut doc = Doc::new().maybe(f.doc.as_deref());
+    let limits = limit_lines(f);
+    if !limits.is_empty() {
+        doc = doc.blank();
+        for l in limits {
+            doc = doc.line(l);
+        }
+    }
+    doc
+}
+
+/// The struct field declarations, with docs and serde attributes.
+pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
+    let decls = fields.iter().map(|f| {
+        let name = ident(f.name.get_ref());
+        let ty = field_type(api, f);
+        let docs = field_docs(f).tokens();
+        let mut serde = Vec::new();
+        if f.flatten {
+            serde.push(quote!(flatten));
+        } else if f.type_ref().list && !f.required {
+            serde.push(quote!(default, skip_serializing_if = "Vec::is_empty"));
+        } else if !f.required {
+            serde.push(quote!(default, skip_serializing_if = "Option::is_none"));
+        }
+        for alias in &f.aliases {
+            serde.push(quote!(alias = #alias));
+        }
+        let serde = if serde.is_empty() {
+            quote!()
+        } else {
+            quote!(#[serde(#(#serde),*)])
+        };
+        quote! {
+            #docs
+            #serde
+            pub #name: #ty,
+        }
+    });
+    quote!(#(#decls)*)
+}
+
+/// `new(required…)`: arguments and the struct literal that fills every field.
+pub fn constructor(
+    api: &Api,
+    fields: &[Field],
+    marker: Option<&TokenStream>,
+) -> (Vec<TokenStream>, TokenStream) {
+    let mut args = Vec::new();
+    let mut inits = Vec::new();
+    for f in fields {
+        let name = ident(f.name.get_ref());
+        if f.required {
+            let (ty, convert) = param(api, f, marker.filter(|_| f.accepts.is_some()));
+            args.push(quote!(#name: #ty));
+            inits.push(quote!(#name: #convert));
+        } else if f.type_ref().list {
+            inits.push(quote!(#name: Vec::new()));
+        } else {
+            inits.push(quote!(#name: None));
+        }
+    }
+    (args, quote!(Self { #(#inits),* }))
+}
+
+/// One setter per optional field. `target` is the expression that holds the fields
+/// (`self` for a struct, `self.request` for a builder).
+pub fn setters(api: &Api, fields: &[Field], target: &TokenStream) -> TokenStream {
+    let setters = fields.iter().filter(|f| !f.required).map(|f| {
+        let name = ident(f.name.get_ref());
+        let (ty, convert) = param(api, f, None);
+        let store = if f.type_ref().list {
+            quote!(#convert)
+        } else {
+            quote!(Some(#convert))
+        };
+        let docs = Doc::new()
+            .line(format!("Sets `{}`.", f.name.get_ref()))
+            .blank();
+        let mut docs = docs.maybe(f.doc.as_deref());
+        for l in limit_lines(f) {
+            docs = docs.line(l);
+        }
+        let docs = docs.tokens();
+        quote! {
+            #docs
+            pub fn #name(mut self, #name: #ty) -> Self {
+                #target.#name = #store;
+                self
+            }
+        }
+    });
+    quote!(#(#setters)*)
+}

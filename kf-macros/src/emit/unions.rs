@@ -1,0 +1,200 @@
+//! `[[union]]` tables: enums over structs, discriminated by a tag key.
+//!
+//! `keyed` unions put the payload under a key named like the tag value
+//! (`{"msgtype":"text","text":{…}}`); `inline` unions put its fields beside the tag
+//! (`{"event_type":"enter_session","open_kfid":…}`). Unions marked `unknown` keep any tag
+//! they don't know, with the raw JSON, instead of failing.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::docs::Doc;
+use crate::model::{Api, Union};
+use crate::names::ident;
+
+pub fn emit(api: &Api, u: &Union) -> TokenStream {
+    let name = ident(u.name.get_ref());
+    let tag_key = u.tag.get_ref();
+    let keyed = u.layout.as_ref().is_none_or(|l| l.get_ref() == "keyed");
+    let mut docs = Doc::new().maybe(u.summary.as_deref()).blank();
+    docs = docs.line(if keyed {
+        format!("On the wire: `{{\"{tag_key}\": \"<tag>\", \"<tag>\": {{…}}}}`.")
+    } else {
+        format!("On the wire: `{{\"{tag_key}\": \"<tag>\", …fields}}`.")
+    });
+    let docs = docs
+        .official(api, u.doc.as_ref().map(|d| *d.get_ref()))
+        .tokens();
+
+    let variants: Vec<_> = u
+        .variants
+        .iter()
+        .map(|v| (v.tag.get_ref().as_str(), ident(v.ty.get_ref())))
+        .collect();
+    let decls = variants.iter().map(|(tag, ty)| {
+        let doc = format!("`{tag_key}` = `{tag}`.");
+        quote!(#[doc = #doc] #ty(#ty),)
+    });
+    let tag_field = ident(tag_key);
+    let unknown_decl = u.unknown.then(|| {
+        let doc =
+            format!("A `{tag_key}` this version doesn't know, kept with the JSON it came in.");
+        quote! {
+            #[doc = #doc]
+            Unknown {
+                #[doc = " The tag as received."]
+                #tag_field: String,
+                #[doc = " The whole object, as received."]
+                raw: rt::Value,
+            },
+        }
+    });
+    let tag_arms = variants
+        .iter()
+        .map(|(tag, ty)| quote!(Self::#ty(_) => #tag,));
+    let unknown_tag_arm = u
+        .unknown
+        .then(|| quote!(Self::Unknown { #tag_field, .. } => #tag_field,));
+    let tag_doc = format!("The `{tag_key}` this value is sent with.");
+
+    let serialize = serialize_impl(u, keyed, &variants);
+    let deserialize = deserialize_impl(u, keyed, &variants);
+    let validate_arms = variants.iter().map(|(tag, ty)| {
+        if keyed {
+            quote!(Self::#ty(payload) => payload.validate().map_err(|e| e.within(#tag)),)
+        } else {
+            quote!(Self::#ty(payload) => payload.validate(),)
+        }
+    });
+    let unknown_validate = u.unknown.then(|| quote!(Self::Unknown { .. } => Ok(()),));
+    let froms = variants.iter().map(|(_, ty)| {
+        quote! {
+            impl From<#ty> for #name {
+                fn from(payload: #ty) -> Self {
+                    Self::#ty(payload)
+                }
+            }
+        }
+    });
+    quote! {
+        #docs
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum #name {
+            #(#decls)*
+            #unknown_decl
+        }
+
+        impl #name {
+            #[doc = #tag_doc]
+            pub fn tag(&self) -> &str {
+                match self {
+                    #(#tag_arms)*
+                    #unknown_tag_arm
+                }
+            }
+        }
+
+        #serialize
+        #deserialize
+
+        impl rt::Validate for #name {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                match self {
+                    #(#validate_arms)*
+                    #unknown_validate
+                }
+            }
+        }
+
+        #(#froms)*
+    }
+}
+
+fn serialize_impl(u: &Union, keyed: bool, variants: &[(&str, proc_macro2::Ident)]) -> TokenStream {
+    let name = ident(u.name.get_ref());
+    let tag_key = u.tag.get_ref();
+    let arms = variants.iter().map(|(tag, ty)| {
+        if keyed {
+            quote! {
+                Self::#ty(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry(#tag_key, #tag)?;
+                    map.serialize_entry(#tag, payload)?;
+                    map.end()
+                }
+            }
+        } else {
+            quote! {
+                Self::#ty(payload) => rt::Tagged { key: #tag_key, tag: #tag, payload }.serialize(serializer),
+            }
+        }
+    });
+    let unknown = u
+        .unknown
+        .then(|| quote!(Self::Unknown { raw, .. } => raw.serialize(serializer),));
+    quote! {
+        impl rt::serde::Serialize for #name {
+            fn serialize<S: rt::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use rt::serde::ser::SerializeMap;
+                match self {
+                    #(#arms)*
+                    #unknown
+                }
+            }
+        }
+    }
+}
+
+fn deserialize_impl(
+    u: &Union,
+    keyed: bool,
+    variants: &[(&str, proc_macro2::Ident)],
+) -> TokenStream {
+    let name = ident(u.name.get_ref());
+    let tag_key = u.tag.get_ref();
+    let tag_field = ident(tag_key);
+    let arms = variants.iter().map(|(tag, ty)| {
+        let parsed = if keyed {
+            quote!(rt::payload(&raw, #tag).and_then(|payload| rt::from_value(payload)))
+        } else {
+            quote!(rt::from_value(&raw))
+        };
+        if u.unknown {
+            // A known tag whose payload doesn't parse is kept too: one odd item never fails a page.
+            quote! {
+                #tag => match #parsed {
+                    Ok(payload) => Ok(Self::#ty(payload)),
+                    Err(_) => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),
+                },
+            }
+        } else {
+            quote!(#tag => #parsed.map(Self::#ty),)
+        }
+    });
+    let fallback = if u.unknown {
+        quote!(_ => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),)
+    } else {
+        let known = variants
+            .iter()
+            .map(|(t, _)| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!("unknown {tag_key} `{{}}`, expected one of {known}");
+        quote!(other => Err(rt::serde_json::Error::custom(format!(#message, other))),)
+    };
+    quote! {
+        impl<'de> rt::serde::Deserialize<'de> for #name {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                let raw = rt::Value::deserialize(deserializer)?;
+                let tag = rt::tag_of(&raw, #tag_key).map_err(D::Error::custom)?.to_owned();
+                let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+                    #(#arms)*
+                    #fallback
+                };
+                parsed.map_err(D::Error::custom)
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The shape of `endpoints.toml`, as serde reads it.
+//!
+//! Every value a rule in `check.rs` may blame is kept as [`Spanned`], so a diagnostic can
+//! point at its line and column. Every table denies unknown keys, so a misspelled key fails
+//! at the right place instead of being ignored. The format is documented for maintainers in
+//! `docs/endpoints-toml.md`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Doc links are this prefix plus the page id, unless the file sets `docs`.
+pub const DEFAULT_DOCS: &str = "https://developer.work.weixin.qq.com/document/path/";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    #[serde(default)]
+    pub docs: Option<Spanned<String>>,
+    #[serde(default, rename = "error")]
+    pub errors: Vec<ErrorCode>,
+    #[serde(default, rename = "enum")]
+    pub enums: Vec<IntEnum>,
+    #[serde(default, rename = "struct")]
+    pub structs: Vec<Struct>,
+    #[serde(default, rename = "union")]
+    pub unions: Vec<Union>,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorCode {
+    pub code: Spanned<i64>,
+    pub name: Spanned<String>,
+    pub meaning: String,
+    pub hint: String,
+    pub retry: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntEnum {
+    pub name: Spanned<String>,
+    pub repr: Spanned<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub doc: Option<Spanned<u64>>,
+    pub values: Vec<EnumValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnumValue {
+    pub value: Spanned<i64>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub doc: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Struct {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub doc: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Union {
+    pub name: Spanned<String>,
+    pub tag: Spanned<String>,
+    #[serde(default)]
+    pub layout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unknown: bool,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub doc: Option<Spanned<u64>>,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub tag: Spanned<String>,
+    #[serde(rename = "type")]
+    pub ty: Spanned<String>,
+    #[serde(default)]
+    pub short: Option<Spanned<String>>,
+}
+
+impl Variant {
+    /// The name shortcut methods use: `short`, or the tag itself.
+    pub fn short_name(&self) -> &str {
+        self.short.as_ref().unwrap_or(&self.tag).get_ref()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub name: Spanned<String>,
+    pub method: Spanned<String>,
+    pub path: Spanned<String>,
+    pub doc: Spanned<u64>,
+    pub summary: String,
+    #[serde(default)]
+    pub auth: Option<Spanned<String>>,
+    #[serde(default)]
+    pub idempotent: bool,
+    #[serde(default)]
+    pub response: Option<Spanned<String>>,
+    #[serde(default)]
+    pub raw: Option<Spanned<String>>,
+    #[serde(default)]
+    pub errors: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+}
+
+impl Endpoint {
+    pub fn is_get(&self) -> bool {
+        self.method.get_ref() == "GET"
+    }
+
+    pub fn uses_corp_secret(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| a.get_ref() == "corp_secret")
+    }
+
+    /// The union-typed field that carries the message, if the endpoint has one.
+    pub fn message_field(&self) -> Option<&Field> {
+        self.fields
+            .iter()
+            .find(|f| f.accepts.is_some() || f.shortcuts.is_some())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub ty: Spanned<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub doc: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub flatten: bool,
+    #[serde(default)]
+    pub accepts: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub shortcuts: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_chars: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub charset: Option<Spanned<String>>,
+    #[serde(default)]
+    pub prefix: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub allow_empty: bool,
+    #[serde(default)]
+    pub min: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub max: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub min_items: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_items: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub server: Option<Spanned<String>>,
+}
+
+impl Field {
+    pub fn type_ref(&self) -> TypeRef<'_> {
+        TypeRef::parse(self.ty.get_ref())
+    }
+
+    pub fn server_truncates(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(|s| s.get_ref() == "truncates")
+    }
+
+    pub fn has_number_limits(&self) -> bool {
+        self.min.is_some() || self.max.is_some()
+    }
+
+    pub fn has_list_limits(&self) -> bool {
+        self.min_items.is_some() || self.max_items.is_some()
+    }
+}
+
+/// A field type as written: a name, or `[name]` for a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeRef<'a> {
+    pub name: &'a str,
+    pub list: bool,
+}
+
+impl<'a> TypeRef<'a> {
+    pub fn parse(text: &'a str) -> Self {
+        match text
+            .trim()
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            Some(inner) => TypeRef {
+                name: inner.trim(),
+                list: true,
+            },
+            None => TypeRef {
+                name: text.trim(),
+                list: false,
+            },
+        }
+    }
+}
+
+/// The built-in field types and their Rust spelling.
+pub const BUILTIN_TYPES: &[&str] = &[
+    "string", "secret", "bool", "i32", "u32", "i64", "u64", "f64", "json",
+];
+
+/// What a type name refers to, once the whole file is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    String,
+    Secret,
+    Bool,
+    Int,
+    Float,
+    Json,
+    Struct,
+    Union,
+    Enum,
+}
+
+impl TypeKind {
+    pub fn is_string_like(self) -> bool {
+        matches!(self, TypeKind::String | TypeKind::Secret)
+    }
+
+    pub fn is_number(self) -> bool {
+        matches!(self, TypeKind::Int | TypeKind::Float)
+    }
+
+    /// Types whose values carry their own `validate`.
+    pub fn is_composite(self) -> bool {
+        matches!(self, TypeKind::Struct | TypeKind::Union)
+    }
+}
+
+impl Api {
+    /// Resolves a type name against the built-ins and the file's own tables.
+    pub fn kind_of(&self, name: &str) -> Option<TypeKind> {
+        let builtin = match name {
+            "string" => Some(TypeKind::String),
+            "secret" => Some(TypeKind::Secret),
+            "bool" => Some(TypeKind::Bool),
+            "i32" | "u32" | "i64" | "u64" => Some(TypeKind::Int),
+            "f64" => Some(TypeKind::Float),
+            "json" => Some(TypeKind::Json),
+            _ => None,
+        };
+        builtin.or_else(|| {
+            if self.structs.iter().any(|s| s.name.get_ref() == name) {
+                Some(TypeKind::Struct)
+            } else if self.unions.iter().any(|u| u.name.get_ref() == name) {
+                Some(TypeKind::Union)
+            } else if self.enums.iter().any(|e| e.name.get_ref() == name) {
+                Some(TypeKind::Enum)
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn union(&self, name: &str) -> Option<&Union> {
+        self.unions.iter().find(|u| u.name.get_ref() == name)
+    }
+
+    pub fn error(&self, code: i64) -> Option<&ErrorCode> {
+        self.errors.iter().find(|e| *e.code.get_ref() == code)
+    }
+
+    pub fn docs_prefix(&self) -> &str {
+        self.docs
+            .as_ref()
+            .map(|d| d.get_ref().as_str())
+            .unwrap_or(DEFAULT_DOCS)
+    }
+}

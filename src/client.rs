@@ -1,0 +1,415 @@
+//! The client: one shared HTTP connection pool, the token cache, and the request loop
+//! that validates, sends, classifies the answer and retries only what is safe to retry.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::call::{Auth, Endpoint, HttpMethod, Request};
+use crate::error::{Delivery, RetryClass};
+use crate::token::{MemoryTokenStore, TokenCache, TokenStore};
+use crate::{ErrCode, Error, RetryPolicy, Secret};
+
+/// WeCom's API root; every endpoint path is relative to it.
+pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
+
+/// A WeCom kf client. Cheap to clone: clones share the connection pool and the token.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wecom_kf::Error> {
+/// let client = wecom_kf::Client::builder().corp_id("ww123").secret("…").build()?;
+/// let sent = client.send_text("wmUSER", "wkKFID", "您好").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    corp_id: String,
+    secret: Secret,
+    tokens: TokenCache,
+    retry: RetryPolicy,
+    request_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("corp_id", &self.inner.corp_id)
+            .field("secret", &self.inner.secret)
+            .field("base_url", &self.inner.base_url)
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]; only the corp id and the secret are required.
+#[must_use]
+pub struct ClientBuilder {
+    corp_id: Option<String>,
+    secret: Option<Secret>,
+    base_url: String,
+    connect_timeout: Duration,
+    request_timeout: Option<Duration>,
+    http: Option<reqwest::Client>,
+    retry: RetryPolicy,
+    token_store: Option<Arc<dyn TokenStore>>,
+    refresh_margin: Duration,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("corp_id", &self.corp_id)
+            .field("secret", &self.secret)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            corp_id: None,
+            secret: None,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Some(Duration::from_secs(30)),
+            http: None,
+            retry: RetryPolicy::default(),
+            token_store: None,
+            refresh_margin: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The corp id (企业ID), `ww…`.
+    pub fn corp_id(mut self, corp_id: impl Into<String>) -> Self {
+        self.corp_id = Some(corp_id.into());
+        self
+    }
+
+    /// The secret of the app authorised for 微信客服.
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Where the API lives, `https://qyapi.weixin.qq.com/cgi-bin/` by default. Point it at
+    /// the simulator or a proxy; a missing trailing `/` is added.
+    pub fn base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// How long to wait for a connection (default 10 s). Ignored with [`http_client`](Self::http_client).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one attempt may take in all (default 30 s); `None` waits forever.
+    pub fn request_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.request_timeout = timeout.into();
+        self
+    }
+
+    /// Shares an existing `reqwest::Client` (its pool, proxy and TLS settings).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// When to retry; see [`RetryPolicy`].
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Where access tokens are kept (memory by default).
+    pub fn token_store(mut self, store: impl TokenStore) -> Self {
+        self.token_store = Some(Arc::new(store));
+        self
+    }
+
+    /// Refresh tokens this long before they expire (default 5 minutes, at most half a
+    /// token's lifetime).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        let corp_id = self
+            .corp_id
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Error::Config("`corp_id` is required".into()))?;
+        let secret = self
+            .secret
+            .filter(|s| !s.expose().is_empty())
+            .ok_or_else(|| Error::Config("`secret` is required".into()))?;
+        let mut base_url = self.base_url;
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::Config(format!("invalid base URL `{base_url}`: {e}")))?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .build()
+                .map_err(|e| Error::Config(format!("can't build the HTTP client: {e}")))?,
+        };
+        let store = self
+            .token_store
+            .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
+        let tokens = TokenCache::new(store, &corp_id, &secret, self.refresh_margin);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                corp_id,
+                secret,
+                tokens,
+                retry: self.retry,
+                request_timeout: self.request_timeout,
+            }),
+        })
+    }
+}
+
+/// The `errcode`/`errmsg` every response carries.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The corp id the client was built with.
+    pub fn corp_id(&self) -> &str {
+        &self.inner.corp_id
+    }
+
+    /// A valid access token, for calls the API file doesn't describe (media download URLs).
+    pub async fn access_token(&self) -> Result<Secret, Error> {
+        self.inner.tokens.get(self).await
+    }
+
+    /// Validates and sends a typed request body; what every generated builder calls.
+    pub async fn execute<R: Request>(&self, request: &R) -> Result<R::Response, Error> {
+        request.validate()?;
+        let (body, query) = match R::ENDPOINT.method {
+            HttpMethod::Post => (Some(encode(&R::ENDPOINT, request)?), Vec::new()),
+            HttpMethod::Get => (None, query_pairs(&R::ENDPOINT, request)?),
+        };
+        let bytes = self.call(&R::ENDPOINT, body, &query).await?;
+        decode(&R::ENDPOINT, &bytes)
+    }
+
+    /// Sends a raw JSON body to an endpoint, without validation.
+    pub(crate) async fn execute_raw<R: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        body: &Value,
+    ) -> Result<R, Error> {
+        let (body, query) = match endpoint.method {
+            HttpMethod::Post => (Some(encode(endpoint, body)?), Vec::new()),
+            HttpMethod::Get => (None, query_pairs(endpoint, body)?),
+        };
+        let bytes = self.call(endpoint, body, &query).await?;
+        decode(endpoint, &bytes)
+    }
+
+    /// The request loop. Returns the body of a response whose `errcode` is 0.
+    async fn call(
+        &self,
+        endpoint: &Endpoint,
+        body: Option<Bytes>,
+        query: &[(String, String)],
+    ) -> Result<Bytes, Error> {
+        let policy = &self.inner.retry;
+        let mut retries = 0;
+        let mut refreshed_token = false;
+        loop {
+            let token = match endpoint.auth {
+                Auth::AccessToken => Some(self.inner.tokens.get(self).await?),
+                Auth::CorpSecret => None,
+            };
+            let outcome = self
+                .send_once(endpoint, token.as_ref(), body.clone(), query)
+                .await;
+            let failure = match outcome {
+                Ok(bytes) => {
+                    let envelope = decode::<Envelope>(endpoint, &bytes)?;
+                    if envelope.errcode == 0 {
+                        return Ok(bytes);
+                    }
+                    let code = ErrCode::from_value(envelope.errcode);
+                    let error = Error::Api {
+                        code,
+                        message: envelope.errmsg,
+                    };
+                    match (code.retry_class(), token) {
+                        // WeCom refused the request, so sending it again is safe.
+                        (RetryClass::RefreshToken, Some(stale)) if !refreshed_token => {
+                            refreshed_token = true;
+                            tracing::info!(
+                                endpoint = endpoint.name,
+                                errcode = code.value(),
+                                "access token refused; refreshing once"
+                            );
+                            self.inner.tokens.invalidate(&stale).await?;
+                            continue;
+                        }
+                        (RetryClass::Backoff, _) if retries < policy.max_retries => error,
+                        _ => return Err(error),
+                    }
+                }
+                Err(error) => {
+                    let delivery = if error.is_connect() {
+                        Delivery::NotSent
+                    } else {
+                        Delivery::MaybeSent
+                    };
+                    let error = Error::Transport {
+                        endpoint: endpoint.name,
+                        delivery,
+                        source: error.without_url(),
+                    };
+                    let safe = delivery == Delivery::NotSent || endpoint.idempotent;
+                    if !safe || retries >= policy.max_retries {
+                        return Err(error);
+                    }
+                    error
+                }
+            };
+            let wait = policy.backoff(retries);
+            retries += 1;
+            tracing::warn!(endpoint = endpoint.name, retry = retries, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        endpoint: &Endpoint,
+        token: Option<&Secret>,
+        body: Option<Bytes>,
+        query: &[(String, String)],
+    ) -> Result<Bytes, reqwest::Error> {
+        let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
+        let credentials = match token {
+            Some(token) => vec![("access_token", token.expose())],
+            None => vec![
+                ("corpid", self.inner.corp_id.as_str()),
+                ("corpsecret", self.inner.secret.expose()),
+            ],
+        };
+        let fields = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        append_query(&mut url, credentials.into_iter().chain(fields));
+        let request = match endpoint.method {
+            HttpMethod::Get => self.inner.http.get(url),
+            HttpMethod::Post => self
+                .inner
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.unwrap_or_default()),
+        };
+        let request = match self.inner.request_timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
+        };
+        let response = request.send().await?.error_for_status()?;
+        response.bytes().await
+    }
+}
+
+fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (i, (key, value)) in pairs.enumerate() {
+        url.push(if i == 0 { '?' } else { '&' });
+        url.push_str(key);
+        url.push('=');
+        percent_encode(url, value);
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(out: &mut String, value: &str) {
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::Invalid {
+            field: endpoint.name.to_owned(),
+            reason: format!("can't be encoded as JSON: {e}"),
+        })
+}
+
+/// A GET request's fields as query parameters (check.rs allows only scalars there).
+fn query_pairs<T: serde::Serialize + ?Sized>(
+    endpoint: &Endpoint,
+    body: &T,
+) -> Result<Vec<(String, String)>, Error> {
+    let value = serde_json::to_value(body).map_err(|e| Error::Invalid {
+        field: endpoint.name.to_owned(),
+        reason: format!("can't be encoded as query parameters: {e}"),
+    })?;
+    let Value::Object(fields) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(fields
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+/// Decodes a response; on failure, decodes again to find the JSON path where it broke
+/// (free on success, where it matters).
+fn decode<T: DeserializeOwned>(endpoint: &Endpoint, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => (e.path().to_string(), e.into_inner().to_string()),
+            Ok(_) => (
+                ".".to_owned(),
+                "trailing data after the JSON value".to_owned(),
+            ),
+        };
+        Error::Decode {
+            endpoint: endpoint.name,
+            path,
+            message,
+        }
+    })
+}

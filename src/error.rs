@@ -1,0 +1,107 @@
+//! One error type, split by "did the request leave?", so a caller knows whether a failed
+//! send may still reach the customer.
+
+use std::fmt;
+
+use crate::ErrCode;
+use crate::validate::Invalid;
+
+/// Everything a call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A field broke a limit of the API file. Nothing was sent.
+    #[error("invalid `{field}`: {reason} (refused before sending)")]
+    Invalid { field: String, reason: String },
+
+    /// The HTTP exchange failed. `delivery` says whether WeCom may have received the
+    /// request; a send that `MaybeSent` is never retried automatically.
+    #[error("`{endpoint}` failed in transport ({delivery}): {source}")]
+    Transport {
+        endpoint: &'static str,
+        delivery: Delivery,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// WeCom answered with something that isn't the documented response. `path` is where in
+    /// the JSON decoding stopped (`msg_list[3].send_time`).
+    #[error("`{endpoint}` answered with a body that doesn't decode at `{path}`: {message}")]
+    Decode {
+        endpoint: &'static str,
+        path: String,
+        message: String,
+    },
+
+    /// WeCom refused the request with a non-zero `errcode`.
+    #[error("{}", api_message(*code, message))]
+    Api { code: ErrCode, message: String },
+
+    /// The client was built with missing or invalid settings.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+
+    /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
+    #[error("token store failed: {0}")]
+    TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// The WeCom error code, for `Api` errors.
+    pub fn code(&self) -> Option<ErrCode> {
+        match self {
+            Error::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+fn api_message(code: ErrCode, message: &str) -> String {
+    let mut text = format!("WeCom refused the request: errcode {code}");
+    if !message.is_empty() {
+        text.push_str(&format!(", errmsg {message:?}"));
+    }
+    if let Some(hint) = code.hint() {
+        text.push_str(". ");
+        text.push_str(hint);
+    }
+    text
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Error::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Whether a request that failed in transport may have reached WeCom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The connection was never made: the request certainly did not arrive.
+    NotSent,
+    /// The body may have been written (a timeout, a reset, a bad status): it may have arrived.
+    MaybeSent,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::NotSent => "not sent",
+            Delivery::MaybeSent => "may have been delivered",
+        })
+    }
+}
+
+/// How the client treats an error code; set per code in the API file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Retrying the same request won't help.
+    Never,
+    /// The server is busy or rate limiting: wait and retry (the request was not processed).
+    Backoff,
+    /// The access token is stale: drop it, fetch a new one, retry once.
+    RefreshToken,
+}

@@ -1,0 +1,86 @@
+//! A typed, fast client for WeCom's WeChat Customer Service API (企业微信 · 微信客服, "kf").
+//!
+//! Receive customer messages with [`Client::sync_msg`], answer with [`Client::send_msg`]
+//! (or a shortcut like [`Client::send_text`]) inside WeChat's 48-hour / 5-message window,
+//! and greet customers with [`Client::send_msg_on_event`] and an event's one-time code.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wecom_kf::Error> {
+//! use wecom_kf::{Client, Location, OutgoingMsg};
+//!
+//! let client = Client::builder().corp_id("ww123").secret("…").build()?;
+//! let sent = client.send_text("wmUSER", "wkKFID", "您好").await?;
+//! client.send_video("wmUSER", "wkKFID", "MEDIA_ID").msgid("order-42").await?;
+//! client
+//!     .send_msg("wmUSER", "wkKFID", OutgoingMsg::Location(Location::new(23.1, 113.3).name("广州")))
+//!     .await?;
+//! let page = client.sync_msg("wkKFID").token("CALLBACK_TOKEN").limit(1000).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything API-specific is generated at compile time from `endpoints.toml` by
+//! [`endpoints!`]: request types, message types, builders, [`ErrCode`] and the client
+//! methods. Limits from that file are checked before anything is sent
+//! ([`Error::Invalid`]); errors say whether the request may have arrived
+//! ([`Error::Transport`]); secrets and tokens never appear in `Debug`, errors or logs.
+
+extern crate self as wecom_kf;
+
+mod call;
+mod client;
+mod error;
+mod retry;
+mod secret;
+mod token;
+mod validate;
+
+pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
+pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
+pub use error::{Delivery, Error, RetryClass};
+pub use retry::RetryPolicy;
+pub use secret::Secret;
+pub use token::{CachedToken, MemoryTokenStore, StoreError, TokenStore};
+pub use validate::{Invalid, Validate};
+
+/// Generates typed requests, builders and client methods from an API file.
+///
+/// `wecom_kf::endpoints!("their.toml")` reads the file (relative to the crate's
+/// `Cargo.toml`; `relative_to = SourceFile` resolves it beside the calling file) and emits
+/// its types plus a trait, `ClientExt` by default (`methods = trait MyApi` names it), that
+/// adds one method per endpoint to [`Client`]. The file format is the one of this crate's
+/// own `endpoints.toml`, documented in `docs/endpoints-toml.md`. A mistake in the file is
+/// a compile error that names the file, line and column.
+///
+/// ```ignore
+/// wecom_kf::endpoints!("kf_accounts.toml");
+/// use ClientExt as _;
+/// let accounts = client.account_list().limit(100).await?;
+/// ```
+pub use kf_macros::endpoints;
+
+kf_macros::endpoints!("endpoints.toml", methods = inherent);
+
+/// The README's examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// What generated code uses, under one path so a user's crate needs no extra dependency
+/// for `endpoints!` to compile. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use core::fmt;
+    pub use core::future::IntoFuture;
+
+    pub use serde;
+    pub use serde_json;
+    pub use serde_json::Value;
+
+    pub use crate::call::{
+        Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request, Tagged, from_value, payload,
+        tag_of,
+    };
+    pub use crate::error::RetryClass;
+    pub use crate::validate::{Invalid, ItemsRule, NumberRule, OverLimit, StringRule, Validate};
+    pub use crate::{Client, Error, Secret};
+}

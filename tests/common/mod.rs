@@ -1,0 +1,214 @@
+//! A scriptable stand-in for WeCom's HTTP API, for tests that need a real server.
+//!
+//! It issues access tokens, checks them on every call, records every request, and answers
+//! from a per-path script (falling back to a success body), so a test can make WeCom busy,
+//! slow, or refuse a token at a chosen moment.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub const CORP_ID: &str = "ww-test-corp";
+pub const SECRET: &str = "s3cr3t-VALUE-never-printed";
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub body: Value,
+}
+
+/// What the server answers to the next request on a path.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Json(Value),
+    /// Wait, then answer (to trip client timeouts).
+    Delayed(Duration, Value),
+    Status(u16),
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Mutex<Vec<Recorded>>,
+    gettoken_calls: AtomicUsize,
+    tokens_issued: AtomicUsize,
+    /// Valid tokens; a token mapped to Some(code) is refused with that code.
+    tokens: Mutex<HashMap<String, Option<i64>>>,
+    scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    gettoken_delay: Mutex<Duration>,
+}
+
+#[derive(Clone)]
+pub struct MockServer {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl MockServer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::serve(listener).await
+    }
+
+    pub async fn serve(listener: tokio::net::TcpListener) -> Self {
+        let addr = listener.local_addr().expect("local addr");
+        let inner = Arc::new(Inner::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        MockServer { addr, inner }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/cgi-bin/", self.addr)
+    }
+
+    /// A client for this server with fast retries.
+    pub fn client(&self) -> wecom_kf::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> wecom_kf::ClientBuilder {
+        wecom_kf::Client::builder()
+            .corp_id(CORP_ID)
+            .secret(SECRET)
+            .base_url(self.base_url())
+            .retry_policy(wecom_kf::RetryPolicy {
+                max_retries: 3,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(50),
+            })
+    }
+
+    pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
+        self.inner
+            .scripts
+            .lock()
+            .unwrap()
+            .entry(path.to_owned())
+            .or_default()
+            .extend(replies);
+    }
+
+    pub fn set_gettoken_delay(&self, delay: Duration) {
+        *self.inner.gettoken_delay.lock().unwrap() = delay;
+    }
+
+    pub fn gettoken_calls(&self) -> usize {
+        self.inner.gettoken_calls.load(Ordering::SeqCst)
+    }
+
+    /// Every token issued so far is refused from now on with `code` (42001 or 40014).
+    pub fn refuse_tokens(&self, code: i64) {
+        for v in self.inner.tokens.lock().unwrap().values_mut() {
+            *v = Some(code);
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to `path`, not counting gettoken.
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    inner.requests.lock().unwrap().push(Recorded {
+        path: path.clone(),
+        query: query.clone(),
+        body: body_json,
+    });
+    if path == "/cgi-bin/gettoken" {
+        inner.gettoken_calls.fetch_add(1, Ordering::SeqCst);
+        let delay = *inner.gettoken_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        if query.get("corpid").map(String::as_str) != Some(CORP_ID)
+            || query.get("corpsecret").map(String::as_str) != Some(SECRET)
+        {
+            return axum::Json(json!({"errcode": 40001, "errmsg": "invalid credential"}))
+                .into_response();
+        }
+        let n = inner.tokens_issued.fetch_add(1, Ordering::SeqCst);
+        let token = format!("ACCESS_TOKEN_{n}_xyz");
+        inner.tokens.lock().unwrap().insert(token.clone(), None);
+        return axum::Json(
+            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}),
+        )
+        .into_response();
+    }
+    let token_state = query
+        .get("access_token")
+        .and_then(|t| inner.tokens.lock().unwrap().get(t).copied());
+    match token_state {
+        None if query.contains_key("access_token") => {
+            return axum::Json(json!({"errcode": 40014, "errmsg": "invalid access_token"}))
+                .into_response();
+        }
+        None => {
+            return axum::Json(json!({"errcode": 41001, "errmsg": "access_token missing"}))
+                .into_response();
+        }
+        Some(Some(code)) => {
+            return axum::Json(json!({"errcode": code, "errmsg": "access_token refused"}))
+                .into_response();
+        }
+        Some(None) => {}
+    }
+    let scripted = inner
+        .scripts
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front);
+    match scripted {
+        Some(Reply::Json(v)) => axum::Json(v).into_response(),
+        Some(Reply::Delayed(d, v)) => {
+            tokio::time::sleep(d).await;
+            axum::Json(v).into_response()
+        }
+        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+        None => axum::Json(default_reply(&path)).into_response(),
+    }
+}
+
+fn default_reply(path: &str) -> Value {
+    match path {
+        "/cgi-bin/kf/sync_msg" => json!({
+            "errcode": 0, "errmsg": "ok", "next_cursor": "CURSOR_1", "has_more": 0,
+            "msg_list": [{"msgid": "m1", "open_kfid": "wk1", "external_userid": "wm1",
+                          "send_time": 1615478585, "origin": 3, "msgtype": "text", "text": {"content": "hello"}}]
+        }),
+        "/cgi-bin/kf/send_msg" | "/cgi-bin/kf/send_msg_on_event" => {
+            json!({"errcode": 0, "errmsg": "ok", "msgid": "MSG_ID_FROM_SERVER"})
+        }
+        _ => json!({"errcode": 0, "errmsg": "ok"}),
+    }
+}
