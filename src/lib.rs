@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wecom_kf::Error> {
-//! use wecom_kf::{Client, Location, OutgoingMsg};
+//! use wecom_kf::{Client, Event, Location, OutgoingMsg, Received};
 //!
 //! let client = Client::builder().corp_id("ww123").secret("…").build()?;
 //! let sent = client.send_text("wmUSER", "wkKFID", "您好").await?;
@@ -15,6 +15,34 @@
 //!     .send_msg("wmUSER", "wkKFID", OutgoingMsg::Location(Location::new(23.1, 113.3).name("广州")))
 //!     .await?;
 //! let page = client.sync_msg("wkKFID").token("CALLBACK_TOKEN").limit(1000).await?;
+//! for m in page.msg_list {
+//!     match m.content {
+//!         Received::Text(t) => println!("{}", t.content),
+//!         Received::Event(Event::EnterSession(e)) => println!("welcome code {:?}", e.welcome_code),
+//!         Received::Unknown { msgtype, raw } => println!("kept a {msgtype}: {raw}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! To consume an account's messages without ever skipping one, use [`SyncStream`]: it
+//! follows `has_more`, and commits each page's cursor to a [`CursorStore`] only after your
+//! handler returned `Ok`, so a crash or an error resumes at the page that failed.
+//!
+//! ```no_run
+//! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use wecom_kf::{FileCursorStore, SyncStream};
+//!
+//! let sync = SyncStream::new(client, FileCursorStore::new("cursors")?);
+//! sync.callback_token("wkKFID", "TOKEN_FROM_THE_CALLBACK");
+//! sync.run("wkKFID", |page| async move {
+//!     for m in &page.messages {
+//!         println!("{}: {:?}", m.msgid, m.content);
+//!     }
+//!     Ok::<_, std::io::Error>(())
+//! })
+//! .await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -31,14 +59,20 @@ mod client;
 mod error;
 mod retry;
 mod secret;
+mod sync;
 mod token;
 mod validate;
+mod wire;
 
 pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{Delivery, Error, RetryClass};
 pub use retry::RetryPolicy;
 pub use secret::Secret;
+pub use sync::{
+    Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, SyncError, SyncStream,
+    SyncSummary,
+};
 pub use token::{CachedToken, MemoryTokenStore, StoreError, TokenStore};
 pub use validate::{Invalid, Validate};
 
@@ -76,11 +110,12 @@ pub mod __private {
     pub use serde_json;
     pub use serde_json::Value;
 
-    pub use crate::call::{
-        Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request, Tagged, from_value, payload,
-        tag_of,
-    };
+    pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
     pub use crate::error::RetryClass;
     pub use crate::validate::{Invalid, ItemsRule, NumberRule, OverLimit, StringRule, Validate};
+    pub use crate::wire::{
+        Tagged, from_value, lenient_field, lenient_flat, lenient_text, optional_text_or_number,
+        payload, tag_of, text_or_number,
+    };
     pub use crate::{Client, Error, Secret};
 }

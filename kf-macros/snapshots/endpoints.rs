@@ -813,6 +813,602 @@ mod generated_from_endpoints {
                 .map(Self::from_value)
         }
     }
+    /// Who an item of `sync_msg` comes from.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum Origin {
+        /// `3`
+        ///
+        /// The WeChat customer wrote it.
+        Customer,
+        /// `4`
+        ///
+        /// A system event (`msgtype` = `event`).
+        System,
+        /// `5`
+        ///
+        /// A servicer sent it from the WeCom client; not customer input.
+        Servicer,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl Origin {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                3 => Self::Customer,
+                4 => Self::System,
+                5 => Self::Servicer,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Customer => 3,
+                Self::System => 4,
+                Self::Servicer => 5,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for Origin {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<Origin> for u32 {
+        fn from(value: Origin) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for Origin {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for Origin {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// Why a message that `send_msg` accepted was not delivered.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum FailType {
+        /// `0`
+        ///
+        /// No reason given.
+        UnknownReason,
+        /// `1`
+        ///
+        /// The customer-service account was deleted.
+        AccountDeleted,
+        /// `2`
+        ///
+        /// The app was closed.
+        AppClosed,
+        /// `4`
+        ///
+        /// More than 48 hours passed since the customer's message.
+        SessionExpired,
+        /// `5`
+        ///
+        /// The session was closed.
+        SessionClosed,
+        /// `6`
+        ///
+        /// More than 5 messages followed one customer message.
+        OverMessageLimit,
+        /// `7`
+        ///
+        /// No 视频号 is bound (older docs only).
+        NoChannelsBound,
+        /// `8`
+        ///
+        /// The corp is not verified.
+        CorpUnverified,
+        /// `9`
+        ///
+        /// No 视频号 bound and not verified (older docs only).
+        NoChannelsBoundAndUnverified,
+        /// `10`
+        ///
+        /// The customer refuses messages.
+        CustomerRefuses,
+        /// `11`
+        ///
+        /// No corp member has logged in to the WeCom app.
+        NoMemberLoggedIn,
+        /// `12`
+        ///
+        /// The message type is forbidden for 客服组件.
+        ForbiddenForComponent,
+        /// `13`
+        ///
+        /// A security restriction.
+        SecurityRestriction,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl FailType {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::UnknownReason,
+                1 => Self::AccountDeleted,
+                2 => Self::AppClosed,
+                4 => Self::SessionExpired,
+                5 => Self::SessionClosed,
+                6 => Self::OverMessageLimit,
+                7 => Self::NoChannelsBound,
+                8 => Self::CorpUnverified,
+                9 => Self::NoChannelsBoundAndUnverified,
+                10 => Self::CustomerRefuses,
+                11 => Self::NoMemberLoggedIn,
+                12 => Self::ForbiddenForComponent,
+                13 => Self::SecurityRestriction,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::UnknownReason => 0,
+                Self::AccountDeleted => 1,
+                Self::AppClosed => 2,
+                Self::SessionExpired => 4,
+                Self::SessionClosed => 5,
+                Self::OverMessageLimit => 6,
+                Self::NoChannelsBound => 7,
+                Self::CorpUnverified => 8,
+                Self::NoChannelsBoundAndUnverified => 9,
+                Self::CustomerRefuses => 10,
+                Self::NoMemberLoggedIn => 11,
+                Self::ForbiddenForComponent => 12,
+                Self::SecurityRestriction => 13,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for FailType {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<FailType> for u32 {
+        fn from(value: FailType) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for FailType {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for FailType {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// A servicer's receiving state in `servicer_status_change` (not the encoding of `kf/servicer/list`).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ServicerStatus {
+        /// `1`
+        ///
+        /// Receiving customers (接待中).
+        Receiving,
+        /// `2`
+        ///
+        /// Stopped receiving (停止接待); see `stop_type`.
+        Stopped,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ServicerStatus {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                1 => Self::Receiving,
+                2 => Self::Stopped,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Receiving => 1,
+                Self::Stopped => 2,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ServicerStatus {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ServicerStatus> for u32 {
+        fn from(value: ServicerStatus) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ServicerStatus {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ServicerStatus {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// How a servicer stopped receiving.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum StopType {
+        /// `0`
+        ///
+        /// Stopped (停止接待).
+        Stopped,
+        /// `1`
+        ///
+        /// Temporarily suspended (暂时挂起).
+        Suspended,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl StopType {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::Stopped,
+                1 => Self::Suspended,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Stopped => 0,
+                Self::Suspended => 1,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for StopType {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<StopType> for u32 {
+        fn from(value: StopType) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for StopType {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for StopType {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// What a servicer did to a session in `session_status_change`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ChangeType {
+        /// `1`
+        ///
+        /// Picked the session up from the queue; `msg_code` allows one text within 48 hours.
+        PickedUp,
+        /// `2`
+        ///
+        /// Transferred the session to another servicer.
+        Transferred,
+        /// `3`
+        ///
+        /// Ended the session; `msg_code` allows one text or menu within 20 seconds.
+        Ended,
+        /// `4`
+        ///
+        /// Re-opened an ended or transferred session.
+        Reopened,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ChangeType {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                1 => Self::PickedUp,
+                2 => Self::Transferred,
+                3 => Self::Ended,
+                4 => Self::Reopened,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::PickedUp => 1,
+                Self::Transferred => 2,
+                Self::Ended => 3,
+                Self::Reopened => 4,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ChangeType {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ChangeType> for u32 {
+        fn from(value: ChangeType) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ChangeType {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ChangeType {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// Whether a servicer refuses a customer's messages.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum RejectSwitch {
+        /// `0`
+        ///
+        /// The refusal was cancelled.
+        Off,
+        /// `1`
+        ///
+        /// The servicer now refuses this customer's messages.
+        On,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl RejectSwitch {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::Off,
+                1 => Self::On,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Off => 0,
+                Self::On => 1,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for RejectSwitch {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<RejectSwitch> for u32 {
+        fn from(value: RejectSwitch) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for RejectSwitch {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for RejectSwitch {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// Where in 视频号 a customer entered the session from.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ChannelsScene {
+        /// `1`
+        ///
+        /// The 视频号 profile page.
+        Profile,
+        /// `2`
+        ///
+        /// A live room's product list.
+        LiveProductList,
+        /// `3`
+        ///
+        /// The product showcase.
+        Showcase,
+        /// `4`
+        ///
+        /// A 视频号小店 product page.
+        ShopProductDetail,
+        /// `5`
+        ///
+        /// A 视频号小店 order page.
+        ShopOrder,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ChannelsScene {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                1 => Self::Profile,
+                2 => Self::LiveProductList,
+                3 => Self::Showcase,
+                4 => Self::ShopProductDetail,
+                5 => Self::ShopOrder,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Profile => 1,
+                Self::LiveProductList => 2,
+                Self::Showcase => 3,
+                Self::ShopProductDetail => 4,
+                Self::ShopOrder => 5,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ChannelsScene {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ChannelsScene> for u32 {
+        fn from(value: ChannelsScene) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ChannelsScene {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ChannelsScene {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// What kind of 视频号 content a `channels` message shares.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ChannelsSubType {
+        /// `1`
+        ///
+        /// A post (视频号动态).
+        Post,
+        /// `2`
+        ///
+        /// A live stream (视频号直播).
+        Live,
+        /// `3`
+        ///
+        /// A profile card (视频号名片).
+        ProfileCard,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ChannelsSubType {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                1 => Self::Post,
+                2 => Self::Live,
+                3 => Self::ProfileCard,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Post => 1,
+                Self::Live => 2,
+                Self::ProfileCard => 3,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ChannelsSubType {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ChannelsSubType> for u32 {
+        fn from(value: ChannelsSubType) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ChannelsSubType {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ChannelsSubType {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
     /// A text message.
     ///
     /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
@@ -1572,6 +2168,1556 @@ mod generated_from_endpoints {
             Self::new(value)
         }
     }
+    /// A text message from a customer or servicer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ReceivedText {
+        /// The text; a menu click's `content`.
+        pub content: String,
+        /// Set when the customer clicked a `click` menu item: that item's `id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub menu_id: Option<String>,
+    }
+    impl ReceivedText {
+        /// Builds a `ReceivedText` from its required fields.
+        pub fn new(content: impl Into<String>) -> Self {
+            Self {
+                content: content.into(),
+                menu_id: None,
+            }
+        }
+        /// Sets `menu_id`.
+        ///
+        /// Set when the customer clicked a `click` menu item: that item's `id`.
+        pub fn menu_id(mut self, menu_id: impl Into<String>) -> Self {
+            self.menu_id = Some(menu_id.into());
+            self
+        }
+    }
+    impl rt::Validate for ReceivedText {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.menu_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("menu_id", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl From<String> for ReceivedText {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for ReceivedText {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// A link card a customer shared.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ReceivedLink {
+        /// The card's title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// The card's description.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub desc: Option<String>,
+        /// Where the card leads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub url: Option<String>,
+        /// The thumbnail's URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pic_url: Option<String>,
+    }
+    impl ReceivedLink {
+        /// Builds a `ReceivedLink` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                title: None,
+                desc: None,
+                url: None,
+                pic_url: None,
+            }
+        }
+        /// Sets `title`.
+        ///
+        /// The card's title.
+        pub fn title(mut self, title: impl Into<String>) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+        /// Sets `desc`.
+        ///
+        /// The card's description.
+        pub fn desc(mut self, desc: impl Into<String>) -> Self {
+            self.desc = Some(desc.into());
+            self
+        }
+        /// Sets `url`.
+        ///
+        /// Where the card leads.
+        pub fn url(mut self, url: impl Into<String>) -> Self {
+            self.url = Some(url.into());
+            self
+        }
+        /// Sets `pic_url`.
+        ///
+        /// The thumbnail's URL.
+        pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
+            self.pic_url = Some(pic_url.into());
+            self
+        }
+    }
+    impl rt::Validate for ReceivedLink {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.title {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("title", v)?;
+            }
+            if let Some(v) = &self.desc {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("desc", v)?;
+            }
+            if let Some(v) = &self.url {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("url", v)?;
+            }
+            if let Some(v) = &self.pic_url {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("pic_url", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A WeCom member's card (名片) a customer shared.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct BusinessCard {
+        /// The userid of the member whose card it is.
+        pub userid: String,
+    }
+    impl BusinessCard {
+        /// Builds a `BusinessCard` from its required fields.
+        pub fn new(userid: impl Into<String>) -> Self {
+            Self { userid: userid.into() }
+        }
+    }
+    impl rt::Validate for BusinessCard {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("userid", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for BusinessCard {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for BusinessCard {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// A 视频号 shop product a customer shared.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ChannelsShopProduct {
+        /// The product's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub product_id: Option<String>,
+        /// The product image's URL (`head_img` in some copies of the docs).
+        #[serde(default, skip_serializing_if = "Option::is_none", alias = "head_img")]
+        pub head_image: Option<String>,
+        /// The product's title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// The price in fen (分), as text; some senders use a number.
+        #[serde(
+            deserialize_with = "rt::optional_text_or_number",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub sales_price: Option<String>,
+        /// The shop's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub shop_nickname: Option<String>,
+        /// The shop avatar's URL.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            alias = "shop_head_img"
+        )]
+        pub shop_head_image: Option<String>,
+    }
+    impl ChannelsShopProduct {
+        /// Builds a `ChannelsShopProduct` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                product_id: None,
+                head_image: None,
+                title: None,
+                sales_price: None,
+                shop_nickname: None,
+                shop_head_image: None,
+            }
+        }
+        /// Sets `product_id`.
+        ///
+        /// The product's id.
+        pub fn product_id(mut self, product_id: impl Into<String>) -> Self {
+            self.product_id = Some(product_id.into());
+            self
+        }
+        /// Sets `head_image`.
+        ///
+        /// The product image's URL (`head_img` in some copies of the docs).
+        pub fn head_image(mut self, head_image: impl Into<String>) -> Self {
+            self.head_image = Some(head_image.into());
+            self
+        }
+        /// Sets `title`.
+        ///
+        /// The product's title.
+        pub fn title(mut self, title: impl Into<String>) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+        /// Sets `sales_price`.
+        ///
+        /// The price in fen (分), as text; some senders use a number.
+        pub fn sales_price(mut self, sales_price: impl Into<String>) -> Self {
+            self.sales_price = Some(sales_price.into());
+            self
+        }
+        /// Sets `shop_nickname`.
+        ///
+        /// The shop's name.
+        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+            self.shop_nickname = Some(shop_nickname.into());
+            self
+        }
+        /// Sets `shop_head_image`.
+        ///
+        /// The shop avatar's URL.
+        pub fn shop_head_image(mut self, shop_head_image: impl Into<String>) -> Self {
+            self.shop_head_image = Some(shop_head_image.into());
+            self
+        }
+    }
+    impl rt::Validate for ChannelsShopProduct {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.product_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("product_id", v)?;
+            }
+            if let Some(v) = &self.head_image {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("head_image", v)?;
+            }
+            if let Some(v) = &self.title {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("title", v)?;
+            }
+            if let Some(v) = &self.sales_price {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("sales_price", v)?;
+            }
+            if let Some(v) = &self.shop_nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("shop_nickname", v)?;
+            }
+            if let Some(v) = &self.shop_head_image {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("shop_head_image", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A 视频号 shop order a customer shared.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ChannelsShopOrder {
+        /// The order's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub order_id: Option<String>,
+        /// The titles of the ordered products.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub product_titles: Option<String>,
+        /// The price, as shown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub price_wording: Option<String>,
+        /// The order's state, as shown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub state: Option<String>,
+        /// The product image's URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub image_url: Option<String>,
+        /// The shop's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub shop_nickname: Option<String>,
+    }
+    impl ChannelsShopOrder {
+        /// Builds a `ChannelsShopOrder` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                order_id: None,
+                product_titles: None,
+                price_wording: None,
+                state: None,
+                image_url: None,
+                shop_nickname: None,
+            }
+        }
+        /// Sets `order_id`.
+        ///
+        /// The order's id.
+        pub fn order_id(mut self, order_id: impl Into<String>) -> Self {
+            self.order_id = Some(order_id.into());
+            self
+        }
+        /// Sets `product_titles`.
+        ///
+        /// The titles of the ordered products.
+        pub fn product_titles(mut self, product_titles: impl Into<String>) -> Self {
+            self.product_titles = Some(product_titles.into());
+            self
+        }
+        /// Sets `price_wording`.
+        ///
+        /// The price, as shown.
+        pub fn price_wording(mut self, price_wording: impl Into<String>) -> Self {
+            self.price_wording = Some(price_wording.into());
+            self
+        }
+        /// Sets `state`.
+        ///
+        /// The order's state, as shown.
+        pub fn state(mut self, state: impl Into<String>) -> Self {
+            self.state = Some(state.into());
+            self
+        }
+        /// Sets `image_url`.
+        ///
+        /// The product image's URL.
+        pub fn image_url(mut self, image_url: impl Into<String>) -> Self {
+            self.image_url = Some(image_url.into());
+            self
+        }
+        /// Sets `shop_nickname`.
+        ///
+        /// The shop's name.
+        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+            self.shop_nickname = Some(shop_nickname.into());
+            self
+        }
+    }
+    impl rt::Validate for ChannelsShopOrder {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.order_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("order_id", v)?;
+            }
+            if let Some(v) = &self.product_titles {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("product_titles", v)?;
+            }
+            if let Some(v) = &self.price_wording {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("price_wording", v)?;
+            }
+            if let Some(v) = &self.state {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("state", v)?;
+            }
+            if let Some(v) = &self.image_url {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("image_url", v)?;
+            }
+            if let Some(v) = &self.shop_nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("shop_nickname", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A forwarded chat record (聊天记录).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct MergedMsg {
+        /// The record's title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// The messages of the record.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub item: Vec<MergedMsgItem>,
+    }
+    impl MergedMsg {
+        /// Builds a `MergedMsg` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                title: None,
+                item: Vec::new(),
+            }
+        }
+        /// Sets `title`.
+        ///
+        /// The record's title.
+        pub fn title(mut self, title: impl Into<String>) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+        /// Sets `item`.
+        ///
+        /// The messages of the record.
+        pub fn item(
+            mut self,
+            item: impl IntoIterator<Item = impl Into<MergedMsgItem>>,
+        ) -> Self {
+            self.item = item.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for MergedMsg {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.title {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("title", v)?;
+            }
+            for (i, v) in self.item.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("item", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// One message of a forwarded chat record.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct MergedMsgItem {
+        /// Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub send_time: Option<u64>,
+        /// The inner message's type, like `text`.
+        #[serde(
+            deserialize_with = "rt::optional_text_or_number",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub msgtype: Option<String>,
+        /// The sender's display name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sender_name: Option<String>,
+        /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub msg_content: Option<String>,
+    }
+    impl MergedMsgItem {
+        /// Builds a `MergedMsgItem` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                send_time: None,
+                msgtype: None,
+                sender_name: None,
+                msg_content: None,
+            }
+        }
+        /// Sets `send_time`.
+        ///
+        /// Unix seconds.
+        pub fn send_time(mut self, send_time: u64) -> Self {
+            self.send_time = Some(send_time);
+            self
+        }
+        /// Sets `msgtype`.
+        ///
+        /// The inner message's type, like `text`.
+        pub fn msgtype(mut self, msgtype: impl Into<String>) -> Self {
+            self.msgtype = Some(msgtype.into());
+            self
+        }
+        /// Sets `sender_name`.
+        ///
+        /// The sender's display name.
+        pub fn sender_name(mut self, sender_name: impl Into<String>) -> Self {
+            self.sender_name = Some(sender_name.into());
+            self
+        }
+        /// Sets `msg_content`.
+        ///
+        /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
+        pub fn msg_content(mut self, msg_content: impl Into<String>) -> Self {
+            self.msg_content = Some(msg_content.into());
+            self
+        }
+    }
+    impl rt::Validate for MergedMsgItem {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.msgtype {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("msgtype", v)?;
+            }
+            if let Some(v) = &self.sender_name {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("sender_name", v)?;
+            }
+            if let Some(v) = &self.msg_content {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("msg_content", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A 视频号 post, live stream or profile a customer shared.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Channels {
+        /// What was shared.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub sub_type: Option<ChannelsSubType>,
+        /// The 视频号's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub nickname: Option<String>,
+        /// The post's title, for posts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+    }
+    impl Channels {
+        /// Builds a `Channels` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                sub_type: None,
+                nickname: None,
+                title: None,
+            }
+        }
+        /// Sets `sub_type`.
+        ///
+        /// What was shared.
+        pub fn sub_type(mut self, sub_type: impl Into<ChannelsSubType>) -> Self {
+            self.sub_type = Some(sub_type.into());
+            self
+        }
+        /// Sets `nickname`.
+        ///
+        /// The 视频号's name.
+        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+            self.nickname = Some(nickname.into());
+            self
+        }
+        /// Sets `title`.
+        ///
+        /// The post's title, for posts.
+        pub fn title(mut self, title: impl Into<String>) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+    }
+    impl rt::Validate for Channels {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("nickname", v)?;
+            }
+            if let Some(v) = &self.title {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("title", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A meeting (会议) message; WeCom documents no payload fields, the item's `raw` has them.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Meeting {}
+    impl Meeting {
+        /// Builds a `Meeting` from its required fields.
+        pub fn new() -> Self {
+            Self {}
+        }
+    }
+    impl rt::Validate for Meeting {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    /// A schedule (日程) message; WeCom documents no payload fields, the item's `raw` has them.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Schedule {}
+    impl Schedule {
+        /// Builds a `Schedule` from its required fields.
+        pub fn new() -> Self {
+            Self {}
+        }
+    }
+    impl rt::Validate for Schedule {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    /// A note (笔记) message; WeCom documents no payload fields, the item's `raw` has them.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Note {}
+    impl Note {
+        /// Builds a `Note` from its required fields.
+        pub fn new() -> Self {
+            Self {}
+        }
+    }
+    impl rt::Validate for Note {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    /// The 视频号 a customer came from.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct WechatChannels {
+        /// The 视频号's name, for scenes 1 to 3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub nickname: Option<String>,
+        /// The shop's name, for scenes 4 and 5.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub shop_nickname: Option<String>,
+        /// Where the customer came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene: Option<ChannelsScene>,
+    }
+    impl WechatChannels {
+        /// Builds a `WechatChannels` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                nickname: None,
+                shop_nickname: None,
+                scene: None,
+            }
+        }
+        /// Sets `nickname`.
+        ///
+        /// The 视频号's name, for scenes 1 to 3.
+        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+            self.nickname = Some(nickname.into());
+            self
+        }
+        /// Sets `shop_nickname`.
+        ///
+        /// The shop's name, for scenes 4 and 5.
+        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+            self.shop_nickname = Some(shop_nickname.into());
+            self
+        }
+        /// Sets `scene`.
+        ///
+        /// Where the customer came from.
+        pub fn scene(mut self, scene: impl Into<ChannelsScene>) -> Self {
+            self.scene = Some(scene.into());
+            self
+        }
+    }
+    impl rt::Validate for WechatChannels {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("nickname", v)?;
+            }
+            if let Some(v) = &self.shop_nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("shop_nickname", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A customer entered the session; `welcome_code` allows one welcome message within 20 seconds.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct EnterSession {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// The `scene` of the contact link (kf/add_contact_way).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene: Option<String>,
+        /// The `scene_param` appended to the contact link, as given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene_param: Option<String>,
+        /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub welcome_code: Option<String>,
+        /// Set when the customer came from 视频号.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub wechat_channels: Option<WechatChannels>,
+    }
+    impl EnterSession {
+        /// Builds a `EnterSession` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                scene: None,
+                scene_param: None,
+                welcome_code: None,
+                wechat_channels: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `scene`.
+        ///
+        /// The `scene` of the contact link (kf/add_contact_way).
+        pub fn scene(mut self, scene: impl Into<String>) -> Self {
+            self.scene = Some(scene.into());
+            self
+        }
+        /// Sets `scene_param`.
+        ///
+        /// The `scene_param` appended to the contact link, as given.
+        pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
+            self.scene_param = Some(scene_param.into());
+            self
+        }
+        /// Sets `welcome_code`.
+        ///
+        /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
+        pub fn welcome_code(mut self, welcome_code: impl Into<String>) -> Self {
+            self.welcome_code = Some(welcome_code.into());
+            self
+        }
+        /// Sets `wechat_channels`.
+        ///
+        /// Set when the customer came from 视频号.
+        pub fn wechat_channels(
+            mut self,
+            wechat_channels: impl Into<WechatChannels>,
+        ) -> Self {
+            self.wechat_channels = Some(wechat_channels.into());
+            self
+        }
+    }
+    impl rt::Validate for EnterSession {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.scene {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("scene", v)?;
+            }
+            if let Some(v) = &self.scene_param {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("scene_param", v)?;
+            }
+            if let Some(v) = &self.welcome_code {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("welcome_code", v)?;
+            }
+            if let Some(v) = &self.wechat_channels {
+                v.validate().map_err(|e| e.within("wechat_channels"))?;
+            }
+            Ok(())
+        }
+    }
+    /// A message that `send_msg` accepted was not delivered.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct MsgSendFail {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// The `msgid` of the message that failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fail_msgid: Option<String>,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fail_type: Option<FailType>,
+    }
+    impl MsgSendFail {
+        /// Builds a `MsgSendFail` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                fail_msgid: None,
+                fail_type: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `fail_msgid`.
+        ///
+        /// The `msgid` of the message that failed.
+        pub fn fail_msgid(mut self, fail_msgid: impl Into<String>) -> Self {
+            self.fail_msgid = Some(fail_msgid.into());
+            self
+        }
+        /// Sets `fail_type`.
+        ///
+        /// Why.
+        pub fn fail_type(mut self, fail_type: impl Into<FailType>) -> Self {
+            self.fail_type = Some(fail_type.into());
+            self
+        }
+    }
+    impl rt::Validate for MsgSendFail {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.fail_msgid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("fail_msgid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A servicer started or stopped receiving customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerStatusChange {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The servicer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+        /// The new state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status: Option<ServicerStatus>,
+        /// How the servicer stopped, when `status` is `Stopped`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub stop_type: Option<StopType>,
+    }
+    impl ServicerStatusChange {
+        /// Builds a `ServicerStatusChange` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                servicer_userid: None,
+                status: None,
+                stop_type: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+        /// Sets `status`.
+        ///
+        /// The new state.
+        pub fn status(mut self, status: impl Into<ServicerStatus>) -> Self {
+            self.status = Some(status.into());
+            self
+        }
+        /// Sets `stop_type`.
+        ///
+        /// How the servicer stopped, when `status` is `Stopped`.
+        pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
+            self.stop_type = Some(stop_type.into());
+            self
+        }
+    }
+    impl rt::Validate for ServicerStatusChange {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A servicer picked up, transferred, ended or re-opened a session.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct SessionStatusChange {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// What happened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub change_type: Option<ChangeType>,
+        /// The servicer before, for transfers, ends and re-opens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub old_servicer_userid: Option<String>,
+        /// The servicer after, for pickups, transfers and re-opens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub new_servicer_userid: Option<String>,
+        /// For `send_msg_on_event`, after a pickup or an end.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub msg_code: Option<String>,
+    }
+    impl SessionStatusChange {
+        /// Builds a `SessionStatusChange` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                change_type: None,
+                old_servicer_userid: None,
+                new_servicer_userid: None,
+                msg_code: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `change_type`.
+        ///
+        /// What happened.
+        pub fn change_type(mut self, change_type: impl Into<ChangeType>) -> Self {
+            self.change_type = Some(change_type.into());
+            self
+        }
+        /// Sets `old_servicer_userid`.
+        ///
+        /// The servicer before, for transfers, ends and re-opens.
+        pub fn old_servicer_userid(
+            mut self,
+            old_servicer_userid: impl Into<String>,
+        ) -> Self {
+            self.old_servicer_userid = Some(old_servicer_userid.into());
+            self
+        }
+        /// Sets `new_servicer_userid`.
+        ///
+        /// The servicer after, for pickups, transfers and re-opens.
+        pub fn new_servicer_userid(
+            mut self,
+            new_servicer_userid: impl Into<String>,
+        ) -> Self {
+            self.new_servicer_userid = Some(new_servicer_userid.into());
+            self
+        }
+        /// Sets `msg_code`.
+        ///
+        /// For `send_msg_on_event`, after a pickup or an end.
+        pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
+            self.msg_code = Some(msg_code.into());
+            self
+        }
+    }
+    impl rt::Validate for SessionStatusChange {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.old_servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("old_servicer_userid", v)?;
+            }
+            if let Some(v) = &self.new_servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("new_servicer_userid", v)?;
+            }
+            if let Some(v) = &self.msg_code {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("msg_code", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A customer recalled a message.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UserRecallMsg {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// The `msgid` of the recalled message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub recall_msgid: Option<String>,
+    }
+    impl UserRecallMsg {
+        /// Builds a `UserRecallMsg` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                recall_msgid: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `recall_msgid`.
+        ///
+        /// The `msgid` of the recalled message.
+        pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
+            self.recall_msgid = Some(recall_msgid.into());
+            self
+        }
+    }
+    impl rt::Validate for UserRecallMsg {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.recall_msgid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("recall_msgid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A servicer recalled a message.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerRecallMsg {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// The `msgid` of the recalled message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub recall_msgid: Option<String>,
+        /// The servicer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+    }
+    impl ServicerRecallMsg {
+        /// Builds a `ServicerRecallMsg` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                recall_msgid: None,
+                servicer_userid: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `recall_msgid`.
+        ///
+        /// The `msgid` of the recalled message.
+        pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
+            self.recall_msgid = Some(recall_msgid.into());
+            self
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+    }
+    impl rt::Validate for ServicerRecallMsg {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.recall_msgid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("recall_msgid", v)?;
+            }
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A servicer started or stopped refusing a customer's messages.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct RejectCustomerMsgSwitchChange {
+        /// The account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// The servicer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+        /// Whether messages are now refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reject_switch: Option<RejectSwitch>,
+    }
+    impl RejectCustomerMsgSwitchChange {
+        /// Builds a `RejectCustomerMsgSwitchChange` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                open_kfid: None,
+                external_userid: None,
+                servicer_userid: None,
+                reject_switch: None,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+        /// Sets `reject_switch`.
+        ///
+        /// Whether messages are now refused.
+        pub fn reject_switch(mut self, reject_switch: impl Into<RejectSwitch>) -> Self {
+            self.reject_switch = Some(reject_switch.into());
+            self
+        }
+    }
+    impl rt::Validate for RejectCustomerMsgSwitchChange {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// One item of `sync_msg`: who, when, and its content.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ReceivedMsg {
+        /// Unique; use it to de-duplicate.
+        pub msgid: String,
+        /// The account; for events, read it from the event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub open_kfid: Option<String>,
+        /// The customer; for events, read it from the event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub external_userid: Option<String>,
+        /// Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub send_time: Option<u64>,
+        /// Who it comes from: only `Customer` items are customer input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub origin: Option<Origin>,
+        /// The servicer, when `origin` is `Servicer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+        /// The message or event.
+        #[serde(flatten)]
+        pub content: Received,
+        /// The object as received, with any field this version doesn't know.
+        #[serde(skip)]
+        pub raw: rt::Value,
+    }
+    impl ReceivedMsg {
+        /// Builds a `ReceivedMsg` from its required fields.
+        pub fn new(msgid: impl Into<String>, content: impl Into<Received>) -> Self {
+            Self {
+                msgid: msgid.into(),
+                open_kfid: None,
+                external_userid: None,
+                send_time: None,
+                origin: None,
+                servicer_userid: None,
+                content: content.into(),
+                raw: rt::Value::Null,
+            }
+        }
+        /// Sets `open_kfid`.
+        ///
+        /// The account; for events, read it from the event.
+        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+            self.open_kfid = Some(open_kfid.into());
+            self
+        }
+        /// Sets `external_userid`.
+        ///
+        /// The customer; for events, read it from the event.
+        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
+            self.external_userid = Some(external_userid.into());
+            self
+        }
+        /// Sets `send_time`.
+        ///
+        /// Unix seconds.
+        pub fn send_time(mut self, send_time: u64) -> Self {
+            self.send_time = Some(send_time);
+            self
+        }
+        /// Sets `origin`.
+        ///
+        /// Who it comes from: only `Customer` items are customer input.
+        pub fn origin(mut self, origin: impl Into<Origin>) -> Self {
+            self.origin = Some(origin.into());
+            self
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer, when `origin` is `Servicer`.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+    }
+    impl rt::Validate for ReceivedMsg {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.open_kfid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("open_kfid", v)?;
+            }
+            if let Some(v) = &self.external_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("external_userid", v)?;
+            }
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            let v = &self.content;
+            v.validate()?;
+            Ok(())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ReceivedMsg {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            let raw = rt::Value::deserialize(deserializer)?;
+            Ok(Self {
+                msgid: rt::lenient_field(&raw, &["msgid"]).unwrap_or_default(),
+                open_kfid: rt::lenient_field(&raw, &["open_kfid"]),
+                external_userid: rt::lenient_field(&raw, &["external_userid"]),
+                send_time: rt::lenient_field(&raw, &["send_time"]),
+                origin: rt::lenient_field(&raw, &["origin"]),
+                servicer_userid: rt::lenient_field(&raw, &["servicer_userid"]),
+                content: rt::lenient_flat(&raw).unwrap_or_default(),
+                raw,
+            })
+        }
+    }
     /// A fresh access token.
     ///
     /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
@@ -1613,9 +3759,9 @@ mod generated_from_endpoints {
         pub next_cursor: String,
         /// 1: more pages wait, even when `msg_list` is empty.
         pub has_more: u32,
-        /// The messages and events, oldest first.
+        /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub msg_list: Vec<rt::Value>,
+        pub msg_list: Vec<ReceivedMsg>,
     }
     impl SyncMsgResponse {
         /// Builds a `SyncMsgResponse` from its required fields.
@@ -1628,10 +3774,10 @@ mod generated_from_endpoints {
         }
         /// Sets `msg_list`.
         ///
-        /// The messages and events, oldest first.
+        /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
         pub fn msg_list(
             mut self,
-            msg_list: impl IntoIterator<Item = impl Into<rt::Value>>,
+            msg_list: impl IntoIterator<Item = impl Into<ReceivedMsg>>,
         ) -> Self {
             self.msg_list = msg_list.into_iter().map(Into::into).collect();
             self
@@ -1639,11 +3785,9 @@ mod generated_from_endpoints {
     }
     impl rt::Validate for SyncMsgResponse {
         fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.next_cursor;
-            rt::StringRule {
-                ..rt::StringRule::ANY
+            for (i, v) in self.msg_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("msg_list", i))?;
             }
-                .check("next_cursor", v)?;
             Ok(())
         }
     }
@@ -1664,11 +3808,6 @@ mod generated_from_endpoints {
     }
     impl rt::Validate for SendMsgResponse {
         fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.msgid;
-            rt::StringRule {
-                ..rt::StringRule::ANY
-            }
-                .check("msgid", v)?;
             Ok(())
         }
     }
@@ -1690,17 +3829,17 @@ mod generated_from_endpoints {
     #[derive(Debug, Clone, PartialEq)]
     #[non_exhaustive]
     pub enum MenuItem {
-        ///`type` = `click`.
+        /// `type` = `click`.
         MenuClick(MenuClick),
-        ///`type` = `view`.
+        /// `type` = `view`.
         MenuView(MenuView),
-        ///`type` = `miniprogram`.
+        /// `type` = `miniprogram`.
         MenuMiniProgram(MenuMiniProgram),
-        ///`type` = `text`.
+        /// `type` = `text`.
         MenuText(MenuText),
     }
     impl MenuItem {
-        ///The `type` this value is sent with.
+        /// The `type` of this value.
         pub fn tag(&self) -> &str {
             match self {
                 Self::MenuClick(_) => "click",
@@ -1753,25 +3892,14 @@ mod generated_from_endpoints {
             let tag = rt::tag_of(&raw, "type").map_err(D::Error::custom)?.to_owned();
             let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
                 "click" => {
-                    rt::payload(&raw, "click")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::MenuClick)
+                    rt::from_value(rt::payload(&raw, "click")).map(Self::MenuClick)
                 }
-                "view" => {
-                    rt::payload(&raw, "view")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::MenuView)
-                }
+                "view" => rt::from_value(rt::payload(&raw, "view")).map(Self::MenuView),
                 "miniprogram" => {
-                    rt::payload(&raw, "miniprogram")
-                        .and_then(|payload| rt::from_value(payload))
+                    rt::from_value(rt::payload(&raw, "miniprogram"))
                         .map(Self::MenuMiniProgram)
                 }
-                "text" => {
-                    rt::payload(&raw, "text")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::MenuText)
-                }
+                "text" => rt::from_value(rt::payload(&raw, "text")).map(Self::MenuText),
                 other => {
                     Err(
                         rt::serde_json::Error::custom(
@@ -1832,29 +3960,29 @@ mod generated_from_endpoints {
     #[derive(Debug, Clone, PartialEq)]
     #[non_exhaustive]
     pub enum OutgoingMsg {
-        ///`msgtype` = `text`.
+        /// `msgtype` = `text`.
         Text(Text),
-        ///`msgtype` = `image`.
+        /// `msgtype` = `image`.
         Image(Image),
-        ///`msgtype` = `voice`.
+        /// `msgtype` = `voice`.
         Voice(Voice),
-        ///`msgtype` = `video`.
+        /// `msgtype` = `video`.
         Video(Video),
-        ///`msgtype` = `file`.
+        /// `msgtype` = `file`.
         File(File),
-        ///`msgtype` = `link`.
+        /// `msgtype` = `link`.
         Link(Link),
-        ///`msgtype` = `miniprogram`.
+        /// `msgtype` = `miniprogram`.
         MiniProgram(MiniProgram),
-        ///`msgtype` = `msgmenu`.
+        /// `msgtype` = `msgmenu`.
         Menu(Menu),
-        ///`msgtype` = `location`.
+        /// `msgtype` = `location`.
         Location(Location),
-        ///`msgtype` = `ca_link`.
+        /// `msgtype` = `ca_link`.
         CaLink(CaLink),
     }
     impl OutgoingMsg {
-        ///The `msgtype` this value is sent with.
+        /// The `msgtype` of this value.
         pub fn tag(&self) -> &str {
             match self {
                 Self::Text(_) => "text",
@@ -1948,55 +4076,22 @@ mod generated_from_endpoints {
             let raw = rt::Value::deserialize(deserializer)?;
             let tag = rt::tag_of(&raw, "msgtype").map_err(D::Error::custom)?.to_owned();
             let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
-                "text" => {
-                    rt::payload(&raw, "text")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Text)
-                }
-                "image" => {
-                    rt::payload(&raw, "image")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Image)
-                }
-                "voice" => {
-                    rt::payload(&raw, "voice")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Voice)
-                }
-                "video" => {
-                    rt::payload(&raw, "video")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Video)
-                }
-                "file" => {
-                    rt::payload(&raw, "file")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::File)
-                }
-                "link" => {
-                    rt::payload(&raw, "link")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Link)
-                }
+                "text" => rt::from_value(rt::payload(&raw, "text")).map(Self::Text),
+                "image" => rt::from_value(rt::payload(&raw, "image")).map(Self::Image),
+                "voice" => rt::from_value(rt::payload(&raw, "voice")).map(Self::Voice),
+                "video" => rt::from_value(rt::payload(&raw, "video")).map(Self::Video),
+                "file" => rt::from_value(rt::payload(&raw, "file")).map(Self::File),
+                "link" => rt::from_value(rt::payload(&raw, "link")).map(Self::Link),
                 "miniprogram" => {
-                    rt::payload(&raw, "miniprogram")
-                        .and_then(|payload| rt::from_value(payload))
+                    rt::from_value(rt::payload(&raw, "miniprogram"))
                         .map(Self::MiniProgram)
                 }
-                "msgmenu" => {
-                    rt::payload(&raw, "msgmenu")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Menu)
-                }
+                "msgmenu" => rt::from_value(rt::payload(&raw, "msgmenu")).map(Self::Menu),
                 "location" => {
-                    rt::payload(&raw, "location")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::Location)
+                    rt::from_value(rt::payload(&raw, "location")).map(Self::Location)
                 }
                 "ca_link" => {
-                    rt::payload(&raw, "ca_link")
-                        .and_then(|payload| rt::from_value(payload))
-                        .map(Self::CaLink)
+                    rt::from_value(rt::payload(&raw, "ca_link")).map(Self::CaLink)
                 }
                 other => {
                     Err(
@@ -2084,6 +4179,846 @@ mod generated_from_endpoints {
     impl From<CaLink> for OutgoingMsg {
         fn from(payload: CaLink) -> Self {
             Self::CaLink(payload)
+        }
+    }
+    /// A system event from `sync_msg` (`msgtype` = `event`).
+    ///
+    /// On the wire: `{"event_type": "<tag>", …fields}`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq)]
+    #[non_exhaustive]
+    pub enum Event {
+        /// `event_type` = `enter_session`.
+        EnterSession(EnterSession),
+        /// `event_type` = `msg_send_fail`.
+        MsgSendFail(MsgSendFail),
+        /// `event_type` = `servicer_status_change`.
+        ServicerStatusChange(ServicerStatusChange),
+        /// `event_type` = `session_status_change`.
+        SessionStatusChange(SessionStatusChange),
+        /// `event_type` = `user_recall_msg`.
+        UserRecallMsg(UserRecallMsg),
+        /// `event_type` = `servicer_recall_msg`.
+        ServicerRecallMsg(ServicerRecallMsg),
+        /// `event_type` = `reject_customer_msg_switch_change`.
+        RejectCustomerMsgSwitchChange(RejectCustomerMsgSwitchChange),
+        /// A `event_type` this version doesn't know, kept with the JSON it came in.
+        Unknown {
+            /// The tag as received.
+            event_type: String,
+            /// The whole object, as received.
+            raw: rt::Value,
+        },
+    }
+    impl Event {
+        /// The `event_type` of this value.
+        pub fn tag(&self) -> &str {
+            match self {
+                Self::EnterSession(_) => "enter_session",
+                Self::MsgSendFail(_) => "msg_send_fail",
+                Self::ServicerStatusChange(_) => "servicer_status_change",
+                Self::SessionStatusChange(_) => "session_status_change",
+                Self::UserRecallMsg(_) => "user_recall_msg",
+                Self::ServicerRecallMsg(_) => "servicer_recall_msg",
+                Self::RejectCustomerMsgSwitchChange(_) => {
+                    "reject_customer_msg_switch_change"
+                }
+                Self::Unknown { event_type, .. } => event_type,
+            }
+        }
+    }
+    impl rt::serde::Serialize for Event {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            use rt::serde::ser::SerializeMap;
+            match self {
+                Self::EnterSession(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "enter_session",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::MsgSendFail(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "msg_send_fail",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::ServicerStatusChange(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "servicer_status_change",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::SessionStatusChange(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "session_status_change",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::UserRecallMsg(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "user_recall_msg",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::ServicerRecallMsg(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "servicer_recall_msg",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::RejectCustomerMsgSwitchChange(payload) => {
+                    rt::Tagged {
+                        key: "event_type",
+                        tag: "reject_customer_msg_switch_change",
+                        payload,
+                    }
+                        .serialize(serializer)
+                }
+                Self::Unknown { raw, .. } => raw.serialize(serializer),
+            }
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for Event {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            use rt::serde::de::Error as _;
+            let raw = rt::Value::deserialize(deserializer)?;
+            let tag = match rt::tag_of(&raw, "event_type") {
+                Ok(tag) => tag.to_owned(),
+                Err(_) => {
+                    return Ok(Self::Unknown {
+                        event_type: String::new(),
+                        raw,
+                    });
+                }
+            };
+            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+                "enter_session" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::EnterSession(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "msg_send_fail" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::MsgSendFail(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "servicer_status_change" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::ServicerStatusChange(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "session_status_change" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::SessionStatusChange(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "user_recall_msg" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::UserRecallMsg(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "servicer_recall_msg" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::ServicerRecallMsg(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "reject_customer_msg_switch_change" => {
+                    match rt::from_value(&raw) {
+                        Ok(payload) => Ok(Self::RejectCustomerMsgSwitchChange(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                event_type: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                _ => {
+                    Ok(Self::Unknown {
+                        event_type: tag.to_owned(),
+                        raw,
+                    })
+                }
+            };
+            parsed.map_err(D::Error::custom)
+        }
+    }
+    impl rt::Validate for Event {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            match self {
+                Self::EnterSession(payload) => payload.validate(),
+                Self::MsgSendFail(payload) => payload.validate(),
+                Self::ServicerStatusChange(payload) => payload.validate(),
+                Self::SessionStatusChange(payload) => payload.validate(),
+                Self::UserRecallMsg(payload) => payload.validate(),
+                Self::ServicerRecallMsg(payload) => payload.validate(),
+                Self::RejectCustomerMsgSwitchChange(payload) => payload.validate(),
+                Self::Unknown { .. } => Ok(()),
+            }
+        }
+    }
+    impl From<EnterSession> for Event {
+        fn from(payload: EnterSession) -> Self {
+            Self::EnterSession(payload)
+        }
+    }
+    impl From<MsgSendFail> for Event {
+        fn from(payload: MsgSendFail) -> Self {
+            Self::MsgSendFail(payload)
+        }
+    }
+    impl From<ServicerStatusChange> for Event {
+        fn from(payload: ServicerStatusChange) -> Self {
+            Self::ServicerStatusChange(payload)
+        }
+    }
+    impl From<SessionStatusChange> for Event {
+        fn from(payload: SessionStatusChange) -> Self {
+            Self::SessionStatusChange(payload)
+        }
+    }
+    impl From<UserRecallMsg> for Event {
+        fn from(payload: UserRecallMsg) -> Self {
+            Self::UserRecallMsg(payload)
+        }
+    }
+    impl From<ServicerRecallMsg> for Event {
+        fn from(payload: ServicerRecallMsg) -> Self {
+            Self::ServicerRecallMsg(payload)
+        }
+    }
+    impl From<RejectCustomerMsgSwitchChange> for Event {
+        fn from(payload: RejectCustomerMsgSwitchChange) -> Self {
+            Self::RejectCustomerMsgSwitchChange(payload)
+        }
+    }
+    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+    impl Default for Event {
+        fn default() -> Self {
+            Self::Unknown {
+                event_type: String::new(),
+                raw: rt::Value::Null,
+            }
+        }
+    }
+    /// What an item of `sync_msg` holds: a message or an event.
+    ///
+    /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+    #[derive(Debug, Clone, PartialEq)]
+    #[non_exhaustive]
+    pub enum Received {
+        /// `msgtype` = `text`.
+        Text(ReceivedText),
+        /// `msgtype` = `image`.
+        Image(Image),
+        /// `msgtype` = `voice`.
+        Voice(Voice),
+        /// `msgtype` = `video`.
+        Video(Video),
+        /// `msgtype` = `file`.
+        File(File),
+        /// `msgtype` = `location`.
+        Location(Location),
+        /// `msgtype` = `link`.
+        Link(ReceivedLink),
+        /// `msgtype` = `business_card`.
+        BusinessCard(BusinessCard),
+        /// `msgtype` = `miniprogram`.
+        MiniProgram(MiniProgram),
+        /// `msgtype` = `msgmenu`.
+        Menu(Menu),
+        /// `msgtype` = `channels_shop_product`.
+        ChannelsShopProduct(ChannelsShopProduct),
+        /// `msgtype` = `channels_shop_order`.
+        ChannelsShopOrder(ChannelsShopOrder),
+        /// `msgtype` = `merged_msg`.
+        MergedMsg(MergedMsg),
+        /// `msgtype` = `channels`.
+        Channels(Channels),
+        /// `msgtype` = `meeting`.
+        Meeting(Meeting),
+        /// `msgtype` = `schedule`.
+        Schedule(Schedule),
+        /// `msgtype` = `note`.
+        Note(Note),
+        /// `msgtype` = `event`.
+        Event(Event),
+        /// A `msgtype` this version doesn't know, kept with the JSON it came in.
+        Unknown {
+            /// The tag as received.
+            msgtype: String,
+            /// The whole object, as received.
+            raw: rt::Value,
+        },
+    }
+    impl Received {
+        /// The `msgtype` of this value.
+        pub fn tag(&self) -> &str {
+            match self {
+                Self::Text(_) => "text",
+                Self::Image(_) => "image",
+                Self::Voice(_) => "voice",
+                Self::Video(_) => "video",
+                Self::File(_) => "file",
+                Self::Location(_) => "location",
+                Self::Link(_) => "link",
+                Self::BusinessCard(_) => "business_card",
+                Self::MiniProgram(_) => "miniprogram",
+                Self::Menu(_) => "msgmenu",
+                Self::ChannelsShopProduct(_) => "channels_shop_product",
+                Self::ChannelsShopOrder(_) => "channels_shop_order",
+                Self::MergedMsg(_) => "merged_msg",
+                Self::Channels(_) => "channels",
+                Self::Meeting(_) => "meeting",
+                Self::Schedule(_) => "schedule",
+                Self::Note(_) => "note",
+                Self::Event(_) => "event",
+                Self::Unknown { msgtype, .. } => msgtype,
+            }
+        }
+    }
+    impl rt::serde::Serialize for Received {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            use rt::serde::ser::SerializeMap;
+            match self {
+                Self::Text(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "text")?;
+                    map.serialize_entry("text", payload)?;
+                    map.end()
+                }
+                Self::Image(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "image")?;
+                    map.serialize_entry("image", payload)?;
+                    map.end()
+                }
+                Self::Voice(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "voice")?;
+                    map.serialize_entry("voice", payload)?;
+                    map.end()
+                }
+                Self::Video(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "video")?;
+                    map.serialize_entry("video", payload)?;
+                    map.end()
+                }
+                Self::File(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "file")?;
+                    map.serialize_entry("file", payload)?;
+                    map.end()
+                }
+                Self::Location(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "location")?;
+                    map.serialize_entry("location", payload)?;
+                    map.end()
+                }
+                Self::Link(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "link")?;
+                    map.serialize_entry("link", payload)?;
+                    map.end()
+                }
+                Self::BusinessCard(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "business_card")?;
+                    map.serialize_entry("business_card", payload)?;
+                    map.end()
+                }
+                Self::MiniProgram(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "miniprogram")?;
+                    map.serialize_entry("miniprogram", payload)?;
+                    map.end()
+                }
+                Self::Menu(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "msgmenu")?;
+                    map.serialize_entry("msgmenu", payload)?;
+                    map.end()
+                }
+                Self::ChannelsShopProduct(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "channels_shop_product")?;
+                    map.serialize_entry("channels_shop_product", payload)?;
+                    map.end()
+                }
+                Self::ChannelsShopOrder(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "channels_shop_order")?;
+                    map.serialize_entry("channels_shop_order", payload)?;
+                    map.end()
+                }
+                Self::MergedMsg(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "merged_msg")?;
+                    map.serialize_entry("merged_msg", payload)?;
+                    map.end()
+                }
+                Self::Channels(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "channels")?;
+                    map.serialize_entry("channels", payload)?;
+                    map.end()
+                }
+                Self::Meeting(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "meeting")?;
+                    map.serialize_entry("meeting", payload)?;
+                    map.end()
+                }
+                Self::Schedule(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "schedule")?;
+                    map.serialize_entry("schedule", payload)?;
+                    map.end()
+                }
+                Self::Note(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "note")?;
+                    map.serialize_entry("note", payload)?;
+                    map.end()
+                }
+                Self::Event(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "event")?;
+                    map.serialize_entry("event", payload)?;
+                    map.end()
+                }
+                Self::Unknown { raw, .. } => raw.serialize(serializer),
+            }
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for Received {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            use rt::serde::de::Error as _;
+            let raw = rt::Value::deserialize(deserializer)?;
+            let tag = match rt::tag_of(&raw, "msgtype") {
+                Ok(tag) => tag.to_owned(),
+                Err(_) => {
+                    return Ok(Self::Unknown {
+                        msgtype: String::new(),
+                        raw,
+                    });
+                }
+            };
+            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+                "text" => {
+                    match rt::from_value(rt::payload(&raw, "text")) {
+                        Ok(payload) => Ok(Self::Text(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "image" => {
+                    match rt::from_value(rt::payload(&raw, "image")) {
+                        Ok(payload) => Ok(Self::Image(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "voice" => {
+                    match rt::from_value(rt::payload(&raw, "voice")) {
+                        Ok(payload) => Ok(Self::Voice(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "video" => {
+                    match rt::from_value(rt::payload(&raw, "video")) {
+                        Ok(payload) => Ok(Self::Video(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "file" => {
+                    match rt::from_value(rt::payload(&raw, "file")) {
+                        Ok(payload) => Ok(Self::File(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "location" => {
+                    match rt::from_value(rt::payload(&raw, "location")) {
+                        Ok(payload) => Ok(Self::Location(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "link" => {
+                    match rt::from_value(rt::payload(&raw, "link")) {
+                        Ok(payload) => Ok(Self::Link(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "business_card" => {
+                    match rt::from_value(rt::payload(&raw, "business_card")) {
+                        Ok(payload) => Ok(Self::BusinessCard(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "miniprogram" => {
+                    match rt::from_value(rt::payload(&raw, "miniprogram")) {
+                        Ok(payload) => Ok(Self::MiniProgram(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "msgmenu" => {
+                    match rt::from_value(rt::payload(&raw, "msgmenu")) {
+                        Ok(payload) => Ok(Self::Menu(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "channels_shop_product" => {
+                    match rt::from_value(rt::payload(&raw, "channels_shop_product")) {
+                        Ok(payload) => Ok(Self::ChannelsShopProduct(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "channels_shop_order" => {
+                    match rt::from_value(rt::payload(&raw, "channels_shop_order")) {
+                        Ok(payload) => Ok(Self::ChannelsShopOrder(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "merged_msg" => {
+                    match rt::from_value(rt::payload(&raw, "merged_msg")) {
+                        Ok(payload) => Ok(Self::MergedMsg(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "channels" => {
+                    match rt::from_value(rt::payload(&raw, "channels")) {
+                        Ok(payload) => Ok(Self::Channels(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "meeting" => {
+                    match rt::from_value(rt::payload(&raw, "meeting")) {
+                        Ok(payload) => Ok(Self::Meeting(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "schedule" => {
+                    match rt::from_value(rt::payload(&raw, "schedule")) {
+                        Ok(payload) => Ok(Self::Schedule(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "note" => {
+                    match rt::from_value(rt::payload(&raw, "note")) {
+                        Ok(payload) => Ok(Self::Note(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                "event" => {
+                    match rt::from_value(rt::payload(&raw, "event")) {
+                        Ok(payload) => Ok(Self::Event(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.to_owned(),
+                                raw,
+                            })
+                        }
+                    }
+                }
+                _ => {
+                    Ok(Self::Unknown {
+                        msgtype: tag.to_owned(),
+                        raw,
+                    })
+                }
+            };
+            parsed.map_err(D::Error::custom)
+        }
+    }
+    impl rt::Validate for Received {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            match self {
+                Self::Text(payload) => payload.validate().map_err(|e| e.within("text")),
+                Self::Image(payload) => payload.validate().map_err(|e| e.within("image")),
+                Self::Voice(payload) => payload.validate().map_err(|e| e.within("voice")),
+                Self::Video(payload) => payload.validate().map_err(|e| e.within("video")),
+                Self::File(payload) => payload.validate().map_err(|e| e.within("file")),
+                Self::Location(payload) => {
+                    payload.validate().map_err(|e| e.within("location"))
+                }
+                Self::Link(payload) => payload.validate().map_err(|e| e.within("link")),
+                Self::BusinessCard(payload) => {
+                    payload.validate().map_err(|e| e.within("business_card"))
+                }
+                Self::MiniProgram(payload) => {
+                    payload.validate().map_err(|e| e.within("miniprogram"))
+                }
+                Self::Menu(payload) => {
+                    payload.validate().map_err(|e| e.within("msgmenu"))
+                }
+                Self::ChannelsShopProduct(payload) => {
+                    payload.validate().map_err(|e| e.within("channels_shop_product"))
+                }
+                Self::ChannelsShopOrder(payload) => {
+                    payload.validate().map_err(|e| e.within("channels_shop_order"))
+                }
+                Self::MergedMsg(payload) => {
+                    payload.validate().map_err(|e| e.within("merged_msg"))
+                }
+                Self::Channels(payload) => {
+                    payload.validate().map_err(|e| e.within("channels"))
+                }
+                Self::Meeting(payload) => {
+                    payload.validate().map_err(|e| e.within("meeting"))
+                }
+                Self::Schedule(payload) => {
+                    payload.validate().map_err(|e| e.within("schedule"))
+                }
+                Self::Note(payload) => payload.validate().map_err(|e| e.within("note")),
+                Self::Event(payload) => payload.validate().map_err(|e| e.within("event")),
+                Self::Unknown { .. } => Ok(()),
+            }
+        }
+    }
+    impl From<ReceivedText> for Received {
+        fn from(payload: ReceivedText) -> Self {
+            Self::Text(payload)
+        }
+    }
+    impl From<Image> for Received {
+        fn from(payload: Image) -> Self {
+            Self::Image(payload)
+        }
+    }
+    impl From<Voice> for Received {
+        fn from(payload: Voice) -> Self {
+            Self::Voice(payload)
+        }
+    }
+    impl From<Video> for Received {
+        fn from(payload: Video) -> Self {
+            Self::Video(payload)
+        }
+    }
+    impl From<File> for Received {
+        fn from(payload: File) -> Self {
+            Self::File(payload)
+        }
+    }
+    impl From<Location> for Received {
+        fn from(payload: Location) -> Self {
+            Self::Location(payload)
+        }
+    }
+    impl From<ReceivedLink> for Received {
+        fn from(payload: ReceivedLink) -> Self {
+            Self::Link(payload)
+        }
+    }
+    impl From<BusinessCard> for Received {
+        fn from(payload: BusinessCard) -> Self {
+            Self::BusinessCard(payload)
+        }
+    }
+    impl From<MiniProgram> for Received {
+        fn from(payload: MiniProgram) -> Self {
+            Self::MiniProgram(payload)
+        }
+    }
+    impl From<Menu> for Received {
+        fn from(payload: Menu) -> Self {
+            Self::Menu(payload)
+        }
+    }
+    impl From<ChannelsShopProduct> for Received {
+        fn from(payload: ChannelsShopProduct) -> Self {
+            Self::ChannelsShopProduct(payload)
+        }
+    }
+    impl From<ChannelsShopOrder> for Received {
+        fn from(payload: ChannelsShopOrder) -> Self {
+            Self::ChannelsShopOrder(payload)
+        }
+    }
+    impl From<MergedMsg> for Received {
+        fn from(payload: MergedMsg) -> Self {
+            Self::MergedMsg(payload)
+        }
+    }
+    impl From<Channels> for Received {
+        fn from(payload: Channels) -> Self {
+            Self::Channels(payload)
+        }
+    }
+    impl From<Meeting> for Received {
+        fn from(payload: Meeting) -> Self {
+            Self::Meeting(payload)
+        }
+    }
+    impl From<Schedule> for Received {
+        fn from(payload: Schedule) -> Self {
+            Self::Schedule(payload)
+        }
+    }
+    impl From<Note> for Received {
+        fn from(payload: Note) -> Self {
+            Self::Note(payload)
+        }
+    }
+    impl From<Event> for Received {
+        fn from(payload: Event) -> Self {
+            Self::Event(payload)
+        }
+    }
+    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+    impl Default for Received {
+        fn default() -> Self {
+            Self::Unknown {
+                msgtype: String::new(),
+                raw: rt::Value::Null,
+            }
         }
     }
     /// The body of [`gettoken`](rt::Client::gettoken), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
@@ -2562,7 +5497,7 @@ mod generated_from_endpoints {
             Box::pin(self.send())
         }
     }
-    ///The message types [`send_msg_on_event`](rt::Client::send_msg_on_event) accepts: text, msgmenu.
+    /// The message types [`send_msg_on_event`](rt::Client::send_msg_on_event) accepts: text, msgmenu.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` can't be sent with `send_msg_on_event`",
         label = "`send_msg_on_event` doesn't accept this message type",

@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, TypeKind};
+use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind};
 use crate::names::{is_identifier, pascal_case};
 
 pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
@@ -18,6 +18,9 @@ pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
     check_enums(api, &mut cx);
     for s in &api.structs {
         check_fields(api, &s.fields, FieldOwner::Struct, &mut cx);
+        if s.lenient {
+            check_lenient(api, s, &mut cx);
+        }
     }
     check_unions(api, &mut cx);
     check_endpoints(api, &mut cx);
@@ -196,6 +199,38 @@ fn check_enums(api: &Api, cx: &mut Diagnostics) {
     }
 }
 
+/// A lenient struct fills a field that doesn't parse with its default, so required fields
+/// need one; and `raw` is the name of the field that keeps the original object.
+fn check_lenient(api: &Api, s: &Struct, cx: &mut Diagnostics) {
+    for f in &s.fields {
+        if f.name.get_ref() == "raw" {
+            cx.error(
+                f.name.span(),
+                "a lenient struct keeps the original JSON in `raw`; rename this field",
+            );
+        }
+        let ty = f.type_ref();
+        if !f.required || ty.list {
+            continue;
+        }
+        let has_default = match api.kind_of(ty.name) {
+            Some(TypeKind::Union) => api.union(ty.name).is_some_and(|u| u.unknown),
+            Some(TypeKind::Struct | TypeKind::Enum | TypeKind::Secret) => false,
+            _ => true,
+        };
+        if !has_default {
+            cx.error_with_help(
+                f.ty.span(),
+                format!(
+                    "required field `{}` of a lenient struct needs a type with a fallback",
+                    f.name.get_ref()
+                ),
+                "make it optional, or use a plain type or a union with `unknown = true`",
+            );
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FieldOwner {
     Struct,
@@ -215,6 +250,12 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
         };
         check_limits(f, kind, ty.list, cx);
         check_message_keys(api, f, kind, ty.list, owner, cx);
+        if f.numbers_as_text && (kind != TypeKind::String || ty.list) {
+            cx.error(
+                f.ty.span(),
+                "`numbers_as_text` applies to `string` fields only",
+            );
+        }
         if owner == (FieldOwner::Endpoint { get: true })
             && (ty.list || kind.is_composite() || kind == TypeKind::Json)
         {
@@ -471,8 +512,10 @@ fn check_unions(api: &Api, cx: &mut Diagnostics) {
         if u.tag.get_ref().is_empty() {
             cx.error(u.tag.span(), "a union's `tag` can't be empty");
         }
+        let keyed = u.layout.as_ref().is_none_or(|l| l.get_ref() == "keyed");
         let mut tags = Seen::new("variant tag");
         let mut shorts = Seen::new("variant short name");
+        let mut names = Seen::new("variant name");
         let mut types = Seen::new("variant type");
         for v in &u.variants {
             tags.add(v.tag.get_ref(), v.tag.span(), cx);
@@ -480,22 +523,34 @@ fn check_unions(api: &Api, cx: &mut Diagnostics) {
             if check_identifier(short, "variant short name", cx) {
                 shorts.add(short.get_ref(), short.span(), cx);
             }
+            let name = v.variant_name();
+            if check_identifier(name, "variant name", cx) {
+                names.add(name.get_ref(), name.span(), cx);
+            }
+            if u.unknown && name.get_ref() == "Unknown" {
+                cx.error(
+                    name.span(),
+                    "`Unknown` is the variant that keeps unknown tags",
+                );
+            }
             match api.kind_of(v.ty.get_ref()) {
+                // A nested union needs a key of its own to sit under.
                 Some(TypeKind::Struct) => types.add(v.ty.get_ref(), v.ty.span(), cx),
+                Some(TypeKind::Union) if keyed => types.add(v.ty.get_ref(), v.ty.span(), cx),
                 Some(_) => cx.error(
                     v.ty.span(),
                     format!(
-                        "union variants must be [[struct]] types; `{}` is not",
+                        "variants of {} unions must be {}; `{}` is not",
+                        if keyed { "keyed" } else { "inline" },
+                        if keyed {
+                            "[[struct]] or [[union]] types"
+                        } else {
+                            "[[struct]] types"
+                        },
                         v.ty.get_ref()
                     ),
                 ),
                 None => report_unknown_type(api, &v.ty, v.ty.get_ref(), "variant type", cx),
-            }
-            if u.unknown && v.ty.get_ref() == "Unknown" {
-                cx.error(
-                    v.ty.span(),
-                    "`Unknown` is the variant that keeps unknown tags",
-                );
             }
         }
     }

@@ -67,6 +67,10 @@ pub struct Struct {
     pub summary: Option<String>,
     #[serde(default)]
     pub doc: Option<Spanned<u64>>,
+    /// Never fails to deserialize: a field that is missing or doesn't parse becomes `None`
+    /// (or its default when required), and the original object is kept in `raw`.
+    #[serde(default)]
+    pub lenient: bool,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
@@ -95,12 +99,20 @@ pub struct Variant {
     pub ty: Spanned<String>,
     #[serde(default)]
     pub short: Option<Spanned<String>>,
+    /// The Rust variant's name, when it should differ from the type's (`ReceivedText` → `Text`).
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
 }
 
 impl Variant {
     /// The name shortcut methods use: `short`, or the tag itself.
     pub fn short_name(&self) -> &str {
         self.short.as_ref().unwrap_or(&self.tag).get_ref()
+    }
+
+    /// The Rust variant's name: `name`, or the payload type's.
+    pub fn variant_name(&self) -> &Spanned<String> {
+        self.name.as_ref().unwrap_or(&self.ty)
     }
 }
 
@@ -175,6 +187,9 @@ pub struct Field {
     pub prefix: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub allow_empty: bool,
+    /// A string field that also accepts a JSON number (kept as its decimal text).
+    #[serde(default)]
+    pub numbers_as_text: bool,
     #[serde(default)]
     pub min: Option<Spanned<f64>>,
     #[serde(default)]

@@ -238,6 +238,54 @@ fn unknown_keys_are_refused() {
     );
 }
 
+#[test]
+fn receiving_keys_are_checked() {
+    let source = r#"
+[[struct]]
+name = "Item"
+lenient = true
+fields = [
+  { name = "raw", type = "string" },
+  { name = "payload", type = "Payload", required = true },
+  { name = "count", type = "u32", numbers_as_text = true },
+]
+
+[[struct]]
+name = "Payload"
+
+[[union]]
+name = "Inner"
+tag = "kind"
+variants = [{ tag = "p", type = "Payload" }]
+
+[[union]]
+name = "Outer"
+tag = "kind"
+layout = "inline"
+variants = [
+  { tag = "inner", type = "Inner" },
+  { tag = "p", type = "Payload", name = "Same" },
+  { tag = "q", type = "Payload", name = "Same" },
+]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:6:12: a lenient struct keeps the original JSON in `raw`",
+        "api.toml:7:30: required field `payload` of a lenient struct needs a type with a fallback",
+        "api.toml:8:28: `numbers_as_text` applies to `string` fields only",
+        "api.toml:24:27: variants of inline unions must be [[struct]] types; `Inner` is not",
+        "api.toml:26:23: duplicate variant type `Payload`",
+        "api.toml:26:41: duplicate variant name `Same`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

@@ -35,7 +35,12 @@ pub enum Reply {
     /// Wait, then answer (to trip client timeouts).
     Delayed(Duration, Value),
     Status(u16),
+    /// Close the connection without answering.
+    Hangup,
 }
+
+/// Answers every request to a path from the request itself (paging, say).
+pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
 #[derive(Default)]
 struct Inner {
@@ -45,6 +50,7 @@ struct Inner {
     /// Valid tokens; a token mapped to Some(code) is refused with that code.
     tokens: Mutex<HashMap<String, Option<i64>>>,
     scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    responders: Mutex<HashMap<String, Responder>>,
     gettoken_delay: Mutex<Duration>,
 }
 
@@ -105,6 +111,19 @@ impl MockServer {
             .extend(replies);
     }
 
+    /// Answers requests to `path` with `responder` once its script is used up.
+    pub fn respond_with(
+        &self,
+        path: &str,
+        responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) {
+        self.inner
+            .responders
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), Arc::new(responder));
+    }
+
     pub fn set_gettoken_delay(&self, delay: Duration) {
         *self.inner.gettoken_delay.lock().unwrap() = delay;
     }
@@ -141,11 +160,12 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    inner.requests.lock().unwrap().push(Recorded {
+    let recorded = Recorded {
         path: path.clone(),
         query: query.clone(),
         body: body_json,
-    });
+    };
+    inner.requests.lock().unwrap().push(recorded.clone());
     if path == "/cgi-bin/gettoken" {
         inner.gettoken_calls.fetch_add(1, Ordering::SeqCst);
         let delay = *inner.gettoken_delay.lock().unwrap();
@@ -188,13 +208,16 @@ async fn handle(
         .unwrap()
         .get_mut(&path)
         .and_then(VecDeque::pop_front);
-    match scripted {
+    let responder = inner.responders.lock().unwrap().get(&path).cloned();
+    let reply = scripted.or_else(|| responder.map(|respond| respond(&recorded)));
+    match reply {
         Some(Reply::Json(v)) => axum::Json(v).into_response(),
         Some(Reply::Delayed(d, v)) => {
             tokio::time::sleep(d).await;
             axum::Json(v).into_response()
         }
         Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+        Some(Reply::Hangup) => hang_up(),
         None => axum::Json(default_reply(&path)).into_response(),
     }
 }
@@ -211,4 +234,25 @@ fn default_reply(path: &str) -> Value {
         }
         _ => json!({"errcode": 0, "errmsg": "ok"}),
     }
+}
+
+/// Ends the connection without a response: hyper drops a connection whose handler panics.
+/// The panic message is filtered from test output by [`quiet_hangups`].
+fn hang_up() -> Response {
+    std::panic::panic_any(Hangup)
+}
+
+struct Hangup;
+
+/// Keeps the deliberate panics of [`Reply::Hangup`] out of the test output.
+pub fn quiet_hangups() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Hangup>().is_none() {
+                default(info);
+            }
+        }));
+    });
 }

@@ -90,7 +90,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         impl #request {
             #[doc = #new_doc]
             pub fn new(#(#args),*) -> Self {
-                #init
+                Self { #(#init),* }
             }
 
             #request_setters
@@ -194,7 +194,7 @@ fn marker_trait(api: &Api, e: &Endpoint, base: &str, owner: &str) -> Option<(Ide
     let label = format!("`{name}` doesn't accept this message type");
     let note = format!("`{name}` accepts: {}", tags.join(", "));
     let doc = format!(
-        "The message types [`{name}`]({owner}::{name}) accepts: {}.",
+        " The message types [`{name}`]({owner}::{name}) accepts: {}.",
         tags.join(", ")
     );
     let items = quote! {

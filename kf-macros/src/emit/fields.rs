@@ -96,6 +96,13 @@ pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
         let ty = field_type(api, f);
         let docs = field_docs(f).tokens();
         let mut serde = Vec::new();
+        if f.numbers_as_text {
+            serde.push(if f.required {
+                quote!(deserialize_with = "rt::text_or_number")
+            } else {
+                quote!(deserialize_with = "rt::optional_text_or_number")
+            });
+        }
         if f.flatten {
             serde.push(quote!(flatten));
         } else if f.type_ref().list && !f.required {
@@ -120,12 +127,12 @@ pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
     quote!(#(#decls)*)
 }
 
-/// `new(required…)`: arguments and the struct literal that fills every field.
+/// `new(required…)`: arguments, and the initializers that fill every field.
 pub fn constructor(
     api: &Api,
     fields: &[Field],
     marker: Option<&TokenStream>,
-) -> (Vec<TokenStream>, TokenStream) {
+) -> (Vec<TokenStream>, Vec<TokenStream>) {
     let mut args = Vec::new();
     let mut inits = Vec::new();
     for f in fields {
@@ -140,7 +147,7 @@ pub fn constructor(
             inits.push(quote!(#name: None));
         }
     }
-    (args, quote!(Self { #(#inits),* }))
+    (args, inits)
 }
 
 /// One setter per optional field. `target` is the expression that holds the fields

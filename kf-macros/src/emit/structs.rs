@@ -16,23 +16,38 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
         .official(api, s.doc.as_ref().map(|d| *d.get_ref()))
         .tokens();
     let fields = declarations(api, &s.fields);
-    let (args, init) = constructor(api, &s.fields, None);
+    let (args, mut init) = constructor(api, &s.fields, None);
     let new_doc = format!(" Builds a `{}` from its required fields.", s.name.get_ref());
     let setters = setters(api, &s.fields, &quote!(self));
     let validate = validate_impl(api, &name, &s.fields);
     let from_string = from_single_string(api, s);
+    let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
+        init.push(quote!(raw: rt::Value::Null));
+        (
+            quote!(),
+            quote! {
+                /// The object as received, with any field this version doesn't know.
+                #[serde(skip)]
+                pub raw: rt::Value,
+            },
+            lenient_deserialize(s),
+        )
+    } else {
+        (quote!(rt::serde::Deserialize), quote!(), quote!())
+    };
     quote! {
         #docs
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, #derive_deserialize)]
         #[serde(crate = "::wecom_kf::__private::serde")]
         pub struct #name {
             #fields
+            #raw_field
         }
 
         impl #name {
             #[doc = #new_doc]
             pub fn new(#(#args),*) -> Self {
-                #init
+                Self { #(#init),* }
             }
 
             #setters
@@ -40,6 +55,39 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
 
         #validate
         #from_string
+        #lenient_deserialize
+    }
+}
+
+/// A `Deserialize` that never fails on valid JSON: each field is read on its own, one that
+/// is missing or doesn't parse is `None` (or its default when required), and the whole
+/// object is kept in `raw`.
+fn lenient_deserialize(s: &Struct) -> TokenStream {
+    let name = ident(s.name.get_ref());
+    let inits = s.fields.iter().map(|f| {
+        let field = ident(f.name.get_ref());
+        let keys = std::iter::once(f.name.get_ref()).chain(&f.aliases);
+        let read = if f.flatten {
+            quote!(rt::lenient_flat(&raw))
+        } else if f.numbers_as_text {
+            quote!(rt::lenient_text(&raw, &[#(#keys),*]))
+        } else {
+            quote!(rt::lenient_field(&raw, &[#(#keys),*]))
+        };
+        // check.rs allows required fields only of types with a default.
+        let fallback = (f.required || f.type_ref().list).then(|| quote!(.unwrap_or_default()));
+        quote!(#field: #read #fallback,)
+    });
+    quote! {
+        impl<'de> rt::serde::Deserialize<'de> for #name {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = rt::Value::deserialize(deserializer)?;
+                Ok(Self {
+                    #(#inits)*
+                    raw,
+                })
+            }
+        }
     }
 }
 

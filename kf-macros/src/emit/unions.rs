@@ -5,7 +5,7 @@
 //! (`{"event_type":"enter_session","open_kfid":…}`). Unions marked `unknown` keep any tag
 //! they don't know, with the raw JSON, instead of failing.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
@@ -26,19 +26,23 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
         .official(api, u.doc.as_ref().map(|d| *d.get_ref()))
         .tokens();
 
-    let variants: Vec<_> = u
+    let variants: Vec<UnionVariant> = u
         .variants
         .iter()
-        .map(|v| (v.tag.get_ref().as_str(), ident(v.ty.get_ref())))
+        .map(|v| UnionVariant {
+            tag: v.tag.get_ref(),
+            name: ident(v.variant_name().get_ref()),
+            ty: ident(v.ty.get_ref()),
+        })
         .collect();
-    let decls = variants.iter().map(|(tag, ty)| {
-        let doc = format!("`{tag_key}` = `{tag}`.");
-        quote!(#[doc = #doc] #ty(#ty),)
+    let decls = variants.iter().map(|UnionVariant { tag, name, ty }| {
+        let doc = format!(" `{tag_key}` = `{tag}`.");
+        quote!(#[doc = #doc] #name(#ty),)
     });
     let tag_field = ident(tag_key);
     let unknown_decl = u.unknown.then(|| {
         let doc =
-            format!("A `{tag_key}` this version doesn't know, kept with the JSON it came in.");
+            format!(" A `{tag_key}` this version doesn't know, kept with the JSON it came in.");
         quote! {
             #[doc = #doc]
             Unknown {
@@ -51,27 +55,38 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
     });
     let tag_arms = variants
         .iter()
-        .map(|(tag, ty)| quote!(Self::#ty(_) => #tag,));
+        .map(|UnionVariant { tag, name, .. }| quote!(Self::#name(_) => #tag,));
     let unknown_tag_arm = u
         .unknown
         .then(|| quote!(Self::Unknown { #tag_field, .. } => #tag_field,));
-    let tag_doc = format!("The `{tag_key}` this value is sent with.");
+    let tag_doc = format!(" The `{tag_key}` of this value.");
 
     let serialize = serialize_impl(u, keyed, &variants);
     let deserialize = deserialize_impl(u, keyed, &variants);
-    let validate_arms = variants.iter().map(|(tag, ty)| {
+    let validate_arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
         if keyed {
-            quote!(Self::#ty(payload) => payload.validate().map_err(|e| e.within(#tag)),)
+            quote!(Self::#name(payload) => payload.validate().map_err(|e| e.within(#tag)),)
         } else {
-            quote!(Self::#ty(payload) => payload.validate(),)
+            quote!(Self::#name(payload) => payload.validate(),)
         }
     });
     let unknown_validate = u.unknown.then(|| quote!(Self::Unknown { .. } => Ok(()),));
-    let froms = variants.iter().map(|(_, ty)| {
+    let unknown_default = u.unknown.then(|| {
+        quote! {
+            /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+            impl Default for #name {
+                fn default() -> Self {
+                    Self::Unknown { #tag_field: String::new(), raw: rt::Value::Null }
+                }
+            }
+        }
+    });
+    let froms = variants.iter().map(|v| {
+        let (variant, ty) = (&v.name, &v.ty);
         quote! {
             impl From<#ty> for #name {
                 fn from(payload: #ty) -> Self {
-                    Self::#ty(payload)
+                    Self::#variant(payload)
                 }
             }
         }
@@ -108,16 +123,24 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
         }
 
         #(#froms)*
+        #unknown_default
     }
 }
 
-fn serialize_impl(u: &Union, keyed: bool, variants: &[(&str, proc_macro2::Ident)]) -> TokenStream {
+/// One variant as the emitters need it: its tag, its Rust name and its payload type.
+struct UnionVariant<'a> {
+    tag: &'a str,
+    name: Ident,
+    ty: Ident,
+}
+
+fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(u.name.get_ref());
     let tag_key = u.tag.get_ref();
-    let arms = variants.iter().map(|(tag, ty)| {
+    let arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
         if keyed {
             quote! {
-                Self::#ty(payload) => {
+                Self::#name(payload) => {
                     let mut map = serializer.serialize_map(Some(2))?;
                     map.serialize_entry(#tag_key, #tag)?;
                     map.serialize_entry(#tag, payload)?;
@@ -126,7 +149,7 @@ fn serialize_impl(u: &Union, keyed: bool, variants: &[(&str, proc_macro2::Ident)
             }
         } else {
             quote! {
-                Self::#ty(payload) => rt::Tagged { key: #tag_key, tag: #tag, payload }.serialize(serializer),
+                Self::#name(payload) => rt::Tagged { key: #tag_key, tag: #tag, payload }.serialize(serializer),
             }
         }
     });
@@ -146,49 +169,60 @@ fn serialize_impl(u: &Union, keyed: bool, variants: &[(&str, proc_macro2::Ident)
     }
 }
 
-fn deserialize_impl(
-    u: &Union,
-    keyed: bool,
-    variants: &[(&str, proc_macro2::Ident)],
-) -> TokenStream {
+fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(u.name.get_ref());
     let tag_key = u.tag.get_ref();
     let tag_field = ident(tag_key);
-    let arms = variants.iter().map(|(tag, ty)| {
-        let parsed = if keyed {
-            quote!(rt::payload(&raw, #tag).and_then(|payload| rt::from_value(payload)))
-        } else {
-            quote!(rt::from_value(&raw))
-        };
-        if u.unknown {
-            // A known tag whose payload doesn't parse is kept too: one odd item never fails a page.
-            quote! {
-                #tag => match #parsed {
-                    Ok(payload) => Ok(Self::#ty(payload)),
-                    Err(_) => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),
-                },
+    let arms = variants.iter().map(
+        |UnionVariant {
+             tag, name: variant, ..
+         }| {
+            let parsed = if keyed {
+                quote!(rt::from_value(rt::payload(&raw, #tag)))
+            } else {
+                quote!(rt::from_value(&raw))
+            };
+            if u.unknown {
+                // A known tag whose payload doesn't parse is kept too: one odd item never fails a page.
+                quote! {
+                    #tag => match #parsed {
+                        Ok(payload) => Ok(Self::#variant(payload)),
+                        Err(_) => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),
+                    },
+                }
+            } else {
+                quote!(#tag => #parsed.map(Self::#variant),)
             }
-        } else {
-            quote!(#tag => #parsed.map(Self::#ty),)
-        }
-    });
+        },
+    );
     let fallback = if u.unknown {
         quote!(_ => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),)
     } else {
         let known = variants
             .iter()
-            .map(|(t, _)| format!("`{t}`"))
+            .map(|v| format!("`{}`", v.tag))
             .collect::<Vec<_>>()
             .join(", ");
         let message = format!("unknown {tag_key} `{{}}`, expected one of {known}");
         quote!(other => Err(rt::serde_json::Error::custom(format!(#message, other))),)
+    };
+    let read_tag = if u.unknown {
+        // Even an object without a tag is kept rather than failing its page.
+        quote! {
+            let tag = match rt::tag_of(&raw, #tag_key) {
+                Ok(tag) => tag.to_owned(),
+                Err(_) => return Ok(Self::Unknown { #tag_field: String::new(), raw }),
+            };
+        }
+    } else {
+        quote!(let tag = rt::tag_of(&raw, #tag_key).map_err(D::Error::custom)?.to_owned();)
     };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 use rt::serde::de::Error as _;
                 let raw = rt::Value::deserialize(deserializer)?;
-                let tag = rt::tag_of(&raw, #tag_key).map_err(D::Error::custom)?.to_owned();
+                #read_tag
                 let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
                     #(#arms)*
                     #fallback

@@ -61,19 +61,18 @@ fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
     let list = f.type_ref().list;
     // What to check on one value, given an expression `v` that borrows it.
     let per_value: Option<TokenStream> = match kind {
-        TypeKind::String | TypeKind::Secret => {
-            let rule = string_rule(f);
+        TypeKind::String | TypeKind::Secret => string_rule(f).map(|rule| {
             let text = if kind == TypeKind::Secret {
                 quote!(v.expose())
             } else {
                 quote!(v)
             };
-            Some(if list {
+            if list {
                 quote!(#rule.check_item(#wire, i, #text)?;)
             } else {
                 quote!(#rule.check(#wire, #text)?;)
-            })
-        }
+            }
+        }),
         TypeKind::Int | TypeKind::Float if f.has_number_limits() || kind == TypeKind::Float => {
             let rule = number_rule(f);
             let as_f64 = match f.type_ref().name {
@@ -164,7 +163,8 @@ fn over_limit(f: &Field) -> TokenStream {
     }
 }
 
-fn string_rule(f: &Field) -> TokenStream {
+/// The field's string rule, or `None` when it allows every string.
+fn string_rule(f: &Field) -> Option<TokenStream> {
     let mut parts = Vec::new();
     let min = f
         .min_bytes
@@ -196,7 +196,7 @@ fn string_rule(f: &Field) -> TokenStream {
         let over = over_limit(f);
         parts.push(quote!(over_limit: #over));
     }
-    quote!(rt::StringRule { #(#parts,)* ..rt::StringRule::ANY })
+    (!parts.is_empty()).then(|| quote!(rt::StringRule { #(#parts,)* ..rt::StringRule::ANY }))
 }
 
 /// An unsuffixed integer literal, so the output reads `2048`, not `2048usize`.

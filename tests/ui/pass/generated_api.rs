@@ -1,8 +1,8 @@
 // Every generated client method, called the way DESIGN.md and the README show. Compiled and
 // run by trybuild; the calls themselves are never awaited (there is no server here).
 use wecom_kf::{
-    CaLink, Client, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
-    MenuView, MiniProgram, OutgoingMsg, Text, VoiceFormat,
+    CaLink, Client, Event, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
+    MenuView, MiniProgram, OutgoingMsg, Received, Text, VoiceFormat,
 };
 
 #[allow(dead_code)]
@@ -47,7 +47,21 @@ async fn every_method(client: &Client, media_id: String, welcome_code: &str) -> 
         .voice_format(VoiceFormat::Silk)
         .await?;
     let _: u32 = page.has_more;
-    let _: String = page.next_cursor;
+    let _: &String = &page.next_cursor;
+    for m in page.msg_list {
+        match m.content {
+            Received::Text(t) => {
+                let _: (String, Option<String>) = (t.content, t.menu_id);
+            }
+            Received::Event(Event::EnterSession(e)) => {
+                let _: Option<String> = e.welcome_code;
+            }
+            Received::Unknown { msgtype, raw } => {
+                let _: (String, serde_json::Value) = (msgtype, raw);
+            }
+            _ => {}
+        }
+    }
     let token = client.gettoken().await?;
     let _: u64 = token.expires_in;
     // A request body built by hand and sent with `execute`.
