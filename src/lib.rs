@@ -59,6 +59,8 @@ mod client;
 mod error;
 mod retry;
 mod secret;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod sync;
 mod token;
 mod validate;

@@ -1,0 +1,251 @@
+//! A local WeCom kf server for tests, examples and anyone without a verified company.
+//!
+//! It speaks the real paths, bodies and error codes (`gettoken`, `kf/sync_msg`,
+//! `kf/send_msg`, `kf/send_msg_on_event`) and applies the server's rules: tokens that
+//! expire or get revoked, cursor paging over each account's log with 3-day retention,
+//! callback tokens valid 10 minutes, the 48-hour window with 5 sends per customer message,
+//! session states behind 95018, and one-time event codes. A control API (in Rust here, and
+//! over HTTP under `/sim/`) plays the customer, moves a virtual clock and injects faults.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use wecom_kf::sim::Simulator;
+//!
+//! let sim = Simulator::start().await?;
+//! let client = sim.client_builder().build()?;
+//! sim.customer_says(sim.open_kfid(), "wmCUSTOMER", "你好")?;
+//! let page = client.sync_msg(sim.open_kfid()).await?;
+//! client.send_text("wmCUSTOMER", sim.open_kfid(), "您好!").await?;
+//! assert_eq!(sim.sent().len(), 1);
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod http;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use body::Refusal;
+pub use world::{Fault, SentMessage};
+
+use crate::ClientBuilder;
+use world::World;
+
+/// What the simulated corp looks like.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub corp_id: String,
+    /// The app secret `gettoken` accepts. Not a real secret: it is printed by `kf-sim`.
+    pub secret: String,
+    /// The customer-service accounts that exist.
+    pub open_kfids: Vec<String>,
+    /// Lifetime of access tokens (`expires_in`), 7200 s like WeCom's.
+    pub token_lifetime: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            corp_id: "wwSIMULATEDCORP".into(),
+            secret: "simulated-secret".into(),
+            open_kfids: vec!["wkSIMULATEDKF".into()],
+            token_lifetime: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// A running simulator. Cheap to clone; the server stops when the runtime does.
+#[derive(Clone)]
+pub struct Simulator {
+    addr: SocketAddr,
+    config: Arc<SimConfig>,
+    world: Arc<Mutex<World>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("base_url", &self.base_url())
+            .field("corp_id", &self.config.corp_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A customer's message, as the simulator logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerMessage {
+    pub msgid: String,
+    /// The `Token` of the `kf_msg_or_event` callback this message triggers; pass it to
+    /// `sync_msg` (valid 10 minutes).
+    pub callback_token: String,
+}
+
+impl Simulator {
+    /// Starts a simulator with the default corp on a free loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a simulator for `config`, listening on `addr`.
+    pub async fn start_with(config: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let world = World::new(
+            &config.corp_id,
+            &config.secret,
+            config.token_lifetime,
+            &config.open_kfids,
+        );
+        let sim = Simulator {
+            addr,
+            config: Arc::new(config),
+            world: Arc::new(Mutex::new(world)),
+        };
+        tokio::spawn(http::serve(listener, sim.clone()));
+        Ok(sim)
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        // The world's methods leave it consistent at every return, so a panic elsewhere
+        // while the lock was held leaves nothing half-done.
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API root to give [`ClientBuilder::base_url`].
+    pub fn base_url(&self) -> String {
+        format!("http://{}/cgi-bin/", self.addr)
+    }
+
+    pub fn corp_id(&self) -> &str {
+        &self.config.corp_id
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.config.secret
+    }
+
+    /// The first customer-service account.
+    pub fn open_kfid(&self) -> &str {
+        self.config.open_kfids.first().map_or("", String::as_str)
+    }
+
+    /// A client builder already pointed at this simulator with its credentials.
+    pub fn client_builder(&self) -> ClientBuilder {
+        crate::Client::builder()
+            .corp_id(self.config.corp_id.clone())
+            .secret(self.config.secret.clone())
+            .base_url(self.base_url())
+    }
+
+    // -- playing the customer and the servicers --------------------------------------
+
+    /// A customer opens the chat: logs an `enter_session` event and returns its
+    /// `welcome_code` (valid 20 s, one message) when a welcome may be sent.
+    pub fn customer_enters(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<Option<String>, Refusal> {
+        self.world().customer_enters(open_kfid, external_userid, "")
+    }
+
+    /// A customer writes: opens a 48-hour window with 5 sends.
+    pub fn customer_says(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        content: &str,
+    ) -> Result<CustomerMessage, Refusal> {
+        let (msgid, callback_token) =
+            self.world()
+                .customer_writes(open_kfid, external_userid, content, None)?;
+        Ok(CustomerMessage {
+            msgid,
+            callback_token,
+        })
+    }
+
+    /// A customer taps a `click` menu item: a text message with its `menu_id`.
+    pub fn customer_clicks(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        menu_id: &str,
+        content: &str,
+    ) -> Result<CustomerMessage, Refusal> {
+        let (msgid, callback_token) =
+            self.world()
+                .customer_writes(open_kfid, external_userid, content, Some(menu_id))?;
+        Ok(CustomerMessage {
+            msgid,
+            callback_token,
+        })
+    }
+
+    /// A servicer picks the session up (state 3, where `send_msg` gets 95018); returns
+    /// the pickup `msg_code`.
+    pub fn servicer_takes(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        servicer_userid: &str,
+    ) -> Result<String, Refusal> {
+        self.world()
+            .servicer_takes(open_kfid, external_userid, servicer_userid)
+    }
+
+    /// A servicer ends the session (state 4); returns the closing `msg_code` (20 s).
+    pub fn session_ends(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+        servicer_userid: &str,
+    ) -> Result<String, Refusal> {
+        self.world()
+            .session_ends(open_kfid, external_userid, servicer_userid)
+    }
+
+    /// Appends any JSON item to an account's log, as `sync_msg` will return it.
+    pub fn push_raw(&self, open_kfid: &str, item: serde_json::Value) -> Result<(), Refusal> {
+        self.world().push_raw(open_kfid, item)
+    }
+
+    // -- inspecting and bending the world --------------------------------------------
+
+    /// Every message the simulator accepted, oldest first.
+    pub fn sent(&self) -> Vec<SentMessage> {
+        self.world().sent().to_vec()
+    }
+
+    /// The newest callback token of an account.
+    pub fn latest_callback_token(&self, open_kfid: &str) -> Option<String> {
+        self.world().latest_callback_token(open_kfid)
+    }
+
+    /// How many `gettoken` requests arrived.
+    pub fn gettoken_calls(&self) -> usize {
+        self.world().gettoken_calls()
+    }
+
+    /// Moves the virtual clock forward: windows close, codes and tokens expire.
+    pub fn advance(&self, by: Duration) {
+        self.world().advance(by);
+    }
+
+    /// Makes the next `times` requests to `path` (`"kf/send_msg"`, `"gettoken"`) fail.
+    pub fn inject(&self, path: &str, fault: Fault, times: usize) {
+        self.world().inject(path, fault, times);
+    }
+
+    /// Refuses every token issued so far with `errcode` (42001 or 40014).
+    pub fn revoke_tokens(&self, errcode: i64) {
+        self.world().revoke_tokens(errcode);
+    }
+}

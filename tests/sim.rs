@@ -1,0 +1,585 @@
+//! The client against the simulator: every generated method, every error code the
+//! simulator produces, token expiry mid-run, one-time codes, paging, and each fault.
+#![cfg(feature = "sim")]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wecom_kf::sim::{Fault, SimConfig, Simulator};
+use wecom_kf::{
+    CaLink, Client, Delivery, ErrCode, Error, Event, File, Image, Link, Location, Menu, MenuClick,
+    MiniProgram, Received, RetryPolicy, Text, Video, Voice,
+};
+
+const ALICE: &str = "wmALICE";
+
+async fn setup() -> (Simulator, Client) {
+    let sim = Simulator::start().await.expect("simulator");
+    let client = sim
+        .client_builder()
+        .retry_policy(RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        })
+        .build()
+        .expect("client");
+    (sim, client)
+}
+
+/// A JSON request without reqwest's `json` feature, which the crate doesn't need.
+async fn http_json(request: reqwest::RequestBuilder, body: Option<Value>) -> (u16, Value) {
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).expect("encode")),
+        None => request,
+    };
+    let response = request.send().await.expect("http");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn code_of(result: Result<impl std::fmt::Debug, Error>) -> ErrCode {
+    match result {
+        Err(e) => e.code().unwrap_or_else(|| panic!("not an API error: {e}")),
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_send_method_is_accepted_and_recorded() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    client.send_text(ALICE, &kf, "one").await.expect("text");
+    client.send_image(ALICE, &kf, "MEDIA").await.expect("image");
+    client.send_voice(ALICE, &kf, "MEDIA").await.expect("voice");
+    client
+        .send_video(ALICE, &kf, "MEDIA")
+        .msgid("video-1")
+        .await
+        .expect("video");
+    client.send_file(ALICE, &kf, "MEDIA").await.expect("file");
+    sim.customer_says(&kf, ALICE, "more").expect("customer");
+    client
+        .send_link(ALICE, &kf, Link::new("t", "https://example.com", "THUMB"))
+        .await
+        .expect("link");
+    client
+        .send_miniprogram(ALICE, &kf, MiniProgram::new("wx1", "THUMB", "pages/a.html"))
+        .await
+        .expect("miniprogram");
+    client
+        .send_menu(ALICE, &kf, Menu::new().list([MenuClick::new("1", "yes")]))
+        .await
+        .expect("menu");
+    client
+        .send_location(ALICE, &kf, Location::new(23.1, 113.3))
+        .await
+        .expect("location");
+    client
+        .send_ca_link(ALICE, &kf, CaLink::new("https://work.weixin.qq.com/ca/x"))
+        .await
+        .expect("ca_link");
+    sim.customer_says(&kf, ALICE, "again").expect("customer");
+    client
+        .send_msg(ALICE, &kf, Text::new("typed"))
+        .await
+        .expect("send_msg");
+    client
+        .send_msg_raw(json!({"touser": ALICE, "open_kfid": kf, "msgtype": "text", "text": {"content": "raw"}}))
+        .await
+        .expect("raw");
+    let welcome = sim
+        .customer_enters(&kf, "wmBOB")
+        .expect("enter")
+        .expect("a welcome code");
+    client
+        .send_text_on_event(&welcome, "欢迎")
+        .await
+        .expect("text on event");
+    let end = sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    client
+        .send_menu_on_event(
+            &end,
+            Menu::new()
+                .head_content("满意吗？")
+                .list([MenuClick::new("1", "满意")]),
+        )
+        .await
+        .expect("menu on event");
+
+    let sent = sim.sent();
+    let types: Vec<&str> = sent.iter().map(|m| m.msgtype.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "text",
+            "image",
+            "voice",
+            "video",
+            "file",
+            "link",
+            "miniprogram",
+            "msgmenu",
+            "location",
+            "ca_link",
+            "text",
+            "text",
+            "text",
+            "msgmenu"
+        ]
+    );
+    assert_eq!(sent[3].msgid, "video-1", "the given msgid is kept");
+    assert_eq!(sent[12].via, "send_msg_on_event");
+    assert_eq!(sent[12].touser, "wmBOB", "the code named the customer");
+    // Unused Image/Voice/Video/File imports would hide a missing shortcut; use them.
+    let _ = (
+        Image::new("m"),
+        Voice::new("m"),
+        Video::new("m"),
+        File::new("m"),
+    );
+}
+
+#[tokio::test]
+async fn sync_msg_pages_with_cursor_and_limit() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    for i in 0..2500 {
+        sim.customer_says(&kf, ALICE, &format!("#{i}"))
+            .expect("customer");
+    }
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut call = client.sync_msg(&kf).limit(1000);
+        if let Some(c) = &cursor {
+            call = call.cursor(c.as_str());
+        }
+        let page = call.await.expect("page");
+        pages += 1;
+        assert!(page.msg_list.len() <= 1000);
+        seen.extend(page.msg_list.into_iter().map(|m| match m.content {
+            Received::Text(t) => t.content,
+            other => panic!("{other:?}"),
+        }));
+        cursor = Some(page.next_cursor);
+        if page.has_more == 0 {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (0..2500).map(|i| format!("#{i}")).collect::<Vec<_>>());
+    // Nothing new: an empty page, and the cursor stays put.
+    let again = client
+        .sync_msg(&kf)
+        .cursor(cursor.clone().unwrap_or_default())
+        .await
+        .expect("again");
+    assert_eq!((again.msg_list.len(), again.has_more), (0, 0));
+    assert_eq!(Some(again.next_cursor), cursor);
+}
+
+#[tokio::test]
+async fn messages_older_than_three_days_are_gone() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "old").expect("customer");
+    sim.advance(Duration::from_secs(3 * 24 * 3600 + 60));
+    sim.customer_says(&kf, ALICE, "new").expect("customer");
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert_eq!(page.msg_list.len(), 1);
+    assert!(matches!(&page.msg_list[0].content, Received::Text(t) if t.content == "new"));
+}
+
+#[tokio::test]
+async fn callback_tokens_expire_after_ten_minutes() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let said = sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await
+        .expect("fresh token");
+    sim.advance(Duration::from_secs(601));
+    let stale = client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await;
+    assert_eq!(code_of(stale), ErrCode::InvalidMsgToken);
+}
+
+#[tokio::test]
+async fn the_window_and_the_five_message_cap() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    assert_eq!(
+        code_of(client.send_text("wmSTRANGER", &kf, "hi").await),
+        ErrCode::InvalidExternalUserId,
+        "a customer who never wrote"
+    );
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    for n in 0..5 {
+        client
+            .send_text(ALICE, &kf, format!("reply {n}"))
+            .await
+            .expect("within the cap");
+    }
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "sixth").await),
+        ErrCode::SendCountLimit
+    );
+    sim.customer_says(&kf, ALICE, "again").expect("customer");
+    client
+        .send_text(ALICE, &kf, "a new window")
+        .await
+        .expect("reset by the customer");
+    sim.advance(Duration::from_secs(48 * 3600 + 1));
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "late").await),
+        ErrCode::SendTimeLimit
+    );
+}
+
+#[tokio::test]
+async fn a_servicer_session_refuses_api_sends() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "人工").expect("customer");
+    let pickup = sim.servicer_takes(&kf, ALICE, "zhangsan").expect("take");
+    let refused = client.send_text(ALICE, &kf, "bot here").await;
+    assert_eq!(code_of(refused), ErrCode::SessionStateForbidsSending);
+    // The pickup code allows one text, not a menu.
+    let menu = client
+        .send_menu_on_event(&pickup, Menu::new().head_content("x"))
+        .await;
+    assert_eq!(code_of(menu), ErrCode::InvalidMessageType);
+    client
+        .send_text_on_event(&pickup, "您好，我是客服张三")
+        .await
+        .expect("pickup notice");
+    // The event shows up in sync_msg with its code.
+    let page = client.sync_msg(&kf).await.expect("page");
+    let codes: Vec<Option<String>> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => Some(e.msg_code.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, [Some(pickup)]);
+}
+
+#[tokio::test]
+async fn event_codes_are_single_use_and_expire() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let code = sim
+        .customer_enters(&kf, ALICE)
+        .expect("enter")
+        .expect("code");
+    client
+        .send_text_on_event(&code, "欢迎")
+        .await
+        .expect("first use");
+    assert_eq!(
+        code_of(client.send_text_on_event(&code, "again").await),
+        ErrCode::InvalidParameter
+    );
+    let late = sim
+        .customer_enters(&kf, "wmBOB")
+        .expect("enter")
+        .expect("code");
+    sim.advance(Duration::from_secs(21));
+    assert_eq!(
+        code_of(client.send_text_on_event(&late, "late").await),
+        ErrCode::InvalidParameter
+    );
+    // A customer who wrote within 48 hours gets no welcome code.
+    sim.customer_says(&kf, "wmCAROL", "hi").expect("customer");
+    assert_eq!(sim.customer_enters(&kf, "wmCAROL").expect("enter"), None);
+}
+
+#[tokio::test]
+async fn bodies_the_client_would_never_send_are_refused_like_the_server_does() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let base = |msgtype: &str, payload: Value| json!({"touser": ALICE, "open_kfid": kf, "msgtype": msgtype, msgtype: payload});
+    let menu_items = |n: usize, kind: &str| {
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"type": kind, kind: {"id": i.to_string(), "content": "x"}}))
+            .collect();
+        json!({"list": items})
+    };
+    let cases = [
+        (base("news", json!({})), ErrCode::InvalidMessageType),
+        (base("text", json!({"content": ""})), ErrCode::EmptyText),
+        (
+            base("text", json!({"content": "字".repeat(683)})),
+            ErrCode::ContentTooLarge,
+        ),
+        (base("image", json!({})), ErrCode::MediaIdMissing),
+        (
+            base("msgmenu", menu_items(11, "click")),
+            ErrCode::MenuItemCountLimit,
+        ),
+        (
+            base("msgmenu", menu_items(1, "button")),
+            ErrCode::InvalidMenuItemType,
+        ),
+        (
+            base("location", json!({"latitude": 91, "longitude": 0})),
+            ErrCode::InvalidParameter,
+        ),
+        (
+            json!({"touser": ALICE, "open_kfid": "wkNOPE", "msgtype": "text", "text": {"content": "x"}}),
+            ErrCode::InvalidOpenKfId,
+        ),
+        (
+            json!({"touser": ALICE, "open_kfid": kf, "msgid": "bad id!", "msgtype": "text", "text": {"content": "x"}}),
+            ErrCode::InvalidParameter,
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(
+            code_of(client.send_msg_raw(body.clone()).await),
+            expected,
+            "{body}"
+        );
+    }
+    assert!(sim.sent().is_empty(), "nothing refused was recorded");
+    // A msgid may be used once per account.
+    let with_id = json!({"touser": ALICE, "open_kfid": kf, "msgid": "once", "msgtype": "text", "text": {"content": "x"}});
+    client.send_msg_raw(with_id.clone()).await.expect("first");
+    assert_eq!(
+        code_of(client.send_msg_raw(with_id).await),
+        ErrCode::InvalidParameter
+    );
+    // sync_msg's own checks.
+    assert_eq!(
+        code_of(client.sync_msg("wkNOPE").await),
+        ErrCode::InvalidOpenKfId
+    );
+    assert_eq!(
+        code_of(client.sync_msg(&kf).cursor("garbage").await),
+        ErrCode::InvalidParameter
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_checked() {
+    let sim = Simulator::start().await.expect("simulator");
+    let wrong_secret = sim.client_builder().secret("nope").build().expect("client");
+    assert_eq!(
+        code_of(wrong_secret.access_token().await),
+        ErrCode::InvalidCredential
+    );
+    let wrong_corp = sim
+        .client_builder()
+        .corp_id("wwOTHER")
+        .build()
+        .expect("client");
+    assert_eq!(
+        code_of(wrong_corp.access_token().await),
+        ErrCode::InvalidCorpId
+    );
+    // Without a token at all (a raw HTTP call): 41001.
+    let url = format!("{}kf/sync_msg", sim.base_url());
+    let (_, answer) = http_json(
+        reqwest::Client::new().post(url),
+        Some(json!({"open_kfid": sim.open_kfid()})),
+    )
+    .await;
+    assert_eq!(answer["errcode"], 41001);
+}
+
+#[tokio::test]
+async fn tokens_expiring_or_revoked_mid_run_cost_one_refresh_each() {
+    let config = SimConfig {
+        token_lifetime: Duration::from_secs(600),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    client.sync_msg(&kf).await.expect("first call");
+    assert_eq!(sim.gettoken_calls(), 1);
+    // The simulator's clock passes the token's expiry; the client still thinks it fresh.
+    sim.advance(Duration::from_secs(601));
+    client.sync_msg(&kf).await.expect("refreshed after 42001");
+    assert_eq!(sim.gettoken_calls(), 2);
+    sim.revoke_tokens(40014);
+    client.sync_msg(&kf).await.expect("refreshed after 40014");
+    assert_eq!(sim.gettoken_calls(), 3);
+    client.sync_msg(&kf).await.expect("no refresh needed");
+    assert_eq!(sim.gettoken_calls(), 3);
+}
+
+#[tokio::test]
+async fn injected_faults_behave_like_the_network() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+
+    sim.inject("kf/send_msg", Fault::Busy, 2);
+    client
+        .send_text(ALICE, &kf, "after busy")
+        .await
+        .expect("busy is retried");
+    assert_eq!(sim.sent().len(), 1);
+
+    sim.inject("kf/sync_msg", Fault::Hangup, 1);
+    client
+        .sync_msg(&kf)
+        .await
+        .expect("an idempotent read survives a hangup");
+
+    sim.inject("kf/send_msg", Fault::Hangup, 1);
+    match client.send_text(ALICE, &kf, "lost?").await {
+        Err(Error::Transport {
+            delivery: Delivery::MaybeSent,
+            ..
+        }) => {}
+        other => panic!("expected a MaybeSent transport error, got {other:?}"),
+    }
+
+    sim.inject("kf/send_msg", Fault::Status(502), 1);
+    assert!(
+        client.send_text(ALICE, &kf, "bad gateway").await.is_err(),
+        "a 502 on a send is reported"
+    );
+
+    let impatient = sim
+        .client_builder()
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    sim.inject("kf/send_msg", Fault::Delay(Duration::from_millis(500)), 1);
+    assert!(matches!(
+        impatient.send_text(ALICE, &kf, "slow").await,
+        Err(Error::Transport {
+            delivery: Delivery::MaybeSent,
+            ..
+        })
+    ));
+    sim.inject("gettoken", Fault::Busy, 1);
+    let fresh = sim.client_builder().build().expect("client");
+    fresh
+        .access_token()
+        .await
+        .expect("gettoken busy is retried");
+    // The slow send did arrive: a timeout is not proof of failure.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let texts: Vec<String> = sim
+        .sent()
+        .iter()
+        .map(|m| m.payload["content"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        ["after busy", "slow"],
+        "hangup and 502 sends were not accepted, none were re-sent"
+    );
+}
+
+#[tokio::test]
+async fn the_control_api_works_over_http() {
+    let sim = Simulator::start().await.expect("simulator");
+    let http = reqwest::Client::new();
+    let root = format!("http://{}/sim", sim.addr());
+    let kf = sim.open_kfid();
+    let (_, entered) = http_json(
+        http.post(format!("{root}/customer/enter")),
+        Some(json!({"open_kfid": kf, "external_userid": ALICE})),
+    )
+    .await;
+    assert!(
+        entered["welcome_code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("SIMCODE"))
+    );
+    let (_, said) = http_json(
+        http.post(format!("{root}/customer/message")),
+        Some(json!({"open_kfid": kf, "external_userid": ALICE, "content": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        said["callback_token"].as_str(),
+        sim.latest_callback_token(kf).as_deref()
+    );
+    let (status, _) = http_json(
+        http.post(format!("{root}/faults")),
+        Some(json!({"path": "kf/send_msg", "fault": {"status": 503}, "times": 1})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let client = sim.client_builder().build().expect("client");
+    assert!(
+        client.send_text(ALICE, kf, "x").await.is_err(),
+        "the injected 503"
+    );
+    client.send_text(ALICE, kf, "y").await.expect("then normal");
+    let (_, sent) = http_json(http.get(format!("{root}/sent")), None).await;
+    assert_eq!(sent.as_array().map(Vec::len), Some(1));
+    assert_eq!(sent[0]["payload"]["content"], "y");
+    let (status, refusal) = http_json(
+        http.post(format!("{root}/customer/message")),
+        Some(json!({"open_kfid": "wkNOPE", "external_userid": ALICE, "content": "hi"})),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
+}
+
+#[tokio::test]
+async fn the_kf_sim_binary_serves_the_api() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--corp-id",
+            "wwBIN",
+            "--secret",
+            "bin-secret",
+            "--open-kfid",
+            "wkBIN",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kf-sim");
+    let client = Client::builder()
+        .corp_id("wwBIN")
+        .secret("bin-secret")
+        .base_url(format!("http://127.0.0.1:{port}/cgi-bin/"))
+        .build()
+        .expect("client");
+    let mut answer = None;
+    for _ in 0..100 {
+        match client.sync_msg("wkBIN").await {
+            Ok(page) => {
+                answer = Some(page);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let page = answer.expect("kf-sim answered within 5 s");
+    assert_eq!((page.msg_list.len(), page.has_more), (0, 0));
+    child.kill().await.ok();
+}
