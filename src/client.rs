@@ -343,7 +343,7 @@ impl Client {
     }
 }
 
-fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+pub(crate) fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     for (i, (key, value)) in pairs.enumerate() {
         url.push(if i == 0 { '?' } else { '&' });
         url.push_str(key);

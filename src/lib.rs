@@ -55,6 +55,7 @@
 extern crate self as wecom_kf;
 
 mod call;
+pub mod callback;
 mod client;
 mod error;
 mod retry;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{MockServer, Reply};
+use common::{MockServer, Reply, Rng};
 use serde_json::{Value, json};
 use wecom_kf::{
     ChangeType, ChannelsScene, ChannelsSubType, Event, FailType, MenuItem, Origin, Received,
@@ -336,22 +336,6 @@ async fn sync_msg_returns_typed_items() {
         })
         .count();
     assert_eq!(unknown, 0, "every documented example has a typed variant");
-}
-
-/// A small, seeded generator, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 const KEYS: &[&str] = &[

@@ -21,6 +21,7 @@
 //! ```
 
 mod body;
+mod callbacks;
 mod http;
 mod world;
 
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use body::Refusal;
+pub use callbacks::CallbackStats;
 pub use world::{Fault, SentMessage};
 
 use crate::ClientBuilder;
@@ -44,6 +46,34 @@ pub struct SimConfig {
     pub open_kfids: Vec<String>,
     /// Lifetime of access tokens (`expires_in`), 7200 s like WeCom's.
     pub token_lifetime: Duration,
+    /// Where to POST encrypted `kf_msg_or_event` callbacks, as configured in the admin
+    /// console. `None`: no callbacks (read the token with `latest_callback_token`).
+    pub callback: Option<SimCallback>,
+}
+
+/// A callback URL and its token and EncodingAESKey.
+#[derive(Debug, Clone)]
+pub struct SimCallback {
+    pub url: String,
+    pub token: String,
+    pub encoding_aes_key: String,
+    /// How long to wait for a 200 before retrying; WeCom waits 5 seconds.
+    pub answer_within: Duration,
+}
+
+impl SimCallback {
+    pub fn new(
+        url: impl Into<String>,
+        token: impl Into<String>,
+        encoding_aes_key: impl Into<String>,
+    ) -> Self {
+        SimCallback {
+            url: url.into(),
+            token: token.into(),
+            encoding_aes_key: encoding_aes_key.into(),
+            answer_within: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -53,6 +83,7 @@ impl Default for SimConfig {
             secret: "simulated-secret".into(),
             open_kfids: vec!["wkSIMULATEDKF".into()],
             token_lifetime: Duration::from_secs(7200),
+            callback: None,
         }
     }
 }
@@ -63,6 +94,7 @@ pub struct Simulator {
     addr: SocketAddr,
     config: Arc<SimConfig>,
     world: Arc<Mutex<World>>,
+    callbacks: Option<Arc<callbacks::Sender>>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -99,10 +131,18 @@ impl Simulator {
             config.token_lifetime,
             &config.open_kfids,
         );
+        let callbacks = match &config.callback {
+            Some(callback) => Some(Arc::new(
+                callbacks::Sender::new(callback, &config.corp_id)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            )),
+            None => None,
+        };
         let sim = Simulator {
             addr,
             config: Arc::new(config),
             world: Arc::new(Mutex::new(world)),
+            callbacks,
         };
         tokio::spawn(http::serve(listener, sim.clone()));
         Ok(sim)
@@ -153,7 +193,36 @@ impl Simulator {
         open_kfid: &str,
         external_userid: &str,
     ) -> Result<Option<String>, Refusal> {
-        self.world().customer_enters(open_kfid, external_userid, "")
+        let (code, token) = self
+            .world()
+            .customer_enters(open_kfid, external_userid, "")?;
+        self.notify(open_kfid, token);
+        Ok(code)
+    }
+
+    /// POSTs the `kf_msg_or_event` callback for `token`, if a callback URL is configured.
+    fn notify(&self, open_kfid: &str, token: String) {
+        if let Some(sender) = &self.callbacks {
+            let now = self.world().now().as_secs();
+            tokio::spawn(sender.clone().deliver(open_kfid.to_owned(), token, now));
+        }
+    }
+
+    /// Deliveries of callbacks so far.
+    pub fn callback_stats(&self) -> CallbackStats {
+        self.callbacks
+            .as_ref()
+            .map(|sender| sender.stats())
+            .unwrap_or_default()
+    }
+
+    /// Checks the callback URL like the admin console does when it is saved: a signed GET
+    /// with an encrypted `echostr`, whose plaintext must come back as is.
+    pub async fn verify_callback_url(&self) -> Result<(), String> {
+        match &self.callbacks {
+            Some(sender) => sender.verify_url().await,
+            None => Err("no callback URL is configured".into()),
+        }
     }
 
     /// A customer writes: opens a 48-hour window with 5 sends.
@@ -166,6 +235,7 @@ impl Simulator {
         let (msgid, callback_token) =
             self.world()
                 .customer_writes(open_kfid, external_userid, content, None)?;
+        self.notify(open_kfid, callback_token.clone());
         Ok(CustomerMessage {
             msgid,
             callback_token,
@@ -183,6 +253,7 @@ impl Simulator {
         let (msgid, callback_token) =
             self.world()
                 .customer_writes(open_kfid, external_userid, content, Some(menu_id))?;
+        self.notify(open_kfid, callback_token.clone());
         Ok(CustomerMessage {
             msgid,
             callback_token,

@@ -291,16 +291,19 @@ impl World {
         Ok(())
     }
 
-    /// A customer opens the chat. Returns the `welcome_code` when a welcome may be sent:
-    /// the customer has not written to the account in the last 48 hours.
+    /// A customer opens the chat. Returns the `welcome_code` when a welcome may be sent
+    /// (the customer has not written to the account in the last 48 hours), and the token
+    /// of the callback the event triggers.
     pub fn customer_enters(
         &mut self,
         open_kfid: &str,
         external_userid: &str,
         scene: &str,
-    ) -> Result<Option<String>, Refusal> {
+    ) -> Result<(Option<String>, String), Refusal> {
         let now = self.now();
+        let token = self.next_id("SIMCB");
         let account = self.account(open_kfid)?;
+        account.callback_tokens.push((token.clone(), now));
         let session = account
             .sessions
             .entry(external_userid.to_owned())
@@ -323,7 +326,7 @@ impl World {
         }
         let item = json!({"msgid": msgid, "send_time": now.as_secs(), "origin": 4, "msgtype": "event", "event": event});
         self.log(open_kfid, item)?;
-        Ok(code)
+        Ok((code, token))
     }
 
     fn issue_code(&mut self, open_kfid: &str, external_userid: &str, kind: CodeKind) -> String {
