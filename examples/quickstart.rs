@@ -105,14 +105,19 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
     sync.callback_token(&kf, tapped.callback_token);
     pull(&sync, &kf).await?;
 
-    // Each customer message allows 5 replies within 48 hours; the 6th is refused.
-    for n in 1..=6 {
+    // Each customer message allows 5 replies within 48 hours; the 6th is refused. Anything
+    // else is a failure, so running the example checks the client and the simulator.
+    const LAST_ALLOWED: u32 = 5;
+    for n in 1..=LAST_ALLOWED + 1 {
         let text = format!("物流更新 {n}/6：包裹已到达广州分拣中心");
         match client.send_text(alice, &kf, text.as_str()).await {
-            Ok(_) => println!("  bot      → text \"{text}\""),
+            Ok(_) if n <= LAST_ALLOWED => println!("  bot      → text \"{text}\""),
+            Ok(_) => {
+                return Err(format!("reply {n} was accepted; WeCom refuses it with 95001").into());
+            }
             Err(e) => {
                 println!("  bot      ✗ reply {n} refused:\n             {e}");
-                if e.code() != Some(wecom_kf::ErrCode::SendCountLimit) {
+                if n <= LAST_ALLOWED || e.code() != Some(wecom_kf::ErrCode::SendCountLimit) {
                     return Err(e.into());
                 }
             }

@@ -45,6 +45,14 @@ pub struct Endpoint {
 pub trait Request: Serialize + Validate {
     type Response: DeserializeOwned;
     const ENDPOINT: Endpoint;
+
+    /// The JSON body as the client sends it (not validated: see [`Validate`]).
+    fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        // Most bodies fit: one allocation instead of the doubling from an empty buffer.
+        let mut body = Vec::with_capacity(256);
+        serde_json::to_writer(&mut body, self)?;
+        Ok(body)
+    }
 }
 
 /// The response of endpoints that answer with `errcode`/`errmsg` only.

@@ -217,7 +217,12 @@ impl Client {
     pub async fn execute<R: Request>(&self, request: &R) -> Result<R::Response, Error> {
         request.validate()?;
         let (body, query) = match R::ENDPOINT.method {
-            HttpMethod::Post => (Some(encode(&R::ENDPOINT, request)?), Vec::new()),
+            HttpMethod::Post => {
+                let body = request
+                    .to_body()
+                    .map_err(|e| unencodable(&R::ENDPOINT, e))?;
+                (Some(Bytes::from(body)), Vec::new())
+            }
             HttpMethod::Get => (None, query_pairs(&R::ENDPOINT, request)?),
         };
         let bytes = self.call(&R::ENDPOINT, body, &query).await?;
@@ -366,10 +371,14 @@ fn percent_encode(out: &mut String, value: &str) {
 fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
     serde_json::to_vec(body)
         .map(Bytes::from)
-        .map_err(|e| Error::Invalid {
-            field: endpoint.name.to_owned(),
-            reason: format!("can't be encoded as JSON: {e}"),
-        })
+        .map_err(|e| unencodable(endpoint, e))
+}
+
+fn unencodable(endpoint: &Endpoint, error: serde_json::Error) -> Error {
+    Error::Invalid {
+        field: endpoint.name.to_owned(),
+        reason: format!("can't be encoded as JSON: {error}"),
+    }
 }
 
 /// A GET request's fields as query parameters (check.rs allows only scalars there).

@@ -58,6 +58,7 @@ mod call;
 pub mod callback;
 mod client;
 mod error;
+mod raw_json;
 mod retry;
 mod secret;
 #[cfg(feature = "sim")]
@@ -70,6 +71,7 @@ mod wire;
 pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{Delivery, Error, RetryClass};
+pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
 pub use secret::Secret;
 pub use sync::{
@@ -117,8 +119,8 @@ pub mod __private {
     pub use crate::error::RetryClass;
     pub use crate::validate::{Invalid, ItemsRule, NumberRule, OverLimit, StringRule, Validate};
     pub use crate::wire::{
-        Tagged, from_value, lenient_field, lenient_flat, lenient_text, optional_text_or_number,
-        payload, tag_of, text_or_number,
+        Entries, FromEntries, Tagged, deserialize_union, from_text, lenient_flat,
+        optional_text_or_number, text_or_number, value_of,
     };
-    pub use crate::{Client, Error, Secret};
+    pub use crate::{Client, Error, RawJson, Secret};
 }

@@ -1,51 +1,173 @@
 //! Serde helpers that generated types call: union tags and payloads, lenient structs, and
 //! strings that some senders write as numbers.
+//!
+//! Received items are read without building a `serde_json::Value`: an object is scanned once
+//! into its entries, each value left as unparsed text ([`Entries`]), and each field or
+//! payload is then parsed straight into its type. That keeps typed parsing cheaper than
+//! parsing into `Value`, while the item's text stays whole in its `raw` field.
 
-use std::sync::LazyLock;
+use std::borrow::Cow;
+use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-/// The string at `key`, the tag that picks a union variant.
-pub fn tag_of<'v>(raw: &'v Value, key: &str) -> Result<&'v str, String> {
-    match raw.get(key) {
-        Some(Value::String(tag)) => Ok(tag),
-        Some(other) => Err(format!("`{key}` must be a string, found {other}")),
-        None => Err(format!("missing `{key}`")),
+/// A JSON object's entries, each value still its text.
+#[derive(Default)]
+pub struct Entries<'a> {
+    entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Entries<'a> {
+    /// Scans `text`; an error when it is not a JSON object.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The value at `key`; the last one when a key repeats, as `serde_json::Value` does.
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The first of `keys` (a field and its aliases) that is present and parses as `T`.
+    pub fn field<T: DeserializeOwned>(&self, keys: &[&str]) -> Option<T> {
+        keys.iter()
+            .filter_map(|key| self.get(key))
+            .find_map(|value| serde_json::from_str(value.get()).ok())
+    }
+
+    /// Like [`field`](Self::field) for a string that may arrive as a number.
+    pub fn text(&self, keys: &[&str]) -> Option<String> {
+        keys.iter()
+            .filter_map(|key| self.get(key))
+            .find_map(|value| serde_json::from_str::<TextOrNumber>(value.get()).ok())
+            .map(|t| t.0)
+    }
+
+    /// The string at `key`, the tag that picks a union variant.
+    pub fn tag(&self, key: &str) -> Result<String, String> {
+        match self.get(key) {
+            Some(value) => serde_json::from_str::<String>(value.get())
+                .map_err(|_| format!("`{key}` must be a string, found {}", value.get())),
+            None => Err(format!("missing `{key}`")),
+        }
+    }
+
+    /// The payload of a keyed union: the object under the key named like the tag. A missing
+    /// payload reads as `{}`, so types without fields (`note`) parse and the others fail on
+    /// their first required field.
+    pub fn payload<T: DeserializeOwned>(&self, key: &str) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get(key).map_or("{}", RawValue::get))
     }
 }
 
-static EMPTY_OBJECT: LazyLock<Value> = LazyLock::new(|| Value::Object(Default::default()));
-
-/// The payload of a keyed union: the object under the key named like the tag. A missing
-/// payload reads as `{}`, so types without fields (`note`) parse and the others fail on
-/// their first required field.
-pub fn payload<'v>(raw: &'v Value, tag: &str) -> &'v Value {
-    raw.get(tag).unwrap_or(&EMPTY_OBJECT)
+impl Entries<'_> {
+    /// [`payload`](Self::payload) for a payload that is itself a union (`Received::Event`):
+    /// read in place, without the copy its `Deserialize` makes.
+    pub fn union_payload<T: FromEntries>(&self, key: &str) -> Result<T, serde_json::Error> {
+        let text = self.get(key).map_or("{}", RawValue::get);
+        let entries = Entries::parse(text).unwrap_or_default();
+        T::from_entries(&entries, text)
+    }
 }
 
-pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
-    T::deserialize(value)
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Key(key), value)) = map.next_entry()? {
+                    entries.push((key, value));
+                }
+                Ok(Entries { entries })
+            }
+        }
+
+        deserializer.deserialize_map(EntriesVisitor)
+    }
 }
 
-/// The first of `keys` (a field and its aliases) that is present and parses as `T`.
-pub fn lenient_field<T: DeserializeOwned>(raw: &Value, keys: &[&str]) -> Option<T> {
-    keys.iter()
-        .filter_map(|key| raw.get(*key))
-        .find_map(|value| T::deserialize(value).ok())
+/// A map key, borrowed from the text unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A union that can be read from an object's entries: what a lenient struct's flattened
+/// field is (`ReceivedMsg::content`), and how every union reads itself.
+pub trait FromEntries: Sized {
+    /// `whole` is the object's text, kept by unions that keep unknown variants.
+    fn from_entries(entries: &Entries<'_>, whole: &str) -> Result<Self, serde_json::Error>;
+}
+
+/// Reads a union from any deserializer: one copy of its text, then [`FromEntries`].
+pub fn deserialize_union<'de, T: FromEntries, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    use serde::de::Error as _;
+    let raw = Box::<RawValue>::deserialize(deserializer)?;
+    // Not an object: no tag, so an `unknown` union keeps it and a strict one says so.
+    let entries = Entries::parse(raw.get()).unwrap_or_default();
+    T::from_entries(&entries, raw.get()).map_err(D::Error::custom)
+}
+
+/// An inline union's payload: the whole object (the tag beside the fields).
+pub fn from_text<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// What an `Unknown` variant keeps: the object as a `Value`.
+pub fn value_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A flattened field of a lenient struct: read from the whole object.
-pub fn lenient_flat<T: DeserializeOwned>(raw: &Value) -> Option<T> {
-    T::deserialize(raw).ok()
+pub fn lenient_flat<T: FromEntries>(entries: &Entries<'_>, whole: &str) -> Option<T> {
+    T::from_entries(entries, whole).ok()
 }
 
-/// Like [`lenient_field`] for a string that may arrive as a number.
-pub fn lenient_text(raw: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .filter_map(|key| raw.get(*key))
-        .find_map(as_text)
+/// A string, or a number kept as its decimal text.
+struct TextOrNumber(String);
+
+impl<'de> Deserialize<'de> for TextOrNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        text_or_number(deserializer).map(TextOrNumber)
+    }
 }
 
 fn as_text(value: &Value) -> Option<String> {
@@ -108,27 +230,52 @@ impl<T: Serialize> Serialize for Tagged<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn lenient_reads_skip_what_does_not_parse() {
-        let raw = json!({"a": "x", "n": "not a number", "head_img": "url", "price": 1999});
-        assert_eq!(lenient_field::<String>(&raw, &["a"]), Some("x".into()));
-        assert_eq!(lenient_field::<u64>(&raw, &["n"]), None);
-        assert_eq!(lenient_field::<u64>(&raw, &["missing"]), None);
+        let text =
+            r#"{"a": "x", "n": "not a number", "head_img": "url", "price": 1999, "a\u0062": 2}"#;
+        let entries = Entries::parse(text).expect("an object");
+        assert_eq!(entries.field::<String>(&["a"]), Some("x".into()));
+        assert_eq!(entries.field::<u64>(&["n"]), None);
+        assert_eq!(entries.field::<u64>(&["missing"]), None);
         assert_eq!(
-            lenient_field::<String>(&raw, &["head_image", "head_img"]),
+            entries.field::<u64>(&["ab"]),
+            Some(2),
+            "escaped keys are read too"
+        );
+        assert_eq!(
+            entries.field::<String>(&["head_image", "head_img"]),
             Some("url".into())
         );
-        assert_eq!(lenient_text(&raw, &["price"]), Some("1999".into()));
+        assert_eq!(entries.text(&["price"]), Some("1999".into()));
+        assert_eq!(entries.tag("n"), Ok("not a number".into()));
+        assert!(entries.tag("price").is_err());
+        assert!(entries.tag("missing").is_err());
+    }
+
+    #[test]
+    fn a_repeated_key_reads_as_its_last_value() {
+        let entries = Entries::parse(r#"{"k": 1, "k": 2}"#).expect("an object");
+        assert_eq!(entries.field::<u32>(&["k"]), Some(2));
     }
 
     #[test]
     fn a_missing_payload_reads_as_an_empty_object() {
-        assert_eq!(payload(&json!({"msgtype": "note"}), "note"), &json!({}));
+        let entries = Entries::parse(r#"{"msgtype": "note", "a": {"b": 1}}"#).expect("an object");
         assert_eq!(
-            payload(&json!({"note": {"a": 1}}), "note"),
-            &json!({"a": 1})
+            entries.payload::<Value>("note").ok(),
+            Some(serde_json::json!({}))
         );
+        assert_eq!(
+            entries.payload::<Value>("a").ok(),
+            Some(serde_json::json!({"b": 1}))
+        );
+    }
+
+    #[test]
+    fn only_objects_have_entries() {
+        assert!(Entries::parse("[1, 2]").is_err());
+        assert!(Entries::parse("\"text\"").is_err());
     }
 }

@@ -200,6 +200,207 @@ fn tampering_is_refused_with_typed_errors() {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Frames the crate would never produce, encrypted here with the aes and cbc crates, so
+// the decryptor's length checks are reached behind a valid signature and valid padding.
+// ---------------------------------------------------------------------------------------
+
+const TOKEN: &str = "cbTOKEN-must-stay-hidden";
+const RECEIVE_ID: &str = "wwRECEIVER";
+/// Key bytes chosen by the test; their base64 without `=` is the EncodingAESKey.
+const KEY_BYTES: [u8; 32] = [
+    0x3a, 0x91, 0x07, 0xc4, 0x5e, 0x22, 0xf8, 0x6b, 0x10, 0xad, 0x4f, 0x93, 0x77, 0x01, 0xbe, 0x58,
+    0xe2, 0x39, 0x6c, 0x0d, 0x84, 0xfa, 0x27, 0x95, 0x4b, 0xd0, 0x13, 0x6e, 0xa9, 0x3c, 0x71, 0x08,
+];
+
+fn encoding_aes_key() -> String {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode(KEY_BYTES);
+    key.trim_end_matches('=').to_owned()
+}
+
+fn test_crypto() -> CallbackCrypto {
+    CallbackCrypto::new(TOKEN, &encoding_aes_key(), RECEIVE_ID).expect("crypto")
+}
+
+/// WeCom's frame: 16 prefix bytes, a declared message length (big-endian), then `rest`
+/// (the message and the receive id), PKCS#7-padded to 32-byte blocks.
+fn frame(declared_len: u32, rest: &[u8]) -> Vec<u8> {
+    let mut plain = b"0123456789abcdef".to_vec();
+    plain.extend_from_slice(&declared_len.to_be_bytes());
+    plain.extend_from_slice(rest);
+    plain
+}
+
+/// Pads `plain` to 32-byte blocks and encrypts it with AES-256-CBC, the IV being the
+/// key's first 16 bytes, as WXBizMsgCrypt does; base64 of the result.
+fn encrypt_raw(plain: &[u8]) -> String {
+    use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+    use base64::Engine as _;
+    let pad = 32 - plain.len() % 32;
+    let mut data = plain.to_vec();
+    data.extend(std::iter::repeat_n(pad as u8, pad));
+    let len = data.len();
+    let mut iv = [0u8; 16];
+    iv.copy_from_slice(&KEY_BYTES[..16]);
+    let cipher = cbc::Encryptor::<aes::Aes256>::new(&KEY_BYTES.into(), &iv.into())
+        .encrypt_padded_mut::<NoPadding>(&mut data, len)
+        .expect("whole blocks");
+    base64::engine::general_purpose::STANDARD.encode(cipher)
+}
+
+/// Opens `echostr` through the URL check, correctly signed, so only the payload can fail.
+fn open_echostr(echostr: &str) -> Result<String, CallbackError> {
+    let signature = signature_for(TOKEN, "1409304348", "nonce", echostr);
+    test_crypto().verify_url(&signature, "1409304348", "nonce", echostr)
+}
+
+#[test]
+fn a_well_formed_frame_made_by_the_test_opens() {
+    // The control for the tests below: the test's own encryption agrees with the crate.
+    let mut rest = b"hello".to_vec();
+    rest.extend_from_slice(RECEIVE_ID.as_bytes());
+    assert_eq!(
+        open_echostr(&encrypt_raw(&frame(5, &rest))).as_deref(),
+        Ok("hello")
+    );
+}
+
+#[test]
+fn a_plaintext_shorter_than_its_header_is_a_length_error() {
+    // 0, 16 and 19 bytes after unpadding: no room for the prefix and the length.
+    for plain in [&b""[..], b"0123456789abcdef", b"0123456789abcdef\0\0\0"] {
+        match open_echostr(&encrypt_raw(plain)) {
+            Err(error @ CallbackError::Length(reason)) => {
+                assert!(reason.contains("shorter than its header"), "{reason}");
+                assert_eq!(error.code(), -40008);
+            }
+            other => panic!(
+                "{} bytes: expected a Length error, got {other:?}",
+                plain.len()
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_declared_length_past_the_plaintext_is_a_length_error() {
+    let mut rest = b"hello".to_vec();
+    rest.extend_from_slice(RECEIVE_ID.as_bytes());
+    let too_long = u32::try_from(rest.len() + 1).expect("small");
+    for declared in [too_long, u32::MAX] {
+        match open_echostr(&encrypt_raw(&frame(declared, &rest))) {
+            Err(CallbackError::Length(reason)) => {
+                assert!(reason.contains("runs past the plaintext"), "{reason}");
+            }
+            other => panic!("declared {declared}: expected a Length error, got {other:?}"),
+        }
+    }
+    // Exactly the rest is in bounds: it is all message, and no receive id is left.
+    let exact = u32::try_from(rest.len()).expect("small");
+    assert_eq!(
+        open_echostr(&encrypt_raw(&frame(exact, &rest))),
+        Err(CallbackError::ReceiveIdMismatch {
+            found: String::new()
+        })
+    );
+}
+
+const KF_EVENT: &str = "<xml><ToUserName><![CDATA[wwRECEIVER]]></ToUserName>\
+    <CreateTime>1348831860</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+    <Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[SYNC_TOKEN_kept_secret_4242]]></Token>\
+    <OpenKfId><![CDATA[wkSUPPORT]]></OpenKfId></xml>";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+#[test]
+fn a_replay_window_admits_fresh_timestamps_and_refuses_old_ones() {
+    let window = std::time::Duration::from_secs(300);
+    let strict = test_crypto().max_age(window);
+    let open_at = |crypto: &CallbackCrypto, timestamp: &str| {
+        let sealed = crypto.seal(KF_EVENT, timestamp, "nonce").expect("seal");
+        crypto.open(&sealed.msg_signature, timestamp, "nonce", &sealed.body)
+    };
+    let now = unix_now();
+    for fresh in [now, now - 60, now + 60] {
+        assert!(
+            matches!(
+                open_at(&strict, &fresh.to_string()),
+                Ok(CallbackEvent::KfMsgOrEvent(_))
+            ),
+            "{fresh} is within the window of {now}"
+        );
+    }
+    for old in [now - 3600, now + 3600] {
+        match open_at(&strict, &old.to_string()) {
+            Err(CallbackError::Stale { age_secs, max_secs }) => {
+                assert_eq!(max_secs, 300);
+                assert!((3600..3700).contains(&age_secs), "{age_secs}");
+            }
+            other => panic!("{old} is an hour from {now}: expected Stale, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        open_at(&strict, "yesterday").map(|_| ()),
+        Err(CallbackError::BadTimestamp)
+    );
+    // The URL check is held to the same window.
+    let echostr = encrypt_raw(&frame(2, b"okwwRECEIVER"));
+    let old = (now - 3600).to_string();
+    let signature = signature_for(TOKEN, &old, "nonce", &echostr);
+    assert!(matches!(
+        strict.verify_url(&signature, &old, "nonce", &echostr),
+        Err(CallbackError::Stale { .. })
+    ));
+    // Without a window (the default), age is not checked.
+    assert!(open_at(&test_crypto(), &old).is_ok());
+}
+
+#[test]
+fn debug_output_shows_neither_the_callback_token_nor_the_key() {
+    let crypto = test_crypto();
+    let sealed = crypto.seal(KF_EVENT, "1409304348", "nonce").expect("seal");
+    let event = crypto
+        .open(&sealed.msg_signature, "1409304348", "nonce", &sealed.body)
+        .expect("open");
+    let CallbackEvent::KfMsgOrEvent(kf) = &event else {
+        panic!("not a kf event: {event:?}");
+    };
+    assert_eq!(
+        kf.token.expose(),
+        "SYNC_TOKEN_kept_secret_4242",
+        "the token is there"
+    );
+    let key = encoding_aes_key();
+    let key_bytes = format!("{:?}", &KEY_BYTES[..4]);
+    let key_bytes = key_bytes.trim_matches(['[', ']']);
+    for shown in [
+        format!("{kf:?}"),
+        format!("{event:?}"),
+        format!("{event:#?}"),
+        format!("{crypto:?}"),
+        format!("{crypto:#?}"),
+    ] {
+        for hidden in [
+            "SYNC_TOKEN_kept_secret_4242",
+            TOKEN,
+            key.as_str(),
+            key_bytes,
+        ] {
+            assert!(!shown.contains(hidden), "{hidden:?} shown in {shown}");
+        }
+    }
+    assert!(
+        format!("{kf:?}").contains("wkSUPPORT"),
+        "the rest is still shown"
+    );
+}
+
 /// The signature, computed here without the crate, so the test doesn't trust the code under test.
 fn signature_for(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
     let mut parts = [token, timestamp, nonce, encrypt];

@@ -4,11 +4,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{MockServer, Reply};
 use serde_json::json;
-use wecom_kf::{Delivery, ErrCode, Error, Text};
+use wecom_kf::{
+    BoxFuture, CachedToken, Client, Delivery, ErrCode, Error, RetryPolicy, Secret, StoreError,
+    Text, TokenStore,
+};
 
 fn busy() -> Reply {
     Reply::Json(json!({"errcode": -1, "errmsg": "system busy"}))
@@ -62,6 +66,54 @@ async fn expired_token_42001_is_refreshed_once() {
 #[tokio::test]
 async fn invalid_token_40014_is_refreshed_once() {
     refresh_once_on(40014).await;
+}
+
+#[tokio::test]
+async fn missing_token_41001_is_refreshed_once() {
+    refresh_once_on(41001).await;
+}
+
+/// 41001 normally means no token was sent; when it answers a call that did carry one,
+/// the token is still the suspect: drop it, fetch one, retry once with the new one.
+#[tokio::test]
+async fn a_41001_to_a_call_carrying_a_token_drops_it_and_retries_once() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    let first = client.access_token().await.expect("token");
+    server.script(
+        "/cgi-bin/kf/send_msg",
+        [Reply::Json(
+            json!({"errcode": 41001, "errmsg": "access_token missing"}),
+        )],
+    );
+    let sent = client
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .expect("send after the refresh");
+    assert_eq!(sent.msgid, "MSG_ID_FROM_SERVER");
+    assert_eq!(server.gettoken_calls(), 2, "exactly one refresh");
+    let tokens: Vec<Option<String>> = server
+        .requests_to("/cgi-bin/kf/send_msg")
+        .into_iter()
+        .map(|r| r.query.get("access_token").cloned())
+        .collect();
+    assert_eq!(tokens.len(), 2, "one try and one retry: {tokens:?}");
+    assert_eq!(
+        tokens[0].as_deref(),
+        Some(first.expose()),
+        "the refused call carried a token"
+    );
+    assert!(
+        tokens[1].is_some() && tokens[1] != tokens[0],
+        "the retry carried the new token: {tokens:?}"
+    );
+    let cached = client.access_token().await.expect("token");
+    assert_eq!(
+        Some(cached.expose()),
+        tokens[1].as_deref(),
+        "the new token is cached"
+    );
+    assert_eq!(server.gettoken_calls(), 2);
 }
 
 #[tokio::test]
@@ -393,4 +445,263 @@ async fn a_body_that_does_not_decode_names_the_path() {
         }
         other => panic!("expected Decode, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_shared_http_client_is_the_one_that_sends() {
+    let server = MockServer::start().await;
+    let http = reqwest::Client::builder()
+        .user_agent("shared-pool/1.0")
+        .build()
+        .expect("http client");
+    let client = server
+        .client_builder()
+        .http_client(http)
+        .build()
+        .expect("client");
+    client.send_text("wm1", "wk1", "hi").await.expect("send");
+    let requests = server.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/cgi-bin/gettoken", "/cgi-bin/kf/send_msg"]);
+    for request in &requests {
+        assert_eq!(
+            request.headers.get("user-agent").map(String::as_str),
+            Some("shared-pool/1.0"),
+            "{} went through another HTTP client",
+            request.path
+        );
+    }
+}
+
+/// No retries and no overall timeout, so only the connect timeout can end a hanging connect.
+fn impatient_client(addr: std::net::SocketAddr, connect_timeout: Duration) -> Client {
+    Client::builder()
+        .corp_id(common::CORP_ID)
+        .secret(common::SECRET)
+        .base_url(format!("http://{addr}/cgi-bin/"))
+        .connect_timeout(connect_timeout)
+        .request_timeout(None)
+        .retry_policy(RetryPolicy {
+            max_retries: 0,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        })
+        .build()
+        .expect("client")
+}
+
+fn assert_not_sent(err: &Error) {
+    match err {
+        Error::Transport {
+            endpoint,
+            delivery: Delivery::NotSent,
+            source,
+        } => {
+            assert_eq!(*endpoint, "gettoken", "the token comes first");
+            assert!(source.is_connect(), "{source:?}");
+        }
+        other => panic!("expected a NotSent transport error, got {other:?}"),
+    }
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(common::SECRET),
+        "the gettoken URL carries the secret; the error must not: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_fast_as_not_sent() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port");
+    let client = impatient_client(addr, Duration::from_secs(5));
+    let started = Instant::now();
+    let err = client.send_text("wm1", "wk1", "hi").await.unwrap_err();
+    assert_not_sent(&err);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a refused connection is reported at once, took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A listener whose accept queue is full, and the connections filling it. The kernel
+/// drops further handshakes, so a new connect is neither accepted nor refused: it hangs.
+async fn saturated_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("local addr");
+    let mut held = Vec::new();
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(e)) => panic!("connect to the listener failed instead of hanging: {e}"),
+            Err(_hung) => return (listener, held),
+        }
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+}
+
+#[tokio::test]
+async fn connect_timeout_ends_a_connect_that_hangs_as_not_sent() {
+    let (listener, _held) = saturated_listener().await;
+    let addr = listener.local_addr().expect("local addr");
+    let client = impatient_client(addr, Duration::from_millis(300));
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.send_text("wm1", "wk1", "hi"),
+    )
+    .await
+    .expect("the connect timeout ended the call");
+    let elapsed = started.elapsed();
+    let err = result.unwrap_err();
+    assert_not_sent(&err);
+    if let Error::Transport { source, .. } = &err {
+        assert!(source.is_timeout(), "{source:?}");
+    }
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
+        "gave up after {elapsed:?}, not after the 300 ms connect timeout"
+    );
+}
+
+/// What a token store shared between processes holds, and what the client asked of it.
+#[derive(Default)]
+struct StoreState {
+    token: Mutex<Option<CachedToken>>,
+    keys: Mutex<Vec<String>>,
+    saved: Mutex<Vec<String>>,
+    invalidated: Mutex<Vec<String>>,
+}
+
+/// A stand-in for an external store (Redis, a database): clones share one state.
+#[derive(Clone, Default)]
+struct SharedStore(Arc<StoreState>);
+
+impl SharedStore {
+    /// A store that already holds `token`, fetched by another process.
+    fn seeded(token: &str) -> Self {
+        let store = SharedStore::default();
+        let now = SystemTime::now();
+        *store.0.token.lock().expect("token") = Some(CachedToken {
+            token: Secret::new(token),
+            fetched_at: now,
+            expires_at: now + Duration::from_secs(7200),
+        });
+        store
+    }
+
+    fn current(&self) -> Option<String> {
+        let token = self.0.token.lock().expect("token");
+        token.as_ref().map(|c| c.token.expose().to_owned())
+    }
+
+    fn log(list: &Mutex<Vec<String>>) -> Vec<String> {
+        list.lock().expect("log").clone()
+    }
+}
+
+impl TokenStore for SharedStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>> {
+        Box::pin(async move {
+            self.0.keys.lock().expect("keys").push(key.to_owned());
+            Ok(self.0.token.lock().expect("token").clone())
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        _key: &'a str,
+        token: CachedToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let value = token.token.expose().to_owned();
+            self.0.saved.lock().expect("saved").push(value);
+            *self.0.token.lock().expect("token") = Some(token);
+            Ok(())
+        })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        _key: &'a str,
+        failed: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut token = self.0.token.lock().expect("token");
+            if token.as_ref().is_some_and(|c| &c.token == failed) {
+                *token = None;
+            }
+            let value = failed.expose().to_owned();
+            self.0.invalidated.lock().expect("invalidated").push(value);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_token_store_is_read_first_and_written_on_refresh() {
+    const SHARED: &str = "TOKEN_FETCHED_BY_ANOTHER_PROCESS";
+    let server = MockServer::start().await;
+    server.accept_token(SHARED);
+    let store = SharedStore::seeded(SHARED);
+    let client = server
+        .client_builder()
+        .token_store(store.clone())
+        .build()
+        .expect("client");
+
+    client.send_text("wm1", "wk1", "hi").await.expect("send");
+    assert_eq!(server.gettoken_calls(), 0, "the stored token was used");
+    let sends = server.requests_to("/cgi-bin/kf/send_msg");
+    assert_eq!(
+        sends[0].query.get("access_token").map(String::as_str),
+        Some(SHARED)
+    );
+    let keys = SharedStore::log(&store.0.keys);
+    assert!(
+        !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| k.starts_with(common::CORP_ID) && !k.contains(common::SECRET)),
+        "{keys:?}"
+    );
+
+    server.refuse_tokens(42001);
+    client
+        .send_text("wm1", "wk1", "again")
+        .await
+        .expect("send after refresh");
+    assert_eq!(server.gettoken_calls(), 1);
+    assert_eq!(SharedStore::log(&store.0.invalidated), [SHARED]);
+    let saved = SharedStore::log(&store.0.saved);
+    assert_eq!(
+        saved.len(),
+        1,
+        "the refreshed token is written once: {saved:?}"
+    );
+    assert_ne!(saved[0], SHARED);
+    assert_eq!(store.current().as_deref(), Some(saved[0].as_str()));
+    let sends = server.requests_to("/cgi-bin/kf/send_msg");
+    let last = sends.last().expect("a send");
+    assert_eq!(last.query.get("access_token"), Some(&saved[0]));
+
+    // Another process on the same store picks up the refreshed token without fetching.
+    let other = server
+        .client_builder()
+        .token_store(store.clone())
+        .build()
+        .expect("client");
+    other
+        .send_text("wm1", "wk1", "from elsewhere")
+        .await
+        .expect("send");
+    assert_eq!(server.gettoken_calls(), 1);
 }

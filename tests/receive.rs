@@ -298,7 +298,7 @@ fn odd_items_are_kept_with_their_json_and_never_fail_the_page() {
     // What a malformed field loses from the typed view stays in `raw`.
     let u7 = &page.msg_list[6];
     assert_eq!((u7.send_time, u7.origin), (None, None));
-    assert_eq!(u7.raw["send_time"], "yesterday");
+    assert_eq!(u7.raw.to_value()["send_time"], "yesterday");
     // Unknown enum values are kept as numbers.
     match &page.msg_list[10].content {
         Received::Event(Event::MsgSendFail(e)) => {
@@ -450,8 +450,23 @@ fn arbitrary_json_never_panics_and_object_pages_never_fail() {
         let _ = serde_json::from_value::<Received>(item.clone());
         // Items of a page: whatever they hold, the page parses and keeps them.
         let page = json!({"next_cursor": "c", "has_more": 0, "msg_list": [item.clone()]});
+        let text = page.to_string();
         let parsed: SyncMsgResponse = serde_json::from_value(page)
             .unwrap_or_else(|e| panic!("case {case}: page refused ({e}) for item {item}"));
         assert_eq!(parsed.msg_list[0].raw, item, "case {case}: item not kept");
+        // The same page from its text, as the client reads it, gives the same items.
+        let from_text: SyncMsgResponse = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("case {case}: page text refused ({e}) for item {item}"));
+        assert_eq!(from_text, parsed, "case {case}: text and value disagree");
     }
+}
+
+#[test]
+fn raw_is_the_item_text_byte_for_byte() {
+    // Spacing and a number too large for u64/f64 survive: `raw` is the text, not a re-encoding.
+    let item = r#"{"msgid": "m1",  "msgtype":"text","text":{"content":"hi"},"big":12345678901234567890123}"#;
+    let page = format!(r#"{{"next_cursor":"c","has_more":0,"msg_list":[ {item} ]}}"#);
+    let parsed: SyncMsgResponse = serde_json::from_str(&page).expect("the page parses");
+    assert_eq!(parsed.msg_list[0].raw.as_str(), item);
+    assert!(matches!(parsed.msg_list[0].content, Received::Text(_)));
 }

@@ -542,6 +542,199 @@ async fn the_control_api_works_over_http() {
     assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
 }
 
+/// POSTs `body` to the control API route `/sim/{route}`.
+async fn control(sim: &Simulator, route: &str, body: Value) -> (u16, Value) {
+    let url = format!("http://{}/sim/{route}", sim.addr());
+    http_json(reqwest::Client::new().post(url), Some(body)).await
+}
+
+/// `sync_msg` with `access_token`, bypassing the client so faults and refusals are seen
+/// as they arrive, without retries. An error is a failed exchange (a hangup).
+async fn raw_sync_msg(sim: &Simulator, access_token: &str) -> reqwest::Result<Value> {
+    let url = format!(
+        "http://{}/cgi-bin/kf/sync_msg?access_token={access_token}",
+        sim.addr()
+    );
+    let body = serde_json::to_vec(&json!({"open_kfid": sim.open_kfid()})).expect("encode");
+    let response = reqwest::Client::new().post(url).body(body).send().await?;
+    let bytes = response.bytes().await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn session_codes(page: &wecom_kf::SyncMsgResponse) -> Vec<(Option<String>, Option<String>)> {
+    page.msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => Some((
+                e.msg_code.clone(),
+                e.new_servicer_userid
+                    .clone()
+                    .or_else(|| e.old_servicer_userid.clone()),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_control_api_hands_sessions_to_servicers_and_ends_them() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let conversation =
+        json!({"open_kfid": kf, "external_userid": ALICE, "servicer_userid": "zhangsan"});
+    sim.customer_says(&kf, ALICE, "人工").expect("customer");
+
+    let (status, taken) = control(&sim, "servicer/take", conversation.clone()).await;
+    assert_eq!(status, 200, "{taken}");
+    let pickup = taken["msg_code"].as_str().expect("pickup code").to_owned();
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "bot here").await),
+        ErrCode::SessionStateForbidsSending,
+        "a servicer has the session"
+    );
+
+    let (status, ended) = control(&sim, "session/end", conversation).await;
+    assert_eq!(status, 200, "{ended}");
+    let closing = ended["msg_code"].as_str().expect("closing code").to_owned();
+    assert_ne!(closing, pickup);
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "still there?").await),
+        ErrCode::SessionStateForbidsSending,
+        "an ended session is not the bot's to write in"
+    );
+    client
+        .send_text_on_event(&closing, "感谢咨询，再见")
+        .await
+        .expect("the closing code allows a goodbye");
+
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert_eq!(
+        session_codes(&page),
+        [
+            (Some(pickup), Some("zhangsan".to_owned())),
+            (Some(closing), Some("zhangsan".to_owned())),
+        ]
+    );
+
+    let (status, refusal) = control(
+        &sim,
+        "servicer/take",
+        json!({"open_kfid": "wkNOPE", "external_userid": ALICE, "servicer_userid": "zhangsan"}),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
+}
+
+#[tokio::test]
+async fn the_control_api_moves_the_clock() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let said = sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let (status, _) = control(&sim, "clock/advance", json!({"seconds": 599})).await;
+    assert_eq!(status, 200);
+    client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await
+        .expect("599 s: the callback token is still valid");
+    control(&sim, "clock/advance", json!({"seconds": 2})).await;
+    assert_eq!(
+        code_of(
+            client
+                .sync_msg(&kf)
+                .token(said.callback_token.as_str())
+                .await
+        ),
+        ErrCode::InvalidMsgToken,
+        "601 s: expired"
+    );
+    let (status, _) = control(&sim, "clock/advance", json!({"minutes": 5})).await;
+    assert!(
+        (400..500).contains(&status),
+        "a body without `seconds` is refused: {status}"
+    );
+}
+
+#[tokio::test]
+async fn the_control_api_revokes_tokens() {
+    let (sim, client) = setup().await;
+    let old = client.access_token().await.expect("token");
+    let (status, _) = control(&sim, "tokens/revoke", json!({"errcode": 40014})).await;
+    assert_eq!(status, 200);
+    let refused = raw_sync_msg(&sim, old.expose()).await.expect("answer");
+    assert_eq!(refused["errcode"], 40014, "{refused}");
+    client
+        .sync_msg(sim.open_kfid())
+        .await
+        .expect("the client refreshes");
+    assert_eq!(sim.gettoken_calls(), 2);
+    let fresh = client.access_token().await.expect("token");
+    assert_ne!(fresh, old);
+    control(&sim, "tokens/revoke", json!({"errcode": 42001})).await;
+    let refused = raw_sync_msg(&sim, fresh.expose()).await.expect("answer");
+    assert_eq!(refused["errcode"], 42001, "the chosen code: {refused}");
+}
+
+#[tokio::test]
+async fn the_control_api_injects_busy_hangup_and_delay() {
+    let (sim, client) = setup().await;
+    let token = client.access_token().await.expect("token");
+    let token = token.expose();
+    let inject = |fault: Value, times: Option<usize>| {
+        let mut spec = json!({"path": "kf/sync_msg", "fault": fault});
+        if let Some(times) = times {
+            spec["times"] = json!(times);
+        }
+        control(&sim, "faults", spec)
+    };
+
+    assert_eq!(inject(json!("busy"), Some(2)).await.0, 200);
+    for n in 1..=2 {
+        let answer = raw_sync_msg(&sim, token).await.expect("answer");
+        assert_eq!(answer["errcode"], -1, "busy {n} of 2: {answer}");
+    }
+    let answer = raw_sync_msg(&sim, token).await.expect("answer");
+    assert_eq!(answer["errcode"], 0, "only `times` requests fail: {answer}");
+
+    assert_eq!(inject(json!("hangup"), None).await.0, 200);
+    assert!(
+        raw_sync_msg(&sim, token).await.is_err(),
+        "the connection drops"
+    );
+    let answer = raw_sync_msg(&sim, token)
+        .await
+        .expect("one hangup by default");
+    assert_eq!(answer["errcode"], 0);
+
+    assert_eq!(inject(json!({"delay_ms": 400}), None).await.0, 200);
+    let started = std::time::Instant::now();
+    let answer = raw_sync_msg(&sim, token).await.expect("answer");
+    assert_eq!(answer["errcode"], 0, "late, not wrong: {answer}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "answered after {:?}",
+        started.elapsed()
+    );
+
+    let (status, refusal) = inject(json!("meteor"), None).await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(40058)));
+    let started = std::time::Instant::now();
+    let answer = raw_sync_msg(&sim, token).await.expect("answer");
+    assert_eq!(answer["errcode"], 0, "an unknown fault injects nothing");
+    assert!(started.elapsed() < Duration::from_millis(400));
+
+    let (status, _) = control(&sim, "faults", json!({"path": "gettoken", "fault": "busy"})).await;
+    assert_eq!(status, 200);
+    let url = format!(
+        "http://{}/cgi-bin/gettoken?corpid={}&corpsecret={}",
+        sim.addr(),
+        sim.corp_id(),
+        sim.secret()
+    );
+    let (_, busy) = http_json(reqwest::Client::new().get(url), None).await;
+    assert_eq!(busy["errcode"], -1, "gettoken takes faults too: {busy}");
+}
+
 #[tokio::test]
 async fn the_kf_sim_binary_serves_the_api() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -3619,9 +3619,9 @@ mod generated_from_endpoints {
         /// The message or event.
         #[serde(flatten)]
         pub content: Received,
-        /// The object as received, with any field this version doesn't know.
+        /// The object's JSON text as received, with any field this version doesn't know.
         #[serde(skip)]
-        pub raw: rt::Value,
+        pub raw: rt::RawJson,
     }
     impl ReceivedMsg {
         /// Builds a `ReceivedMsg` from its required fields.
@@ -3634,7 +3634,7 @@ mod generated_from_endpoints {
                 origin: None,
                 servicer_userid: None,
                 content: content.into(),
-                raw: rt::Value::Null,
+                raw: rt::RawJson::default(),
             }
         }
         /// Sets `open_kfid`.
@@ -3705,15 +3705,24 @@ mod generated_from_endpoints {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
-            let raw = rt::Value::deserialize(deserializer)?;
+            let raw = rt::RawJson::deserialize(deserializer)?;
+            let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
+            let msgid = entries.field(&["msgid"]).unwrap_or_default();
+            let open_kfid = entries.field(&["open_kfid"]);
+            let external_userid = entries.field(&["external_userid"]);
+            let send_time = entries.field(&["send_time"]);
+            let origin = entries.field(&["origin"]);
+            let servicer_userid = entries.field(&["servicer_userid"]);
+            let content = rt::lenient_flat(&entries, raw.as_str()).unwrap_or_default();
+            drop(entries);
             Ok(Self {
-                msgid: rt::lenient_field(&raw, &["msgid"]).unwrap_or_default(),
-                open_kfid: rt::lenient_field(&raw, &["open_kfid"]),
-                external_userid: rt::lenient_field(&raw, &["external_userid"]),
-                send_time: rt::lenient_field(&raw, &["send_time"]),
-                origin: rt::lenient_field(&raw, &["origin"]),
-                servicer_userid: rt::lenient_field(&raw, &["servicer_userid"]),
-                content: rt::lenient_flat(&raw).unwrap_or_default(),
+                msgid,
+                open_kfid,
+                external_userid,
+                send_time,
+                origin,
+                servicer_userid,
+                content,
                 raw,
             })
         }
@@ -3887,19 +3896,23 @@ mod generated_from_endpoints {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
+            rt::deserialize_union(deserializer)
+        }
+    }
+    impl rt::FromEntries for MenuItem {
+        fn from_entries(
+            entries: &rt::Entries<'_>,
+            whole: &str,
+        ) -> Result<Self, rt::serde_json::Error> {
             use rt::serde::de::Error as _;
-            let raw = rt::Value::deserialize(deserializer)?;
-            let tag = rt::tag_of(&raw, "type").map_err(D::Error::custom)?.to_owned();
-            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
-                "click" => {
-                    rt::from_value(rt::payload(&raw, "click")).map(Self::MenuClick)
-                }
-                "view" => rt::from_value(rt::payload(&raw, "view")).map(Self::MenuView),
+            let tag = entries.tag("type").map_err(rt::serde_json::Error::custom)?;
+            match tag.as_str() {
+                "click" => entries.payload("click").map(Self::MenuClick),
+                "view" => entries.payload("view").map(Self::MenuView),
                 "miniprogram" => {
-                    rt::from_value(rt::payload(&raw, "miniprogram"))
-                        .map(Self::MenuMiniProgram)
+                    entries.payload("miniprogram").map(Self::MenuMiniProgram)
                 }
-                "text" => rt::from_value(rt::payload(&raw, "text")).map(Self::MenuText),
+                "text" => entries.payload("text").map(Self::MenuText),
                 other => {
                     Err(
                         rt::serde_json::Error::custom(
@@ -3910,8 +3923,7 @@ mod generated_from_endpoints {
                         ),
                     )
                 }
-            };
-            parsed.map_err(D::Error::custom)
+            }
         }
     }
     impl rt::Validate for MenuItem {
@@ -4072,27 +4084,27 @@ mod generated_from_endpoints {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
+            rt::deserialize_union(deserializer)
+        }
+    }
+    impl rt::FromEntries for OutgoingMsg {
+        fn from_entries(
+            entries: &rt::Entries<'_>,
+            whole: &str,
+        ) -> Result<Self, rt::serde_json::Error> {
             use rt::serde::de::Error as _;
-            let raw = rt::Value::deserialize(deserializer)?;
-            let tag = rt::tag_of(&raw, "msgtype").map_err(D::Error::custom)?.to_owned();
-            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
-                "text" => rt::from_value(rt::payload(&raw, "text")).map(Self::Text),
-                "image" => rt::from_value(rt::payload(&raw, "image")).map(Self::Image),
-                "voice" => rt::from_value(rt::payload(&raw, "voice")).map(Self::Voice),
-                "video" => rt::from_value(rt::payload(&raw, "video")).map(Self::Video),
-                "file" => rt::from_value(rt::payload(&raw, "file")).map(Self::File),
-                "link" => rt::from_value(rt::payload(&raw, "link")).map(Self::Link),
-                "miniprogram" => {
-                    rt::from_value(rt::payload(&raw, "miniprogram"))
-                        .map(Self::MiniProgram)
-                }
-                "msgmenu" => rt::from_value(rt::payload(&raw, "msgmenu")).map(Self::Menu),
-                "location" => {
-                    rt::from_value(rt::payload(&raw, "location")).map(Self::Location)
-                }
-                "ca_link" => {
-                    rt::from_value(rt::payload(&raw, "ca_link")).map(Self::CaLink)
-                }
+            let tag = entries.tag("msgtype").map_err(rt::serde_json::Error::custom)?;
+            match tag.as_str() {
+                "text" => entries.payload("text").map(Self::Text),
+                "image" => entries.payload("image").map(Self::Image),
+                "voice" => entries.payload("voice").map(Self::Voice),
+                "video" => entries.payload("video").map(Self::Video),
+                "file" => entries.payload("file").map(Self::File),
+                "link" => entries.payload("link").map(Self::Link),
+                "miniprogram" => entries.payload("miniprogram").map(Self::MiniProgram),
+                "msgmenu" => entries.payload("msgmenu").map(Self::Menu),
+                "location" => entries.payload("location").map(Self::Location),
+                "ca_link" => entries.payload("ca_link").map(Self::CaLink),
                 other => {
                     Err(
                         rt::serde_json::Error::custom(
@@ -4103,8 +4115,7 @@ mod generated_from_endpoints {
                         ),
                     )
                 }
-            };
-            parsed.map_err(D::Error::custom)
+            }
         }
     }
     impl rt::Validate for OutgoingMsg {
@@ -4299,103 +4310,106 @@ mod generated_from_endpoints {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
+            rt::deserialize_union(deserializer)
+        }
+    }
+    impl rt::FromEntries for Event {
+        fn from_entries(
+            entries: &rt::Entries<'_>,
+            whole: &str,
+        ) -> Result<Self, rt::serde_json::Error> {
             use rt::serde::de::Error as _;
-            let raw = rt::Value::deserialize(deserializer)?;
-            let tag = match rt::tag_of(&raw, "event_type") {
-                Ok(tag) => tag.to_owned(),
-                Err(_) => {
-                    return Ok(Self::Unknown {
-                        event_type: String::new(),
-                        raw,
-                    });
-                }
+            let Ok(tag) = entries.tag("event_type") else {
+                return Ok(Self::Unknown {
+                    event_type: String::new(),
+                    raw: rt::value_of(whole),
+                });
             };
-            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+            match tag.as_str() {
                 "enter_session" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::EnterSession(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "msg_send_fail" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::MsgSendFail(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "servicer_status_change" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::ServicerStatusChange(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "session_status_change" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::SessionStatusChange(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "user_recall_msg" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::UserRecallMsg(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "servicer_recall_msg" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::ServicerRecallMsg(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "reject_customer_msg_switch_change" => {
-                    match rt::from_value(&raw) {
+                    match rt::from_text(whole) {
                         Ok(payload) => Ok(Self::RejectCustomerMsgSwitchChange(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                event_type: tag.to_owned(),
-                                raw,
+                                event_type: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 _ => {
                     Ok(Self::Unknown {
-                        event_type: tag.to_owned(),
-                        raw,
+                        event_type: tag.clone(),
+                        raw: rt::value_of(whole),
                     })
                 }
-            };
-            parsed.map_err(D::Error::custom)
+            }
         }
     }
     impl rt::Validate for Event {
@@ -4657,224 +4671,227 @@ mod generated_from_endpoints {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
+            rt::deserialize_union(deserializer)
+        }
+    }
+    impl rt::FromEntries for Received {
+        fn from_entries(
+            entries: &rt::Entries<'_>,
+            whole: &str,
+        ) -> Result<Self, rt::serde_json::Error> {
             use rt::serde::de::Error as _;
-            let raw = rt::Value::deserialize(deserializer)?;
-            let tag = match rt::tag_of(&raw, "msgtype") {
-                Ok(tag) => tag.to_owned(),
-                Err(_) => {
-                    return Ok(Self::Unknown {
-                        msgtype: String::new(),
-                        raw,
-                    });
-                }
+            let Ok(tag) = entries.tag("msgtype") else {
+                return Ok(Self::Unknown {
+                    msgtype: String::new(),
+                    raw: rt::value_of(whole),
+                });
             };
-            let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+            match tag.as_str() {
                 "text" => {
-                    match rt::from_value(rt::payload(&raw, "text")) {
+                    match entries.payload("text") {
                         Ok(payload) => Ok(Self::Text(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "image" => {
-                    match rt::from_value(rt::payload(&raw, "image")) {
+                    match entries.payload("image") {
                         Ok(payload) => Ok(Self::Image(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "voice" => {
-                    match rt::from_value(rt::payload(&raw, "voice")) {
+                    match entries.payload("voice") {
                         Ok(payload) => Ok(Self::Voice(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "video" => {
-                    match rt::from_value(rt::payload(&raw, "video")) {
+                    match entries.payload("video") {
                         Ok(payload) => Ok(Self::Video(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "file" => {
-                    match rt::from_value(rt::payload(&raw, "file")) {
+                    match entries.payload("file") {
                         Ok(payload) => Ok(Self::File(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "location" => {
-                    match rt::from_value(rt::payload(&raw, "location")) {
+                    match entries.payload("location") {
                         Ok(payload) => Ok(Self::Location(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "link" => {
-                    match rt::from_value(rt::payload(&raw, "link")) {
+                    match entries.payload("link") {
                         Ok(payload) => Ok(Self::Link(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "business_card" => {
-                    match rt::from_value(rt::payload(&raw, "business_card")) {
+                    match entries.payload("business_card") {
                         Ok(payload) => Ok(Self::BusinessCard(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "miniprogram" => {
-                    match rt::from_value(rt::payload(&raw, "miniprogram")) {
+                    match entries.payload("miniprogram") {
                         Ok(payload) => Ok(Self::MiniProgram(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "msgmenu" => {
-                    match rt::from_value(rt::payload(&raw, "msgmenu")) {
+                    match entries.payload("msgmenu") {
                         Ok(payload) => Ok(Self::Menu(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "channels_shop_product" => {
-                    match rt::from_value(rt::payload(&raw, "channels_shop_product")) {
+                    match entries.payload("channels_shop_product") {
                         Ok(payload) => Ok(Self::ChannelsShopProduct(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "channels_shop_order" => {
-                    match rt::from_value(rt::payload(&raw, "channels_shop_order")) {
+                    match entries.payload("channels_shop_order") {
                         Ok(payload) => Ok(Self::ChannelsShopOrder(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "merged_msg" => {
-                    match rt::from_value(rt::payload(&raw, "merged_msg")) {
+                    match entries.payload("merged_msg") {
                         Ok(payload) => Ok(Self::MergedMsg(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "channels" => {
-                    match rt::from_value(rt::payload(&raw, "channels")) {
+                    match entries.payload("channels") {
                         Ok(payload) => Ok(Self::Channels(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "meeting" => {
-                    match rt::from_value(rt::payload(&raw, "meeting")) {
+                    match entries.payload("meeting") {
                         Ok(payload) => Ok(Self::Meeting(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "schedule" => {
-                    match rt::from_value(rt::payload(&raw, "schedule")) {
+                    match entries.payload("schedule") {
                         Ok(payload) => Ok(Self::Schedule(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "note" => {
-                    match rt::from_value(rt::payload(&raw, "note")) {
+                    match entries.payload("note") {
                         Ok(payload) => Ok(Self::Note(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 "event" => {
-                    match rt::from_value(rt::payload(&raw, "event")) {
+                    match entries.union_payload("event") {
                         Ok(payload) => Ok(Self::Event(payload)),
                         Err(_) => {
                             Ok(Self::Unknown {
-                                msgtype: tag.to_owned(),
-                                raw,
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
                             })
                         }
                     }
                 }
                 _ => {
                     Ok(Self::Unknown {
-                        msgtype: tag.to_owned(),
-                        raw,
+                        msgtype: tag.clone(),
+                        raw: rt::value_of(whole),
                     })
                 }
-            };
-            parsed.map_err(D::Error::custom)
+            }
         }
     }
     impl rt::Validate for Received {

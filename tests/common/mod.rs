@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -25,6 +25,8 @@ pub const SECRET: &str = "s3cr3t-VALUE-never-printed";
 pub struct Recorded {
     pub path: String,
     pub query: HashMap<String, String>,
+    /// Header names are lowercase; a header sent twice keeps its last value.
+    pub headers: HashMap<String, String>,
     pub body: Value,
 }
 
@@ -132,11 +134,21 @@ impl MockServer {
         self.inner.gettoken_calls.load(Ordering::SeqCst)
     }
 
-    /// Every token issued so far is refused from now on with `code` (42001 or 40014).
+    /// Every token issued so far is refused from now on with `code` (42001, 40014 or 41001).
     pub fn refuse_tokens(&self, code: i64) {
         for v in self.inner.tokens.lock().unwrap().values_mut() {
             *v = Some(code);
         }
+    }
+
+    /// Accepts `token` as if this server had issued it: a token another process fetched
+    /// and shared through a token store.
+    pub fn accept_token(&self, token: &str) {
+        self.inner
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), None);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -156,13 +168,22 @@ async fn handle(
     State(inner): State<Arc<Inner>>,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
     let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
     let recorded = Recorded {
         path: path.clone(),
         query: query.clone(),
+        headers,
         body: body_json,
     };
     inner.requests.lock().unwrap().push(recorded.clone());

@@ -22,13 +22,13 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     let validate = validate_impl(api, &name, &s.fields);
     let from_string = from_single_string(api, s);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
-        init.push(quote!(raw: rt::Value::Null));
+        init.push(quote!(raw: rt::RawJson::default()));
         (
             quote!(),
             quote! {
-                /// The object as received, with any field this version doesn't know.
+                /// The object's JSON text as received, with any field this version doesn't know.
                 #[serde(skip)]
-                pub raw: rt::Value,
+                pub raw: rt::RawJson,
             },
             lenient_deserialize(s),
         )
@@ -59,33 +59,35 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     }
 }
 
-/// A `Deserialize` that never fails on valid JSON: each field is read on its own, one that
-/// is missing or doesn't parse is `None` (or its default when required), and the whole
-/// object is kept in `raw`.
+/// A `Deserialize` that never fails on valid JSON: each field is read on its own from the
+/// object's entries, one that is missing or doesn't parse is `None` (or its default when
+/// required), and the object's text is kept in `raw`.
 fn lenient_deserialize(s: &Struct) -> TokenStream {
     let name = ident(s.name.get_ref());
     let inits = s.fields.iter().map(|f| {
         let field = ident(f.name.get_ref());
         let keys = std::iter::once(f.name.get_ref()).chain(&f.aliases);
         let read = if f.flatten {
-            quote!(rt::lenient_flat(&raw))
+            quote!(rt::lenient_flat(&entries, raw.as_str()))
         } else if f.numbers_as_text {
-            quote!(rt::lenient_text(&raw, &[#(#keys),*]))
+            quote!(entries.text(&[#(#keys),*]))
         } else {
-            quote!(rt::lenient_field(&raw, &[#(#keys),*]))
+            quote!(entries.field(&[#(#keys),*]))
         };
         // check.rs allows required fields only of types with a default.
         let fallback = (f.required || f.type_ref().list).then(|| quote!(.unwrap_or_default()));
-        quote!(#field: #read #fallback,)
+        quote!(let #field = #read #fallback;)
     });
+    let names = s.fields.iter().map(|f| ident(f.name.get_ref()));
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let raw = rt::Value::deserialize(deserializer)?;
-                Ok(Self {
-                    #(#inits)*
-                    raw,
-                })
+                let raw = rt::RawJson::deserialize(deserializer)?;
+                // Not an object: every field reads as missing, and `raw` still has it.
+                let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
+                #(#inits)*
+                drop(entries);
+                Ok(Self { #(#names,)* raw })
             }
         }
     }

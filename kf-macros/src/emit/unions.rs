@@ -9,7 +9,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
-use crate::model::{Api, Union};
+use crate::model::{Api, TypeKind, Union};
 use crate::names::ident;
 
 pub fn emit(api: &Api, u: &Union) -> TokenStream {
@@ -62,7 +62,7 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
     let tag_doc = format!(" The `{tag_key}` of this value.");
 
     let serialize = serialize_impl(u, keyed, &variants);
-    let deserialize = deserialize_impl(u, keyed, &variants);
+    let deserialize = deserialize_impl(api, u, keyed, &variants);
     let validate_arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
         if keyed {
             quote!(Self::#name(payload) => payload.validate().map_err(|e| e.within(#tag)),)
@@ -169,25 +169,30 @@ fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStr
     }
 }
 
-fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
+fn deserialize_impl(api: &Api, u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(u.name.get_ref());
     let tag_key = u.tag.get_ref();
     let tag_field = ident(tag_key);
     let arms = variants.iter().map(
         |UnionVariant {
-             tag, name: variant, ..
+             tag,
+             name: variant,
+             ty,
          }| {
-            let parsed = if keyed {
-                quote!(rt::from_value(rt::payload(&raw, #tag)))
+            let nested_union = api.kind_of(&ty.to_string()) == Some(TypeKind::Union);
+            let parsed = if keyed && nested_union {
+                quote!(entries.union_payload(#tag))
+            } else if keyed {
+                quote!(entries.payload(#tag))
             } else {
-                quote!(rt::from_value(&raw))
+                quote!(rt::from_text(whole))
             };
             if u.unknown {
                 // A known tag whose payload doesn't parse is kept too: one odd item never fails a page.
                 quote! {
                     #tag => match #parsed {
                         Ok(payload) => Ok(Self::#variant(payload)),
-                        Err(_) => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),
+                        Err(_) => Ok(Self::Unknown { #tag_field: tag.clone(), raw: rt::value_of(whole) }),
                     },
                 }
             } else {
@@ -196,7 +201,7 @@ fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenS
         },
     );
     let fallback = if u.unknown {
-        quote!(_ => Ok(Self::Unknown { #tag_field: tag.to_owned(), raw }),)
+        quote!(_ => Ok(Self::Unknown { #tag_field: tag.clone(), raw: rt::value_of(whole) }),)
     } else {
         let known = variants
             .iter()
@@ -209,25 +214,28 @@ fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenS
     let read_tag = if u.unknown {
         // Even an object without a tag is kept rather than failing its page.
         quote! {
-            let tag = match rt::tag_of(&raw, #tag_key) {
-                Ok(tag) => tag.to_owned(),
-                Err(_) => return Ok(Self::Unknown { #tag_field: String::new(), raw }),
+            let Ok(tag) = entries.tag(#tag_key) else {
+                return Ok(Self::Unknown { #tag_field: String::new(), raw: rt::value_of(whole) });
             };
         }
     } else {
-        quote!(let tag = rt::tag_of(&raw, #tag_key).map_err(D::Error::custom)?.to_owned();)
+        quote!(let tag = entries.tag(#tag_key).map_err(rt::serde_json::Error::custom)?;)
     };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for #name {
+            fn from_entries(entries: &rt::Entries<'_>, whole: &str) -> Result<Self, rt::serde_json::Error> {
                 use rt::serde::de::Error as _;
-                let raw = rt::Value::deserialize(deserializer)?;
                 #read_tag
-                let parsed: Result<Self, rt::serde_json::Error> = match tag.as_str() {
+                match tag.as_str() {
                     #(#arms)*
                     #fallback
-                };
-                parsed.map_err(D::Error::custom)
+                }
             }
         }
     }
