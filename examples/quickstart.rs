@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use wecom_kf::sim::Simulator;
 use wecom_kf::{
-    Client, Event, MemoryCursorStore, Menu, MenuClick, Received, ReceivedMsg, SyncStream,
+    Client, Event, MemoryCursorStore, Menu, MenuClick, Received, ReceivedMsg, SyncStream, Upload,
 };
 
 type Inbox = Arc<Mutex<Vec<ReceivedMsg>>>;
@@ -63,6 +63,15 @@ fn welcome_code(items: &[ReceivedMsg]) -> Option<String> {
     })
 }
 
+/// A 1×1 PNG: small enough to read here, real enough for WeCom's image checks.
+const ROUTE_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8, 0xff, 0xff, 0x3f,
+    0x00, 0x05, 0xfe, 0x02, 0xfe, 0xa7, 0x35, 0x9a, 0x8b, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Simulator::start().await?;
     let kf = sim.open_kfid().to_owned();
@@ -99,6 +108,17 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
         .tail_content("点击选项即可");
     client.send_menu(alice, &kf, menu).await?;
     println!("  bot      → menu [101 查物流] [102 转人工]");
+
+    let map = Upload::from_bytes("route.png", ROUTE_PNG.to_vec()).content_type("image/png");
+    let uploaded = client.upload_image(map).await?;
+    client
+        .send_image(alice, &kf, uploaded.media_id.as_str())
+        .await?;
+    println!(
+        "  bot      → uploads route.png (upload_image, {} bytes) and sends it as media {}",
+        ROUTE_PNG.len(),
+        uploaded.media_id
+    );
 
     let tapped = sim.customer_clicks(&kf, alice, "101", "查物流")?;
     println!("  customer → taps \"查物流\"");

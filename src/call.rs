@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::validate::Validate;
-use crate::{Client, Error};
+use crate::{Client, Error, Upload};
 
 /// A boxed, `Send` future: what awaiting a request builder gives.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -39,12 +39,22 @@ pub struct Endpoint {
     pub auth: Auth,
     /// Safe to send twice: retried after a timeout or a dropped connection.
     pub idempotent: bool,
+    /// The body is `multipart/form-data` ([`Request::files`]); the other fields go to the
+    /// query string.
+    pub multipart: bool,
+    /// Query parameters sent with every call (`type=image`).
+    pub query: &'static [(&'static str, &'static str)],
 }
 
 /// A typed request body; generated for every endpoint (`SendMsgRequest`, …).
 pub trait Request: Serialize + Validate {
     type Response: DeserializeOwned;
     const ENDPOINT: Endpoint;
+
+    /// The files of a multipart endpoint, by part name.
+    fn files(&self) -> Vec<(&'static str, &Upload)> {
+        Vec::new()
+    }
 
     /// The JSON body as the client sends it (not validated: see [`Validate`]).
     fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {

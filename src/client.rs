@@ -189,6 +189,14 @@ impl ClientBuilder {
     }
 }
 
+/// What a request carries besides its query string; built once, sent on every attempt.
+enum Payload {
+    None,
+    Json(Bytes),
+    /// Each attempt builds its form again: a form is consumed by sending it.
+    Multipart(Vec<(&'static str, crate::Upload)>),
+}
+
 /// The `errcode`/`errmsg` every response carries.
 #[derive(Deserialize)]
 struct Envelope {
@@ -216,17 +224,22 @@ impl Client {
     /// Validates and sends a typed request body; what every generated builder calls.
     pub async fn execute<R: Request>(&self, request: &R) -> Result<R::Response, Error> {
         request.validate()?;
-        let (body, query) = match R::ENDPOINT.method {
-            HttpMethod::Post => {
-                let body = request
-                    .to_body()
-                    .map_err(|e| unencodable(&R::ENDPOINT, e))?;
-                (Some(Bytes::from(body)), Vec::new())
+        let endpoint = &R::ENDPOINT;
+        let (payload, query) = if endpoint.multipart {
+            let files = request.files().into_iter();
+            let files = files.map(|(name, upload)| (name, upload.clone())).collect();
+            (Payload::Multipart(files), query_pairs(endpoint, request)?)
+        } else {
+            match endpoint.method {
+                HttpMethod::Post => {
+                    let body = request.to_body().map_err(|e| unencodable(endpoint, e))?;
+                    (Payload::Json(Bytes::from(body)), Vec::new())
+                }
+                HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
             }
-            HttpMethod::Get => (None, query_pairs(&R::ENDPOINT, request)?),
         };
-        let bytes = self.call(&R::ENDPOINT, body, &query).await?;
-        decode(&R::ENDPOINT, &bytes)
+        let bytes = self.call(endpoint, &payload, &query).await?;
+        decode(endpoint, &bytes)
     }
 
     /// Sends a raw JSON body to an endpoint, without validation.
@@ -235,11 +248,11 @@ impl Client {
         endpoint: &Endpoint,
         body: &Value,
     ) -> Result<R, Error> {
-        let (body, query) = match endpoint.method {
-            HttpMethod::Post => (Some(encode(endpoint, body)?), Vec::new()),
-            HttpMethod::Get => (None, query_pairs(endpoint, body)?),
+        let (payload, query) = match endpoint.method {
+            HttpMethod::Post => (Payload::Json(encode(endpoint, body)?), Vec::new()),
+            HttpMethod::Get => (Payload::None, query_pairs(endpoint, body)?),
         };
-        let bytes = self.call(endpoint, body, &query).await?;
+        let bytes = self.call(endpoint, &payload, &query).await?;
         decode(endpoint, &bytes)
     }
 
@@ -247,7 +260,7 @@ impl Client {
     async fn call(
         &self,
         endpoint: &Endpoint,
-        body: Option<Bytes>,
+        payload: &Payload,
         query: &[(String, String)],
     ) -> Result<Bytes, Error> {
         let policy = &self.inner.retry;
@@ -259,8 +272,8 @@ impl Client {
                 Auth::CorpSecret => None,
             };
             let outcome = self
-                .send_once(endpoint, token.as_ref(), body.clone(), query)
-                .await;
+                .send_once(endpoint, token.as_ref(), payload, query)
+                .await?;
             let failure = match outcome {
                 Ok(bytes) => {
                     let envelope = decode::<Envelope>(endpoint, &bytes)?;
@@ -313,13 +326,15 @@ impl Client {
         }
     }
 
+    /// One attempt. The outer error is ours (a file that can't be read: nothing was sent);
+    /// the inner one is the HTTP exchange's.
     async fn send_once(
         &self,
         endpoint: &Endpoint,
         token: Option<&Secret>,
-        body: Option<Bytes>,
+        payload: &Payload,
         query: &[(String, String)],
-    ) -> Result<Bytes, reqwest::Error> {
+    ) -> Result<Result<Bytes, reqwest::Error>, Error> {
         let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
         let credentials = match token {
             Some(token) => vec![("access_token", token.expose())],
@@ -328,23 +343,39 @@ impl Client {
                 ("corpsecret", self.inner.secret.expose()),
             ],
         };
+        let fixed = endpoint.query.iter().copied();
         let fields = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        append_query(&mut url, credentials.into_iter().chain(fields));
-        let request = match endpoint.method {
-            HttpMethod::Get => self.inner.http.get(url),
-            HttpMethod::Post => self
+        append_query(&mut url, credentials.into_iter().chain(fixed).chain(fields));
+        let request = match (endpoint.method, payload) {
+            (HttpMethod::Get, _) => self.inner.http.get(url),
+            (HttpMethod::Post, Payload::Json(body)) => self
                 .inner
                 .http
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.unwrap_or_default()),
+                .body(body.clone()),
+            (HttpMethod::Post, Payload::Multipart(files)) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, upload) in files {
+                    let part = upload.part().await.map_err(|source| Error::Upload {
+                        field: name,
+                        source,
+                    })?;
+                    form = form.part(*name, part);
+                }
+                self.inner.http.post(url).multipart(form)
+            }
+            (HttpMethod::Post, Payload::None) => self.inner.http.post(url),
         };
         let request = match self.inner.request_timeout {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
-        let response = request.send().await?.error_for_status()?;
-        response.bytes().await
+        Ok(async {
+            let response = request.send().await?.error_for_status()?;
+            response.bytes().await
+        }
+        .await)
     }
 }
 

@@ -41,6 +41,15 @@ pub enum Error {
     #[error("invalid client configuration: {0}")]
     Config(String),
 
+    /// A file to upload couldn't be read (or, from a reader, was already sent). Nothing
+    /// was sent for this attempt.
+    #[error("can't upload `{field}`: {source}")]
+    Upload {
+        field: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
     #[error("token store failed: {0}")]
     TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -65,6 +65,7 @@ mod secret;
 pub mod sim;
 mod sync;
 mod token;
+mod upload;
 mod validate;
 mod wire;
 
@@ -79,6 +80,7 @@ pub use sync::{
     SyncSummary,
 };
 pub use token::{CachedToken, MemoryTokenStore, StoreError, TokenStore};
+pub use upload::Upload;
 pub use validate::{Invalid, Validate};
 
 /// Generates typed requests, builders and client methods from an API file.
@@ -91,9 +93,9 @@ pub use validate::{Invalid, Validate};
 /// a compile error that names the file, line and column.
 ///
 /// ```ignore
-/// wecom_kf::endpoints!("kf_accounts.toml");
+/// wecom_kf::endpoints!("kf_statistics.toml");
 /// use ClientExt as _;
-/// let accounts = client.account_list().limit(100).await?;
+/// let days = client.get_corp_statistic("wkKFID", start, end).await?;
 /// ```
 pub use kf_macros::endpoints;
 
@@ -117,10 +119,12 @@ pub mod __private {
 
     pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
     pub use crate::error::RetryClass;
-    pub use crate::validate::{Invalid, ItemsRule, NumberRule, OverLimit, StringRule, Validate};
+    pub use crate::validate::{
+        Invalid, ItemsRule, NumberRule, OverLimit, SizeRule, StringRule, Validate,
+    };
     pub use crate::wire::{
         Entries, FromEntries, Tagged, deserialize_union, from_text, lenient_flat,
         optional_text_or_number, text_or_number, value_of,
     };
-    pub use crate::{Client, Error, RawJson, Secret};
+    pub use crate::{Client, Error, RawJson, Secret, Upload};
 }

@@ -206,6 +206,34 @@ impl ItemsRule {
     }
 }
 
+/// The size limits of a file to upload.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeRule {
+    pub min_bytes: u64,
+    pub max_bytes: Option<u64>,
+    pub over_limit: OverLimit,
+}
+
+impl SizeRule {
+    pub fn check(&self, field: &str, len: u64) -> Result<(), Invalid> {
+        if len < self.min_bytes {
+            let reason = if len == 0 {
+                "is empty".to_owned()
+            } else {
+                format!("is {len} bytes; at least {} required", self.min_bytes)
+            };
+            return Err(Invalid::new(field, reason));
+        }
+        match self.max_bytes {
+            Some(max) if len > max => self
+                .over_limit
+                .refuse(format!("is {len} bytes; at most {max} allowed"))
+                .map_or(Ok(()), |r| Err(Invalid::new(field, r))),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +276,22 @@ mod tests {
             .within_item("list", 2)
             .within("msgmenu");
         assert_eq!(e.field, "msgmenu.list[2].click.id");
+    }
+
+    #[test]
+    fn file_sizes() {
+        let image = SizeRule {
+            min_bytes: 6,
+            max_bytes: Some(10 << 20),
+            over_limit: OverLimit::Refused,
+        };
+        assert!(image.check("media", 6).is_ok());
+        assert_eq!(image.check("media", 0).unwrap_err().reason, "is empty");
+        assert_eq!(
+            image.check("media", 5).unwrap_err().reason,
+            "is 5 bytes; at least 6 required"
+        );
+        assert!(image.check("media", (10 << 20) + 1).is_err());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wecom_kf::sim::{Fault, SimConfig, Simulator};
+use wecom_kf::sim::{
+    Fault, ServicerAvailability, SimConfig, SimUpgradeService, Simulator, UpgradeOffer,
+};
 use wecom_kf::{
-    CaLink, Client, Delivery, ErrCode, Error, Event, File, Image, Link, Location, Menu, MenuClick,
-    MiniProgram, Received, RetryPolicy, Text, Video, Voice,
+    CaLink, Client, Delivery, ErrCode, Error, Event, File, Gender, Image, Link, Location, Menu,
+    MenuClick, MiniProgram, Received, RetryPolicy, ServiceState, ServicerListStatus, StopType,
+    Text, UpgradeGroupChat, UpgradeMember, UpgradeType, Video, Voice,
 };
 
 const ALICE: &str = "wmALICE";
@@ -775,4 +778,875 @@ async fn the_kf_sim_binary_serves_the_api() {
     let page = answer.expect("kf-sim answered within 5 s");
     assert_eq!((page.msg_list.len(), page.has_more), (0, 0));
     child.kill().await.ok();
+}
+
+// -- accounts, servicers, session states, customers and the upgrade service -------------
+
+/// Calls `kf/{endpoint}` with a body the client would refuse to send, to reach the
+/// simulator's own checks; returns WeCom's answer.
+async fn raw_kf(sim: &Simulator, client: &Client, endpoint: &str, body: Value) -> Value {
+    let token = client.access_token().await.expect("token");
+    let url = format!(
+        "http://{}/cgi-bin/kf/{endpoint}?access_token={}",
+        sim.addr(),
+        token.expose()
+    );
+    http_json(reqwest::Client::new().post(url), Some(body))
+        .await
+        .1
+}
+
+fn account_names(accounts: &wecom_kf::AccountListResponse) -> Vec<&str> {
+    accounts
+        .account_list
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn account_add_creates_an_account_customers_can_reach() {
+    let (sim, client) = setup().await;
+    let added = client
+        .account_add("售后客服", "MEDIA_AVATAR")
+        .await
+        .expect("account_add");
+    assert!(added.open_kfid.starts_with("wk"), "{}", added.open_kfid);
+    let accounts = client.account_list().await.expect("account_list");
+    let new = accounts
+        .account_list
+        .iter()
+        .find(|a| a.open_kfid == added.open_kfid)
+        .expect("listed");
+    assert_eq!(new.name, "售后客服");
+    assert!(new.avatar.contains("MEDIA_AVATAR"), "{}", new.avatar);
+    sim.customer_says(&added.open_kfid, ALICE, "在吗")
+        .expect("customer");
+    client
+        .send_text(ALICE, &added.open_kfid, "在的")
+        .await
+        .expect("the new account sends");
+
+    let too_long = raw_kf(
+        &sim,
+        &client,
+        "account/add",
+        json!({"name": "名".repeat(17), "media_id": "MEDIA_AVATAR"}),
+    )
+    .await;
+    assert_eq!(too_long["errcode"], 95006, "{too_long}");
+    let no_avatar = raw_kf(&sim, &client, "account/add", json!({"name": "客服"})).await;
+    assert_eq!(no_avatar["errcode"], 41006, "{no_avatar}");
+}
+
+#[tokio::test]
+async fn account_del_removes_the_account_and_its_codes() {
+    let (sim, client) = setup().await;
+    let kf = client
+        .account_add("临时客服", "MEDIA")
+        .await
+        .expect("account_add")
+        .open_kfid;
+    let welcome = sim
+        .customer_enters(&kf, ALICE)
+        .expect("enter")
+        .expect("welcome code");
+    client.account_del(&kf).await.expect("account_del");
+
+    let accounts = client.account_list().await.expect("account_list");
+    assert!(accounts.account_list.iter().all(|a| a.open_kfid != kf));
+    assert_eq!(
+        code_of(client.account_del(&kf).await),
+        ErrCode::OpenKfIdNotFound,
+        "deleted once"
+    );
+    assert_eq!(
+        code_of(client.add_contact_way(&kf).await),
+        ErrCode::OpenKfIdNotFound
+    );
+    assert_eq!(
+        code_of(client.send_text_on_event(&welcome, "欢迎").await),
+        ErrCode::InvalidParameter,
+        "the account's codes went with it"
+    );
+}
+
+#[tokio::test]
+async fn account_update_renames_and_changes_the_avatar() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    client
+        .account_update(&kf)
+        .name("咨询客服")
+        .await
+        .expect("rename");
+    let before = client.account_list().await.expect("list").account_list[0].clone();
+    assert_eq!(
+        (before.open_kfid.as_str(), before.name.as_str()),
+        (kf.as_str(), "咨询客服")
+    );
+    client
+        .account_update(&kf)
+        .media_id("NEW_AVATAR")
+        .await
+        .expect("new avatar");
+    let after = client.account_list().await.expect("list").account_list[0].clone();
+    assert_eq!(after.name, "咨询客服", "an unset name is kept");
+    assert!(after.avatar.contains("NEW_AVATAR"), "{}", after.avatar);
+    assert_ne!(after.avatar, before.avatar);
+
+    assert_eq!(
+        code_of(client.account_update("wkNOPE").name("x").await),
+        ErrCode::OpenKfIdNotFound
+    );
+    let empty_name = raw_kf(
+        &sim,
+        &client,
+        "account/update",
+        json!({"open_kfid": kf, "name": ""}),
+    )
+    .await;
+    assert_eq!(empty_name["errcode"], 95006, "{empty_name}");
+}
+
+#[tokio::test]
+async fn account_list_pages_in_creation_order() {
+    let (sim, client) = setup().await;
+    for name in ["二号", "三号", "四号"] {
+        client.account_add(name, "MEDIA").await.expect("add");
+    }
+    let everything = client.account_list().await.expect("list");
+    assert_eq!(
+        account_names(&everything),
+        ["客服1", "二号", "三号", "四号"]
+    );
+    assert_eq!(everything.account_list[0].open_kfid, sim.open_kfid());
+    assert!(
+        everything
+            .account_list
+            .iter()
+            .all(|a| a.manage_privilege == Some(true))
+    );
+    let first = client.account_list().limit(2u32).await.expect("page 1");
+    let second = client
+        .account_list()
+        .offset(2u32)
+        .limit(2u32)
+        .await
+        .expect("page 2");
+    let beyond = client.account_list().offset(4u32).await.expect("page 3");
+    assert_eq!(account_names(&first), ["客服1", "二号"]);
+    assert_eq!(account_names(&second), ["三号", "四号"]);
+    assert!(beyond.account_list.is_empty());
+
+    let too_big = raw_kf(&sim, &client, "account/list", json!({"limit": 101})).await;
+    assert_eq!(too_big["errcode"], 40058, "{too_big}");
+}
+
+#[tokio::test]
+async fn add_contact_way_links_bring_their_scene_into_enter_session() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let plain = client.add_contact_way(&kf).await.expect("plain link");
+    let with_scene = client
+        .add_contact_way(&kf)
+        .scene("spring_sale")
+        .await
+        .expect("link with a scene");
+    assert!(
+        plain.url.starts_with("https://work.weixin.qq.com/kf/kfc") && !plain.url.contains('?'),
+        "{}",
+        plain.url
+    );
+    assert!(with_scene.url.contains("spring_sale"), "{}", with_scene.url);
+
+    // The developer appends a URL-encoded scene_param ("来自官网"), the customer opens it.
+    let opened = format!(
+        "{}&scene_param=%E6%9D%A5%E8%87%AA%E5%AE%98%E7%BD%91",
+        with_scene.url
+    );
+    let welcome = sim
+        .customer_opens_link(&opened, ALICE)
+        .expect("opens")
+        .expect("a first visit gets a welcome code");
+    client
+        .send_text_on_event(&welcome, "欢迎")
+        .await
+        .expect("welcome");
+    let page = client.sync_msg(&kf).await.expect("page");
+    let entered: Vec<(Option<String>, Option<String>)> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::EnterSession(e)) => {
+                Some((e.scene.clone(), e.scene_param.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        entered,
+        [(Some("spring_sale".to_owned()), Some("来自官网".to_owned()))]
+    );
+
+    assert_eq!(
+        code_of(client.add_contact_way("wkNOPE").await),
+        ErrCode::OpenKfIdNotFound
+    );
+    let bad_scene = raw_kf(
+        &sim,
+        &client,
+        "add_contact_way",
+        json!({"open_kfid": kf, "scene": "春季"}),
+    )
+    .await;
+    assert_eq!(bad_scene["errcode"], 40058, "{bad_scene}");
+}
+
+#[tokio::test]
+async fn servicer_add_answers_row_by_row() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let added = client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "nobody"])
+        .department_id_list([2u64])
+        .await
+        .expect("servicer_add")
+        .result_list;
+    let rows: Vec<(Option<&str>, Option<u64>, i64, &str)> = added
+        .iter()
+        .map(|r| {
+            (
+                r.userid.as_deref(),
+                r.department_id,
+                r.errcode,
+                r.errmsg.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (Some("zhangsan"), None, 0, "success"),
+            (Some("nobody"), None, 60111, "userid not found"),
+            (None, Some(2), 0, "success"),
+        ]
+    );
+    let again = client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan"])
+        .await
+        .expect("again")
+        .result_list;
+    assert_eq!((again[0].errcode, again[0].errmsg.as_str()), (0, "ignored"));
+    let listed = client.servicer_list(&kf).await.expect("list").servicer_list;
+    let who: Vec<(Option<&str>, Option<u64>)> = listed
+        .iter()
+        .map(|s| (s.userid.as_deref(), s.department_id))
+        .collect();
+    assert_eq!(who, [(Some("zhangsan"), None), (None, Some(2))]);
+
+    assert_eq!(
+        code_of(
+            client
+                .servicer_add("wkNOPE")
+                .userid_list(["zhangsan"])
+                .await
+        ),
+        ErrCode::OpenKfIdNotFound
+    );
+    let neither = raw_kf(&sim, &client, "servicer/add", json!({"open_kfid": kf})).await;
+    assert_eq!(neither["errcode"], 40058, "{neither}");
+}
+
+#[tokio::test]
+async fn servicer_del_removes_servicers_and_ignores_strangers() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi"])
+        .department_id_list([2u64, 4])
+        .await
+        .expect("add");
+    let removed = client
+        .servicer_del(&kf)
+        .userid_list(["zhangsan", "wangwu"])
+        .department_id_list([4u64])
+        .await
+        .expect("servicer_del")
+        .result_list;
+    let outcomes: Vec<&str> = removed.iter().map(|r| r.errmsg.as_str()).collect();
+    assert_eq!(outcomes, ["success", "ignored", "success"]);
+    let listed = client.servicer_list(&kf).await.expect("list").servicer_list;
+    let who: Vec<(Option<&str>, Option<u64>)> = listed
+        .iter()
+        .map(|s| (s.userid.as_deref(), s.department_id))
+        .collect();
+    assert_eq!(who, [(Some("lisi"), None), (None, Some(2))]);
+    assert_eq!(
+        code_of(client.servicer_del("wkNOPE").userid_list(["lisi"]).await),
+        ErrCode::OpenKfIdNotFound
+    );
+}
+
+#[tokio::test]
+async fn servicer_list_shows_who_is_receiving() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    assert!(
+        client
+            .servicer_list(&kf)
+            .await
+            .expect("empty list")
+            .servicer_list
+            .is_empty()
+    );
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi", "wangwu"])
+        .await
+        .expect("add");
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Suspended)
+        .expect("lisi pauses");
+    sim.servicer_becomes(&kf, "wangwu", ServicerAvailability::Stopped)
+        .expect("wangwu stops");
+    let listed = client.servicer_list(&kf).await.expect("list").servicer_list;
+    let states: Vec<(Option<ServicerListStatus>, Option<StopType>)> =
+        listed.iter().map(|s| (s.status, s.stop_type)).collect();
+    assert_eq!(
+        states,
+        [
+            (Some(ServicerListStatus::Receiving), Some(StopType::Stopped)),
+            (Some(ServicerListStatus::Stopped), Some(StopType::Suspended)),
+            (Some(ServicerListStatus::Stopped), Some(StopType::Stopped)),
+        ]
+    );
+    // The WeCom app's change shows up in sync_msg with the event's own 1/2 encoding.
+    let page = client.sync_msg(&kf).await.expect("page");
+    let events: Vec<(
+        Option<String>,
+        Option<wecom_kf::ServicerStatus>,
+        Option<StopType>,
+    )> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::ServicerStatusChange(e)) => {
+                Some((e.servicer_userid.clone(), e.status, e.stop_type))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events[0],
+        (
+            Some("lisi".to_owned()),
+            Some(wecom_kf::ServicerStatus::Stopped),
+            Some(StopType::Suspended)
+        )
+    );
+
+    assert_eq!(
+        code_of(client.servicer_list("wkNOPE").await),
+        ErrCode::OpenKfIdNotFound
+    );
+    assert_eq!(
+        sim.servicer_becomes(&kf, "nobody", ServicerAvailability::Receiving)
+            .map_err(|r| r.code),
+        Err(95014)
+    );
+}
+
+#[tokio::test]
+async fn service_state_get_follows_the_session() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    assert_eq!(
+        code_of(client.service_state_get(&kf, ALICE).await),
+        ErrCode::InvalidExternalUserId,
+        "no session yet"
+    );
+    let state = || async { client.service_state_get(&kf, ALICE).await.expect("state") };
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    assert_eq!(state().await.service_state, ServiceState::New);
+    client.send_text(ALICE, &kf, "bot").await.expect("send");
+    assert_eq!(state().await.service_state, ServiceState::SmartAssistant);
+    sim.servicer_takes(&kf, ALICE, "zhangsan").expect("take");
+    let served = state().await;
+    assert_eq!(
+        (served.service_state, served.servicer_userid.as_deref()),
+        (ServiceState::Servicer, Some("zhangsan"))
+    );
+    sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    let ended = state().await;
+    assert_eq!(
+        (ended.service_state, ended.servicer_userid),
+        (ServiceState::Ended, None)
+    );
+    assert_eq!(
+        code_of(client.service_state_get("wkNOPE", ALICE).await),
+        ErrCode::OpenKfIdNotFound
+    );
+}
+
+#[tokio::test]
+async fn service_state_trans_follows_the_state_rules_and_hands_out_codes() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "转人工").expect("customer");
+    let trans = |state: ServiceState, servicer: Option<&str>| {
+        let mut call = client.service_state_trans(&kf, ALICE, state);
+        if let Some(servicer) = servicer {
+            call = call.servicer_userid(servicer);
+        }
+        call.send()
+    };
+    assert_eq!(
+        code_of(trans(ServiceState::Servicer, Some("zhangsan")).await),
+        ErrCode::NotAServicer,
+        "not a servicer of this account yet"
+    );
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi"])
+        .await
+        .expect("servicers");
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Stopped)
+        .expect("lisi stops");
+    assert_eq!(
+        code_of(trans(ServiceState::Servicer, None).await),
+        ErrCode::NotAServicer,
+        "state 3 needs a servicer"
+    );
+    assert_eq!(
+        code_of(trans(ServiceState::Servicer, Some("lisi")).await),
+        ErrCode::ServicerStopped
+    );
+
+    // Into the queue: a queue code, good for one text while the session waits.
+    let queued = trans(ServiceState::Queued, None).await.expect("queue");
+    let queue_code = queued.msg_code.expect("first time queued: a code");
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "bot").await),
+        ErrCode::SessionStateForbidsSending
+    );
+    client
+        .send_text_on_event(&queue_code, "您前面还有2位")
+        .await
+        .expect("queue notice");
+    assert_eq!(
+        code_of(trans(ServiceState::SmartAssistant, None).await),
+        ErrCode::StateTransitionNotAllowed,
+        "the queue hands over to a servicer only"
+    );
+
+    // To a servicer: a pickup code, once; a transfer to another gets none.
+    let served = trans(ServiceState::Servicer, Some("zhangsan"))
+        .await
+        .expect("serve");
+    let pickup = served.msg_code.expect("first time served: a code");
+    let state = client.service_state_get(&kf, ALICE).await.expect("state");
+    assert_eq!(state.servicer_userid.as_deref(), Some("zhangsan"));
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Receiving)
+        .expect("lisi is back");
+    let transferred = trans(ServiceState::Servicer, Some("lisi"))
+        .await
+        .expect("transfer");
+    assert_eq!(transferred.msg_code, None);
+    client
+        .send_text_on_event(&pickup, "您好，我是客服")
+        .await
+        .expect("pickup notice");
+
+    // The end: an end code that allows a menu, then no more changes.
+    let ended = trans(ServiceState::Ended, None).await.expect("end");
+    let end_code = ended.msg_code.expect("an end code");
+    client
+        .send_menu_on_event(
+            &end_code,
+            Menu::new()
+                .head_content("满意吗？")
+                .list([MenuClick::new("1", "满意")]),
+        )
+        .await
+        .expect("survey");
+    assert_eq!(
+        code_of(trans(ServiceState::SmartAssistant, None).await),
+        ErrCode::SessionEnded
+    );
+
+    // The customer writes again: a new conversation, whose first queueing gets a code.
+    sim.customer_says(&kf, ALICE, "还有一个问题")
+        .expect("customer");
+    let requeued = trans(ServiceState::Queued, None)
+        .await
+        .expect("queue again");
+    assert!(requeued.msg_code.is_some(), "a new conversation");
+    assert_eq!(
+        code_of(
+            client
+                .service_state_trans(&kf, "wmSTRANGER", ServiceState::Queued)
+                .await
+        ),
+        ErrCode::InvalidExternalUserId
+    );
+}
+
+#[tokio::test]
+async fn customer_batchget_knows_customers_who_wrote() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let link = client
+        .add_contact_way(&kf)
+        .scene("ad42")
+        .await
+        .expect("link")
+        .url;
+    sim.customer_opens_link(&format!("{link}&scene_param=vip"), ALICE)
+        .expect("alice enters");
+    sim.customer_says(&kf, ALICE, "你好").expect("alice writes");
+    sim.set_customer_profile(ALICE, "爱丽丝", 2);
+    sim.customer_says(&kf, "wmCAROL", "hi")
+        .expect("carol writes");
+    sim.customer_enters(&kf, "wmBOB").expect("bob only looks");
+
+    let found = client
+        .customer_batchget([ALICE, "wmCAROL", "wmBOB", "wmNOBODY"])
+        .need_enter_session_context(1u32)
+        .await
+        .expect("customer_batchget");
+    let alice = &found.customer_list[0];
+    assert_eq!(alice.external_userid, ALICE);
+    assert_eq!(
+        (alice.nickname.as_deref(), alice.gender),
+        (Some("爱丽丝"), Some(Gender::Female))
+    );
+    let context = alice.enter_session_context.as_ref().expect("context");
+    assert_eq!(
+        (context.scene.as_deref(), context.scene_param.as_deref()),
+        (Some("ad42"), Some("vip"))
+    );
+    let carol = &found.customer_list[1];
+    assert_eq!(
+        (carol.nickname.as_deref(), carol.gender),
+        (Some("CAROL"), Some(Gender::Unknown))
+    );
+    assert_eq!(found.invalid_external_userid, ["wmBOB", "wmNOBODY"]);
+
+    let without = client
+        .customer_batchget([ALICE])
+        .await
+        .expect("without context");
+    assert!(without.customer_list[0].enter_session_context.is_none());
+    let too_many: Vec<String> = (0..101).map(|i| format!("wm{i}")).collect();
+    let refused = raw_kf(
+        &sim,
+        &client,
+        "customer/batchget",
+        json!({"external_userid_list": too_many}),
+    )
+    .await;
+    assert_eq!(refused["errcode"], 40058, "{refused}");
+}
+
+#[tokio::test]
+async fn get_corp_qualification_reports_the_configured_binding() {
+    let (sim, client) = setup().await;
+    let default = client
+        .get_corp_qualification()
+        .await
+        .expect("get_corp_qualification");
+    assert!(!default.wechat_channels_binding, "a new corp has no 视频号");
+    let bound = Simulator::start_with(
+        SimConfig {
+            wechat_channels_binding: true,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("simulator");
+    let answer = bound
+        .client_builder()
+        .build()
+        .expect("client")
+        .get_corp_qualification()
+        .await
+        .expect("bound");
+    assert!(answer.wechat_channels_binding);
+
+    let posted = raw_kf(&sim, &client, "get_corp_qualification", json!({})).await;
+    assert_eq!(posted["errcode"], 40058, "a GET endpoint: {posted}");
+}
+
+#[tokio::test]
+async fn get_upgrade_service_config_returns_the_configured_range() {
+    let (sim, client) = setup().await;
+    let default = client
+        .get_upgrade_service_config()
+        .await
+        .expect("default config");
+    let members = default.member_range.expect("member_range");
+    assert_eq!(members.userid_list, ["zhangsan"]);
+    assert_eq!(members.department_id_list, [2]);
+    assert_eq!(
+        default
+            .groupchat_range
+            .expect("groupchat_range")
+            .chat_id_list,
+        ["wrSIMULATEDCHAT"]
+    );
+
+    let configured = Simulator::start_with(
+        SimConfig {
+            upgrade_service: SimUpgradeService {
+                userid_list: vec!["lisi".into(), "wangwu".into()],
+                department_id_list: vec![],
+                chat_id_list: vec!["wrVIP".into()],
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("simulator");
+    let config = configured
+        .client_builder()
+        .build()
+        .expect("client")
+        .get_upgrade_service_config()
+        .await
+        .expect("config");
+    let members = config.member_range.expect("member_range");
+    assert_eq!(members.userid_list, ["lisi", "wangwu"]);
+    assert!(members.department_id_list.is_empty());
+    assert_eq!(
+        config
+            .groupchat_range
+            .expect("groupchat_range")
+            .chat_id_list,
+        ["wrVIP"]
+    );
+
+    let posted = raw_kf(
+        &sim,
+        &client,
+        "customer/get_upgrade_service_config",
+        json!({}),
+    )
+    .await;
+    assert_eq!(posted["errcode"], 40058, "a GET endpoint: {posted}");
+}
+
+#[tokio::test]
+async fn upgrade_service_offers_only_the_configured_range() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "想找专人").expect("customer");
+    client
+        .upgrade_service(&kf, ALICE, UpgradeType::Member)
+        .member(UpgradeMember::new("zhangsan").wording("我是你的专属顾问"))
+        .await
+        .expect("a member in range");
+    assert_eq!(
+        sim.upgrade_offer(&kf, ALICE),
+        Some(UpgradeOffer::Member {
+            userid: "zhangsan".into(),
+            wording: Some("我是你的专属顾问".into()),
+        })
+    );
+    client
+        .upgrade_service(&kf, ALICE, UpgradeType::GroupChat)
+        .groupchat(UpgradeGroupChat::new("wrSIMULATEDCHAT"))
+        .await
+        .expect("a chat in range");
+    assert!(matches!(
+        sim.upgrade_offer(&kf, ALICE),
+        Some(UpgradeOffer::GroupChat { chat_id, wording: None }) if chat_id == "wrSIMULATEDCHAT"
+    ));
+
+    assert_eq!(
+        code_of(
+            client
+                .upgrade_service(&kf, ALICE, UpgradeType::Member)
+                .member(UpgradeMember::new("lisi"))
+                .await
+        ),
+        ErrCode::NotInUpgradeServiceRange
+    );
+    assert_eq!(
+        code_of(
+            client
+                .upgrade_service(&kf, ALICE, UpgradeType::GroupChat)
+                .groupchat(UpgradeGroupChat::new("wrOTHER"))
+                .await
+        ),
+        ErrCode::NotInUpgradeServiceRange
+    );
+    assert_eq!(
+        code_of(
+            client
+                .upgrade_service(&kf, "wmSTRANGER", UpgradeType::Member)
+                .member(UpgradeMember::new("zhangsan"))
+                .await
+        ),
+        ErrCode::InvalidExternalUserId
+    );
+    // The type decides which object counts.
+    assert_eq!(
+        code_of(
+            client
+                .upgrade_service(&kf, ALICE, UpgradeType::GroupChat)
+                .member(UpgradeMember::new("zhangsan"))
+                .await
+        ),
+        ErrCode::InvalidParameter
+    );
+}
+
+#[tokio::test]
+async fn cancel_upgrade_service_withdraws_the_offer() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    client
+        .upgrade_service(&kf, ALICE, UpgradeType::Member)
+        .member(UpgradeMember::new("zhangsan"))
+        .await
+        .expect("offer");
+    assert!(sim.upgrade_offer(&kf, ALICE).is_some());
+    client
+        .cancel_upgrade_service(&kf, ALICE)
+        .await
+        .expect("cancel_upgrade_service");
+    assert_eq!(sim.upgrade_offer(&kf, ALICE), None);
+    assert_eq!(
+        code_of(client.cancel_upgrade_service(&kf, "wmSTRANGER").await),
+        ErrCode::InvalidExternalUserId
+    );
+    assert_eq!(
+        code_of(client.cancel_upgrade_service("wkNOPE", ALICE).await),
+        ErrCode::OpenKfIdNotFound
+    );
+}
+
+#[tokio::test]
+async fn the_control_api_opens_links_and_changes_servicer_status() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let link = client
+        .add_contact_way(&kf)
+        .scene("qr")
+        .await
+        .expect("link")
+        .url;
+    let (status, entered) = control(
+        &sim,
+        "customer/link",
+        json!({"url": link, "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!(status, 200, "{entered}");
+    assert!(entered["welcome_code"].is_string(), "{entered}");
+    let (status, refusal) = control(
+        &sim,
+        "customer/link",
+        json!({"url": "https://example.com/kf/x", "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(40058)));
+
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan"])
+        .await
+        .expect("servicer");
+    let (status, _) = control(
+        &sim,
+        "servicer/status",
+        json!({"open_kfid": kf, "servicer_userid": "zhangsan", "status": "stopped"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed = client.servicer_list(&kf).await.expect("list").servicer_list;
+    assert_eq!(listed[0].status, Some(ServicerListStatus::Stopped));
+    let (status, refusal) = control(
+        &sim,
+        "servicer/status",
+        json!({"open_kfid": kf, "servicer_userid": "zhangsan", "status": "asleep"}),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(40058)));
+}
+
+#[tokio::test]
+async fn uploads_become_media_the_bot_can_send() {
+    let (sim, client) = setup().await;
+    sim.customer_says(sim.open_kfid(), ALICE, "发张图片看看")
+        .expect("customer writes");
+    let image = wecom_kf::Upload::from_bytes("menu.png", b"\x89PNG fake image bytes".to_vec());
+    let uploaded = client.upload_image(image).await.expect("upload_image");
+    assert_eq!(uploaded.r#type, "image");
+    let uploaded_at: u64 = uploaded.created_at.parse().expect("seconds as a string");
+    assert!(uploaded_at > 1_600_000_000);
+    client
+        .send_image(ALICE, sim.open_kfid(), uploaded.media_id.as_str())
+        .await
+        .expect("send the uploaded image");
+    let voice = wecom_kf::Upload::from_bytes("hello.amr", b"#!AMR\n....".to_vec());
+    client.upload_voice(voice).await.expect("upload_voice");
+
+    let media = sim.media();
+    let kinds: Vec<(&str, &str, u64)> = media
+        .iter()
+        .map(|m| (m.kind.as_str(), m.file_name.as_str(), m.len))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("image", "menu.png", 21), ("voice", "hello.amr", 10)]
+    );
+    let sent = sim.sent();
+    assert_eq!(
+        sent.last().map(|s| &s.payload),
+        Some(&json!({"media_id": uploaded.media_id}))
+    );
+}
+
+/// An upload the client would refuse before sending, posted by hand.
+async fn raw_upload(sim: &Simulator, client: &Client, kind: &str, bytes: Vec<u8>) -> Value {
+    let token = client.access_token().await.expect("token");
+    let url = format!(
+        "http://{}/cgi-bin/media/upload?access_token={}&type={kind}",
+        sim.addr(),
+        token.expose()
+    );
+    let part = reqwest::multipart::Part::bytes(bytes).file_name("x.bin");
+    let form = reqwest::multipart::Form::new().part("media", part);
+    let response = reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .expect("http");
+    serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON")
+}
+
+#[tokio::test]
+async fn uploads_the_client_would_refuse_are_refused_by_the_simulator_too() {
+    let (sim, client) = setup().await;
+    let cases = [
+        ("image", vec![1u8; 5], 40006),
+        ("image", vec![0u8; (10 << 20) + 1], 40009),
+        ("voice", vec![0u8; (2 << 20) + 1], 45001),
+        ("video", vec![0u8; (10 << 20) + 1], 40011),
+        ("gif", vec![1u8; 100], 40005),
+        ("file", Vec::new(), 44001),
+    ];
+    for (kind, bytes, code) in cases {
+        let answer = raw_upload(&sim, &client, kind, bytes).await;
+        assert_eq!(answer["errcode"], code, "{kind}: {answer}");
+    }
+    assert!(sim.media().is_empty(), "nothing refused was stored");
 }

@@ -52,7 +52,7 @@ mod generated_from_endpoints {
         InvalidMessageType,
         /// `40009`: invalid image size.
         ///
-        /// Images are at most 2 MB.
+        /// Images are at most 10 MB (2 MB in older docs).
         InvalidImageSize,
         /// `40011`: invalid video size.
         ///
@@ -86,6 +86,10 @@ mod generated_from_endpoints {
         ///
         /// Media messages need the media_id of an uploaded file.
         MediaIdMissing,
+        /// `44001`: the uploaded file is empty.
+        ///
+        /// Upload a file of more than 5 bytes.
+        EmptyFile,
         /// `42001`: access_token expired.
         ///
         /// The token was dropped and fetched again once; a repeat means WeCom revoked it early.
@@ -96,7 +100,7 @@ mod generated_from_endpoints {
         EmptyText,
         /// `45001`: media size over the limit.
         ///
-        /// Images and voice are at most 2 MB, videos 10 MB, files 20 MB.
+        /// Images and videos are at most 10 MB, voice 2 MB, files 20 MB.
         MediaTooLarge,
         /// `45002`: content too large.
         ///
@@ -255,6 +259,7 @@ mod generated_from_endpoints {
                 40201 => Self::AccountBanned,
                 41001 => Self::AccessTokenMissing,
                 41006 => Self::MediaIdMissing,
+                44001 => Self::EmptyFile,
                 42001 => Self::AccessTokenExpired,
                 44004 => Self::EmptyText,
                 45001 => Self::MediaTooLarge,
@@ -315,6 +320,7 @@ mod generated_from_endpoints {
                 Self::AccountBanned => 40201,
                 Self::AccessTokenMissing => 41001,
                 Self::MediaIdMissing => 41006,
+                Self::EmptyFile => 44001,
                 Self::AccessTokenExpired => 42001,
                 Self::EmptyText => 44004,
                 Self::MediaTooLarge => 45001,
@@ -409,6 +415,7 @@ mod generated_from_endpoints {
                 }
                 Self::AccessTokenMissing => Some("access_token missing"),
                 Self::MediaIdMissing => Some("media_id missing"),
+                Self::EmptyFile => Some("the uploaded file is empty"),
                 Self::AccessTokenExpired => Some("access_token expired"),
                 Self::EmptyText => Some("text content is empty"),
                 Self::MediaTooLarge => Some("media size over the limit"),
@@ -520,7 +527,9 @@ mod generated_from_endpoints {
                 Self::InvalidMessageType => {
                     Some("This endpoint does not accept the message type that was sent.")
                 }
-                Self::InvalidImageSize => Some("Images are at most 2 MB."),
+                Self::InvalidImageSize => {
+                    Some("Images are at most 10 MB (2 MB in older docs).")
+                }
                 Self::InvalidVideoSize => Some("Videos are at most 10 MB."),
                 Self::InvalidCorpId => {
                     Some("Check the corp id (企业ID) in the admin console.")
@@ -553,6 +562,7 @@ mod generated_from_endpoints {
                 Self::MediaIdMissing => {
                     Some("Media messages need the media_id of an uploaded file.")
                 }
+                Self::EmptyFile => Some("Upload a file of more than 5 bytes."),
                 Self::AccessTokenExpired => {
                     Some(
                         "The token was dropped and fetched again once; a repeat means WeCom revoked it early.",
@@ -560,7 +570,7 @@ mod generated_from_endpoints {
                 }
                 Self::EmptyText => Some("Send at least one character."),
                 Self::MediaTooLarge => {
-                    Some("Images and voice are at most 2 MB, videos 10 MB, files 20 MB.")
+                    Some("Images and videos are at most 10 MB, voice 2 MB, files 20 MB.")
                 }
                 Self::ContentTooLarge => {
                     Some("Text is at most 2048 bytes; shorten or split it.")
@@ -697,6 +707,7 @@ mod generated_from_endpoints {
                 Self::AccountBanned => rt::RetryClass::Never,
                 Self::AccessTokenMissing => rt::RetryClass::RefreshToken,
                 Self::MediaIdMissing => rt::RetryClass::Never,
+                Self::EmptyFile => rt::RetryClass::Never,
                 Self::AccessTokenExpired => rt::RetryClass::RefreshToken,
                 Self::EmptyText => rt::RetryClass::Never,
                 Self::MediaTooLarge => rt::RetryClass::Never,
@@ -1402,6 +1413,274 @@ mod generated_from_endpoints {
         }
     }
     impl<'de> rt::serde::Deserialize<'de> for ChannelsSubType {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// Where a customer's session stands: who, if anyone, is serving it.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ServiceState {
+        /// `0`
+        ///
+        /// Not handled yet (未处理); `send_msg` may answer.
+        New,
+        /// `1`
+        ///
+        /// Served by the smart assistant, that is the API (由智能助手接待); `send_msg` may answer.
+        SmartAssistant,
+        /// `2`
+        ///
+        /// Waiting in the queue for a servicer (待接入池排队中).
+        Queued,
+        /// `3`
+        ///
+        /// Served by a human servicer (由人工接待).
+        Servicer,
+        /// `4`
+        ///
+        /// Ended, or not started (已结束/未开始).
+        Ended,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ServiceState {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::New,
+                1 => Self::SmartAssistant,
+                2 => Self::Queued,
+                3 => Self::Servicer,
+                4 => Self::Ended,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::New => 0,
+                Self::SmartAssistant => 1,
+                Self::Queued => 2,
+                Self::Servicer => 3,
+                Self::Ended => 4,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ServiceState {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ServiceState> for u32 {
+        fn from(value: ServiceState) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ServiceState {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ServiceState {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// A servicer's receiving state as `kf/servicer/list` encodes it (0/1, unlike the `servicer_status_change` event's 1/2).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ServicerListStatus {
+        /// `0`
+        ///
+        /// Receiving customers (接待中).
+        Receiving,
+        /// `1`
+        ///
+        /// Stopped receiving (停止接待); see `stop_type`.
+        Stopped,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl ServicerListStatus {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::Receiving,
+                1 => Self::Stopped,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Receiving => 0,
+                Self::Stopped => 1,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for ServicerListStatus {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<ServicerListStatus> for u32 {
+        fn from(value: ServicerListStatus) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for ServicerListStatus {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for ServicerListStatus {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// A customer's gender as WeChat reports it.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum Gender {
+        /// `0`
+        ///
+        /// Not known.
+        Unknown,
+        /// `1`
+        ///
+        /// Male.
+        Male,
+        /// `2`
+        ///
+        /// Female.
+        Female,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl Gender {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                0 => Self::Unknown,
+                1 => Self::Male,
+                2 => Self::Female,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Unknown => 0,
+                Self::Male => 1,
+                Self::Female => 2,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for Gender {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<Gender> for u32 {
+        fn from(value: Gender) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for Gender {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for Gender {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                .map(Self::from_value)
+        }
+    }
+    /// What `upgrade_service` offers the customer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum UpgradeType {
+        /// `1`
+        ///
+        /// A member of the corp (专员): set `member`.
+        Member,
+        /// `2`
+        ///
+        /// A customer group chat: set `groupchat`.
+        GroupChat,
+        /// A value this version doesn't name, kept as received.
+        Other(u32),
+    }
+    impl UpgradeType {
+        /// The variant for a wire value.
+        pub const fn from_value(value: u32) -> Self {
+            match value {
+                1 => Self::Member,
+                2 => Self::GroupChat,
+                other => Self::Other(other),
+            }
+        }
+        /// The wire value.
+        pub const fn value(self) -> u32 {
+            match self {
+                Self::Member => 1,
+                Self::GroupChat => 2,
+                Self::Other(other) => other,
+            }
+        }
+    }
+    impl From<u32> for UpgradeType {
+        fn from(value: u32) -> Self {
+            Self::from_value(value)
+        }
+    }
+    impl From<UpgradeType> for u32 {
+        fn from(value: UpgradeType) -> Self {
+            value.value()
+        }
+    }
+    impl rt::serde::Serialize for UpgradeType {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serializer.serialize_u32(self.value())
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for UpgradeType {
         fn deserialize<D: rt::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> Result<Self, D::Error> {
@@ -3830,6 +4109,1012 @@ mod generated_from_endpoints {
             Self::new(value)
         }
     }
+    /// A customer-service account.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Account {
+        /// The account's id.
+        pub open_kfid: String,
+        /// Its display name.
+        pub name: String,
+        /// Its avatar's URL.
+        pub avatar: String,
+        /// Whether this app may manage it; absent for 客服组件 apps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub manage_privilege: Option<bool>,
+    }
+    impl Account {
+        /// Builds a `Account` from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            name: impl Into<String>,
+            avatar: impl Into<String>,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                name: name.into(),
+                avatar: avatar.into(),
+                manage_privilege: None,
+            }
+        }
+        /// Sets `manage_privilege`.
+        ///
+        /// Whether this app may manage it; absent for 客服组件 apps.
+        pub fn manage_privilege(mut self, manage_privilege: bool) -> Self {
+            self.manage_privilege = Some(manage_privilege);
+            self
+        }
+    }
+    impl rt::Validate for Account {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            Ok(())
+        }
+    }
+    /// The account `account_add` created.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountAddResponse {
+        /// The new account's id.
+        pub open_kfid: String,
+    }
+    impl AccountAddResponse {
+        /// Builds a `AccountAddResponse` from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+            }
+        }
+    }
+    impl rt::Validate for AccountAddResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for AccountAddResponse {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for AccountAddResponse {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// One page of accounts.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountListResponse {
+        /// The accounts, up to `limit` of them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub account_list: Vec<Account>,
+    }
+    impl AccountListResponse {
+        /// Builds a `AccountListResponse` from its required fields.
+        pub fn new() -> Self {
+            Self { account_list: Vec::new() }
+        }
+        /// Sets `account_list`.
+        ///
+        /// The accounts, up to `limit` of them.
+        pub fn account_list(
+            mut self,
+            account_list: impl IntoIterator<Item = impl Into<Account>>,
+        ) -> Self {
+            self.account_list = account_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for AccountListResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.account_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("account_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// A link that opens a chat with an account.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ContactWayResponse {
+        /// Give it to customers as is; `&scene_param=…` (URL-encoded, ≤ 128 bytes) may be appended and comes back in `enter_session`.
+        pub url: String,
+    }
+    impl ContactWayResponse {
+        /// Builds a `ContactWayResponse` from its required fields.
+        pub fn new(url: impl Into<String>) -> Self {
+            Self { url: url.into() }
+        }
+    }
+    impl rt::Validate for ContactWayResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.url;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("url", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for ContactWayResponse {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for ContactWayResponse {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// What became of one servicer or department of a `servicer_add` / `servicer_del` call.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerResult {
+        /// The servicer, when this row is about a member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub userid: Option<String>,
+        /// The department, when this row is about a department.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub department_id: Option<u64>,
+        /// 0 when it worked for this row.
+        pub errcode: i64,
+        /// `success`, `ignored`, or why it failed.
+        pub errmsg: String,
+    }
+    impl ServicerResult {
+        /// Builds a `ServicerResult` from its required fields.
+        pub fn new(errcode: i64, errmsg: impl Into<String>) -> Self {
+            Self {
+                userid: None,
+                department_id: None,
+                errcode: errcode,
+                errmsg: errmsg.into(),
+            }
+        }
+        /// Sets `userid`.
+        ///
+        /// The servicer, when this row is about a member.
+        pub fn userid(mut self, userid: impl Into<String>) -> Self {
+            self.userid = Some(userid.into());
+            self
+        }
+        /// Sets `department_id`.
+        ///
+        /// The department, when this row is about a department.
+        pub fn department_id(mut self, department_id: u64) -> Self {
+            self.department_id = Some(department_id);
+            self
+        }
+    }
+    impl rt::Validate for ServicerResult {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// One result per servicer or department named in the call.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerResultList {
+        /// The results, in no promised order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub result_list: Vec<ServicerResult>,
+    }
+    impl ServicerResultList {
+        /// Builds a `ServicerResultList` from its required fields.
+        pub fn new() -> Self {
+            Self { result_list: Vec::new() }
+        }
+        /// Sets `result_list`.
+        ///
+        /// The results, in no promised order.
+        pub fn result_list(
+            mut self,
+            result_list: impl IntoIterator<Item = impl Into<ServicerResult>>,
+        ) -> Self {
+            self.result_list = result_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for ServicerResultList {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.result_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("result_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// A servicer (a member) or a department that receives an account's customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Servicer {
+        /// The member, when this row is a member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub userid: Option<String>,
+        /// Whether the member is receiving customers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status: Option<ServicerListStatus>,
+        /// How the member stopped, when `status` is `Stopped`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub stop_type: Option<StopType>,
+        /// The department, when this row is a department.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub department_id: Option<u64>,
+    }
+    impl Servicer {
+        /// Builds a `Servicer` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                userid: None,
+                status: None,
+                stop_type: None,
+                department_id: None,
+            }
+        }
+        /// Sets `userid`.
+        ///
+        /// The member, when this row is a member.
+        pub fn userid(mut self, userid: impl Into<String>) -> Self {
+            self.userid = Some(userid.into());
+            self
+        }
+        /// Sets `status`.
+        ///
+        /// Whether the member is receiving customers.
+        pub fn status(mut self, status: impl Into<ServicerListStatus>) -> Self {
+            self.status = Some(status.into());
+            self
+        }
+        /// Sets `stop_type`.
+        ///
+        /// How the member stopped, when `status` is `Stopped`.
+        pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
+            self.stop_type = Some(stop_type.into());
+            self
+        }
+        /// Sets `department_id`.
+        ///
+        /// The department, when this row is a department.
+        pub fn department_id(mut self, department_id: u64) -> Self {
+            self.department_id = Some(department_id);
+            self
+        }
+    }
+    impl rt::Validate for Servicer {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// An account's servicers and departments.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerListResponse {
+        /// Members and departments.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub servicer_list: Vec<Servicer>,
+    }
+    impl ServicerListResponse {
+        /// Builds a `ServicerListResponse` from its required fields.
+        pub fn new() -> Self {
+            Self { servicer_list: Vec::new() }
+        }
+        /// Sets `servicer_list`.
+        ///
+        /// Members and departments.
+        pub fn servicer_list(
+            mut self,
+            servicer_list: impl IntoIterator<Item = impl Into<Servicer>>,
+        ) -> Self {
+            self.servicer_list = servicer_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for ServicerListResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.servicer_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("servicer_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// Where a customer's session stands.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServiceStateResponse {
+        /// The session's state.
+        pub service_state: ServiceState,
+        /// The servicer, when the state is `Servicer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+    }
+    impl ServiceStateResponse {
+        /// Builds a `ServiceStateResponse` from its required fields.
+        pub fn new(service_state: impl Into<ServiceState>) -> Self {
+            Self {
+                service_state: service_state.into(),
+                servicer_userid: None,
+            }
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer, when the state is `Servicer`.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+    }
+    impl rt::Validate for ServiceStateResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// The code a session change may hand back.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServiceStateTransResponse {
+        /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub msg_code: Option<String>,
+    }
+    impl ServiceStateTransResponse {
+        /// Builds a `ServiceStateTransResponse` from its required fields.
+        pub fn new() -> Self {
+            Self { msg_code: None }
+        }
+        /// Sets `msg_code`.
+        ///
+        /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
+        pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
+            self.msg_code = Some(msg_code.into());
+            self
+        }
+    }
+    impl rt::Validate for ServiceStateTransResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.msg_code {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("msg_code", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// How a customer last entered a session.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct EnterSessionContext {
+        /// The `scene` of the contact link used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene: Option<String>,
+        /// The `scene_param` appended to that link.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene_param: Option<String>,
+        /// The 视频号 the customer came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub wechat_channels: Option<WechatChannels>,
+    }
+    impl EnterSessionContext {
+        /// Builds a `EnterSessionContext` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                scene: None,
+                scene_param: None,
+                wechat_channels: None,
+            }
+        }
+        /// Sets `scene`.
+        ///
+        /// The `scene` of the contact link used.
+        pub fn scene(mut self, scene: impl Into<String>) -> Self {
+            self.scene = Some(scene.into());
+            self
+        }
+        /// Sets `scene_param`.
+        ///
+        /// The `scene_param` appended to that link.
+        pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
+            self.scene_param = Some(scene_param.into());
+            self
+        }
+        /// Sets `wechat_channels`.
+        ///
+        /// The 视频号 the customer came from.
+        pub fn wechat_channels(
+            mut self,
+            wechat_channels: impl Into<WechatChannels>,
+        ) -> Self {
+            self.wechat_channels = Some(wechat_channels.into());
+            self
+        }
+    }
+    impl rt::Validate for EnterSessionContext {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.scene {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("scene", v)?;
+            }
+            if let Some(v) = &self.scene_param {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("scene_param", v)?;
+            }
+            if let Some(v) = &self.wechat_channels {
+                v.validate().map_err(|e| e.within("wechat_channels"))?;
+            }
+            Ok(())
+        }
+    }
+    /// A WeChat customer's profile.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Customer {
+        /// The customer's id.
+        pub external_userid: String,
+        /// Their WeChat nickname.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub nickname: Option<String>,
+        /// Their avatar's URL; not given to third-party apps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub avatar: Option<String>,
+        /// Their gender.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub gender: Option<Gender>,
+        /// Their unionid, when a developer account is bound; not given to third-party apps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub unionid: Option<String>,
+        /// How they last entered, with `need_enter_session_context`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub enter_session_context: Option<EnterSessionContext>,
+    }
+    impl Customer {
+        /// Builds a `Customer` from its required fields.
+        pub fn new(external_userid: impl Into<String>) -> Self {
+            Self {
+                external_userid: external_userid.into(),
+                nickname: None,
+                avatar: None,
+                gender: None,
+                unionid: None,
+                enter_session_context: None,
+            }
+        }
+        /// Sets `nickname`.
+        ///
+        /// Their WeChat nickname.
+        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+            self.nickname = Some(nickname.into());
+            self
+        }
+        /// Sets `avatar`.
+        ///
+        /// Their avatar's URL; not given to third-party apps.
+        pub fn avatar(mut self, avatar: impl Into<String>) -> Self {
+            self.avatar = Some(avatar.into());
+            self
+        }
+        /// Sets `gender`.
+        ///
+        /// Their gender.
+        pub fn gender(mut self, gender: impl Into<Gender>) -> Self {
+            self.gender = Some(gender.into());
+            self
+        }
+        /// Sets `unionid`.
+        ///
+        /// Their unionid, when a developer account is bound; not given to third-party apps.
+        pub fn unionid(mut self, unionid: impl Into<String>) -> Self {
+            self.unionid = Some(unionid.into());
+            self
+        }
+        /// Sets `enter_session_context`.
+        ///
+        /// How they last entered, with `need_enter_session_context`.
+        pub fn enter_session_context(
+            mut self,
+            enter_session_context: impl Into<EnterSessionContext>,
+        ) -> Self {
+            self.enter_session_context = Some(enter_session_context.into());
+            self
+        }
+    }
+    impl rt::Validate for Customer {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.external_userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("external_userid", v)?;
+            if let Some(v) = &self.nickname {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("nickname", v)?;
+            }
+            if let Some(v) = &self.avatar {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("avatar", v)?;
+            }
+            if let Some(v) = &self.unionid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("unionid", v)?;
+            }
+            if let Some(v) = &self.enter_session_context {
+                v.validate().map_err(|e| e.within("enter_session_context"))?;
+            }
+            Ok(())
+        }
+    }
+    impl From<String> for Customer {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for Customer {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// The customers found, and the ids that were not.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CustomerBatchgetResponse {
+        /// The profiles found.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub customer_list: Vec<Customer>,
+        /// The ids that matched no customer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub invalid_external_userid: Vec<String>,
+    }
+    impl CustomerBatchgetResponse {
+        /// Builds a `CustomerBatchgetResponse` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                customer_list: Vec::new(),
+                invalid_external_userid: Vec::new(),
+            }
+        }
+        /// Sets `customer_list`.
+        ///
+        /// The profiles found.
+        pub fn customer_list(
+            mut self,
+            customer_list: impl IntoIterator<Item = impl Into<Customer>>,
+        ) -> Self {
+            self.customer_list = customer_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `invalid_external_userid`.
+        ///
+        /// The ids that matched no customer.
+        pub fn invalid_external_userid(
+            mut self,
+            invalid_external_userid: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.invalid_external_userid = invalid_external_userid
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+    }
+    impl rt::Validate for CustomerBatchgetResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.customer_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("customer_list", i))?;
+            }
+            for (i, v) in self.invalid_external_userid.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("invalid_external_userid", i, v)?;
+            }
+            Ok(())
+        }
+    }
+    /// What limits the corp's number of customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CorpQualificationResponse {
+        /// True once a 视频号 binding is confirmed: then customers are unlimited.
+        pub wechat_channels_binding: bool,
+    }
+    impl CorpQualificationResponse {
+        /// Builds a `CorpQualificationResponse` from its required fields.
+        pub fn new(wechat_channels_binding: bool) -> Self {
+            Self {
+                wechat_channels_binding: wechat_channels_binding,
+            }
+        }
+    }
+    impl rt::Validate for CorpQualificationResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    /// The members `upgrade_service` may hand customers to.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct MemberRange {
+        /// Members.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub userid_list: Vec<String>,
+        /// Departments.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub department_id_list: Vec<u64>,
+    }
+    impl MemberRange {
+        /// Builds a `MemberRange` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                userid_list: Vec::new(),
+                department_id_list: Vec::new(),
+            }
+        }
+        /// Sets `userid_list`.
+        ///
+        /// Members.
+        pub fn userid_list(
+            mut self,
+            userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.userid_list = userid_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `department_id_list`.
+        ///
+        /// Departments.
+        pub fn department_id_list(
+            mut self,
+            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+        ) -> Self {
+            self.department_id_list = department_id_list
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+    }
+    impl rt::Validate for MemberRange {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.userid_list.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("userid_list", i, v)?;
+            }
+            Ok(())
+        }
+    }
+    /// The group chats `upgrade_service` may invite customers to.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct GroupChatRange {
+        /// Group chats.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub chat_id_list: Vec<String>,
+    }
+    impl GroupChatRange {
+        /// Builds a `GroupChatRange` from its required fields.
+        pub fn new() -> Self {
+            Self { chat_id_list: Vec::new() }
+        }
+        /// Sets `chat_id_list`.
+        ///
+        /// Group chats.
+        pub fn chat_id_list(
+            mut self,
+            chat_id_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.chat_id_list = chat_id_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for GroupChatRange {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.chat_id_list.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("chat_id_list", i, v)?;
+            }
+            Ok(())
+        }
+    }
+    /// The members and group chats configured for the upgrade service (升级服务).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UpgradeServiceConfig {
+        /// The members.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub member_range: Option<MemberRange>,
+        /// The group chats.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub groupchat_range: Option<GroupChatRange>,
+    }
+    impl UpgradeServiceConfig {
+        /// Builds a `UpgradeServiceConfig` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                member_range: None,
+                groupchat_range: None,
+            }
+        }
+        /// Sets `member_range`.
+        ///
+        /// The members.
+        pub fn member_range(mut self, member_range: impl Into<MemberRange>) -> Self {
+            self.member_range = Some(member_range.into());
+            self
+        }
+        /// Sets `groupchat_range`.
+        ///
+        /// The group chats.
+        pub fn groupchat_range(
+            mut self,
+            groupchat_range: impl Into<GroupChatRange>,
+        ) -> Self {
+            self.groupchat_range = Some(groupchat_range.into());
+            self
+        }
+    }
+    impl rt::Validate for UpgradeServiceConfig {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.member_range {
+                v.validate().map_err(|e| e.within("member_range"))?;
+            }
+            if let Some(v) = &self.groupchat_range {
+                v.validate().map_err(|e| e.within("groupchat_range"))?;
+            }
+            Ok(())
+        }
+    }
+    /// The member a customer is offered.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UpgradeMember {
+        /// The member; one of `member_range`.
+        pub userid: String,
+        /// What the customer is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub wording: Option<String>,
+    }
+    impl UpgradeMember {
+        /// Builds a `UpgradeMember` from its required fields.
+        pub fn new(userid: impl Into<String>) -> Self {
+            Self {
+                userid: userid.into(),
+                wording: None,
+            }
+        }
+        /// Sets `wording`.
+        ///
+        /// What the customer is told.
+        pub fn wording(mut self, wording: impl Into<String>) -> Self {
+            self.wording = Some(wording.into());
+            self
+        }
+    }
+    impl rt::Validate for UpgradeMember {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("userid", v)?;
+            if let Some(v) = &self.wording {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("wording", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl From<String> for UpgradeMember {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for UpgradeMember {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// The group chat a customer is offered.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UpgradeGroupChat {
+        /// The group chat; one of `groupchat_range`.
+        pub chat_id: String,
+        /// What the customer is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub wording: Option<String>,
+    }
+    impl UpgradeGroupChat {
+        /// Builds a `UpgradeGroupChat` from its required fields.
+        pub fn new(chat_id: impl Into<String>) -> Self {
+            Self {
+                chat_id: chat_id.into(),
+                wording: None,
+            }
+        }
+        /// Sets `wording`.
+        ///
+        /// What the customer is told.
+        pub fn wording(mut self, wording: impl Into<String>) -> Self {
+            self.wording = Some(wording.into());
+            self
+        }
+    }
+    impl rt::Validate for UpgradeGroupChat {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.chat_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("chat_id", v)?;
+            if let Some(v) = &self.wording {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("wording", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl From<String> for UpgradeGroupChat {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for UpgradeGroupChat {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// An uploaded file's `media_id`, valid 3 days across the corp's apps.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct MediaUploadResponse {
+        /// `image`, `voice`, `video` or `file`.
+        pub r#type: String,
+        /// Use it in `send_image`, `send_voice`, …, or as an avatar; it expires after 3 days.
+        pub media_id: String,
+        /// When it was uploaded, Unix seconds (WeCom sends a string).
+        #[serde(deserialize_with = "rt::text_or_number")]
+        pub created_at: String,
+    }
+    impl MediaUploadResponse {
+        /// Builds a `MediaUploadResponse` from its required fields.
+        pub fn new(
+            r#type: impl Into<String>,
+            media_id: impl Into<String>,
+            created_at: impl Into<String>,
+        ) -> Self {
+            Self {
+                r#type: r#type.into(),
+                media_id: media_id.into(),
+                created_at: created_at.into(),
+            }
+        }
+    }
+    impl rt::Validate for MediaUploadResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.r#type;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("type", v)?;
+            let v = &self.media_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("media_id", v)?;
+            let v = &self.created_at;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("created_at", v)?;
+            Ok(())
+        }
+    }
     /// One item of a [`Menu`].
     ///
     /// On the wire: `{"type": "<tag>", "<tag>": {…}}`.
@@ -5065,6 +6350,8 @@ mod generated_from_endpoints {
             path: "gettoken",
             auth: rt::Auth::CorpSecret,
             idempotent: true,
+            multipart: false,
+            query: &[],
         };
     }
     /// A `gettoken` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -5212,6 +6499,8 @@ mod generated_from_endpoints {
             path: "kf/sync_msg",
             auth: rt::Auth::AccessToken,
             idempotent: true,
+            multipart: false,
+            query: &[],
         };
     }
     /// A `sync_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -5363,6 +6652,8 @@ mod generated_from_endpoints {
             path: "kf/send_msg",
             auth: rt::Auth::AccessToken,
             idempotent: false,
+            multipart: false,
+            query: &[],
         };
     }
     /// A `send_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -5478,6 +6769,8 @@ mod generated_from_endpoints {
             path: "kf/send_msg_on_event",
             auth: rt::Auth::AccessToken,
             idempotent: false,
+            multipart: false,
+            query: &[],
         };
     }
     /// A `send_msg_on_event` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -5523,6 +6816,1835 @@ mod generated_from_endpoints {
     pub trait SendMsgOnEventMessage: Into<OutgoingMsg> {}
     impl SendMsgOnEventMessage for Text {}
     impl SendMsgOnEventMessage for Menu {}
+    /// The body of [`account_add`](rt::Client::account_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountAddRequest {
+        /// Its display name, at most 16 characters.
+        ///
+        /// At most 16 characters; longer values are refused before sending.
+        pub name: String,
+        /// Its avatar: the `media_id` of an uploaded image.
+        ///
+        /// At most 128 bytes; longer values are refused before sending.
+        pub media_id: String,
+    }
+    impl AccountAddRequest {
+        /// Creates the body from its required fields.
+        pub fn new(name: impl Into<String>, media_id: impl Into<String>) -> Self {
+            Self {
+                name: name.into(),
+                media_id: media_id.into(),
+            }
+        }
+    }
+    impl rt::Validate for AccountAddRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.name;
+            rt::StringRule {
+                min_bytes: 1,
+                max_chars: Some(16),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("name", v)?;
+            let v = &self.media_id;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(128),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("media_id", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for AccountAddRequest {
+        type Response = AccountAddResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "account_add",
+            method: rt::HttpMethod::Post,
+            path: "kf/account/add",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `account_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`account_add`](rt::Client::account_add).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct AccountAdd<'a> {
+        client: &'a rt::Client,
+        request: AccountAddRequest,
+    }
+    impl<'a> AccountAdd<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &AccountAddRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/account/add`.
+        pub async fn send(self) -> Result<AccountAddResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for AccountAdd<'a> {
+        type Output = Result<AccountAddResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`account_del`](rt::Client::account_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Deletes a customer-service account.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountDelRequest {
+        /// The account to delete.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+    }
+    impl AccountDelRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+            }
+        }
+    }
+    impl rt::Validate for AccountDelRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for AccountDelRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "account_del",
+            method: rt::HttpMethod::Post,
+            path: "kf/account/del",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `account_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`account_del`](rt::Client::account_del).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct AccountDel<'a> {
+        client: &'a rt::Client,
+        request: AccountDelRequest,
+    }
+    impl<'a> AccountDel<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &AccountDelRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/account/del`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for AccountDel<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`account_update`](rt::Client::account_update), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Renames an account or changes its avatar.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountUpdateRequest {
+        /// The account to change.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// Its new display name, at most 16 characters.
+        ///
+        /// At most 16 characters; longer values are refused before sending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// Its new avatar: the `media_id` of an uploaded image.
+        ///
+        /// At most 128 bytes; longer values are refused before sending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub media_id: Option<String>,
+    }
+    impl AccountUpdateRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                name: None,
+                media_id: None,
+            }
+        }
+        /// Sets `name`.
+        ///
+        /// Its new display name, at most 16 characters.
+        /// At most 16 characters; longer values are refused before sending.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+        /// Sets `media_id`.
+        ///
+        /// Its new avatar: the `media_id` of an uploaded image.
+        /// At most 128 bytes; longer values are refused before sending.
+        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+            self.media_id = Some(media_id.into());
+            self
+        }
+    }
+    impl rt::Validate for AccountUpdateRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            if let Some(v) = &self.name {
+                rt::StringRule {
+                    min_bytes: 1,
+                    max_chars: Some(16),
+                    over_limit: rt::OverLimit::Refused,
+                    ..rt::StringRule::ANY
+                }
+                    .check("name", v)?;
+            }
+            if let Some(v) = &self.media_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    max_bytes: Some(128),
+                    over_limit: rt::OverLimit::Refused,
+                    ..rt::StringRule::ANY
+                }
+                    .check("media_id", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for AccountUpdateRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "account_update",
+            method: rt::HttpMethod::Post,
+            path: "kf/account/update",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `account_update` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`account_update`](rt::Client::account_update).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct AccountUpdate<'a> {
+        client: &'a rt::Client,
+        request: AccountUpdateRequest,
+    }
+    impl<'a> AccountUpdate<'a> {
+        /// Sets `name`.
+        ///
+        /// Its new display name, at most 16 characters.
+        /// At most 16 characters; longer values are refused before sending.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.request.name = Some(name.into());
+            self
+        }
+        /// Sets `media_id`.
+        ///
+        /// Its new avatar: the `media_id` of an uploaded image.
+        /// At most 128 bytes; longer values are refused before sending.
+        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+            self.request.media_id = Some(media_id.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &AccountUpdateRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/account/update`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for AccountUpdate<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`account_list`](rt::Client::account_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Lists the customer-service accounts this app may see, a page at a time.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AccountListRequest {
+        /// Where the page starts; 0 when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub offset: Option<u32>,
+        /// Page size, 1 to 100; 100 when unset.
+        ///
+        /// From 1 to 100, inclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u32>,
+    }
+    impl AccountListRequest {
+        /// Creates the body from its required fields.
+        pub fn new() -> Self {
+            Self { offset: None, limit: None }
+        }
+        /// Sets `offset`.
+        ///
+        /// Where the page starts; 0 when unset.
+        pub fn offset(mut self, offset: u32) -> Self {
+            self.offset = Some(offset);
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 100; 100 when unset.
+        /// From 1 to 100, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.limit = Some(limit);
+            self
+        }
+    }
+    impl rt::Validate for AccountListRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.limit {
+                rt::NumberRule {
+                    min: Some(1.0),
+                    max: Some(100.0),
+                }
+                    .check("limit", f64::from(*v))?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for AccountListRequest {
+        type Response = AccountListResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "account_list",
+            method: rt::HttpMethod::Post,
+            path: "kf/account/list",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `account_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`account_list`](rt::Client::account_list).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct AccountList<'a> {
+        client: &'a rt::Client,
+        request: AccountListRequest,
+    }
+    impl<'a> AccountList<'a> {
+        /// Sets `offset`.
+        ///
+        /// Where the page starts; 0 when unset.
+        pub fn offset(mut self, offset: u32) -> Self {
+            self.request.offset = Some(offset);
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 100; 100 when unset.
+        /// From 1 to 100, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.request.limit = Some(limit);
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &AccountListRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/account/list`.
+        pub async fn send(self) -> Result<AccountListResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for AccountList<'a> {
+        type Output = Result<AccountListResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`add_contact_way`](rt::Client::add_contact_way), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct AddContactWayRequest {
+        /// The account to chat with.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// Your name for where the link is shown.
+        ///
+        /// At most 32 bytes; longer values are refused before sending.
+        /// Only the characters `0-9a-zA-Z_-`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scene: Option<String>,
+    }
+    impl AddContactWayRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                scene: None,
+            }
+        }
+        /// Sets `scene`.
+        ///
+        /// Your name for where the link is shown.
+        /// At most 32 bytes; longer values are refused before sending.
+        /// Only the characters `0-9a-zA-Z_-`.
+        pub fn scene(mut self, scene: impl Into<String>) -> Self {
+            self.scene = Some(scene.into());
+            self
+        }
+    }
+    impl rt::Validate for AddContactWayRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            if let Some(v) = &self.scene {
+                rt::StringRule {
+                    min_bytes: 1,
+                    max_bytes: Some(32),
+                    charset: &[
+                        ('0', '9'),
+                        ('a', 'z'),
+                        ('A', 'Z'),
+                        ('_', '_'),
+                        ('-', '-'),
+                    ],
+                    over_limit: rt::OverLimit::Refused,
+                    ..rt::StringRule::ANY
+                }
+                    .check("scene", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for AddContactWayRequest {
+        type Response = ContactWayResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "add_contact_way",
+            method: rt::HttpMethod::Post,
+            path: "kf/add_contact_way",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `add_contact_way` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`add_contact_way`](rt::Client::add_contact_way).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct AddContactWay<'a> {
+        client: &'a rt::Client,
+        request: AddContactWayRequest,
+    }
+    impl<'a> AddContactWay<'a> {
+        /// Sets `scene`.
+        ///
+        /// Your name for where the link is shown.
+        /// At most 32 bytes; longer values are refused before sending.
+        /// Only the characters `0-9a-zA-Z_-`.
+        pub fn scene(mut self, scene: impl Into<String>) -> Self {
+            self.request.scene = Some(scene.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &AddContactWayRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/add_contact_way`.
+        pub async fn send(self) -> Result<ContactWayResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for AddContactWay<'a> {
+        type Output = Result<ContactWayResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`servicer_add`](rt::Client::servicer_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerAddRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// Members to add, at most 100 a call.
+        ///
+        /// At most 100 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub userid_list: Vec<String>,
+        /// Departments to add, at most 100 a call.
+        ///
+        /// At most 100 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub department_id_list: Vec<u64>,
+    }
+    impl ServicerAddRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                userid_list: Vec::new(),
+                department_id_list: Vec::new(),
+            }
+        }
+        /// Sets `userid_list`.
+        ///
+        /// Members to add, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn userid_list(
+            mut self,
+            userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.userid_list = userid_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `department_id_list`.
+        ///
+        /// Departments to add, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn department_id_list(
+            mut self,
+            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+        ) -> Self {
+            self.department_id_list = department_id_list
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+    }
+    impl rt::Validate for ServicerAddRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            rt::ItemsRule {
+                min: 0,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("userid_list", self.userid_list.len())?;
+            for (i, v) in self.userid_list.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("userid_list", i, v)?;
+            }
+            rt::ItemsRule {
+                min: 0,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("department_id_list", self.department_id_list.len())?;
+            if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty()) {
+                return Err(
+                    rt::Invalid::new(
+                        "userid_list",
+                        "set at least one of `userid_list`, `department_id_list`",
+                    ),
+                );
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for ServicerAddRequest {
+        type Response = ServicerResultList;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "servicer_add",
+            method: rt::HttpMethod::Post,
+            path: "kf/servicer/add",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `servicer_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`servicer_add`](rt::Client::servicer_add).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct ServicerAdd<'a> {
+        client: &'a rt::Client,
+        request: ServicerAddRequest,
+    }
+    impl<'a> ServicerAdd<'a> {
+        /// Sets `userid_list`.
+        ///
+        /// Members to add, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn userid_list(
+            mut self,
+            userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.request.userid_list = userid_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `department_id_list`.
+        ///
+        /// Departments to add, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn department_id_list(
+            mut self,
+            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+        ) -> Self {
+            self.request.department_id_list = department_id_list
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &ServicerAddRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/servicer/add`.
+        pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for ServicerAdd<'a> {
+        type Output = Result<ServicerResultList, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`servicer_del`](rt::Client::servicer_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Removes members or departments from an account's servicers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerDelRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// Members to remove, at most 100 a call.
+        ///
+        /// At most 100 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub userid_list: Vec<String>,
+        /// Departments to remove, at most 100 a call.
+        ///
+        /// At most 100 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub department_id_list: Vec<u64>,
+    }
+    impl ServicerDelRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                userid_list: Vec::new(),
+                department_id_list: Vec::new(),
+            }
+        }
+        /// Sets `userid_list`.
+        ///
+        /// Members to remove, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn userid_list(
+            mut self,
+            userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.userid_list = userid_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `department_id_list`.
+        ///
+        /// Departments to remove, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn department_id_list(
+            mut self,
+            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+        ) -> Self {
+            self.department_id_list = department_id_list
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+    }
+    impl rt::Validate for ServicerDelRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            rt::ItemsRule {
+                min: 0,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("userid_list", self.userid_list.len())?;
+            for (i, v) in self.userid_list.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("userid_list", i, v)?;
+            }
+            rt::ItemsRule {
+                min: 0,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("department_id_list", self.department_id_list.len())?;
+            if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty()) {
+                return Err(
+                    rt::Invalid::new(
+                        "userid_list",
+                        "set at least one of `userid_list`, `department_id_list`",
+                    ),
+                );
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for ServicerDelRequest {
+        type Response = ServicerResultList;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "servicer_del",
+            method: rt::HttpMethod::Post,
+            path: "kf/servicer/del",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `servicer_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`servicer_del`](rt::Client::servicer_del).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct ServicerDel<'a> {
+        client: &'a rt::Client,
+        request: ServicerDelRequest,
+    }
+    impl<'a> ServicerDel<'a> {
+        /// Sets `userid_list`.
+        ///
+        /// Members to remove, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn userid_list(
+            mut self,
+            userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            self.request.userid_list = userid_list.into_iter().map(Into::into).collect();
+            self
+        }
+        /// Sets `department_id_list`.
+        ///
+        /// Departments to remove, at most 100 a call.
+        /// At most 100 items; more are refused before sending.
+        pub fn department_id_list(
+            mut self,
+            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+        ) -> Self {
+            self.request.department_id_list = department_id_list
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &ServicerDelRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/servicer/del`.
+        pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for ServicerDel<'a> {
+        type Output = Result<ServicerResultList, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`servicer_list`](rt::Client::servicer_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Lists an account's servicers and whether each is receiving customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerListRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+    }
+    impl ServicerListRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+            }
+        }
+    }
+    impl rt::Validate for ServicerListRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for ServicerListRequest {
+        type Response = ServicerListResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "servicer_list",
+            method: rt::HttpMethod::Get,
+            path: "kf/servicer/list",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `servicer_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`servicer_list`](rt::Client::servicer_list).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct ServicerList<'a> {
+        client: &'a rt::Client,
+        request: ServicerListRequest,
+    }
+    impl<'a> ServicerList<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &ServicerListRequest {
+            &self.request
+        }
+        /// Sends the request: `GET /cgi-bin/kf/servicer/list`.
+        pub async fn send(self) -> Result<ServicerListResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for ServicerList<'a> {
+        type Output = Result<ServicerListResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`service_state_get`](rt::Client::service_state_get), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads where a customer's session stands.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServiceStateGetRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The customer.
+        pub external_userid: String,
+    }
+    impl ServiceStateGetRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                external_userid: external_userid.into(),
+            }
+        }
+    }
+    impl rt::Validate for ServiceStateGetRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.external_userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("external_userid", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for ServiceStateGetRequest {
+        type Response = ServiceStateResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "service_state_get",
+            method: rt::HttpMethod::Post,
+            path: "kf/service_state/get",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `service_state_get` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`service_state_get`](rt::Client::service_state_get).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct ServiceStateGet<'a> {
+        client: &'a rt::Client,
+        request: ServiceStateGetRequest,
+    }
+    impl<'a> ServiceStateGet<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &ServiceStateGetRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/service_state/get`.
+        pub async fn send(self) -> Result<ServiceStateResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for ServiceStateGet<'a> {
+        type Output = Result<ServiceStateResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`service_state_trans`](rt::Client::service_state_trans), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Moves a customer's session to another state: the queue, a servicer, or its end.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServiceStateTransRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The customer.
+        pub external_userid: String,
+        /// The state to move to.
+        pub service_state: ServiceState,
+        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+    }
+    impl ServiceStateTransRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+            service_state: impl Into<ServiceState>,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                external_userid: external_userid.into(),
+                service_state: service_state.into(),
+                servicer_userid: None,
+            }
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+    }
+    impl rt::Validate for ServiceStateTransRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.external_userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("external_userid", v)?;
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for ServiceStateTransRequest {
+        type Response = ServiceStateTransResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "service_state_trans",
+            method: rt::HttpMethod::Post,
+            path: "kf/service_state/trans",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `service_state_trans` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`service_state_trans`](rt::Client::service_state_trans).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct ServiceStateTrans<'a> {
+        client: &'a rt::Client,
+        request: ServiceStateTransRequest,
+    }
+    impl<'a> ServiceStateTrans<'a> {
+        /// Sets `servicer_userid`.
+        ///
+        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.request.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &ServiceStateTransRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/service_state/trans`.
+        pub async fn send(self) -> Result<ServiceStateTransResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for ServiceStateTrans<'a> {
+        type Output = Result<ServiceStateTransResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`customer_batchget`](rt::Client::customer_batchget), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads the profiles of up to 100 customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CustomerBatchgetRequest {
+        /// The customers, 1 to 100.
+        ///
+        /// At most 100 items; more are refused before sending.
+        /// At least 1 items.
+        pub external_userid_list: Vec<String>,
+        /// 1: also return how each last entered a session.
+        ///
+        /// From 0 to 1, inclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub need_enter_session_context: Option<u32>,
+    }
+    impl CustomerBatchgetRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            external_userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> Self {
+            Self {
+                external_userid_list: external_userid_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
+                need_enter_session_context: None,
+            }
+        }
+        /// Sets `need_enter_session_context`.
+        ///
+        /// 1: also return how each last entered a session.
+        /// From 0 to 1, inclusive.
+        pub fn need_enter_session_context(
+            mut self,
+            need_enter_session_context: u32,
+        ) -> Self {
+            self.need_enter_session_context = Some(need_enter_session_context);
+            self
+        }
+    }
+    impl rt::Validate for CustomerBatchgetRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            rt::ItemsRule {
+                min: 1,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("external_userid_list", self.external_userid_list.len())?;
+            for (i, v) in self.external_userid_list.iter().enumerate() {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check_item("external_userid_list", i, v)?;
+            }
+            if let Some(v) = &self.need_enter_session_context {
+                rt::NumberRule {
+                    min: Some(0.0),
+                    max: Some(1.0),
+                }
+                    .check("need_enter_session_context", f64::from(*v))?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for CustomerBatchgetRequest {
+        type Response = CustomerBatchgetResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "customer_batchget",
+            method: rt::HttpMethod::Post,
+            path: "kf/customer/batchget",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `customer_batchget` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`customer_batchget`](rt::Client::customer_batchget).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct CustomerBatchget<'a> {
+        client: &'a rt::Client,
+        request: CustomerBatchgetRequest,
+    }
+    impl<'a> CustomerBatchget<'a> {
+        /// Sets `need_enter_session_context`.
+        ///
+        /// 1: also return how each last entered a session.
+        /// From 0 to 1, inclusive.
+        pub fn need_enter_session_context(
+            mut self,
+            need_enter_session_context: u32,
+        ) -> Self {
+            self.request.need_enter_session_context = Some(need_enter_session_context);
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &CustomerBatchgetRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/customer/batchget`.
+        pub async fn send(self) -> Result<CustomerBatchgetResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for CustomerBatchget<'a> {
+        type Output = Result<CustomerBatchgetResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`get_corp_qualification`](rt::Client::get_corp_qualification), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads whether the corp's 视频号 binding lifts the limit on customers.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct GetCorpQualificationRequest {}
+    impl GetCorpQualificationRequest {
+        /// Creates the body from its required fields.
+        pub fn new() -> Self {
+            Self {}
+        }
+    }
+    impl rt::Validate for GetCorpQualificationRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    impl rt::Request for GetCorpQualificationRequest {
+        type Response = CorpQualificationResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "get_corp_qualification",
+            method: rt::HttpMethod::Get,
+            path: "kf/get_corp_qualification",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `get_corp_qualification` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`get_corp_qualification`](rt::Client::get_corp_qualification).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct GetCorpQualification<'a> {
+        client: &'a rt::Client,
+        request: GetCorpQualificationRequest,
+    }
+    impl<'a> GetCorpQualification<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &GetCorpQualificationRequest {
+            &self.request
+        }
+        /// Sends the request: `GET /cgi-bin/kf/get_corp_qualification`.
+        pub async fn send(self) -> Result<CorpQualificationResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for GetCorpQualification<'a> {
+        type Output = Result<CorpQualificationResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads the members and group chats configured for the upgrade service.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct GetUpgradeServiceConfigRequest {}
+    impl GetUpgradeServiceConfigRequest {
+        /// Creates the body from its required fields.
+        pub fn new() -> Self {
+            Self {}
+        }
+    }
+    impl rt::Validate for GetUpgradeServiceConfigRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            Ok(())
+        }
+    }
+    impl rt::Request for GetUpgradeServiceConfigRequest {
+        type Response = UpgradeServiceConfig;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "get_upgrade_service_config",
+            method: rt::HttpMethod::Get,
+            path: "kf/customer/get_upgrade_service_config",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `get_upgrade_service_config` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct GetUpgradeServiceConfig<'a> {
+        client: &'a rt::Client,
+        request: GetUpgradeServiceConfigRequest,
+    }
+    impl<'a> GetUpgradeServiceConfig<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &GetUpgradeServiceConfigRequest {
+            &self.request
+        }
+        /// Sends the request: `GET /cgi-bin/kf/customer/get_upgrade_service_config`.
+        pub async fn send(self) -> Result<UpgradeServiceConfig, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for GetUpgradeServiceConfig<'a> {
+        type Output = Result<UpgradeServiceConfig, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`upgrade_service`](rt::Client::upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Offers a customer a member (专员) or a group chat to continue with.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UpgradeServiceRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The customer.
+        pub external_userid: String,
+        /// What is offered: set `member` or `groupchat` to match.
+        pub r#type: UpgradeType,
+        /// The member, with `UpgradeType::Member`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub member: Option<UpgradeMember>,
+        /// The group chat, with `UpgradeType::GroupChat`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub groupchat: Option<UpgradeGroupChat>,
+    }
+    impl UpgradeServiceRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+            r#type: impl Into<UpgradeType>,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                external_userid: external_userid.into(),
+                r#type: r#type.into(),
+                member: None,
+                groupchat: None,
+            }
+        }
+        /// Sets `member`.
+        ///
+        /// The member, with `UpgradeType::Member`.
+        pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
+            self.member = Some(member.into());
+            self
+        }
+        /// Sets `groupchat`.
+        ///
+        /// The group chat, with `UpgradeType::GroupChat`.
+        pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
+            self.groupchat = Some(groupchat.into());
+            self
+        }
+    }
+    impl rt::Validate for UpgradeServiceRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.external_userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("external_userid", v)?;
+            if let Some(v) = &self.member {
+                v.validate().map_err(|e| e.within("member"))?;
+            }
+            if let Some(v) = &self.groupchat {
+                v.validate().map_err(|e| e.within("groupchat"))?;
+            }
+            if !(self.member.is_some() || self.groupchat.is_some()) {
+                return Err(
+                    rt::Invalid::new(
+                        "member",
+                        "set at least one of `member`, `groupchat`",
+                    ),
+                );
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for UpgradeServiceRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "upgrade_service",
+            method: rt::HttpMethod::Post,
+            path: "kf/customer/upgrade_service",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`upgrade_service`](rt::Client::upgrade_service).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct UpgradeService<'a> {
+        client: &'a rt::Client,
+        request: UpgradeServiceRequest,
+    }
+    impl<'a> UpgradeService<'a> {
+        /// Sets `member`.
+        ///
+        /// The member, with `UpgradeType::Member`.
+        pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
+            self.request.member = Some(member.into());
+            self
+        }
+        /// Sets `groupchat`.
+        ///
+        /// The group chat, with `UpgradeType::GroupChat`.
+        pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
+            self.request.groupchat = Some(groupchat.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &UpgradeServiceRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/customer/upgrade_service`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for UpgradeService<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Withdraws an upgrade-service offer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CancelUpgradeServiceRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The customer.
+        pub external_userid: String,
+    }
+    impl CancelUpgradeServiceRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                external_userid: external_userid.into(),
+            }
+        }
+    }
+    impl rt::Validate for CancelUpgradeServiceRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.external_userid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("external_userid", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for CancelUpgradeServiceRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "cancel_upgrade_service",
+            method: rt::HttpMethod::Post,
+            path: "kf/customer/cancel_upgrade_service",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            query: &[],
+        };
+    }
+    /// A `cancel_upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct CancelUpgradeService<'a> {
+        client: &'a rt::Client,
+        request: CancelUpgradeServiceRequest,
+    }
+    impl<'a> CancelUpgradeService<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &CancelUpgradeServiceRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/customer/cancel_upgrade_service`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for CancelUpgradeService<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`upload_image`](rt::Client::upload_image), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UploadImageRequest {
+        /// The image.
+        ///
+        /// At most 10485760 bytes; longer values are refused before sending.
+        /// At least 6 bytes.
+        #[serde(skip)]
+        pub media: rt::Upload,
+    }
+    impl UploadImageRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media: impl Into<rt::Upload>) -> Self {
+            Self { media: media.into() }
+        }
+    }
+    impl rt::Validate for UploadImageRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media;
+            rt::SizeRule {
+                min_bytes: 6,
+                max_bytes: Some(10485760),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("media", v.len())?;
+            Ok(())
+        }
+    }
+    impl rt::Request for UploadImageRequest {
+        type Response = MediaUploadResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "upload_image",
+            method: rt::HttpMethod::Post,
+            path: "media/upload",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: true,
+            query: &[("type", "image")],
+        };
+        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+            [Some(("media", &self.media))].into_iter().flatten().collect()
+        }
+    }
+    /// A `upload_image` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`upload_image`](rt::Client::upload_image).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct UploadImage<'a> {
+        client: &'a rt::Client,
+        request: UploadImageRequest,
+    }
+    impl<'a> UploadImage<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &UploadImageRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/media/upload?type=image` (multipart).
+        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for UploadImage<'a> {
+        type Output = Result<MediaUploadResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`upload_voice`](rt::Client::upload_voice), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UploadVoiceRequest {
+        /// The voice clip, AMR only.
+        ///
+        /// At most 2097152 bytes; longer values are refused before sending.
+        /// At least 6 bytes.
+        #[serde(skip)]
+        pub media: rt::Upload,
+    }
+    impl UploadVoiceRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media: impl Into<rt::Upload>) -> Self {
+            Self { media: media.into() }
+        }
+    }
+    impl rt::Validate for UploadVoiceRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media;
+            rt::SizeRule {
+                min_bytes: 6,
+                max_bytes: Some(2097152),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("media", v.len())?;
+            Ok(())
+        }
+    }
+    impl rt::Request for UploadVoiceRequest {
+        type Response = MediaUploadResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "upload_voice",
+            method: rt::HttpMethod::Post,
+            path: "media/upload",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: true,
+            query: &[("type", "voice")],
+        };
+        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+            [Some(("media", &self.media))].into_iter().flatten().collect()
+        }
+    }
+    /// A `upload_voice` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`upload_voice`](rt::Client::upload_voice).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct UploadVoice<'a> {
+        client: &'a rt::Client,
+        request: UploadVoiceRequest,
+    }
+    impl<'a> UploadVoice<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &UploadVoiceRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/media/upload?type=voice` (multipart).
+        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for UploadVoice<'a> {
+        type Output = Result<MediaUploadResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`upload_video`](rt::Client::upload_video), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UploadVideoRequest {
+        /// The video.
+        ///
+        /// At most 10485760 bytes; longer values are refused before sending.
+        /// At least 6 bytes.
+        #[serde(skip)]
+        pub media: rt::Upload,
+    }
+    impl UploadVideoRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media: impl Into<rt::Upload>) -> Self {
+            Self { media: media.into() }
+        }
+    }
+    impl rt::Validate for UploadVideoRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media;
+            rt::SizeRule {
+                min_bytes: 6,
+                max_bytes: Some(10485760),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("media", v.len())?;
+            Ok(())
+        }
+    }
+    impl rt::Request for UploadVideoRequest {
+        type Response = MediaUploadResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "upload_video",
+            method: rt::HttpMethod::Post,
+            path: "media/upload",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: true,
+            query: &[("type", "video")],
+        };
+        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+            [Some(("media", &self.media))].into_iter().flatten().collect()
+        }
+    }
+    /// A `upload_video` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`upload_video`](rt::Client::upload_video).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct UploadVideo<'a> {
+        client: &'a rt::Client,
+        request: UploadVideoRequest,
+    }
+    impl<'a> UploadVideo<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &UploadVideoRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/media/upload?type=video` (multipart).
+        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for UploadVideo<'a> {
+        type Output = Result<MediaUploadResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`upload_file`](rt::Client::upload_file), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct UploadFileRequest {
+        /// The file, named as the customer should see it.
+        ///
+        /// At most 20971520 bytes; longer values are refused before sending.
+        /// At least 6 bytes.
+        #[serde(skip)]
+        pub media: rt::Upload,
+    }
+    impl UploadFileRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media: impl Into<rt::Upload>) -> Self {
+            Self { media: media.into() }
+        }
+    }
+    impl rt::Validate for UploadFileRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media;
+            rt::SizeRule {
+                min_bytes: 6,
+                max_bytes: Some(20971520),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("media", v.len())?;
+            Ok(())
+        }
+    }
+    impl rt::Request for UploadFileRequest {
+        type Response = MediaUploadResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "upload_file",
+            method: rt::HttpMethod::Post,
+            path: "media/upload",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: true,
+            query: &[("type", "file")],
+        };
+        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+            [Some(("media", &self.media))].into_iter().flatten().collect()
+        }
+    }
+    /// A `upload_file` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`upload_file`](rt::Client::upload_file).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct UploadFile<'a> {
+        client: &'a rt::Client,
+        request: UploadFileRequest,
+    }
+    impl<'a> UploadFile<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &UploadFileRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/media/upload?type=file` (multipart).
+        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for UploadFile<'a> {
+        type Output = Result<MediaUploadResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
     impl rt::Client {
         /// Fetches an access token; the client calls it for you and caches the token.
         ///
@@ -5600,6 +8722,10 @@ mod generated_from_endpoints {
             }
         }
         /// Sends a `text` message: [`send_msg`](Self::send_msg) with a [`Text`].
+        ///
+        /// The limits of [`Text`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_text(
             &self,
             touser: impl Into<String>,
@@ -5609,6 +8735,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `image` message: [`send_msg`](Self::send_msg) with a [`Image`].
+        ///
+        /// The limits of [`Image`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_image(
             &self,
             touser: impl Into<String>,
@@ -5618,6 +8748,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `voice` message: [`send_msg`](Self::send_msg) with a [`Voice`].
+        ///
+        /// The limits of [`Voice`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_voice(
             &self,
             touser: impl Into<String>,
@@ -5627,6 +8761,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `video` message: [`send_msg`](Self::send_msg) with a [`Video`].
+        ///
+        /// The limits of [`Video`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_video(
             &self,
             touser: impl Into<String>,
@@ -5636,6 +8774,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `file` message: [`send_msg`](Self::send_msg) with a [`File`].
+        ///
+        /// The limits of [`File`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_file(
             &self,
             touser: impl Into<String>,
@@ -5645,6 +8787,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `link` message: [`send_msg`](Self::send_msg) with a [`Link`].
+        ///
+        /// The limits of [`Link`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_link(
             &self,
             touser: impl Into<String>,
@@ -5654,6 +8800,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `miniprogram` message: [`send_msg`](Self::send_msg) with a [`MiniProgram`].
+        ///
+        /// The limits of [`MiniProgram`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_miniprogram(
             &self,
             touser: impl Into<String>,
@@ -5663,6 +8813,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `msgmenu` message: [`send_msg`](Self::send_msg) with a [`Menu`].
+        ///
+        /// The limits of [`Menu`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_menu(
             &self,
             touser: impl Into<String>,
@@ -5672,6 +8826,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `location` message: [`send_msg`](Self::send_msg) with a [`Location`].
+        ///
+        /// The limits of [`Location`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_location(
             &self,
             touser: impl Into<String>,
@@ -5681,6 +8839,10 @@ mod generated_from_endpoints {
             self.send_msg(touser, open_kfid, msg.into())
         }
         /// Sends a `ca_link` message: [`send_msg`](Self::send_msg) with a [`CaLink`].
+        ///
+        /// The limits of [`CaLink`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_ca_link(
             &self,
             touser: impl Into<String>,
@@ -5727,6 +8889,10 @@ mod generated_from_endpoints {
             }
         }
         /// Sends a `text` message: [`send_msg_on_event`](Self::send_msg_on_event) with a [`Text`].
+        ///
+        /// The limits of [`Text`] are checked before sending; the errors are those of [`send_msg_on_event`](Self::send_msg_on_event).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
         pub fn send_text_on_event(
             &self,
             code: impl Into<String>,
@@ -5735,12 +8901,416 @@ mod generated_from_endpoints {
             self.send_msg_on_event(code, msg.into())
         }
         /// Sends a `msgmenu` message: [`send_msg_on_event`](Self::send_msg_on_event) with a [`Menu`].
+        ///
+        /// The limits of [`Menu`] are checked before sending; the errors are those of [`send_msg_on_event`](Self::send_msg_on_event).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
         pub fn send_menu_on_event(
             &self,
             code: impl Into<String>,
             msg: impl Into<Menu>,
         ) -> SendMsgOnEvent<'_> {
             self.send_msg_on_event(code, msg.into())
+        }
+        /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
+        ///
+        /// Sends `POST /cgi-bin/kf/account/add`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `name`: Its display name, at most 16 characters.
+        /// - `media_id`: Its avatar: the `media_id` of an uploaded image.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95005` (AccountCountLimit): too many customer-service accounts
+        /// - `95006` (InvalidAccountName): invalid account name
+        /// - `95026` (AccountUsageTooLow): account usage is too low to create more accounts
+        /// - `95027` (UnverifiedAccountLimit): an unverified corp may create at most 10 accounts
+        /// - `40007` (InvalidMediaId): invalid media_id
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
+        pub fn account_add(
+            &self,
+            name: impl Into<String>,
+            media_id: impl Into<String>,
+        ) -> AccountAdd<'_> {
+            AccountAdd {
+                client: self,
+                request: AccountAddRequest::new(name, media_id),
+            }
+        }
+        /// Deletes a customer-service account.
+        ///
+        /// Sends `POST /cgi-bin/kf/account/del`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account to delete.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
+        pub fn account_del(&self, open_kfid: impl Into<String>) -> AccountDel<'_> {
+            AccountDel {
+                client: self,
+                request: AccountDelRequest::new(open_kfid),
+            }
+        }
+        /// Renames an account or changes its avatar.
+        ///
+        /// Sends `POST /cgi-bin/kf/account/update`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account to change.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `95006` (InvalidAccountName): invalid account name
+        /// - `40007` (InvalidMediaId): invalid media_id
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
+        pub fn account_update(&self, open_kfid: impl Into<String>) -> AccountUpdate<'_> {
+            AccountUpdate {
+                client: self,
+                request: AccountUpdateRequest::new(open_kfid),
+            }
+        }
+        /// Lists the customer-service accounts this app may see, a page at a time.
+        ///
+        /// Sends `POST /cgi-bin/kf/account/list`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+        pub fn account_list(&self) -> AccountList<'_> {
+            AccountList {
+                client: self,
+                request: AccountListRequest::new(),
+            }
+        }
+        /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
+        ///
+        /// Sends `POST /cgi-bin/kf/add_contact_way`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account to chat with.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
+        pub fn add_contact_way(
+            &self,
+            open_kfid: impl Into<String>,
+        ) -> AddContactWay<'_> {
+            AddContactWay {
+                client: self,
+                request: AddContactWayRequest::new(open_kfid),
+            }
+        }
+        /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
+        ///
+        /// Sends `POST /cgi-bin/kf/servicer/add`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `60111` (UserIdNotFound): userid not found
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+        pub fn servicer_add(&self, open_kfid: impl Into<String>) -> ServicerAdd<'_> {
+            ServicerAdd {
+                client: self,
+                request: ServicerAddRequest::new(open_kfid),
+            }
+        }
+        /// Removes members or departments from an account's servicers.
+        ///
+        /// Sends `POST /cgi-bin/kf/servicer/del`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
+        pub fn servicer_del(&self, open_kfid: impl Into<String>) -> ServicerDel<'_> {
+            ServicerDel {
+                client: self,
+                request: ServicerDelRequest::new(open_kfid),
+            }
+        }
+        /// Lists an account's servicers and whether each is receiving customers.
+        ///
+        /// Sends `GET /cgi-bin/kf/servicer/list`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+        pub fn servicer_list(&self, open_kfid: impl Into<String>) -> ServicerList<'_> {
+            ServicerList {
+                client: self,
+                request: ServicerListRequest::new(open_kfid),
+            }
+        }
+        /// Reads where a customer's session stands.
+        ///
+        /// Sends `POST /cgi-bin/kf/service_state/get`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `external_userid`: The customer.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `40096` (InvalidExternalUserId): invalid external userid
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        pub fn service_state_get(
+            &self,
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+        ) -> ServiceStateGet<'_> {
+            ServiceStateGet {
+                client: self,
+                request: ServiceStateGetRequest::new(open_kfid, external_userid),
+            }
+        }
+        /// Moves a customer's session to another state: the queue, a servicer, or its end.
+        ///
+        /// Sends `POST /cgi-bin/kf/service_state/trans`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `external_userid`: The customer.
+        /// - `service_state`: The state to move to.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `95013` (SessionEnded): the session has already ended
+        /// - `95014` (NotAServicer): the user is not a servicer, or not activated in WeCom
+        /// - `95016` (StateTransitionNotAllowed): the session state may not change that way
+        /// - `95019` (ServicerStopped): the servicer has stopped or suspended receiving
+        /// - `40096` (InvalidExternalUserId): invalid external userid
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        pub fn service_state_trans(
+            &self,
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+            service_state: impl Into<ServiceState>,
+        ) -> ServiceStateTrans<'_> {
+            ServiceStateTrans {
+                client: self,
+                request: ServiceStateTransRequest::new(
+                    open_kfid,
+                    external_userid,
+                    service_state,
+                ),
+            }
+        }
+        /// Reads the profiles of up to 100 customers.
+        ///
+        /// Sends `POST /cgi-bin/kf/customer/batchget`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `external_userid_list`: The customers, 1 to 100.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40096` (InvalidExternalUserId): invalid external userid
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        pub fn customer_batchget(
+            &self,
+            external_userid_list: impl IntoIterator<Item = impl Into<String>>,
+        ) -> CustomerBatchget<'_> {
+            CustomerBatchget {
+                client: self,
+                request: CustomerBatchgetRequest::new(external_userid_list),
+            }
+        }
+        /// Reads whether the corp's 视频号 binding lifts the limit on customers.
+        ///
+        /// Sends `GET /cgi-bin/kf/get_corp_qualification`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
+        pub fn get_corp_qualification(&self) -> GetCorpQualification<'_> {
+            GetCorpQualification {
+                client: self,
+                request: GetCorpQualificationRequest::new(),
+            }
+        }
+        /// Reads the members and group chats configured for the upgrade service.
+        ///
+        /// Sends `GET /cgi-bin/kf/customer/get_upgrade_service_config`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        pub fn get_upgrade_service_config(&self) -> GetUpgradeServiceConfig<'_> {
+            GetUpgradeServiceConfig {
+                client: self,
+                request: GetUpgradeServiceConfigRequest::new(),
+            }
+        }
+        /// Offers a customer a member (专员) or a group chat to continue with.
+        ///
+        /// Sends `POST /cgi-bin/kf/customer/upgrade_service`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `external_userid`: The customer.
+        /// - `type`: What is offered: set `member` or `groupchat` to match.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `95021` (NotInUpgradeServiceRange): userid or chat_id is not configured for upgrade service
+        /// - `40096` (InvalidExternalUserId): invalid external userid
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        pub fn upgrade_service(
+            &self,
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+            r#type: impl Into<UpgradeType>,
+        ) -> UpgradeService<'_> {
+            UpgradeService {
+                client: self,
+                request: UpgradeServiceRequest::new(open_kfid, external_userid, r#type),
+            }
+        }
+        /// Withdraws an upgrade-service offer.
+        ///
+        /// Sends `POST /cgi-bin/kf/customer/cancel_upgrade_service`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `external_userid`: The customer.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `40096` (InvalidExternalUserId): invalid external userid
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        pub fn cancel_upgrade_service(
+            &self,
+            open_kfid: impl Into<String>,
+            external_userid: impl Into<String>,
+        ) -> CancelUpgradeService<'_> {
+            CancelUpgradeService {
+                client: self,
+                request: CancelUpgradeServiceRequest::new(open_kfid, external_userid),
+            }
+        }
+        /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
+        ///
+        /// Sends `POST /cgi-bin/media/upload?type=image` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `media`: The image.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40004` (InvalidMediaType): invalid media file type
+        /// - `40006` (InvalidFileSize): invalid file size
+        /// - `40009` (InvalidImageSize): invalid image size
+        /// - `44001` (EmptyFile): the uploaded file is empty
+        /// - `45001` (MediaTooLarge): media size over the limit
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        pub fn upload_image(&self, media: impl Into<rt::Upload>) -> UploadImage<'_> {
+            UploadImage {
+                client: self,
+                request: UploadImageRequest::new(media),
+            }
+        }
+        /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
+        ///
+        /// Sends `POST /cgi-bin/media/upload?type=voice` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `media`: The voice clip, AMR only.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40004` (InvalidMediaType): invalid media file type
+        /// - `40006` (InvalidFileSize): invalid file size
+        /// - `44001` (EmptyFile): the uploaded file is empty
+        /// - `45001` (MediaTooLarge): media size over the limit
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        pub fn upload_voice(&self, media: impl Into<rt::Upload>) -> UploadVoice<'_> {
+            UploadVoice {
+                client: self,
+                request: UploadVoiceRequest::new(media),
+            }
+        }
+        /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
+        ///
+        /// Sends `POST /cgi-bin/media/upload?type=video` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `media`: The video.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40004` (InvalidMediaType): invalid media file type
+        /// - `40006` (InvalidFileSize): invalid file size
+        /// - `40011` (InvalidVideoSize): invalid video size
+        /// - `44001` (EmptyFile): the uploaded file is empty
+        /// - `45001` (MediaTooLarge): media size over the limit
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        pub fn upload_video(&self, media: impl Into<rt::Upload>) -> UploadVideo<'_> {
+            UploadVideo {
+                client: self,
+                request: UploadVideoRequest::new(media),
+            }
+        }
+        /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
+        ///
+        /// Sends `POST /cgi-bin/media/upload?type=file` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `media`: The file, named as the customer should see it.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40004` (InvalidMediaType): invalid media file type
+        /// - `40006` (InvalidFileSize): invalid file size
+        /// - `44001` (EmptyFile): the uploaded file is empty
+        /// - `45001` (MediaTooLarge): media size over the limit
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        pub fn upload_file(&self, media: impl Into<rt::Upload>) -> UploadFile<'_> {
+            UploadFile {
+                client: self,
+                request: UploadFileRequest::new(media),
+            }
         }
     }
     const _: &[u8] = include_bytes!("endpoints.toml");

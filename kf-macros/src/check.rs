@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
 use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind};
 use crate::names::{is_identifier, pascal_case};
 
@@ -234,7 +234,11 @@ fn check_lenient(api: &Api, s: &Struct, cx: &mut Diagnostics) {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FieldOwner {
     Struct,
-    Endpoint { get: bool },
+    /// `query`: the fields are sent as query parameters (GET, or beside multipart files).
+    Endpoint {
+        query: bool,
+        multipart: bool,
+    },
 }
 
 fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnostics) {
@@ -256,13 +260,28 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
                 "`numbers_as_text` applies to `string` fields only",
             );
         }
-        if owner == (FieldOwner::Endpoint { get: true })
-            && (ty.list || kind.is_composite() || kind == TypeKind::Json)
-        {
+        let (query, multipart) = match owner {
+            FieldOwner::Endpoint { query, multipart } => (query, multipart),
+            FieldOwner::Struct => (false, false),
+        };
+        if kind == TypeKind::File {
+            if !multipart {
+                cx.error_with_help(
+                    f.ty.span(),
+                    "a `file` field can only be a part of a multipart body",
+                    "put it on an [[endpoint]] with `body = \"multipart\"`",
+                );
+            } else if ty.list {
+                cx.error(
+                    f.ty.span(),
+                    "one `file` field is one part; a list of files isn't supported",
+                );
+            }
+        } else if query && (ty.list || kind.is_composite() || kind == TypeKind::Json) {
             cx.error(
                 f.ty.span(),
                 format!(
-                    "GET endpoints send their fields as query parameters; `{}` can't be one",
+                    "this endpoint sends its fields as query parameters; `{}` can't be one",
                     f.ty.get_ref()
                 ),
             );
@@ -288,11 +307,7 @@ fn report_unknown_type(
         Some(close) => format!("did you mean `{close}`?"),
         None => format!(
             "expected one of {}, a [[struct]], [[union]] or [[enum]] name, or `[T]` for a list",
-            BUILTIN_TYPES
-                .iter()
-                .map(|b| format!("`{b}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            backticked(BUILTIN_TYPES.iter().copied())
         ),
     };
     cx.error_with_help(ty.span(), format!("unknown {what} `{name}`"), help);
@@ -301,10 +316,21 @@ fn report_unknown_type(
 fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
     let of_type = || format!("field `{}` of type `{}`", f.name.get_ref(), f.ty.get_ref());
     let scalar_string = kind.is_string_like() && !list;
-    if !scalar_string {
+    if !scalar_string && kind != TypeKind::File {
         for (key, span) in [
             ("min_bytes", f.min_bytes.as_ref().map(Spanned::span)),
             ("max_bytes", f.max_bytes.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                cx.error(
+                    span,
+                    format!("`{key}` applies to strings and files, not to {}", of_type()),
+                );
+            }
+        }
+    }
+    if !scalar_string {
+        for (key, span) in [
             ("max_chars", f.max_chars.as_ref().map(Spanned::span)),
             ("charset", f.charset.as_ref().map(Spanned::span)),
             ("prefix", f.prefix.as_ref().map(Spanned::span)),
@@ -601,8 +627,87 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                 );
             }
         }
-        check_fields(api, &e.fields, FieldOwner::Endpoint { get: e.is_get() }, cx);
+        check_body(api, e, cx);
+        let owner = FieldOwner::Endpoint {
+            query: e.is_get() || e.is_multipart(),
+            multipart: e.is_multipart(),
+        };
+        check_fields(api, &e.fields, owner, cx);
+        check_one_of(e, cx);
         check_generated_methods(api, e, &mut methods, cx);
+    }
+}
+
+/// A multipart body is POSTed and has a file; constant query parameters don't shadow fields.
+fn check_body(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
+    if let Some(body) = &e.body {
+        expect_one_of(body, &["json", "multipart"], "body", cx);
+        if e.is_multipart() {
+            if e.is_get() {
+                cx.error(body.span(), "a multipart body needs `method = \"POST\"`");
+            }
+            let has_file = e
+                .fields
+                .iter()
+                .any(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File));
+            if !has_file {
+                cx.error_with_help(
+                    body.span(),
+                    "a multipart body needs a field of type `file`",
+                    "add the file to upload, like `{ name = \"media\", type = \"file\", required = true }`",
+                );
+            }
+        }
+    }
+    for (key, value) in e.fixed_query() {
+        if e.fields.iter().any(|f| f.name.get_ref() == key) {
+            cx.error(
+                value.span(),
+                format!("query parameter `{key}` is also a field; keep one of them"),
+            );
+        }
+        if key.is_empty() || key.contains(['&', '=', '?', '#', ' ']) {
+            cx.error(
+                value.span(),
+                format!("`{key}` can't be a query parameter name"),
+            );
+        }
+    }
+}
+
+/// Each `one_of` group names two or more of the endpoint's optional fields.
+fn check_one_of(e: &Endpoint, cx: &mut Diagnostics) {
+    for group in &e.one_of {
+        if group.get_ref().len() < 2 {
+            cx.error(group.span(), "a `one_of` group names at least two fields");
+        }
+        for name in group.get_ref() {
+            match e.fields.iter().find(|f| f.name.get_ref() == name.get_ref()) {
+                Some(f) if f.required => cx.error_with_help(
+                    name.span(),
+                    format!("`{}` is required, so it is always set", name.get_ref()),
+                    "`one_of` groups optional fields; make it optional or leave it out of the group",
+                ),
+                Some(_) => {}
+                None => {
+                    let optional: Vec<&str> = e
+                        .fields
+                        .iter()
+                        .filter(|f| !f.required)
+                        .map(|f| f.name.get_ref().as_str())
+                        .collect();
+                    let help = match did_you_mean(name.get_ref(), optional.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("its optional fields are {}", backticked(optional)),
+                    };
+                    cx.error_with_help(
+                        name.span(),
+                        format!("`one_of` names `{}`, which is not a field of `{}`", name.get_ref(), e.name.get_ref()),
+                        help,
+                    );
+                }
+            }
+        }
     }
 }
 

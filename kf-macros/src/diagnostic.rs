@@ -123,6 +123,15 @@ impl Diagnostics {
     }
 }
 
+/// `a, b` → "`a`, `b`": names as messages and docs list them.
+pub fn backticked<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The closest candidate within a small edit distance, for "did you mean" hints.
 pub fn did_you_mean<'a>(
     wrong: &str,

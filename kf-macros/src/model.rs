@@ -5,6 +5,8 @@
 //! at the right place instead of being ignored. The format is documented for maintainers in
 //! `docs/endpoints-toml.md`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -132,8 +134,19 @@ pub struct Endpoint {
     pub response: Option<Spanned<String>>,
     #[serde(default)]
     pub raw: Option<Spanned<String>>,
+    /// `"json"` (the default: POST fields are the JSON body) or `"multipart"` (`file` fields
+    /// are the parts, the other fields go to the query string).
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+    /// Query parameters sent with every call, whatever the fields (`type = "image"`).
+    #[serde(default)]
+    pub query: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]
     pub errors: Vec<Spanned<i64>>,
+    /// Groups of optional fields of which at least one must be set (`servicer_add` takes
+    /// members, departments, or both).
+    #[serde(default)]
+    pub one_of: Vec<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
@@ -141,6 +154,19 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn is_get(&self) -> bool {
         self.method.get_ref() == "GET"
+    }
+
+    pub fn is_multipart(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_some_and(|b| b.get_ref() == "multipart")
+    }
+
+    /// The constant query parameters, in key order.
+    pub fn fixed_query(&self) -> impl Iterator<Item = (&str, &Spanned<String>)> {
+        self.query
+            .iter()
+            .flat_map(|q| q.get_ref().iter().map(|(k, v)| (k.as_str(), v)))
     }
 
     pub fn uses_corp_secret(&self) -> bool {
@@ -250,7 +276,7 @@ impl<'a> TypeRef<'a> {
 
 /// The built-in field types and their Rust spelling.
 pub const BUILTIN_TYPES: &[&str] = &[
-    "string", "secret", "bool", "i32", "u32", "i64", "u64", "f64", "json",
+    "string", "secret", "bool", "i32", "u32", "i64", "u64", "f64", "json", "file",
 ];
 
 /// What a type name refers to, once the whole file is known.
@@ -262,6 +288,8 @@ pub enum TypeKind {
     Int,
     Float,
     Json,
+    /// A file to upload ([`multipart`](Endpoint::is_multipart) endpoints only).
+    File,
     Struct,
     Union,
     Enum,
@@ -292,6 +320,7 @@ impl Api {
             "i32" | "u32" | "i64" | "u64" => Some(TypeKind::Int),
             "f64" => Some(TypeKind::Float),
             "json" => Some(TypeKind::Json),
+            "file" => Some(TypeKind::File),
             _ => None,
         };
         builtin.or_else(|| {

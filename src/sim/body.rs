@@ -1,5 +1,5 @@
 //! The simulator's reading of request bodies: shapes and limits as the server checks them
-//! (kf-api.md §2.1, §5, §6), with its error codes. Written from the API's facts, not from
+//! (kf-api.md §2.1, §5, §6, §9), with its error codes. Written from the API's facts, not from
 //! the client's generated types, so the two check each other.
 
 use serde_json::Value;
@@ -234,4 +234,286 @@ fn check_menu(menu: &Value) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+// -- the management endpoints (kf-api.md §9) --------------------------------------------
+
+fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| invalid(format_args!("`{key}` must be a non-negative integer"))),
+    }
+}
+
+/// A list of strings, empty when absent; at most `max` of them.
+fn strings(body: &Value, key: &str, max: usize) -> Result<Vec<String>, Refusal> {
+    list(body, key, max, "non-empty strings", |item| {
+        item.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+    })
+}
+
+/// A list of ids, empty when absent; at most `max` of them.
+fn numbers(body: &Value, key: &str, max: usize) -> Result<Vec<u64>, Refusal> {
+    list(body, key, max, "integers", Value::as_u64)
+}
+
+/// A list at `key`, empty when absent, of at most `max` items that `read` accepts.
+fn list<T>(
+    body: &Value,
+    key: &str,
+    max: usize,
+    what: &str,
+    read: impl Fn(&Value) -> Option<T>,
+) -> Result<Vec<T>, Refusal> {
+    let items = match body.get(key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(invalid(format_args!("`{key}` must be a list"))),
+    };
+    if items.len() > max {
+        return Err(invalid(format_args!("`{key}` holds more than {max} items")));
+    }
+    items
+        .iter()
+        .map(|item| read(item).ok_or_else(|| invalid(format_args!("`{key}` must hold {what}"))))
+        .collect()
+}
+
+/// Every management endpoint names its account this way.
+pub fn open_kfid(body: &Value) -> Result<String, Refusal> {
+    let open_kfid = required(body, "open_kfid")?;
+    at_most(open_kfid, "open_kfid", 64)?;
+    Ok(open_kfid.to_owned())
+}
+
+/// Names are at most 16 characters, not bytes (94662); 95006 otherwise.
+fn account_name(name: &str) -> Result<(), Refusal> {
+    if name.is_empty() || name.chars().count() > 16 {
+        return Err(Refusal::new(95006, "invalid account name"));
+    }
+    Ok(())
+}
+
+/// An avatar: the `media_id` of an uploaded image, at most 128 bytes.
+fn avatar(media_id: &str) -> Result<(), Refusal> {
+    if media_id.is_empty() {
+        return Err(Refusal::new(41006, "media_id missing"));
+    }
+    at_most(media_id, "media_id", 128)
+}
+
+/// `kf/account/add`.
+pub struct NewAccount {
+    pub name: String,
+    pub media_id: String,
+}
+
+pub fn account_add(body: &Value) -> Result<NewAccount, Refusal> {
+    let name = string(body, "name")?.unwrap_or_default();
+    account_name(name)?;
+    let media_id = string(body, "media_id")?.unwrap_or_default();
+    avatar(media_id)?;
+    Ok(NewAccount {
+        name: name.to_owned(),
+        media_id: media_id.to_owned(),
+    })
+}
+
+/// `kf/account/update`: only what is given changes.
+pub struct AccountChange {
+    pub open_kfid: String,
+    pub name: Option<String>,
+    pub media_id: Option<String>,
+}
+
+pub fn account_update(body: &Value) -> Result<AccountChange, Refusal> {
+    let open_kfid = open_kfid(body)?;
+    let name = string(body, "name")?;
+    if let Some(name) = name {
+        account_name(name)?;
+    }
+    let media_id = string(body, "media_id")?;
+    if let Some(media_id) = media_id {
+        avatar(media_id)?;
+    }
+    Ok(AccountChange {
+        open_kfid,
+        name: name.map(str::to_owned),
+        media_id: media_id.map(str::to_owned),
+    })
+}
+
+/// `kf/account/list`: offset 0 and limit 100 when unset.
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+pub fn account_list(body: &Value) -> Result<Page, Refusal> {
+    let offset = number(body, "offset")?.unwrap_or(0);
+    let limit = match number(body, "limit")? {
+        None => 100,
+        Some(n @ 1..=100) => n,
+        Some(_) => return Err(invalid("`limit` must be 1 to 100")),
+    };
+    Ok(Page {
+        offset: usize::try_from(offset).unwrap_or(usize::MAX),
+        limit: limit as usize,
+    })
+}
+
+/// `kf/add_contact_way`.
+pub struct ContactWay {
+    pub open_kfid: String,
+    pub scene: Option<String>,
+}
+
+pub fn add_contact_way(body: &Value) -> Result<ContactWay, Refusal> {
+    let open_kfid = open_kfid(body)?;
+    let scene = string(body, "scene")?;
+    if let Some(scene) = scene {
+        let charset_ok = scene
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if scene.len() > 32 || !charset_ok {
+            return Err(invalid("`scene` must be at most 32 of [0-9a-zA-Z_-]"));
+        }
+    }
+    Ok(ContactWay {
+        open_kfid,
+        scene: scene.filter(|s| !s.is_empty()).map(str::to_owned),
+    })
+}
+
+/// `kf/servicer/add` and `kf/servicer/del`: at least one list, each at most 100 long.
+pub struct ServicerChange {
+    pub open_kfid: String,
+    pub userids: Vec<String>,
+    pub department_ids: Vec<u64>,
+}
+
+pub fn servicer_change(body: &Value) -> Result<ServicerChange, Refusal> {
+    let open_kfid = open_kfid(body)?;
+    let userids = strings(body, "userid_list", 100)?;
+    let department_ids = numbers(body, "department_id_list", 100)?;
+    if userids.is_empty() && department_ids.is_empty() {
+        return Err(invalid("give `userid_list` or `department_id_list`"));
+    }
+    Ok(ServicerChange {
+        open_kfid,
+        userids,
+        department_ids,
+    })
+}
+
+/// A customer's session with an account, as the session and upgrade endpoints name it.
+pub struct SessionRef {
+    pub open_kfid: String,
+    pub external_userid: String,
+}
+
+pub fn session_ref(body: &Value) -> Result<SessionRef, Refusal> {
+    Ok(SessionRef {
+        open_kfid: open_kfid(body)?,
+        external_userid: required(body, "external_userid")?.to_owned(),
+    })
+}
+
+/// `kf/service_state/trans`.
+pub struct StateChange {
+    pub session: SessionRef,
+    pub state: u8,
+    pub servicer_userid: Option<String>,
+}
+
+pub fn state_change(body: &Value) -> Result<StateChange, Refusal> {
+    let session = session_ref(body)?;
+    let state = match number(body, "service_state")? {
+        Some(n @ 0..=4) => n as u8,
+        _ => return Err(invalid("`service_state` must be 0 to 4")),
+    };
+    let servicer_userid = string(body, "servicer_userid")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(StateChange {
+        session,
+        state,
+        servicer_userid,
+    })
+}
+
+/// `kf/customer/batchget`.
+pub struct CustomerQuery {
+    pub external_userids: Vec<String>,
+    pub with_context: bool,
+}
+
+pub fn customer_batchget(body: &Value) -> Result<CustomerQuery, Refusal> {
+    let external_userids = strings(body, "external_userid_list", 100)?;
+    if external_userids.is_empty() {
+        return Err(invalid(
+            "`external_userid_list` must name 1 to 100 customers",
+        ));
+    }
+    let with_context = match number(body, "need_enter_session_context")? {
+        None | Some(0) => false,
+        Some(1) => true,
+        Some(_) => return Err(invalid("`need_enter_session_context` must be 0 or 1")),
+    };
+    Ok(CustomerQuery {
+        external_userids,
+        with_context,
+    })
+}
+
+/// What `kf/customer/upgrade_service` offers a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeOffer {
+    /// A member of the corp (专员), type 1.
+    Member {
+        userid: String,
+        wording: Option<String>,
+    },
+    /// A customer group chat, type 2.
+    GroupChat {
+        chat_id: String,
+        wording: Option<String>,
+    },
+}
+
+pub struct Upgrade {
+    pub session: SessionRef,
+    pub offer: UpgradeOffer,
+}
+
+/// The `type` decides which object must be there: `member` for 1, `groupchat` for 2.
+pub fn upgrade_service(body: &Value) -> Result<Upgrade, Refusal> {
+    let session = session_ref(body)?;
+    let (key, id_key) = match number(body, "type")? {
+        Some(1) => ("member", "userid"),
+        Some(2) => ("groupchat", "chat_id"),
+        _ => return Err(invalid("`type` must be 1 (member) or 2 (groupchat)")),
+    };
+    let Some(object) = body.get(key).filter(|o| o.is_object()) else {
+        return Err(invalid(format_args!(
+            "missing `{key}` object for this `type`"
+        )));
+    };
+    let id = required(object, id_key)?.to_owned();
+    let wording = string(object, "wording")?.map(str::to_owned);
+    let offer = if key == "member" {
+        UpgradeOffer::Member {
+            userid: id,
+            wording,
+        }
+    } else {
+        UpgradeOffer::GroupChat {
+            chat_id: id,
+            wording,
+        }
+    };
+    Ok(Upgrade { session, offer })
 }

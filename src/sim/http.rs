@@ -7,27 +7,33 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Fault, Refusal, Simulator};
+use super::world::GET_ENDPOINTS;
+use super::{Fault, Refusal, ServicerAvailability, Simulator};
 
 pub async fn serve(listener: tokio::net::TcpListener, sim: Simulator) {
     let app = axum::Router::new()
         .route("/cgi-bin/gettoken", get(gettoken))
-        .route("/cgi-bin/kf/{endpoint}", post(kf_api))
+        .route("/cgi-bin/kf/{*endpoint}", get(kf_api).post(kf_api))
+        .route("/cgi-bin/media/upload", post(media_upload))
         .route("/sim/customer/enter", post(customer_enters))
+        .route("/sim/customer/link", post(customer_opens_link))
         .route("/sim/customer/message", post(customer_says))
         .route("/sim/servicer/take", post(servicer_takes))
+        .route("/sim/servicer/status", post(servicer_becomes))
         .route("/sim/session/end", post(session_ends))
         .route("/sim/sent", get(sent))
         .route("/sim/clock/advance", post(advance))
         .route("/sim/faults", post(inject))
         .route("/sim/tokens/revoke", post(revoke))
+        // Files go up to 20 MB; the limits are the simulated server's to enforce.
+        .layer(DefaultBodyLimit::max(32 << 20))
         .with_state(sim);
     // The server ends with the runtime; an accept error has nowhere better to go.
     if let Err(error) = axum::serve(listener, app).await {
@@ -106,6 +112,7 @@ async fn gettoken(State(sim): State<Simulator>, Query(params): Params) -> Respon
 
 async fn kf_api(
     State(sim): State<Simulator>,
+    method: Method,
     Path(endpoint): Path<String>,
     Query(params): Params,
     body: Bytes,
@@ -116,21 +123,91 @@ async fn kf_api(
         if let Err(answer) = world.authorize(params.get("access_token").map(String::as_str)) {
             return Json(answer).into_response();
         }
-        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-            return Json(
-                json!({"errcode": 40058, "errmsg": "invalid parameter: body is not JSON"}),
-            )
-            .into_response();
+        let request = match parameters(&method, &endpoint, &params, &body) {
+            Ok(request) => request,
+            Err(refusal) => {
+                return Json(json!({"errcode": refusal.code, "errmsg": refusal.message}))
+                    .into_response();
+            }
         };
         let answer = match endpoint.as_str() {
-            "sync_msg" => world.sync_msg(&body),
-            "send_msg" => world.send_msg(&body),
-            "send_msg_on_event" => world.send_msg_on_event(&body),
-            _ => return StatusCode::NOT_FOUND.into_response(),
+            "sync_msg" => world.sync_msg(&request),
+            "send_msg" => world.send_msg(&request),
+            "send_msg_on_event" => world.send_msg_on_event(&request),
+            other => match world.manage(other, &request) {
+                Some(answer) => answer,
+                None => return StatusCode::NOT_FOUND.into_response(),
+            },
         };
         Json(answer).into_response()
     })
     .await
+}
+
+/// `media/upload`: the `media` part of a multipart body, its type in the query.
+async fn media_upload(
+    State(sim): State<Simulator>,
+    Query(params): Params,
+    mut form: Multipart,
+) -> Response {
+    // Read the whole body first: the answer depends on the part's size.
+    let mut media = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) if field.name() == Some("media") => {
+                let file_name = field.file_name().unwrap_or_default().to_owned();
+                match field.bytes().await {
+                    Ok(bytes) => media = Some((file_name, bytes.len() as u64)),
+                    Err(_) => return bad_multipart(),
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return bad_multipart(),
+        }
+    }
+    respond(fault(&sim, "media/upload"), || {
+        let mut world = sim.world();
+        if let Err(answer) = world.authorize(params.get("access_token").map(String::as_str)) {
+            return Json(answer).into_response();
+        }
+        let file = media.as_ref().map(|(name, len)| (name.as_str(), *len));
+        Json(world.upload_media(params.get("type").map(String::as_str), file)).into_response()
+    })
+    .await
+}
+
+fn bad_multipart() -> Response {
+    Json(json!({"errcode": 40058, "errmsg": "invalid parameter: not a multipart body"}))
+        .into_response()
+}
+
+/// A request's parameters as one JSON object: the query of a GET endpoint (without the
+/// token), the body of any other. The wrong method is refused like WeCom does, with 40058.
+fn parameters(
+    method: &Method,
+    endpoint: &str,
+    params: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Value, Refusal> {
+    let takes_get = GET_ENDPOINTS.contains(&endpoint);
+    if takes_get != (method == Method::GET) {
+        let expected = if takes_get { "GET" } else { "POST" };
+        return Err(Refusal::new(
+            40058,
+            format!("invalid parameter: `kf/{endpoint}` takes {expected}"),
+        ));
+    }
+    if takes_get {
+        let query = params
+            .iter()
+            .filter(|(key, _)| *key != "access_token")
+            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+            .collect();
+        return Ok(Value::Object(query));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| Refusal::new(40058, "invalid parameter: body is not JSON"))
 }
 
 // -- control API ------------------------------------------------------------------------
@@ -165,6 +242,19 @@ async fn customer_enters(State(sim): State<Simulator>, Json(c): Json<Conversatio
     )
 }
 
+#[derive(Deserialize)]
+struct LinkOpened {
+    url: String,
+    external_userid: String,
+}
+
+async fn customer_opens_link(State(sim): State<Simulator>, Json(l): Json<LinkOpened>) -> Response {
+    control(
+        sim.customer_opens_link(&l.url, &l.external_userid)
+            .map(|code| json!({"welcome_code": code})),
+    )
+}
+
 async fn customer_says(State(sim): State<Simulator>, Json(c): Json<Conversation>) -> Response {
     let written = match &c.menu_id {
         Some(menu_id) => sim.customer_clicks(&c.open_kfid, &c.external_userid, menu_id, &c.content),
@@ -177,6 +267,32 @@ async fn servicer_takes(State(sim): State<Simulator>, Json(c): Json<Conversation
     control(
         sim.servicer_takes(&c.open_kfid, &c.external_userid, &c.servicer_userid)
             .map(|code| json!({"msg_code": code})),
+    )
+}
+
+/// `{"open_kfid": …, "servicer_userid": …, "status": "receiving" | "stopped" | "suspended"}`
+#[derive(Deserialize)]
+struct StatusChange {
+    open_kfid: String,
+    servicer_userid: String,
+    status: String,
+}
+
+async fn servicer_becomes(State(sim): State<Simulator>, Json(c): Json<StatusChange>) -> Response {
+    let availability = match c.status.as_str() {
+        "receiving" => ServicerAvailability::Receiving,
+        "stopped" => ServicerAvailability::Stopped,
+        "suspended" => ServicerAvailability::Suspended,
+        other => {
+            return control(Err::<(), _>(Refusal::new(
+                40058,
+                format!("unknown servicer status `{other}`"),
+            )));
+        }
+    };
+    control(
+        sim.servicer_becomes(&c.open_kfid, &c.servicer_userid, availability)
+            .map(|()| json!({})),
     )
 }
 

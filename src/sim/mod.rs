@@ -1,11 +1,13 @@
 //! A local WeCom kf server for tests, examples and anyone without a verified company.
 //!
 //! It speaks the real paths, bodies and error codes (`gettoken`, `kf/sync_msg`,
-//! `kf/send_msg`, `kf/send_msg_on_event`) and applies the server's rules: tokens that
+//! `kf/send_msg`, `kf/send_msg_on_event`, and the account, servicer, session-state,
+//! customer and upgrade-service endpoints) and applies the server's rules: tokens that
 //! expire or get revoked, cursor paging over each account's log with 3-day retention,
 //! callback tokens valid 10 minutes, the 48-hour window with 5 sends per customer message,
-//! session states behind 95018, and one-time event codes. A control API (in Rust here, and
-//! over HTTP under `/sim/`) plays the customer, moves a virtual clock and injects faults.
+//! session states behind 95018 and their allowed transitions, and one-time event codes. A
+//! control API (in Rust here, and over HTTP under `/sim/`) plays the customer and the
+//! servicers, moves a virtual clock and injects faults.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,9 +31,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use body::Refusal;
+pub use body::{Refusal, UpgradeOffer};
 pub use callbacks::CallbackStats;
-pub use world::{Fault, SentMessage};
+pub use world::{Fault, SentMessage, ServicerAvailability, UploadedMedia};
 
 use crate::ClientBuilder;
 use world::World;
@@ -44,11 +46,36 @@ pub struct SimConfig {
     pub secret: String,
     /// The customer-service accounts that exist.
     pub open_kfids: Vec<String>,
+    /// The corp's members (userids): `servicer_add` refuses anyone else with 60111.
+    pub members: Vec<String>,
+    /// Whether a 视频号 binding is confirmed, as `get_corp_qualification` reports it.
+    pub wechat_channels_binding: bool,
+    /// Who the upgrade service (升级服务) may offer customers, as set in the admin console.
+    pub upgrade_service: SimUpgradeService,
     /// Lifetime of access tokens (`expires_in`), 7200 s like WeCom's.
     pub token_lifetime: Duration,
     /// Where to POST encrypted `kf_msg_or_event` callbacks, as configured in the admin
     /// console. `None`: no callbacks (read the token with `latest_callback_token`).
     pub callback: Option<SimCallback>,
+}
+
+/// The members and group chats configured for the upgrade service; `upgrade_service`
+/// refuses anything else with 95021.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimUpgradeService {
+    pub userid_list: Vec<String>,
+    pub department_id_list: Vec<u64>,
+    pub chat_id_list: Vec<String>,
+}
+
+impl Default for SimUpgradeService {
+    fn default() -> Self {
+        SimUpgradeService {
+            userid_list: vec!["zhangsan".into()],
+            department_id_list: vec![2],
+            chat_id_list: vec!["wrSIMULATEDCHAT".into()],
+        }
+    }
 }
 
 /// A callback URL and its token and EncodingAESKey.
@@ -82,6 +109,9 @@ impl Default for SimConfig {
             corp_id: "wwSIMULATEDCORP".into(),
             secret: "simulated-secret".into(),
             open_kfids: vec!["wkSIMULATEDKF".into()],
+            members: vec!["zhangsan".into(), "lisi".into(), "wangwu".into()],
+            wechat_channels_binding: false,
+            upgrade_service: SimUpgradeService::default(),
             token_lifetime: Duration::from_secs(7200),
             callback: None,
         }
@@ -125,12 +155,7 @@ impl Simulator {
     pub async fn start_with(config: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let world = World::new(
-            &config.corp_id,
-            &config.secret,
-            config.token_lifetime,
-            &config.open_kfids,
-        );
+        let world = World::new(&config);
         let callbacks = match &config.callback {
             Some(callback) => Some(Arc::new(
                 callbacks::Sender::new(callback, &config.corp_id)
@@ -195,9 +220,29 @@ impl Simulator {
     ) -> Result<Option<String>, Refusal> {
         let (code, token) = self
             .world()
-            .customer_enters(open_kfid, external_userid, "")?;
+            .customer_enters(open_kfid, external_userid, "", "")?;
         self.notify(open_kfid, token);
         Ok(code)
+    }
+
+    /// A customer opens a link from `add_contact_way`, perhaps with `&scene_param=…`
+    /// appended: the `enter_session` event carries its scene and scene_param. Returns the
+    /// `welcome_code`, like [`customer_enters`](Self::customer_enters).
+    pub fn customer_opens_link(
+        &self,
+        url: &str,
+        external_userid: &str,
+    ) -> Result<Option<String>, Refusal> {
+        let (open_kfid, code, token) = self.world().customer_opens_link(url, external_userid)?;
+        self.notify(&open_kfid, token);
+        Ok(code)
+    }
+
+    /// Sets the WeChat profile `customer_batchget` reports (gender: 0 unknown, 1 male,
+    /// 2 female); until then the nickname is the id without `wm`.
+    pub fn set_customer_profile(&self, external_userid: &str, nickname: &str, gender: u32) {
+        self.world()
+            .set_customer_profile(external_userid, nickname, gender);
     }
 
     /// POSTs the `kf_msg_or_event` callback for `token`, if a callback URL is configured.
@@ -283,6 +328,23 @@ impl Simulator {
             .session_ends(open_kfid, external_userid, servicer_userid)
     }
 
+    /// A servicer starts or stops receiving in the WeCom app, which `servicer_list` shows
+    /// and `service_state_trans` to them respects (95019). Logs `servicer_status_change`.
+    pub fn servicer_becomes(
+        &self,
+        open_kfid: &str,
+        servicer_userid: &str,
+        availability: ServicerAvailability,
+    ) -> Result<(), Refusal> {
+        self.world()
+            .servicer_becomes(open_kfid, servicer_userid, availability)
+    }
+
+    /// The upgrade-service offer pending for a customer, if any.
+    pub fn upgrade_offer(&self, open_kfid: &str, external_userid: &str) -> Option<UpgradeOffer> {
+        self.world().upgrade_offer(open_kfid, external_userid)
+    }
+
     /// Appends any JSON item to an account's log, as `sync_msg` will return it.
     pub fn push_raw(&self, open_kfid: &str, item: serde_json::Value) -> Result<(), Refusal> {
         self.world().push_raw(open_kfid, item)
@@ -293,6 +355,11 @@ impl Simulator {
     /// Every message the simulator accepted, oldest first.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.world().sent().to_vec()
+    }
+
+    /// Every file the bot uploaded with `media/upload`, oldest first.
+    pub fn media(&self) -> Vec<UploadedMedia> {
+        self.world().media()
     }
 
     /// The newest callback token of an account.

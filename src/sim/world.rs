@@ -9,7 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::body::{self, Refusal};
+use super::SimConfig;
+use super::body::{self, Refusal, UpgradeOffer};
+
+mod admin;
+mod media;
+
+pub use admin::GET_ENDPOINTS;
+pub use media::UploadedMedia;
 
 /// How long things last on the real server (kf-api.md §1.2, §2, §5, §6.2, §7.2).
 pub const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -52,6 +59,8 @@ pub struct SentMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CodeKind {
     Welcome,
+    /// `service_state/trans` to the queue (2), the first time in a conversation.
+    Queue,
     Pickup,
     End,
 }
@@ -60,14 +69,14 @@ impl CodeKind {
     fn lifetime(self) -> Duration {
         match self {
             CodeKind::Welcome | CodeKind::End => SHORT_CODE_LIFETIME,
-            CodeKind::Pickup => LONG_CODE_LIFETIME,
+            CodeKind::Queue | CodeKind::Pickup => LONG_CODE_LIFETIME,
         }
     }
 
     fn allows(self, msgtype: &str) -> bool {
         match self {
             CodeKind::Welcome | CodeKind::End => matches!(msgtype, "text" | "msgmenu"),
-            CodeKind::Pickup => msgtype == "text",
+            CodeKind::Queue | CodeKind::Pickup => msgtype == "text",
         }
     }
 
@@ -75,6 +84,7 @@ impl CodeKind {
     fn required_state(self) -> Option<u8> {
         match self {
             CodeKind::Welcome => None,
+            CodeKind::Queue => Some(2),
             CodeKind::Pickup => Some(3),
             CodeKind::End => Some(4),
         }
@@ -96,10 +106,47 @@ struct Session {
     state: u8,
     last_customer_message: Option<Duration>,
     sent_since: u32,
-    has_written: bool,
+    /// Who serves the session while its state is 3.
+    servicer: Option<String>,
+    /// Whether this conversation already got its queue (2) or pickup (3) reply code:
+    /// `service_state/trans` hands one out only the first time (94669).
+    queue_code_given: bool,
+    pickup_code_given: bool,
+    /// The pending `upgrade_service` offer.
+    upgrade: Option<UpgradeOffer>,
+}
+
+impl Session {
+    /// The customer comes back to an ended session: a new conversation starts, unhandled.
+    fn reopen(&mut self) {
+        *self = Session {
+            last_customer_message: self.last_customer_message,
+            sent_since: self.sent_since,
+            ..Session::default()
+        };
+    }
+}
+
+/// Whether a servicer is receiving customers, as `servicer/list` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicerAvailability {
+    Receiving,
+    /// Stopped receiving (停止接待).
+    Stopped,
+    /// Temporarily suspended (暂时挂起).
+    Suspended,
 }
 
 struct Account {
+    /// Creation order, which `account/list` pages by.
+    serial: u64,
+    name: String,
+    avatar: String,
+    /// The id in the account's contact link (`https://work.weixin.qq.com/kf/<id>`).
+    contact_id: String,
+    /// Member servicers in the order they were added, and servicer departments.
+    servicers: Vec<(String, ServicerAvailability)>,
+    departments: Vec<u64>,
     log: Vec<(Duration, Value)>,
     sessions: HashMap<String, Session>,
     callback_tokens: Vec<(String, Duration)>,
@@ -107,12 +154,42 @@ struct Account {
 }
 
 impl Account {
-    fn new() -> Self {
+    fn new(serial: u64, name: String, avatar: String) -> Self {
         Account {
+            serial,
+            name,
+            avatar,
+            contact_id: format!("kfc{:016x}", serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            servicers: Vec::new(),
+            departments: Vec::new(),
             log: Vec::new(),
             sessions: HashMap::new(),
             callback_tokens: Vec::new(),
             msgids: HashSet::new(),
+        }
+    }
+}
+
+/// A WeChat customer of the corp: known once they entered a session or wrote.
+struct Customer {
+    nickname: String,
+    gender: u32,
+    wrote: bool,
+    /// The `scene` and `scene_param` of their latest `enter_session`.
+    entered: Option<(String, String)>,
+}
+
+impl Customer {
+    /// Until the control API sets a profile, the nickname is the id without `wm`.
+    fn new(external_userid: &str) -> Self {
+        Customer {
+            nickname: external_userid
+                .strip_prefix("wm")
+                .unwrap_or(external_userid)
+                .to_owned(),
+            gender: 0,
+            wrote: false,
+            entered: None,
         }
     }
 }
@@ -135,8 +212,15 @@ pub struct World {
     counter: u64,
     tokens: HashMap<String, IssuedToken>,
     accounts: HashMap<String, Account>,
+    accounts_created: u64,
+    customers: HashMap<String, Customer>,
+    /// The corp's members: who may become a servicer.
+    members: Vec<String>,
+    wechat_channels_binding: bool,
+    upgrade_service: super::SimUpgradeService,
     codes: HashMap<String, EventCode>,
     sent: Vec<SentMessage>,
+    media: Vec<media::UploadedMedia>,
     faults: HashMap<String, VecDeque<Fault>>,
     gettoken_calls: usize,
 }
@@ -157,30 +241,38 @@ fn ok(mut fields: Value) -> Answer {
 }
 
 impl World {
-    pub fn new(
-        corp_id: &str,
-        secret: &str,
-        token_lifetime: Duration,
-        open_kfids: &[String],
-    ) -> Self {
+    pub fn new(config: &SimConfig) -> Self {
         let unix_start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        let accounts = config
+            .open_kfids
+            .iter()
+            .zip(1..)
+            .map(|(open_kfid, serial)| {
+                let account =
+                    Account::new(serial, format!("客服{serial}"), avatar_url("SIMAVATAR"));
+                (open_kfid.clone(), account)
+            })
+            .collect::<HashMap<_, _>>();
         World {
-            corp_id: corp_id.to_owned(),
-            secret: secret.to_owned(),
-            token_lifetime,
+            corp_id: config.corp_id.clone(),
+            secret: config.secret.clone(),
+            token_lifetime: config.token_lifetime,
             started: Instant::now(),
             unix_start,
             clock_offset: Duration::ZERO,
             counter: 0,
             tokens: HashMap::new(),
-            accounts: open_kfids
-                .iter()
-                .map(|k| (k.clone(), Account::new()))
-                .collect(),
+            accounts_created: accounts.len() as u64,
+            accounts,
+            customers: HashMap::new(),
+            members: config.members.clone(),
+            wechat_channels_binding: config.wechat_channels_binding,
+            upgrade_service: config.upgrade_service.clone(),
             codes: HashMap::new(),
             sent: Vec::new(),
+            media: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,
         }
@@ -299,6 +391,7 @@ impl World {
         open_kfid: &str,
         external_userid: &str,
         scene: &str,
+        scene_param: &str,
     ) -> Result<(Option<String>, String), Refusal> {
         let now = self.now();
         let token = self.next_id("SIMCB");
@@ -312,14 +405,18 @@ impl World {
             .last_customer_message
             .is_some_and(|t| now.saturating_sub(t) < SEND_WINDOW);
         if session.state == 4 {
-            session.state = 0;
+            session.reopen();
         }
+        self.customers
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| Customer::new(external_userid))
+            .entered = Some((scene.to_owned(), scene_param.to_owned()));
         let code =
             (!recently).then(|| self.issue_code(open_kfid, external_userid, CodeKind::Welcome));
         let msgid = self.next_id("SIMEVT");
         let mut event = json!({
             "event_type": "enter_session", "open_kfid": open_kfid,
-            "external_userid": external_userid, "scene": scene, "scene_param": "",
+            "external_userid": external_userid, "scene": scene, "scene_param": scene_param,
         });
         if let Some(code) = &code {
             event["welcome_code"] = json!(code);
@@ -363,12 +460,15 @@ impl World {
             .entry(external_userid.to_owned())
             .or_default();
         if session.state == 4 {
-            session.state = 0;
+            session.reopen();
         }
         session.last_customer_message = Some(now);
         session.sent_since = 0;
-        session.has_written = true;
         account.callback_tokens.push((token.clone(), now));
+        self.customers
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| Customer::new(external_userid))
+            .wrote = true;
         let mut text = json!({"content": content});
         if let Some(menu_id) = menu_id {
             text["menu_id"] = json!(menu_id);
@@ -416,11 +516,18 @@ impl World {
         kind: CodeKind,
     ) -> Result<String, Refusal> {
         let now = self.now();
-        self.account(open_kfid)?
+        let session = self
+            .account(open_kfid)?
             .sessions
             .entry(external_userid.to_owned())
-            .or_default()
-            .state = state;
+            .or_default();
+        session.state = state;
+        if state == 3 {
+            session.servicer = Some(servicer.to_owned());
+            session.pickup_code_given = true;
+        } else {
+            session.servicer = None;
+        }
         let code = self.issue_code(open_kfid, external_userid, kind);
         let servicer_key = if state == 3 {
             "new_servicer_userid"
@@ -600,6 +707,11 @@ impl World {
         });
         ok(json!({"msgid": msgid}))
     }
+}
+
+/// Where WeCom would serve an avatar uploaded as `media_id`.
+fn avatar_url(media_id: &str) -> String {
+    format!("https://wework.qpic.cn/wwhead/{media_id}/0")
 }
 
 /// Cursors are opaque to clients; here they are a log position with a prefix.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -23,11 +23,15 @@ pub const SECRET: &str = "s3cr3t-VALUE-never-printed";
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `GET` or `POST`.
+    pub method: String,
     pub path: String,
     pub query: HashMap<String, String>,
     /// Header names are lowercase; a header sent twice keeps its last value.
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// The body's bytes, for bodies that aren't JSON (multipart uploads).
+    pub raw_body: Bytes,
 }
 
 /// What the server answers to the next request on a path.
@@ -75,6 +79,8 @@ impl MockServer {
         let inner = Arc::new(Inner::default());
         let app = axum::Router::new()
             .fallback(handle)
+            // Uploads go up to 20 MB; axum's default stops at 2 MB.
+            .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
             .with_state(inner.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.ok();
@@ -166,6 +172,7 @@ impl MockServer {
 
 async fn handle(
     State(inner): State<Arc<Inner>>,
+    method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -181,10 +188,12 @@ async fn handle(
         })
         .collect();
     let recorded = Recorded {
+        method: method.as_str().to_owned(),
         path: path.clone(),
         query: query.clone(),
         headers,
         body: body_json,
+        raw_body: body.clone(),
     };
     inner.requests.lock().unwrap().push(recorded.clone());
     if path == "/cgi-bin/gettoken" {

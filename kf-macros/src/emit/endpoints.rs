@@ -11,7 +11,7 @@ use quote::quote;
 use super::docs::Doc;
 use super::fields::{constructor, declarations, param, setters};
 use super::validate::validate_impl;
-use crate::model::{Api, Endpoint};
+use crate::model::{Api, Endpoint, TypeKind};
 use crate::names::{ident, pascal_case, type_ident};
 
 /// A client method: its docs, signature and body, emitted as an inherent method or as a
@@ -38,7 +38,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         }
         None => quote!(rt::Ack),
     };
-    let http = if e.is_get() { "GET" } else { "POST" };
+    let http = request_line(e);
     let path = e.path.get_ref();
     let name = e.name.get_ref();
 
@@ -46,7 +46,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let (args, init) = constructor(api, &e.fields, marker_path.as_ref());
     let request_setters = setters(api, &e.fields, &quote!(self));
     let builder_setters = setters(api, &e.fields, &quote!(self.request));
-    let validate = validate_impl(api, &request, &e.fields);
+    let validate = validate_impl(api, &request, &e.fields, &e.one_of);
     let http_method = if e.is_get() {
         quote!(rt::HttpMethod::Get)
     } else {
@@ -58,6 +58,31 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         quote!(rt::Auth::AccessToken)
     };
     let idempotent = e.idempotent;
+    let multipart = e.is_multipart();
+    let fixed_query = e.fixed_query().map(|(k, v)| {
+        let v = v.get_ref();
+        quote!((#k, #v))
+    });
+    let files = multipart.then(|| {
+        let parts = e
+            .fields
+            .iter()
+            .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File))
+            .map(|f| {
+                let wire = f.name.get_ref();
+                let field = ident(wire);
+                if f.required {
+                    quote!(Some((#wire, &self.#field)))
+                } else {
+                    quote!(self.#field.as_ref().map(|upload| (#wire, upload)))
+                }
+            });
+        quote! {
+            fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+                [#(#parts),*].into_iter().flatten().collect()
+            }
+        }
+    });
     let request_docs = Doc::new()
         .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute)."))
         .blank()
@@ -70,7 +95,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         .line(format!("Returned by [`{name}`]({owner}::{name})."))
         .tokens();
     let new_doc = " Creates the body from its required fields.";
-    let send_doc = format!(" Sends the request: `{http} /cgi-bin/{path}`.");
+    let send_doc = format!(" Sends the request: {http}.");
     let arg_names: Vec<Ident> = e
         .fields
         .iter()
@@ -106,7 +131,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
                 path: #path,
                 auth: #auth,
                 idempotent: #idempotent,
+                multipart: #multipart,
+                query: &[#(#fixed_query),*],
             };
+
+            #files
         }
 
         #builder_docs
@@ -156,7 +185,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     if let Some(raw) = &e.raw {
         let raw_ident = ident(raw.get_ref());
         let docs = Doc::new()
-            .line(format!("Sends `body` as is to `{http} /cgi-bin/{path}`, for what the API file doesn't describe yet."))
+            .line(format!("Sends `body` as is to {http}, for what the API file doesn't describe yet."))
             .blank()
             .line(format!("Nothing is validated; prefer [`{name}`](Self::{name}). The response is parsed like `{name}`'s."))
             .official(api, Some(*e.doc.get_ref()))
@@ -249,6 +278,12 @@ fn shortcuts(api: &Api, e: &Endpoint, builder: &Ident) -> Vec<Method> {
                     v.tag.get_ref(),
                     v.ty.get_ref()
                 ))
+                .blank()
+                .line(format!(
+                    "The limits of [`{}`] are checked before sending; the errors are those of [`{name}`](Self::{name}).",
+                    v.ty.get_ref()
+                ))
+                .official(api, Some(*e.doc.get_ref()))
                 .tokens();
             let params = args.iter().map(|(a, ty)| quote!(#a: #ty));
             Method {
@@ -260,15 +295,30 @@ fn shortcuts(api: &Api, e: &Endpoint, builder: &Ident) -> Vec<Method> {
         .collect()
 }
 
+/// The HTTP request as docs show it: `` `POST /cgi-bin/media/upload?type=image` (multipart) ``.
+fn request_line(e: &Endpoint) -> String {
+    let method = if e.is_get() { "GET" } else { "POST" };
+    let query: Vec<String> = e
+        .fixed_query()
+        .map(|(k, v)| format!("{k}={}", v.get_ref()))
+        .collect();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    let body = if e.is_multipart() { " (multipart)" } else { "" };
+    format!("`{method} /cgi-bin/{}{query}`{body}", e.path.get_ref())
+}
+
 /// Summary, the HTTP call, arguments, error codes and the official link.
 fn method_docs(api: &Api, e: &Endpoint) -> Doc {
-    let http = if e.is_get() { "GET" } else { "POST" };
     let mut doc = Doc::new()
         .line(e.summary.clone())
         .blank()
         .line(format!(
-            "Sends `{http} /cgi-bin/{}`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.",
-            e.path.get_ref()
+            "Sends {}. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.",
+            request_line(e)
         ));
     let required: Vec<_> = e.fields.iter().filter(|f| f.required).collect();
     if !required.is_empty() {

@@ -24,6 +24,7 @@ pub fn value_type(api: &Api, f: &Field) -> TokenStream {
         "u64" => quote!(u64),
         "f64" => quote!(f64),
         "json" => quote!(rt::Value),
+        "file" => quote!(rt::Upload),
         _ => match api.kind_of(name) {
             Some(_) => {
                 let ty = ident(name);
@@ -53,7 +54,12 @@ pub fn field_type(api: &Api, f: &Field) -> TokenStream {
 fn takes_into(kind: TypeKind) -> bool {
     matches!(
         kind,
-        TypeKind::String | TypeKind::Secret | TypeKind::Struct | TypeKind::Union | TypeKind::Enum
+        TypeKind::String
+            | TypeKind::Secret
+            | TypeKind::File
+            | TypeKind::Struct
+            | TypeKind::Union
+            | TypeKind::Enum
     )
 }
 
@@ -103,7 +109,10 @@ pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
                 quote!(deserialize_with = "rt::optional_text_or_number")
             });
         }
-        if f.flatten {
+        if kind(api, f) == TypeKind::File {
+            // A multipart part, not a JSON or query value.
+            serde.push(quote!(skip));
+        } else if f.flatten {
             serde.push(quote!(flatten));
         } else if f.type_ref().list && !f.required {
             serde.push(quote!(default, skip_serializing_if = "Vec::is_empty"));

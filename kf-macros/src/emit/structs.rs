@@ -19,7 +19,7 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     let (args, mut init) = constructor(api, &s.fields, None);
     let new_doc = format!(" Builds a `{}` from its required fields.", s.name.get_ref());
     let setters = setters(api, &s.fields, &quote!(self));
-    let validate = validate_impl(api, &name, &s.fields);
+    let validate = validate_impl(api, &name, &s.fields, &[]);
     let from_string = from_single_string(api, s);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
         init.push(quote!(raw: rt::RawJson::default()));

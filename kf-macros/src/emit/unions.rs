@@ -9,6 +9,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
+use crate::diagnostic::backticked;
 use crate::model::{Api, TypeKind, Union};
 use crate::names::ident;
 
@@ -203,11 +204,7 @@ fn deserialize_impl(api: &Api, u: &Union, keyed: bool, variants: &[UnionVariant]
     let fallback = if u.unknown {
         quote!(_ => Ok(Self::Unknown { #tag_field: tag.clone(), raw: rt::value_of(whole) }),)
     } else {
-        let known = variants
-            .iter()
-            .map(|v| format!("`{}`", v.tag))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let known = backticked(variants.iter().map(|v| v.tag));
         let message = format!("unknown {tag_key} `{{}}`, expected one of {known}");
         quote!(other => Err(rt::serde_json::Error::custom(format!(#message, other))),)
     };

@@ -4,6 +4,9 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use super::fields::kind;
+use toml::Spanned;
+
+use crate::diagnostic::backticked;
 use crate::model::{Api, Field, TypeKind};
 use crate::names::ident;
 
@@ -33,9 +36,19 @@ pub fn parse_charset(spec: &str) -> Result<Vec<(char, char)>, String> {
     Ok(ranges)
 }
 
-/// `impl Validate for #name`, checking every field in order.
-pub fn validate_impl(api: &Api, name: &Ident, fields: &[Field]) -> TokenStream {
-    let checks: Vec<TokenStream> = fields.iter().filter_map(|f| field_check(api, f)).collect();
+/// `impl Validate for #name`, checking every field in order, then each `one_of` group.
+pub fn validate_impl(
+    api: &Api,
+    name: &Ident,
+    fields: &[Field],
+    one_of: &[Spanned<Vec<Spanned<String>>>],
+) -> TokenStream {
+    let mut checks: Vec<TokenStream> = fields.iter().filter_map(|f| field_check(api, f)).collect();
+    checks.extend(
+        one_of
+            .iter()
+            .map(|group| one_of_check(fields, group.get_ref())),
+    );
     let body = if checks.is_empty() {
         quote!(Ok(()))
     } else {
@@ -49,6 +62,30 @@ pub fn validate_impl(api: &Api, name: &Ident, fields: &[Field]) -> TokenStream {
             fn validate(&self) -> Result<(), rt::Invalid> {
                 #body
             }
+        }
+    }
+}
+
+/// At least one field of the group is set: an `Option` that is `Some`, a list with items.
+/// check.rs guarantees the names are optional fields of `fields`.
+fn one_of_check(fields: &[Field], group: &[Spanned<String>]) -> TokenStream {
+    let names: Vec<&str> = group.iter().map(|n| n.get_ref().as_str()).collect();
+    let set = fields
+        .iter()
+        .filter(|f| names.contains(&f.name.get_ref().as_str()))
+        .map(|f| {
+            let field = ident(f.name.get_ref());
+            if f.type_ref().list {
+                quote!(!self.#field.is_empty())
+            } else {
+                quote!(self.#field.is_some())
+            }
+        });
+    let first = names.first().copied().unwrap_or_default();
+    let reason = format!("set at least one of {}", backticked(names.iter().copied()));
+    quote! {
+        if !(#(#set)||*) {
+            return Err(rt::Invalid::new(#first, #reason));
         }
     }
 }
@@ -107,6 +144,10 @@ fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
                 }
                 v.validate()?;
             })
+        }
+        TypeKind::File => {
+            let rule = size_rule(f);
+            Some(quote!(#rule.check(#wire, v.len())?;))
         }
         TypeKind::Struct | TypeKind::Union => Some(if list {
             quote!(v.validate().map_err(|e| e.within_item(#wire, i))?;)
@@ -197,6 +238,20 @@ fn string_rule(f: &Field) -> Option<TokenStream> {
         parts.push(quote!(over_limit: #over));
     }
     (!parts.is_empty()).then(|| quote!(rt::StringRule { #(#parts,)* ..rt::StringRule::ANY }))
+}
+
+/// The size limits of a `file` field; an empty file is refused unless `min_bytes = 0`.
+fn size_rule(f: &Field) -> TokenStream {
+    let min = count(f.min_bytes.as_ref().map_or(1, |m| *m.get_ref()));
+    let max = match &f.max_bytes {
+        Some(max) => {
+            let max = count(*max.get_ref());
+            quote!(Some(#max))
+        }
+        None => quote!(None),
+    };
+    let over = over_limit(f);
+    quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over })
 }
 
 /// An unsuffixed integer literal, so the output reads `2048`, not `2048usize`.
