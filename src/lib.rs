@@ -59,6 +59,8 @@ pub mod callback;
 mod client;
 mod error;
 mod raw_json;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod retry;
 mod secret;
 #[cfg(feature = "sim")]
@@ -76,10 +78,10 @@ pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
 pub use secret::Secret;
 pub use sync::{
-    Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, SyncError, SyncStream,
-    SyncSummary,
+    Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, SyncError, SyncLease,
+    SyncLock, SyncStream, SyncSummary,
 };
-pub use token::{CachedToken, MemoryTokenStore, StoreError, TokenStore};
+pub use token::{CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenStore};
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,65 @@ pub trait CursorStore: Send + Sync {
         open_kfid: &'a str,
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// [`save`](Self::save), only while `lease` still holds the account's [`SyncLock`]
+    /// (checked and saved at once); `Ok(false)`, saving nothing, when it doesn't. A store
+    /// that no other process shares just saves.
+    fn save_if_held<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        checkpoint: &'a Checkpoint,
+        lease: &'a SyncLease,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = lease;
+        Box::pin(async move { self.save(open_kfid, checkpoint).await.map(|()| true) })
+    }
+
+    /// Shares the newest callback token of an account with the other processes that sync
+    /// it, for as long as it is valid. A store of one process has no one to share with.
+    fn publish_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (open_kfid, token);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The newest callback token any process published for the account, while valid.
+    fn newest_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        let _ = open_kfid;
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Lets one process at a time sync an account when several share a [`CursorStore`]: the
+/// holder pulls, the others hand over their callback tokens and return.
+pub trait SyncLock: Send + Sync + 'static {
+    /// Takes the account's lock, or `None` while another process holds it.
+    fn try_lock<'a>(
+        &'a self,
+        open_kfid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncLease>, StoreError>>;
+
+    /// Extends a held lock; `false` when it was lost (it expired and another took it).
+    fn renew<'a>(&'a self, lease: &'a SyncLease) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Releases the lock if this lease still holds it.
+    fn unlock<'a>(&'a self, lease: &'a SyncLease) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// How often a running sync renews its lock: well within the lock's lifetime.
+    fn renew_every(&self) -> Duration;
+}
+
+/// A held [`SyncLock`]: the account and this holder's unique id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLease {
+    pub open_kfid: String,
+    pub owner: String,
 }
 
 /// Checkpoints in this process's memory: lost on restart.
@@ -175,9 +235,13 @@ pub enum SyncError<E> {
     /// `sync_msg` failed (after the client's own retries).
     #[error("sync_msg failed")]
     Client(#[source] Error),
-    /// The cursor store failed to load or save.
+    /// The cursor store (or the sync lock) failed.
     #[error("the cursor store failed")]
     Store(#[source] StoreError),
+    /// This process lost the account's [`SyncLock`] mid-run (it couldn't renew it in
+    /// time); another process syncs the account now. Nothing more was committed.
+    #[error("lost the account's sync lock; another process syncs it now")]
+    LockLost,
 }
 
 /// What a run did.
@@ -189,6 +253,9 @@ pub struct SyncSummary {
     pub messages: usize,
     /// Messages skipped because `run_each` had handled them before a stop.
     pub skipped: usize,
+    /// Another process held the account's [`SyncLock`]: it pulls, with the callback token
+    /// this run shared, and this run pulled nothing.
+    pub deferred: bool,
 }
 
 /// Callback tokens are valid 10 minutes; a little less leaves time for the call itself.
@@ -201,9 +268,18 @@ pub struct SyncStream<S> {
     store: S,
     limit: Option<u32>,
     voice_format: Option<VoiceFormat>,
-    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// The newest callback token per account, when it came, and whether the store has it.
+    tokens: Mutex<HashMap<String, LocalToken>>,
     /// One run at a time per account: the cursor is shared state.
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One process at a time per account, when several share the store.
+    lock: Option<Arc<dyn SyncLock>>,
+}
+
+struct LocalToken {
+    token: String,
+    at: Instant,
+    published: bool,
 }
 
 impl<S: CursorStore> SyncStream<S> {
@@ -215,7 +291,15 @@ impl<S: CursorStore> SyncStream<S> {
             voice_format: None,
             tokens: Mutex::default(),
             running: Mutex::default(),
+            lock: None,
         }
+    }
+
+    /// Syncs each account from one process at a time, across every process whose stream
+    /// has this lock (and shares the cursor store): see [`SyncLock`].
+    pub fn with_lock(mut self, lock: impl SyncLock) -> Self {
+        self.lock = Some(Arc::new(lock));
+        self
     }
 
     /// Most items per page (1–1000; WeCom's default is 1000).
@@ -237,24 +321,57 @@ impl<S: CursorStore> SyncStream<S> {
 
     /// Remembers the `Token` of the newest `kf_msg_or_event` callback for `open_kfid`.
     /// Runs pass it to `sync_msg` while it is valid (10 minutes), which relaxes WeCom's
-    /// rate limit.
+    /// rate limit; with a shared store, the next run shares it with the other processes.
     pub fn callback_token(&self, open_kfid: &str, token: impl Into<String>) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.insert(open_kfid.to_owned(), (token.into(), Instant::now()));
+        let token = LocalToken {
+            token: token.into(),
+            at: Instant::now(),
+            published: false,
+        };
+        tokens.insert(open_kfid.to_owned(), token);
     }
 
     fn fresh_token(&self, open_kfid: &str) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens
             .get(open_kfid)
-            .filter(|(_, at)| at.elapsed() < CALLBACK_TOKEN_LIFETIME)
-            .map(|(token, _)| token.clone())
+            .filter(|t| t.at.elapsed() < CALLBACK_TOKEN_LIFETIME)
+            .map(|t| t.token.clone())
     }
 
     fn forget_token(&self, open_kfid: &str, token: &str) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if tokens.get(open_kfid).is_some_and(|(t, _)| t == token) {
+        if tokens.get(open_kfid).is_some_and(|t| t.token == token) {
             tokens.remove(open_kfid);
+        }
+    }
+
+    /// Hands this process's newest callback token to the store, once.
+    async fn publish_token(&self, open_kfid: &str) -> Result<(), StoreError> {
+        let unpublished = {
+            let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            tokens
+                .get(open_kfid)
+                .filter(|t| !t.published && t.at.elapsed() < CALLBACK_TOKEN_LIFETIME)
+                .map(|t| t.token.clone())
+        };
+        let Some(token) = unpublished else {
+            return Ok(());
+        };
+        self.store.publish_callback_token(open_kfid, &token).await?;
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = tokens.get_mut(open_kfid).filter(|t| t.token == token) {
+            t.published = true;
+        }
+        Ok(())
+    }
+
+    /// The token to pull with: this process's own, else the newest any process shared.
+    async fn pull_token(&self, open_kfid: &str) -> Result<Option<String>, StoreError> {
+        match self.fresh_token(open_kfid) {
+            Some(token) => Ok(Some(token)),
+            None => self.store.newest_callback_token(open_kfid).await,
         }
     }
 
@@ -276,16 +393,17 @@ impl<S: CursorStore> SyncStream<S> {
         H: FnMut(Page) -> F,
         F: Future<Output = Result<(), E>>,
     {
-        let (_running, mut checkpoint) = self.begin(open_kfid).await?;
         let mut summary = SyncSummary::default();
+        let Some(mut session) = self.begin(open_kfid).await? else {
+            summary.deferred = true;
+            return Ok(summary);
+        };
         loop {
-            let (page, progress) = self.pull(open_kfid, checkpoint.cursor.as_deref()).await?;
+            let cursor = session.checkpoint.cursor.clone();
+            let (page, progress) = self.pull(&mut session, cursor.as_deref()).await?;
             summary.messages += page.messages.len();
             handler(page).await.map_err(SyncError::Handler)?;
-            if !self
-                .commit(open_kfid, &mut checkpoint, progress, &mut summary)
-                .await?
-            {
+            if !self.commit(&mut session, progress, &mut summary).await? {
                 return Ok(summary);
             }
         }
@@ -304,70 +422,119 @@ impl<S: CursorStore> SyncStream<S> {
         H: FnMut(ReceivedMsg) -> F,
         F: Future<Output = Result<(), E>>,
     {
-        let (_running, mut checkpoint) = self.begin(open_kfid).await?;
         let mut summary = SyncSummary::default();
+        let Some(mut session) = self.begin(open_kfid).await? else {
+            summary.deferred = true;
+            return Ok(summary);
+        };
         loop {
-            let (page, progress) = self.pull(open_kfid, checkpoint.cursor.as_deref()).await?;
+            let cursor = session.checkpoint.cursor.clone();
+            let (page, progress) = self.pull(&mut session, cursor.as_deref()).await?;
             for message in page.messages {
-                if checkpoint.handled.contains(&message.msgid) {
+                if session.checkpoint.handled.contains(&message.msgid) {
                     summary.skipped += 1;
                     continue;
                 }
                 let msgid = message.msgid.clone();
                 handler(message).await.map_err(SyncError::Handler)?;
                 summary.messages += 1;
-                checkpoint.handled.push(msgid);
-                self.store
-                    .save(open_kfid, &checkpoint)
-                    .await
-                    .map_err(SyncError::Store)?;
+                session.checkpoint.handled.push(msgid);
+                self.save(&session).await?;
             }
-            if !self
-                .commit(open_kfid, &mut checkpoint, progress, &mut summary)
-                .await?
-            {
+            if !self.commit(&mut session, progress, &mut summary).await? {
                 return Ok(summary);
             }
         }
     }
 
-    /// Takes the account's run lock (held until the guard drops) and loads its checkpoint.
-    async fn begin<E>(
-        &self,
-        open_kfid: &str,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Checkpoint), SyncError<E>> {
+    /// Takes the account's run lock in this process, then its [`SyncLock`] if there is one
+    /// (`None`: another process holds it, and has this process's callback token now), and
+    /// loads its checkpoint.
+    async fn begin<E>(&self, open_kfid: &str) -> Result<Option<Session>, SyncError<E>> {
         let running = self.account_lock(open_kfid).lock_owned().await;
+        self.publish_token(open_kfid)
+            .await
+            .map_err(SyncError::Store)?;
+        let hold = match &self.lock {
+            Some(lock) => match lock.try_lock(open_kfid).await.map_err(SyncError::Store)? {
+                Some(lease) => Some(LockHold::start(lock.clone(), lease)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
         let checkpoint = self.store.load(open_kfid).await.map_err(SyncError::Store)?;
-        Ok((running, checkpoint))
+        Ok(Some(Session {
+            open_kfid: open_kfid.to_owned(),
+            checkpoint,
+            last_token: None,
+            hold,
+            _running: running,
+        }))
     }
 
-    /// Commits a handled page's cursor; says whether there is more to pull.
+    /// Saves the checkpoint, unless the account's lock was lost: then another process owns
+    /// the cursor.
+    async fn save<E>(&self, session: &Session) -> Result<(), SyncError<E>> {
+        let (open_kfid, checkpoint) = (&session.open_kfid, &session.checkpoint);
+        let Some(hold) = &session.hold else {
+            return self
+                .store
+                .save(open_kfid, checkpoint)
+                .await
+                .map_err(SyncError::Store);
+        };
+        if hold.is_lost() {
+            return Err(SyncError::LockLost);
+        }
+        match self
+            .store
+            .save_if_held(open_kfid, checkpoint, &hold.lease)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SyncError::LockLost),
+            Err(error) => Err(SyncError::Store(error)),
+        }
+    }
+
+    /// Commits a handled page's cursor; says whether there is more to pull: the page said
+    /// so, or (with a shared store) a callback came in since the last pull.
     async fn commit<E>(
         &self,
-        open_kfid: &str,
-        checkpoint: &mut Checkpoint,
+        session: &mut Session,
         progress: Progress,
         summary: &mut SyncSummary,
     ) -> Result<bool, SyncError<E>> {
         // An empty next_cursor (nothing new at all) must not erase the position.
         if !progress.next_cursor.is_empty() {
-            checkpoint.cursor = Some(progress.next_cursor);
+            session.checkpoint.cursor = Some(progress.next_cursor);
         }
-        checkpoint.handled.clear();
-        self.store
-            .save(open_kfid, checkpoint)
+        session.checkpoint.handled.clear();
+        self.save(session).await?;
+        summary.pages += 1;
+        if progress.has_more && !progress.stalled {
+            return Ok(true);
+        }
+        if session.hold.is_none() {
+            return Ok(false);
+        }
+        // Another process's callback may have handed over a token while we pulled.
+        let newest = self
+            .store
+            .newest_callback_token(&session.open_kfid)
             .await
             .map_err(SyncError::Store)?;
-        summary.pages += 1;
-        Ok(progress.has_more && !progress.stalled)
+        Ok(newest.is_some() && newest != session.last_token)
     }
 
     async fn pull<E>(
         &self,
-        open_kfid: &str,
+        session: &mut Session,
         cursor: Option<&str>,
     ) -> Result<(Page, Progress), SyncError<E>> {
-        let mut token = self.fresh_token(open_kfid);
+        let open_kfid = session.open_kfid.as_str();
+        let mut token = self.pull_token(open_kfid).await.map_err(SyncError::Store)?;
+        session.last_token.clone_from(&token);
         loop {
             let mut call = self.client.sync_msg(open_kfid);
             if let Some(cursor) = cursor {
@@ -409,6 +576,76 @@ impl<S: CursorStore> SyncStream<S> {
                 }
                 Err(e) => return Err(SyncError::Client(e)),
             }
+        }
+    }
+}
+
+/// One run over one account: what it holds, and where it stands.
+struct Session {
+    open_kfid: String,
+    checkpoint: Checkpoint,
+    /// The callback token of the last pull, to notice a newer one.
+    last_token: Option<String>,
+    hold: Option<LockHold>,
+    _running: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// A held [`SyncLock`], renewed in the background until dropped, then released.
+struct LockHold {
+    lock: Arc<dyn SyncLock>,
+    lease: SyncLease,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LockHold {
+    fn start(lock: Arc<dyn SyncLock>, lease: SyncLease) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn({
+            let (lock, lease, lost) = (lock.clone(), lease.clone(), lost.clone());
+            async move {
+                let mut every = tokio::time::interval(lock.renew_every());
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    match lock.renew(&lease).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        // Not renewed: the lock may expire and pass to another process,
+                        // so stop committing until this run ends.
+                        Err(error) => {
+                            tracing::warn!(%error, open_kfid = %lease.open_kfid, "could not renew the sync lock");
+                            break;
+                        }
+                    }
+                }
+                lost.store(true, Ordering::SeqCst);
+            }
+        });
+        LockHold {
+            lock,
+            lease,
+            lost,
+            renewer,
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LockHold {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (lock, lease) = (self.lock.clone(), self.lease.clone());
+        // Dropped inside a run, so inside a runtime; if it is gone, the lock expires alone.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = lock.unlock(&lease).await {
+                    tracing::warn!(%error, open_kfid = %lease.open_kfid, "could not release the sync lock; it expires on its own");
+                }
+            });
         }
     }
 }

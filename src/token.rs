@@ -52,7 +52,50 @@ pub trait TokenStore: Send + Sync + 'static {
         key: &'a str,
         failed: &'a Secret,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Called when this process needs a new token (it holds none, or only `stale`). A store
+    /// shared by several processes lets one of them fetch and the others wait: it answers
+    /// [`RefreshTurn::Fetched`] with a token another process saved meanwhile, or
+    /// [`RefreshTurn::Fetch`] once this process may fetch. By default every process fetches.
+    fn begin_refresh<'a>(
+        &'a self,
+        key: &'a str,
+        stale: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<RefreshTurn, StoreError>> {
+        let _ = (key, stale);
+        Box::pin(async { Ok(RefreshTurn::Fetch(RefreshLease::default())) })
+    }
+
+    /// Ends a [`RefreshTurn::Fetch`]: saves the fetched token (`None` when the fetch
+    /// failed) and lets waiting processes go on. A shared store saves only while `lease`
+    /// still holds the refresh, so a process that took too long can't overwrite a newer
+    /// token. By default, [`save`](Self::save).
+    fn finish_refresh<'a>(
+        &'a self,
+        key: &'a str,
+        token: Option<CachedToken>,
+        lease: RefreshLease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = lease;
+        match token {
+            Some(token) => self.save(key, token),
+            None => Box::pin(async { Ok(()) }),
+        }
+    }
 }
+
+/// Whether this process fetches the next token, or another one already did.
+#[derive(Debug)]
+pub enum RefreshTurn {
+    /// Fetch it, then hand the lease back to [`TokenStore::finish_refresh`].
+    Fetch(RefreshLease),
+    /// Another process fetched this one while we waited: use it.
+    Fetched(CachedToken),
+}
+
+/// A store's proof that this process holds the refresh (an owner id, for a shared store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshLease(pub Option<String>);
 
 /// Tokens in this process's memory: the default store.
 #[derive(Debug, Default)]
@@ -124,29 +167,48 @@ impl TokenCache {
         }
     }
 
-    async fn fresh(&self) -> Result<Option<Secret>, Error> {
-        let cached = self
-            .store
-            .load(&self.key)
-            .await
-            .map_err(Error::TokenStore)?;
-        Ok(cached
-            .filter(|c| c.is_fresh(SystemTime::now(), self.margin))
-            .map(|c| c.token))
+    async fn load(&self) -> Result<Option<CachedToken>, Error> {
+        self.store.load(&self.key).await.map_err(Error::TokenStore)
     }
 
-    /// A usable token: cached, or fetched by exactly one of the tasks that need it.
+    fn usable(&self, cached: &Option<CachedToken>) -> Option<Secret> {
+        cached
+            .as_ref()
+            .filter(|c| c.is_fresh(SystemTime::now(), self.margin))
+            .map(|c| c.token.clone())
+    }
+
     pub(crate) async fn get(&self, client: &Client) -> Result<Secret, Error> {
-        if let Some(token) = self.fresh().await? {
+        let cached = self.load().await?;
+        if let Some(token) = self.usable(&cached) {
             return Ok(token);
         }
         let _only_fetcher = self.refreshing.lock().await;
-        if let Some(token) = self.fresh().await? {
+        let cached = self.load().await?;
+        if let Some(token) = self.usable(&cached) {
             return Ok(token);
         }
+        let stale = cached.map(|c| c.token);
+        let lease = match self
+            .store
+            .begin_refresh(&self.key, stale.as_ref())
+            .await
+            .map_err(Error::TokenStore)?
+        {
+            RefreshTurn::Fetched(token) => return Ok(token.token),
+            RefreshTurn::Fetch(lease) => lease,
+        };
         let fetched_at = SystemTime::now();
-        // Awaiting the builder boxes the future, which keeps this recursion finite.
-        let response = client.gettoken().await?;
+        let response = match client.gettoken().await {
+            Ok(response) => response,
+            Err(error) => {
+                // Let the processes waiting on this refresh try their own.
+                if let Err(store) = self.store.finish_refresh(&self.key, None, lease).await {
+                    tracing::warn!(error = %store, "could not release the token refresh");
+                }
+                return Err(error);
+            }
+        };
         let cached = CachedToken {
             token: response.access_token,
             fetched_at,
@@ -157,7 +219,7 @@ impl TokenCache {
             "fetched a new access token"
         );
         self.store
-            .save(&self.key, cached.clone())
+            .finish_refresh(&self.key, Some(cached.clone()), lease)
             .await
             .map_err(Error::TokenStore)?;
         Ok(cached.token)
@@ -171,15 +233,17 @@ impl TokenCache {
     }
 }
 
-/// `corp_id:` plus a stable 64-bit FNV-1a hash of the secret: distinct per app, and the
-/// secret never appears in a key.
+/// `corp_id:` plus 64 bits of a SHA-1 of the corp id and secret: distinct per app, stable
+/// across processes (shared stores key on it), and the secret never appears in a key.
 fn token_key(corp_id: &str, secret: &Secret) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in secret.expose().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{corp_id}:{hash:016x}")
+    use sha1::Digest as _;
+    let digest = sha1::Sha1::new()
+        .chain_update(corp_id.as_bytes())
+        .chain_update([0])
+        .chain_update(secret.expose().as_bytes())
+        .finalize();
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{corp_id}:{hash}")
 }
 
 #[cfg(test)]

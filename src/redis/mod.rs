@@ -1,0 +1,98 @@
+//! Many processes, one bot: the access token, the cursors, the callback tokens and the sync
+//! lock shared through Redis (feature `redis`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use wecom_kf::{Client, SyncStream, redis::Redis};
+//!
+//! let redis = Redis::connect("redis://127.0.0.1/").await?.prefix("mybot:");
+//! let client = Client::builder()
+//!     .corp_id("ww123")
+//!     .secret("…")
+//!     .token_store(redis.token_store())
+//!     .build()?;
+//! let sync = SyncStream::new(client, redis.cursor_store()).with_lock(redis.sync_lock());
+//! # Ok(()) }
+//! ```
+//!
+//! Keys, under the prefix: `token:<corp id>:<hash of the secret>` (the access token, until
+//! it expires), `token-lock:…` (who is fetching it), `cursor:<open_kfid>` (the checkpoint),
+//! `callback-token:<open_kfid>` (the newest callback token, for its 10 minutes) and
+//! `sync-lock:<open_kfid>` (who syncs the account). The corp secret is never written;
+//! only a hash of it is part of a key.
+
+mod lock;
+mod stores;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+pub use lock::RedisSyncLock;
+pub use stores::{RedisCursorStore, RedisTokenStore};
+
+use crate::StoreError;
+
+/// A connection to Redis (reconnecting on its own) and the prefix of every key; hands out
+/// the three stores. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    connection: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+impl Redis {
+    /// Connects to `url` (`redis://host:port/db`). The key prefix defaults to `wecom-kf:`.
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let connection = ConnectionManager::new(client).await?;
+        Ok(Redis {
+            connection,
+            prefix: Arc::from("wecom-kf:"),
+        })
+    }
+
+    /// Puts every key under `prefix`, to share one Redis between bots or environments.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// Shares access tokens: one process fetches, the others wait for it.
+    pub fn token_store(&self) -> RedisTokenStore {
+        RedisTokenStore::new(self.clone())
+    }
+
+    /// Shares checkpoints and callback tokens, per `open_kfid`.
+    pub fn cursor_store(&self) -> RedisCursorStore {
+        RedisCursorStore::new(self.clone())
+    }
+
+    /// Lets one process at a time sync an account; a lock lives 15 s unless renewed.
+    pub fn sync_lock(&self) -> RedisSyncLock {
+        RedisSyncLock::new(self.clone(), Duration::from_secs(15))
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}
+
+/// A random id for one holder of a lock: whoever holds it, and only they, may release it.
+fn owner_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a lock owner: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Deletes `KEYS[1]` only while it still holds `ARGV[1]`.
+const COMPARE_AND_DELETE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";

@@ -1,0 +1,340 @@
+//! The token store and the cursor store on Redis.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::{AsyncCommands as _, Script};
+use serde_json::json;
+
+use super::{COMPARE_AND_DELETE, Redis, owner_id};
+use crate::{
+    BoxFuture, CachedToken, Checkpoint, CursorStore, RefreshLease, RefreshTurn, Secret, StoreError,
+    SyncLease, TokenStore,
+};
+
+/// How long one process may take to fetch a token before another may try.
+const REFRESH_LOCK: Duration = Duration::from_secs(10);
+/// How often a waiting process looks for the token another one is fetching.
+const REFRESH_POLL: Duration = Duration::from_millis(20);
+/// Callback tokens last 10 minutes; a little less leaves time for the call itself.
+const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(9 * 60 + 30);
+
+/// Deletes the token `KEYS[1]` only while it is still the one that failed (`ARGV[1]`).
+const INVALIDATE_TOKEN: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if stored and cjson.decode(stored).token == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// Ends a refresh held by `ARGV[1]` (lock `KEYS[1]`): stores the token `ARGV[2]` (if any)
+/// at `KEYS[2]` for `ARGV[3]` ms, then releases the lock. A refresh whose lock expired
+/// stores nothing: a newer token may be there already.
+const FINISH_REFRESH: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('DEL', KEYS[1])
+return 1";
+
+/// Sets `KEYS[2]` to `ARGV[2]` only while the lock `KEYS[1]` holds `ARGV[1]`.
+const SET_IF_HELD: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0";
+
+fn unix_ms(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Milliseconds until the token expires (at least 1, as `PX` requires): its key's lifetime.
+fn remaining_ms(token: &CachedToken) -> u64 {
+    let left = token
+        .expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .max(Duration::from_millis(1));
+    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn encode_token(token: &CachedToken) -> String {
+    json!({
+        "token": token.token.expose(),
+        "fetched_at": unix_ms(token.fetched_at),
+        "expires_at": unix_ms(token.expires_at),
+    })
+    .to_string()
+}
+
+fn decode_token(text: &str) -> Result<CachedToken, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        token: String,
+        fetched_at: u64,
+        expires_at: u64,
+    }
+    let stored: Stored = serde_json::from_str(text)
+        .map_err(|e| format!("the token stored in Redis doesn't decode: {e}"))?;
+    Ok(CachedToken {
+        token: Secret::new(stored.token),
+        fetched_at: from_unix_ms(stored.fetched_at),
+        expires_at: from_unix_ms(stored.expires_at),
+    })
+}
+
+/// The access token in Redis, shared by every process of the app: when it is missing or
+/// stale, one process fetches it (holding a lock that expires on its own if that process
+/// dies) while the others wait and read it.
+#[derive(Clone)]
+pub struct RedisTokenStore {
+    redis: Redis,
+}
+
+impl RedisTokenStore {
+    pub(super) fn new(redis: Redis) -> Self {
+        RedisTokenStore { redis }
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<CachedToken>, StoreError> {
+        let stored: Option<String> = self
+            .redis
+            .connection()
+            .get(self.redis.key("token", key))
+            .await?;
+        stored.as_deref().map(decode_token).transpose()
+    }
+}
+
+impl TokenStore for RedisTokenStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>> {
+        Box::pin(self.read(key))
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        token: CachedToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let () = self
+                .redis
+                .connection()
+                .pset_ex(
+                    self.redis.key("token", key),
+                    encode_token(&token),
+                    remaining_ms(&token),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        key: &'a str,
+        failed: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _: i64 = Script::new(INVALIDATE_TOKEN)
+                .key(self.redis.key("token", key))
+                .arg(failed.expose())
+                .invoke_async(&mut self.redis.connection())
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn begin_refresh<'a>(
+        &'a self,
+        key: &'a str,
+        stale: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<RefreshTurn, StoreError>> {
+        Box::pin(async move {
+            let owner = owner_id()?;
+            let lock = self.redis.key("token-lock", key);
+            let lock_ms = u64::try_from(REFRESH_LOCK.as_millis()).unwrap_or(u64::MAX);
+            // Past a few lock lifetimes, something is wrong with Redis or the fetchers.
+            let give_up = tokio::time::Instant::now() + REFRESH_LOCK * 3;
+            loop {
+                // A token other than the stale one is a token another process fetched.
+                if let Some(token) = self.read(key).await?
+                    && Some(&token.token) != stale
+                {
+                    return Ok(RefreshTurn::Fetched(token));
+                }
+                let taken: Option<String> = redis::cmd("SET")
+                    .arg(&lock)
+                    .arg(&owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lock_ms)
+                    .query_async(&mut self.redis.connection())
+                    .await?;
+                if taken.is_some() {
+                    // Saved between our read and our lock? Then use it, and let go.
+                    if let Some(token) = self.read(key).await?
+                        && Some(&token.token) != stale
+                    {
+                        let _: i64 = Script::new(COMPARE_AND_DELETE)
+                            .key(&lock)
+                            .arg(&owner)
+                            .invoke_async(&mut self.redis.connection())
+                            .await?;
+                        return Ok(RefreshTurn::Fetched(token));
+                    }
+                    return Ok(RefreshTurn::Fetch(RefreshLease(Some(owner))));
+                }
+                if tokio::time::Instant::now() >= give_up {
+                    return Err(
+                        "timed out waiting for another process to fetch the access token".into(),
+                    );
+                }
+                tokio::time::sleep(REFRESH_POLL).await;
+            }
+        })
+    }
+
+    fn finish_refresh<'a>(
+        &'a self,
+        key: &'a str,
+        token: Option<CachedToken>,
+        lease: RefreshLease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(owner) = lease.0 else {
+                return match token {
+                    Some(token) => self.save(key, token).await,
+                    None => Ok(()),
+                };
+            };
+            // An empty value tells the script there is no token to store.
+            let (value, lifetime_ms) = match &token {
+                Some(token) => (encode_token(token), remaining_ms(token)),
+                None => (String::new(), 0),
+            };
+            let _: i64 = Script::new(FINISH_REFRESH)
+                .key(self.redis.key("token-lock", key))
+                .key(self.redis.key("token", key))
+                .arg(owner)
+                .arg(value)
+                .arg(lifetime_ms)
+                .invoke_async(&mut self.redis.connection())
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Checkpoints and callback tokens in Redis, per `open_kfid`. With a [`RedisSyncLock`] of
+/// the same [`Redis`], a checkpoint is saved only by the process holding the account's
+/// lock, so a process that lost it can never move the cursor.
+///
+/// [`RedisSyncLock`]: super::RedisSyncLock
+#[derive(Clone)]
+pub struct RedisCursorStore {
+    redis: Redis,
+}
+
+impl RedisCursorStore {
+    pub(super) fn new(redis: Redis) -> Self {
+        RedisCursorStore { redis }
+    }
+}
+
+fn encode_checkpoint(checkpoint: &Checkpoint) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(checkpoint)?)
+}
+
+impl CursorStore for RedisCursorStore {
+    fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        Box::pin(async move {
+            let stored: Option<String> = self
+                .redis
+                .connection()
+                .get(self.redis.key("cursor", open_kfid))
+                .await?;
+            match stored {
+                Some(text) => Ok(serde_json::from_str(&text)?),
+                None => Ok(Checkpoint::default()),
+            }
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let () = self
+                .redis
+                .connection()
+                .set(
+                    self.redis.key("cursor", open_kfid),
+                    encode_checkpoint(checkpoint)?,
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn save_if_held<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        checkpoint: &'a Checkpoint,
+        lease: &'a SyncLease,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let saved: i64 = Script::new(SET_IF_HELD)
+                .key(self.redis.key("sync-lock", open_kfid))
+                .key(self.redis.key("cursor", open_kfid))
+                .arg(&lease.owner)
+                .arg(encode_checkpoint(checkpoint)?)
+                .invoke_async(&mut self.redis.connection())
+                .await?;
+            Ok(saved == 1)
+        })
+    }
+
+    fn publish_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let () = self
+                .redis
+                .connection()
+                .set_ex(
+                    self.redis.key("callback-token", open_kfid),
+                    token,
+                    CALLBACK_TOKEN_LIFETIME.as_secs(),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn newest_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            let token: Option<String> = self
+                .redis
+                .connection()
+                .get(self.redis.key("callback-token", open_kfid))
+                .await?;
+            Ok(token)
+        })
+    }
+}
