@@ -780,6 +780,126 @@ async fn the_kf_sim_binary_serves_the_api() {
     child.kill().await.ok();
 }
 
+#[tokio::test]
+async fn the_kf_sim_binary_posts_encrypted_callbacks_when_given_a_url() {
+    use wecom_kf::callback::{CallbackCrypto, CallbackEvent};
+    const TOKEN: &str = "binCallbackToken";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    // The bot's callback URL: decrypts what arrives and keeps the callback tokens.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let callback_url = format!(
+        "http://{}/kf/callback",
+        listener.local_addr().expect("addr")
+    );
+    let crypto = CallbackCrypto::new(TOKEN, KEY, "wwBIN").expect("crypto");
+    let app = axum::Router::new().route(
+        "/kf/callback",
+        axum::routing::post({
+            let received = received.clone();
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >,
+                  body: String| {
+                let (received, crypto) = (received.clone(), crypto.clone());
+                async move {
+                    let opened =
+                        crypto.open(&q["msg_signature"], &q["timestamp"], &q["nonce"], &body);
+                    if let Ok(CallbackEvent::KfMsgOrEvent(event)) = opened {
+                        received
+                            .lock()
+                            .expect("log")
+                            .push(event.token.expose().to_owned());
+                    }
+                    "success"
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--corp-id",
+            "wwBIN",
+            "--open-kfid",
+            "wkBIN",
+        ])
+        .args([
+            "--callback-url",
+            &callback_url,
+            "--callback-token",
+            TOKEN,
+            "--callback-aes-key",
+            KEY,
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kf-sim");
+    let http = reqwest::Client::new();
+    let mut said = None;
+    for _ in 0..100 {
+        let (status, answer) = async {
+            match http
+                .post(format!("http://127.0.0.1:{port}/sim/customer/message"))
+                .header("content-type", "application/json")
+                .body(r#"{"open_kfid": "wkBIN", "external_userid": "wmBOB", "content": "hi"}"#)
+                .send()
+                .await
+            {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    (
+                        status,
+                        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    )
+                }
+                Err(_) => (0, Value::Null),
+            }
+        }
+        .await;
+        if status == 200 {
+            said = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = said.expect("kf-sim answered within 5 s");
+    let mut tokens = Vec::new();
+    for _ in 0..100 {
+        tokens = received.lock().expect("log").clone();
+        if !tokens.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        tokens.first().map(String::as_str),
+        said["callback_token"].as_str(),
+        "the callback carried the message's token"
+    );
+    child.kill().await.ok();
+
+    // Half a callback configuration is refused before the simulator starts.
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args(["--port", "0", "--callback-url", &callback_url])
+        .output()
+        .await
+        .expect("run kf-sim");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--callback-aes-key"));
+}
+
 // -- accounts, servicers, session states, customers and the upgrade service -------------
 
 /// Calls `kf/{endpoint}` with a body the client would refuse to send, to reach the

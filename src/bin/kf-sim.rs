@@ -2,19 +2,27 @@
 //!
 //! ```text
 //! cargo run --features sim --bin kf-sim -- --port 8080
+//! cargo run --features sim --bin kf-sim -- --port 8080 \
+//!     --callback-url http://127.0.0.1:3000/kf/callback --callback-token T --callback-aes-key K
 //! ```
+//!
+//! With a callback URL (and the callback's token and 43-character EncodingAESKey, as set in
+//! the admin console), every customer message is POSTed there as an encrypted
+//! `kf_msg_or_event` callback, and retried if not answered within 5 s, as WeCom does.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wecom_kf::sim::{SimConfig, Simulator};
+use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
 
-const USAGE: &str = "usage: kf-sim [--port N] [--corp-id ID] [--secret S] [--open-kfid ID]... [--token-lifetime SECONDS]";
+const USAGE: &str = "usage: kf-sim [--port N] [--corp-id ID] [--secret S] [--open-kfid ID]... [--token-lifetime SECONDS]
+              [--callback-url URL --callback-token TOKEN --callback-aes-key KEY]";
 
 fn parse_args() -> Result<(SimConfig, u16), String> {
     let mut config = SimConfig::default();
     let mut port = 8080;
     let mut open_kfids = Vec::new();
+    let (mut callback_url, mut callback_token, mut callback_key) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -32,6 +40,9 @@ fn parse_args() -> Result<(SimConfig, u16), String> {
                     .map_err(|e| format!("--token-lifetime: {e}"))?;
                 config.token_lifetime = Duration::from_secs(secs);
             }
+            "--callback-url" => callback_url = Some(value()?),
+            "--callback-token" => callback_token = Some(value()?),
+            "--callback-aes-key" => callback_key = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -39,6 +50,15 @@ fn parse_args() -> Result<(SimConfig, u16), String> {
     if !open_kfids.is_empty() {
         config.open_kfids = open_kfids;
     }
+    config.callback = match (callback_url, callback_token, callback_key) {
+        (Some(url), Some(token), Some(key)) => Some(SimCallback::new(url, token, key)),
+        (None, None, None) => None,
+        _ => {
+            return Err(format!(
+                "callbacks need all of --callback-url, --callback-token and --callback-aes-key\n{USAGE}"
+            ));
+        }
+    };
     Ok((config, port))
 }
 
@@ -54,7 +74,7 @@ async fn main() {
     let sim = match Simulator::start_with(config, SocketAddr::from(([127, 0, 0, 1], port))).await {
         Ok(sim) => sim,
         Err(e) => {
-            eprintln!("kf-sim: can't listen on port {port}: {e}");
+            eprintln!("kf-sim: can't start on port {port}: {e}");
             std::process::exit(1);
         }
     };
