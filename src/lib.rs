@@ -62,6 +62,7 @@ mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod retry;
+mod seal;
 mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;

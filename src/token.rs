@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::call::BoxFuture;
+use crate::seal::TokenSeal;
 use crate::{Client, Error, Secret};
 
 /// An access token with its lifetime, as a [`TokenStore`] keeps it.
@@ -82,6 +83,13 @@ pub trait TokenStore: Send + Sync + 'static {
             None => Box::pin(async { Ok(()) }),
         }
     }
+
+    /// Whether other processes (and whoever runs the store) can read it. The client then
+    /// hands it tokens sealed with a key derived from the app's secret: the store compares
+    /// and keeps them as usual, but can't use them. By default, `false`.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Whether this process fetches the next token, or another one already did.
@@ -150,6 +158,8 @@ pub(crate) struct TokenCache {
     key: String,
     margin: Duration,
     refreshing: tokio::sync::Mutex<()>,
+    /// For a shared store: tokens are sealed on the way in and opened on the way out.
+    seal: Option<TokenSeal>,
 }
 
 impl TokenCache {
@@ -159,16 +169,48 @@ impl TokenCache {
         secret: &Secret,
         margin: Duration,
     ) -> Self {
+        let seal = store.is_shared().then(|| TokenSeal::new(corp_id, secret));
         TokenCache {
             store,
             key: token_key(corp_id, secret),
             margin,
             refreshing: tokio::sync::Mutex::new(()),
+            seal,
+        }
+    }
+
+    /// The token as the store keeps it.
+    fn for_store(&self, token: &Secret) -> Secret {
+        match &self.seal {
+            Some(seal) => seal.seal(token),
+            None => token.clone(),
+        }
+    }
+
+    /// A token from the store, opened; `None` for one this app didn't seal (it is fetched
+    /// again, and the store's copy replaced).
+    fn opened(&self, cached: CachedToken) -> Option<CachedToken> {
+        match &self.seal {
+            Some(seal) => match seal.open(&cached.token) {
+                Some(token) => Some(CachedToken { token, ..cached }),
+                None => {
+                    tracing::warn!(
+                        "the shared token store holds a token this app can't open; fetching a new one"
+                    );
+                    None
+                }
+            },
+            None => Some(cached),
         }
     }
 
     async fn load(&self) -> Result<Option<CachedToken>, Error> {
-        self.store.load(&self.key).await.map_err(Error::TokenStore)
+        let cached = self
+            .store
+            .load(&self.key)
+            .await
+            .map_err(Error::TokenStore)?;
+        Ok(cached.and_then(|c| self.opened(c)))
     }
 
     fn usable(&self, cached: &Option<CachedToken>) -> Option<Secret> {
@@ -188,14 +230,17 @@ impl TokenCache {
         if let Some(token) = self.usable(&cached) {
             return Ok(token);
         }
-        let stale = cached.map(|c| c.token);
+        let stale = cached.map(|c| self.for_store(&c.token));
         let lease = match self
             .store
             .begin_refresh(&self.key, stale.as_ref())
             .await
             .map_err(Error::TokenStore)?
         {
-            RefreshTurn::Fetched(token) => return Ok(token.token),
+            RefreshTurn::Fetched(token) => match self.opened(token) {
+                Some(token) => return Ok(token.token),
+                None => RefreshLease::default(),
+            },
             RefreshTurn::Fetch(lease) => lease,
         };
         let fetched_at = SystemTime::now();
@@ -218,8 +263,12 @@ impl TokenCache {
             expires_in = response.expires_in,
             "fetched a new access token"
         );
+        let stored = CachedToken {
+            token: self.for_store(&cached.token),
+            ..cached.clone()
+        };
         self.store
-            .finish_refresh(&self.key, Some(cached.clone()), lease)
+            .finish_refresh(&self.key, Some(stored), lease)
             .await
             .map_err(Error::TokenStore)?;
         Ok(cached.token)
@@ -227,7 +276,7 @@ impl TokenCache {
 
     pub(crate) async fn invalidate(&self, failed: &Secret) -> Result<(), Error> {
         self.store
-            .invalidate(&self.key, failed)
+            .invalidate(&self.key, &self.for_store(failed))
             .await
             .map_err(Error::TokenStore)
     }

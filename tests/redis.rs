@@ -148,7 +148,8 @@ async fn eight_processes_share_one_token_and_one_refresh() {
         "one refresh across all processes"
     );
 
-    // The shared token is the fresh one, keyed by a hash: the secret is nowhere in Redis.
+    // The shared token is keyed by a hash and sealed: neither the secret nor a usable token
+    // is in Redis.
     let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut raw_connection(&redis).await)
@@ -173,6 +174,10 @@ async fn eight_processes_share_one_token_and_one_refresh() {
         assert!(
             !text.contains(common::SECRET),
             "the secret leaked into Redis: {text}"
+        );
+        assert!(
+            !text.contains("ACCESS_TOKEN_"),
+            "an access token is in Redis in clear: {text}"
         );
     }
 }

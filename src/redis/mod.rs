@@ -18,8 +18,9 @@
 //! Keys, under the prefix: `token:<corp id>:<hash of the secret>` (the access token, until
 //! it expires), `token-lock:…` (who is fetching it), `cursor:<open_kfid>` (the checkpoint),
 //! `callback-token:<open_kfid>` (the newest callback token, for its 10 minutes) and
-//! `sync-lock:<open_kfid>` (who syncs the account). The corp secret is never written;
-//! only a hash of it is part of a key.
+//! `sync-lock:<open_kfid>` (who syncs the account). The corp secret is never written (a
+//! hash of it is part of a key), and the access token is stored sealed with a key derived
+//! from the secret: reading Redis gives no usable credential.
 
 mod lock;
 mod stores;

@@ -153,6 +153,11 @@ impl TokenStore for RedisTokenStore {
         })
     }
 
+    /// Tokens arrive sealed: Redis never holds one a reader could use.
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn begin_refresh<'a>(
         &'a self,
         key: &'a str,
