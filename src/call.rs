@@ -58,11 +58,16 @@ pub trait Request: Serialize + Validate {
 
     /// The JSON body as the client sends it (not validated: see [`Validate`]).
     fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {
-        // Most bodies fit: one allocation instead of the doubling from an empty buffer.
-        let mut body = Vec::with_capacity(256);
-        serde_json::to_writer(&mut body, self)?;
-        Ok(body)
+        json_body(self)
     }
+}
+
+/// Any value as a JSON body: what typed and raw requests both send.
+pub(crate) fn json_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    // Most bodies fit: one allocation instead of the doubling from an empty buffer.
+    let mut body = Vec::with_capacity(256);
+    serde_json::to_writer(&mut body, value)?;
+    Ok(body)
 }
 
 /// The response of endpoints that answer with `errcode`/`errmsg` only.

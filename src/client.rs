@@ -231,10 +231,7 @@ impl Client {
             (Payload::Multipart(files), query_pairs(endpoint, request)?)
         } else {
             match endpoint.method {
-                HttpMethod::Post => {
-                    let body = request.to_body().map_err(|e| unencodable(endpoint, e))?;
-                    (Payload::Json(Bytes::from(body)), Vec::new())
-                }
+                HttpMethod::Post => (Payload::Json(encode(endpoint, request)?), Vec::new()),
                 HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
             }
         };
@@ -400,16 +397,12 @@ fn percent_encode(out: &mut String, value: &str) {
 }
 
 fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
-    serde_json::to_vec(body)
+    crate::call::json_body(body)
         .map(Bytes::from)
-        .map_err(|e| unencodable(endpoint, e))
-}
-
-fn unencodable(endpoint: &Endpoint, error: serde_json::Error) -> Error {
-    Error::Invalid {
-        field: endpoint.name.to_owned(),
-        reason: format!("can't be encoded as JSON: {error}"),
-    }
+        .map_err(|e| Error::Invalid {
+            field: endpoint.name.to_owned(),
+            reason: format!("can't be encoded as JSON: {e}"),
+        })
 }
 
 /// A GET request's fields as query parameters (check.rs allows only scalars there).

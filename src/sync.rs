@@ -259,7 +259,7 @@ pub struct SyncSummary {
 }
 
 /// Callback tokens are valid 10 minutes; a little less leaves time for the call itself.
-const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(9 * 60 + 30);
+pub(crate) const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(9 * 60 + 30);
 
 /// Pulls accounts' messages page by page, committing each cursor only after the page was
 /// handled. Cheap to share (`Arc`) between the callback handler and the pulling task.

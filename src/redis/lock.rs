@@ -2,17 +2,23 @@
 
 use std::time::Duration;
 
+use std::sync::LazyLock;
+
 use redis::Script;
 
-use super::{COMPARE_AND_DELETE, Redis, owner_id};
+use super::{Redis, millis, owner_id};
 use crate::{BoxFuture, StoreError, SyncLease, SyncLock};
 
 /// Extends `KEYS[1]` by `ARGV[2]` ms only while it still holds `ARGV[1]`.
-const COMPARE_AND_EXTEND: &str = r"
+static COMPARE_AND_EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0";
+return 0",
+    )
+});
 
 /// One process at a time syncs an account. If the holder dies, its lock expires after the
 /// lock's lifetime and the next run elsewhere takes over from the shared cursor.
@@ -37,10 +43,6 @@ impl RedisSyncLock {
     fn key(&self, open_kfid: &str) -> String {
         self.redis.key("sync-lock", open_kfid)
     }
-
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
-    }
 }
 
 impl SyncLock for RedisSyncLock {
@@ -50,15 +52,11 @@ impl SyncLock for RedisSyncLock {
     ) -> BoxFuture<'a, Result<Option<SyncLease>, StoreError>> {
         Box::pin(async move {
             let owner = owner_id()?;
-            let taken: Option<String> = redis::cmd("SET")
-                .arg(self.key(open_kfid))
-                .arg(&owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.ttl_ms())
-                .query_async(&mut self.redis.connection())
+            let taken = self
+                .redis
+                .claim(&self.key(open_kfid), &owner, self.ttl)
                 .await?;
-            Ok(taken.map(|_| SyncLease {
+            Ok(taken.then(|| SyncLease {
                 open_kfid: open_kfid.to_owned(),
                 owner,
             }))
@@ -67,10 +65,10 @@ impl SyncLock for RedisSyncLock {
 
     fn renew<'a>(&'a self, lease: &'a SyncLease) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let extended: i64 = Script::new(COMPARE_AND_EXTEND)
+            let extended: i64 = COMPARE_AND_EXTEND
                 .key(self.key(&lease.open_kfid))
                 .arg(&lease.owner)
-                .arg(self.ttl_ms())
+                .arg(millis(self.ttl))
                 .invoke_async(&mut self.redis.connection())
                 .await?;
             Ok(extended == 1)
@@ -79,12 +77,8 @@ impl SyncLock for RedisSyncLock {
 
     fn unlock<'a>(&'a self, lease: &'a SyncLease) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let _: i64 = Script::new(COMPARE_AND_DELETE)
-                .key(self.key(&lease.open_kfid))
-                .arg(&lease.owner)
-                .invoke_async(&mut self.redis.connection())
-                .await?;
-            Ok(())
+            let key = self.key(&lease.open_kfid);
+            self.redis.release(&key, &lease.owner).await
         })
     }
 

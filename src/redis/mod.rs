@@ -25,9 +25,10 @@
 mod lock;
 mod stores;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use redis::Script;
 use redis::aio::ConnectionManager;
 
 pub use lock::RedisSyncLock;
@@ -75,6 +76,29 @@ impl Redis {
         RedisSyncLock::new(self.clone(), Duration::from_secs(15))
     }
 
+    /// Takes `key` for `owner` for `ttl` unless someone holds it (`SET NX PX`).
+    async fn claim(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Lets go of `key` if `owner` still holds it (compare and delete).
+    async fn release(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let _: i64 = COMPARE_AND_DELETE
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
     }
@@ -91,9 +115,19 @@ fn owner_id() -> Result<String, StoreError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Deletes `KEYS[1]` only while it still holds `ARGV[1]`.
-const COMPARE_AND_DELETE: &str = r"
+/// A duration as the whole milliseconds Redis takes.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Deletes `KEYS[1]` only while it still holds `ARGV[1]`. Scripts are statics so each is
+/// hashed once (`Script::new` hashes its source).
+static COMPARE_AND_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
-return 0";
+return 0",
+    )
+});

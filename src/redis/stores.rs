@@ -1,11 +1,13 @@
 //! The token store and the cursor store on Redis.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands as _, Script};
 use serde_json::json;
 
-use super::{COMPARE_AND_DELETE, Redis, owner_id};
+use super::{Redis, millis, owner_id};
+use crate::sync::CALLBACK_TOKEN_LIFETIME;
 use crate::{
     BoxFuture, CachedToken, Checkpoint, CursorStore, RefreshLease, RefreshTurn, Secret, StoreError,
     SyncLease, TokenStore,
@@ -15,21 +17,25 @@ use crate::{
 const REFRESH_LOCK: Duration = Duration::from_secs(10);
 /// How often a waiting process looks for the token another one is fetching.
 const REFRESH_POLL: Duration = Duration::from_millis(20);
-/// Callback tokens last 10 minutes; a little less leaves time for the call itself.
-const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(9 * 60 + 30);
 
 /// Deletes the token `KEYS[1]` only while it is still the one that failed (`ARGV[1]`).
-const INVALIDATE_TOKEN: &str = r"
+static INVALIDATE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local stored = redis.call('GET', KEYS[1])
 if stored and cjson.decode(stored).token == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
-return 0";
+return 0",
+    )
+});
 
 /// Ends a refresh held by `ARGV[1]` (lock `KEYS[1]`): stores the token `ARGV[2]` (if any)
 /// at `KEYS[2]` for `ARGV[3]` ms, then releases the lock. A refresh whose lock expired
 /// stores nothing: a newer token may be there already.
-const FINISH_REFRESH: &str = r"
+static FINISH_REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
@@ -37,15 +43,21 @@ if ARGV[2] ~= '' then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
 redis.call('DEL', KEYS[1])
-return 1";
+return 1",
+    )
+});
 
 /// Sets `KEYS[2]` to `ARGV[2]` only while the lock `KEYS[1]` holds `ARGV[1]`.
-const SET_IF_HELD: &str = r"
+static SET_IF_HELD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2])
   return 1
 end
-return 0";
+return 0",
+    )
+});
 
 fn unix_ms(time: SystemTime) -> u64 {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -61,9 +73,8 @@ fn remaining_ms(token: &CachedToken) -> u64 {
     let left = token
         .expires_at
         .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .max(Duration::from_millis(1));
-    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+        .unwrap_or_default();
+    millis(left.max(Duration::from_millis(1)))
 }
 
 fn encode_token(token: &CachedToken) -> String {
@@ -144,7 +155,7 @@ impl TokenStore for RedisTokenStore {
         failed: &'a Secret,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let _: i64 = Script::new(INVALIDATE_TOKEN)
+            let _: i64 = INVALIDATE_TOKEN
                 .key(self.redis.key("token", key))
                 .arg(failed.expose())
                 .invoke_async(&mut self.redis.connection())
@@ -166,7 +177,6 @@ impl TokenStore for RedisTokenStore {
         Box::pin(async move {
             let owner = owner_id()?;
             let lock = self.redis.key("token-lock", key);
-            let lock_ms = u64::try_from(REFRESH_LOCK.as_millis()).unwrap_or(u64::MAX);
             // Past a few lock lifetimes, something is wrong with Redis or the fetchers.
             let give_up = tokio::time::Instant::now() + REFRESH_LOCK * 3;
             loop {
@@ -176,24 +186,12 @@ impl TokenStore for RedisTokenStore {
                 {
                     return Ok(RefreshTurn::Fetched(token));
                 }
-                let taken: Option<String> = redis::cmd("SET")
-                    .arg(&lock)
-                    .arg(&owner)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lock_ms)
-                    .query_async(&mut self.redis.connection())
-                    .await?;
-                if taken.is_some() {
+                if self.redis.claim(&lock, &owner, REFRESH_LOCK).await? {
                     // Saved between our read and our lock? Then use it, and let go.
                     if let Some(token) = self.read(key).await?
                         && Some(&token.token) != stale
                     {
-                        let _: i64 = Script::new(COMPARE_AND_DELETE)
-                            .key(&lock)
-                            .arg(&owner)
-                            .invoke_async(&mut self.redis.connection())
-                            .await?;
+                        self.redis.release(&lock, &owner).await?;
                         return Ok(RefreshTurn::Fetched(token));
                     }
                     return Ok(RefreshTurn::Fetch(RefreshLease(Some(owner))));
@@ -226,7 +224,7 @@ impl TokenStore for RedisTokenStore {
                 Some(token) => (encode_token(token), remaining_ms(token)),
                 None => (String::new(), 0),
             };
-            let _: i64 = Script::new(FINISH_REFRESH)
+            let _: i64 = FINISH_REFRESH
                 .key(self.redis.key("token-lock", key))
                 .key(self.redis.key("token", key))
                 .arg(owner)
@@ -299,7 +297,7 @@ impl CursorStore for RedisCursorStore {
         lease: &'a SyncLease,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let saved: i64 = Script::new(SET_IF_HELD)
+            let saved: i64 = SET_IF_HELD
                 .key(self.redis.key("sync-lock", open_kfid))
                 .key(self.redis.key("cursor", open_kfid))
                 .arg(&lease.owner)

@@ -34,9 +34,10 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
             tag: v.tag.get_ref(),
             name: ident(v.variant_name().get_ref()),
             ty: ident(v.ty.get_ref()),
+            nested_union: api.kind_of(v.ty.get_ref()) == Some(TypeKind::Union),
         })
         .collect();
-    let decls = variants.iter().map(|UnionVariant { tag, name, ty }| {
+    let decls = variants.iter().map(|UnionVariant { tag, name, ty, .. }| {
         let doc = format!(" `{tag_key}` = `{tag}`.");
         quote!(#[doc = #doc] #name(#ty),)
     });
@@ -63,7 +64,7 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
     let tag_doc = format!(" The `{tag_key}` of this value.");
 
     let serialize = serialize_impl(u, keyed, &variants);
-    let deserialize = deserialize_impl(api, u, keyed, &variants);
+    let deserialize = deserialize_impl(u, keyed, &variants);
     let validate_arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
         if keyed {
             quote!(Self::#name(payload) => payload.validate().map_err(|e| e.within(#tag)),)
@@ -133,6 +134,8 @@ struct UnionVariant<'a> {
     tag: &'a str,
     name: Ident,
     ty: Ident,
+    /// The payload is itself a union (`Received::Event`), read in place.
+    nested_union: bool,
 }
 
 fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
@@ -170,7 +173,7 @@ fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStr
     }
 }
 
-fn deserialize_impl(api: &Api, u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
+fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
     let name = ident(u.name.get_ref());
     let tag_key = u.tag.get_ref();
     let tag_field = ident(tag_key);
@@ -178,10 +181,10 @@ fn deserialize_impl(api: &Api, u: &Union, keyed: bool, variants: &[UnionVariant]
         |UnionVariant {
              tag,
              name: variant,
-             ty,
+             nested_union,
+             ..
          }| {
-            let nested_union = api.kind_of(&ty.to_string()) == Some(TypeKind::Union);
-            let parsed = if keyed && nested_union {
+            let parsed = if keyed && *nested_union {
                 quote!(entries.union_payload(#tag))
             } else if keyed {
                 quote!(entries.payload(#tag))
