@@ -17,6 +17,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
 pub const CORP_ID: &str = "ww-test-corp";
 pub const SECRET: &str = "s3cr3t-VALUE-never-printed";
 
