@@ -15,15 +15,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Keys, under the prefix: `token:<corp id>:<hash of the secret>` (the access token, until
-//! it expires), `token-lock:…` (who is fetching it), `cursor:<open_kfid>` (the checkpoint),
-//! `callback-token:<open_kfid>` (the newest callback token, for its 10 minutes) and
-//! `sync-lock:<open_kfid>` (who syncs the account). The corp secret is never written (a
+//! Keys, under the prefix: `token:{<corp id>:<hash of the secret>}` (the access token,
+//! until it expires), `token-lock:{…}` (who is fetching it), `cursor:{<open_kfid>}` (the
+//! checkpoint), `callback-token:{<open_kfid>}` (the newest callback token, for what is left
+//! of its 10 minutes) and `sync-lock:{<open_kfid>}` (who syncs the account). The braces are
+//! hash tags: the keys one script touches share a Redis Cluster slot. The corp secret is never written (a
 //! hash of it is part of a key), and the access token is stored sealed with a key derived
 //! from the secret: reading Redis gives no usable credential.
 
+mod cursor_store;
 mod lock;
-mod stores;
+mod token_store;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -31,8 +33,9 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
+pub use cursor_store::RedisCursorStore;
 pub use lock::RedisSyncLock;
-pub use stores::{RedisCursorStore, RedisTokenStore};
+pub use token_store::RedisTokenStore;
 
 use crate::StoreError;
 
@@ -99,8 +102,10 @@ impl Redis {
         Ok(())
     }
 
+    /// `<prefix><kind>:{<name>}`: the braces are a Redis Cluster hash tag, so every key of
+    /// one account (or one app's token) lands in one slot and a script may touch several.
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.prefix)
+        format!("{}{kind}:{{{name}}}", self.prefix)
     }
 
     fn connection(&self) -> ConnectionManager {
