@@ -79,8 +79,8 @@ pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
 pub use secret::Secret;
 pub use sync::{
-    Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, SyncError, SyncLease,
-    SyncLock, SyncStream, SyncSummary,
+    CallbackToken, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page,
+    SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
 pub use token::{CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenStore};
 pub use upload::Upload;

@@ -126,6 +126,7 @@ async fn while_redis_is_down_calls_fail_typed_and_recover_when_it_is_back() {
     let checkpoint = wecom_kf::Checkpoint {
         cursor: Some("CURSOR-42".into()),
         handled: Vec::new(),
+        ..wecom_kf::Checkpoint::default()
     };
     cursors.save("wkKF", &checkpoint).await.expect("save");
 

@@ -225,6 +225,7 @@ async fn a_holder_that_lost_its_lock_can_neither_commit_renew_nor_release_it() {
     let at = |cursor: &str| Checkpoint {
         cursor: Some(cursor.into()),
         handled: Vec::new(),
+        ..Checkpoint::default()
     };
     let cursors = a.cursor_store();
     assert!(
@@ -270,6 +271,7 @@ async fn a_holder_that_lost_its_lock_can_neither_commit_renew_nor_release_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_on_a_replica_without_the_lock_hands_its_token_to_the_holder() {
+    use wecom_kf::CursorStore as _;
     use wecom_kf::SyncLock;
     let redis = RedisServer::start();
     let sim = Simulator::start().await.expect("simulator");
@@ -301,9 +303,11 @@ async fn a_callback_on_a_replica_without_the_lock_hands_its_token_to_the_holder(
     assert_eq!(
         shared
             .cursor_store()
-            .newest_callback_token(&kf)
+            .shared_callbacks(&kf)
             .await
-            .expect("redis"),
+            .expect("redis")
+            .newest
+            .map(|t| t.token.expose().to_owned()),
         Some(said.callback_token),
         "the token went to the holder through Redis"
     );

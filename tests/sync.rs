@@ -4,13 +4,16 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::{MockServer, Recorded, Reply};
 use serde_json::{Value, json};
+use wecom_kf::callback::KfMsgOrEvent;
 use wecom_kf::{
-    Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, RetryPolicy, SyncError,
-    SyncStream,
+    BoxFuture, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, RetryPolicy,
+    Secret, StoreError, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
 
 const SYNC: &str = "/cgi-bin/kf/sync_msg";
@@ -165,7 +168,8 @@ async fn run_each_skips_what_it_handled_before_a_stop() {
         checkpoint,
         Checkpoint {
             cursor: None,
-            handled: vec!["m00000".into(), "m00001".into()]
+            handled: vec!["m00000".into(), "m00001".into()],
+            ..Checkpoint::default()
         }
     );
 
@@ -183,7 +187,8 @@ async fn run_each_skips_what_it_handled_before_a_stop() {
         sync.store().load("wk1").await.unwrap(),
         Checkpoint {
             cursor: Some("c3".into()),
-            handled: vec![]
+            handled: vec![],
+            ..Checkpoint::default()
         }
     );
 }
@@ -222,28 +227,386 @@ async fn the_newest_callback_token_is_used_and_a_stale_one_dropped() {
     );
 }
 
+fn token_of(request: &Recorded) -> Option<String> {
+    request
+        .body
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 #[tokio::test]
-async fn an_empty_page_that_does_not_move_the_cursor_ends_the_run() {
+async fn a_late_callback_never_replaces_a_newer_token() {
     let server = MockServer::start().await;
-    server.respond_with(SYNC, |_| ok_page(vec![], "same", true));
-    let store = MemoryCursorStore::new();
-    store
-        .save(
-            "wk1",
-            &Checkpoint {
-                cursor: Some("same".into()),
-                handled: vec![],
-            },
-        )
-        .await
-        .unwrap();
-    let sync = SyncStream::new(server.client(), store);
-    let summary = sync
-        .run("wk1", |_| async { Ok::<_, String>(()) })
+    server.respond_with(SYNC, |_| ok_page(vec![], "c1", false));
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let callback = |token: &str, create_time: u64| KfMsgOrEvent {
+        to_user_name: "ww1".into(),
+        create_time,
+        token: Secret::new(token),
+        open_kfid: "wk1".into(),
+    };
+    sync.callback(&callback("NEWER", now - 10));
+    // Delivered late (a retry, a replay): older than the token already here.
+    sync.callback(&callback("OLDER", now - 60));
+    sync.run("wk1", |_| async { Ok::<_, String>(()) })
         .await
         .expect("run");
+    let tokens: Vec<_> = server.requests_to(SYNC).iter().map(token_of).collect();
+    assert_eq!(tokens, [Some("NEWER".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_callback_during_a_run_is_pulled_by_that_run() {
+    let server = MockServer::start().await;
+    // The second message exists only once the handler of the first is running.
+    let pulls = Arc::new(AtomicUsize::new(0));
+    server.respond_with(SYNC, {
+        let pulls = pulls.clone();
+        move |_| match pulls.fetch_add(1, Ordering::SeqCst) {
+            0 => ok_page(vec![item(1)], "c1", false),
+            1 => ok_page(vec![item(2)], "c2", false),
+            _ => ok_page(vec![], "c2", false),
+        }
+    });
+    let sync = Arc::new(SyncStream::new(server.client(), MemoryCursorStore::new()));
+    sync.callback_token("wk1", "T1");
+    let mut handed = Vec::new();
+    let summary = sync
+        .run("wk1", |page| {
+            if handed.is_empty() {
+                // The customer writes again; the callback lands while this page is handled.
+                sync.callback_token("wk1", "T2");
+            }
+            handed.extend(msgids(&page));
+            async { Ok::<_, String>(()) }
+        })
+        .await
+        .expect("run");
+    assert_eq!(handed, ["m00001", "m00002"]);
+    assert_eq!(summary.pages, 2, "one pull per callback, no more");
+    let tokens: Vec<_> = server.requests_to(SYNC).iter().map(token_of).collect();
+    assert_eq!(
+        tokens,
+        [Some("T1".into()), Some("T2".into())],
+        "each pull with the newest token"
+    );
+    assert!(!sync.pending("wk1"));
+}
+
+#[tokio::test]
+async fn run_each_hands_over_every_item_without_a_string_msgid_once() {
+    let server = MockServer::start().await;
+    let text =
+        |n: u32| json!({"msgtype": "text", "origin": 3, "text": {"content": format!("#{n}")}});
+    let mut odd = vec![text(1), text(2), text(1)];
+    // Two identical items with no msgid: still two items.
+    odd[2] = odd[0].clone();
+    let mut numbered = text(3);
+    numbered["msgid"] = json!(12345);
+    let mut empty = text(4);
+    empty["msgid"] = json!("");
+    odd.extend([numbered, empty, item(5)]);
+    let page = odd.clone();
+    server.respond_with(SYNC, move |request| match cursor_of(request) {
+        None => ok_page(page.clone(), "c1", false),
+        Some(_) => ok_page(vec![], "c1", false),
+    });
+    let store = MemoryCursorStore::new();
+    let sync = SyncStream::new(server.client(), store);
+    let handled = AtomicUsize::new(0);
+    // Fails on the fifth item the first time: the page comes again, the first four skipped.
+    let fail_once = AtomicUsize::new(0);
+    async fn run(
+        sync: &SyncStream<MemoryCursorStore>,
+        handled: &AtomicUsize,
+        fail_once: &AtomicUsize,
+    ) -> Result<SyncSummary, SyncError<&'static str>> {
+        sync.run_each("wk1", |_message| {
+            let n = handled.fetch_add(1, Ordering::SeqCst) + 1;
+            let fail = n == 5 && fail_once.fetch_add(1, Ordering::SeqCst) == 0;
+            async move { if fail { Err("not now") } else { Ok(()) } }
+        })
+        .await
+    }
+    let first = run(&sync, &handled, &fail_once).await;
+    assert!(
+        matches!(first, Err(SyncError::Handler("not now"))),
+        "{first:?}"
+    );
+    let summary = run(&sync, &handled, &fail_once).await.expect("second run");
+    assert_eq!(summary.skipped, 4, "the four handled before the stop");
+    assert_eq!(summary.messages, 2);
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        7,
+        "six items, the fifth twice"
+    );
+}
+
+/// A [`SyncLock`] in memory that counts renewals and can be told to fail them.
+#[derive(Default)]
+struct TestLock {
+    held: Mutex<Option<String>>,
+    renewals: AtomicUsize,
+    /// Renewals that answer an error before one succeeds again.
+    failing_renewals: AtomicUsize,
+    /// Answer every renewal with "lost".
+    lose: std::sync::atomic::AtomicBool,
+    every: Duration,
+    /// The lock's lifetime, when it isn't three renewal periods.
+    ttl: Option<Duration>,
+}
+
+impl TestLock {
+    fn every(every: Duration) -> Shared {
+        Shared(Arc::new(TestLock {
+            every,
+            ..TestLock::default()
+        }))
+    }
+}
+
+/// The lock as the stream holds it, and as the test looks at it.
+#[derive(Clone)]
+struct Shared(Arc<TestLock>);
+
+impl std::ops::Deref for Shared {
+    type Target = TestLock;
+    fn deref(&self) -> &TestLock {
+        &self.0
+    }
+}
+
+impl SyncLock for Shared {
+    fn try_lock<'a>(
+        &'a self,
+        open_kfid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SyncLease>, StoreError>> {
+        let mut held = self.held.lock().unwrap();
+        let lease = held.is_none().then(|| {
+            *held = Some("me".into());
+            SyncLease {
+                open_kfid: open_kfid.into(),
+                owner: "me".into(),
+            }
+        });
+        Box::pin(async move { Ok(lease) })
+    }
+
+    fn renew<'a>(&'a self, _lease: &'a SyncLease) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.renewals.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failing_renewals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let lost = self.lose.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if failing {
+                return Err("redis is slow".into());
+            }
+            Ok(!lost)
+        })
+    }
+
+    fn unlock<'a>(&'a self, _lease: &'a SyncLease) -> BoxFuture<'a, Result<(), StoreError>> {
+        *self.held.lock().unwrap() = None;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn renew_every(&self) -> Duration {
+        self.every
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl.unwrap_or(self.every * 3)
+    }
+}
+
+async fn one_page_server() -> MockServer {
+    let server = MockServer::start().await;
+    server.respond_with(SYNC, |request| match cursor_of(request) {
+        None => ok_page(vec![item(1)], "c1", false),
+        Some(_) => ok_page(vec![], "c1", false),
+    });
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_fails_is_retried_until_the_lock_would_expire() {
+    let server = one_page_server().await;
+    let lock = TestLock::every(Duration::from_millis(30));
+    // Two slow answers from the store, then it answers again: well within the lock's 90 ms.
+    lock.failing_renewals.store(2, Ordering::SeqCst);
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new()).with_lock(lock.clone());
+    let summary = sync
+        .run("wk1", |_| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, String>(())
+        })
+        .await
+        .expect("the lock was never lost");
     assert_eq!(summary.pages, 1);
-    assert_eq!(server.requests_to(SYNC).len(), 1);
+    assert!(lock.renewals.load(Ordering::SeqCst) >= 3);
+    assert!(
+        lock.held.lock().unwrap().is_none(),
+        "released at the end of the run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_hands_no_page_to_the_handler() {
+    let server = MockServer::start().await;
+    let lock = TestLock::every(Duration::from_millis(10));
+    lock.lose.store(true, Ordering::SeqCst);
+    // The pull is slow: the lock is lost (renewal refused) before the page arrives.
+    server.respond_with(SYNC, |_| {
+        let page = json!({"errcode": 0, "errmsg": "ok", "next_cursor": "c1", "has_more": 0, "msg_list": [item(1)]});
+        Reply::Delayed(Duration::from_millis(150), page)
+    });
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new()).with_lock(lock.clone());
+    let handed = AtomicUsize::new(0);
+    let outcome = sync
+        .run("wk1", |_| {
+            handed.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, String>(()) }
+        })
+        .await;
+    assert!(matches!(outcome, Err(SyncError::LockLost)), "{outcome:?}");
+    assert_eq!(
+        handed.load(Ordering::SeqCst),
+        0,
+        "another process may be handling it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_renewal_period_is_zero_is_still_renewed() {
+    let server = one_page_server().await;
+    let lock = Shared(Arc::new(TestLock {
+        ttl: Some(Duration::from_secs(1)),
+        ..TestLock::default()
+    }));
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new()).with_lock(lock.clone());
+    sync.run("wk1", |_| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, String>(())
+    })
+    .await
+    .expect("run");
+    assert!(
+        lock.renewals.load(Ordering::SeqCst) > 0,
+        "the renewer did not die"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_hangs_times_out_and_gets_the_page_again() {
+    let server = one_page_server().await;
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new())
+        .handler_timeout(Duration::from_millis(100));
+    let outcome = sync
+        .run("wk1", |_| std::future::pending::<Result<(), String>>())
+        .await;
+    assert!(
+        matches!(outcome, Err(SyncError::HandlerTimedOut(_))),
+        "{outcome:?}"
+    );
+    let mut again = Vec::new();
+    sync.run("wk1", |page| {
+        again.extend(msgids(&page));
+        async { Ok::<_, String>(()) }
+    })
+    .await
+    .expect("the next run");
+    assert_eq!(again, ["m00001"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_blocks_its_thread_stops_the_renewals() {
+    let server = one_page_server().await;
+    let lock = TestLock::every(Duration::from_millis(10));
+    // Renewed for at most 2 × 50 ms + 30 ms without a commit.
+    let sync = SyncStream::new(server.client(), MemoryCursorStore::new())
+        .with_lock(lock.clone())
+        .handler_timeout(Duration::from_millis(50));
+    let outcome = sync
+        .run("wk1", |_| {
+            // Sync code in a handler: the timeout can't fire while it runs, the renewer can.
+            std::thread::sleep(Duration::from_millis(1500));
+            async { Ok::<_, String>(()) }
+        })
+        .await;
+    let renewals = lock.renewals.load(Ordering::SeqCst);
+    // Renewing the whole 1.5 s would take ~150 renewals; the limit allows ~13.
+    assert!(
+        renewals <= 30,
+        "{renewals} renewals while the handler blocked"
+    );
+    assert!(
+        matches!(outcome, Err(SyncError::LockLost)),
+        "nothing committed: {outcome:?}"
+    );
+}
+
+/// A run that starts at `cursor` against a server that always answers `page`.
+async fn run_against_a_stuck_cursor(
+    page: Vec<Value>,
+    has_more: bool,
+) -> (SyncSummary, usize, usize) {
+    let server = MockServer::start().await;
+    server.respond_with(SYNC, move |_| ok_page(page.clone(), "same", has_more));
+    let store = MemoryCursorStore::new();
+    let at_same = Checkpoint {
+        cursor: Some("same".into()),
+        ..Checkpoint::default()
+    };
+    store.save("wk1", &at_same).await.unwrap();
+    let sync = SyncStream::new(server.client(), store);
+    let handed = AtomicUsize::new(0);
+    // Bounded: a run that spins on the cursor fails here instead of hanging the suite.
+    let summary = tokio::time::timeout(
+        Duration::from_secs(20),
+        sync.run("wk1", |page| {
+            handed.fetch_add(page.messages.len(), Ordering::SeqCst);
+            async { Ok::<_, String>(()) }
+        }),
+    )
+    .await
+    .expect("the run ends")
+    .expect("run");
+    (summary, server.requests_to(SYNC).len(), handed.into_inner())
+}
+
+#[tokio::test]
+async fn an_empty_page_that_does_not_move_the_cursor_is_retried_then_reported() {
+    let (summary, requests, _) = run_against_a_stuck_cursor(vec![], true).await;
+    assert!(summary.stalled, "reported: {summary:?}");
+    // WeCom said there is more: three retries with backoff, then the run stops.
+    assert_eq!(requests, 4);
+    assert_eq!(summary.pages, 4);
+}
+
+#[tokio::test]
+async fn a_page_with_items_that_does_not_move_the_cursor_is_handled_once_and_reported() {
+    for has_more in [true, false] {
+        let (summary, requests, handed) =
+            run_against_a_stuck_cursor(vec![item(1), item(2)], has_more).await;
+        assert!(summary.stalled, "reported: {summary:?}");
+        assert_eq!(requests, 1, "has_more {has_more}: pulled once");
+        assert_eq!(handed, 2, "has_more {has_more}: each item handed once");
+    }
+}
+
+#[tokio::test]
+async fn the_end_of_the_messages_is_not_a_stall() {
+    let (summary, requests, _) = run_against_a_stuck_cursor(vec![], false).await;
+    assert!(!summary.stalled);
+    assert_eq!(requests, 1);
 }
 
 #[tokio::test]
@@ -254,6 +617,7 @@ async fn file_store_round_trips_atomically_and_keeps_names_inside_its_dir() {
     let checkpoint = Checkpoint {
         cursor: Some("c9".into()),
         handled: vec!["m1".into()],
+        ..Checkpoint::default()
     };
     store.save("wk1", &checkpoint).await.unwrap();
     assert_eq!(

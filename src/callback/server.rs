@@ -4,8 +4,11 @@
 //! pulling: WeCom retries a callback that isn't answered within 5 seconds. The callback's
 //! token goes to the [`SyncStream`] (the newest per account), and a background task pulls
 //! the account's messages into your handler. Callbacks that arrive while that account is
-//! being pulled don't start a second pull; they make the running one go round once more,
-//! so a retried or repeated callback never hands the same messages over twice.
+//! being pulled don't start a second pull; the running one pulls again before it stops, so
+//! a retried or repeated callback never hands the same messages over twice, and none is
+//! left unpulled. A run that fails or panics is tried again a few times with backoff; a
+//! run deferred to another replica checks, once that replica's lock could have expired,
+//! that it committed the callback, and takes over if not.
 //!
 //! ```no_run
 //! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,10 +30,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -39,7 +43,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::{CallbackCrypto, CallbackEvent};
-use crate::{CursorStore, Page, SyncStream};
+use crate::{CursorStore, Page, SyncError, SyncStream};
 
 /// The query of both the URL check (with `echostr`) and callback POSTs.
 #[derive(Deserialize)]
@@ -56,8 +60,8 @@ struct Callbacks<S, H> {
     crypto: CallbackCrypto,
     sync: Arc<SyncStream<S>>,
     handler: H,
-    /// Accounts being pulled, and whether another callback came in meanwhile.
-    pulling: Mutex<HashMap<String, bool>>,
+    /// Accounts a background task is pulling.
+    pulling: Mutex<HashSet<String>>,
 }
 
 /// A router to mount at the callback URL: `GET` answers the URL check, `POST` takes
@@ -119,9 +123,7 @@ where
         .open(&q.msg_signature, &q.timestamp, &q.nonce, &body)
     {
         Ok(CallbackEvent::KfMsgOrEvent(event)) => {
-            state
-                .sync
-                .callback_token(&event.open_kfid, event.token.expose());
+            state.sync.callback(&event);
             pull_in_background(state, event.open_kfid);
             StatusCode::OK.into_response()
         }
@@ -139,6 +141,10 @@ where
     }
 }
 
+/// A run that failed (or panicked) is tried again this many times, with backoff, before the
+/// account waits for its next callback.
+const FAILED_RUN_RETRIES: u32 = 3;
+
 fn pull_in_background<S, H, F, E>(state: Arc<Callbacks<S, H>>, open_kfid: String)
 where
     S: CursorStore + 'static,
@@ -146,27 +152,97 @@ where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + Send + 'static,
 {
-    {
-        let mut pulling = state.pulling.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(again) = pulling.get_mut(&open_kfid) {
-            *again = true;
-            return;
-        }
-        pulling.insert(open_kfid.clone(), false);
+    // A task already pulling this account sees this callback (`SyncStream::pending`)
+    // before it stops: it checks under this same lock.
+    if !lock(&state.pulling).insert(open_kfid.clone()) {
+        return;
     }
     tokio::spawn(async move {
+        let mut entry = PullingEntry {
+            pulling: Some((state.clone(), open_kfid.clone())),
+        };
+        let mut failures = 0;
         loop {
-            if let Err(error) = state.sync.run(&open_kfid, state.handler.clone()).await {
-                tracing::warn!(%error, open_kfid, "background sync stopped; the next callback resumes it");
-            }
-            let mut pulling = state.pulling.lock().unwrap_or_else(|p| p.into_inner());
-            match pulling.get_mut(&open_kfid) {
-                Some(again) if *again => *again = false,
-                _ => {
-                    pulling.remove(&open_kfid);
+            // Each run in a task of its own: a handler that panics ends that task only.
+            let run = tokio::spawn({
+                let state = state.clone();
+                let open_kfid = open_kfid.clone();
+                async move {
+                    let handler = state.handler.clone();
+                    state
+                        .sync
+                        .run(&open_kfid, handler)
+                        .await
+                        .map_err(|e| describe(&e))
+                }
+            });
+            let outcome = match run.await {
+                Ok(outcome) => outcome,
+                Err(join) if join.is_panic() => Err("the handler panicked".to_owned()),
+                Err(join) => Err(join.to_string()),
+            };
+            match outcome {
+                Ok(summary) if summary.deferred => {
+                    // Another process holds the account and has this callback; should it
+                    // die before pulling, its lock expires and this process takes over.
+                    failures = 0;
+                    tokio::time::sleep(state.sync.takeover_after()).await;
+                    match state.sync.shared_pending(&open_kfid).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, open_kfid, "could not check the holder's progress");
+                        }
+                    }
+                }
+                Ok(_) => failures = 0,
+                Err(error) if failures < FAILED_RUN_RETRIES => {
+                    failures += 1;
+                    tracing::warn!(%error, open_kfid, attempt = failures, "background sync failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1) * 2u32.pow(failures - 1)).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, open_kfid, "background sync keeps failing; the next callback resumes it");
                     return;
                 }
             }
+            let mut pulling = lock(&state.pulling);
+            if state.sync.pending(&open_kfid) {
+                continue;
+            }
+            pulling.remove(&open_kfid);
+            entry.pulling = None;
+            return;
         }
     });
+}
+
+/// Takes the account out of `pulling` however its task ends, panics included, so the next
+/// callback starts a new one.
+struct PullingEntry<S, H> {
+    pulling: Option<(Arc<Callbacks<S, H>>, String)>,
+}
+
+impl<S, H> Drop for PullingEntry<S, H> {
+    fn drop(&mut self) {
+        if let Some((state, open_kfid)) = self.pulling.take() {
+            lock(&state.pulling).remove(&open_kfid);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; if something did, the set is still whole.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A failed run's error with the error it wraps, for the log.
+fn describe<E: Display>(error: &SyncError<E>) -> String {
+    match error {
+        SyncError::Handler(cause) => format!("{error}: {cause}"),
+        SyncError::Client(cause) => format!("{error}: {cause}"),
+        SyncError::Store(cause) => format!("{error}: {cause}"),
+        other => other.to_string(),
+    }
 }

@@ -1,12 +1,15 @@
 //! Checkpoints and callback tokens on Redis, per account.
 
 use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands as _, Script};
 
-use super::Redis;
-use crate::sync::CALLBACK_TOKEN_LIFETIME;
-use crate::{BoxFuture, Checkpoint, CursorStore, StoreError, SyncLease};
+use super::{Redis, millis};
+use crate::{
+    BoxFuture, CallbackToken, Checkpoint, CursorStore, Secret, SharedCallbacks, StoreError,
+    SyncLease,
+};
 
 /// Sets `KEYS[2]` to `ARGV[2]` only while the lock `KEYS[1]` holds `ARGV[1]`.
 static SET_IF_HELD: LazyLock<Script> = LazyLock::new(|| {
@@ -15,6 +18,36 @@ static SET_IF_HELD: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[2])
   return 1
+end
+return 0",
+    )
+});
+
+/// Counts a callback (`INCR` of the generation `KEYS[2]`) and keeps its token `ARGV[2]`,
+/// issued at `ARGV[1]` (unix ms), at `KEYS[1]` for `ARGV[3]` ms, unless the token there was
+/// issued later. Returns the new generation.
+static PUBLISH_CALLBACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local generation = redis.call('INCR', KEYS[2])
+if tonumber(ARGV[3]) > 0 then
+  local stored = redis.call('GET', KEYS[1])
+  local issued = stored and tonumber(string.match(stored, '^(%d+):'))
+  if not issued or issued <= tonumber(ARGV[1]) then
+    redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+  end
+end
+return generation",
+    )
+});
+
+/// Deletes the callback token `KEYS[1]` only while it is still `ARGV[1]`.
+static FORGET_CALLBACK_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local stored = redis.call('GET', KEYS[1])
+if stored and string.sub(stored, (string.find(stored, ':', 1, true) or 0) + 1) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
 end
 return 0",
     )
@@ -91,36 +124,77 @@ impl CursorStore for RedisCursorStore {
         })
     }
 
-    fn publish_callback_token<'a>(
+    fn publish_callback<'a>(
         &'a self,
         open_kfid: &'a str,
-        token: &'a str,
+        token: &'a CallbackToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let () = self
-                .redis
-                .connection()
-                .set_ex(
-                    self.redis.key("callback-token", open_kfid),
-                    token,
-                    CALLBACK_TOKEN_LIFETIME.as_secs(),
-                )
+            // An expired token is not shared, but its callback still counts.
+            let left = token.remaining(SystemTime::now()).unwrap_or_default();
+            let _: u64 = PUBLISH_CALLBACK
+                .key(self.redis.key("callback-token", open_kfid))
+                .key(self.redis.key("callback-gen", open_kfid))
+                .arg(unix_ms(token.issued_at))
+                .arg(token.token.expose())
+                .arg(millis(left))
+                .invoke_async(&mut self.redis.connection())
                 .await?;
             Ok(())
         })
     }
 
-    fn newest_callback_token<'a>(
+    fn shared_callbacks<'a>(
         &'a self,
         open_kfid: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<SharedCallbacks, StoreError>> {
         Box::pin(async move {
-            let token: Option<String> = self
-                .redis
-                .connection()
+            let (token, generation): (Option<String>, Option<u64>) = redis::pipe()
                 .get(self.redis.key("callback-token", open_kfid))
+                .get(self.redis.key("callback-gen", open_kfid))
+                .query_async(&mut self.redis.connection())
                 .await?;
-            Ok(token)
+            let now = SystemTime::now();
+            // A value this version can't read is as good as none: the next callback
+            // replaces it.
+            let newest = token
+                .as_deref()
+                .and_then(decode_callback_token)
+                .filter(|t| t.remaining(now).is_some());
+            Ok(SharedCallbacks {
+                newest,
+                generation: generation.unwrap_or(0),
+            })
         })
     }
+
+    fn forget_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        stale: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _: i64 = FORGET_CALLBACK_TOKEN
+                .key(self.redis.key("callback-token", open_kfid))
+                .arg(stale.expose())
+                .invoke_async(&mut self.redis.connection())
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// `<issued at, unix ms>:<token>`, as [`PUBLISH_CALLBACK`] stores it.
+fn decode_callback_token(stored: &str) -> Option<CallbackToken> {
+    let (issued_ms, token) = stored.split_once(':')?;
+    let issued_ms: u64 = issued_ms.parse().ok()?;
+    Some(CallbackToken {
+        token: Secret::new(token),
+        issued_at: UNIX_EPOCH.checked_add(Duration::from_millis(issued_ms))?,
+    })
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    millis(since)
 }

@@ -85,4 +85,8 @@ impl SyncLock for RedisSyncLock {
     fn renew_every(&self) -> Duration {
         self.ttl / 3
     }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
 }

@@ -372,6 +372,12 @@ impl Simulator {
         self.world().gettoken_calls()
     }
 
+    /// How many `sync_msg` requests reached the simulator's accounts (injected faults
+    /// answer before they are counted).
+    pub fn sync_msg_calls(&self) -> usize {
+        self.world().sync_msg_calls()
+    }
+
     /// Moves the virtual clock forward: windows close, codes and tokens expire.
     pub fn advance(&self, by: Duration) {
         self.world().advance(by);

@@ -223,6 +223,7 @@ pub struct World {
     media: Vec<media::UploadedMedia>,
     faults: HashMap<String, VecDeque<Fault>>,
     gettoken_calls: usize,
+    sync_msg_calls: usize,
 }
 
 /// An answer of the API: the JSON body (with `errcode`).
@@ -275,6 +276,7 @@ impl World {
             media: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,
+            sync_msg_calls: 0,
         }
     }
 
@@ -341,6 +343,10 @@ impl World {
 
     pub fn gettoken_calls(&self) -> usize {
         self.gettoken_calls
+    }
+
+    pub fn sync_msg_calls(&self) -> usize {
+        self.sync_msg_calls
     }
 
     /// Refuses every token issued so far with `errcode` (40014 or 42001), as WeCom does
@@ -563,6 +569,7 @@ impl World {
 
     /// `POST kf/sync_msg`.
     pub fn sync_msg(&mut self, body: &Value) -> Answer {
+        self.sync_msg_calls += 1;
         let request = match body::sync_request(body) {
             Ok(request) => request,
             Err(refusal) => return refused(refusal),

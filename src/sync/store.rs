@@ -2,22 +2,64 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::SyncLease;
-use crate::BoxFuture;
+use super::{CALLBACK_TOKEN_LIFETIME, SyncLease};
 use crate::token::StoreError;
+use crate::{BoxFuture, Secret};
 
-/// Where a sync stands for one account: the committed cursor, and the messages of the
-/// next page that [`SyncStream::run_each`] already handled.
+/// Where a sync stands for one account: the committed cursor, the messages of the next
+/// page that [`SyncStream::run_each`](super::SyncStream::run_each) already handled, and
+/// which callbacks the pulls so far have answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// `next_cursor` of the last page handled in full; `None` starts 3 days back.
     pub cursor: Option<String>,
-    /// msgids of the page after `cursor` that were handled before a run stopped.
+    /// Dedup keys of the page after `cursor` handled before a run stopped: each item's
+    /// msgid, or a digest of its text for an item without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handled: Vec<String>,
+    /// The [`SharedCallbacks::generation`] read before the pull this checkpoint commits:
+    /// every callback counted up to it has been pulled for. A larger generation in the store
+    /// means a callback still waits for a pull.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A callback's `Token` (the key to `sync_msg`'s relaxed rate limit) and when WeCom issued
+/// it. Tokens are valid 10 minutes from issue; a newer one always wins over an older one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackToken {
+    /// Redacted in `Debug`.
+    pub token: Secret,
+    /// The callback's `CreateTime`, or when it arrived.
+    pub issued_at: SystemTime,
+}
+
+impl CallbackToken {
+    /// How long the token stays usable after `now`; `None` once it has expired.
+    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        let age = now.duration_since(self.issued_at).unwrap_or_default();
+        CALLBACK_TOKEN_LIFETIME
+            .checked_sub(age)
+            .filter(|left| !left.is_zero())
+    }
+}
+
+/// What the processes that share a [`CursorStore`] know of an account's callbacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedCallbacks {
+    /// The newest valid token any process published.
+    pub newest: Option<CallbackToken>,
+    /// How many callbacks were published, ever. A pull that read `n` before it started has
+    /// pulled what the first `n` callbacks announced.
+    pub generation: u64,
 }
 
 /// Keeps each account's [`Checkpoint`], keyed by `open_kfid`. A save must be atomic: after
@@ -44,24 +86,38 @@ pub trait CursorStore: Send + Sync {
         Box::pin(async move { self.save(open_kfid, checkpoint).await.map(|()| true) })
     }
 
-    /// Shares the newest callback token of an account with the other processes that sync
-    /// it, for as long as it is valid. A store of one process has no one to share with.
-    fn publish_callback_token<'a>(
+    /// Tells the other processes that sync the account that a callback came: counts it
+    /// in the account's [`SharedCallbacks::generation`], and shares `token` for what is
+    /// left of its life unless a newer one is there. A store of one process has no one to
+    /// tell.
+    fn publish_callback<'a>(
         &'a self,
         open_kfid: &'a str,
-        token: &'a str,
+        token: &'a CallbackToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let _ = (open_kfid, token);
         Box::pin(async { Ok(()) })
     }
 
-    /// The newest callback token any process published for the account, while valid.
-    fn newest_callback_token<'a>(
+    /// What every process published for the account: the newest valid token and the
+    /// callback generation.
+    fn shared_callbacks<'a>(
         &'a self,
         open_kfid: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<SharedCallbacks, StoreError>> {
         let _ = open_kfid;
-        Box::pin(async { Ok(None) })
+        Box::pin(async { Ok(SharedCallbacks::default()) })
+    }
+
+    /// Drops the shared token if it is still `stale` (compare and delete): WeCom refused it
+    /// (95007), so no process should pull with it again.
+    fn forget_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        stale: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (open_kfid, stale);
+        Box::pin(async { Ok(()) })
     }
 }
 
