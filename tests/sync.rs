@@ -422,7 +422,7 @@ impl SyncLock for Shared {
         self.every
     }
 
-    fn ttl(&self) -> Duration {
+    fn expires_after(&self) -> Duration {
         self.ttl.unwrap_or(self.every * 3)
     }
 }

@@ -86,7 +86,7 @@ impl SyncLock for RedisSyncLock {
         self.ttl / 3
     }
 
-    fn ttl(&self) -> Duration {
+    fn expires_after(&self) -> Duration {
         self.ttl
     }
 }

@@ -33,7 +33,7 @@ pub trait SyncLock: Send + Sync + 'static {
     /// How long a lock lives after it was taken or last renewed. A renewal that keeps
     /// failing is retried until then; past it, the holder stops committing. By default
     /// three renewal periods.
-    fn ttl(&self) -> Duration {
+    fn expires_after(&self) -> Duration {
         self.renew_every().saturating_mul(3)
     }
 }
@@ -83,7 +83,7 @@ impl LockHold {
     pub(crate) fn start(lock: Arc<dyn SyncLock>, lease: SyncLease, hold_limit: Duration) -> Self {
         // `interval` and the retry wait below must not be zero (a custom lock may say so).
         let every = lock.renew_every().max(Duration::from_millis(1));
-        let ttl = lock.ttl().max(every);
+        let ttl = lock.expires_after().max(every);
         let clock = Arc::new(HoldClock {
             start: Instant::now(),
             lost: AtomicBool::new(false),

@@ -255,7 +255,9 @@ impl<S: CursorStore> SyncStream<S> {
     /// How long after a deferred run the lock's holder surely either committed or lost the
     /// lock: the lock's lifetime. Zero without a lock.
     pub fn takeover_after(&self) -> Duration {
-        self.lock.as_ref().map_or(Duration::ZERO, |lock| lock.ttl())
+        self.lock
+            .as_ref()
+            .map_or(Duration::ZERO, |lock| lock.expires_after())
     }
 
     fn account(&self, open_kfid: &str) -> Arc<Account> {
@@ -495,7 +497,9 @@ impl<S: CursorStore> SyncStream<S> {
     /// How long a run may hold the lock without committing.
     fn hold_limit(&self, lock: &dyn SyncLock) -> Duration {
         let handler = self.handler_timeout.unwrap_or(DEFAULT_HANDLER_TIMEOUT);
-        handler.saturating_mul(2).saturating_add(lock.ttl())
+        handler
+            .saturating_mul(2)
+            .saturating_add(lock.expires_after())
     }
 
     /// Releases the lock, then says whether a callback was counted in the store that this

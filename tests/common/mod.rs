@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+#[cfg(all(feature = "callback-server", feature = "sim"))]
+pub mod callbacks;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 
