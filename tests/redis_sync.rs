@@ -325,6 +325,107 @@ async fn a_callback_deferred_to_a_holder_that_died_is_pulled_once_its_lock_expir
     println!("a callback deferred to a dead holder waited {waited:?} (lock TTL {LOCK_TTL:?})");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_tokens_live_in_redis_only_as_long_as_they_are_valid() {
+    use wecom_kf::{CallbackToken, Secret};
+    let redis = RedisServer::start();
+    let store = redis.connect().await.cursor_store();
+    let mut raw = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let issued = |ago: u64, token: &str| CallbackToken {
+        token: Secret::new(token),
+        issued_at: std::time::SystemTime::now() - Duration::from_secs(ago),
+    };
+    // Nine minutes old: at most 30 s of its 9.5 minutes are left, and that is all Redis keeps.
+    store
+        .publish_callback("wkKF", &issued(9 * 60, "OLD"))
+        .await
+        .expect("redis");
+    let left: i64 = redis::cmd("PTTL")
+        .arg("test:callback-token:{wkKF}")
+        .query_async(&mut raw)
+        .await
+        .expect("redis");
+    assert!((1..=30_000).contains(&left), "kept for {left} ms");
+    // An older token does not replace a newer one; both callbacks count.
+    store
+        .publish_callback("wkKF", &issued(5, "NEW"))
+        .await
+        .expect("redis");
+    store
+        .publish_callback("wkKF", &issued(60, "LATE"))
+        .await
+        .expect("redis");
+    let shared = store.shared_callbacks("wkKF").await.expect("redis");
+    assert_eq!(shared.generation, 3);
+    assert_eq!(shared.newest.map(|t| t.token), Some(Secret::new("NEW")));
+    // WeCom refused it (95007): dropped for every process, but only while it is that token.
+    store
+        .forget_callback_token("wkKF", &Secret::new("OTHER"))
+        .await
+        .expect("redis");
+    assert!(
+        store
+            .shared_callbacks("wkKF")
+            .await
+            .expect("redis")
+            .newest
+            .is_some()
+    );
+    store
+        .forget_callback_token("wkKF", &Secret::new("NEW"))
+        .await
+        .expect("redis");
+    assert_eq!(
+        store.shared_callbacks("wkKF").await.expect("redis").newest,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_one_script_touches_share_a_cluster_slot() {
+    use wecom_kf::SyncLock as _;
+    let redis = RedisServer::start();
+    let shared = redis.connect().await;
+    let lease = shared
+        .sync_lock()
+        .try_lock("wkKF")
+        .await
+        .expect("redis")
+        .expect("free");
+    let checkpoint = wecom_kf::Checkpoint::default();
+    assert!(
+        shared
+            .cursor_store()
+            .save_if_held("wkKF", &checkpoint, &lease)
+            .await
+            .expect("redis")
+    );
+    let mut raw = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test:*")
+        .query_async(&mut raw)
+        .await
+        .expect("redis");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    // Redis Cluster hashes only what is inside the first `{…}`.
+    let tag = |key: &str| {
+        key.split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag.to_owned())
+    };
+    for key in &keys {
+        assert_eq!(tag(key).as_deref(), Some("wkKF"), "{key}");
+    }
+}
+
 /// A sync lock whose `unlock` waits until the test lets it go, and says when it is there:
 /// the moment between a holder's last check for callbacks and its release.
 #[derive(Clone)]
