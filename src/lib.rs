@@ -61,6 +61,7 @@ mod error;
 mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod reply;
 mod retry;
 mod seal;
 mod secret;

@@ -1,0 +1,1 @@
+//! Long answers as WeChat text messages (being written).
