@@ -80,7 +80,7 @@ pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
 pub use secret::Secret;
 pub use sync::{
-    CallbackToken, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page,
+    CallbackToken, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Observer, Page,
     SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
 pub use token::{CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenStore};

@@ -242,7 +242,7 @@ fn describe<E: Display>(error: &SyncError<E>) -> String {
     match error {
         SyncError::Handler(cause) => format!("{error}: {cause}"),
         SyncError::Client(cause) => format!("{error}: {cause}"),
-        SyncError::Store(cause) => format!("{error}: {cause}"),
+        SyncError::Store(cause) | SyncError::Observer(cause) => format!("{error}: {cause}"),
         other => other.to_string(),
     }
 }

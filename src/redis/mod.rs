@@ -23,6 +23,7 @@
 //! hash of it is part of a key), and the access token is stored sealed with a key derived
 //! from the secret: reading Redis gives no usable credential.
 
+mod budget_store;
 mod cursor_store;
 mod lock;
 mod token_store;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
+pub use budget_store::RedisBudgetStore;
 pub use cursor_store::RedisCursorStore;
 pub use lock::RedisSyncLock;
 pub use token_store::RedisTokenStore;
@@ -72,6 +74,11 @@ impl Redis {
     /// Shares checkpoints and callback tokens, per `open_kfid`.
     pub fn cursor_store(&self) -> RedisCursorStore {
         RedisCursorStore::new(self.clone())
+    }
+
+    /// Shares the reply budget: every replica reserves from the same windows.
+    pub fn budget_store(&self) -> RedisBudgetStore {
+        RedisBudgetStore::new(self.clone())
     }
 
     /// Lets one process at a time sync an account; a lock lives 15 s unless renewed.

@@ -17,11 +17,12 @@ mod store;
 pub use file_store::FileCursorStore;
 use lock::LockHold;
 pub use lock::{SyncLease, SyncLock};
+
 pub use store::{CallbackToken, Checkpoint, CursorStore, MemoryCursorStore, SharedCallbacks};
 
 use crate::callback::KfMsgOrEvent;
 use crate::token::StoreError;
-use crate::{Client, ErrCode, Error, ReceivedMsg, Secret, VoiceFormat};
+use crate::{BoxFuture, Client, ErrCode, Error, ReceivedMsg, Secret, VoiceFormat};
 
 /// One page of `sync_msg`, as handed to a handler.
 #[derive(Debug, Clone)]
@@ -49,6 +50,9 @@ pub enum SyncError<E> {
     /// The cursor store (or the sync lock) failed.
     #[error("the cursor store failed")]
     Store(#[source] StoreError),
+    /// An [`Observer`] failed; the page will be observed and handed over again.
+    #[error("an observer of the page failed")]
+    Observer(#[source] StoreError),
     /// This process lost the account's [`SyncLock`] mid-run (it couldn't renew it in
     /// time); another process syncs the account now. Nothing more was committed.
     #[error("lost the account's sync lock; another process syncs it now")]
@@ -105,6 +109,16 @@ pub struct SyncStream<S> {
     accounts: Mutex<HashMap<String, Arc<Account>>>,
     /// One process at a time per account, when several share the store.
     lock: Option<Arc<dyn SyncLock>>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+/// Sees every page before its handler does, so what the handler replies already knows of
+/// it: the reply budget counts from the customer's latest message, the session tracker
+/// learns who serves the customer. A failure stops the run like a handler's; the page is
+/// observed and handed over again next run, so observing must bear repeats.
+pub trait Observer: Send + Sync + 'static {
+    /// Learns from `page`.
+    fn observe<'a>(&'a self, page: &'a Page) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// One account, in this process.
@@ -157,7 +171,16 @@ impl<S: CursorStore> SyncStream<S> {
             handler_timeout: Some(DEFAULT_HANDLER_TIMEOUT),
             accounts: Mutex::default(),
             lock: None,
+            observers: Vec::new(),
         }
+    }
+
+    /// Shows every page to `observer` before the handler gets it (a
+    /// [`ReplyBudget`](crate::reply::ReplyBudget), a
+    /// [`SessionTracker`](crate::reply::SessionTracker)).
+    pub fn observe(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
     }
 
     /// Syncs each account from one process at a time, across every process whose stream
@@ -367,6 +390,9 @@ impl<S: CursorStore> SyncStream<S> {
                     };
                     let (page, progress) = self.pull(session).await?;
                     session.check_held()?;
+                    for observer in &self.observers {
+                        observer.observe(&page).await.map_err(SyncError::Observer)?;
+                    }
                     walk.step = Step::Handed(progress);
                     return Ok(Some(page));
                 }

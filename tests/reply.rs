@@ -1,0 +1,428 @@
+//! Replying like a good bot, against the simulator: the reply budget counted from the
+//! customer's latest message, corrected by WeCom's refusals; the session tracker; event
+//! codes and their expiry; customer input grouped into turns.
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use wecom_kf::reply::{
+    BudgetError, CodeKind, Customer, EventCode, ReplyBudget, SessionRefusal, SessionTracker, turns,
+};
+use wecom_kf::sim::{Fault, Simulator};
+use wecom_kf::{Error, MemoryCursorStore, ReceivedMsg, ServiceState, SyncStream};
+
+/// Pulls everything new into the observers, as the sync stream does before handlers run.
+async fn pull(sync: &SyncStream<MemoryCursorStore>, open_kfid: &str) -> Vec<ReceivedMsg> {
+    let mut got = Vec::new();
+    sync.run(open_kfid, |page| {
+        got.extend(page.messages);
+        async { Ok::<_, std::io::Error>(()) }
+    })
+    .await
+    .expect("sync");
+    got
+}
+
+fn stream(
+    sim: &Simulator,
+    budget: &ReplyBudget,
+    sessions: &Arc<SessionTracker>,
+) -> SyncStream<MemoryCursorStore> {
+    SyncStream::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+    )
+    .observe(budget.clone())
+    .observe(sessions.clone())
+}
+
+fn item(value: serde_json::Value) -> ReceivedMsg {
+    serde_json::from_value(value).expect("an item")
+}
+
+#[tokio::test]
+async fn three_quick_messages_share_one_budget_and_a_sixth_reply_is_refused_locally() {
+    let sim = Simulator::start().await.expect("simulator");
+    let (kf, client) = (
+        sim.open_kfid().to_owned(),
+        sim.client_builder().build().expect("client"),
+    );
+    let budget = ReplyBudget::in_memory();
+    let sync = stream(&sim, &budget, &Arc::new(SessionTracker::new()));
+    let alice = Customer::new(&kf, "wmALICE");
+    for text in ["hi", "are you there?", "my order 123"] {
+        sim.customer_says(&kf, "wmALICE", text)
+            .expect("customer writes");
+    }
+    pull(&sync, &kf).await;
+    // One answer per message, as a newcomer's bot did: the budget is shared, 5 in all.
+    let mut sent = 0;
+    for _ in 0..3 {
+        let mut permit = budget.reserve(&alice, 2).await.or_else(|_| {
+            // The third answer gets only what is left.
+            Err::<_, BudgetError>(BudgetError::NoWindow)
+        });
+        if permit.is_err() {
+            permit = budget.reserve(&alice, 1).await;
+        }
+        let mut permit = permit.expect("something is left");
+        while permit.left() > 0 {
+            permit
+                .send(client.send_text("wmALICE", &kf, "…"))
+                .await
+                .expect("accepted");
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 5);
+    let refused = budget.reserve(&alice, 1).await;
+    assert!(
+        matches!(
+            refused,
+            Err(BudgetError::NotEnough {
+                needed: 1,
+                left: 0,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(sim.sent().len(), 5, "the sixth never left");
+
+    // The customer writes again: a fresh window.
+    sim.customer_says(&kf, "wmALICE", "thanks")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    assert_eq!(budget.allowance(&alice).await.expect("budget").left, 5);
+}
+
+#[tokio::test]
+async fn a_reply_that_surely_did_not_leave_is_given_back_and_one_that_may_have_is_not() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let client = sim
+        .client_builder()
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let budget = ReplyBudget::in_memory();
+    let sync = stream(&sim, &budget, &Arc::new(SessionTracker::new()));
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "hi")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+
+    let mut permit = budget.reserve(&alice, 3).await.expect("3 of 5");
+    assert_eq!(
+        budget.allowance(&alice).await.unwrap().left,
+        2,
+        "reserved counts as used"
+    );
+    // Refused before sending (over 2048 bytes): given back.
+    let too_long = "字".repeat(1000);
+    let invalid = permit
+        .send(client.send_text("wmALICE", &kf, too_long))
+        .await;
+    assert!(
+        matches!(
+            invalid.as_ref().map_err(|e| e.client_error()),
+            Err(Some(Error::Invalid { .. }))
+        ),
+        "{invalid:?}"
+    );
+    // Timed out after the request left: it may have arrived, so it counts.
+    sim.inject("kf/send_msg", Fault::Delay(Duration::from_secs(1)), 1);
+    let timed_out = permit.send(client.send_text("wmALICE", &kf, "hello")).await;
+    assert!(timed_out.is_err());
+    // The third is not used: finishing gives it back.
+    permit.finish().await;
+    assert_eq!(
+        budget.allowance(&alice).await.unwrap().left,
+        4,
+        "only the timed-out send counts"
+    );
+}
+
+#[tokio::test]
+async fn wecoms_refusal_corrects_a_budget_that_did_not_see_every_send() {
+    let sim = Simulator::start().await.expect("simulator");
+    let (kf, client) = (
+        sim.open_kfid().to_owned(),
+        sim.client_builder().build().expect("client"),
+    );
+    let budget = ReplyBudget::in_memory();
+    let sync = stream(&sim, &budget, &Arc::new(SessionTracker::new()));
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "hi")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    // Another process (or an older bot) used the window without this budget.
+    for _ in 0..5 {
+        client
+            .send_text("wmALICE", &kf, "elsewhere")
+            .await
+            .expect("accepted");
+    }
+    let mut permit = budget
+        .reserve(&alice, 1)
+        .await
+        .expect("the budget doesn't know");
+    let refused = permit
+        .send(client.send_text("wmALICE", &kf, "one more"))
+        .await;
+    let code = refused
+        .as_ref()
+        .err()
+        .and_then(|e| e.client_error())
+        .and_then(Error::code);
+    assert_eq!(code, Some(wecom_kf::ErrCode::SendCountLimit));
+    assert!(matches!(
+        budget.reserve(&alice, 1).await,
+        Err(BudgetError::NotEnough { left: 0, .. })
+    ));
+    assert_eq!(sim.sent().len(), 5);
+}
+
+#[tokio::test]
+async fn msg_send_fail_events_correct_the_budget_for_the_window_they_belong_to() {
+    let budget = ReplyBudget::in_memory();
+    let alice = Customer::new("wk1", "wmALICE");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let says = |at: u64| {
+        item(
+            json!({"msgid": format!("m{at}"), "open_kfid": "wk1", "external_userid": "wmALICE", "send_time": at, "origin": 3, "msgtype": "text", "text": {"content": "hi"}}),
+        )
+    };
+    let failed = |at: u64, fail_type: u32| {
+        item(
+            json!({"msgid": format!("f{at}"), "send_time": at, "origin": 4, "msgtype": "event",
+        "event": {"event_type": "msg_send_fail", "open_kfid": "wk1", "external_userid": "wmALICE", "fail_msgid": "x", "fail_type": fail_type}}),
+        )
+    };
+    budget.observe(&says(now - 100)).await.unwrap();
+    // Over the 5-message limit (6), reported after that message: nothing is left.
+    budget.observe(&failed(now - 50, 6)).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, 0);
+    budget.observe(&says(now - 40)).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, 5);
+    // A failure of the old window, seen late, doesn't touch the new one.
+    budget.observe(&failed(now - 60, 6)).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, 5);
+    // Session expired (4): the window is closed.
+    budget.observe(&failed(now - 10, 4)).await.unwrap();
+    assert!(matches!(
+        budget.reserve(&alice, 1).await,
+        Err(BudgetError::NoWindow)
+    ));
+}
+
+#[tokio::test]
+async fn the_window_closes_48_hours_after_the_latest_message() {
+    let now = Arc::new(Mutex::new(SystemTime::now()));
+    let budget = ReplyBudget::in_memory().clock({
+        let now = now.clone();
+        move || *now.lock().unwrap()
+    });
+    let alice = Customer::new("wk1", "wmALICE");
+    let at = now
+        .lock()
+        .unwrap()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let said = item(
+        json!({"msgid": "m1", "open_kfid": "wk1", "external_userid": "wmALICE", "send_time": at, "origin": 3, "msgtype": "text", "text": {"content": "hi"}}),
+    );
+    budget.observe(&said).await.unwrap();
+    let open = budget.allowance(&alice).await.unwrap();
+    assert_eq!(open.left, 5);
+    assert_eq!(
+        open.closes_at,
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at + 48 * 3600))
+    );
+    *now.lock().unwrap() += Duration::from_secs(48 * 3600 + 1);
+    assert!(matches!(
+        budget.reserve(&alice, 1).await,
+        Err(BudgetError::NoWindow)
+    ));
+    // Nothing was ever said by bob.
+    assert!(matches!(
+        budget.reserve(&Customer::new("wk1", "wmBOB"), 1).await,
+        Err(BudgetError::NoWindow)
+    ));
+}
+
+#[tokio::test]
+async fn the_session_tracker_knows_when_a_human_has_the_customer() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let sessions = Arc::new(SessionTracker::new());
+    let sync = stream(&sim, &ReplyBudget::in_memory(), &sessions);
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "人工")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    assert!(sessions.view(&alice).bot_may_reply());
+
+    let servicer = wecom_kf::sim::SimConfig::default().members[0].clone();
+    sim.servicer_takes(&kf, "wmALICE", &servicer)
+        .expect("taken");
+    pull(&sync, &kf).await;
+    let view = sessions.view(&alice);
+    assert_eq!(view.state, Some(ServiceState::Servicer));
+    assert!(!view.bot_may_reply());
+    assert_eq!(
+        SessionRefusal::for_state(&view),
+        Some(SessionRefusal::HumanHasIt {
+            servicer: Some(servicer.clone())
+        })
+    );
+    // What the tracker predicts is what WeCom answers.
+    let client = sim.client_builder().build().expect("client");
+    let refused = client
+        .send_text("wmALICE", &kf, "bot here")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(wecom_kf::ErrCode::SessionStateForbidsSending)
+    );
+
+    sim.session_ends(&kf, "wmALICE", &servicer).expect("ended");
+    pull(&sync, &kf).await;
+    assert_eq!(
+        SessionRefusal::for_state(&sessions.view(&alice)),
+        Some(SessionRefusal::Ended)
+    );
+    sim.customer_says(&kf, "wmALICE", "again")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    assert!(
+        sessions.view(&alice).bot_may_reply(),
+        "a new session, the bot's until told otherwise"
+    );
+}
+
+#[tokio::test]
+async fn event_codes_come_with_their_kind_and_expiry() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let code = sim
+        .customer_enters(&kf, "wmALICE")
+        .expect("enters")
+        .expect("a welcome code");
+    let sync = stream(
+        &sim,
+        &ReplyBudget::in_memory(),
+        &Arc::new(SessionTracker::new()),
+    );
+    let got = pull(&sync, &kf).await;
+    let welcome = got
+        .iter()
+        .find_map(EventCode::from_message)
+        .expect("the code");
+    assert_eq!(welcome.code.expose(), code);
+    assert_eq!(welcome.kind, CodeKind::Welcome);
+    assert_eq!(
+        welcome
+            .expires_at()
+            .duration_since(welcome.issued_at)
+            .unwrap(),
+        Duration::from_secs(20)
+    );
+    assert!(!welcome.is_expired(welcome.issued_at + Duration::from_secs(19)));
+    assert!(welcome.is_expired(welcome.issued_at + Duration::from_secs(20)));
+    assert!(
+        !format!("{welcome:?}").contains(&code),
+        "the code is redacted"
+    );
+    assert_eq!(CodeKind::Pickup.lifetime(), Duration::from_secs(48 * 3600));
+    assert!(!CodeKind::Pickup.allows_menu() && CodeKind::Closing.allows_menu());
+}
+
+#[test]
+fn customer_input_is_grouped_into_turns_and_events_name_their_customer() {
+    let says = |n: u32, who: &str| {
+        item(
+            json!({"msgid": format!("m{n}"), "open_kfid": "wk1", "external_userid": who, "send_time": 1_700_000_000 + n, "origin": 3, "msgtype": "text", "text": {"content": format!("#{n}")}}),
+        )
+    };
+    // As real captures have it: the customer only inside the event.
+    let entered = item(
+        json!({"msgid": "e1", "send_time": 1_700_000_003, "origin": 4, "msgtype": "event",
+        "event": {"event_type": "enter_session", "open_kfid": "wk1", "external_userid": "wmBOB"}}),
+    );
+    let servicer = item(
+        json!({"msgid": "s1", "open_kfid": "wk1", "external_userid": "wmALICE", "send_time": 1_700_000_006, "origin": 5, "servicer_userid": "zhangsan", "msgtype": "text", "text": {"content": "人工"}}),
+    );
+    assert_eq!(entered.customer(), Some(Customer::new("wk1", "wmBOB")));
+    assert!(!entered.is_customer_input() && !servicer.is_customer_input());
+    let page = vec![
+        says(1, "wmALICE"),
+        says(2, "wmALICE"),
+        entered,
+        says(4, "wmBOB"),
+        says(5, "wmALICE"),
+        servicer,
+        says(7, "wmALICE"),
+    ];
+    let turns = turns(page);
+    let shape: Vec<(String, usize)> = turns
+        .iter()
+        .map(|t| (t.customer.external_userid.clone(), t.messages.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("wmALICE".into(), 2),
+            ("wmBOB".into(), 1),
+            ("wmALICE".into(), 1),
+            ("wmALICE".into(), 1)
+        ]
+    );
+    assert_eq!(turns[0].text(), "#1\n#2");
+    assert_eq!(turns[0].last().map(|m| m.msgid.as_str()), Some("m2"));
+}
+
+#[tokio::test]
+async fn a_page_handed_over_again_does_not_reopen_the_window() {
+    let budget = ReplyBudget::in_memory();
+    let alice = Customer::new("wk1", "wmALICE");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let says = |id: &str| {
+        item(
+            json!({"msgid": id, "open_kfid": "wk1", "external_userid": "wmALICE", "send_time": now, "origin": 3, "msgtype": "text", "text": {"content": "hi"}}),
+        )
+    };
+    budget.observe(&says("m1")).await.unwrap();
+    for _ in 0..3 {
+        budget_spend(&budget, &alice).await;
+    }
+    let before = budget.allowance(&alice).await.unwrap().left;
+    assert_eq!(before, 2);
+    // The same message again (a page handed over after a crash) changes nothing; a new one
+    // in the same second opens a new window.
+    budget.observe(&says("m1")).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, before);
+    budget.observe(&says("m2")).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, 5);
+}
+
+/// Counts one reply as sent without a client.
+async fn budget_spend(budget: &ReplyBudget, customer: &Customer) {
+    let mut permit = budget.reserve(customer, 1).await.expect("one left");
+    permit
+        .send(std::future::ready(Ok::<_, Error>(())))
+        .await
+        .expect("counted");
+}
