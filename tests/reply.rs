@@ -10,10 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use wecom_kf::reply::{
-    BudgetError, CodeKind, Customer, EventCode, ReplyBudget, SessionRefusal, SessionTracker, turns,
+    BudgetError, CodeKind, Customer, EventCode, Replier, ReplyBudget, ReplyError, SessionRefusal,
+    SessionTracker, turns,
 };
 use wecom_kf::sim::{Fault, Simulator};
-use wecom_kf::{Error, MemoryCursorStore, ReceivedMsg, ServiceState, SyncStream};
+use wecom_kf::{
+    Error, MemoryCursorStore, Menu, MenuClick, ReceivedMsg, ServiceState, SyncStream, Text,
+};
 
 /// Pulls everything new into the observers, as the sync stream does before handlers run.
 async fn pull(sync: &SyncStream<MemoryCursorStore>, open_kfid: &str) -> Vec<ReceivedMsg> {
@@ -425,4 +428,123 @@ async fn budget_spend(budget: &ReplyBudget, customer: &Customer) {
         .send(std::future::ready(Ok::<_, Error>(())))
         .await
         .expect("counted");
+}
+
+fn replier(sim: &Simulator) -> Replier {
+    let clock = {
+        let sim = sim.clone();
+        move || sim.now()
+    };
+    Replier::new(sim.client_builder().build().expect("client")).clock(clock)
+}
+
+fn replier_stream(sim: &Simulator, replier: &Replier) -> SyncStream<MemoryCursorStore> {
+    SyncStream::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+    )
+    .observe(replier.clone())
+}
+
+#[tokio::test]
+async fn a_95018_is_explained_and_the_next_send_is_refused_before_it_leaves() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let replier = replier(&sim);
+    let sync = replier_stream(&sim, &replier);
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "人工")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    // A servicer takes her, and the bot hasn't pulled the event yet.
+    sim.servicer_takes(&kf, "wmALICE", "lisi").expect("taken");
+    let first = replier.send(&alice, Text::new("我来帮您")).await;
+    assert!(
+        matches!(&first, Err(ReplyError::Session(SessionRefusal::HumanHasIt { servicer: Some(s) })) if s == "lisi"),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .unwrap_err()
+            .to_string()
+            .contains("human servicer (lisi)")
+    );
+    let attempts = sim.sent().len();
+    let second = replier.send(&alice, Text::new("还在吗")).await;
+    assert!(matches!(second, Err(ReplyError::Session(_))));
+    assert_eq!(sim.sent().len(), attempts, "refused locally");
+    // The refused send was given back to the budget.
+    assert_eq!(
+        replier.reply_budget().allowance(&alice).await.unwrap().left,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_welcome_code_is_answered_in_one_call_and_an_expired_one_never_sent() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let replier = replier(&sim);
+    let sync = replier_stream(&sim, &replier);
+    sim.customer_enters(&kf, "wmALICE").expect("enters");
+    let entered = pull(&sync, &kf).await;
+    let msgid = replier
+        .welcome(&entered[0], "欢迎咨询")
+        .await
+        .expect("welcomed");
+    assert!(msgid.is_some());
+    assert_eq!(sim.sent().last().map(|m| m.via), Some("send_msg_on_event"));
+
+    sim.customer_enters(&kf, "wmBOB").expect("enters");
+    let entered = pull(&sync, &kf).await;
+    sim.advance(Duration::from_secs(21));
+    let late = replier.welcome(&entered[0], "欢迎咨询").await;
+    assert!(
+        matches!(
+            late,
+            Err(ReplyError::CodeExpired {
+                kind: CodeKind::Welcome
+            })
+        ),
+        "{late:?}"
+    );
+    assert_eq!(sim.sent().len(), 1, "nothing sent on the expired code");
+}
+
+#[tokio::test]
+async fn handing_off_returns_the_code_and_keeps_the_bot_quiet() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let replier = replier(&sim);
+    let sync = replier_stream(&sim, &replier);
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "转人工")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    replier
+        .send(&alice, Text::new("好的，正在为您转接"))
+        .await
+        .expect("sent");
+    let code = replier.hand_to_queue(&alice).await.expect("queued");
+    let code = code.expect("WeCom gives a queue notice code");
+    assert_eq!(code.kind, CodeKind::Queue);
+    replier
+        .answer_code(&code, Text::new("您前面还有 2 位"))
+        .await
+        .expect("queue notice");
+    let refused = replier.send(&alice, Text::new("bot")).await;
+    assert!(
+        matches!(refused, Err(ReplyError::Session(SessionRefusal::Queued))),
+        "{refused:?}"
+    );
+    let menu = Menu::new()
+        .head_content("满意吗")
+        .list([MenuClick::new("1", "满意")]);
+    let no_menu = replier.answer_code(&code, menu).await;
+    assert!(matches!(
+        no_menu,
+        Err(ReplyError::MenuNotAllowed {
+            kind: CodeKind::Queue
+        })
+    ));
 }

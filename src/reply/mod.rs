@@ -5,6 +5,7 @@ mod budget;
 mod codes;
 mod compose;
 mod input;
+mod replier;
 mod session;
 
 pub use budget::{
@@ -14,4 +15,5 @@ pub use budget::{
 pub use codes::{CodeKind, EventCode};
 pub use compose::*;
 pub use input::{Turn, turns};
+pub use replier::{Replier, ReplyError};
 pub use session::{SessionRefusal, SessionTracker, SessionView};

@@ -378,6 +378,12 @@ impl Simulator {
         self.world().sync_msg_calls()
     }
 
+    /// The simulator's clock: real time plus every [`advance`](Self::advance). Hand it to
+    /// a [`Replier`](crate::reply::Replier) so windows and codes expire for both at once.
+    pub fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + self.world().now()
+    }
+
     /// Moves the virtual clock forward: windows close, codes and tokens expire.
     pub fn advance(&self, by: Duration) {
         self.world().advance(by);
