@@ -548,3 +548,109 @@ async fn handing_off_returns_the_code_and_keeps_the_bot_quiet() {
         })
     ));
 }
+
+/// What the bot's own bookkeeping says a send to `customer` would meet.
+async fn predicted(replier: &Replier, customer: &Customer) -> Option<wecom_kf::ErrCode> {
+    use wecom_kf::ErrCode;
+    if SessionRefusal::for_state(&replier.session_tracker().view(customer)).is_some() {
+        return Some(ErrCode::SessionStateForbidsSending);
+    }
+    let allowance = replier
+        .reply_budget()
+        .allowance(customer)
+        .await
+        .expect("budget");
+    match (allowance.closes_at, allowance.left) {
+        (None, _) => Some(ErrCode::SendTimeLimit),
+        (Some(_), 0) => Some(ErrCode::SendCountLimit),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let raw = sim.client_builder().build().expect("client");
+    let replier = replier(&sim);
+    let sync = replier_stream(&sim, &replier);
+    let customers: Vec<String> = (0..5).map(|i| format!("wmC{i}")).collect();
+    // REPLY_SEED=… replays another conversation.
+    let seed = std::env::var("REPLY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let mut rng = common::Rng(seed.unwrap_or(0x5eed_1234_abcd));
+    // Everyone has written once: a customer WeCom never saw is 40096, not a closed window.
+    for who in &customers {
+        sim.customer_says(&kf, who, "hello")
+            .expect("customer writes");
+    }
+    pull(&sync, &kf).await;
+    let (mut replies, mut refused_locally, mut disagreements) = (0, 0, Vec::new());
+    let steps = 1000;
+    for step in 0..steps {
+        let who = &customers[rng.below(customers.len())];
+        let customer = Customer::new(&kf, who.as_str());
+        match rng.below(100) {
+            0..40 => {
+                sim.customer_says(&kf, who, &format!("step {step}"))
+                    .expect("customer writes");
+            }
+            40..75 => {
+                let expected = predicted(&replier, &customer).await;
+                let before = sim.sent().len();
+                let outcome = replier
+                    .send(&customer, Text::new(format!("reply {step}")))
+                    .await;
+                let actual = match (&outcome, expected) {
+                    (Ok(_), _) => None,
+                    // Refused locally: ask the simulator what it would have said.
+                    (Err(ReplyError::Session(_) | ReplyError::Budget(_)), Some(_))
+                        if sim.sent().len() == before =>
+                    {
+                        refused_locally += 1;
+                        let probe = raw.send_text(who.as_str(), &kf, "probe").await;
+                        probe.err().and_then(|e| e.code())
+                    }
+                    (Err(ReplyError::Session(_)), None) => {
+                        Some(wecom_kf::ErrCode::SessionStateForbidsSending)
+                    }
+                    (Err(ReplyError::Send { error, .. }), _) => error.code(),
+                    (Err(other), _) => panic!("step {step}: {other}"),
+                };
+                if outcome.is_ok() {
+                    replies += 1;
+                }
+                if actual != expected {
+                    disagreements.push((step, who.clone(), expected, actual));
+                }
+            }
+            75..82 => {
+                let _ = sim.servicer_takes(&kf, who, "zhangsan");
+            }
+            82..88 => {
+                let _ = sim.session_ends(&kf, who, "zhangsan");
+            }
+            _ => {
+                // Minutes to two days, never a whole number of hours: the 48-hour edge
+                // falls between steps, not on one.
+                let minutes = 1 + rng.below(48 * 60) as u64;
+                sim.advance(Duration::from_secs(minutes * 60 + 7));
+            }
+        }
+        // Whatever happened comes with a callback: the bot pulls, as a deployed bot does.
+        pull(&sync, &kf).await;
+    }
+    println!(
+        "{steps} steps: {replies} replies sent, {refused_locally} refused locally, {} disagreements",
+        disagreements.len()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "tracker and simulator disagree: {disagreements:?}"
+    );
+    assert!(
+        replies > 50 && refused_locally > 20,
+        "the conversation exercised both sides"
+    );
+}
