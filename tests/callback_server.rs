@@ -17,6 +17,8 @@ const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 struct Bot {
     sim: Simulator,
     handled: Arc<Mutex<Vec<String>>>,
+    /// Pages handed to the handler, empty ones included: one or more per pull.
+    pages: Arc<AtomicUsize>,
     callback_url: String,
 }
 
@@ -46,10 +48,12 @@ async fn start(slow_first: usize, answer_within: Duration) -> Bot {
         MemoryCursorStore::new(),
     ));
     let handled = Arc::new(Mutex::new(Vec::new()));
+    let pages = Arc::new(AtomicUsize::new(0));
     let router = {
-        let handled = handled.clone();
+        let (handled, pages) = (handled.clone(), pages.clone());
         server::router(crypto, sync, move |page: Page| {
             let handled = handled.clone();
+            pages.fetch_add(1, Ordering::SeqCst);
             async move {
                 handled
                     .lock()
@@ -79,8 +83,40 @@ async fn start(slow_first: usize, answer_within: Duration) -> Bot {
     Bot {
         sim,
         handled,
+        pages,
         callback_url,
     }
+}
+
+fn unix_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        .to_string()
+}
+
+/// The `kf_msg_or_event` WeCom would send for `token`.
+fn kf_event(bot: &Bot, token: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>1700000000</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
+         <Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{}]]></OpenKfId></xml>",
+        bot.sim.corp_id(),
+        bot.sim.open_kfid()
+    )
+}
+
+/// POSTs `body` to the callback URL with `query`; the status.
+async fn post(bot: &Bot, query: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}?{query}", bot.callback_url))
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -156,44 +192,78 @@ async fn a_retried_callback_does_not_hand_messages_over_twice() {
 async fn tampered_and_unsigned_callbacks_are_refused() {
     let bot = start(0, Duration::from_secs(5)).await;
     let crypto = CallbackCrypto::new(TOKEN, KEY, bot.sim.corp_id()).expect("crypto");
+    let now = unix_now();
     let sealed = crypto
-        .seal(
-            "<xml><Event>kf_msg_or_event</Event></xml>",
-            "1700000000",
-            "42",
-        )
+        .seal("<xml><Event>kf_msg_or_event</Event></xml>", &now, "42")
         .expect("seal");
-    let http = reqwest::Client::new();
-    let post = |query: String, body: String| {
-        let http = http.clone();
-        let url = format!("{}?{query}", bot.callback_url);
-        async move {
-            http.post(url)
-                .body(body)
-                .send()
-                .await
-                .expect("post")
-                .status()
-                .as_u16()
-        }
-    };
     let good_query = format!(
-        "msg_signature={}&timestamp=1700000000&nonce=42",
+        "msg_signature={}&timestamp={now}&nonce=42",
         sealed.msg_signature
     );
     let tampered = sealed.body.replace(&sealed.encrypt[..8], "AAAAAAAA");
-    assert_eq!(post(good_query.clone(), tampered).await, 403);
-    assert_eq!(
-        post(
-            "msg_signature=00&timestamp=1700000000&nonce=42".into(),
-            sealed.body.clone()
+    assert_eq!(post(&bot, &good_query, tampered).await, 403);
+    let unsigned = format!("msg_signature=00&timestamp={now}&nonce=42");
+    assert_eq!(post(&bot, &unsigned, sealed.body.clone()).await, 403);
+    // Correctly sealed, but years old: a recorded request replayed.
+    let old = crypto
+        .seal(
+            "<xml><Event>kf_msg_or_event</Event></xml>",
+            "1700000000",
+            "43",
         )
-        .await,
-        403
+        .expect("seal");
+    let old_query = format!(
+        "msg_signature={}&timestamp=1700000000&nonce=43",
+        old.msg_signature
     );
+    assert_eq!(post(&bot, &old_query, old.body).await, 403);
     // Correctly sealed, but not a kf event: answered, and nothing pulled.
-    assert_eq!(post(good_query, sealed.body).await, 200);
+    assert_eq!(post(&bot, &good_query, sealed.body).await, 200);
     assert!(bot.handled.lock().unwrap().is_empty());
+    assert_eq!(bot.pages.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_answered_but_not_acted_on() {
+    let bot = start(0, Duration::from_secs(5)).await;
+    let kf = bot.sim.open_kfid().to_owned();
+    let said = bot
+        .sim
+        .customer_says(&kf, "wmALICE", "hello")
+        .expect("customer");
+    wait_for("the message", || {
+        bot.handled.lock().unwrap().contains(&said.msgid)
+    })
+    .await;
+    // A callback of our own, taken once: it starts one more pull (an empty page)...
+    let crypto = CallbackCrypto::new(TOKEN, KEY, bot.sim.corp_id()).expect("crypto");
+    let now = unix_now();
+    let sealed = crypto
+        .seal(&kf_event(&bot, &said.callback_token), &now, "replayed")
+        .expect("seal");
+    let query = format!(
+        "msg_signature={}&timestamp={now}&nonce=replayed",
+        sealed.msg_signature
+    );
+    let before = bot.pages.load(Ordering::SeqCst);
+    assert_eq!(post(&bot, &query, sealed.body.clone()).await, 200);
+    wait_for("the pull it starts", || {
+        bot.pages.load(Ordering::SeqCst) > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_first = bot.pages.load(Ordering::SeqCst);
+    // ...and the same request again, five times, starts none.
+    for _ in 0..5 {
+        assert_eq!(post(&bot, &query, sealed.body.clone()).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bot.pages.load(Ordering::SeqCst),
+        after_first,
+        "a replay started a pull"
+    );
+    assert_eq!(*bot.handled.lock().unwrap(), [said.msgid]);
 }
 
 #[tokio::test]
@@ -204,23 +274,20 @@ async fn repeated_callbacks_arriving_together_pull_each_message_once() {
         .sim
         .customer_says(&kf, "wmALICE", "hello")
         .expect("customer");
-    // WeCom may repeat or coalesce callbacks: send the same one 8 more times at once.
+    // WeCom may repeat or coalesce callbacks: the same event 8 more times at once, each
+    // a request of its own (its own nonce), signed now.
     let crypto = CallbackCrypto::new(TOKEN, KEY, bot.sim.corp_id()).expect("crypto");
-    let xml = format!(
-        "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>1700000000</CreateTime>\
-         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
-         <Token><![CDATA[{}]]></Token><OpenKfId><![CDATA[{kf}]]></OpenKfId></xml>",
-        bot.sim.corp_id(),
-        said.callback_token
-    );
-    let sealed = crypto.seal(&xml, "1700000000", "7").expect("seal");
-    let url = format!(
-        "{}?msg_signature={}&timestamp=1700000000&nonce=7",
-        bot.callback_url, sealed.msg_signature
-    );
+    let xml = kf_event(&bot, &said.callback_token);
+    let now = unix_now();
     let http = reqwest::Client::new();
-    let posts = (0..8).map(|_| {
-        let (http, url, body) = (http.clone(), url.clone(), sealed.body.clone());
+    let posts = (0..8).map(|n| {
+        let nonce = format!("repeat{n}");
+        let sealed = crypto.seal(&xml, &now, &nonce).expect("seal");
+        let url = format!(
+            "{}?msg_signature={}&timestamp={now}&nonce={nonce}",
+            bot.callback_url, sealed.msg_signature
+        );
+        let (http, body) = (http.clone(), sealed.body);
         tokio::spawn(async move {
             http.post(url)
                 .body(body)

@@ -5,7 +5,9 @@
 //! token goes to the [`SyncStream`] (the newest per account), and a background task pulls
 //! the account's messages into your handler. Callbacks that arrive while that account is
 //! being pulled don't start a second pull; they make the running one go round once more,
-//! so a retried or repeated callback never hands the same messages over twice.
+//! so a retried or repeated callback never hands the same messages over twice. A copy of
+//! a callback already taken (same signature and nonce, see [`CallbackCrypto`]) is answered
+//! 200 and otherwise ignored.
 //!
 //! ```no_run
 //! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{CallbackCrypto, CallbackEvent};
+use super::{CallbackCrypto, CallbackError, CallbackEvent};
 use crate::{CursorStore, Page, SyncStream};
 
 /// The query of both the URL check (with `echostr`) and callback POSTs.
@@ -130,6 +132,12 @@ where
                 event = event.as_deref().unwrap_or(""),
                 "ignored a callback event"
             );
+            StatusCode::OK.into_response()
+        }
+        // A copy of a callback already taken (a retry of one whose answer WeCom missed, or
+        // a replay): answered, as the first one was, and not acted on again.
+        Err(CallbackError::Replayed) => {
+            tracing::debug!("ignored a callback already taken");
             StatusCode::OK.into_response()
         }
         Err(error) => {
