@@ -458,6 +458,16 @@ fn debug_output_shows_neither_the_callback_token_nor_the_key() {
         "SYNC_TOKEN_kept_secret_4242",
         "the token is there"
     );
+    // A kf_msg_or_event without its OpenKfId is kept as `Other`, and its Token with it.
+    let incomplete = KF_EVENT.replace("<OpenKfId><![CDATA[wkSUPPORT]]></OpenKfId>", "");
+    let sealed = crypto.seal(&incomplete, "1409304348", "n2").expect("seal");
+    let other = crypto
+        .open(&sealed.msg_signature, "1409304348", "n2", &sealed.body)
+        .expect("open");
+    assert!(
+        matches!(&other, CallbackEvent::Other { event: Some(e), .. } if e == "kf_msg_or_event"),
+        "{other:?}"
+    );
     let key = encoding_aes_key();
     let key_bytes = format!("{:?}", &KEY_BYTES[..4]);
     let key_bytes = key_bytes.trim_matches(['[', ']']);
@@ -465,6 +475,8 @@ fn debug_output_shows_neither_the_callback_token_nor_the_key() {
         format!("{kf:?}"),
         format!("{event:?}"),
         format!("{event:#?}"),
+        format!("{other:?}"),
+        format!("{other:#?}"),
         format!("{crypto:?}"),
         format!("{crypto:#?}"),
     ] {
