@@ -310,3 +310,237 @@ async fn repeated_callbacks_arriving_together_pull_each_message_once() {
         "nine callbacks, one hand-over"
     );
 }
+
+// -- limits: bodies the router reads itself, headers `serve` times out, quiet refusals ----
+
+/// A router with `limits` inside an app that lifts axum's body limit (as apps with upload
+/// routes do), served by `axum::serve`, which has no timeouts of its own: whatever bounds a
+/// request here is the router's. Returns its address.
+async fn start_limited(limits: server::Limits) -> (std::net::SocketAddr, Simulator) {
+    let sim = Simulator::start().await.expect("simulator");
+    let crypto = CallbackCrypto::new(TOKEN, KEY, sim.corp_id()).expect("crypto");
+    let sync = Arc::new(SyncStream::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+    ));
+    let router = server::router_with_limits(
+        crypto,
+        sync,
+        |_: Page| async { Ok::<_, std::io::Error>(()) },
+        limits,
+    );
+    let app = axum::Router::new()
+        .nest("/kf/callback", router)
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (addr, sim)
+}
+
+/// What one raw exchange came to: the answer's head, and whether the server closed.
+struct Exchange {
+    answer: String,
+    closed: bool,
+}
+
+/// Sends `head`, then `body` from a task of its own that keeps the connection open
+/// afterwards (the server may answer before it read everything, or never), and reads the
+/// answer's head, for at most 10 s.
+async fn exchange(addr: std::net::SocketAddr, head: String, body: Vec<u8>) -> Exchange {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.expect("head");
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&body).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(write);
+    });
+    let mut answer = Vec::new();
+    let mut closed = false;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    closed = true;
+                    return;
+                }
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    Exchange {
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+        closed,
+    }
+}
+
+fn post_head(framing: &str) -> String {
+    format!(
+        "POST /kf/callback?msg_signature=00&timestamp={}&nonce=1 HTTP/1.1\r\n\
+         Host: localhost\r\n{framing}\r\n\r\n",
+        unix_now()
+    )
+}
+
+#[tokio::test]
+async fn a_megabyte_body_is_refused_with_413_even_without_an_outer_body_limit() {
+    let (addr, _sim) = start_limited(server::Limits::default()).await;
+    let megabyte = vec![b'<'; 1 << 20];
+    // Declared: refused before it is read.
+    let declared = exchange(
+        addr,
+        post_head(&format!("Content-Length: {}", megabyte.len())),
+        megabyte.clone(),
+    )
+    .await;
+    assert!(
+        declared.answer.starts_with("HTTP/1.1 413"),
+        "declared: {:?}",
+        declared.answer
+    );
+    // Streamed without a length: refused once 64 KiB have come.
+    let mut chunked = Vec::new();
+    for chunk in megabyte.chunks(16 << 10) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let streamed = exchange(addr, post_head("Transfer-Encoding: chunked"), chunked).await;
+    assert!(
+        streamed.answer.starts_with("HTTP/1.1 413"),
+        "streamed: {:?}",
+        streamed.answer
+    );
+    // Within the limit, the same request is read and refused for its signature only.
+    let small = b"<xml><Encrypt>AAAA</Encrypt></xml>".to_vec();
+    let fine = exchange(
+        addr,
+        post_head(&format!("Content-Length: {}", small.len())),
+        small,
+    )
+    .await;
+    assert!(fine.answer.starts_with("HTTP/1.1 403"), "{:?}", fine.answer);
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_answered_408() {
+    let limits = server::Limits::default().read_timeout(Duration::from_millis(300));
+    let (addr, _sim) = start_limited(limits).await;
+    // Headers in full, 10 bytes of the 1000 announced, then nothing.
+    let slow = exchange(addr, post_head("Content-Length: 1000"), vec![b'<'; 10]).await;
+    assert!(
+        slow.answer.starts_with("HTTP/1.1 408"),
+        "no answer within 10 s, or another: {:?}",
+        slow.answer
+    );
+}
+
+#[tokio::test]
+async fn serve_closes_a_connection_whose_headers_never_finish() {
+    let (_, sim) = start_limited(server::Limits::default()).await;
+    let crypto = CallbackCrypto::new(TOKEN, KEY, sim.corp_id()).expect("crypto");
+    let sync = Arc::new(SyncStream::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+    ));
+    let app = axum::Router::new().nest(
+        "/kf/callback",
+        server::router(crypto, sync, |_: Page| async {
+            Ok::<_, std::io::Error>(())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = server::serve(listener, app).header_read_timeout(Duration::from_millis(300));
+    tokio::spawn(served.into_future());
+    // Half a request line and one header, never the blank line.
+    let stalled = exchange(
+        addr,
+        "GET /kf/callback?msg_signature=0 HTTP/1.1\r\nHost: localhost\r\n".into(),
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        stalled.closed && stalled.answer.is_empty(),
+        "closed: {}, answer: {:?}",
+        stalled.closed,
+        stalled.answer
+    );
+    // A whole request on the same server is answered (here: the URL check, refused).
+    let whole = exchange(
+        addr,
+        format!(
+            "GET /kf/callback?msg_signature=0&timestamp={}&nonce=1&echostr=AAAA HTTP/1.1\r\n\
+             Host: localhost\r\n\r\n",
+            unix_now()
+        ),
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        whole.answer.starts_with("HTTP/1.1 403"),
+        "{:?}",
+        whole.answer
+    );
+}
+
+/// Everything a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_warned_about_once_per_window() {
+    // A current-thread runtime: the server's tasks log on this thread, to this subscriber.
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let bot = start(0, Duration::from_secs(5)).await;
+    let now = unix_now();
+    for nonce in 0..20 {
+        let query = format!("msg_signature=00&timestamp={now}&nonce={nonce}");
+        let body = "<xml><Encrypt>AAAA</Encrypt></xml>".to_owned();
+        assert_eq!(post(&bot, &query, body).await, 403);
+    }
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let refusal = |line: &&str| line.contains("refused a callback");
+    let warned = text
+        .lines()
+        .filter(refusal)
+        .filter(|l| l.contains("WARN"))
+        .count();
+    let folded = text
+        .lines()
+        .filter(refusal)
+        .filter(|l| l.contains("DEBUG"))
+        .count();
+    println!("20 refused callbacks: {warned} warned about, {folded} logged at debug");
+    assert_eq!((warned, folded), (1, 19), "{text}");
+}
