@@ -3,7 +3,8 @@
 //!
 //! `fixtures/callback_vectors.json` was made by wechatpy (see `tests/interop/README.md`).
 //! The reverse direction: `ours_encrypt_what_wechatpy_decrypts` writes what we encrypted to
-//! `target/tmp/callback_ours.json`, and `.ci/run` has wechatpy decrypt and verify it.
+//! `callback_ours.json` in `CARGO_TARGET_TMPDIR` (`tmp/` of cargo's target directory,
+//! wherever `CARGO_TARGET_DIR` puts it), and `.ci/run` has wechatpy decrypt and verify it.
 
 mod common;
 
