@@ -32,8 +32,17 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A child process, SIGKILLed when dropped (a failing parent leaves nothing running).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 /// Runs the child test `name` of this same binary, with `env`.
-fn spawn_child(name: &str, mode: &str, env: &[(&str, String)]) -> Child {
+fn spawn_child(name: &str, mode: &str, env: &[(&str, String)]) -> Killed {
     let exe = std::env::current_exe().expect("the test binary");
     let mut command = Command::new(exe);
     command
@@ -45,7 +54,7 @@ fn spawn_child(name: &str, mode: &str, env: &[(&str, String)]) -> Child {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().expect("spawn a child")
+    Killed(command.spawn().expect("spawn a child"))
 }
 
 /// SIGKILL on unix: no destructor, no flush, no unwinding.
@@ -145,7 +154,7 @@ fn writer_child() {
 fn two_writers_killed_at_random_points_never_tear_the_file() {
     let dir = temp_dir("writers");
     let mut rng = Rng(0x5eed_f11e_5701_e000);
-    let (mut kills, mut torn_while_running, mut torn_after_kill) = (0, 0, 0);
+    let (mut kills, mut torn_while_running, mut torn_after_kill, mut reads) = (0, 0, 0, 0);
     let mut saves_seen = 0u64;
     let runtime = runtime();
     let store = FileCursorStore::new(&dir).expect("store");
@@ -153,7 +162,7 @@ fn two_writers_killed_at_random_points_never_tear_the_file() {
         for writer in 0..2 {
             std::fs::remove_file(dir.join(format!("ready-{writer}"))).ok();
         }
-        let mut children: Vec<Child> = (0..2)
+        let mut children: Vec<Killed> = (0..2)
             .map(|writer| {
                 spawn_child(
                     "writer_child",
@@ -166,24 +175,29 @@ fn two_writers_killed_at_random_points_never_tear_the_file() {
                 )
             })
             .collect();
-        // Both are writing (bounded: a child that can't start fails the round below).
+        // Both are writing (bounded: a child that can't start fails the test).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while (0..2).any(|w| !dir.join(format!("ready-{w}")).exists()) && Instant::now() < deadline
-        {
+        let ready = || (0..2).all(|w| dir.join(format!("ready-{w}")).exists());
+        while !ready() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
+        assert!(
+            ready(),
+            "round {round}: the writers did not start within 10 s"
+        );
         // While both write, a reader (a run starting) must always find a whole checkpoint.
         let until = Instant::now() + Duration::from_millis(5 + rng.below(40) as u64);
         while Instant::now() < until {
+            reads += 1;
             if let Err(e) = check(&runtime, &store, round) {
                 torn_while_running += 1;
                 eprintln!("round {round}, while writing: {e}");
             }
         }
         let first = rng.below(2);
-        kill(&mut children[first]);
+        kill(&mut children[first].0);
         std::thread::sleep(Duration::from_millis(rng.below(10) as u64));
-        kill(&mut children[1 - first]);
+        kill(&mut children[1 - first].0);
         kills += 2;
 
         match check(&runtime, &store, round) {
@@ -196,7 +210,7 @@ fn two_writers_killed_at_random_points_never_tear_the_file() {
     }
     println!(
         "file store, two writers: {kills} kills, {torn_after_kill} torn files after a kill, \
-         {torn_while_running} torn files read while writing, {saves_seen} saves reached by \
+         {torn_while_running} torn in {reads} reads while writing, {saves_seen} saves reached by \
          the checkpoints left, {} temp files left by killed writers",
         temp_files(&dir)
     );
@@ -315,8 +329,12 @@ mod sync_crash {
             while logged(&log).len() == before && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            assert!(
+                logged(&log).len() > before,
+                "the sync did not get going within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(rng.below(60) as u64)).await;
-            kill(&mut child);
+            kill(&mut child.0);
             kills += 1;
             let unique: HashSet<String> = logged(&log).into_iter().collect();
             if said.iter().any(|m| !unique.contains(m)) {
@@ -326,7 +344,7 @@ mod sync_crash {
         let mut drain = spawn_child("sync_crash::sync_child", "drain", &env);
         let deadline = Instant::now() + CHILD_LIFETIME + Duration::from_secs(5);
         let status = loop {
-            if let Some(status) = drain.try_wait().expect("wait") {
+            if let Some(status) = drain.0.try_wait().expect("wait") {
                 break status;
             }
             assert!(Instant::now() < deadline, "the last run never finished");
