@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Here the simulator plays WeCom and calls the router back; in production, mount the
-//! router at the URL configured in the admin console, with its token and EncodingAESKey.
+//! router at the URL configured in the admin console, with its token and EncodingAESKey,
+//! and serve it with `server::serve` (a header timeout; the router bounds bodies itself).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sync = Arc::new(SyncStream::new(client.clone(), MemoryCursorStore::new()));
     let bot = server::router(crypto, sync, move |page| answer(client.clone(), page));
     let app = axum::Router::new().nest("/wecom/kf", bot);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Not `axum::serve`: this one times out clients that never finish their headers.
+    tokio::spawn(server::serve(listener, app).into_future());
 
     sim.verify_callback_url().await?;
     println!("  WeCom    ✓ callback URL verified");

@@ -3,7 +3,8 @@
 //!
 //! `fixtures/callback_vectors.json` was made by wechatpy (see `tests/interop/README.md`).
 //! The reverse direction: `ours_encrypt_what_wechatpy_decrypts` writes what we encrypted to
-//! `target/tmp/callback_ours.json`, and `.ci/run` has wechatpy decrypt and verify it.
+//! `callback_ours.json` in `CARGO_TARGET_TMPDIR` (`tmp/` of cargo's target directory,
+//! wherever `CARGO_TARGET_DIR` puts it), and `.ci/run` has wechatpy decrypt and verify it.
 
 mod common;
 
@@ -46,6 +47,16 @@ struct UrlCheck {
     reply: String,
 }
 
+/// The vectors are signed with fixed timestamps from years ago, and open the same request
+/// several times: they test the crypto, so the replay window is off, explicitly.
+fn vector_crypto(
+    token: &str,
+    encoding_aes_key: &str,
+    receive_id: &str,
+) -> Result<CallbackCrypto, CallbackError> {
+    CallbackCrypto::new(token, encoding_aes_key, receive_id).map(|c| c.max_age(None))
+}
+
 fn vectors() -> Vectors {
     serde_json::from_str(include_str!("fixtures/callback_vectors.json")).expect("vectors")
 }
@@ -69,7 +80,7 @@ fn we_open_what_wechatpy_sealed_and_seal_it_byte_for_byte() {
     assert!(vectors.messages.len() >= 24 && vectors.url_checks.len() >= 4);
     let mut kf_events = 0;
     for m in &vectors.messages {
-        let crypto = CallbackCrypto::new(&m.token, &m.encoding_aes_key, &m.receive_id)
+        let crypto = vector_crypto(&m.token, &m.encoding_aes_key, &m.receive_id)
             .unwrap_or_else(|e| panic!("{}: {e}", m.name));
         let plaintext = crypto
             .decrypt_body(&m.msg_signature, &m.timestamp, &m.nonce, &m.post_body)
@@ -98,8 +109,7 @@ fn we_open_what_wechatpy_sealed_and_seal_it_byte_for_byte() {
     }
     assert!(kf_events >= 3, "kf_msg_or_event cases typed: {kf_events}");
     for u in &vectors.url_checks {
-        let crypto =
-            CallbackCrypto::new(&u.token, &u.encoding_aes_key, &u.receive_id).expect("crypto");
+        let crypto = vector_crypto(&u.token, &u.encoding_aes_key, &u.receive_id).expect("crypto");
         let reply = crypto
             .verify_url(&u.msg_signature, &u.timestamp, &u.nonce, &u.echostr)
             .unwrap_or_else(|e| panic!("{}: {e}", u.name));
@@ -115,7 +125,7 @@ fn ours_encrypt_what_wechatpy_decrypts() {
         .messages
         .iter()
         .map(|m| {
-            let crypto = CallbackCrypto::new(&m.token, &m.encoding_aes_key, &m.receive_id).expect("crypto");
+            let crypto = vector_crypto(&m.token, &m.encoding_aes_key, &m.receive_id).expect("crypto");
             let sealed = crypto.seal(&m.plaintext, &m.timestamp, &m.nonce).expect("seal");
             assert_ne!(sealed.encrypt, m.encrypt, "a random prefix differs from the vector's");
             assert_eq!(
@@ -140,7 +150,7 @@ fn ours_encrypt_what_wechatpy_decrypts() {
 #[test]
 fn tampering_is_refused_with_typed_errors() {
     let m = &vectors().messages[0];
-    let crypto = CallbackCrypto::new(&m.token, &m.encoding_aes_key, &m.receive_id).expect("crypto");
+    let crypto = vector_crypto(&m.token, &m.encoding_aes_key, &m.receive_id).expect("crypto");
     let open =
         |sig: &str, ts: &str, nonce: &str, body: &str| crypto.decrypt_body(sig, ts, nonce, body);
     assert_eq!(
@@ -163,8 +173,7 @@ fn tampering_is_refused_with_typed_errors() {
         Some(m.plaintext.as_str()),
         "hex case doesn't matter"
     );
-    let other_corp =
-        CallbackCrypto::new(&m.token, &m.encoding_aes_key, "wwSOMEONEELSE").expect("crypto");
+    let other_corp = vector_crypto(&m.token, &m.encoding_aes_key, "wwSOMEONEELSE").expect("crypto");
     assert!(matches!(
         other_corp.decrypt_body(&m.msg_signature, &m.timestamp, &m.nonce, &m.post_body),
         Err(CallbackError::ReceiveIdMismatch { .. })
@@ -219,8 +228,11 @@ fn encoding_aes_key() -> String {
     key.trim_end_matches('=').to_owned()
 }
 
+/// The frames below are signed with a fixed old timestamp: the replay window is off.
 fn test_crypto() -> CallbackCrypto {
-    CallbackCrypto::new(TOKEN, &encoding_aes_key(), RECEIVE_ID).expect("crypto")
+    CallbackCrypto::new(TOKEN, &encoding_aes_key(), RECEIVE_ID)
+        .expect("crypto")
+        .max_age(None)
 }
 
 /// WeCom's frame: 16 prefix bytes, a declared message length (big-endian), then `rest`
@@ -357,8 +369,79 @@ fn a_replay_window_admits_fresh_timestamps_and_refuses_old_ones() {
         strict.verify_url(&signature, &old, "nonce", &echostr),
         Err(CallbackError::Stale { .. })
     ));
-    // Without a window (the default), age is not checked.
+    // By default the window is 5 minutes; `max_age(None)` turns it off.
+    let default = CallbackCrypto::new(TOKEN, &encoding_aes_key(), RECEIVE_ID).expect("crypto");
+    assert!(matches!(
+        open_at(&default, &old),
+        Err(CallbackError::Stale { max_secs: 300, .. })
+    ));
+    assert!(open_at(&default, &now.to_string()).is_ok());
     assert!(open_at(&test_crypto(), &old).is_ok());
+}
+
+#[test]
+fn a_replayed_callback_is_refused_inside_the_window() {
+    let crypto = CallbackCrypto::new(TOKEN, &encoding_aes_key(), RECEIVE_ID).expect("crypto");
+    let now = unix_now().to_string();
+    let sealed = crypto.seal(KF_EVENT, &now, "nonce-1").expect("seal");
+    let open = |crypto: &CallbackCrypto, signature: &str, nonce: &str| {
+        crypto
+            .open(signature, &now, nonce, &sealed.body)
+            .map(|_| ())
+    };
+    assert_eq!(open(&crypto, &sealed.msg_signature, "nonce-1"), Ok(()));
+    assert_eq!(
+        open(&crypto, &sealed.msg_signature, "nonce-1"),
+        Err(CallbackError::Replayed)
+    );
+    assert_eq!(CallbackError::Replayed.code(), -40001);
+    // Hex case doesn't make a replay new; clones share what they saw.
+    let upper = sealed.msg_signature.to_uppercase();
+    assert_eq!(
+        open(&crypto, &upper, "nonce-1"),
+        Err(CallbackError::Replayed)
+    );
+    assert_eq!(
+        open(&crypto.clone(), &sealed.msg_signature, "nonce-1"),
+        Err(CallbackError::Replayed)
+    );
+    assert_eq!(
+        crypto
+            .decrypt_body(&sealed.msg_signature, &now, "nonce-1", &sealed.body)
+            .map(|_| ()),
+        Err(CallbackError::Replayed),
+        "decrypt_body is held to it too"
+    );
+    // The same payload sent again with a new nonce (so a new signature) is a new callback.
+    let again = crypto.seal(KF_EVENT, &now, "nonce-2").expect("seal");
+    assert_eq!(
+        crypto
+            .open(&again.msg_signature, &now, "nonce-2", &again.body)
+            .map(|_| ()),
+        Ok(())
+    );
+    // A refused request is not remembered: its signature is refused the same way again.
+    assert_eq!(
+        open(&crypto, &"0".repeat(40), "nonce-3"),
+        Err(CallbackError::SignatureMismatch)
+    );
+    assert_eq!(
+        open(&crypto, &"0".repeat(40), "nonce-3"),
+        Err(CallbackError::SignatureMismatch)
+    );
+    // The URL check may be repeated: it is held to the timestamp window only.
+    let echostr = encrypt_raw(&frame(2, b"okwwRECEIVER"));
+    let signature = signature_for(TOKEN, &now, "nonce-1", &echostr);
+    for _ in 0..2 {
+        assert_eq!(
+            crypto.verify_url(&signature, &now, "nonce-1", &echostr),
+            Ok("ok".to_owned())
+        );
+    }
+    // Turned off explicitly, replays open (for vectors and tests only).
+    let open_door = crypto.clone().max_age(None);
+    assert_eq!(open(&open_door, &sealed.msg_signature, "nonce-1"), Ok(()));
+    assert_eq!(open(&open_door, &sealed.msg_signature, "nonce-1"), Ok(()));
 }
 
 #[test]
@@ -376,6 +459,16 @@ fn debug_output_shows_neither_the_callback_token_nor_the_key() {
         "SYNC_TOKEN_kept_secret_4242",
         "the token is there"
     );
+    // A kf_msg_or_event without its OpenKfId is kept as `Other`, and its Token with it.
+    let incomplete = KF_EVENT.replace("<OpenKfId><![CDATA[wkSUPPORT]]></OpenKfId>", "");
+    let sealed = crypto.seal(&incomplete, "1409304348", "n2").expect("seal");
+    let other = crypto
+        .open(&sealed.msg_signature, "1409304348", "n2", &sealed.body)
+        .expect("open");
+    assert!(
+        matches!(&other, CallbackEvent::Other { event: Some(e), .. } if e == "kf_msg_or_event"),
+        "{other:?}"
+    );
     let key = encoding_aes_key();
     let key_bytes = format!("{:?}", &KEY_BYTES[..4]);
     let key_bytes = key_bytes.trim_matches(['[', ']']);
@@ -383,6 +476,8 @@ fn debug_output_shows_neither_the_callback_token_nor_the_key() {
         format!("{kf:?}"),
         format!("{event:?}"),
         format!("{event:#?}"),
+        format!("{other:?}"),
+        format!("{other:#?}"),
         format!("{crypto:?}"),
         format!("{crypto:#?}"),
     ] {
@@ -493,7 +588,7 @@ fn fuzz(cases: usize) -> (usize, usize) {
         } else {
             m.encoding_aes_key.clone()
         };
-        let Ok(crypto) = CallbackCrypto::new(&m.token, &key, &m.receive_id) else {
+        let Ok(crypto) = vector_crypto(&m.token, &key, &m.receive_id) else {
             refused += 1;
             continue;
         };

@@ -1770,3 +1770,162 @@ async fn uploads_the_client_would_refuse_are_refused_by_the_simulator_too() {
     }
     assert!(sim.media().is_empty(), "nothing refused was stored");
 }
+
+// -- values the simulator must refuse rather than crash on (L8) ---------------------------
+
+#[tokio::test]
+async fn the_control_api_refuses_a_clock_moved_past_its_range() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    for seconds in [
+        u64::MAX,
+        u64::MAX / 2,
+        wecom_kf::sim::MAX_SPAN.as_secs() + 1,
+    ] {
+        let (status, refusal) = control(&sim, "clock/advance", json!({ "seconds": seconds })).await;
+        assert_eq!(
+            (status, refusal["errcode"].as_i64()),
+            (400, Some(40058)),
+            "{seconds}: {refusal}"
+        );
+    }
+    // Not even a number of seconds: refused by the parser.
+    let (status, _) = control(&sim, "clock/advance", json!({ "seconds": 1e30 })).await;
+    assert!((400..500).contains(&status), "{status}");
+    // The clock didn't move, and the simulator still answers.
+    let said = sim
+        .customer_says(&kf, ALICE, "still there?")
+        .expect("customer");
+    client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await
+        .expect("a callback token of just now is valid");
+    // Up to the range, the clock moves; one second more is refused, and time still reads.
+    let span = wecom_kf::sim::MAX_SPAN.as_secs();
+    let (status, _) = control(&sim, "clock/advance", json!({ "seconds": span - 10 })).await;
+    assert_eq!(status, 200);
+    let (status, _) = control(&sim, "clock/advance", json!({ "seconds": 20 })).await;
+    assert_eq!(status, 400);
+    sim.advance(Duration::MAX);
+    client
+        .sync_msg(&kf)
+        .await
+        .expect("a century later, a new token and an empty page");
+}
+
+#[tokio::test]
+async fn the_control_api_refuses_faults_for_absurdly_many_requests() {
+    let (sim, client) = setup().await;
+    let token = client.access_token().await.expect("token");
+    for times in [1_000_000_001u64, u64::MAX] {
+        let (status, refusal) = control(
+            &sim,
+            "faults",
+            json!({"path": "kf/sync_msg", "fault": "busy", "times": times}),
+        )
+        .await;
+        assert_eq!(
+            (status, refusal["errcode"].as_i64()),
+            (400, Some(40058)),
+            "{times}: {refusal}"
+        );
+    }
+    let answer = raw_sync_msg(&sim, token.expose()).await.expect("answer");
+    assert_eq!(answer["errcode"], 0, "nothing was injected: {answer}");
+    // A million is accepted, and costs one queue entry: the next requests fail.
+    let (status, _) = control(
+        &sim,
+        "faults",
+        json!({"path": "kf/sync_msg", "fault": "busy", "times": 1_000_000}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for _ in 0..3 {
+        let answer = raw_sync_msg(&sim, token.expose()).await.expect("answer");
+        assert_eq!(answer["errcode"], -1, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn token_lifetimes_past_the_range_are_refused_before_starting() {
+    let config = SimConfig {
+        token_lifetime: Duration::from_secs(u64::MAX),
+        ..SimConfig::default()
+    };
+    let refused = Simulator::start_with(config, ([127, 0, 0, 1], 0).into()).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::InvalidInput)
+    );
+    // The binary refuses it as an argument (and would otherwise serve, so wait bounded).
+    for lifetime in ["18446744073709551615", "10000000000000000000", "-1"] {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+            .args(["--port", "0", "--token-lifetime", lifetime])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn kf-sim");
+        let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kf-sim accepted --token-lifetime {lifetime}"))
+            .expect("kf-sim");
+        assert_eq!(output.status.code(), Some(2), "{lifetime}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--token-lifetime"),
+            "{lifetime}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn send_msg_on_event_refuses_a_msgid_already_used() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let welcome = |customer: &str| {
+        sim.customer_enters(&kf, customer)
+            .expect("enter")
+            .expect("a welcome code")
+    };
+    let (first, second, third) = (welcome(ALICE), welcome("wmBOB"), welcome("wmCAROL"));
+    client
+        .send_text_on_event(&first, "欢迎")
+        .msgid("welcome-1")
+        .await
+        .expect("first use of the msgid");
+    assert_eq!(
+        code_of(
+            client
+                .send_text_on_event(&second, "欢迎")
+                .msgid("welcome-1")
+                .await
+        ),
+        ErrCode::InvalidParameter
+    );
+    // The refusal was the msgid's: the code is still good for a message with a new one.
+    client
+        .send_text_on_event(&second, "欢迎")
+        .msgid("welcome-2")
+        .await
+        .expect("the code was not used up");
+    // A msgid used by send_msg counts too: one set per account.
+    sim.customer_says(&kf, "wmDAVE", "hi").expect("customer");
+    client
+        .send_text("wmDAVE", &kf, "hello")
+        .msgid("order-42")
+        .await
+        .expect("send_msg");
+    assert_eq!(
+        code_of(
+            client
+                .send_text_on_event(&third, "欢迎")
+                .msgid("order-42")
+                .await
+        ),
+        ErrCode::InvalidParameter
+    );
+    let sent: Vec<String> = sim.sent().into_iter().map(|m| m.msgid).collect();
+    assert_eq!(sent, ["welcome-1", "welcome-2", "order-42"]);
+}

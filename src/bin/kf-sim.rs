@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
+use wecom_kf::sim::{MAX_SPAN, SimCallback, SimConfig, Simulator};
 
 const USAGE: &str = "usage: kf-sim [--port N] [--corp-id ID] [--secret S] [--open-kfid ID]... [--token-lifetime SECONDS]
               [--callback-url URL --callback-token TOKEN --callback-aes-key KEY]";
@@ -35,9 +35,15 @@ fn parse_args() -> Result<(SimConfig, u16), String> {
             "--secret" => config.secret = value()?,
             "--open-kfid" => open_kfids.push(value()?),
             "--token-lifetime" => {
-                let secs = value()?
+                let secs: u64 = value()?
                     .parse()
                     .map_err(|e| format!("--token-lifetime: {e}"))?;
+                if secs > MAX_SPAN.as_secs() {
+                    return Err(format!(
+                        "--token-lifetime: {secs} s is over the simulator's {} s",
+                        MAX_SPAN.as_secs()
+                    ));
+                }
                 config.token_lifetime = Duration::from_secs(secs);
             }
             "--callback-url" => callback_url = Some(value()?),

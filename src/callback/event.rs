@@ -64,12 +64,15 @@ pub struct KfMsgOrEvent {
     pub open_kfid: String,
 }
 
-/// A decrypted callback. Events other than `kf_msg_or_event` are kept with their XML.
+/// A decrypted callback. Events other than `kf_msg_or_event` are kept with their XML,
+/// minus the text of any `Token` element (an incomplete `kf_msg_or_event` still carries
+/// its `sync_msg` token, which must not end up in `Debug` or logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackEvent {
     KfMsgOrEvent(KfMsgOrEvent),
-    /// Any other event (`kf_account_auth_change`, …), as received.
+    /// Any other event (`kf_account_auth_change`, …), as received but for `Token`s,
+    /// whose text reads `[redacted]`.
     Other {
         msg_type: Option<String>,
         event: Option<String>,
@@ -103,10 +106,69 @@ impl CallbackEvent {
             _ => Ok(CallbackEvent::Other {
                 msg_type: plain.msg_type,
                 event: plain.event,
-                xml,
+                xml: redact_tokens(xml),
             }),
         }
     }
+}
+
+/// What replaces the text of a `Token` element.
+const REDACTED: &str = "[redacted]";
+
+/// `xml` with the content of every `Token` element, at any depth, replaced by
+/// [`REDACTED`]; unchanged when it has none. Where the reader gives up (inside a Token,
+/// or anywhere), the rest is dropped rather than risk keeping a token.
+fn redact_tokens(xml: String) -> String {
+    use quick_xml::events::Event;
+    if !xml.contains("Token") {
+        return xml;
+    }
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let position = |reader: &quick_xml::Reader<&[u8]>| {
+        usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX)
+    };
+    // Byte ranges of Token contents, and where the open Token (depth counted) began.
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let (mut open, mut depth) = (None, 0usize);
+    // Where to stop copying: an unclosed Token, or a Token the reader couldn't finish.
+    let cut_at = loop {
+        let before = position(&reader);
+        match reader.read_event() {
+            Ok(Event::Start(start)) if start.name().as_ref() == "Token" => {
+                if depth == 0 {
+                    open = Some(position(&reader));
+                }
+                depth += 1;
+            }
+            Ok(Event::End(end)) if end.name().as_ref() == "Token" && depth > 0 => {
+                depth -= 1;
+                if depth == 0
+                    && let Some(from) = open.take()
+                {
+                    ranges.push((from, before));
+                }
+            }
+            Ok(Event::Eof) => break open,
+            Ok(_) => {}
+            Err(_) => break Some(open.unwrap_or(before)),
+        }
+    };
+    let mut out = String::with_capacity(xml.len());
+    let mut copied = 0;
+    for (from, to) in ranges {
+        if cut_at.is_some_and(|cut| to > cut) {
+            break;
+        }
+        out.push_str(xml.get(copied..from).unwrap_or_default());
+        out.push_str(REDACTED);
+        copied = to;
+    }
+    let end = cut_at.unwrap_or(xml.len()).max(copied);
+    out.push_str(xml.get(copied..end).unwrap_or_default());
+    if cut_at.is_some() {
+        out.push_str(REDACTED);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -140,6 +202,60 @@ mod tests {
             CallbackEvent::parse("<xml><Event>".into()),
             Err(CallbackError::Xml(_))
         ));
+    }
+
+    #[test]
+    fn an_incomplete_kf_event_keeps_no_token() {
+        // No OpenKfId: not a usable kf_msg_or_event, so it is kept as `Other`.
+        let incomplete = "<xml><ToUserName><![CDATA[ww1]]></ToUserName><CreateTime>1348831860</CreateTime>\
+                          <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
+                          <Token><![CDATA[T0K-kept-secret]]></Token></xml>";
+        let event = CallbackEvent::parse(incomplete.into()).expect("parses");
+        let CallbackEvent::Other {
+            xml, event: name, ..
+        } = &event
+        else {
+            panic!("{event:?}");
+        };
+        assert_eq!(name.as_deref(), Some("kf_msg_or_event"));
+        assert_eq!(
+            xml,
+            &incomplete.replace("<![CDATA[T0K-kept-secret]]>", REDACTED)
+        );
+        for shown in [format!("{event:?}"), format!("{event:#?}")] {
+            assert!(!shown.contains("T0K-kept-secret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn every_token_element_is_redacted_and_the_rest_kept() {
+        let cases = [
+            (
+                "<xml><Token>abc</Token><A>1</A></xml>",
+                "<xml><Token>[redacted]</Token><A>1</A></xml>",
+            ),
+            (
+                "<xml><B><Token>abc</Token></B><Token>d<Token>e</Token>f</Token></xml>",
+                "<xml><B><Token>[redacted]</Token></B><Token>[redacted]</Token></xml>",
+            ),
+            (
+                "<xml><Token/><TokenX>kept</TokenX></xml>",
+                "<xml><Token/><TokenX>kept</TokenX></xml>",
+            ),
+            // The reader gives up inside a Token: nothing from it on is kept.
+            (
+                "<xml><A>1</A><Token>abc</Tok></xml>",
+                "<xml><A>1</A><Token>[redacted]",
+            ),
+            // ...or after one: what it read is kept, the rest (maybe a Token) is not.
+            (
+                "<xml><Token>a</Token><B>1</C><Token>b</Token></xml>",
+                "<xml><Token>[redacted]</Token><B>1[redacted]",
+            ),
+        ];
+        for (xml, redacted) in cases {
+            assert_eq!(redact_tokens(xml.to_owned()), redacted, "{xml}");
+        }
     }
 
     #[test]

@@ -8,7 +8,15 @@
 //! a retried or repeated callback never hands the same messages over twice, and none is
 //! left unpulled. A run that fails or panics is tried again a few times with backoff; a
 //! run deferred to another replica checks, once that replica's lock could have expired,
-//! that it committed the callback, and takes over if not.
+//! that it committed the callback, and takes over if not. A copy of a callback already
+//! taken (same signature and nonce, see [`CallbackCrypto`]) is answered 200 and otherwise
+//! ignored.
+//!
+//! The router bounds what it reads itself ([`Limits`]: 64 KiB within 10 s, answered 413
+//! and 408 past that), whatever body limit the rest of the app sets; [`serve`] serves it
+//! with a timeout on request headers too, which `axum::serve` doesn't have. Refusals are
+//! logged at `warn` at most once every 10 s (with a count of the others, logged at
+//! `debug`), so unsigned requests can't flood the log.
 //!
 //! ```no_run
 //! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -26,7 +34,7 @@
 //!     }),
 //! );
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
-//! axum::serve(listener, app).await?;
+//! server::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
 
@@ -36,14 +44,22 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{CallbackCrypto, CallbackEvent};
+use super::{CallbackCrypto, CallbackError, CallbackEvent};
 use crate::{CursorStore, Page, SyncError, SyncStream};
+
+mod limits;
+mod serve;
+
+pub use limits::Limits;
+use limits::{RefusalLog, read_body};
+pub use serve::{HEADER_READ_TIMEOUT, Serve, serve};
 
 /// The query of both the URL check (with `echostr`) and callback POSTs.
 #[derive(Deserialize)]
@@ -60,12 +76,15 @@ struct Callbacks<S, H> {
     crypto: CallbackCrypto,
     sync: Arc<SyncStream<S>>,
     handler: H,
+    limits: Limits,
+    refusals: RefusalLog,
     /// Accounts a background task is pulling.
     pulling: Mutex<HashSet<String>>,
 }
 
 /// A router to mount at the callback URL: `GET` answers the URL check, `POST` takes
-/// callbacks. Refused requests (bad signature, tampered payload) get 403.
+/// callbacks. Refused requests (bad signature, tampered payload) get 403; bodies past the
+/// default [`Limits`] get 413 or 408.
 pub fn router<S, H, F, E>(
     crypto: CallbackCrypto,
     sync: Arc<SyncStream<S>>,
@@ -77,10 +96,28 @@ where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + Send + 'static,
 {
+    router_with_limits(crypto, sync, handler, Limits::default())
+}
+
+/// [`router`], reading callback bodies within `limits`.
+pub fn router_with_limits<S, H, F, E>(
+    crypto: CallbackCrypto,
+    sync: Arc<SyncStream<S>>,
+    handler: H,
+    limits: Limits,
+) -> axum::Router
+where
+    S: CursorStore + 'static,
+    H: Fn(Page) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
     let state = Arc::new(Callbacks {
         crypto,
         sync,
         handler,
+        limits,
+        refusals: RefusalLog::new(),
         pulling: Mutex::default(),
     });
     axum::Router::new()
@@ -101,7 +138,9 @@ async fn verify_url<S, H>(
     {
         Ok(reply) => reply.into_response(),
         Err(error) => {
-            tracing::warn!(%error, "refused a callback URL check");
+            state
+                .refusals
+                .refused("refused a callback URL check", &error);
             StatusCode::FORBIDDEN.into_response()
         }
     }
@@ -110,7 +149,7 @@ async fn verify_url<S, H>(
 async fn callback<S, H, F, E>(
     State(state): State<Arc<Callbacks<S, H>>>,
     Query(q): Query<Signed>,
-    body: String,
+    body: Body,
 ) -> Response
 where
     S: CursorStore + 'static,
@@ -118,6 +157,16 @@ where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + Send + 'static,
 {
+    // Read here, not by an extractor, so no outer body limit (or its absence) applies.
+    let body = match read_body(body, state.limits).await {
+        Ok(body) => body,
+        Err(unread) => {
+            state
+                .refusals
+                .refused("refused a callback body", &unread.reason());
+            return unread.into_response();
+        }
+    };
     match state
         .crypto
         .open(&q.msg_signature, &q.timestamp, &q.nonce, &body)
@@ -134,8 +183,14 @@ where
             );
             StatusCode::OK.into_response()
         }
+        // A copy of a callback already taken (a retry of one whose answer WeCom missed, or
+        // a replay): answered, as the first one was, and not acted on again.
+        Err(CallbackError::Replayed) => {
+            tracing::debug!("ignored a callback already taken");
+            StatusCode::OK.into_response()
+        }
         Err(error) => {
-            tracing::warn!(%error, "refused a callback");
+            state.refusals.refused("refused a callback", &error);
             StatusCode::FORBIDDEN.into_response()
         }
     }

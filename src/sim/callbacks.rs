@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SimCallback;
 use crate::callback::{CallbackCrypto, CallbackError};
@@ -60,7 +61,10 @@ impl Sender {
         format!("{}", 1_000_000 + self.nonce.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// Sends one callback, retrying until it is answered or the attempts run out.
+    /// Sends one callback, retrying until it is answered or the attempts run out. `now`
+    /// (the simulated clock) is the event's `CreateTime`; the signature's `timestamp` is
+    /// the wall clock's, which the bot checks its replay window against, and every attempt
+    /// has a nonce of its own.
     pub async fn deliver(self: Arc<Self>, open_kfid: String, token: String, now: u64) {
         let xml = format!(
             "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{now}</CreateTime>\
@@ -70,7 +74,7 @@ impl Sender {
         );
         for _ in 0..ATTEMPTS {
             self.attempts.fetch_add(1, Ordering::SeqCst);
-            let (timestamp, nonce) = (now.to_string(), self.nonce());
+            let (timestamp, nonce) = (wall_clock(), self.nonce());
             let Ok(sealed) = self.crypto.seal(&xml, &timestamp, &nonce) else {
                 break;
             };
@@ -103,14 +107,14 @@ impl Sender {
     /// The admin console's URL check.
     pub async fn verify_url(&self) -> Result<(), String> {
         let reply = "1616140317555161061";
-        let (timestamp, nonce) = ("1409304348", self.nonce());
+        let (timestamp, nonce) = (wall_clock(), self.nonce());
         let sealed = self
             .crypto
-            .seal(reply, timestamp, &nonce)
+            .seal(reply, &timestamp, &nonce)
             .map_err(|e| e.to_string())?;
         let url = self.url_with(&[
             ("msg_signature", &sealed.msg_signature),
-            ("timestamp", timestamp),
+            ("timestamp", &timestamp),
             ("nonce", &nonce),
             ("echostr", &sealed.encrypt),
         ]);
@@ -133,4 +137,13 @@ impl Sender {
             ))
         }
     }
+}
+
+/// Unix seconds now, as WeCom signs callbacks with.
+fn wall_clock() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        .to_string()
 }

@@ -313,9 +313,15 @@ struct Advance {
 }
 
 async fn advance(State(sim): State<Simulator>, Json(a): Json<Advance>) -> Response {
-    sim.advance(Duration::from_secs(a.seconds));
-    control(Ok::<_, Refusal>(json!({})))
+    control(
+        sim.try_advance(Duration::from_secs(a.seconds))
+            .map(|()| json!({})),
+    )
 }
+
+/// The most requests one fault may be injected for over HTTP: more than any test makes,
+/// so a larger number is a mistake (a typo, a sign bug) worth a 400.
+const MAX_FAULT_TIMES: usize = 1_000_000;
 
 /// `{"path": "kf/send_msg", "fault": "busy" | "hangup" | {"status": 500} | {"delay_ms": 300}, "times": 2}`
 #[derive(Deserialize)]
@@ -339,6 +345,15 @@ enum FaultSpec {
 }
 
 async fn inject(State(sim): State<Simulator>, Json(i): Json<Inject>) -> Response {
+    if i.times > MAX_FAULT_TIMES {
+        return control(Err::<(), _>(Refusal::new(
+            40058,
+            format!(
+                "`times` is {}; at most {MAX_FAULT_TIMES} requests take one fault",
+                i.times
+            ),
+        )));
+    }
     let fault = match i.fault {
         FaultSpec::Named(name) if name == "busy" => Fault::Busy,
         FaultSpec::Named(name) if name == "hangup" => Fault::Hangup,

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use body::{Refusal, UpgradeOffer};
 pub use callbacks::CallbackStats;
-pub use world::{Fault, SentMessage, ServicerAvailability, UploadedMedia};
+pub use world::{Fault, MAX_SPAN, SentMessage, ServicerAvailability, UploadedMedia};
 
 use crate::ClientBuilder;
 use world::World;
@@ -52,7 +52,8 @@ pub struct SimConfig {
     pub wechat_channels_binding: bool,
     /// Who the upgrade service (升级服务) may offer customers, as set in the admin console.
     pub upgrade_service: SimUpgradeService,
-    /// Lifetime of access tokens (`expires_in`), 7200 s like WeCom's.
+    /// Lifetime of access tokens (`expires_in`), 7200 s like WeCom's; at most
+    /// [`MAX_SPAN`].
     pub token_lifetime: Duration,
     /// Where to POST encrypted `kf_msg_or_event` callbacks, as configured in the admin
     /// console. `None`: no callbacks (read the token with `latest_callback_token`).
@@ -151,8 +152,19 @@ impl Simulator {
         Self::start_with(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
-    /// Starts a simulator for `config`, listening on `addr`.
+    /// Starts a simulator for `config`, listening on `addr`. Fails on a config it can't
+    /// simulate (a token lifetime over [`MAX_SPAN`], half a callback configuration).
     pub async fn start_with(config: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        if config.token_lifetime > MAX_SPAN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a token lifetime of {} s is over the simulator's {} s",
+                    config.token_lifetime.as_secs(),
+                    MAX_SPAN.as_secs()
+                ),
+            ));
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let world = World::new(&config);
@@ -384,12 +396,20 @@ impl Simulator {
         std::time::UNIX_EPOCH + self.world().now()
     }
 
-    /// Moves the virtual clock forward: windows close, codes and tokens expire.
+    /// Moves the virtual clock forward: windows close, codes and tokens expire. The clock
+    /// stops [`MAX_SPAN`] past the real time; see [`try_advance`](Self::try_advance).
     pub fn advance(&self, by: Duration) {
-        self.world().advance(by);
+        self.world().advance_at_most(by);
     }
 
-    /// Makes the next `times` requests to `path` (`"kf/send_msg"`, `"gettoken"`) fail.
+    /// [`advance`](Self::advance), refused (and the clock left alone) when it would take
+    /// the clock more than [`MAX_SPAN`] past the real time.
+    pub fn try_advance(&self, by: Duration) -> Result<(), Refusal> {
+        self.world().advance(by)
+    }
+
+    /// Makes the next `times` requests to `path` (`"kf/send_msg"`, `"gettoken"`) fail,
+    /// after the faults already queued there. Costs the same whatever `times` is.
     pub fn inject(&self, path: &str, fault: Fault, times: usize) {
         self.world().inject(path, fault, times);
     }

@@ -26,6 +26,10 @@ pub const SENDS_PER_CUSTOMER_MESSAGE: u32 = 5;
 pub const SHORT_CODE_LIFETIME: Duration = Duration::from_secs(20);
 pub const LONG_CODE_LIFETIME: Duration = Duration::from_secs(48 * 3600);
 
+/// The farthest the virtual clock may be moved, and the longest token lifetime: a hundred
+/// years, far past any test, and far from where `Duration` arithmetic overflows.
+pub const MAX_SPAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A failure to inject on one API path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -221,7 +225,8 @@ pub struct World {
     codes: HashMap<String, EventCode>,
     sent: Vec<SentMessage>,
     media: Vec<media::UploadedMedia>,
-    faults: HashMap<String, VecDeque<Fault>>,
+    /// Per path, the faults to inject in order, each with how many requests it has left.
+    faults: HashMap<String, VecDeque<(Fault, usize)>>,
     gettoken_calls: usize,
     sync_msg_calls: usize,
 }
@@ -282,11 +287,33 @@ impl World {
 
     /// The simulated time since the Unix epoch.
     pub fn now(&self) -> Duration {
-        self.unix_start + self.started.elapsed() + self.clock_offset
+        self.unix_start
+            .saturating_add(self.started.elapsed())
+            .saturating_add(self.clock_offset)
     }
 
-    pub fn advance(&mut self, by: Duration) {
-        self.clock_offset += by;
+    /// Moves the clock `by` forward, unless that takes it more than [`MAX_SPAN`] past the
+    /// real time.
+    pub fn advance(&mut self, by: Duration) -> Result<(), Refusal> {
+        match self.clock_offset.checked_add(by) {
+            Some(offset) if offset <= MAX_SPAN => {
+                self.clock_offset = offset;
+                Ok(())
+            }
+            _ => Err(Refusal::new(
+                40058,
+                format!(
+                    "the clock moves at most {} s in all; it has moved {} s",
+                    MAX_SPAN.as_secs(),
+                    self.clock_offset.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Moves the clock as far as it may go towards `by`.
+    pub fn advance_at_most(&mut self, by: Duration) {
+        self.clock_offset = self.clock_offset.saturating_add(by).min(MAX_SPAN);
     }
 
     fn next_id(&mut self, prefix: &str) -> String {
@@ -300,13 +327,24 @@ impl World {
 
     // -- faults ----------------------------------------------------------------------
 
+    /// Queues `fault` for the next `times` requests to `path`, after those already queued.
+    /// One entry whatever `times` is.
     pub fn inject(&mut self, path: &str, fault: Fault, times: usize) {
-        let queue = self.faults.entry(path.to_owned()).or_default();
-        queue.extend(std::iter::repeat_n(fault, times));
+        if times > 0 {
+            let queue = self.faults.entry(path.to_owned()).or_default();
+            queue.push_back((fault, times));
+        }
     }
 
     pub fn take_fault(&mut self, path: &str) -> Option<Fault> {
-        self.faults.get_mut(path).and_then(VecDeque::pop_front)
+        let queue = self.faults.get_mut(path)?;
+        let (fault, left) = queue.front_mut()?;
+        let fault = fault.clone();
+        *left -= 1;
+        if *left == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
     }
 
     // -- tokens ----------------------------------------------------------------------
@@ -330,7 +368,8 @@ impl World {
             return ok(json!({"access_token": token, "expires_in": left}));
         }
         let token = self.next_id("SIMTOKEN");
-        let expires = now + self.token_lifetime;
+        // Both are at most about a century past now (see MAX_SPAN): this can't saturate.
+        let expires = now.saturating_add(self.token_lifetime);
         self.tokens.insert(
             token.clone(),
             IssuedToken {
@@ -683,6 +722,16 @@ impl World {
             if state != required {
                 return refused(Refusal::new(95018, "session state not allowed to send"));
             }
+        }
+        // The same rule as `send_msg`: a msgid is used once per account. The code stays
+        // unused, as the message was refused.
+        if let Some(msgid) = &message.msgid
+            && self
+                .accounts
+                .get(&open_kfid)
+                .is_some_and(|a| a.msgids.contains(msgid))
+        {
+            return refused(Refusal::new(40058, "msgid duplicated"));
         }
         if let Some(code) = self.codes.get_mut(&code_text) {
             code.used = true;

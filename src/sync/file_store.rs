@@ -1,17 +1,76 @@
 //! Checkpoints as files: one JSON file per account, replaced atomically.
+//!
+//! A save writes a temp file of its own (unique name, `create_new`), fsyncs it, renames it
+//! over the account's file and fsyncs the directory, so a crash at any point leaves the
+//! old checkpoint or the new one, never a mix. Saves of one account are serialized twice:
+//! in this process by an async mutex whose guard travels into the blocking write (a
+//! cancelled `save` finishes before the next one starts, so an older write can't land
+//! after a newer one), and across processes by an advisory lock on the account's file
+//! (unix).
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{Checkpoint, CursorStore};
 use crate::BoxFuture;
 use crate::token::StoreError;
 
+/// A temp file older than this, found while holding the account's lock, was left by a
+/// writer that died: removed. Younger ones are left alone, in case a writer that doesn't
+/// take the lock (the very first write of an account) is still busy with it.
+const STALE_TEMP: Duration = Duration::from_secs(60);
+
 /// Checkpoints as JSON files in a directory, one per account, written atomically: a temp
 /// file is written and fsynced, then renamed over the old one, then the directory is
-/// fsynced.
-#[derive(Debug, Clone)]
+/// fsynced. Clones share the per-account write order.
+#[derive(Clone)]
 pub struct FileCursorStore {
     dir: PathBuf,
+    accounts: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<AccountFile>>>>>,
+}
+
+/// What this store knows about one account's file; its mutex orders the account's writes.
+#[derive(Default)]
+struct AccountFile {
+    /// Whether temp files left by dead writers were looked for (once per store).
+    swept: bool,
+}
+
+impl fmt::Debug for FileCursorStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileCursorStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checkpoint file that exists but doesn't parse. `load` refuses it rather than start
+/// over: an empty cursor would hand 3 days of messages over again.
+#[derive(Debug)]
+struct CorruptCheckpoint {
+    path: PathBuf,
+    source: serde_json::Error,
+}
+
+impl fmt::Display for CorruptCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the checkpoint file {} does not parse ({}); restore it, or delete it to start \
+             again 3 days back",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for CorruptCheckpoint {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 impl FileCursorStore {
@@ -19,7 +78,10 @@ impl FileCursorStore {
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(FileCursorStore { dir })
+        Ok(FileCursorStore {
+            dir,
+            accounts: Arc::default(),
+        })
     }
 
     /// The file of one account. `open_kfid`s are `[0-9A-Za-z_-]`; anything else is
@@ -36,34 +98,181 @@ impl FileCursorStore {
         name.push_str(".json");
         self.dir.join(name)
     }
+
+    /// The file named by an error of [`load`](CursorStore::load) when the account's
+    /// checkpoint file exists but doesn't parse; `None` for any other error.
+    pub fn corrupt_file<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Path> {
+        error
+            .downcast_ref::<CorruptCheckpoint>()
+            .map(|corrupt| corrupt.path.as_path())
+    }
+
+    fn account(&self, open_kfid: &str) -> Arc<tokio::sync::Mutex<AccountFile>> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.entry(open_kfid.to_owned()).or_default().clone()
+    }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+/// Writes `bytes` as the new content of `path`, holding the account's lock (unix).
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    account: &mut AccountFile,
+) -> std::io::Result<()> {
+    let locked = lock_current(path)?;
+    if locked.is_some() && !account.swept {
+        // Under the lock no live writer of this account is between its temp and its rename.
+        sweep_stale_temps(path);
+        account.swept = true;
     }
-    std::fs::rename(&tmp, path)?;
-    // Make the rename itself durable.
+    let tmp = write_temp(path, bytes)?;
+    if let Err(error) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
+    sync_dir(dir)?;
+    drop(locked);
+    Ok(())
+}
+
+/// Writes and fsyncs a temp file of this save's own, next to `path`; on failure removes it.
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write as _;
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = temp_name(path);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(error) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(error)
+        }
+    }
+}
+
+/// `<file>.json.<pid>.<random>.tmp`: no two writers, in this process or another, share one.
+fn temp_name(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut random = [0u8; 8];
+    let suffix = match getrandom::fill(&mut random) {
+        Ok(()) => u64::from_le_bytes(random),
+        // `create_new` still refuses a name in use; the counter keeps this process's apart.
+        Err(_) => COUNTER.fetch_add(1, Ordering::Relaxed),
+    };
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.{suffix:016x}.tmp", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// Removes this account's temp files that are older than [`STALE_TEMP`].
+fn sweep_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let mut prefix = name.to_string_lossy().into_owned();
+    prefix.push('.');
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if !(file_name.starts_with(&prefix) && file_name.ends_with(".tmp")) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Takes the advisory lock of the account's current file, and makes sure the file locked
+/// is still the one at `path` (a writer that held the lock before renames a new file over
+/// it). `None` when there is no file yet: the first write renames without a lock, which
+/// can't tear anything either, as every writer has its own temp file.
+#[cfg(unix)]
+fn lock_current(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt as _;
+    loop {
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        file.lock()?;
+        let locked = file.metadata()?;
+        match std::fs::metadata(path) {
+            Ok(current) if (current.dev(), current.ino()) == (locked.dev(), locked.ino()) => {
+                return Ok(Some(file));
+            }
+            // Replaced (or removed) while we waited: lock whatever is there now.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Elsewhere a lock on the file would block readers too (Windows locks are mandatory):
+/// writers rely on their own temp files and the in-process order only.
+#[cfg(not(unix))]
+fn lock_current(_path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    Ok(None)
+}
+
+/// Makes the rename itself durable. Directories can't be opened as files everywhere
+/// (Windows), and elsewhere the rename is durable by itself or can't be made so.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl CursorStore for FileCursorStore {
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         let path = self.path_of(open_kfid);
+        let account = self.account(open_kfid);
         Box::pin(async move {
-            let read = tokio::task::spawn_blocking(move || match std::fs::read(&path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
+            // Waits for a save of this account still writing (one whose caller gave up).
+            let guard = account.lock_owned().await;
+            let read_path = path.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let _guard = guard;
+                match std::fs::read(&read_path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
             });
             match read.await?? {
-                Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|source| Box::new(CorruptCheckpoint { path, source }) as StoreError),
                 None => Ok(Checkpoint::default()),
             }
         })
@@ -75,9 +284,14 @@ impl CursorStore for FileCursorStore {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let (dir, path) = (self.dir.clone(), self.path_of(open_kfid));
+        let account = self.account(open_kfid);
         Box::pin(async move {
             let bytes = serde_json::to_vec(checkpoint)?;
-            tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes)).await??;
+            let mut guard = account.lock_owned().await;
+            // The guard goes into the blocking task: if this future is dropped, the write
+            // still runs to its end before the next save of the account may start.
+            tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes, &mut guard))
+                .await??;
             Ok(())
         })
     }
