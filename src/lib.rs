@@ -58,6 +58,7 @@ mod call;
 pub mod callback;
 mod client;
 mod error;
+pub mod media;
 mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;
