@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use wecom_kf::reply::{
-    BudgetError, CodeKind, Customer, EventCode, Replier, ReplyBudget, ReplyError, SessionRefusal,
-    SessionTracker, turns,
+    BudgetError, CodeKind, Composer, Customer, EventCode, Replier, ReplyBudget, ReplyError,
+    SessionRefusal, SessionTracker, turns,
 };
 use wecom_kf::sim::{Fault, Simulator};
 use wecom_kf::{
@@ -65,14 +65,14 @@ async fn three_quick_messages_share_one_budget_and_a_sixth_reply_is_refused_loca
     // One answer per message, as a newcomer's bot did: the budget is shared, 5 in all.
     let mut sent = 0;
     for _ in 0..3 {
-        let mut permit = budget.reserve(&alice, 2).await.or_else(|_| {
-            // The third answer gets only what is left.
-            Err::<_, BudgetError>(BudgetError::NoWindow)
-        });
-        if permit.is_err() {
-            permit = budget.reserve(&alice, 1).await;
-        }
-        let mut permit = permit.expect("something is left");
+        // Two parts each; the third answer gets only the one that is left.
+        let mut permit = match budget.reserve(&alice, 2).await {
+            Ok(permit) => permit,
+            Err(BudgetError::NotEnough { left: 1, .. }) => {
+                budget.reserve(&alice, 1).await.expect("one left")
+            }
+            Err(other) => panic!("{other}"),
+        };
         while permit.left() > 0 {
             permit
                 .send(client.send_text("wmALICE", &kf, "…"))
@@ -653,4 +653,66 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
         replies > 50 && refused_locally > 20,
         "the conversation exercised both sides"
     );
+}
+
+/// About 6,000 bytes of the markdown an LLM answers with.
+fn long_markdown_answer() -> String {
+    let mut answer = String::from("# 退货说明\n\n");
+    for i in 1..=50 {
+        answer.push_str(&format!(
+            "{i}. **第{i}步**：请在订单页面点击[申请退货](https://example.com/return/{i})，并保留好快递单号。\n"
+        ));
+    }
+    answer.push_str("\n```\n订单号: 123456\n```\n\n> 如有疑问，请随时联系我们。\n");
+    answer
+}
+
+#[tokio::test]
+async fn a_long_markdown_answer_arrives_complete_in_parts_within_the_budget() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let replier = replier(&sim);
+    let sync = replier_stream(&sim, &replier);
+    let alice = Customer::new(&kf, "wmALICE");
+    sim.customer_says(&kf, "wmALICE", "怎么退货？")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+
+    let answer = long_markdown_answer();
+    assert!(answer.len() > 6_000, "{} bytes", answer.len());
+    let msgids = replier.reply(&alice, &answer).await.expect("fits in 5");
+    let sent: Vec<String> = sim
+        .sent()
+        .iter()
+        .map(|m| m.payload["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sent.len(), msgids.len());
+    assert!(sent.len() > 1 && sent.iter().all(|part| part.len() <= 2048));
+    let rendered = Composer::new().compose(&answer).text().to_owned();
+    assert_eq!(sent.concat(), rendered, "nothing lost between the parts");
+    assert!(!rendered.contains("**") && rendered.contains("https://example.com/return/1"));
+
+    // Two replies left: a second long answer doesn't fit; the bot chooses to shorten it.
+    replier
+        .send(&alice, Text::new("还有别的问题吗？"))
+        .await
+        .expect("sent");
+    let left = replier.reply_budget().allowance(&alice).await.unwrap().left;
+    let over = match replier.reply(&alice, &answer).await {
+        Err(ReplyError::TooLong(over)) => over,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(over.left(), left);
+    let before = sim.sent().len();
+    let shortened = over.shorten();
+    assert!(!shortened.dropped.is_empty(), "what was cut is reported");
+    replier
+        .send_texts(&alice, shortened.parts)
+        .await
+        .expect("sent");
+    assert_eq!(sim.sent().len() - before, left as usize);
+    assert!(matches!(
+        replier.send(&alice, Text::new("x")).await,
+        Err(ReplyError::Budget(_))
+    ));
 }

@@ -11,8 +11,8 @@ use crate::{
 };
 
 use super::{
-    BudgetError, CodeKind, Customer, EventCode, ReplyBudget, SendError, SessionRefusal,
-    SessionTracker, SessionView,
+    BudgetError, CodeKind, Composer, Customer, EventCode, OverBudget, ReplyBudget, SendError,
+    SessionRefusal, SessionTracker, SessionView,
 };
 
 /// Why a reply was not sent (or not all of it).
@@ -37,6 +37,11 @@ pub enum ReplyError {
         /// Which code.
         kind: CodeKind,
     },
+    /// The answer needs more messages than the budget has left; nothing was sent. Choose:
+    /// [`OverBudget::send_what_fits`] and keep the rest, or [`OverBudget::shorten`], then
+    /// [`Replier::send_texts`].
+    #[error(transparent)]
+    TooLong(OverBudget),
     /// A send failed; `sent` parts went out before it (their msgids).
     #[error("sending part {} failed after {} went out", sent.len() + 1, sent.len())]
     Send {
@@ -58,6 +63,7 @@ pub struct Replier {
     client: Client,
     budget: ReplyBudget,
     sessions: Arc<SessionTracker>,
+    composer: Composer,
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
 }
 
@@ -76,8 +82,16 @@ impl Replier {
             client,
             budget: ReplyBudget::in_memory(),
             sessions: Arc::new(SessionTracker::new()),
+            composer: Composer::new(),
             clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Renders and splits answers with `composer` (by default: markdown to plain text,
+    /// parts of at most 2048 bytes).
+    pub fn composer(mut self, composer: Composer) -> Self {
+        self.composer = composer;
+        self
     }
 
     /// Uses `budget` (a Redis one, to share it between replicas).
@@ -144,6 +158,38 @@ impl Replier {
         }
         permit.finish().await;
         Ok(sent)
+    }
+
+    /// Answers `customer` with `answer` (an LLM's markdown, say): rendered as plain text,
+    /// split into WeChat text messages, and sent only if all of them fit what the budget has
+    /// left — else [`ReplyError::TooLong`], before anything is sent, says how many it needs.
+    /// Returns each part's msgid.
+    pub async fn reply(
+        &self,
+        customer: &Customer,
+        answer: &str,
+    ) -> Result<Vec<String>, ReplyError> {
+        if let Some(refusal) = SessionRefusal::for_state(&self.sessions.view(customer)) {
+            return Err(ReplyError::Session(refusal));
+        }
+        let left = self.budget.allowance(customer).await?.left;
+        let parts = self
+            .composer
+            .compose(answer)
+            .fit(left)
+            .map_err(ReplyError::TooLong)?;
+        self.send_texts(customer, parts).await
+    }
+
+    /// Sends ready parts (from [`OverBudget::send_what_fits`] or
+    /// [`OverBudget::shorten`]) as text messages; see [`send_all`](Self::send_all).
+    pub async fn send_texts(
+        &self,
+        customer: &Customer,
+        parts: impl IntoIterator<Item = String>,
+    ) -> Result<Vec<String>, ReplyError> {
+        self.send_all(customer, parts.into_iter().map(crate::Text::new))
+            .await
     }
 
     /// Sends one message to `customer`; see [`send_all`](Self::send_all).
