@@ -10,9 +10,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use wecom_kf::reply::{Customer, Replier, ReplyError};
 use wecom_kf::sim::Simulator;
 use wecom_kf::{
-    Client, Event, MemoryCursorStore, Menu, MenuClick, Received, ReceivedMsg, SyncStream, Upload,
+    Client, Event, Image, MemoryCursorStore, Menu, MenuClick, Received, ReceivedMsg, SyncStream,
+    Text, Upload,
 };
 
 type Inbox = Arc<Mutex<Vec<ReceivedMsg>>>;
@@ -56,13 +58,6 @@ fn describe(item: &ReceivedMsg) -> String {
     }
 }
 
-fn welcome_code(items: &[ReceivedMsg]) -> Option<String> {
-    items.iter().find_map(|m| match &m.content {
-        Received::Event(Event::EnterSession(e)) => e.welcome_code.clone(),
-        _ => None,
-    })
-}
-
 /// A 1×1 PNG: small enough to read here, real enough for WeCom's image checks.
 const ROUTE_PNG: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
@@ -72,10 +67,30 @@ const ROUTE_PNG: &[u8] = &[
     0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
+/// What an LLM might answer: a few thousand bytes of markdown, more than one WeChat
+/// message holds.
+fn tracking_answer() -> String {
+    let mut answer = String::from("## 物流详情\n\n您的包裹 **SF1234567890** 的最新轨迹：\n\n");
+    let stops = [
+        "深圳转运中心",
+        "东莞分拨中心",
+        "广州分拣中心",
+        "广州天河营业部",
+    ];
+    for day in 1..=12 {
+        let stop = stops[day % stops.len()];
+        answer.push_str(&format!(
+            "- 第{day}天：包裹到达*{stop}*，正在安排下一站运输，预计当天完成分拣与装车，详情见[物流页面](https://example.com/track/SF1234567890)。\n"
+        ));
+    }
+    answer.push_str("\n> 如需改派或自提，请回复「改派」。\n");
+    answer
+}
+
 async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
     let sim = Simulator::start().await?;
     let kf = sim.open_kfid().to_owned();
-    let alice = "wmALICE";
+    let alice = Customer::new(&kf, "wmALICE");
     println!("wecom-kf quickstart: a conversation against the local simulator");
     println!(
         "  simulator at {} (corp {}, account {kf})\n",
@@ -84,35 +99,42 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let client = sim.client_builder().build()?;
-    let sync = SyncStream::new(client.clone(), MemoryCursorStore::new());
+    // The replier keeps the reply budget and the session state; the stream shows it
+    // every page before the bot handles it.
+    let replier = Replier::new(client.clone()).clock({
+        let sim = sim.clone();
+        move || sim.now()
+    });
+    let sync = SyncStream::new(client.clone(), MemoryCursorStore::new()).observe(replier.clone());
 
     println!("  customer → opens the chat");
-    sim.customer_enters(&kf, alice)?;
+    sim.customer_enters(&kf, &alice.external_userid)?;
     let items = pull(&sync, &kf).await?;
-    let code = welcome_code(&items).ok_or("the simulator sent no welcome code")?;
-    client.send_text_on_event(&code, "您好，欢迎咨询！").await?;
-    println!("  bot      → welcome (send_text_on_event): \"您好，欢迎咨询！\"");
+    let entered = items.first().ok_or("the simulator logged no event")?;
+    replier
+        .welcome(entered, "您好，欢迎咨询！")
+        .await?
+        .ok_or("the simulator sent no welcome code")?;
+    println!("  bot      → welcome (the enter_session code): \"您好，欢迎咨询！\"");
 
-    let said = sim.customer_says(&kf, alice, "我的快递到哪了？")?;
+    let said = sim.customer_says(&kf, &alice.external_userid, "我的快递到哪了？")?;
     println!("  customer → \"我的快递到哪了？\"");
     sync.callback_token(&kf, said.callback_token);
     pull(&sync, &kf).await?;
-    let sent = client.send_text(alice, &kf, "正在为您查询…").await?;
-    println!("  bot      → text \"正在为您查询…\" (msgid {})", sent.msgid);
     let menu = Menu::new()
-        .head_content("请问还需要什么帮助？")
+        .head_content("请问需要什么帮助？")
         .list([
             MenuClick::new("101", "查物流"),
             MenuClick::new("102", "转人工"),
         ])
         .tail_content("点击选项即可");
-    client.send_menu(alice, &kf, menu).await?;
+    replier.send(&alice, menu).await?;
     println!("  bot      → menu [101 查物流] [102 转人工]");
 
     let map = Upload::from_bytes("route.png", ROUTE_PNG.to_vec()).content_type("image/png");
     let uploaded = client.upload_image(map).await?;
-    client
-        .send_image(alice, &kf, uploaded.media_id.as_str())
+    replier
+        .send(&alice, Image::new(uploaded.media_id.as_str()))
         .await?;
     println!(
         "  bot      → uploads route.png (upload_image, {} bytes) and sends it as media {}",
@@ -120,28 +142,42 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
         uploaded.media_id
     );
 
-    let tapped = sim.customer_clicks(&kf, alice, "101", "查物流")?;
+    let tapped = sim.customer_clicks(&kf, &alice.external_userid, "101", "查物流")?;
     println!("  customer → taps \"查物流\"");
     sync.callback_token(&kf, tapped.callback_token);
     pull(&sync, &kf).await?;
 
-    // Each customer message allows 5 replies within 48 hours; the 6th is refused. Anything
-    // else is a failure, so running the example checks the client and the simulator.
-    const LAST_ALLOWED: u32 = 5;
-    for n in 1..=LAST_ALLOWED + 1 {
+    // A long markdown answer: rendered as plain text and split at WeChat's 2048 bytes,
+    // sent only because all its parts fit the 5 replies this customer message allows.
+    let answer = tracking_answer();
+    let parts = replier.reply(&alice, &answer).await?;
+    println!(
+        "  bot      → a {}-byte markdown answer, as {} text messages of at most 2048 bytes",
+        answer.len(),
+        parts.len()
+    );
+    // Then updates until the budget says no. The sixth reply never leaves: the replier
+    // refuses it with the budget's own error, where WeCom would answer 95001.
+    for n in parts.len() + 1..=6 {
         let text = format!("物流更新 {n}/6：包裹已到达广州分拣中心");
-        match client.send_text(alice, &kf, text.as_str()).await {
-            Ok(_) if n <= LAST_ALLOWED => println!("  bot      → text \"{text}\""),
-            Ok(_) => {
-                return Err(format!("reply {n} was accepted; WeCom refuses it with 95001").into());
+        match replier.send(&alice, Text::new(text.as_str())).await {
+            Ok(_) if n <= 5 => println!("  bot      → text \"{text}\""),
+            Ok(_) => return Err(format!("reply {n} was sent; the budget allows 5").into()),
+            Err(ReplyError::Budget(refusal)) if n == 6 => {
+                println!("  bot      ✗ reply {n} refused before sending:\n             {refusal}");
             }
-            Err(e) => {
-                println!("  bot      ✗ reply {n} refused:\n             {e}");
-                if n <= LAST_ALLOWED || e.code() != Some(wecom_kf::ErrCode::SendCountLimit) {
-                    return Err(e.into());
-                }
-            }
+            Err(e) => return Err(e.into()),
         }
+    }
+    // The simulator agrees: asked directly, it refuses a sixth reply with 95001.
+    let direct = client
+        .send_text(alice.external_userid.as_str(), kf.as_str(), "第六条")
+        .await;
+    match direct {
+        Err(e) if e.code() == Some(wecom_kf::ErrCode::SendCountLimit) => {
+            println!("  (asked directly, the simulator refuses it too: {e})");
+        }
+        other => return Err(format!("WeCom would refuse a sixth reply, got {other:?}").into()),
     }
     println!(
         "\n  the simulator accepted {} messages from the bot",

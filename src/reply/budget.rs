@@ -76,9 +76,7 @@ pub enum BudgetError {
     )]
     NoWindow,
     /// Fewer replies are left than asked for: WeCom would answer 95001 past the fifth.
-    #[error(
-        "{needed} replies asked for, {left} left until the customer writes again (5 per customer message, counted from the latest; WeCom would refuse with 95001)"
-    )]
+    #[error("{}", not_enough(*needed, *left))]
     NotEnough {
         /// Replies asked for.
         needed: u32,
@@ -90,6 +88,25 @@ pub enum BudgetError {
     /// The budget's store failed; nothing was reserved.
     #[error("the reply budget's store failed: {0}")]
     Store(String),
+}
+
+fn not_enough(needed: u32, left: u32) -> String {
+    let replies = |n: u32| {
+        if n == 1 {
+            "1 reply".to_owned()
+        } else {
+            format!("{n} replies")
+        }
+    };
+    format!(
+        "{} asked for, {} left until the customer writes again (5 per customer message, counted from the latest; WeCom would refuse with 95001)",
+        replies(needed),
+        if left == 0 {
+            "none".to_owned()
+        } else {
+            left.to_string()
+        }
+    )
 }
 
 /// One customer's window, as a [`BudgetStore`] keeps it. Times are unix seconds.
