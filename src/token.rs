@@ -254,10 +254,11 @@ impl TokenCache {
                 return Err(error);
             }
         };
+        let lifetime = token_lifetime(response.expires_in);
         let cached = CachedToken {
             token: response.access_token,
             fetched_at,
-            expires_at: fetched_at + Duration::from_secs(response.expires_in),
+            expires_at: fetched_at.checked_add(lifetime).unwrap_or(fetched_at),
         };
         tracing::debug!(
             expires_in = response.expires_in,
@@ -280,6 +281,28 @@ impl TokenCache {
             .await
             .map_err(Error::TokenStore)
     }
+}
+
+/// The shortest lifetime a fetched token is given: an `expires_in` of 0 (or a few seconds)
+/// still lets the token serve calls for a while instead of a `gettoken` per call; a token
+/// that really expired is refused (42001) and refreshed once.
+pub(crate) const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest: WeCom says 7200 s; anything far above is a broken answer, and a bounded
+/// lifetime keeps `SystemTime` arithmetic and Redis `PX` values in range.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// `expires_in` as a lifetime, clamped to [`MIN_TOKEN_LIFETIME`, `MAX_TOKEN_LIFETIME`].
+fn token_lifetime(expires_in: u64) -> Duration {
+    let lifetime = Duration::from_secs(expires_in);
+    let clamped = lifetime.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+    if clamped != lifetime {
+        tracing::warn!(
+            expires_in,
+            used_secs = clamped.as_secs(),
+            "gettoken answered an expires_in out of range; clamped"
+        );
+    }
+    clamped
 }
 
 /// `corp_id:` plus 64 bits of a SHA-1 of the corp id and secret: distinct per app, stable
@@ -316,6 +339,13 @@ mod tests {
         };
         assert!(short.is_fresh(t0, margin));
         assert!(!short.is_fresh(t0 + Duration::from_secs(1), margin));
+    }
+
+    #[test]
+    fn lifetimes_are_clamped() {
+        assert_eq!(token_lifetime(0), MIN_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(7200), Duration::from_secs(7200));
+        assert_eq!(token_lifetime(u64::MAX), MAX_TOKEN_LIFETIME);
     }
 
     #[test]

@@ -705,3 +705,47 @@ async fn a_custom_token_store_is_read_first_and_written_on_refresh() {
         .expect("send");
     assert_eq!(server.gettoken_calls(), 1);
 }
+
+/// `expires_in` is WeCom's number: a huge one must not panic or overflow, and 0 must not
+/// turn every call into a `gettoken`.
+#[tokio::test]
+async fn odd_expires_in_values_are_clamped_not_fatal() {
+    for (expires_in, lifetime) in [
+        (json!(u64::MAX), Duration::from_secs(24 * 3600)),
+        (
+            json!(10_000_000_000_000_000u64),
+            Duration::from_secs(24 * 3600),
+        ),
+        (json!(0), Duration::from_secs(60)),
+    ] {
+        let server = MockServer::start().await;
+        server.set_token_expires_in(expires_in.clone());
+        let store = SharedStore::default();
+        let client = server
+            .client_builder()
+            .token_store(store.clone())
+            .build()
+            .expect("client");
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client.send_text("wm1", "wk1", "first").await?;
+                client.send_text("wm1", "wk1", "second").await
+            }
+        });
+        call.await
+            .unwrap_or_else(|e| panic!("expires_in {expires_in}: the call panicked: {e}"))
+            .unwrap_or_else(|e| panic!("expires_in {expires_in}: {e}"));
+        assert_eq!(
+            server.gettoken_calls(),
+            1,
+            "expires_in {expires_in}: the token was cached"
+        );
+        let stored = store.0.token.lock().expect("token").clone().expect("saved");
+        assert_eq!(
+            stored.expires_at.duration_since(stored.fetched_at).ok(),
+            Some(lifetime),
+            "expires_in {expires_in}"
+        );
+    }
+}

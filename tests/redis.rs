@@ -155,3 +155,41 @@ async fn while_redis_is_down_calls_fail_typed_and_recover_when_it_is_back() {
     );
     assert_eq!(server.gettoken_calls(), 1, "the stored token survived too");
 }
+
+/// A huge `expires_in` once overflowed Redis's `PX` (milliseconds above `i64::MAX`), so no
+/// token was ever stored and every call failed; it is clamped, and the token is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_expires_in_is_stored_clamped() {
+    let redis = RedisServer::start();
+    let server = MockServer::start().await;
+    server.set_token_expires_in(serde_json::json!(10_000_000_000_000_000u64));
+    let clients = clients_sharing(&server, &redis, 2).await;
+    clients[0]
+        .send_text("wmALICE", "wkKF", "hi")
+        .await
+        .expect("send");
+    clients[1]
+        .send_text("wmALICE", "wkKF", "hi")
+        .await
+        .expect("send from the other process");
+    assert_eq!(
+        server.gettoken_calls(),
+        1,
+        "the token was stored and shared"
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("test:token:*")
+        .query_async(&mut raw_connection(&redis).await)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut raw_connection(&redis).await)
+        .await
+        .expect("PTTL");
+    assert!(
+        ttl > 0 && ttl <= 24 * 3600 * 1000,
+        "lives at most a day: {ttl} ms"
+    );
+}
