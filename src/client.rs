@@ -18,6 +18,11 @@ use crate::{ErrCode, Error, RetryPolicy, Secret};
 /// WeCom's API root; every endpoint path is relative to it.
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
 
+/// The largest response body read ([`Error::TooLarge`] past it): a full `sync_msg` page of
+/// 1000 items is well under a megabyte, and a proxy streaming without end must not fill
+/// memory.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
 /// A WeCom kf client. Cheap to clone: clones share the connection pool and the token.
 ///
 /// ```no_run
@@ -125,6 +130,13 @@ impl ClientBuilder {
     }
 
     /// Shares an existing `reqwest::Client` (its pool, proxy and TLS settings).
+    ///
+    /// Build it as the default one is: with `.redirect(reqwest::redirect::Policy::none())`
+    /// and `.referer(false)`, because request URLs carry the access token or the secret and
+    /// a followed redirect hands them (in the URL and the `Referer`) to another host, and a
+    /// 307 posts a send again; and without a retry policy (`ClientBuilder::retry`), because
+    /// this client decides what is safe to send twice. Its timeouts apply besides
+    /// [`request_timeout`](Self::request_timeout).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -166,8 +178,11 @@ impl ClientBuilder {
             .map_err(|e| Error::Config(format!("invalid base URL `{base_url}`: {e}")))?;
         let http = match self.http {
             Some(http) => http,
+            // No redirects and no Referer: URLs carry credentials (see `http_client`).
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .referer(false)
                 .build()
                 .map_err(|e| Error::Config(format!("can't build the HTTP client: {e}")))?,
         };
@@ -197,13 +212,19 @@ enum Payload {
     Multipart(Vec<(&'static str, crate::Upload)>),
 }
 
-/// The `errcode`/`errmsg` every response carries.
+/// The `errcode`/`errmsg` every response carries. A JSON answer without `errcode` is not
+/// WeCom's (a WAF or proxy page such as `{"message":"blocked"}`), so it is no success.
 #[derive(Deserialize)]
 struct Envelope {
-    #[serde(default)]
-    errcode: i64,
+    errcode: Option<i64>,
     #[serde(default)]
     errmsg: String,
+}
+
+/// One HTTP exchange: a body, or the transport's failure (classified by the caller).
+enum Exchange {
+    Body(Bytes),
+    Failed(reqwest::Error),
 }
 
 impl Client {
@@ -272,12 +293,19 @@ impl Client {
                 .send_once(endpoint, token.as_ref(), payload, query)
                 .await?;
             let failure = match outcome {
-                Ok(bytes) => {
+                Exchange::Body(bytes) => {
                     let envelope = decode::<Envelope>(endpoint, &bytes)?;
-                    if envelope.errcode == 0 {
+                    let Some(errcode) = envelope.errcode else {
+                        return Err(Error::Decode {
+                            endpoint: endpoint.name,
+                            path: "errcode".to_owned(),
+                            message: "missing: every WeCom answer carries one, so this came from something else (a proxy or firewall page?)".to_owned(),
+                        });
+                    };
+                    if errcode == 0 {
                         return Ok(bytes);
                     }
-                    let code = ErrCode::from_value(envelope.errcode);
+                    let code = ErrCode::from_value(errcode);
                     let error = Error::Api {
                         code,
                         message: envelope.errmsg,
@@ -298,7 +326,7 @@ impl Client {
                         _ => return Err(error),
                     }
                 }
-                Err(error) => {
+                Exchange::Failed(error) => {
                     let delivery = if error.is_connect() {
                         Delivery::NotSent
                     } else {
@@ -323,15 +351,16 @@ impl Client {
         }
     }
 
-    /// One attempt. The outer error is ours (a file that can't be read: nothing was sent);
-    /// the inner one is the HTTP exchange's.
+    /// One attempt. An `Err` is ours and final: a file that can't be read (nothing was
+    /// sent), a redirect or a body over [`MAX_RESPONSE_BYTES`] (an answer that isn't
+    /// WeCom's); the exchange's own failures are classified by the caller.
     async fn send_once(
         &self,
         endpoint: &Endpoint,
         token: Option<&Secret>,
         payload: &Payload,
         query: &[(String, String)],
-    ) -> Result<Result<Bytes, reqwest::Error>, Error> {
+    ) -> Result<Exchange, Error> {
         let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
         let credentials = match token {
             Some(token) => vec![("access_token", token.expose())],
@@ -368,11 +397,53 @@ impl Client {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
-        Ok(async {
-            let response = request.send().await?.error_for_status()?;
-            response.bytes().await
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Ok(Exchange::Failed(error)),
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(Error::Redirected {
+                endpoint: endpoint.name,
+                status: status.as_u16(),
+            });
         }
-        .await)
+        let response = match response.error_for_status() {
+            Ok(response) => response,
+            Err(error) => return Ok(Exchange::Failed(error)),
+        };
+        read_capped(endpoint, response).await
+    }
+}
+
+/// The body, up to [`MAX_RESPONSE_BYTES`]: a `Content-Length` above it is refused before
+/// reading, and a body without one stops being read at the cap.
+async fn read_capped(
+    endpoint: &Endpoint,
+    mut response: reqwest::Response,
+) -> Result<Exchange, Error> {
+    let too_large = || Error::TooLarge {
+        endpoint: endpoint.name,
+        limit: MAX_RESPONSE_BYTES,
+    };
+    let declared = response.content_length();
+    if declared.is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
+        return Err(too_large());
+    }
+    // At most the cap: the declared length is the server's word.
+    let expected = declared.map_or(0, |len| usize::try_from(len).unwrap_or(0));
+    let mut body = Vec::with_capacity(expected.min(MAX_RESPONSE_BYTES));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Exchange::Body(Bytes::from(body))),
+            Err(error) => return Ok(Exchange::Failed(error)),
+        }
     }
 }
 

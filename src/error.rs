@@ -33,6 +33,24 @@ pub enum Error {
         message: String,
     },
 
+    /// The answer was an HTTP redirect. WeCom's API never redirects, so this is a proxy, a
+    /// captive portal or a wrong `base_url`; it is not followed, because the URL carries the
+    /// access token (or the secret) and a 307 would post the body again elsewhere. The
+    /// request may have arrived.
+    #[error(
+        "`{endpoint}` answered with a redirect (HTTP {status}), which is not followed: check `base_url` and any proxy"
+    )]
+    Redirected { endpoint: &'static str, status: u16 },
+
+    /// The answer's body is larger than the client reads (`limit` bytes): not a WeCom
+    /// answer, whose pages are far smaller. Reading stopped there; the request may have
+    /// arrived.
+    #[error("`{endpoint}` answered with a body over {limit} bytes; not read further")]
+    TooLarge {
+        endpoint: &'static str,
+        limit: usize,
+    },
+
     /// WeCom refused the request with a non-zero `errcode`.
     #[error("{}", api_message(*code, message))]
     Api { code: ErrCode, message: String },
@@ -56,6 +74,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the failed request may still have taken effect (for a send: may reach the
+    /// customer). Only [`Delivery::NotSent`] proves it didn't: refused before sending,
+    /// never connected, or refused by WeCom.
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            Error::Transport { delivery, .. } => *delivery,
+            // Something answered, so the request arrived somewhere.
+            Error::Redirected { .. } | Error::TooLarge { .. } | Error::Decode { .. } => {
+                Delivery::MaybeSent
+            }
+            Error::Invalid { .. }
+            | Error::Api { .. }
+            | Error::Config(_)
+            | Error::Upload { .. }
+            | Error::TokenStore(_) => Delivery::NotSent,
+        }
+    }
+
     /// The WeCom error code, for `Api` errors.
     pub fn code(&self) -> Option<ErrCode> {
         match self {
@@ -86,10 +122,11 @@ impl From<Invalid> for Error {
     }
 }
 
-/// Whether a request that failed in transport may have reached WeCom.
+/// Whether a failed request may have reached WeCom and taken effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
-    /// The connection was never made: the request certainly did not arrive.
+    /// It certainly did not take effect: the connection was never made (or, for
+    /// [`Error::delivery`], the request was refused before sending or by WeCom).
     NotSent,
     /// The body may have been written (a timeout, a reset, a bad status): it may have arrived.
     MaybeSent,

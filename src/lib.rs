@@ -73,7 +73,7 @@ mod validate;
 mod wire;
 
 pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
-pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
+pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
 pub use error::{Delivery, Error, RetryClass};
 pub use raw_json::RawJson;
 pub use retry::RetryPolicy;

@@ -749,3 +749,169 @@ async fn odd_expires_in_values_are_clamped_not_fatal() {
         );
     }
 }
+
+/// Answers every request with a redirect to `target` (302 for GET, 307 for POST), as a
+/// captive portal or a misconfigured gateway would.
+async fn redirecting_server(target: String) -> std::net::SocketAddr {
+    use axum::http::{Method, StatusCode, Uri, header};
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+        let location = format!("{target}{uri}");
+        async move {
+            let status = if method == Method::GET {
+                StatusCode::FOUND
+            } else {
+                StatusCode::TEMPORARY_REDIRECT
+            };
+            (status, [(header::LOCATION, location)])
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    addr
+}
+
+#[tokio::test]
+async fn redirects_are_refused_and_carry_nothing_elsewhere() {
+    let elsewhere = MockServer::start().await;
+    let portal = redirecting_server(format!("http://{}", elsewhere.addr)).await;
+    let builder = || {
+        Client::builder()
+            .corp_id(common::CORP_ID)
+            .secret(common::SECRET)
+            .base_url(format!("http://{portal}/cgi-bin/"))
+            .retry_policy(RetryPolicy::none())
+    };
+
+    // gettoken: the secret is in the URL.
+    let err = builder()
+        .build()
+        .expect("client")
+        .access_token()
+        .await
+        .unwrap_err();
+    assert!(
+        chain(&err).contains("redirect (HTTP 302)"),
+        "a typed redirect error: {err:?}"
+    );
+    // A send with a token at hand: the token is in the URL, the body would be posted again.
+    let err = builder()
+        .token_store(SharedStore::seeded("TOKEN_FROM_A_STORE"))
+        .build()
+        .expect("client")
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Redirected { status: 307, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.delivery(), Delivery::MaybeSent);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect target got requests: {:?}",
+        elsewhere.requests()
+    );
+}
+
+/// An error with all its sources, as a log line that walks the chain shows it.
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        text.push_str(" / ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A server whose every answer is too large: it declares 1 GiB and then stalls, or it
+/// streams 64 MiB of valid JSON (whitespace) without a length.
+async fn oversized_server(declare_length: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = r#"{"errcode":0,"errmsg":"ok","next_cursor":"c","has_more":0"#;
+                if declare_length {
+                    let headers = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+                    let _ = stream.write_all(headers.as_bytes()).await;
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    // Stall until the client gives up on the connection.
+                    let _ = stream.read(&mut buf).await;
+                    return;
+                }
+                let headers = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = stream.write_all(headers.as_bytes()).await;
+                let chunk = |data: &[u8]| {
+                    let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+                    framed.extend_from_slice(data);
+                    framed.extend_from_slice(b"\r\n");
+                    framed
+                };
+                let _ = stream.write_all(&chunk(head.as_bytes())).await;
+                let spaces = chunk(&vec![b' '; 1 << 20]);
+                for _ in 0..64 {
+                    if stream.write_all(&spaces).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(&chunk(b"}")).await;
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    for declare_length in [true, false] {
+        let addr = oversized_server(declare_length).await;
+        let client = Client::builder()
+            .corp_id(common::CORP_ID)
+            .secret(common::SECRET)
+            .base_url(format!("http://{addr}/cgi-bin/"))
+            .token_store(SharedStore::seeded("TOKEN_FROM_A_STORE"))
+            .request_timeout(Duration::from_secs(5))
+            .retry_policy(RetryPolicy::none())
+            .build()
+            .expect("client");
+        let err = client.sync_msg("wk1").await.unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { endpoint: "sync_msg", limit } if limit == wecom_kf::MAX_RESPONSE_BYTES),
+            "declared length {declare_length}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_errcode_is_no_success() {
+    let server = MockServer::start().await;
+    server.script(
+        "/cgi-bin/kf/account/del",
+        [Reply::Json(json!({"message": "blocked"}))],
+    );
+    let err = server.client().account_del("wk1").await.unwrap_err();
+    match err {
+        Error::Decode { endpoint, path, .. } => {
+            assert_eq!((endpoint, path.as_str()), ("account_del", "errcode"));
+        }
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
+}
