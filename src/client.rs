@@ -51,7 +51,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("corp_id", &self.inner.corp_id)
             .field("secret", &self.inner.secret)
-            .field("base_url", &self.inner.base_url)
+            .field("base_url", &shown_url(&self.inner.base_url))
             .field("retry", &self.inner.retry)
             .finish_non_exhaustive()
     }
@@ -76,7 +76,7 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("corp_id", &self.corp_id)
             .field("secret", &self.secret)
-            .field("base_url", &self.base_url)
+            .field("base_url", &shown_url(&self.base_url))
             .finish_non_exhaustive()
     }
 }
@@ -174,8 +174,14 @@ impl ClientBuilder {
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
-        reqwest::Url::parse(&base_url)
-            .map_err(|e| Error::Config(format!("invalid base URL `{base_url}`: {e}")))?;
+        let shown = shown_url(&base_url);
+        let url = reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::Config(format!("invalid base URL `{shown}`: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "the base URL `{shown}` is not http(s)"
+            )));
+        }
         let http = match self.http {
             Some(http) => http,
             // No redirects and no Referer: URLs carry credentials (see `http_client`).
@@ -447,6 +453,23 @@ async fn read_capped(
     }
 }
 
+/// A URL as errors and `Debug` show it: without credentials (`user:pass@`), a query or a
+/// fragment, which a proxy or gateway URL may carry. Works on text that doesn't parse.
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rfind('@') {
+        // `@` is one byte, so `at + 1` is a char boundary.
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}{host}{path}")
+}
+
 pub(crate) fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     for (i, (key, value)) in pairs.enumerate() {
         url.push(if i == 0 { '?' } else { '&' });
@@ -516,4 +539,22 @@ fn decode<T: DeserializeOwned>(endpoint: &Endpoint, bytes: &[u8]) -> Result<T, E
             message,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        assert_eq!(
+            shown_url("http://user:pass@proxy:8080/cgi-bin/?key=k#f"),
+            "http://***@proxy:8080/cgi-bin/"
+        );
+        assert_eq!(shown_url("user:pass@host/x"), "***@host/x");
+        assert_eq!(
+            shown_url("https://qyapi.weixin.qq.com/cgi-bin/"),
+            "https://qyapi.weixin.qq.com/cgi-bin/"
+        );
+    }
 }

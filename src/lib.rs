@@ -122,6 +122,7 @@ pub mod __private {
 
     pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
     pub use crate::error::RetryClass;
+    pub use crate::secret::Redacted;
     pub use crate::validate::{
         Invalid, ItemsRule, NumberRule, OverLimit, SizeRule, StringRule, Validate,
     };

@@ -6384,7 +6384,7 @@ mod generated_from_endpoints {
     /// Pulls the customer messages and events of the last 3 days, one page per call.
     ///
     /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[derive(Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
     #[serde(crate = "::wecom_kf::__private::serde")]
     pub struct SyncMsgRequest {
         /// The account whose messages to pull (the callback's `OpenKfId`).
@@ -6396,7 +6396,7 @@ mod generated_from_endpoints {
         /// At most 64 bytes; longer values are refused before sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         ///
         /// At most 128 bytes; longer values are refused before sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -6409,6 +6409,17 @@ mod generated_from_endpoints {
         /// How voice messages arrive; AMR when unset.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub voice_format: Option<VoiceFormat>,
+    }
+    impl rt::fmt::Debug for SyncMsgRequest {
+        fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+            f.debug_struct("SyncMsgRequest")
+                .field("open_kfid", &self.open_kfid)
+                .field("cursor", &self.cursor)
+                .field("token", &self.token.as_ref().map(|_| rt::Redacted))
+                .field("limit", &self.limit)
+                .field("voice_format", &self.voice_format)
+                .finish()
+        }
     }
     impl SyncMsgRequest {
         /// Creates the body from its required fields.
@@ -6431,7 +6442,7 @@ mod generated_from_endpoints {
         }
         /// Sets `token`.
         ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         /// At most 128 bytes; longer values are refused before sending.
         pub fn token(mut self, token: impl Into<String>) -> Self {
             self.token = Some(token.into());
@@ -6522,7 +6533,7 @@ mod generated_from_endpoints {
         }
         /// Sets `token`.
         ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         /// At most 128 bytes; longer values are refused before sending.
         pub fn token(mut self, token: impl Into<String>) -> Self {
             self.request.token = Some(token.into());

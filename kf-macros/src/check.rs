@@ -203,6 +203,12 @@ fn check_enums(api: &Api, cx: &mut Diagnostics) {
 /// need one; and `raw` is the name of the field that keeps the original object.
 fn check_lenient(api: &Api, s: &Struct, cx: &mut Diagnostics) {
     for f in &s.fields {
+        if let Some(secret) = f.secret.as_ref().filter(|s| *s.get_ref()) {
+            cx.error(
+                secret.span(),
+                "a lenient struct keeps its JSON text in `raw`, which would show a `secret` field",
+            );
+        }
         if f.name.get_ref() == "raw" {
             cx.error(
                 f.name.span(),
@@ -258,6 +264,22 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             cx.error(
                 f.ty.span(),
                 "`numbers_as_text` applies to `string` fields only",
+            );
+        }
+        if let Some(secret) = f.secret.as_ref().filter(|s| *s.get_ref())
+            && (kind != TypeKind::String || ty.list)
+        {
+            cx.error_with_help(
+                secret.span(),
+                "`secret = true` applies to `string` fields only",
+                "a `secret` typed value is already hidden from `Debug`",
+            );
+        }
+        if kind == TypeKind::Secret && matches!(owner, FieldOwner::Endpoint { .. }) {
+            cx.error_with_help(
+                f.ty.span(),
+                "a `secret` value serializes as `\"***\"`, so a request can't send it",
+                "use `type = \"string\", secret = true`: sent as is, hidden from `Debug`",
             );
         }
         let (query, multipart) = match owner {

@@ -286,6 +286,41 @@ variants = [
     }
 }
 
+#[test]
+fn secret_keys_are_checked() {
+    let source = r#"
+[[struct]]
+name = "Item"
+lenient = true
+fields = [{ name = "token", type = "string", secret = true }]
+
+[[struct]]
+name = "Counts"
+fields = [{ name = "n", type = "u32", secret = true }]
+
+[[endpoint]]
+name = "login"
+method = "POST"
+path = "login"
+doc = 1
+summary = "Logs in."
+fields = [{ name = "password", type = "secret", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:5:55: a lenient struct keeps its JSON text in `raw`",
+        "api.toml:9:48: `secret = true` applies to `string` fields only",
+        "api.toml:17:39: a `secret` value serializes as `\"***\"`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

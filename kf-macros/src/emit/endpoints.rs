@@ -9,7 +9,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
-use super::fields::{constructor, declarations, param, setters};
+use super::fields::{constructor, debug_derive, debug_impl, declarations, param, setters};
 use super::validate::validate_impl;
 use crate::model::{Api, Endpoint, TypeKind};
 use crate::names::{ident, pascal_case, type_ident};
@@ -47,6 +47,8 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let request_setters = setters(api, &e.fields, &quote!(self));
     let builder_setters = setters(api, &e.fields, &quote!(self.request));
     let validate = validate_impl(api, &request, &e.fields, &e.one_of);
+    let debug = debug_derive(&e.fields);
+    let debug_impl = debug_impl(&request, &e.fields);
     let http_method = if e.is_get() {
         quote!(rt::HttpMethod::Get)
     } else {
@@ -106,11 +108,13 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
 
     let items = quote! {
         #request_docs
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(#debug Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
         #[serde(crate = "::wecom_kf::__private::serde")]
         pub struct #request {
             #fields
         }
+
+        #debug_impl
 
         impl #request {
             #[doc = #new_doc]
