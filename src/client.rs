@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
+use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
 use crate::token::{MemoryTokenStore, TokenCache, TokenStore};
 use crate::{ErrCode, Error, RetryPolicy, Secret};
 
@@ -42,7 +43,7 @@ struct Inner {
     corp_id: String,
     secret: Secret,
     tokens: TokenCache,
-    retry: RetryPolicy,
+    retries: Retries,
     request_timeout: Option<Duration>,
 }
 
@@ -52,7 +53,7 @@ impl fmt::Debug for Client {
             .field("corp_id", &self.inner.corp_id)
             .field("secret", &self.inner.secret)
             .field("base_url", &shown_url(&self.inner.base_url))
-            .field("retry", &self.inner.retry)
+            .field("retries", &self.inner.retries)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +68,8 @@ pub struct ClientBuilder {
     request_timeout: Option<Duration>,
     http: Option<reqwest::Client>,
     retry: RetryPolicy,
+    rate_limit_backoff: Duration,
+    call_deadline: Option<Duration>,
     token_store: Option<Arc<dyn TokenStore>>,
     refresh_margin: Duration,
 }
@@ -91,6 +94,8 @@ impl Default for ClientBuilder {
             request_timeout: Some(Duration::from_secs(30)),
             http: None,
             retry: RetryPolicy::default(),
+            rate_limit_backoff: DEFAULT_RATE_LIMIT_BACKOFF,
+            call_deadline: Some(DEFAULT_CALL_DEADLINE),
             token_store: None,
             refresh_margin: Duration::from_secs(300),
         }
@@ -145,6 +150,23 @@ impl ClientBuilder {
     /// When to retry; see [`RetryPolicy`].
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// The first wait after WeCom's rate limit (45009) and other codes of the
+    /// `rate_limited` class (default 5 s): it doubles per retry up to a minute, since such
+    /// a block lasts about that long. The number of retries is the policy's.
+    pub fn rate_limit_backoff(mut self, wait: Duration) -> Self {
+        self.rate_limit_backoff = wait;
+        self
+    }
+
+    /// How long one call may take with its retries (default 60 s): no retry starts whose
+    /// wait would end past it, and the last error is returned instead. `None`: retries
+    /// stop only when the policy's are used up. One attempt is bounded by
+    /// [`request_timeout`](Self::request_timeout).
+    pub fn call_deadline(mut self, deadline: impl Into<Option<Duration>>) -> Self {
+        self.call_deadline = deadline.into();
         self
     }
 
@@ -203,7 +225,11 @@ impl ClientBuilder {
                 corp_id,
                 secret,
                 tokens,
-                retry: self.retry,
+                retries: Retries {
+                    policy: self.retry,
+                    rate_limit_backoff: self.rate_limit_backoff,
+                    deadline: self.call_deadline,
+                },
                 request_timeout: self.request_timeout,
             }),
         })
@@ -287,7 +313,7 @@ impl Client {
         payload: &Payload,
         query: &[(String, String)],
     ) -> Result<Bytes, Error> {
-        let policy = &self.inner.retry;
+        let started = tokio::time::Instant::now();
         let mut retries = 0;
         let mut refreshed_token = false;
         loop {
@@ -328,7 +354,8 @@ impl Client {
                             self.inner.tokens.invalidate(&stale).await?;
                             continue;
                         }
-                        (RetryClass::Backoff, _) if retries < policy.max_retries => error,
+                        (RetryClass::Backoff, _) => (error, Wait::Backoff),
+                        (RetryClass::RateLimited, _) => (error, Wait::RateLimited),
                         _ => return Err(error),
                     }
                 }
@@ -344,13 +371,16 @@ impl Client {
                         source: error.without_url(),
                     };
                     let safe = delivery == Delivery::NotSent || endpoint.idempotent;
-                    if !safe || retries >= policy.max_retries {
+                    if !safe {
                         return Err(error);
                     }
-                    error
+                    (error, Wait::Backoff)
                 }
             };
-            let wait = policy.backoff(retries);
+            let (failure, class) = failure;
+            let Some(wait) = self.inner.retries.next(class, retries, started.elapsed()) else {
+                return Err(failure);
+            };
             retries += 1;
             tracing::warn!(endpoint = endpoint.name, retry = retries, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
             tokio::time::sleep(wait).await;

@@ -146,8 +146,11 @@ impl fmt::Display for Delivery {
 pub enum RetryClass {
     /// Retrying the same request won't help.
     Never,
-    /// The server is busy or rate limiting: wait and retry (the request was not processed).
+    /// The server is busy: wait and retry (the request was not processed).
     Backoff,
+    /// The app is over a rate limit, a block that lasts about a minute: wait longer
+    /// ([`ClientBuilder::rate_limit_backoff`](crate::ClientBuilder::rate_limit_backoff)) and retry.
+    RateLimited,
     /// The access token is stale: drop it, fetch a new one, retry once.
     RefreshToken,
 }

@@ -915,3 +915,62 @@ async fn an_answer_without_errcode_is_no_success() {
         other => panic!("expected a Decode error, got {other:?}"),
     }
 }
+
+fn rate_limited() -> Reply {
+    Reply::Json(json!({"errcode": 45009, "errmsg": "api freq out of limit"}))
+}
+
+/// 45009 waits `rate_limit_backoff`, not the policy's short backoff: with a first wait
+/// longer than the call's deadline it isn't retried at all, while "busy" still is.
+#[tokio::test]
+async fn rate_limits_wait_longer_within_the_call_deadline() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .rate_limit_backoff(Duration::from_secs(30))
+        .call_deadline(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    client.access_token().await.expect("token");
+    server.script("/cgi-bin/kf/sync_msg", [rate_limited(), busy()]);
+    let err = client.sync_msg("wk1").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrCode::RateLimited));
+    assert_eq!(
+        server.requests_to("/cgi-bin/kf/sync_msg").len(),
+        1,
+        "a wait past the deadline is not started"
+    );
+    client.sync_msg("wk1").await.expect("busy is retried");
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 3);
+
+    // With a short rate-limit wait, 45009 is retried like any busy answer.
+    let quick = server
+        .client_builder()
+        .rate_limit_backoff(Duration::from_millis(20))
+        .build()
+        .expect("client");
+    server.script("/cgi-bin/kf/sync_msg", [rate_limited(), rate_limited()]);
+    quick.sync_msg("wk1").await.expect("retried after the wait");
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 6);
+}
+
+/// The deadline covers the whole call: retries stop once the next wait would pass it.
+#[tokio::test]
+async fn no_retry_starts_past_the_call_deadline() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .retry_policy(RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_secs(4),
+            max_backoff: Duration::from_secs(4),
+        })
+        .call_deadline(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    client.access_token().await.expect("token");
+    server.script("/cgi-bin/kf/sync_msg", [busy(), busy()]);
+    let err = client.sync_msg("wk1").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrCode::SystemBusy));
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 1);
+}

@@ -108,7 +108,7 @@ mod generated_from_endpoints {
         ContentTooLarge,
         /// `45009`: API call frequency exceeded.
         ///
-        /// Retried with backoff; pass the callback's token to sync_msg to get the relaxed rate limit.
+        /// Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.
         RateLimited,
         /// `45033`: API concurrency exceeded.
         ///
@@ -577,7 +577,7 @@ mod generated_from_endpoints {
                 }
                 Self::RateLimited => {
                     Some(
-                        "Retried with backoff; pass the callback's token to sync_msg to get the relaxed rate limit.",
+                        "Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.",
                     )
                 }
                 Self::TooManyConcurrentCalls => {
@@ -712,7 +712,7 @@ mod generated_from_endpoints {
                 Self::EmptyText => rt::RetryClass::Never,
                 Self::MediaTooLarge => rt::RetryClass::Never,
                 Self::ContentTooLarge => rt::RetryClass::Never,
-                Self::RateLimited => rt::RetryClass::Backoff,
+                Self::RateLimited => rt::RetryClass::RateLimited,
                 Self::TooManyConcurrentCalls => rt::RetryClass::Backoff,
                 Self::ApiUnauthorized => rt::RetryClass::Never,
                 Self::NoPrivilege => rt::RetryClass::Never,
@@ -751,7 +751,9 @@ mod generated_from_endpoints {
         pub fn is_retryable(self) -> bool {
             match self.retry_class() {
                 rt::RetryClass::Never => false,
-                rt::RetryClass::Backoff | rt::RetryClass::RefreshToken => true,
+                rt::RetryClass::Backoff
+                | rt::RetryClass::RateLimited
+                | rt::RetryClass::RefreshToken => true,
             }
         }
     }

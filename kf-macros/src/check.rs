@@ -143,7 +143,7 @@ fn check_errors(api: &Api, cx: &mut Diagnostics) {
         }
         expect_one_of(
             &e.retry,
-            &["never", "backoff", "refresh_token"],
+            &["never", "backoff", "rate_limited", "refresh_token"],
             "retry class",
             cx,
         );
