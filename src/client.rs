@@ -275,9 +275,19 @@ impl Client {
     }
 
     /// Validates and sends a typed request body; what every generated builder calls.
+    ///
+    /// An endpoint with a [`retry_key`](Endpoint::retry_key) (`send_msg`'s `msgid`) gets
+    /// a fresh id there first if the request has none, so every attempt carries it; the
+    /// response echoes it.
     pub async fn execute<R: Request>(&self, request: &R) -> Result<R::Response, Error> {
         request.validate()?;
         let endpoint = &R::ENDPOINT;
+        let filled = match endpoint.retry_key {
+            Some(_) if request.retry_id().is_none() => request.with_retry_id(&fresh_retry_id()),
+            _ => None,
+        };
+        let request = filled.as_ref().unwrap_or(request);
+        let retry_id = request.retry_id();
         let (payload, query) = if endpoint.multipart {
             let files = request.files().into_iter();
             let files = files.map(|(name, upload)| (name, upload.clone())).collect();
@@ -288,30 +298,82 @@ impl Client {
                 HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
             }
         };
-        let bytes = self.call(endpoint, &payload, &query).await?;
+        let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
 
-    /// Sends a raw JSON body to an endpoint, without validation.
+    /// Sends a raw JSON body to an endpoint, without validation. Its retry key, if the
+    /// endpoint has one, is filled as in [`execute`](Self::execute) when absent or empty.
     pub(crate) async fn execute_raw<R: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
         body: &Value,
     ) -> Result<R, Error> {
+        let filled = endpoint.retry_key.and_then(|key| {
+            let Value::Object(fields) = body else {
+                return None;
+            };
+            let unset = match fields.get(key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(id)) => id.is_empty(),
+                Some(_) => false,
+            };
+            unset.then(|| {
+                let mut fields = fields.clone();
+                fields.insert(key.to_owned(), Value::String(fresh_retry_id()));
+                Value::Object(fields)
+            })
+        });
+        let body = filled.as_ref().unwrap_or(body);
+        let retry_id = endpoint
+            .retry_key
+            .and_then(|key| body.get(key))
+            .and_then(Value::as_str);
         let (payload, query) = match endpoint.method {
             HttpMethod::Post => (Payload::Json(encode(endpoint, body)?), Vec::new()),
             HttpMethod::Get => (Payload::None, query_pairs(endpoint, body)?),
         };
-        let bytes = self.call(endpoint, &payload, &query).await?;
+        let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
 
-    /// The request loop. Returns the body of a response whose `errcode` is 0.
+    /// The request loop, and what its failure means: a request that isn't safe to
+    /// repeat, answered "busy" along the way, may have taken effect whatever came after.
     async fn call(
         &self,
         endpoint: &Endpoint,
         payload: &Payload,
         query: &[(String, String)],
+        retry_id: Option<&str>,
+    ) -> Result<Bytes, Error> {
+        let mut answered_busy = false;
+        match self
+            .attempts(endpoint, payload, query, &mut answered_busy)
+            .await
+        {
+            Err(cause)
+                if answered_busy
+                    && !endpoint.idempotent
+                    && cause.delivery() == Delivery::NotSent =>
+            {
+                Err(Error::MaybeDelivered {
+                    endpoint: endpoint.name,
+                    retry_id: retry_id.map(str::to_owned),
+                    cause: Box::new(cause),
+                })
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Sends until an answer with `errcode` 0, a final error, or the retries are used up.
+    /// `answered_busy` records a busy (`Backoff`) answer.
+    async fn attempts(
+        &self,
+        endpoint: &Endpoint,
+        payload: &Payload,
+        query: &[(String, String)],
+        answered_busy: &mut bool,
     ) -> Result<Bytes, Error> {
         let started = tokio::time::Instant::now();
         let mut retries = 0;
@@ -354,7 +416,10 @@ impl Client {
                             self.inner.tokens.invalidate(&stale).await?;
                             continue;
                         }
-                        (RetryClass::Backoff, _) => (error, Wait::Backoff),
+                        (RetryClass::Backoff, _) => {
+                            *answered_busy = true;
+                            (error, Wait::Backoff)
+                        }
                         (RetryClass::RateLimited, _) => (error, Wait::RateLimited),
                         _ => return Err(error),
                     }
@@ -450,6 +515,23 @@ impl Client {
         };
         read_capped(endpoint, response).await
     }
+}
+
+/// A fresh id for a [`retry_key`](Endpoint::retry_key): 32 hex digits of randomness,
+/// within `msgid`'s 32 bytes of `[0-9a-zA-Z_-]`.
+fn fresh_retry_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: std's randomly keyed hasher (new keys per call) still gives
+        // ids that don't repeat.
+        use std::hash::{BuildHasher as _, Hasher as _};
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(i);
+            chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The body, up to [`MAX_RESPONSE_BYTES`]: a `Content-Length` above it is refused before

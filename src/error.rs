@@ -51,6 +51,21 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A request that isn't safe to repeat (a send) was answered "busy" at least once, and
+    /// the call then failed with `cause`. WeCom says a busy request wasn't processed, but
+    /// that isn't proof, so the message may have arrived. Retries carry the same
+    /// `retry_id` (the `msgid`), which is why a retry refused as a duplicate id (WeCom's
+    /// code for that is undocumented; the simulator answers 40058) most likely means
+    /// the first attempt was delivered. Don't send it again under a new id without
+    /// checking (a `msg_send_fail` event names the id if delivery failed).
+    #[error("`{endpoint}` may have been delivered: an attempt was answered busy, and the call then failed{}", retry_id.as_ref().map(|id| format!(" (retries carried the id {id:?})")).unwrap_or_default())]
+    MaybeDelivered {
+        endpoint: &'static str,
+        retry_id: Option<String>,
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// WeCom refused the request with a non-zero `errcode`.
     #[error("{}", api_message(*code, message))]
     Api { code: ErrCode, message: String },
@@ -81,9 +96,10 @@ impl Error {
         match self {
             Error::Transport { delivery, .. } => *delivery,
             // Something answered, so the request arrived somewhere.
-            Error::Redirected { .. } | Error::TooLarge { .. } | Error::Decode { .. } => {
-                Delivery::MaybeSent
-            }
+            Error::Redirected { .. }
+            | Error::TooLarge { .. }
+            | Error::Decode { .. }
+            | Error::MaybeDelivered { .. } => Delivery::MaybeSent,
             Error::Invalid { .. }
             | Error::Api { .. }
             | Error::Config(_)
@@ -92,10 +108,11 @@ impl Error {
         }
     }
 
-    /// The WeCom error code, for `Api` errors.
+    /// The WeCom error code: of an `Api` error, or of the error a wrapper carries.
     pub fn code(&self) -> Option<ErrCode> {
         match self {
             Error::Api { code, .. } => Some(*code),
+            Error::MaybeDelivered { cause, .. } => cause.code(),
             _ => None,
         }
     }
@@ -146,7 +163,9 @@ impl fmt::Display for Delivery {
 pub enum RetryClass {
     /// Retrying the same request won't help.
     Never,
-    /// The server is busy: wait and retry (the request was not processed).
+    /// The server is busy: wait and retry. WeCom says the request wasn't processed; for a
+    /// request that isn't safe to repeat, the client doesn't take its word for it (see
+    /// [`Error::MaybeDelivered`]).
     Backoff,
     /// The app is over a rate limit, a block that lasts about a minute: wait longer
     /// ([`ClientBuilder::rate_limit_backoff`](crate::ClientBuilder::rate_limit_backoff)) and retry.

@@ -143,7 +143,114 @@ async fn busy_is_retried_with_backoff() {
         .await
         .expect("send");
     assert_eq!(sent.msgid, "MSG_ID_FROM_SERVER");
-    assert_eq!(server.requests_to("/cgi-bin/kf/send_msg").len(), 3);
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    assert_eq!(ids.len(), 3, "sent three times");
+    assert!(is_retry_id(&ids[0]), "the client set an id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "every attempt carries the same id: {ids:?}"
+    );
+}
+
+/// The `msgid` of each request to `path` ("" when there is none).
+fn msgids(server: &MockServer, path: &str) -> Vec<String> {
+    server
+        .requests_to(path)
+        .iter()
+        .map(|r| r.body["msgid"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// What the client generates: 32 hex digits, a valid `msgid`.
+fn is_retry_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// WeCom answered "busy" but had queued the message: the retry, with the same id, is
+/// refused as a duplicate. That is "may have arrived", not a plain failure.
+#[tokio::test]
+async fn a_retry_refused_as_a_duplicate_may_have_been_delivered() {
+    let server = MockServer::start().await;
+    server.script(
+        "/cgi-bin/kf/send_msg",
+        [
+            busy(),
+            Reply::Json(json!({"errcode": 40058, "errmsg": "msgid duplicated"})),
+        ],
+    );
+    let err = server
+        .client()
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err.delivery(), Delivery::MaybeSent, "{err:?}");
+    assert_eq!(
+        err.code(),
+        Some(ErrCode::InvalidParameter),
+        "the refusal's code"
+    );
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    match &err {
+        Error::MaybeDelivered {
+            endpoint, retry_id, ..
+        } => {
+            assert_eq!(*endpoint, "send_msg");
+            assert_eq!(retry_id.as_deref(), Some(ids[0].as_str()));
+        }
+        other => panic!("expected MaybeDelivered, got {other:?}"),
+    }
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1]);
+
+    // Without a busy answer before it, the same refusal is a plain one.
+    server.script(
+        "/cgi-bin/kf/send_msg",
+        [Reply::Json(
+            json!({"errcode": 40058, "errmsg": "msgid duplicated"}),
+        )],
+    );
+    let err = server
+        .client()
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Api { .. }), "{err:?}");
+    assert_eq!(err.delivery(), Delivery::NotSent);
+}
+
+/// Every send gets an id before its first attempt, whichever way it is sent; one the
+/// caller chose is kept.
+#[tokio::test]
+async fn sends_carry_an_id_set_once_per_call() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    client.send_text("wm1", "wk1", "a").await.expect("send");
+    client.send_text("wm1", "wk1", "b").await.expect("send");
+    client
+        .send_text("wm1", "wk1", "c")
+        .msgid("order-42")
+        .await
+        .expect("send");
+    client
+        .send_msg_raw(json!({"touser": "wm1", "open_kfid": "wk1", "msgtype": "text", "text": {"content": "d"}}))
+        .await
+        .expect("raw send");
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    assert!(
+        is_retry_id(&ids[0]) && is_retry_id(&ids[1]) && is_retry_id(&ids[3]),
+        "{ids:?}"
+    );
+    assert_ne!(ids[0], ids[1], "one id per call");
+    assert_eq!(ids[2], "order-42");
+
+    server.script("/cgi-bin/kf/send_msg_on_event", [busy()]);
+    client
+        .send_text_on_event("WELCOME_CODE", "hi")
+        .await
+        .expect("send on event");
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg_on_event");
+    assert_eq!(ids.len(), 2);
+    assert!(is_retry_id(&ids[0]) && ids[0] == ids[1], "{ids:?}");
 }
 
 #[tokio::test]

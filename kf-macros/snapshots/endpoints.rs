@@ -4087,7 +4087,7 @@ mod generated_from_endpoints {
     #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
     #[serde(crate = "::wecom_kf::__private::serde")]
     pub struct SendMsgResponse {
-        /// The `msgid` given, or one WeCom made up. Accepted is not delivered: watch for `msg_send_fail` events with this id.
+        /// The `msgid` given, or the one the client set for the call. Accepted is not delivered: watch for `msg_send_fail` events with this id.
         pub msgid: String,
     }
     impl SendMsgResponse {
@@ -6354,6 +6354,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `gettoken` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6514,6 +6515,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `sync_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6589,7 +6591,7 @@ mod generated_from_endpoints {
         /// The message: its `msgtype` and payload.
         #[serde(flatten)]
         pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         ///
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
@@ -6612,7 +6614,7 @@ mod generated_from_endpoints {
         }
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6667,7 +6669,19 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: Some("msgid"),
         };
+        fn retry_id(&self) -> Option<&str> {
+            self.msgid.as_deref().filter(|id| !id.is_empty())
+        }
+        fn with_retry_id(&self, id: &str) -> Option<Self> {
+            if self.retry_id().is_some() {
+                return None;
+            }
+            let mut request = self.clone();
+            request.msgid = Some(id.to_owned());
+            Some(request)
+        }
     }
     /// A `send_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
     ///
@@ -6680,7 +6694,7 @@ mod generated_from_endpoints {
     impl<'a> SendMsg<'a> {
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6716,7 +6730,7 @@ mod generated_from_endpoints {
         /// A text or menu message.
         #[serde(flatten)]
         pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         ///
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
@@ -6734,7 +6748,7 @@ mod generated_from_endpoints {
         }
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6784,7 +6798,19 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: Some("msgid"),
         };
+        fn retry_id(&self) -> Option<&str> {
+            self.msgid.as_deref().filter(|id| !id.is_empty())
+        }
+        fn with_retry_id(&self, id: &str) -> Option<Self> {
+            if self.retry_id().is_some() {
+                return None;
+            }
+            let mut request = self.clone();
+            request.msgid = Some(id.to_owned());
+            Some(request)
+        }
     }
     /// A `send_msg_on_event` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
     ///
@@ -6797,7 +6823,7 @@ mod generated_from_endpoints {
     impl<'a> SendMsgOnEvent<'a> {
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6886,6 +6912,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6957,6 +6984,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7074,6 +7102,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_update` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7177,6 +7206,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7295,6 +7325,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `add_contact_way` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7439,6 +7470,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7599,6 +7631,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7695,6 +7728,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7778,6 +7812,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `service_state_get` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7883,6 +7918,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `service_state_trans` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7996,6 +8032,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `customer_batchget` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8063,6 +8100,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `get_corp_qualification` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8119,6 +8157,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `get_upgrade_service_config` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8242,6 +8281,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8339,6 +8379,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `cancel_upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8409,6 +8450,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "image")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8482,6 +8524,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "voice")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8555,6 +8598,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "video")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8628,6 +8672,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "file")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()

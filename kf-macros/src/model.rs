@@ -147,6 +147,11 @@ pub struct Endpoint {
     /// members, departments, or both).
     #[serde(default)]
     pub one_of: Vec<Spanned<Vec<Spanned<String>>>>,
+    /// The optional string field that makes a retry recognisable (`msgid`): the client
+    /// fills it once per call when the caller left it unset, so every attempt carries the
+    /// same id and WeCom can refuse a repeat.
+    #[serde(default)]
+    pub retry_key: Option<Spanned<String>>,
     #[serde(default)]
     pub fields: Vec<Field>,
 }

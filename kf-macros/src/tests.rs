@@ -321,6 +321,51 @@ fields = [{ name = "password", type = "secret", required = true }]
     }
 }
 
+#[test]
+fn retry_keys_must_take_the_generated_ids() {
+    let source = r#"
+[[endpoint]]
+name = "a"
+method = "POST"
+path = "a"
+doc = 1
+summary = "A."
+retry_key = "id"
+fields = [{ name = "id", type = "string", max_bytes = 16, server = "rejects" }]
+
+[[endpoint]]
+name = "b"
+method = "POST"
+path = "b"
+doc = 1
+summary = "B."
+retry_key = "id"
+fields = [{ name = "id", type = "string", charset = "0-9" }]
+
+[[endpoint]]
+name = "c"
+method = "POST"
+path = "c"
+doc = 1
+summary = "C."
+retry_key = "id"
+fields = [{ name = "id", type = "string", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:8:13: the client fills `id` with 32 hex digits",
+        "api.toml:17:13: the client fills `id` with 32 hex digits",
+        "api.toml:26:13: `retry_key` must name an optional `string` field; `id` is a required `string`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

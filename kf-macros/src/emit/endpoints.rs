@@ -85,6 +85,31 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
         }
     });
+    let retry_key = match &e.retry_key {
+        Some(key) => {
+            let key = key.get_ref();
+            quote!(Some(#key))
+        }
+        None => quote!(None),
+    };
+    // check.rs made sure the key names an optional string field.
+    let retry_id = e.retry_key.as_ref().map(|key| {
+        let field = ident(key.get_ref());
+        quote! {
+            fn retry_id(&self) -> Option<&str> {
+                self.#field.as_deref().filter(|id| !id.is_empty())
+            }
+
+            fn with_retry_id(&self, id: &str) -> Option<Self> {
+                if self.retry_id().is_some() {
+                    return None;
+                }
+                let mut request = self.clone();
+                request.#field = Some(id.to_owned());
+                Some(request)
+            }
+        }
+    });
     let request_docs = Doc::new()
         .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute)."))
         .blank()
@@ -137,9 +162,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
                 idempotent: #idempotent,
                 multipart: #multipart,
                 query: &[#(#fixed_query),*],
+                retry_key: #retry_key,
             };
 
             #files
+            #retry_id
         }
 
         #builder_docs
