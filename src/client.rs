@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
 use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
-use crate::token::{MemoryTokenStore, TokenCache, TokenStore};
+use crate::token::{FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenStore};
 use crate::{ErrCode, Error, RetryPolicy, Secret};
 
 /// WeCom's API root; every endpoint path is relative to it.
@@ -72,6 +72,7 @@ pub struct ClientBuilder {
     call_deadline: Option<Duration>,
     token_store: Option<Arc<dyn TokenStore>>,
     refresh_margin: Duration,
+    token_failure_backoff: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -98,6 +99,7 @@ impl Default for ClientBuilder {
             call_deadline: Some(DEFAULT_CALL_DEADLINE),
             token_store: None,
             refresh_margin: Duration::from_secs(300),
+            token_failure_backoff: FIRST_FAILURE_WINDOW,
         }
     }
 }
@@ -183,6 +185,14 @@ impl ClientBuilder {
         self
     }
 
+    /// After a failed token fetch, how long no new fetch starts (default 1 s): calls
+    /// meanwhile fail at once with [`Error::TokenUnavailable`]. The window doubles with each
+    /// failure in a row, up to 5 minutes, and is shared through a token store that can.
+    pub fn token_failure_backoff(mut self, window: Duration) -> Self {
+        self.token_failure_backoff = window;
+        self
+    }
+
     pub fn build(self) -> Result<Client, Error> {
         let corp_id = self
             .corp_id
@@ -217,7 +227,13 @@ impl ClientBuilder {
         let store = self
             .token_store
             .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
-        let tokens = TokenCache::new(store, &corp_id, &secret, self.refresh_margin);
+        let tokens = TokenCache::new(
+            store,
+            &corp_id,
+            &secret,
+            self.refresh_margin,
+            self.token_failure_backoff,
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -272,6 +288,10 @@ impl Client {
     /// A valid access token, for calls the API file doesn't describe (media download URLs).
     pub async fn access_token(&self) -> Result<Secret, Error> {
         self.inner.tokens.get(self).await
+    }
+
+    pub(crate) fn token_cache(&self) -> &TokenCache {
+        &self.inner.tokens
     }
 
     /// Validates and sends a typed request body; what every generated builder calls.

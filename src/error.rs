@@ -83,6 +83,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// No access token for now: fetching one failed with `cause` (here, or in another
+    /// process sharing the token store), and no fetch starts for `retry_in`, a window that
+    /// doubles with each failure in a row, so a wrong secret or an outage costs one
+    /// `gettoken` per window instead of one per call (WeCom blocks IPs that repeat wrong
+    /// secrets). Every call that waited on that fetch gets this. Nothing was sent;
+    /// [`code`](Error::code) is the cause's.
+    #[error("no access token: fetching one failed; the next fetch may start in {retry_in:?}")]
+    TokenUnavailable {
+        #[source]
+        cause: std::sync::Arc<Error>,
+        retry_in: std::time::Duration,
+    },
+
+    /// Another process sharing the token store failed to fetch the token: what it saw.
+    #[error("another process failed to fetch the access token: {message}")]
+    FetchFailedElsewhere {
+        code: Option<ErrCode>,
+        message: String,
+    },
+
     /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
     #[error("token store failed: {0}")]
     TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -104,6 +124,8 @@ impl Error {
             | Error::Api { .. }
             | Error::Config(_)
             | Error::Upload { .. }
+            | Error::TokenUnavailable { .. }
+            | Error::FetchFailedElsewhere { .. }
             | Error::TokenStore(_) => Delivery::NotSent,
         }
     }
@@ -113,6 +135,8 @@ impl Error {
         match self {
             Error::Api { code, .. } => Some(*code),
             Error::MaybeDelivered { cause, .. } => cause.code(),
+            Error::TokenUnavailable { cause, .. } => cause.code(),
+            Error::FetchFailedElsewhere { code, .. } => *code,
             _ => None,
         }
     }

@@ -82,7 +82,9 @@ pub use sync::{
     Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, SyncError, SyncLease,
     SyncLock, SyncStream, SyncSummary,
 };
-pub use token::{CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenStore};
+pub use token::{
+    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure, TokenStore,
+};
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
 

@@ -597,8 +597,18 @@ fn impatient_client(addr: std::net::SocketAddr, connect_timeout: Duration) -> Cl
         .expect("client")
 }
 
-fn assert_not_sent(err: &Error) {
+/// The call failed because the token couldn't be fetched: `TokenUnavailable`, whose
+/// cause is the fetch's own error.
+fn token_fetch_error(err: &Error) -> &Error {
     match err {
+        Error::TokenUnavailable { cause, .. } => cause,
+        other => panic!("expected TokenUnavailable, got {other:?}"),
+    }
+}
+
+fn assert_not_sent(err: &Error) {
+    assert_eq!(err.delivery(), Delivery::NotSent);
+    match token_fetch_error(err) {
         Error::Transport {
             endpoint,
             delivery: Delivery::NotSent,
@@ -670,8 +680,9 @@ async fn connect_timeout_ends_a_connect_that_hangs_as_not_sent() {
     let elapsed = started.elapsed();
     let err = result.unwrap_err();
     assert_not_sent(&err);
-    if let Error::Transport { source, .. } = &err {
-        assert!(source.is_timeout(), "{source:?}");
+    match token_fetch_error(&err) {
+        Error::Transport { source, .. } => assert!(source.is_timeout(), "{source:?}"),
+        other => panic!("expected a transport error, got {other:?}"),
     }
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),

@@ -210,6 +210,16 @@ async fn handle(
         inner.gettoken_calls.fetch_add(1, Ordering::SeqCst);
         let delay = *inner.gettoken_delay.lock().unwrap();
         tokio::time::sleep(delay).await;
+        // A script for gettoken (`script("/cgi-bin/gettoken", …)`) answers first.
+        let scripted = inner
+            .scripts
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front);
+        if let Some(Reply::Json(v)) = scripted {
+            return axum::Json(v).into_response();
+        }
         if query.get("corpid").map(String::as_str) != Some(CORP_ID)
             || query.get("corpsecret").map(String::as_str) != Some(SECRET)
         {
