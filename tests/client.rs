@@ -1092,3 +1092,42 @@ async fn no_retry_starts_past_the_call_deadline() {
     assert_eq!(err.code(), Some(ErrCode::SystemBusy));
     assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 1);
 }
+
+/// A store that reads (nothing) but can't write: a read-only replica, a full disk.
+struct UnwritableStore;
+
+impl TokenStore for UnwritableStore {
+    fn load<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn save<'a>(
+        &'a self,
+        _key: &'a str,
+        _token: CachedToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err("read-only".into()) })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        _key: &'a str,
+        _failed: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A token fetched but not saved is still used: by this call, and by the next ones.
+#[tokio::test]
+async fn a_token_that_could_not_be_saved_is_used_anyway() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .token_store(UnwritableStore)
+        .build()
+        .expect("client");
+    client.send_text("wm1", "wk1", "a").await.expect("send");
+    client.send_text("wm1", "wk1", "b").await.expect("send");
+    assert_eq!(server.gettoken_calls(), 1, "kept in memory");
+}
