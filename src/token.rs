@@ -251,6 +251,14 @@ struct State {
     /// The last token this process fetched or loaded, opened: what calls use while the
     /// store fails, until it expires.
     last_good: Option<CachedToken>,
+    /// A token `gettoken` handed out again when it was refetched near its end: WeCom
+    /// keeps a token until it expires, so it is used until then, without the margin,
+    /// instead of being refetched over and over as its remaining lifetime shrinks.
+    reissued: Option<Secret>,
+    /// The token WeCom last refused: never used again from memory or the store (a caller
+    /// that loaded it just before it was refused would otherwise bring it back), only if
+    /// `gettoken` hands it out again.
+    refused: Option<Secret>,
     /// Failed fetches in a row.
     failures: u32,
     /// Set after a failed fetch: no fetch starts before `until`.
@@ -266,11 +274,20 @@ impl State {
             .map(Failure::error)
     }
 
+    /// Whether `cached` is a reissued token that hasn't expired.
+    fn is_reissued(&self, cached: &CachedToken) -> bool {
+        self.reissued.as_ref() == Some(&cached.token) && SystemTime::now() < cached.expires_at
+    }
+
+    fn is_refused(&self, cached: &CachedToken) -> bool {
+        self.refused.as_ref() == Some(&cached.token)
+    }
+
     /// The last good token while it hasn't expired (no margin: it is the fallback).
     fn unexpired(&self) -> Option<Secret> {
         self.last_good
             .as_ref()
-            .filter(|c| SystemTime::now() < c.expires_at)
+            .filter(|c| SystemTime::now() < c.expires_at && !self.is_refused(c))
             .map(|c| c.token.clone())
     }
 }
@@ -346,8 +363,10 @@ impl TokenCache {
         Ok(cached.and_then(|c| self.opened(c)))
     }
 
-    fn is_usable(&self, cached: &CachedToken) -> bool {
-        cached.is_fresh(SystemTime::now(), self.margin)
+    /// Whether calls may use `cached`: fresh (or reissued and unexpired), and not refused.
+    fn is_usable(&self, state: &State, cached: &CachedToken) -> bool {
+        !state.is_refused(cached)
+            && (cached.is_fresh(SystemTime::now(), self.margin) || state.is_reissued(cached))
     }
 
     pub(crate) async fn get(&self, client: &Client) -> Result<Secret, Error> {
@@ -363,13 +382,14 @@ impl TokenCache {
                 };
             }
         };
-        if let Some(cached) = cached.as_ref().filter(|c| self.is_usable(c)) {
-            let token = cached.token.clone();
-            self.state().last_good = Some(cached.clone());
-            return Ok(token);
+        if let Some(cached) = &cached {
+            let mut state = self.state();
+            if self.is_usable(&state, cached) {
+                state.last_good = Some(cached.clone());
+                return Ok(cached.token.clone());
+            }
         }
-        let stale = cached.map(|c| c.token);
-        let mut result = self.join_refresh(client, stale)?;
+        let mut result = self.join_refresh(client, cached)?;
         let outcome = match result.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone(),
             // The refresh task ended without a result: it panicked (a store's bug).
@@ -389,7 +409,7 @@ impl TokenCache {
     fn join_refresh(
         &self,
         client: &Client,
-        stale: Option<Secret>,
+        stale: Option<CachedToken>,
     ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
         let mut state = self.state();
         if let Some((_, running)) = &state.running {
@@ -398,11 +418,9 @@ impl TokenCache {
         if let Some(error) = state.window() {
             return Err(error);
         }
-        if let Some(fresh) = state
-            .last_good
-            .as_ref()
-            .filter(|c| self.is_usable(c) && Some(&c.token) != stale.as_ref())
-        {
+        if let Some(fresh) = state.last_good.as_ref().filter(|c| {
+            self.is_usable(&state, c) && Some(&c.token) != stale.as_ref().map(|s| &s.token)
+        }) {
             return Ok(watch::channel(Some(Ok(fresh.token.clone()))).1);
         }
         // The refresh is a task of its own; without a runtime there is no HTTP either.
@@ -423,7 +441,7 @@ impl TokenCache {
             };
             let result = cache.fetch(&client, stale.as_ref()).await;
             unfinished.number = None;
-            let outcome = cache.finish(number, result);
+            let outcome = cache.finish(number, result, stale.as_ref());
             // Nobody waiting (every caller gave up) is fine: the state has the result.
             let _ = sender.send(Some(outcome));
         });
@@ -431,7 +449,12 @@ impl TokenCache {
     }
 
     /// Records a refresh's result, ends it, and returns what its waiters get.
-    fn finish(&self, number: u64, result: Result<CachedToken, FetchError>) -> Outcome {
+    fn finish(
+        &self,
+        number: u64,
+        result: Result<CachedToken, FetchError>,
+        stale: Option<&CachedToken>,
+    ) -> Outcome {
         let mut state = self.state();
         if state.running.as_ref().is_some_and(|(n, _)| *n == number) {
             state.running = None;
@@ -441,6 +464,12 @@ impl TokenCache {
                 state.failures = 0;
                 state.failed = None;
                 let secret = token.token.clone();
+                let again = stale.is_some_and(|s| s.token == secret);
+                state.reissued = again.then(|| secret.clone());
+                // From `gettoken` itself: good again, even if it was refused once.
+                if state.refused.as_ref() == Some(&secret) {
+                    state.refused = None;
+                }
                 state.last_good = Some(token);
                 return Ok(secret);
             }
@@ -489,21 +518,22 @@ impl TokenCache {
     async fn fetch(
         &self,
         client: &Client,
-        stale: Option<&Secret>,
+        stale: Option<&CachedToken>,
     ) -> Result<CachedToken, FetchError> {
         if let Some(failure) = self.shared_failure().await {
             return Err(FetchError::Elsewhere(failure));
         }
-        let stale = stale.map(|token| self.for_store(token));
+        let sealed = stale.map(|cached| self.for_store(&cached.token));
         let turn = self
             .store
-            .begin_refresh(&self.key, stale.as_ref())
+            .begin_refresh(&self.key, sealed.as_ref())
             .await
             .map_err(|e| FetchError::Store(Error::TokenStore(e)))?;
         let lease = match turn {
+            // Not one WeCom refused: that is fetched again rather than taken back.
             RefreshTurn::Fetched(token) => match self.opened(token) {
-                Some(token) => return Ok(token),
-                None => RefreshLease::default(),
+                Some(token) if !self.state().is_refused(&token) => return Ok(token),
+                _ => RefreshLease::default(),
             },
             RefreshTurn::Fetch(lease) => lease,
         };
@@ -532,11 +562,19 @@ impl TokenCache {
             }
         };
         let lifetime = token_lifetime(response.expires_in);
-        let cached = CachedToken {
+        let mut cached = CachedToken {
             token: response.access_token,
             fetched_at,
             expires_at: fetched_at.checked_add(lifetime).unwrap_or(fetched_at),
         };
+        // The same token again is the token we had: it lives as long as it always did,
+        // whatever `expires_in` says now (WeCom answers with 7200 or with what is left).
+        if let Some(stale) = stale.filter(|s| s.token == cached.token)
+            && stale.expires_at > fetched_at
+        {
+            cached.fetched_at = stale.fetched_at;
+            cached.expires_at = cached.expires_at.min(stale.expires_at);
+        }
         tracing::debug!(
             expires_in = response.expires_in,
             "fetched a new access token"
@@ -568,6 +606,10 @@ impl TokenCache {
             if state.last_good.as_ref().is_some_and(|c| &c.token == failed) {
                 state.last_good = None;
             }
+            if state.reissued.as_ref() == Some(failed) {
+                state.reissued = None;
+            }
+            state.refused = Some(failed.clone());
         }
         self.store
             .invalidate(&self.key, &self.for_store(failed))

@@ -1131,3 +1131,48 @@ async fn a_token_that_could_not_be_saved_is_used_anyway() {
     client.send_text("wm1", "wk1", "b").await.expect("send");
     assert_eq!(server.gettoken_calls(), 1, "kept in memory");
 }
+
+/// WeCom hands out the same token until it expires. Refetched inside the refresh margin,
+/// the token comes back with its remaining lifetime: it is then used until it expires,
+/// not refetched on every call as that lifetime shrinks (nor believed past its expiry).
+#[tokio::test]
+async fn a_token_handed_out_again_is_kept_until_it_expires() {
+    const SAME: &str = "TOKEN_STILL_VALID";
+    let server = MockServer::start().await;
+    server.accept_token(SAME);
+    let now = SystemTime::now();
+    let expires_at = now + Duration::from_secs(200);
+    let store = SharedStore::default();
+    *store.0.token.lock().expect("token") = Some(CachedToken {
+        token: Secret::new(SAME),
+        fetched_at: now - Duration::from_secs(7000),
+        expires_at,
+    });
+    server.script(
+        "/cgi-bin/gettoken",
+        [Reply::Json(
+            json!({"errcode": 0, "errmsg": "ok", "access_token": SAME, "expires_in": 7200}),
+        )],
+    );
+    let client = server
+        .client_builder()
+        .token_store(store.clone())
+        .build()
+        .expect("client");
+    for text in ["a", "b", "c"] {
+        client.send_text("wm1", "wk1", text).await.expect("send");
+    }
+    assert_eq!(server.gettoken_calls(), 1, "one refetch, then kept");
+    let sends = server.requests_to("/cgi-bin/kf/send_msg");
+    assert!(
+        sends
+            .iter()
+            .all(|r| r.query.get("access_token").map(String::as_str) == Some(SAME)),
+        "the same token throughout"
+    );
+    let stored = store.0.token.lock().expect("token").clone().expect("token");
+    assert_eq!(
+        stored.expires_at, expires_at,
+        "still expires when it always did, not 7200 s from now"
+    );
+}

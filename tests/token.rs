@@ -4,10 +4,16 @@
 
 mod common;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use common::MockServer;
-use wecom_kf::{Client, Delivery, ErrCode, Error};
+use tokio::sync::Notify;
+use wecom_kf::{
+    BoxFuture, CachedToken, Client, Delivery, ErrCode, Error, Secret, StoreError, TokenStore,
+};
 
 /// `n` concurrent sends on `client`; their errors (every send must fail).
 async fn failing_burst(client: &Client, n: usize) -> Vec<Error> {
@@ -134,4 +140,111 @@ async fn a_busy_gettoken_is_retried_by_one_refresh_for_all_callers() {
         4,
         "one try and the policy's 3 retries, for all 100 callers"
     );
+}
+
+/// Where a paused load signals it was reached, and what releases it.
+type Gate = (Arc<Notify>, Arc<Notify>);
+
+/// A token store in memory whose chosen loads pause (after reading) until released, to
+/// interleave callers exactly.
+#[derive(Clone, Default)]
+struct GatedStore {
+    token: Arc<Mutex<Option<CachedToken>>>,
+    loads: Arc<AtomicUsize>,
+    gates: Arc<Mutex<HashMap<usize, Gate>>>,
+}
+
+impl GatedStore {
+    /// Pauses load number `n` (from 1): the first `Notify` fires when it is reached, the
+    /// second releases it.
+    fn gate(&self, n: usize) -> Gate {
+        let gate = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        self.gates.lock().unwrap().insert(n, gate.clone());
+        gate
+    }
+}
+
+impl TokenStore for GatedStore {
+    fn load<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>> {
+        Box::pin(async move {
+            let value = self.token.lock().unwrap().clone();
+            let n = self.loads.fetch_add(1, Ordering::SeqCst) + 1;
+            let gate = self.gates.lock().unwrap().remove(&n);
+            if let Some((reached, release)) = gate {
+                reached.notify_one();
+                release.notified().await;
+            }
+            Ok(value)
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        _key: &'a str,
+        token: CachedToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        *self.token.lock().unwrap() = Some(token);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        _key: &'a str,
+        failed: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut token = self.token.lock().unwrap();
+        if token.as_ref().is_some_and(|c| &c.token == failed) {
+            *token = None;
+        }
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A caller that loaded the token just before WeCom refused it must not bring it back
+/// for the caller that saw the refusal: that one's single retry needs a new token.
+#[tokio::test]
+async fn a_refused_token_loaded_just_before_is_not_used_again() {
+    const OLD: &str = "TOKEN_ABOUT_TO_BE_REFUSED";
+    let server = MockServer::start().await;
+    server.accept_token(OLD);
+    let store = GatedStore::default();
+    let now = SystemTime::now();
+    *store.token.lock().unwrap() = Some(CachedToken {
+        token: Secret::new(OLD),
+        fetched_at: now,
+        expires_at: now + Duration::from_secs(7200),
+    });
+    let client = server
+        .client_builder()
+        .token_store(store.clone())
+        .build()
+        .expect("client");
+    let (y_loaded, release_y) = store.gate(1);
+    let (x_reloads, release_x) = store.gate(3);
+
+    // Y reads the old token and pauses before it can use it.
+    let y = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    y_loaded.notified().await;
+    server.refuse_tokens(42001);
+    // X sends with the old token (load 2), is refused, drops it, and loads again (load 3).
+    let x = tokio::spawn({
+        let client = client.clone();
+        async move { client.send_text("wm1", "wk1", "hi").await }
+    });
+    x_reloads.notified().await;
+    release_y.notify_one();
+    let y_token = y.await.expect("task").expect("token");
+    assert_ne!(
+        y_token.expose(),
+        OLD,
+        "Y read it before the refusal, but checks it after: not the refused token"
+    );
+    release_x.notify_one();
+    x.await
+        .expect("task")
+        .expect("X's retry carries a new token");
+    assert_eq!(server.gettoken_calls(), 1);
 }
