@@ -406,7 +406,7 @@ impl Client {
             let outcome = self
                 .send_once(endpoint, token.as_ref(), payload, query)
                 .await?;
-            let failure = match outcome {
+            let (failure, class) = match outcome {
                 Exchange::Body(bytes) => {
                     let envelope = decode::<Envelope>(endpoint, &bytes)?;
                     let Some(errcode) = envelope.errcode else {
@@ -462,7 +462,6 @@ impl Client {
                     (error, Wait::Backoff)
                 }
             };
-            let (failure, class) = failure;
             let Some(wait) = self.inner.retries.next(class, retries, started.elapsed()) else {
                 return Err(failure);
             };

@@ -203,12 +203,22 @@ pub(crate) const FIRST_FAILURE_WINDOW: Duration = Duration::from_secs(1);
 /// noticed within this.
 const MAX_FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
+/// No window is longer, whatever was configured or another process recorded.
+const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
+
 /// How long no fetch starts after `failures` failed fetches in a row (at least one).
 fn failure_window(first: Duration, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     first
         .saturating_mul(1u32 << doublings)
         .min(MAX_FAILURE_WINDOW.max(first))
+        .min(LONGEST_WINDOW)
+}
+
+/// The end of a window of `length` starting now.
+fn window_end(length: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(length.min(LONGEST_WINDOW)).unwrap_or(now)
 }
 
 /// A refresh's error as every waiter gets it: the cause, and until when no fetch starts.
@@ -466,7 +476,8 @@ impl TokenCache {
                 let secret = token.token.clone();
                 let again = stale.is_some_and(|s| s.token == secret);
                 state.reissued = again.then(|| secret.clone());
-                // From `gettoken` itself: good again, even if it was refused once.
+                // Only `gettoken` can hand back a refused token (`fetch` drops one found in
+                // the store): WeCom says it is good again.
                 if state.refused.as_ref() == Some(&secret) {
                     state.refused = None;
                 }
@@ -477,13 +488,13 @@ impl TokenCache {
                 state.failures = state.failures.saturating_add(1);
                 Failure {
                     cause: Arc::new(error),
-                    until: Instant::now() + failure_window(self.failure_backoff, state.failures),
+                    until: window_end(failure_window(self.failure_backoff, state.failures)),
                 }
             }
             Err(FetchError::Elsewhere(shared)) => {
                 state.failures = state.failures.max(shared.failures);
                 Failure {
-                    until: Instant::now() + shared.retry_in,
+                    until: window_end(shared.retry_in),
                     cause: Arc::new(Error::FetchFailedElsewhere {
                         code: shared.code.map(ErrCode::from_value),
                         message: shared.message,
