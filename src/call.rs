@@ -44,6 +44,10 @@ pub struct Endpoint {
     pub multipart: bool,
     /// Query parameters sent with every call (`type=image`).
     pub query: &'static [(&'static str, &'static str)],
+    /// The optional field that makes a retry recognisable (`msgid`): filled with a fresh
+    /// id when unset, once per call, so every attempt carries the same one and WeCom can
+    /// refuse a repeat instead of delivering the message twice.
+    pub retry_key: Option<&'static str>,
 }
 
 /// A typed request body; generated for every endpoint (`SendMsgRequest`, …).
@@ -54,6 +58,22 @@ pub trait Request: Serialize + Validate {
     /// The files of a multipart endpoint, by part name.
     fn files(&self) -> Vec<(&'static str, &Upload)> {
         Vec::new()
+    }
+
+    /// The id in the endpoint's [`retry_key`](Endpoint::retry_key) field, if it has one
+    /// and it is set.
+    fn retry_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// A copy with `id` in the [`retry_key`](Endpoint::retry_key) field, unless the
+    /// caller set one (`None` then, and for endpoints without a retry key).
+    fn with_retry_id(&self, id: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = id;
+        None
     }
 
     /// The JSON body as the client sends it (not validated: see [`Validate`]).

@@ -12,11 +12,17 @@ use serde_json::Value;
 
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
-use crate::token::{MemoryTokenStore, TokenCache, TokenStore};
+use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
+use crate::token::{FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenStore};
 use crate::{ErrCode, Error, RetryPolicy, Secret};
 
 /// WeCom's API root; every endpoint path is relative to it.
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
+
+/// The largest response body read ([`Error::TooLarge`] past it): a full `sync_msg` page of
+/// 1000 items is well under a megabyte, and a proxy streaming without end must not fill
+/// memory.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// A WeCom kf client. Cheap to clone: clones share the connection pool and the token.
 ///
@@ -37,7 +43,7 @@ struct Inner {
     corp_id: String,
     secret: Secret,
     tokens: TokenCache,
-    retry: RetryPolicy,
+    retries: Retries,
     request_timeout: Option<Duration>,
 }
 
@@ -46,8 +52,8 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("corp_id", &self.inner.corp_id)
             .field("secret", &self.inner.secret)
-            .field("base_url", &self.inner.base_url)
-            .field("retry", &self.inner.retry)
+            .field("base_url", &shown_url(&self.inner.base_url))
+            .field("retries", &self.inner.retries)
             .finish_non_exhaustive()
     }
 }
@@ -62,8 +68,11 @@ pub struct ClientBuilder {
     request_timeout: Option<Duration>,
     http: Option<reqwest::Client>,
     retry: RetryPolicy,
+    rate_limit_backoff: Duration,
+    call_deadline: Option<Duration>,
     token_store: Option<Arc<dyn TokenStore>>,
     refresh_margin: Duration,
+    token_failure_backoff: Duration,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -71,7 +80,7 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("corp_id", &self.corp_id)
             .field("secret", &self.secret)
-            .field("base_url", &self.base_url)
+            .field("base_url", &shown_url(&self.base_url))
             .finish_non_exhaustive()
     }
 }
@@ -86,8 +95,11 @@ impl Default for ClientBuilder {
             request_timeout: Some(Duration::from_secs(30)),
             http: None,
             retry: RetryPolicy::default(),
+            rate_limit_backoff: DEFAULT_RATE_LIMIT_BACKOFF,
+            call_deadline: Some(DEFAULT_CALL_DEADLINE),
             token_store: None,
             refresh_margin: Duration::from_secs(300),
+            token_failure_backoff: FIRST_FAILURE_WINDOW,
         }
     }
 }
@@ -125,6 +137,13 @@ impl ClientBuilder {
     }
 
     /// Shares an existing `reqwest::Client` (its pool, proxy and TLS settings).
+    ///
+    /// Build it as the default one is: with `.redirect(reqwest::redirect::Policy::none())`
+    /// and `.referer(false)`, because request URLs carry the access token or the secret and
+    /// a followed redirect hands them (in the URL and the `Referer`) to another host, and a
+    /// 307 posts a send again; and without a retry policy (`ClientBuilder::retry`), because
+    /// this client decides what is safe to send twice. Its timeouts apply besides
+    /// [`request_timeout`](Self::request_timeout).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -133,6 +152,23 @@ impl ClientBuilder {
     /// When to retry; see [`RetryPolicy`].
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// The first wait after WeCom's rate limit (45009) and other codes of the
+    /// `rate_limited` class (default 5 s): it doubles per retry up to a minute, since such
+    /// a block lasts about that long. The number of retries is the policy's.
+    pub fn rate_limit_backoff(mut self, wait: Duration) -> Self {
+        self.rate_limit_backoff = wait;
+        self
+    }
+
+    /// How long one call may take with its retries (default 60 s): no retry starts whose
+    /// wait would end past it, and the last error is returned instead. `None`: retries
+    /// stop only when the policy's are used up. One attempt is bounded by
+    /// [`request_timeout`](Self::request_timeout).
+    pub fn call_deadline(mut self, deadline: impl Into<Option<Duration>>) -> Self {
+        self.call_deadline = deadline.into();
         self
     }
 
@@ -149,6 +185,14 @@ impl ClientBuilder {
         self
     }
 
+    /// After a failed token fetch, how long no new fetch starts (default 1 s): calls
+    /// meanwhile fail at once with [`Error::TokenUnavailable`]. The window doubles with each
+    /// failure in a row, up to 5 minutes, and is shared through a token store that can.
+    pub fn token_failure_backoff(mut self, window: Duration) -> Self {
+        self.token_failure_backoff = window;
+        self
+    }
+
     pub fn build(self) -> Result<Client, Error> {
         let corp_id = self
             .corp_id
@@ -162,19 +206,34 @@ impl ClientBuilder {
         if !base_url.ends_with('/') {
             base_url.push('/');
         }
-        reqwest::Url::parse(&base_url)
-            .map_err(|e| Error::Config(format!("invalid base URL `{base_url}`: {e}")))?;
+        let shown = shown_url(&base_url);
+        let url = reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::Config(format!("invalid base URL `{shown}`: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "the base URL `{shown}` is not http(s)"
+            )));
+        }
         let http = match self.http {
             Some(http) => http,
+            // No redirects and no Referer: URLs carry credentials (see `http_client`).
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .referer(false)
                 .build()
                 .map_err(|e| Error::Config(format!("can't build the HTTP client: {e}")))?,
         };
         let store = self
             .token_store
             .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
-        let tokens = TokenCache::new(store, &corp_id, &secret, self.refresh_margin);
+        let tokens = TokenCache::new(
+            store,
+            &corp_id,
+            &secret,
+            self.refresh_margin,
+            self.token_failure_backoff,
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -182,7 +241,11 @@ impl ClientBuilder {
                 corp_id,
                 secret,
                 tokens,
-                retry: self.retry,
+                retries: Retries {
+                    policy: self.retry,
+                    rate_limit_backoff: self.rate_limit_backoff,
+                    deadline: self.call_deadline,
+                },
                 request_timeout: self.request_timeout,
             }),
         })
@@ -197,13 +260,19 @@ enum Payload {
     Multipart(Vec<(&'static str, crate::Upload)>),
 }
 
-/// The `errcode`/`errmsg` every response carries.
+/// The `errcode`/`errmsg` every response carries. A JSON answer without `errcode` is not
+/// WeCom's (a WAF or proxy page such as `{"message":"blocked"}`), so it is no success.
 #[derive(Deserialize)]
 struct Envelope {
-    #[serde(default)]
-    errcode: i64,
+    errcode: Option<i64>,
     #[serde(default)]
     errmsg: String,
+}
+
+/// One HTTP exchange: a body, or the transport's failure (classified by the caller).
+enum Exchange {
+    Body(Bytes),
+    Failed(reqwest::Error),
 }
 
 impl Client {
@@ -221,10 +290,24 @@ impl Client {
         self.inner.tokens.get(self).await
     }
 
+    pub(crate) fn token_cache(&self) -> &TokenCache {
+        &self.inner.tokens
+    }
+
     /// Validates and sends a typed request body; what every generated builder calls.
+    ///
+    /// An endpoint with a [`retry_key`](Endpoint::retry_key) (`send_msg`'s `msgid`) gets
+    /// a fresh id there first if the request has none, so every attempt carries it; the
+    /// response echoes it.
     pub async fn execute<R: Request>(&self, request: &R) -> Result<R::Response, Error> {
         request.validate()?;
         let endpoint = &R::ENDPOINT;
+        let filled = match endpoint.retry_key {
+            Some(_) if request.retry_id().is_none() => request.with_retry_id(&fresh_retry_id()),
+            _ => None,
+        };
+        let request = filled.as_ref().unwrap_or(request);
+        let retry_id = request.retry_id();
         let (payload, query) = if endpoint.multipart {
             let files = request.files().into_iter();
             let files = files.map(|(name, upload)| (name, upload.clone())).collect();
@@ -235,32 +318,84 @@ impl Client {
                 HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
             }
         };
-        let bytes = self.call(endpoint, &payload, &query).await?;
+        let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
 
-    /// Sends a raw JSON body to an endpoint, without validation.
+    /// Sends a raw JSON body to an endpoint, without validation. Its retry key, if the
+    /// endpoint has one, is filled as in [`execute`](Self::execute) when absent or empty.
     pub(crate) async fn execute_raw<R: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
         body: &Value,
     ) -> Result<R, Error> {
+        let filled = endpoint.retry_key.and_then(|key| {
+            let Value::Object(fields) = body else {
+                return None;
+            };
+            let unset = match fields.get(key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(id)) => id.is_empty(),
+                Some(_) => false,
+            };
+            unset.then(|| {
+                let mut fields = fields.clone();
+                fields.insert(key.to_owned(), Value::String(fresh_retry_id()));
+                Value::Object(fields)
+            })
+        });
+        let body = filled.as_ref().unwrap_or(body);
+        let retry_id = endpoint
+            .retry_key
+            .and_then(|key| body.get(key))
+            .and_then(Value::as_str);
         let (payload, query) = match endpoint.method {
             HttpMethod::Post => (Payload::Json(encode(endpoint, body)?), Vec::new()),
             HttpMethod::Get => (Payload::None, query_pairs(endpoint, body)?),
         };
-        let bytes = self.call(endpoint, &payload, &query).await?;
+        let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
 
-    /// The request loop. Returns the body of a response whose `errcode` is 0.
+    /// The request loop, and what its failure means: a request that isn't safe to
+    /// repeat, answered "busy" along the way, may have taken effect whatever came after.
     async fn call(
         &self,
         endpoint: &Endpoint,
         payload: &Payload,
         query: &[(String, String)],
+        retry_id: Option<&str>,
     ) -> Result<Bytes, Error> {
-        let policy = &self.inner.retry;
+        let mut answered_busy = false;
+        match self
+            .attempts(endpoint, payload, query, &mut answered_busy)
+            .await
+        {
+            Err(cause)
+                if answered_busy
+                    && !endpoint.idempotent
+                    && cause.delivery() == Delivery::NotSent =>
+            {
+                Err(Error::MaybeDelivered {
+                    endpoint: endpoint.name,
+                    retry_id: retry_id.map(str::to_owned),
+                    cause: Box::new(cause),
+                })
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Sends until an answer with `errcode` 0, a final error, or the retries are used up.
+    /// `answered_busy` records a busy (`Backoff`) answer.
+    async fn attempts(
+        &self,
+        endpoint: &Endpoint,
+        payload: &Payload,
+        query: &[(String, String)],
+        answered_busy: &mut bool,
+    ) -> Result<Bytes, Error> {
+        let started = tokio::time::Instant::now();
         let mut retries = 0;
         let mut refreshed_token = false;
         loop {
@@ -271,13 +406,20 @@ impl Client {
             let outcome = self
                 .send_once(endpoint, token.as_ref(), payload, query)
                 .await?;
-            let failure = match outcome {
-                Ok(bytes) => {
+            let (failure, class) = match outcome {
+                Exchange::Body(bytes) => {
                     let envelope = decode::<Envelope>(endpoint, &bytes)?;
-                    if envelope.errcode == 0 {
+                    let Some(errcode) = envelope.errcode else {
+                        return Err(Error::Decode {
+                            endpoint: endpoint.name,
+                            path: "errcode".to_owned(),
+                            message: "missing: every WeCom answer carries one, so this came from something else (a proxy or firewall page?)".to_owned(),
+                        });
+                    };
+                    if errcode == 0 {
                         return Ok(bytes);
                     }
-                    let code = ErrCode::from_value(envelope.errcode);
+                    let code = ErrCode::from_value(errcode);
                     let error = Error::Api {
                         code,
                         message: envelope.errmsg,
@@ -294,11 +436,15 @@ impl Client {
                             self.inner.tokens.invalidate(&stale).await?;
                             continue;
                         }
-                        (RetryClass::Backoff, _) if retries < policy.max_retries => error,
+                        (RetryClass::Backoff, _) => {
+                            *answered_busy = true;
+                            (error, Wait::Backoff)
+                        }
+                        (RetryClass::RateLimited, _) => (error, Wait::RateLimited),
                         _ => return Err(error),
                     }
                 }
-                Err(error) => {
+                Exchange::Failed(error) => {
                     let delivery = if error.is_connect() {
                         Delivery::NotSent
                     } else {
@@ -310,28 +456,31 @@ impl Client {
                         source: error.without_url(),
                     };
                     let safe = delivery == Delivery::NotSent || endpoint.idempotent;
-                    if !safe || retries >= policy.max_retries {
+                    if !safe {
                         return Err(error);
                     }
-                    error
+                    (error, Wait::Backoff)
                 }
             };
-            let wait = policy.backoff(retries);
+            let Some(wait) = self.inner.retries.next(class, retries, started.elapsed()) else {
+                return Err(failure);
+            };
             retries += 1;
             tracing::warn!(endpoint = endpoint.name, retry = retries, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// One attempt. The outer error is ours (a file that can't be read: nothing was sent);
-    /// the inner one is the HTTP exchange's.
+    /// One attempt. An `Err` is ours and final: a file that can't be read (nothing was
+    /// sent), a redirect or a body over [`MAX_RESPONSE_BYTES`] (an answer that isn't
+    /// WeCom's); the exchange's own failures are classified by the caller.
     async fn send_once(
         &self,
         endpoint: &Endpoint,
         token: Option<&Secret>,
         payload: &Payload,
         query: &[(String, String)],
-    ) -> Result<Result<Bytes, reqwest::Error>, Error> {
+    ) -> Result<Exchange, Error> {
         let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
         let credentials = match token {
             Some(token) => vec![("access_token", token.expose())],
@@ -368,12 +517,88 @@ impl Client {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
-        Ok(async {
-            let response = request.send().await?.error_for_status()?;
-            response.bytes().await
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Ok(Exchange::Failed(error)),
+        };
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(Error::Redirected {
+                endpoint: endpoint.name,
+                status: status.as_u16(),
+            });
         }
-        .await)
+        let response = match response.error_for_status() {
+            Ok(response) => response,
+            Err(error) => return Ok(Exchange::Failed(error)),
+        };
+        read_capped(endpoint, response).await
     }
+}
+
+/// A fresh id for a [`retry_key`](Endpoint::retry_key): 32 hex digits of randomness,
+/// within `msgid`'s 32 bytes of `[0-9a-zA-Z_-]`.
+fn fresh_retry_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: std's randomly keyed hasher (new keys per call) still gives
+        // ids that don't repeat.
+        use std::hash::{BuildHasher as _, Hasher as _};
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(i);
+            chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The body, up to [`MAX_RESPONSE_BYTES`]: a `Content-Length` above it is refused before
+/// reading, and a body without one stops being read at the cap.
+async fn read_capped(
+    endpoint: &Endpoint,
+    mut response: reqwest::Response,
+) -> Result<Exchange, Error> {
+    let too_large = || Error::TooLarge {
+        endpoint: endpoint.name,
+        limit: MAX_RESPONSE_BYTES,
+    };
+    let declared = response.content_length();
+    if declared.is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
+        return Err(too_large());
+    }
+    // At most the cap: the declared length is the server's word.
+    let expected = declared.map_or(0, |len| usize::try_from(len).unwrap_or(0));
+    let mut body = Vec::with_capacity(expected.min(MAX_RESPONSE_BYTES));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Exchange::Body(Bytes::from(body))),
+            Err(error) => return Ok(Exchange::Failed(error)),
+        }
+    }
+}
+
+/// A URL as errors and `Debug` show it: without credentials (`user:pass@`), a query or a
+/// fragment, which a proxy or gateway URL may carry. Works on text that doesn't parse.
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rfind('@') {
+        // `@` is one byte, so `at + 1` is a char boundary.
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}{host}{path}")
 }
 
 pub(crate) fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
@@ -445,4 +670,22 @@ fn decode<T: DeserializeOwned>(endpoint: &Endpoint, bytes: &[u8]) -> Result<T, E
             message,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        assert_eq!(
+            shown_url("http://user:pass@proxy:8080/cgi-bin/?key=k#f"),
+            "http://***@proxy:8080/cgi-bin/"
+        );
+        assert_eq!(shown_url("user:pass@host/x"), "***@host/x");
+        assert_eq!(
+            shown_url("https://qyapi.weixin.qq.com/cgi-bin/"),
+            "https://qyapi.weixin.qq.com/cgi-bin/"
+        );
+    }
 }

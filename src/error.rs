@@ -33,6 +33,39 @@ pub enum Error {
         message: String,
     },
 
+    /// The answer was an HTTP redirect. WeCom's API never redirects, so this is a proxy, a
+    /// captive portal or a wrong `base_url`; it is not followed, because the URL carries the
+    /// access token (or the secret) and a 307 would post the body again elsewhere. The
+    /// request may have arrived.
+    #[error(
+        "`{endpoint}` answered with a redirect (HTTP {status}), which is not followed: check `base_url` and any proxy"
+    )]
+    Redirected { endpoint: &'static str, status: u16 },
+
+    /// The answer's body is larger than the client reads (`limit` bytes): not a WeCom
+    /// answer, whose pages are far smaller. Reading stopped there; the request may have
+    /// arrived.
+    #[error("`{endpoint}` answered with a body over {limit} bytes; not read further")]
+    TooLarge {
+        endpoint: &'static str,
+        limit: usize,
+    },
+
+    /// A request that isn't safe to repeat (a send) was answered "busy" at least once, and
+    /// the call then failed with `cause`. WeCom says a busy request wasn't processed, but
+    /// that isn't proof, so the message may have arrived. Retries carry the same
+    /// `retry_id` (the `msgid`), which is why a retry refused as a duplicate id (WeCom's
+    /// code for that is undocumented; the simulator answers 40058) most likely means
+    /// the first attempt was delivered. Don't send it again under a new id without
+    /// checking (a `msg_send_fail` event names the id if delivery failed).
+    #[error("`{endpoint}` may have been delivered: an attempt was answered busy, and the call then failed{}", retry_id.as_ref().map(|id| format!(" (retries carried the id {id:?})")).unwrap_or_default())]
+    MaybeDelivered {
+        endpoint: &'static str,
+        retry_id: Option<String>,
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// WeCom refused the request with a non-zero `errcode`.
     #[error("{}", api_message(*code, message))]
     Api { code: ErrCode, message: String },
@@ -50,16 +83,60 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// No access token for now: fetching one failed with `cause` (here, or in another
+    /// process sharing the token store), and no fetch starts for `retry_in`, a window that
+    /// doubles with each failure in a row, so a wrong secret or an outage costs one
+    /// `gettoken` per window instead of one per call (WeCom blocks IPs that repeat wrong
+    /// secrets). Every call that waited on that fetch gets this. Nothing was sent;
+    /// [`code`](Error::code) is the cause's.
+    #[error("no access token: fetching one failed; the next fetch may start in {retry_in:?}")]
+    TokenUnavailable {
+        #[source]
+        cause: std::sync::Arc<Error>,
+        retry_in: std::time::Duration,
+    },
+
+    /// Another process sharing the token store failed to fetch the token: what it saw.
+    #[error("another process failed to fetch the access token: {message}")]
+    FetchFailedElsewhere {
+        code: Option<ErrCode>,
+        message: String,
+    },
+
     /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
     #[error("token store failed: {0}")]
     TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
-    /// The WeCom error code, for `Api` errors.
+    /// Whether the failed request may still have taken effect (for a send: may reach the
+    /// customer). Only [`Delivery::NotSent`] proves it didn't: refused before sending,
+    /// never connected, or refused by WeCom.
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            Error::Transport { delivery, .. } => *delivery,
+            // Something answered, so the request arrived somewhere.
+            Error::Redirected { .. }
+            | Error::TooLarge { .. }
+            | Error::Decode { .. }
+            | Error::MaybeDelivered { .. } => Delivery::MaybeSent,
+            Error::Invalid { .. }
+            | Error::Api { .. }
+            | Error::Config(_)
+            | Error::Upload { .. }
+            | Error::TokenUnavailable { .. }
+            | Error::FetchFailedElsewhere { .. }
+            | Error::TokenStore(_) => Delivery::NotSent,
+        }
+    }
+
+    /// The WeCom error code: of an `Api` error, or of the error a wrapper carries.
     pub fn code(&self) -> Option<ErrCode> {
         match self {
             Error::Api { code, .. } => Some(*code),
+            Error::MaybeDelivered { cause, .. } => cause.code(),
+            Error::TokenUnavailable { cause, .. } => cause.code(),
+            Error::FetchFailedElsewhere { code, .. } => *code,
             _ => None,
         }
     }
@@ -86,10 +163,11 @@ impl From<Invalid> for Error {
     }
 }
 
-/// Whether a request that failed in transport may have reached WeCom.
+/// Whether a failed request may have reached WeCom and taken effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
-    /// The connection was never made: the request certainly did not arrive.
+    /// It certainly did not take effect: the connection was never made (or, for
+    /// [`Error::delivery`], the request was refused before sending or by WeCom).
     NotSent,
     /// The body may have been written (a timeout, a reset, a bad status): it may have arrived.
     MaybeSent,
@@ -109,8 +187,13 @@ impl fmt::Display for Delivery {
 pub enum RetryClass {
     /// Retrying the same request won't help.
     Never,
-    /// The server is busy or rate limiting: wait and retry (the request was not processed).
+    /// The server is busy: wait and retry. WeCom says the request wasn't processed; for a
+    /// request that isn't safe to repeat, the client doesn't take its word for it (see
+    /// [`Error::MaybeDelivered`]).
     Backoff,
+    /// The app is over a rate limit, a block that lasts about a minute: wait longer
+    /// ([`ClientBuilder::rate_limit_backoff`](crate::ClientBuilder::rate_limit_backoff)) and retry.
+    RateLimited,
     /// The access token is stale: drop it, fetch a new one, retry once.
     RefreshToken,
 }

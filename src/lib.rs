@@ -75,7 +75,7 @@ mod validate;
 mod wire;
 
 pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
-pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL};
+pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
 pub use error::{Delivery, Error, RetryClass};
 pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
@@ -84,7 +84,9 @@ pub use sync::{
     CallbackToken, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Observer, Page,
     SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
-pub use token::{CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenStore};
+pub use token::{
+    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure, TokenStore,
+};
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
 
@@ -124,6 +126,7 @@ pub mod __private {
 
     pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
     pub use crate::error::RetryClass;
+    pub use crate::secret::Redacted;
     pub use crate::validate::{
         Invalid, ItemsRule, NumberRule, OverLimit, SizeRule, StringRule, Validate,
     };

@@ -2,14 +2,35 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-/// A secret string: its `Debug` prints `Secret(***)` and it has no `Display`, so it can't
-/// end up in a log line, an error message or a panic by accident. Read it with
-/// [`expose`](Self::expose) where it must go on the wire.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A secret string: its `Debug` prints `Secret(***)`, it has no `Display`, and it
+/// serializes as `"***"`, so it can't end up in a log line, an error message, a panic or a
+/// JSON dump by accident. Read it with [`expose`](Self::expose) where it must go on the
+/// wire. It deserializes from the plain string.
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+/// What a secret prints and serializes as.
+const REDACTED: &str = "***";
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// Stands for a hidden value in generated `Debug` output (`secret = true` fields).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -49,5 +70,13 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(s.expose(), "hunter2");
+        assert_eq!(format!("{:?}", Some(Redacted)), "Some(***)");
+    }
+
+    #[test]
+    fn serializes_redacted_and_deserializes_plain() {
+        let s: Secret = serde_json::from_str("\"hunter2\"").expect("a string");
+        assert_eq!(s.expose(), "hunter2");
+        assert_eq!(serde_json::to_string(&s).expect("json"), "\"***\"");
     }
 }

@@ -1,13 +1,22 @@
 //! The access token: fetched on demand, cached until shortly before it expires, refreshed
 //! by one request however many tasks need it, and dropped when WeCom says it is stale.
+//!
+//! A refresh runs in a task of its own, so a caller that gives up (a timeout, a dropped
+//! handler) never leaves it, or a shared store's refresh lock, half done; every caller
+//! waiting on it gets its result, error included. A failed fetch closes fetching for a
+//! window that doubles with each failure in a row (shared through the store), so a wrong
+//! secret or an outage costs one `gettoken` per window, not one per call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::call::BoxFuture;
 use crate::seal::TokenSeal;
-use crate::{Client, Error, Secret};
+use crate::{Client, ErrCode, Error, Secret};
 
 /// An access token with its lifetime, as a [`TokenStore`] keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +93,48 @@ pub trait TokenStore: Send + Sync + 'static {
         }
     }
 
+    /// Records that fetching the token failed, so that other processes sharing the store
+    /// wait `failure.retry_in` before they fetch (a wrong secret fetched by every process
+    /// in turn gets the IP blocked). By default nothing is shared.
+    fn remember_failure<'a>(
+        &'a self,
+        key: &'a str,
+        failure: &'a TokenFailure,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (key, failure);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The failure another process recorded with [`remember_failure`](Self::remember_failure),
+    /// while its window lasts (`retry_in` is what is left of it). By default, none.
+    fn recorded_failure<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenFailure>, StoreError>> {
+        let _ = key;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether other processes (and whoever runs the store) can read it. The client then
     /// hands it tokens sealed with a key derived from the app's secret: the store compares
     /// and keeps them as usual, but can't use them. By default, `false`.
     fn is_shared(&self) -> bool {
         false
     }
+}
+
+/// A failed token fetch, as a shared store passes it between processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFailure {
+    /// How long nobody should fetch.
+    pub retry_in: Duration,
+    /// Failed fetches in a row, as the process that recorded it counted them; the next
+    /// window grows from there.
+    pub failures: u32,
+    /// WeCom's errcode, when WeCom refused.
+    pub code: Option<i64>,
+    /// What the failure said: an error's text, which never holds a secret.
+    pub message: String,
 }
 
 /// Whether this process fetches the next token, or another one already did.
@@ -152,14 +197,122 @@ impl TokenStore for MemoryTokenStore {
     }
 }
 
-/// The client's view of its store: single-flight refresh within this process.
+/// The default first window after a failed fetch; it doubles with each failure in a row.
+pub(crate) const FIRST_FAILURE_WINDOW: Duration = Duration::from_secs(1);
+/// The longest window (unless the first is longer): a fixed secret or a recovered WeCom is
+/// noticed within this.
+const MAX_FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// No window is longer, whatever was configured or another process recorded.
+const LONGEST_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How long no fetch starts after `failures` failed fetches in a row (at least one).
+fn failure_window(first: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    first
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_FAILURE_WINDOW.max(first))
+        .min(LONGEST_WINDOW)
+}
+
+/// The end of a window of `length` starting now.
+fn window_end(length: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(length.min(LONGEST_WINDOW)).unwrap_or(now)
+}
+
+/// A refresh's error as every waiter gets it: the cause, and until when no fetch starts.
+#[derive(Clone)]
+struct Failure {
+    cause: Arc<Error>,
+    until: Instant,
+}
+
+impl Failure {
+    fn error(&self) -> Error {
+        Error::TokenUnavailable {
+            cause: self.cause.clone(),
+            retry_in: self.until.saturating_duration_since(Instant::now()),
+        }
+    }
+}
+
+/// What a refresh ends with, for every caller that waited on it.
+type Outcome = Result<Secret, Failure>;
+
+/// Why a refresh found no token.
+enum FetchError {
+    /// `gettoken` failed: opens (or extends) the failure window.
+    Fetch(Error),
+    /// Another process's fetch failed, and its window still holds.
+    Elsewhere(TokenFailure),
+    /// The store failed: no window, the next call tries again.
+    Store(Error),
+}
+
+/// This process's side of the token: the refresh in flight, the last good token, and the
+/// failure window.
+#[derive(Default)]
+struct State {
+    /// The refresh running now (its number and its result, once there is one).
+    running: Option<(u64, watch::Receiver<Option<Outcome>>)>,
+    /// Numbers refreshes, so a finished one can't clear its successor.
+    refreshes: u64,
+    /// The last token this process fetched or loaded, opened: what calls use while the
+    /// store fails, until it expires.
+    last_good: Option<CachedToken>,
+    /// A token `gettoken` handed out again when it was refetched near its end: WeCom
+    /// keeps a token until it expires, so it is used until then, without the margin,
+    /// instead of being refetched over and over as its remaining lifetime shrinks.
+    reissued: Option<Secret>,
+    /// The token WeCom last refused: never used again from memory or the store (a caller
+    /// that loaded it just before it was refused would otherwise bring it back), only if
+    /// `gettoken` hands it out again.
+    refused: Option<Secret>,
+    /// Failed fetches in a row.
+    failures: u32,
+    /// Set after a failed fetch: no fetch starts before `until`.
+    failed: Option<Failure>,
+}
+
+impl State {
+    /// The failure window's error, while it holds.
+    fn window(&self) -> Option<Error> {
+        self.failed
+            .as_ref()
+            .filter(|f| f.until > Instant::now())
+            .map(Failure::error)
+    }
+
+    /// Whether `cached` is a reissued token that hasn't expired.
+    fn is_reissued(&self, cached: &CachedToken) -> bool {
+        self.reissued.as_ref() == Some(&cached.token) && SystemTime::now() < cached.expires_at
+    }
+
+    fn is_refused(&self, cached: &CachedToken) -> bool {
+        self.refused.as_ref() == Some(&cached.token)
+    }
+
+    /// The last good token while it hasn't expired (no margin: it is the fallback).
+    fn unexpired(&self) -> Option<Secret> {
+        self.last_good
+            .as_ref()
+            .filter(|c| SystemTime::now() < c.expires_at && !self.is_refused(c))
+            .map(|c| c.token.clone())
+    }
+}
+
+/// The client's view of its store: one refresh at a time in this process, shared by every
+/// caller, and a failure window.
 pub(crate) struct TokenCache {
     store: Arc<dyn TokenStore>,
     key: String,
     margin: Duration,
-    refreshing: tokio::sync::Mutex<()>,
+    /// The first failure window.
+    failure_backoff: Duration,
     /// For a shared store: tokens are sealed on the way in and opened on the way out.
     seal: Option<TokenSeal>,
+    state: Mutex<State>,
 }
 
 impl TokenCache {
@@ -168,15 +321,22 @@ impl TokenCache {
         corp_id: &str,
         secret: &Secret,
         margin: Duration,
+        failure_backoff: Duration,
     ) -> Self {
         let seal = store.is_shared().then(|| TokenSeal::new(corp_id, secret));
         TokenCache {
             store,
             key: token_key(corp_id, secret),
             margin,
-            refreshing: tokio::sync::Mutex::new(()),
+            failure_backoff,
             seal,
+            state: Mutex::new(State::default()),
         }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the state is still whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The token as the store keeps it.
@@ -213,52 +373,219 @@ impl TokenCache {
         Ok(cached.and_then(|c| self.opened(c)))
     }
 
-    fn usable(&self, cached: &Option<CachedToken>) -> Option<Secret> {
-        cached
-            .as_ref()
-            .filter(|c| c.is_fresh(SystemTime::now(), self.margin))
-            .map(|c| c.token.clone())
+    /// Whether calls may use `cached`: fresh (or reissued and unexpired), and not refused.
+    fn is_usable(&self, state: &State, cached: &CachedToken) -> bool {
+        !state.is_refused(cached)
+            && (cached.is_fresh(SystemTime::now(), self.margin) || state.is_reissued(cached))
     }
 
     pub(crate) async fn get(&self, client: &Client) -> Result<Secret, Error> {
-        let cached = self.load().await?;
-        if let Some(token) = self.usable(&cached) {
-            return Ok(token);
+        let cached = match self.load().await {
+            Ok(cached) => cached,
+            Err(error) => {
+                return match self.state().unexpired() {
+                    Some(token) => {
+                        tracing::warn!(%error, "the token store failed; using the token this process holds");
+                        Ok(token)
+                    }
+                    None => Err(error),
+                };
+            }
+        };
+        if let Some(cached) = &cached {
+            let mut state = self.state();
+            if self.is_usable(&state, cached) {
+                state.last_good = Some(cached.clone());
+                return Ok(cached.token.clone());
+            }
         }
-        let _only_fetcher = self.refreshing.lock().await;
-        let cached = self.load().await?;
-        if let Some(token) = self.usable(&cached) {
-            return Ok(token);
+        let mut result = self.join_refresh(client, cached)?;
+        let outcome = match result.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            // The refresh task ended without a result: it panicked (a store's bug).
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(token)) => Ok(token),
+            Some(Err(failure)) => Err(failure.error()),
+            None => Err(Error::TokenStore(
+                "the token refresh ended without a result".into(),
+            )),
         }
-        let stale = cached.map(|c| self.for_store(&c.token));
-        let lease = match self
+    }
+
+    /// The refresh to wait on: the one running, or a new one in a task of its own. Refused
+    /// while the failure window holds; a refresh that ended meanwhile may have left a token.
+    fn join_refresh(
+        &self,
+        client: &Client,
+        stale: Option<CachedToken>,
+    ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
+        let mut state = self.state();
+        if let Some((_, running)) = &state.running {
+            return Ok(running.clone());
+        }
+        if let Some(error) = state.window() {
+            return Err(error);
+        }
+        if let Some(fresh) = state.last_good.as_ref().filter(|c| {
+            self.is_usable(&state, c) && Some(&c.token) != stale.as_ref().map(|s| &s.token)
+        }) {
+            return Ok(watch::channel(Some(Ok(fresh.token.clone()))).1);
+        }
+        // The refresh is a task of its own; without a runtime there is no HTTP either.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("the client needs a tokio runtime to fetch its token".into())
+        })?;
+        state.refreshes += 1;
+        let number = state.refreshes;
+        let (sender, receiver) = watch::channel(None);
+        state.running = Some((number, receiver.clone()));
+        drop(state);
+        let client = client.clone();
+        runtime.spawn(async move {
+            let cache = client.token_cache();
+            let mut unfinished = Unfinished {
+                cache,
+                number: Some(number),
+            };
+            let result = cache.fetch(&client, stale.as_ref()).await;
+            unfinished.number = None;
+            let outcome = cache.finish(number, result, stale.as_ref());
+            // Nobody waiting (every caller gave up) is fine: the state has the result.
+            let _ = sender.send(Some(outcome));
+        });
+        Ok(receiver)
+    }
+
+    /// Records a refresh's result, ends it, and returns what its waiters get.
+    fn finish(
+        &self,
+        number: u64,
+        result: Result<CachedToken, FetchError>,
+        stale: Option<&CachedToken>,
+    ) -> Outcome {
+        let mut state = self.state();
+        if state.running.as_ref().is_some_and(|(n, _)| *n == number) {
+            state.running = None;
+        }
+        let failure = match result {
+            Ok(token) => {
+                state.failures = 0;
+                state.failed = None;
+                let secret = token.token.clone();
+                let again = stale.is_some_and(|s| s.token == secret);
+                state.reissued = again.then(|| secret.clone());
+                // Only `gettoken` can hand back a refused token (`fetch` drops one found in
+                // the store): WeCom says it is good again.
+                if state.refused.as_ref() == Some(&secret) {
+                    state.refused = None;
+                }
+                state.last_good = Some(token);
+                return Ok(secret);
+            }
+            Err(FetchError::Fetch(error)) => {
+                state.failures = state.failures.saturating_add(1);
+                Failure {
+                    cause: Arc::new(error),
+                    until: window_end(failure_window(self.failure_backoff, state.failures)),
+                }
+            }
+            Err(FetchError::Elsewhere(shared)) => {
+                state.failures = state.failures.max(shared.failures);
+                Failure {
+                    until: window_end(shared.retry_in),
+                    cause: Arc::new(Error::FetchFailedElsewhere {
+                        code: shared.code.map(ErrCode::from_value),
+                        message: shared.message,
+                    }),
+                }
+            }
+            // No window: the store may be back for the next call.
+            Err(FetchError::Store(error)) => {
+                return Err(Failure {
+                    cause: Arc::new(error),
+                    until: Instant::now(),
+                });
+            }
+        };
+        state.failed = Some(failure.clone());
+        Err(failure)
+    }
+
+    /// A failure another process recorded, if its window holds. A store that can't say
+    /// is taken as having none: the refresh lock still keeps fetches one at a time.
+    async fn shared_failure(&self) -> Option<TokenFailure> {
+        match self.store.recorded_failure(&self.key).await {
+            Ok(failure) => failure.filter(|f| !f.retry_in.is_zero()),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the shared token failure window");
+                None
+            }
+        }
+    }
+
+    /// One refresh: a token another process fetched, or one from `gettoken`.
+    async fn fetch(
+        &self,
+        client: &Client,
+        stale: Option<&CachedToken>,
+    ) -> Result<CachedToken, FetchError> {
+        if let Some(failure) = self.shared_failure().await {
+            return Err(FetchError::Elsewhere(failure));
+        }
+        let sealed = stale.map(|cached| self.for_store(&cached.token));
+        let turn = self
             .store
-            .begin_refresh(&self.key, stale.as_ref())
+            .begin_refresh(&self.key, sealed.as_ref())
             .await
-            .map_err(Error::TokenStore)?
-        {
+            .map_err(|e| FetchError::Store(Error::TokenStore(e)))?;
+        let lease = match turn {
+            // Not one WeCom refused: that is fetched again rather than taken back.
             RefreshTurn::Fetched(token) => match self.opened(token) {
-                Some(token) => return Ok(token.token),
-                None => RefreshLease::default(),
+                Some(token) if !self.state().is_refused(&token) => return Ok(token),
+                _ => RefreshLease::default(),
             },
             RefreshTurn::Fetch(lease) => lease,
         };
+        // The process that held the lock before us may have failed: don't repeat it.
+        if let Some(failure) = self.shared_failure().await {
+            self.end_refresh(None, lease).await;
+            return Err(FetchError::Elsewhere(failure));
+        }
         let fetched_at = SystemTime::now();
         let response = match client.gettoken().await {
             Ok(response) => response,
             Err(error) => {
-                // Let the processes waiting on this refresh try their own.
-                if let Err(store) = self.store.finish_refresh(&self.key, None, lease).await {
-                    tracing::warn!(error = %store, "could not release the token refresh");
+                let failures = self.state().failures.saturating_add(1);
+                let shared = TokenFailure {
+                    retry_in: failure_window(self.failure_backoff, failures),
+                    failures,
+                    code: error.code().map(ErrCode::value),
+                    message: error.to_string(),
+                };
+                // Recorded before the lock is released, so the next holder sees it.
+                if let Err(store) = self.store.remember_failure(&self.key, &shared).await {
+                    tracing::warn!(error = %store, "could not share the token failure window");
                 }
-                return Err(error);
+                self.end_refresh(None, lease).await;
+                return Err(FetchError::Fetch(error));
             }
         };
-        let cached = CachedToken {
+        let lifetime = token_lifetime(response.expires_in);
+        let mut cached = CachedToken {
             token: response.access_token,
             fetched_at,
-            expires_at: fetched_at + Duration::from_secs(response.expires_in),
+            expires_at: fetched_at.checked_add(lifetime).unwrap_or(fetched_at),
         };
+        // The same token again is the token we had: it lives as long as it always did,
+        // whatever `expires_in` says now (WeCom answers with 7200 or with what is left).
+        if let Some(stale) = stale.filter(|s| s.token == cached.token)
+            && stale.expires_at > fetched_at
+        {
+            cached.fetched_at = stale.fetched_at;
+            cached.expires_at = cached.expires_at.min(stale.expires_at);
+        }
         tracing::debug!(
             expires_in = response.expires_in,
             "fetched a new access token"
@@ -267,19 +594,79 @@ impl TokenCache {
             token: self.for_store(&cached.token),
             ..cached.clone()
         };
-        self.store
-            .finish_refresh(&self.key, Some(stored), lease)
-            .await
-            .map_err(Error::TokenStore)?;
-        Ok(cached.token)
+        self.end_refresh(Some(stored), lease).await;
+        Ok(cached)
+    }
+
+    /// Hands the lease back (saving `token`, if any). A store that fails here costs other
+    /// processes a wait or a fetch, but this process keeps the token it fetched.
+    async fn end_refresh(&self, token: Option<CachedToken>, lease: RefreshLease) {
+        let saving = token.is_some();
+        if let Err(error) = self.store.finish_refresh(&self.key, token, lease).await {
+            if saving {
+                tracing::warn!(%error, "could not save the new access token; using it anyway");
+            } else {
+                tracing::warn!(%error, "could not release the token refresh");
+            }
+        }
     }
 
     pub(crate) async fn invalidate(&self, failed: &Secret) -> Result<(), Error> {
+        {
+            let mut state = self.state();
+            if state.last_good.as_ref().is_some_and(|c| &c.token == failed) {
+                state.last_good = None;
+            }
+            if state.reissued.as_ref() == Some(failed) {
+                state.reissued = None;
+            }
+            state.refused = Some(failed.clone());
+        }
         self.store
             .invalidate(&self.key, &self.for_store(failed))
             .await
             .map_err(Error::TokenStore)
     }
+}
+
+/// Ends a refresh whose task unwound before [`TokenCache::finish`], so the next caller
+/// starts a new one instead of waiting on it forever.
+struct Unfinished<'a> {
+    cache: &'a TokenCache,
+    number: Option<u64>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(number) = self.number {
+            let mut state = self.cache.state();
+            if state.running.as_ref().is_some_and(|(n, _)| *n == number) {
+                state.running = None;
+            }
+        }
+    }
+}
+
+/// The shortest lifetime a fetched token is given: an `expires_in` of 0 (or a few seconds)
+/// still lets the token serve calls for a while instead of a `gettoken` per call; a token
+/// that really expired is refused (42001) and refreshed once.
+pub(crate) const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest: WeCom says 7200 s; anything far above is a broken answer, and a bounded
+/// lifetime keeps `SystemTime` arithmetic and Redis `PX` values in range.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// `expires_in` as a lifetime, clamped to [`MIN_TOKEN_LIFETIME`, `MAX_TOKEN_LIFETIME`].
+fn token_lifetime(expires_in: u64) -> Duration {
+    let lifetime = Duration::from_secs(expires_in);
+    let clamped = lifetime.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+    if clamped != lifetime {
+        tracing::warn!(
+            expires_in,
+            used_secs = clamped.as_secs(),
+            "gettoken answered an expires_in out of range; clamped"
+        );
+    }
+    clamped
 }
 
 /// `corp_id:` plus 64 bits of a SHA-1 of the corp id and secret: distinct per app, stable
@@ -316,6 +703,27 @@ mod tests {
         };
         assert!(short.is_fresh(t0, margin));
         assert!(!short.is_fresh(t0 + Duration::from_secs(1), margin));
+    }
+
+    #[test]
+    fn lifetimes_are_clamped() {
+        assert_eq!(token_lifetime(0), MIN_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(7200), Duration::from_secs(7200));
+        assert_eq!(token_lifetime(u64::MAX), MAX_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn failure_windows_double_and_are_capped() {
+        let first = Duration::from_secs(1);
+        assert_eq!(failure_window(first, 1), first);
+        assert_eq!(failure_window(first, 3), Duration::from_secs(4));
+        assert_eq!(failure_window(first, 40), MAX_FAILURE_WINDOW);
+        let long = Duration::from_secs(600);
+        assert_eq!(
+            failure_window(long, 5),
+            long,
+            "a longer first window is kept"
+        );
     }
 
     #[test]

@@ -143,7 +143,114 @@ async fn busy_is_retried_with_backoff() {
         .await
         .expect("send");
     assert_eq!(sent.msgid, "MSG_ID_FROM_SERVER");
-    assert_eq!(server.requests_to("/cgi-bin/kf/send_msg").len(), 3);
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    assert_eq!(ids.len(), 3, "sent three times");
+    assert!(is_retry_id(&ids[0]), "the client set an id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "every attempt carries the same id: {ids:?}"
+    );
+}
+
+/// The `msgid` of each request to `path` ("" when there is none).
+fn msgids(server: &MockServer, path: &str) -> Vec<String> {
+    server
+        .requests_to(path)
+        .iter()
+        .map(|r| r.body["msgid"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// What the client generates: 32 hex digits, a valid `msgid`.
+fn is_retry_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// WeCom answered "busy" but had queued the message: the retry, with the same id, is
+/// refused as a duplicate. That is "may have arrived", not a plain failure.
+#[tokio::test]
+async fn a_retry_refused_as_a_duplicate_may_have_been_delivered() {
+    let server = MockServer::start().await;
+    server.script(
+        "/cgi-bin/kf/send_msg",
+        [
+            busy(),
+            Reply::Json(json!({"errcode": 40058, "errmsg": "msgid duplicated"})),
+        ],
+    );
+    let err = server
+        .client()
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert_eq!(err.delivery(), Delivery::MaybeSent, "{err:?}");
+    assert_eq!(
+        err.code(),
+        Some(ErrCode::InvalidParameter),
+        "the refusal's code"
+    );
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    match &err {
+        Error::MaybeDelivered {
+            endpoint, retry_id, ..
+        } => {
+            assert_eq!(*endpoint, "send_msg");
+            assert_eq!(retry_id.as_deref(), Some(ids[0].as_str()));
+        }
+        other => panic!("expected MaybeDelivered, got {other:?}"),
+    }
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1]);
+
+    // Without a busy answer before it, the same refusal is a plain one.
+    server.script(
+        "/cgi-bin/kf/send_msg",
+        [Reply::Json(
+            json!({"errcode": 40058, "errmsg": "msgid duplicated"}),
+        )],
+    );
+    let err = server
+        .client()
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Api { .. }), "{err:?}");
+    assert_eq!(err.delivery(), Delivery::NotSent);
+}
+
+/// Every send gets an id before its first attempt, whichever way it is sent; one the
+/// caller chose is kept.
+#[tokio::test]
+async fn sends_carry_an_id_set_once_per_call() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    client.send_text("wm1", "wk1", "a").await.expect("send");
+    client.send_text("wm1", "wk1", "b").await.expect("send");
+    client
+        .send_text("wm1", "wk1", "c")
+        .msgid("order-42")
+        .await
+        .expect("send");
+    client
+        .send_msg_raw(json!({"touser": "wm1", "open_kfid": "wk1", "msgtype": "text", "text": {"content": "d"}}))
+        .await
+        .expect("raw send");
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg");
+    assert!(
+        is_retry_id(&ids[0]) && is_retry_id(&ids[1]) && is_retry_id(&ids[3]),
+        "{ids:?}"
+    );
+    assert_ne!(ids[0], ids[1], "one id per call");
+    assert_eq!(ids[2], "order-42");
+
+    server.script("/cgi-bin/kf/send_msg_on_event", [busy()]);
+    client
+        .send_text_on_event("WELCOME_CODE", "hi")
+        .await
+        .expect("send on event");
+    let ids = msgids(&server, "/cgi-bin/kf/send_msg_on_event");
+    assert_eq!(ids.len(), 2);
+    assert!(is_retry_id(&ids[0]) && ids[0] == ids[1], "{ids:?}");
 }
 
 #[tokio::test]
@@ -490,8 +597,18 @@ fn impatient_client(addr: std::net::SocketAddr, connect_timeout: Duration) -> Cl
         .expect("client")
 }
 
-fn assert_not_sent(err: &Error) {
+/// The call failed because the token couldn't be fetched: `TokenUnavailable`, whose
+/// cause is the fetch's own error.
+fn token_fetch_error(err: &Error) -> &Error {
     match err {
+        Error::TokenUnavailable { cause, .. } => cause,
+        other => panic!("expected TokenUnavailable, got {other:?}"),
+    }
+}
+
+fn assert_not_sent(err: &Error) {
+    assert_eq!(err.delivery(), Delivery::NotSent);
+    match token_fetch_error(err) {
         Error::Transport {
             endpoint,
             delivery: Delivery::NotSent,
@@ -563,8 +680,9 @@ async fn connect_timeout_ends_a_connect_that_hangs_as_not_sent() {
     let elapsed = started.elapsed();
     let err = result.unwrap_err();
     assert_not_sent(&err);
-    if let Error::Transport { source, .. } = &err {
-        assert!(source.is_timeout(), "{source:?}");
+    match token_fetch_error(&err) {
+        Error::Transport { source, .. } => assert!(source.is_timeout(), "{source:?}"),
+        other => panic!("expected a transport error, got {other:?}"),
     }
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
@@ -704,4 +822,357 @@ async fn a_custom_token_store_is_read_first_and_written_on_refresh() {
         .await
         .expect("send");
     assert_eq!(server.gettoken_calls(), 1);
+}
+
+/// `expires_in` is WeCom's number: a huge one must not panic or overflow, and 0 must not
+/// turn every call into a `gettoken`.
+#[tokio::test]
+async fn odd_expires_in_values_are_clamped_not_fatal() {
+    for (expires_in, lifetime) in [
+        (json!(u64::MAX), Duration::from_secs(24 * 3600)),
+        (
+            json!(10_000_000_000_000_000u64),
+            Duration::from_secs(24 * 3600),
+        ),
+        (json!(0), Duration::from_secs(60)),
+    ] {
+        let server = MockServer::start().await;
+        server.set_token_expires_in(expires_in.clone());
+        let store = SharedStore::default();
+        let client = server
+            .client_builder()
+            .token_store(store.clone())
+            .build()
+            .expect("client");
+        let call = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client.send_text("wm1", "wk1", "first").await?;
+                client.send_text("wm1", "wk1", "second").await
+            }
+        });
+        call.await
+            .unwrap_or_else(|e| panic!("expires_in {expires_in}: the call panicked: {e}"))
+            .unwrap_or_else(|e| panic!("expires_in {expires_in}: {e}"));
+        assert_eq!(
+            server.gettoken_calls(),
+            1,
+            "expires_in {expires_in}: the token was cached"
+        );
+        let stored = store.0.token.lock().expect("token").clone().expect("saved");
+        assert_eq!(
+            stored.expires_at.duration_since(stored.fetched_at).ok(),
+            Some(lifetime),
+            "expires_in {expires_in}"
+        );
+    }
+}
+
+/// Answers every request with a redirect to `target` (302 for GET, 307 for POST), as a
+/// captive portal or a misconfigured gateway would.
+async fn redirecting_server(target: String) -> std::net::SocketAddr {
+    use axum::http::{Method, StatusCode, Uri, header};
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+        let location = format!("{target}{uri}");
+        async move {
+            let status = if method == Method::GET {
+                StatusCode::FOUND
+            } else {
+                StatusCode::TEMPORARY_REDIRECT
+            };
+            (status, [(header::LOCATION, location)])
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    addr
+}
+
+#[tokio::test]
+async fn redirects_are_refused_and_carry_nothing_elsewhere() {
+    let elsewhere = MockServer::start().await;
+    let portal = redirecting_server(format!("http://{}", elsewhere.addr)).await;
+    let builder = || {
+        Client::builder()
+            .corp_id(common::CORP_ID)
+            .secret(common::SECRET)
+            .base_url(format!("http://{portal}/cgi-bin/"))
+            .retry_policy(RetryPolicy::none())
+    };
+
+    // gettoken: the secret is in the URL.
+    let err = builder()
+        .build()
+        .expect("client")
+        .access_token()
+        .await
+        .unwrap_err();
+    assert!(
+        chain(&err).contains("redirect (HTTP 302)"),
+        "a typed redirect error: {err:?}"
+    );
+    // A send with a token at hand: the token is in the URL, the body would be posted again.
+    let err = builder()
+        .token_store(SharedStore::seeded("TOKEN_FROM_A_STORE"))
+        .build()
+        .expect("client")
+        .send_text("wm1", "wk1", "hi")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Redirected { status: 307, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.delivery(), Delivery::MaybeSent);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect target got requests: {:?}",
+        elsewhere.requests()
+    );
+}
+
+/// An error with all its sources, as a log line that walks the chain shows it.
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        text.push_str(" / ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// A server whose every answer is too large: it declares 1 GiB and then stalls, or it
+/// streams 64 MiB of valid JSON (whitespace) without a length.
+async fn oversized_server(declare_length: bool) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = r#"{"errcode":0,"errmsg":"ok","next_cursor":"c","has_more":0"#;
+                if declare_length {
+                    let headers = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+                    let _ = stream.write_all(headers.as_bytes()).await;
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    // Stall until the client gives up on the connection.
+                    let _ = stream.read(&mut buf).await;
+                    return;
+                }
+                let headers = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = stream.write_all(headers.as_bytes()).await;
+                let chunk = |data: &[u8]| {
+                    let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+                    framed.extend_from_slice(data);
+                    framed.extend_from_slice(b"\r\n");
+                    framed
+                };
+                let _ = stream.write_all(&chunk(head.as_bytes())).await;
+                let spaces = chunk(&vec![b' '; 1 << 20]);
+                for _ in 0..64 {
+                    if stream.write_all(&spaces).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(&chunk(b"}")).await;
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    for declare_length in [true, false] {
+        let addr = oversized_server(declare_length).await;
+        let client = Client::builder()
+            .corp_id(common::CORP_ID)
+            .secret(common::SECRET)
+            .base_url(format!("http://{addr}/cgi-bin/"))
+            .token_store(SharedStore::seeded("TOKEN_FROM_A_STORE"))
+            .request_timeout(Duration::from_secs(5))
+            .retry_policy(RetryPolicy::none())
+            .build()
+            .expect("client");
+        let err = client.sync_msg("wk1").await.unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { endpoint: "sync_msg", limit } if limit == wecom_kf::MAX_RESPONSE_BYTES),
+            "declared length {declare_length}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_errcode_is_no_success() {
+    let server = MockServer::start().await;
+    server.script(
+        "/cgi-bin/kf/account/del",
+        [Reply::Json(json!({"message": "blocked"}))],
+    );
+    let err = server.client().account_del("wk1").await.unwrap_err();
+    match err {
+        Error::Decode { endpoint, path, .. } => {
+            assert_eq!((endpoint, path.as_str()), ("account_del", "errcode"));
+        }
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
+}
+
+fn rate_limited() -> Reply {
+    Reply::Json(json!({"errcode": 45009, "errmsg": "api freq out of limit"}))
+}
+
+/// 45009 waits `rate_limit_backoff`, not the policy's short backoff: with a first wait
+/// longer than the call's deadline it isn't retried at all, while "busy" still is.
+#[tokio::test]
+async fn rate_limits_wait_longer_within_the_call_deadline() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .rate_limit_backoff(Duration::from_secs(30))
+        .call_deadline(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    client.access_token().await.expect("token");
+    server.script("/cgi-bin/kf/sync_msg", [rate_limited(), busy()]);
+    let err = client.sync_msg("wk1").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrCode::RateLimited));
+    assert_eq!(
+        server.requests_to("/cgi-bin/kf/sync_msg").len(),
+        1,
+        "a wait past the deadline is not started"
+    );
+    client.sync_msg("wk1").await.expect("busy is retried");
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 3);
+
+    // With a short rate-limit wait, 45009 is retried like any busy answer.
+    let quick = server
+        .client_builder()
+        .rate_limit_backoff(Duration::from_millis(20))
+        .build()
+        .expect("client");
+    server.script("/cgi-bin/kf/sync_msg", [rate_limited(), rate_limited()]);
+    quick.sync_msg("wk1").await.expect("retried after the wait");
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 6);
+}
+
+/// The deadline covers the whole call: retries stop once the next wait would pass it.
+#[tokio::test]
+async fn no_retry_starts_past_the_call_deadline() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .retry_policy(RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_secs(4),
+            max_backoff: Duration::from_secs(4),
+        })
+        .call_deadline(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    client.access_token().await.expect("token");
+    server.script("/cgi-bin/kf/sync_msg", [busy(), busy()]);
+    let err = client.sync_msg("wk1").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrCode::SystemBusy));
+    assert_eq!(server.requests_to("/cgi-bin/kf/sync_msg").len(), 1);
+}
+
+/// A store that reads (nothing) but can't write: a read-only replica, a full disk.
+struct UnwritableStore;
+
+impl TokenStore for UnwritableStore {
+    fn load<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn save<'a>(
+        &'a self,
+        _key: &'a str,
+        _token: CachedToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err("read-only".into()) })
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        _key: &'a str,
+        _failed: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A token fetched but not saved is still used: by this call, and by the next ones.
+#[tokio::test]
+async fn a_token_that_could_not_be_saved_is_used_anyway() {
+    let server = MockServer::start().await;
+    let client = server
+        .client_builder()
+        .token_store(UnwritableStore)
+        .build()
+        .expect("client");
+    client.send_text("wm1", "wk1", "a").await.expect("send");
+    client.send_text("wm1", "wk1", "b").await.expect("send");
+    assert_eq!(server.gettoken_calls(), 1, "kept in memory");
+}
+
+/// WeCom hands out the same token until it expires. Refetched inside the refresh margin,
+/// the token comes back with its remaining lifetime: it is then used until it expires,
+/// not refetched on every call as that lifetime shrinks (nor believed past its expiry).
+#[tokio::test]
+async fn a_token_handed_out_again_is_kept_until_it_expires() {
+    const SAME: &str = "TOKEN_STILL_VALID";
+    let server = MockServer::start().await;
+    server.accept_token(SAME);
+    let now = SystemTime::now();
+    let expires_at = now + Duration::from_secs(200);
+    let store = SharedStore::default();
+    *store.0.token.lock().expect("token") = Some(CachedToken {
+        token: Secret::new(SAME),
+        fetched_at: now - Duration::from_secs(7000),
+        expires_at,
+    });
+    server.script(
+        "/cgi-bin/gettoken",
+        [Reply::Json(
+            json!({"errcode": 0, "errmsg": "ok", "access_token": SAME, "expires_in": 7200}),
+        )],
+    );
+    let client = server
+        .client_builder()
+        .token_store(store.clone())
+        .build()
+        .expect("client");
+    for text in ["a", "b", "c"] {
+        client.send_text("wm1", "wk1", text).await.expect("send");
+    }
+    assert_eq!(server.gettoken_calls(), 1, "one refetch, then kept");
+    let sends = server.requests_to("/cgi-bin/kf/send_msg");
+    assert!(
+        sends
+            .iter()
+            .all(|r| r.query.get("access_token").map(String::as_str) == Some(SAME)),
+        "the same token throughout"
+    );
+    let stored = store.0.token.lock().expect("token").clone().expect("token");
+    assert_eq!(
+        stored.expires_at, expires_at,
+        "still expires when it always did, not 7200 s from now"
+    );
 }

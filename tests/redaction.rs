@@ -107,3 +107,72 @@ async fn secrets_and_tokens_never_show() {
         "the token itself is usable"
     );
 }
+
+/// A response serialized (to log or cache it) keeps the token hidden.
+#[test]
+fn serialized_responses_hide_tokens() {
+    let response = wecom_kf::AccessTokenResponse::new("ACCESS_TOKEN_in_a_response", 7200);
+    let json = serde_json::to_string(&response).unwrap();
+    assert!(
+        !json.contains("ACCESS_TOKEN_"),
+        "serialized in clear: {json}"
+    );
+    assert_eq!(
+        serde_json::from_str::<wecom_kf::AccessTokenResponse>(
+            r#"{"access_token": "ACCESS_TOKEN_read", "expires_in": 7200}"#
+        )
+        .unwrap()
+        .access_token
+        .expose(),
+        "ACCESS_TOKEN_read",
+        "reading keeps the value"
+    );
+}
+
+/// The callback token in a `sync_msg` body is sent, and hidden from `Debug`.
+#[test]
+fn request_debug_hides_the_callback_token() {
+    let request = wecom_kf::SyncMsgRequest::new("wk1")
+        .token("CALLBACK_TOKEN_from_a_callback")
+        .cursor("CURSOR");
+    let shown = format!("{request:?}");
+    assert!(!shown.contains("CALLBACK_TOKEN_"), "{shown}");
+    assert!(
+        shown.contains("token: Some(***)") && shown.contains("CURSOR"),
+        "{shown}"
+    );
+    let body = String::from_utf8(wecom_kf::Request::to_body(&request).unwrap()).unwrap();
+    assert!(
+        body.contains("CALLBACK_TOKEN_from_a_callback"),
+        "the token is still sent: {body}"
+    );
+}
+
+/// Credentials in a base URL (a proxy's) show neither in configuration errors nor in `Debug`.
+#[test]
+fn config_errors_and_debug_hide_url_credentials() {
+    for base_url in [
+        "http://user:pa55word@host:99999/",
+        "ftp://user:pa55word@host/",
+    ] {
+        let err = wecom_kf::Client::builder()
+            .corp_id("ww1")
+            .secret("s")
+            .base_url(base_url)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, wecom_kf::Error::Config(_)), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("pa55word"), "{shown}");
+        assert!(shown.contains("host"), "still says which URL: {shown}");
+    }
+    let builder = wecom_kf::Client::builder()
+        .corp_id("ww1")
+        .secret("s")
+        .base_url("http://user:pa55word@proxy/cgi-bin/?key=pa55word");
+    let shown = format!("{builder:?}");
+    let client = format!("{:?}", builder.build().unwrap());
+    for shown in [shown, client] {
+        assert!(!shown.contains("pa55word"), "{shown}");
+    }
+}

@@ -108,7 +108,7 @@ mod generated_from_endpoints {
         ContentTooLarge,
         /// `45009`: API call frequency exceeded.
         ///
-        /// Retried with backoff; pass the callback's token to sync_msg to get the relaxed rate limit.
+        /// Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.
         RateLimited,
         /// `45033`: API concurrency exceeded.
         ///
@@ -577,7 +577,7 @@ mod generated_from_endpoints {
                 }
                 Self::RateLimited => {
                     Some(
-                        "Retried with backoff; pass the callback's token to sync_msg to get the relaxed rate limit.",
+                        "Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.",
                     )
                 }
                 Self::TooManyConcurrentCalls => {
@@ -712,7 +712,7 @@ mod generated_from_endpoints {
                 Self::EmptyText => rt::RetryClass::Never,
                 Self::MediaTooLarge => rt::RetryClass::Never,
                 Self::ContentTooLarge => rt::RetryClass::Never,
-                Self::RateLimited => rt::RetryClass::Backoff,
+                Self::RateLimited => rt::RetryClass::RateLimited,
                 Self::TooManyConcurrentCalls => rt::RetryClass::Backoff,
                 Self::ApiUnauthorized => rt::RetryClass::Never,
                 Self::NoPrivilege => rt::RetryClass::Never,
@@ -751,7 +751,9 @@ mod generated_from_endpoints {
         pub fn is_retryable(self) -> bool {
             match self.retry_class() {
                 rt::RetryClass::Never => false,
-                rt::RetryClass::Backoff | rt::RetryClass::RefreshToken => true,
+                rt::RetryClass::Backoff
+                | rt::RetryClass::RateLimited
+                | rt::RetryClass::RefreshToken => true,
             }
         }
     }
@@ -4085,7 +4087,7 @@ mod generated_from_endpoints {
     #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
     #[serde(crate = "::wecom_kf::__private::serde")]
     pub struct SendMsgResponse {
-        /// The `msgid` given, or one WeCom made up. Accepted is not delivered: watch for `msg_send_fail` events with this id.
+        /// The `msgid` given, or the one the client set for the call. Accepted is not delivered: watch for `msg_send_fail` events with this id.
         pub msgid: String,
     }
     impl SendMsgResponse {
@@ -6352,6 +6354,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `gettoken` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6384,7 +6387,7 @@ mod generated_from_endpoints {
     /// Pulls the customer messages and events of the last 3 days, one page per call.
     ///
     /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[derive(Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
     #[serde(crate = "::wecom_kf::__private::serde")]
     pub struct SyncMsgRequest {
         /// The account whose messages to pull (the callback's `OpenKfId`).
@@ -6396,7 +6399,7 @@ mod generated_from_endpoints {
         /// At most 64 bytes; longer values are refused before sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         ///
         /// At most 128 bytes; longer values are refused before sending.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -6409,6 +6412,17 @@ mod generated_from_endpoints {
         /// How voice messages arrive; AMR when unset.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub voice_format: Option<VoiceFormat>,
+    }
+    impl rt::fmt::Debug for SyncMsgRequest {
+        fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+            f.debug_struct("SyncMsgRequest")
+                .field("open_kfid", &self.open_kfid)
+                .field("cursor", &self.cursor)
+                .field("token", &self.token.as_ref().map(|_| rt::Redacted))
+                .field("limit", &self.limit)
+                .field("voice_format", &self.voice_format)
+                .finish()
+        }
     }
     impl SyncMsgRequest {
         /// Creates the body from its required fields.
@@ -6431,7 +6445,7 @@ mod generated_from_endpoints {
         }
         /// Sets `token`.
         ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         /// At most 128 bytes; longer values are refused before sending.
         pub fn token(mut self, token: impl Into<String>) -> Self {
             self.token = Some(token.into());
@@ -6501,6 +6515,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `sync_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6522,7 +6537,7 @@ mod generated_from_endpoints {
         }
         /// Sets `token`.
         ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder.
+        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
         /// At most 128 bytes; longer values are refused before sending.
         pub fn token(mut self, token: impl Into<String>) -> Self {
             self.request.token = Some(token.into());
@@ -6576,7 +6591,7 @@ mod generated_from_endpoints {
         /// The message: its `msgtype` and payload.
         #[serde(flatten)]
         pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         ///
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
@@ -6599,7 +6614,7 @@ mod generated_from_endpoints {
         }
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6654,7 +6669,19 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: Some("msgid"),
         };
+        fn retry_id(&self) -> Option<&str> {
+            self.msgid.as_deref().filter(|id| !id.is_empty())
+        }
+        fn with_retry_id(&self, id: &str) -> Option<Self> {
+            if self.retry_id().is_some() {
+                return None;
+            }
+            let mut request = self.clone();
+            request.msgid = Some(id.to_owned());
+            Some(request)
+        }
     }
     /// A `send_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
     ///
@@ -6667,7 +6694,7 @@ mod generated_from_endpoints {
     impl<'a> SendMsg<'a> {
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it.
+        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6703,7 +6730,7 @@ mod generated_from_endpoints {
         /// A text or menu message.
         #[serde(flatten)]
         pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         ///
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
@@ -6721,7 +6748,7 @@ mod generated_from_endpoints {
         }
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6771,7 +6798,19 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: Some("msgid"),
         };
+        fn retry_id(&self) -> Option<&str> {
+            self.msgid.as_deref().filter(|id| !id.is_empty())
+        }
+        fn with_retry_id(&self, id: &str) -> Option<Self> {
+            if self.retry_id().is_some() {
+                return None;
+            }
+            let mut request = self.clone();
+            request.msgid = Some(id.to_owned());
+            Some(request)
+        }
     }
     /// A `send_msg_on_event` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
     ///
@@ -6784,7 +6823,7 @@ mod generated_from_endpoints {
     impl<'a> SendMsgOnEvent<'a> {
         /// Sets `msgid`.
         ///
-        /// Your id for the message, unique per account.
+        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
         /// At most 32 bytes; longer values are refused before sending.
         /// Only the characters `0-9a-zA-Z_-`.
         pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
@@ -6873,6 +6912,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -6944,6 +6984,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7061,6 +7102,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_update` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7164,6 +7206,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `account_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7282,6 +7325,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `add_contact_way` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7426,6 +7470,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7586,6 +7631,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7682,6 +7728,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `servicer_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7765,6 +7812,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `service_state_get` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7870,6 +7918,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `service_state_trans` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -7983,6 +8032,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `customer_batchget` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8050,6 +8100,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `get_corp_qualification` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8106,6 +8157,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `get_upgrade_service_config` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8229,6 +8281,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8326,6 +8379,7 @@ mod generated_from_endpoints {
             idempotent: false,
             multipart: false,
             query: &[],
+            retry_key: None,
         };
     }
     /// A `cancel_upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
@@ -8396,6 +8450,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "image")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8469,6 +8524,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "voice")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8542,6 +8598,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "video")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()
@@ -8615,6 +8672,7 @@ mod generated_from_endpoints {
             idempotent: true,
             multipart: true,
             query: &[("type", "file")],
+            retry_key: None,
         };
         fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
             [Some(("media", &self.media))].into_iter().flatten().collect()

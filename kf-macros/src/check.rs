@@ -143,7 +143,7 @@ fn check_errors(api: &Api, cx: &mut Diagnostics) {
         }
         expect_one_of(
             &e.retry,
-            &["never", "backoff", "refresh_token"],
+            &["never", "backoff", "rate_limited", "refresh_token"],
             "retry class",
             cx,
         );
@@ -203,6 +203,12 @@ fn check_enums(api: &Api, cx: &mut Diagnostics) {
 /// need one; and `raw` is the name of the field that keeps the original object.
 fn check_lenient(api: &Api, s: &Struct, cx: &mut Diagnostics) {
     for f in &s.fields {
+        if let Some(secret) = f.secret.as_ref().filter(|s| *s.get_ref()) {
+            cx.error(
+                secret.span(),
+                "a lenient struct keeps its JSON text in `raw`, which would show a `secret` field",
+            );
+        }
         if f.name.get_ref() == "raw" {
             cx.error(
                 f.name.span(),
@@ -258,6 +264,22 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             cx.error(
                 f.ty.span(),
                 "`numbers_as_text` applies to `string` fields only",
+            );
+        }
+        if let Some(secret) = f.secret.as_ref().filter(|s| *s.get_ref())
+            && (kind != TypeKind::String || ty.list)
+        {
+            cx.error_with_help(
+                secret.span(),
+                "`secret = true` applies to `string` fields only",
+                "a `secret` typed value is already hidden from `Debug`",
+            );
+        }
+        if kind == TypeKind::Secret && matches!(owner, FieldOwner::Endpoint { .. }) {
+            cx.error_with_help(
+                f.ty.span(),
+                "a `secret` value serializes as `\"***\"`, so a request can't send it",
+                "use `type = \"string\", secret = true`: sent as is, hidden from `Debug`",
             );
         }
         let (query, multipart) = match owner {
@@ -634,6 +656,7 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
         };
         check_fields(api, &e.fields, owner, cx);
         check_one_of(e, cx);
+        check_retry_key(api, e, cx);
         check_generated_methods(api, e, &mut methods, cx);
     }
 }
@@ -710,6 +733,77 @@ fn check_one_of(e: &Endpoint, cx: &mut Diagnostics) {
         }
     }
 }
+
+/// The client fills a `retry_key` with 32 hex digits when it is unset, so it names an
+/// optional `string` field that takes them.
+fn check_retry_key(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
+    let Some(key) = &e.retry_key else {
+        return;
+    };
+    let Some(field) = e.fields.iter().find(|f| f.name.get_ref() == key.get_ref()) else {
+        let strings: Vec<&str> = e
+            .fields
+            .iter()
+            .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::String))
+            .map(|f| f.name.get_ref().as_str())
+            .collect();
+        let help = match did_you_mean(key.get_ref(), strings.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => "add an optional `string` field for the id, like `{ name = \"msgid\", type = \"string\" }`".to_owned(),
+        };
+        cx.error_with_help(
+            key.span(),
+            format!(
+                "`retry_key` names `{}`, which is not a field of `{}`",
+                key.get_ref(),
+                e.name.get_ref()
+            ),
+            help,
+        );
+        return;
+    };
+    let ty = field.type_ref();
+    if api.kind_of(ty.name) != Some(TypeKind::String) || ty.list || field.required {
+        cx.error_with_help(
+            key.span(),
+            format!(
+                "`retry_key` must name an optional `string` field; `{}` is {}`{}`",
+                key.get_ref(),
+                if field.required { "a required " } else { "" },
+                field.ty.get_ref()
+            ),
+            "the client fills the field with a fresh id when the caller leaves it unset",
+        );
+        return;
+    }
+    let too_short = field
+        .max_bytes
+        .as_ref()
+        .is_some_and(|m| *m.get_ref() < RETRY_ID_LEN)
+        || field
+            .max_chars
+            .as_ref()
+            .is_some_and(|m| *m.get_ref() < RETRY_ID_LEN);
+    let refuses_hex = field.charset.as_ref().is_some_and(|c| {
+        crate::emit::validate::parse_charset(c.get_ref()).is_ok_and(|ranges| {
+            !"0123456789abcdef"
+                .chars()
+                .all(|ch| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&ch)))
+        })
+    });
+    if too_short || refuses_hex {
+        cx.error(
+            key.span(),
+            format!(
+                "the client fills `{}` with {RETRY_ID_LEN} hex digits, which its limits refuse",
+                key.get_ref()
+            ),
+        );
+    }
+}
+
+/// The length of the ids the client generates for a `retry_key`.
+const RETRY_ID_LEN: u64 = 32;
 
 /// Raw and shortcut methods share the client's namespace with the endpoint methods.
 fn check_generated_methods(api: &Api, e: &Endpoint, methods: &mut Seen, cx: &mut Diagnostics) {

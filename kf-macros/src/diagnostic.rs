@@ -27,13 +27,15 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// Renders the diagnostic for `source`, naming the file as `path` (as the user wrote it).
     pub fn render(&self, source: &str, path: &str) -> String {
-        let start = self.span.start.min(source.len());
+        // Spans come from the TOML parser and fall on char boundaries; flooring keeps a
+        // stray one from panicking the slices below.
+        let start = floor_char_boundary(source, self.span.start.min(source.len()));
         let (line_no, col) = line_and_column(source, start);
         let line = source.lines().nth(line_no - 1).unwrap_or("");
         let gutter = " ".repeat(line_no.to_string().len());
         let line_start = start - source[..start].rfind('\n').map_or(0, |i| i + 1);
         // Underline up to the end of the span or of the line, whichever comes first, in chars.
-        let span_end = self.span.end.clamp(start, source.len());
+        let span_end = floor_char_boundary(source, self.span.end.clamp(start, source.len()));
         let underlined = source[start..span_end].lines().next().unwrap_or("");
         let width = underlined.chars().count().max(1);
         let pad = line.get(..line_start).map_or(0, |p| p.chars().count());
@@ -185,6 +187,20 @@ mod tests {
         let source = "summary = \"欢迎\" x";
         let offset = source.find('x').unwrap_or_default();
         assert_eq!(line_and_column(source, offset), (1, 16));
+    }
+
+    #[test]
+    fn spans_inside_a_char_render_without_panicking() {
+        let source = "summary = \"欢迎\"\n";
+        let inside = source.find('欢').unwrap_or_default() + 1;
+        let d = Diagnostic {
+            span: inside..inside + 4,
+            message: "odd span".into(),
+            help: None,
+            first_defined: Some(inside..inside + 1),
+        };
+        let text = d.render(source, "api.toml");
+        assert!(text.starts_with("api.toml:1:12: odd span"), "{text}");
     }
 
     #[test]

@@ -147,6 +147,11 @@ pub struct Endpoint {
     /// members, departments, or both).
     #[serde(default)]
     pub one_of: Vec<Spanned<Vec<Spanned<String>>>>,
+    /// The optional string field that makes a retry recognisable (`msgid`): the client
+    /// fills it once per call when the caller left it unset, so every attempt carries the
+    /// same id and WeCom can refuse a repeat.
+    #[serde(default)]
+    pub retry_key: Option<Spanned<String>>,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
@@ -216,6 +221,9 @@ pub struct Field {
     /// A string field that also accepts a JSON number (kept as its decimal text).
     #[serde(default)]
     pub numbers_as_text: bool,
+    /// A credential sent as is (a callback token) whose `Debug` prints `***`.
+    #[serde(default)]
+    pub secret: Option<Spanned<bool>>,
     #[serde(default)]
     pub min: Option<Spanned<f64>>,
     #[serde(default)]
@@ -231,6 +239,11 @@ pub struct Field {
 impl Field {
     pub fn type_ref(&self) -> TypeRef<'_> {
         TypeRef::parse(self.ty.get_ref())
+    }
+
+    /// Whether `Debug` hides the value (`secret = true`).
+    pub fn is_secret(&self) -> bool {
+        self.secret.as_ref().is_some_and(|s| *s.get_ref())
     }
 
     pub fn server_truncates(&self) -> bool {

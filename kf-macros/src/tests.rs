@@ -286,6 +286,86 @@ variants = [
     }
 }
 
+#[test]
+fn secret_keys_are_checked() {
+    let source = r#"
+[[struct]]
+name = "Item"
+lenient = true
+fields = [{ name = "token", type = "string", secret = true }]
+
+[[struct]]
+name = "Counts"
+fields = [{ name = "n", type = "u32", secret = true }]
+
+[[endpoint]]
+name = "login"
+method = "POST"
+path = "login"
+doc = 1
+summary = "Logs in."
+fields = [{ name = "password", type = "secret", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:5:55: a lenient struct keeps its JSON text in `raw`",
+        "api.toml:9:48: `secret = true` applies to `string` fields only",
+        "api.toml:17:39: a `secret` value serializes as `\"***\"`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
+#[test]
+fn retry_keys_must_take_the_generated_ids() {
+    let source = r#"
+[[endpoint]]
+name = "a"
+method = "POST"
+path = "a"
+doc = 1
+summary = "A."
+retry_key = "id"
+fields = [{ name = "id", type = "string", max_bytes = 16, server = "rejects" }]
+
+[[endpoint]]
+name = "b"
+method = "POST"
+path = "b"
+doc = 1
+summary = "B."
+retry_key = "id"
+fields = [{ name = "id", type = "string", charset = "0-9" }]
+
+[[endpoint]]
+name = "c"
+method = "POST"
+path = "c"
+doc = 1
+summary = "C."
+retry_key = "id"
+fields = [{ name = "id", type = "string", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:8:13: the client fills `id` with 32 hex digits",
+        "api.toml:17:13: the client fills `id` with 32 hex digits",
+        "api.toml:26:13: `retry_key` must name an optional `string` field; `id` is a required `string`",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Keys, under the prefix: `token:{<corp id>:<hash of the secret>}` (the access token,
-//! until it expires), `token-lock:{…}` (who is fetching it), `cursor:{<open_kfid>}` (the
+//! until it expires), `token-lock:{…}` (who is fetching it), `token-fail:{…}` (a failed
+//! fetch, while no process should fetch again), `cursor:{<open_kfid>}` (the
 //! checkpoint), `callback-token:{<open_kfid>}` (the newest callback token, for what is left
 //! of its 10 minutes) and `sync-lock:{<open_kfid>}` (who syncs the account). The braces are
 //! hash tags: the keys one script touches share a Redis Cluster slot. The corp secret is never written (a

@@ -7,19 +7,26 @@ use redis::{AsyncCommands as _, Script};
 use serde_json::json;
 
 use super::{Redis, millis, owner_id};
-use crate::{BoxFuture, CachedToken, RefreshLease, RefreshTurn, Secret, StoreError, TokenStore};
+use crate::{
+    BoxFuture, CachedToken, RefreshLease, RefreshTurn, Secret, StoreError, TokenFailure, TokenStore,
+};
 
 /// How long one process may take to fetch a token before another may try.
 const REFRESH_LOCK: Duration = Duration::from_secs(10);
 /// How often a waiting process looks for the token another one is fetching.
 const REFRESH_POLL: Duration = Duration::from_millis(20);
 
-/// Deletes the token `KEYS[1]` only while it is still the one that failed (`ARGV[1]`).
+/// Deletes the token `KEYS[1]` only while it is still the one that failed (`ARGV[1]`). A
+/// value that isn't ours (not JSON) is left for the next refresh to overwrite.
 static INVALIDATE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local stored = redis.call('GET', KEYS[1])
-if stored and cjson.decode(stored).token == ARGV[1] then
+if not stored then
+  return 0
+end
+local ok, value = pcall(cjson.decode, stored)
+if ok and type(value) == 'table' and value.token == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0",
@@ -99,14 +106,51 @@ impl RedisTokenStore {
         RedisTokenStore { redis }
     }
 
+    /// The stored token; one that doesn't decode (another version's, a foreign value) is
+    /// taken as none, so it is fetched again and overwritten instead of failing every call.
     async fn read(&self, key: &str) -> Result<Option<CachedToken>, StoreError> {
         let stored: Option<String> = self
             .redis
             .connection()
             .get(self.redis.key("token", key))
             .await?;
-        stored.as_deref().map(decode_token).transpose()
+        match stored.as_deref().map(decode_token) {
+            Some(Err(error)) => {
+                tracing::warn!(%error, "ignoring the value at the token key; fetching a new token");
+                Ok(None)
+            }
+            Some(Ok(token)) => Ok(Some(token)),
+            None => Ok(None),
+        }
     }
+}
+
+fn encode_failure(failure: &TokenFailure) -> String {
+    json!({
+        "failures": failure.failures,
+        "code": failure.code,
+        "message": failure.message,
+    })
+    .to_string()
+}
+
+/// A failure record and what is left of its key's lifetime; `None` for one that doesn't
+/// decode (no window is better than a window nobody can explain).
+fn decode_failure(text: &str, left_ms: i64) -> Option<TokenFailure> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        failures: u32,
+        code: Option<i64>,
+        message: String,
+    }
+    let stored: Stored = serde_json::from_str(text).ok()?;
+    let left = u64::try_from(left_ms).ok().filter(|ms| *ms > 0)?;
+    Some(TokenFailure {
+        retry_in: Duration::from_millis(left),
+        failures: stored.failures,
+        code: stored.code,
+        message: stored.message,
+    })
 }
 
 impl TokenStore for RedisTokenStore {
@@ -145,6 +189,41 @@ impl TokenStore for RedisTokenStore {
                 .invoke_async(&mut self.redis.connection())
                 .await?;
             Ok(())
+        })
+    }
+
+    /// `token-fail:{<key>}`, living as long as the window.
+    fn remember_failure<'a>(
+        &'a self,
+        key: &'a str,
+        failure: &'a TokenFailure,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let () = self
+                .redis
+                .connection()
+                .pset_ex(
+                    self.redis.key("token-fail", key),
+                    encode_failure(failure),
+                    millis(failure.retry_in.max(Duration::from_millis(1))),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn recorded_failure<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenFailure>, StoreError>> {
+        Box::pin(async move {
+            let failure_key = self.redis.key("token-fail", key);
+            let (stored, left_ms): (Option<String>, i64) = redis::pipe()
+                .get(&failure_key)
+                .pttl(&failure_key)
+                .query_async(&mut self.redis.connection())
+                .await?;
+            Ok(stored.and_then(|text| decode_failure(&text, left_ms)))
         })
     }
 

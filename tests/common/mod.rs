@@ -63,6 +63,8 @@ struct Inner {
     scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
     responders: Mutex<HashMap<String, Responder>>,
     gettoken_delay: Mutex<Duration>,
+    /// The `expires_in` gettoken answers with; 7200 when unset.
+    expires_in: Mutex<Option<Value>>,
 }
 
 #[derive(Clone)]
@@ -141,6 +143,11 @@ impl MockServer {
         *self.inner.gettoken_delay.lock().unwrap() = delay;
     }
 
+    /// Answers later gettoken calls with this `expires_in` (any JSON value) instead of 7200.
+    pub fn set_token_expires_in(&self, expires_in: Value) {
+        *self.inner.expires_in.lock().unwrap() = Some(expires_in);
+    }
+
     pub fn gettoken_calls(&self) -> usize {
         self.inner.gettoken_calls.load(Ordering::SeqCst)
     }
@@ -205,6 +212,16 @@ async fn handle(
         inner.gettoken_calls.fetch_add(1, Ordering::SeqCst);
         let delay = *inner.gettoken_delay.lock().unwrap();
         tokio::time::sleep(delay).await;
+        // A script for gettoken (`script("/cgi-bin/gettoken", …)`) answers first.
+        let scripted = inner
+            .scripts
+            .lock()
+            .unwrap()
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front);
+        if let Some(Reply::Json(v)) = scripted {
+            return axum::Json(v).into_response();
+        }
         if query.get("corpid").map(String::as_str) != Some(CORP_ID)
             || query.get("corpsecret").map(String::as_str) != Some(SECRET)
         {
@@ -214,8 +231,10 @@ async fn handle(
         let n = inner.tokens_issued.fetch_add(1, Ordering::SeqCst);
         let token = format!("ACCESS_TOKEN_{n}_xyz");
         inner.tokens.lock().unwrap().insert(token.clone(), None);
+        let expires_in = inner.expires_in.lock().unwrap().clone();
+        let expires_in = expires_in.unwrap_or_else(|| json!(7200));
         return axum::Json(
-            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}),
+            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}),
         )
         .into_response();
     }

@@ -9,7 +9,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
-use super::fields::{constructor, declarations, param, setters};
+use super::fields::{constructor, debug_derive, debug_impl, declarations, param, setters};
 use super::validate::validate_impl;
 use crate::model::{Api, Endpoint, TypeKind};
 use crate::names::{ident, pascal_case, type_ident};
@@ -47,6 +47,8 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let request_setters = setters(api, &e.fields, &quote!(self));
     let builder_setters = setters(api, &e.fields, &quote!(self.request));
     let validate = validate_impl(api, &request, &e.fields, &e.one_of);
+    let debug = debug_derive(&e.fields);
+    let debug_impl = debug_impl(&request, &e.fields);
     let http_method = if e.is_get() {
         quote!(rt::HttpMethod::Get)
     } else {
@@ -83,6 +85,31 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
         }
     });
+    let retry_key = match &e.retry_key {
+        Some(key) => {
+            let key = key.get_ref();
+            quote!(Some(#key))
+        }
+        None => quote!(None),
+    };
+    // check.rs made sure the key names an optional string field.
+    let retry_id = e.retry_key.as_ref().map(|key| {
+        let field = ident(key.get_ref());
+        quote! {
+            fn retry_id(&self) -> Option<&str> {
+                self.#field.as_deref().filter(|id| !id.is_empty())
+            }
+
+            fn with_retry_id(&self, id: &str) -> Option<Self> {
+                if self.retry_id().is_some() {
+                    return None;
+                }
+                let mut request = self.clone();
+                request.#field = Some(id.to_owned());
+                Some(request)
+            }
+        }
+    });
     let request_docs = Doc::new()
         .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute)."))
         .blank()
@@ -106,11 +133,13 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
 
     let items = quote! {
         #request_docs
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(#debug Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
         #[serde(crate = "::wecom_kf::__private::serde")]
         pub struct #request {
             #fields
         }
+
+        #debug_impl
 
         impl #request {
             #[doc = #new_doc]
@@ -133,9 +162,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
                 idempotent: #idempotent,
                 multipart: #multipart,
                 query: &[#(#fixed_query),*],
+                retry_key: #retry_key,
             };
 
             #files
+            #retry_id
         }
 
         #builder_docs

@@ -161,6 +161,7 @@ pub fn errcode(api: &Api) -> TokenStream {
         let ident = ident(e.name.get_ref());
         let class = match e.retry.get_ref().as_str() {
             "backoff" => quote!(rt::RetryClass::Backoff),
+            "rate_limited" => quote!(rt::RetryClass::RateLimited),
             "refresh_token" => quote!(rt::RetryClass::RefreshToken),
             _ => quote!(rt::RetryClass::Never),
         };
@@ -198,7 +199,9 @@ pub fn errcode(api: &Api) -> TokenStream {
             pub fn is_retryable(self) -> bool {
                 match self.retry_class() {
                     rt::RetryClass::Never => false,
-                    rt::RetryClass::Backoff | rt::RetryClass::RefreshToken => true,
+                    rt::RetryClass::Backoff
+                    | rt::RetryClass::RateLimited
+                    | rt::RetryClass::RefreshToken => true,
                 }
             }
         }

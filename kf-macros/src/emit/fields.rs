@@ -4,7 +4,7 @@
 //! serves both: required fields become `new` arguments, optional ones become setters,
 //! and unset optional fields are left out of the body.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::docs::{Doc, limit_lines};
@@ -187,4 +187,38 @@ pub fn setters(api: &Api, fields: &[Field], target: &TokenStream) -> TokenStream
         }
     });
     quote!(#(#setters)*)
+}
+
+/// The `Debug` derive, unless a field is `secret = true`: then [`debug_impl`] writes one.
+pub fn debug_derive(fields: &[Field]) -> TokenStream {
+    if fields.iter().any(Field::is_secret) {
+        quote!()
+    } else {
+        quote!(Debug,)
+    }
+}
+
+/// A `Debug` like the derived one, but `secret = true` fields print `***`; `None` when no
+/// field is secret (the derive is used).
+pub fn debug_impl(name: &Ident, fields: &[Field]) -> Option<TokenStream> {
+    if !fields.iter().any(Field::is_secret) {
+        return None;
+    }
+    let name_text = name.to_string();
+    let entries = fields.iter().map(|field| {
+        let member = ident(field.name.get_ref());
+        let label = field.name.get_ref();
+        match (field.is_secret(), field.required) {
+            (true, true) => quote!(.field(#label, &rt::Redacted)),
+            (true, false) => quote!(.field(#label, &self.#member.as_ref().map(|_| rt::Redacted))),
+            (false, _) => quote!(.field(#label, &self.#member)),
+        }
+    });
+    Some(quote! {
+        impl rt::fmt::Debug for #name {
+            fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                f.debug_struct(#name_text) #(#entries)* .finish()
+            }
+        }
+    })
 }

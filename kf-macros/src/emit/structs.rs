@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::docs::Doc;
-use super::fields::{constructor, declarations, setters};
+use super::fields::{constructor, debug_derive, debug_impl, declarations, setters};
 use super::validate::validate_impl;
 use crate::model::{Api, Struct, TypeKind};
 use crate::names::ident;
@@ -21,6 +21,8 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     let setters = setters(api, &s.fields, &quote!(self));
     let validate = validate_impl(api, &name, &s.fields, &[]);
     let from_string = from_single_string(api, s);
+    let debug = debug_derive(&s.fields);
+    let debug_impl = debug_impl(&name, &s.fields);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
         init.push(quote!(raw: rt::RawJson::default()));
         (
@@ -37,7 +39,7 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     };
     quote! {
         #docs
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, #derive_deserialize)]
+        #[derive(#debug Clone, PartialEq, rt::serde::Serialize, #derive_deserialize)]
         #[serde(crate = "::wecom_kf::__private::serde")]
         pub struct #name {
             #fields
@@ -54,6 +56,7 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
         }
 
         #validate
+        #debug_impl
         #from_string
         #lenient_deserialize
     }

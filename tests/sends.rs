@@ -1,0 +1,62 @@
+//! Sends that may be retried, against the simulator: every attempt of a send carries the
+//! same `msgid`, and a retry the simulator refuses as a repeated `msgid` is reported as
+//! "may have arrived", not as a plain failure.
+#![cfg(feature = "sim")]
+
+use std::time::Duration;
+
+use wecom_kf::sim::{Fault, Simulator};
+use wecom_kf::{Client, Delivery, Error, RetryPolicy};
+
+const ALICE: &str = "wmALICE";
+
+async fn setup() -> (Simulator, Client, String) {
+    let sim = Simulator::start().await.expect("simulator");
+    let client = sim
+        .client_builder()
+        .retry_policy(RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        })
+        .build()
+        .expect("client");
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    (sim, client, kf)
+}
+
+#[tokio::test]
+async fn a_send_gets_one_id_that_the_answer_echoes() {
+    let (sim, client, kf) = setup().await;
+    sim.inject("kf/send_msg", Fault::Busy, 2);
+    let sent = client.send_text(ALICE, &kf, "hello").await.expect("send");
+    assert_eq!(sent.msgid.len(), 32, "the client's id: {}", sent.msgid);
+    let accepted = sim.sent();
+    assert_eq!(accepted.len(), 1, "delivered once");
+    assert_eq!(accepted[0].msgid, sent.msgid);
+}
+
+/// The first attempt was processed (here: an earlier send with the same id), the next
+/// one is answered busy, and the retry is refused as a duplicate `msgid`.
+#[tokio::test]
+async fn busy_then_duplicate_is_maybe_sent() {
+    let (sim, client, kf) = setup().await;
+    client
+        .send_text(ALICE, &kf, "once")
+        .msgid("order-42")
+        .await
+        .expect("first send");
+    sim.inject("kf/send_msg", Fault::Busy, 1);
+    let err = client
+        .send_text(ALICE, &kf, "once")
+        .msgid("order-42")
+        .await
+        .unwrap_err();
+    assert_eq!(err.delivery(), Delivery::MaybeSent, "{err:?}");
+    assert!(
+        matches!(&err, Error::MaybeDelivered { retry_id: Some(id), .. } if id == "order-42"),
+        "{err:?}"
+    );
+    assert_eq!(sim.sent().len(), 1, "delivered once");
+}
