@@ -466,7 +466,7 @@ impl Permit {
         let outcome = call.into_future().await;
         let change = match &outcome {
             Ok(_) => Change::Sent,
-            Err(error) if delivery(error) == Delivery::NotSent => Change::NotSent,
+            Err(error) if error.delivery() == Delivery::NotSent => Change::NotSent,
             Err(_) => Change::Sent,
         };
         self.record(change).await;
@@ -520,18 +520,6 @@ impl Drop for Permit {
                 }
             });
         }
-    }
-}
-
-/// Whether a failed call may have reached WeCom. WeCom's own refusals were not processed.
-fn delivery(error: &Error) -> Delivery {
-    match error {
-        Error::Transport { delivery, .. } => *delivery,
-        Error::Invalid { .. } | Error::Config(_) | Error::Upload { .. } | Error::TokenStore(_) => {
-            Delivery::NotSent
-        }
-        Error::Api { .. } => Delivery::NotSent,
-        _ => Delivery::MaybeSent,
     }
 }
 
