@@ -419,7 +419,7 @@ impl Client {
                     if errcode == 0 {
                         return Ok(bytes);
                     }
-                    let code = ErrCode::from_value(errcode);
+                    let code = ErrCode::from_answer(errcode, &envelope.errmsg);
                     let error = Error::Api {
                         code,
                         message: envelope.errmsg,

@@ -60,3 +60,67 @@ async fn busy_then_duplicate_is_maybe_sent() {
     );
     assert_eq!(sim.sent().len(), 1, "delivered once");
 }
+
+#[tokio::test]
+async fn every_send_gets_a_fresh_id_of_its_own() {
+    let (sim, client, kf) = setup().await;
+    let mut ids = std::collections::HashSet::new();
+    for n in 0..5 {
+        let sent = client
+            .send_text(ALICE, &kf, format!("#{n}"))
+            .await
+            .expect("send");
+        assert!(sent.msgid.bytes().all(|b| b.is_ascii_hexdigit()));
+        ids.insert(sent.msgid);
+    }
+    assert_eq!(ids.len(), 5, "no id reused");
+    assert_eq!(sim.sent().len(), 5);
+}
+
+#[tokio::test]
+async fn invalid_parameter_says_which_cause_it_has() {
+    use wecom_kf::ErrCode;
+    let (sim, client, kf) = setup().await;
+    // A msgid used before: nothing is malformed.
+    client
+        .send_text(ALICE, &kf, "one")
+        .msgid("order-42")
+        .await
+        .expect("send");
+    let again = client
+        .send_text(ALICE, &kf, "two")
+        .msgid("order-42")
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Some(ErrCode::DuplicateMsgid));
+    assert_eq!(again.code().map(ErrCode::value), Some(40058));
+    assert!(
+        again
+            .to_string()
+            .contains("every send needs a msgid of its own"),
+        "{again}"
+    );
+    // A used one-time code.
+    let code = sim
+        .customer_enters(&kf, "wmBOB")
+        .expect("enters")
+        .expect("a welcome code");
+    client
+        .send_text_on_event(&code, "欢迎")
+        .await
+        .expect("welcome");
+    let used = client.send_text_on_event(&code, "欢迎").await.unwrap_err();
+    assert_eq!(used.code(), Some(ErrCode::EventCodeUsedOrExpired));
+    assert!(!used.to_string().contains("fix the request"), "{used}");
+    // Anything else with 40058 keeps the general meaning.
+    assert_eq!(
+        ErrCode::from_answer(40058, "invalid parameter: touser"),
+        ErrCode::InvalidParameter
+    );
+    assert_eq!(
+        ErrCode::from_answer(40058, "Invalid Cursor"),
+        ErrCode::InvalidCursor
+    );
+    assert_eq!(ErrCode::from_value(40058), ErrCode::InvalidParameter);
+    assert!(matches!(used, Error::Api { .. }));
+}

@@ -70,6 +70,18 @@ mod generated_from_endpoints {
         ///
         /// The body is malformed, a value is over its limit or a required field is missing; fix the request.
         InvalidParameter,
+        /// `40058` with an `errmsg` like `"msgid duplicate"` or `"duplicate msgid"` or `"msgid repeat"` or `"msgid exist"`: the msgid was used before for this account.
+        ///
+        /// Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.
+        DuplicateMsgid,
+        /// `40058` with an `errmsg` like `"invalid code"` or `"code expired"` or `"code is used"` or `"code used"`: the one-time event code was used or has expired.
+        ///
+        /// Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.
+        EventCodeUsedOrExpired,
+        /// `40058` with an `errmsg` like `"invalid cursor"`: the sync_msg cursor is not one WeCom issued, or it expired.
+        ///
+        /// Clear the stored checkpoint of the account to start from WeCom's 3-day history.
+        InvalidCursor,
         /// `40096`: invalid external userid.
         ///
         /// touser must be the external_userid (wm…) of a customer of this corp.
@@ -140,7 +152,7 @@ mod generated_from_endpoints {
         InvalidOpenKfId,
         /// `95001`: send-count limit reached.
         ///
-        /// At most 5 messages may follow each customer message; wait until the customer writes again.
+        /// At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.
         SendCountLimit,
         /// `95002`: send-time limit reached.
         ///
@@ -316,6 +328,9 @@ mod generated_from_endpoints {
                 Self::InvalidCorpId => 40013,
                 Self::InvalidAccessToken => 40014,
                 Self::InvalidParameter => 40058,
+                Self::DuplicateMsgid => 40058,
+                Self::EventCodeUsedOrExpired => 40058,
+                Self::InvalidCursor => 40058,
                 Self::InvalidExternalUserId => 40096,
                 Self::AccountBanned => 40201,
                 Self::AccessTokenMissing => 41001,
@@ -388,6 +403,29 @@ mod generated_from_endpoints {
         }
     }
     impl ErrCode {
+        /// The variant for an answer: the code, told apart by `errmsg` where WeCom uses one
+        /// code for several causes.
+        pub fn from_answer(code: i64, errmsg: &str) -> Self {
+            let errmsg = errmsg.to_lowercase();
+            if code == 40058 {
+                if ["msgid duplicate", "duplicate msgid", "msgid repeat", "msgid exist"]
+                    .iter()
+                    .any(|p| errmsg.contains(p))
+                {
+                    return Self::DuplicateMsgid;
+                }
+                if ["invalid code", "code expired", "code is used", "code used"]
+                    .iter()
+                    .any(|p| errmsg.contains(p))
+                {
+                    return Self::EventCodeUsedOrExpired;
+                }
+                if ["invalid cursor"].iter().any(|p| errmsg.contains(p)) {
+                    return Self::InvalidCursor;
+                }
+            }
+            Self::from_value(code)
+        }
         /// What the code means, if the API file names it.
         pub fn meaning(self) -> Option<&'static str> {
             match self {
@@ -409,6 +447,15 @@ mod generated_from_endpoints {
                 Self::InvalidCorpId => Some("invalid corp id"),
                 Self::InvalidAccessToken => Some("invalid access_token"),
                 Self::InvalidParameter => Some("invalid parameter"),
+                Self::DuplicateMsgid => {
+                    Some("the msgid was used before for this account")
+                }
+                Self::EventCodeUsedOrExpired => {
+                    Some("the one-time event code was used or has expired")
+                }
+                Self::InvalidCursor => {
+                    Some("the sync_msg cursor is not one WeCom issued, or it expired")
+                }
                 Self::InvalidExternalUserId => Some("invalid external userid"),
                 Self::AccountBanned => {
                     Some("the account is banned for sensitive content")
@@ -544,6 +591,21 @@ mod generated_from_endpoints {
                         "The body is malformed, a value is over its limit or a required field is missing; fix the request.",
                     )
                 }
+                Self::DuplicateMsgid => {
+                    Some(
+                        "Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.",
+                    )
+                }
+                Self::EventCodeUsedOrExpired => {
+                    Some(
+                        "Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.",
+                    )
+                }
+                Self::InvalidCursor => {
+                    Some(
+                        "Clear the stored checkpoint of the account to start from WeCom's 3-day history.",
+                    )
+                }
                 Self::InvalidExternalUserId => {
                     Some(
                         "touser must be the external_userid (wm…) of a customer of this corp.",
@@ -607,7 +669,7 @@ mod generated_from_endpoints {
                 }
                 Self::SendCountLimit => {
                     Some(
-                        "At most 5 messages may follow each customer message; wait until the customer writes again.",
+                        "At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.",
                     )
                 }
                 Self::SendTimeLimit => {
@@ -703,6 +765,9 @@ mod generated_from_endpoints {
                 Self::InvalidCorpId => rt::RetryClass::Never,
                 Self::InvalidAccessToken => rt::RetryClass::RefreshToken,
                 Self::InvalidParameter => rt::RetryClass::Never,
+                Self::DuplicateMsgid => rt::RetryClass::Never,
+                Self::EventCodeUsedOrExpired => rt::RetryClass::Never,
+                Self::InvalidCursor => rt::RetryClass::Never,
                 Self::InvalidExternalUserId => rt::RetryClass::Never,
                 Self::AccountBanned => rt::RetryClass::Never,
                 Self::AccessTokenMissing => rt::RetryClass::RefreshToken,

@@ -135,10 +135,25 @@ fn check_errors(api: &Api, cx: &mut Diagnostics) {
                 "`Other` is reserved for codes the file doesn't name",
             );
         }
-        if codes.insert(*e.code.get_ref(), ()).is_some() {
-            cx.error(
+        let code = *e.code.get_ref();
+        if e.is_refinement() {
+            if api.error(code).is_none() {
+                cx.error_with_help(
+                    e.code.span(),
+                    format!("error code `{code}` is refined by `errmsg` but has no plain entry"),
+                    format!("add an `[[error]]` for `{code}` without `errmsg`: it applies when no `errmsg` matches"),
+                );
+            }
+            for pattern in &e.errmsg {
+                if pattern.get_ref().trim().is_empty() {
+                    cx.error(pattern.span(), "an `errmsg` pattern can't be empty");
+                }
+            }
+        } else if codes.insert(code, ()).is_some() {
+            cx.error_with_help(
                 e.code.span(),
-                format!("duplicate error code `{}`", e.code.get_ref()),
+                format!("duplicate error code `{code}`"),
+                "entries that share a code must tell WeCom's causes apart with `errmsg = [\"…\"]`",
             );
         }
         expect_one_of(

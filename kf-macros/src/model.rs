@@ -38,6 +38,17 @@ pub struct ErrorCode {
     pub meaning: String,
     pub hint: String,
     pub retry: Spanned<String>,
+    /// Refines a code WeCom uses for several causes: this entry applies when the answer's
+    /// `errmsg` contains one of these (ignoring case); the code's plain entry otherwise.
+    #[serde(default)]
+    pub errmsg: Vec<Spanned<String>>,
+}
+
+impl ErrorCode {
+    /// Whether it refines another entry of the same code by `errmsg`.
+    pub fn is_refinement(&self) -> bool {
+        !self.errmsg.is_empty()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,8 +364,18 @@ impl Api {
         self.unions.iter().find(|u| u.name.get_ref() == name)
     }
 
+    /// The plain entry of `code` (not a refinement by `errmsg`).
     pub fn error(&self, code: i64) -> Option<&ErrorCode> {
-        self.errors.iter().find(|e| *e.code.get_ref() == code)
+        self.errors
+            .iter()
+            .find(|e| *e.code.get_ref() == code && !e.is_refinement())
+    }
+
+    /// The entries that refine `code` by `errmsg`.
+    pub fn refinements(&self, code: i64) -> impl Iterator<Item = &ErrorCode> {
+        self.errors
+            .iter()
+            .filter(move |e| *e.code.get_ref() == code && e.is_refinement())
     }
 
     pub fn docs_prefix(&self) -> &str {

@@ -15,6 +15,9 @@ pub struct Named {
     pub ident: Ident,
     pub value: i64,
     pub doc: Doc,
+    /// Whether a wire value alone decodes to it: not for an error refined by `errmsg`,
+    /// which shares its value with the code's plain variant.
+    pub from_wire: bool,
 }
 
 /// The enum, `from_value`/`value`, `From` both ways, and serde as a plain integer.
@@ -26,7 +29,7 @@ pub fn int_enum(name: &Ident, repr: &Ident, docs: Doc, values: &[Named]) -> Toke
         quote!(#doc #ident,)
     });
     let lit = |n: i64| Literal::i64_unsuffixed(n);
-    let from_arms = values.iter().map(|v| {
+    let from_arms = values.iter().filter(|v| v.from_wire).map(|v| {
         let (ident, n) = (&v.ident, lit(v.value));
         if v.value < 0 {
             let n = lit(-v.value);
@@ -113,6 +116,7 @@ pub fn emit(api: &Api, e: &IntEnum) -> TokenStream {
                 .line(format!("`{}`", v.value.get_ref()))
                 .blank()
                 .maybe(v.doc.as_deref()),
+            from_wire: true,
         })
         .collect();
     int_enum(
@@ -141,12 +145,44 @@ pub fn errcode(api: &Api) -> TokenStream {
             ident: ident(e.name.get_ref()),
             value: *e.code.get_ref(),
             doc: Doc::new()
-                .line(format!("`{}`: {}.", e.code.get_ref(), e.meaning))
+                .line(match e.is_refinement() {
+                    false => format!("`{}`: {}.", e.code.get_ref(), e.meaning),
+                    true => format!(
+                        "`{}` with an `errmsg` like {}: {}.",
+                        e.code.get_ref(),
+                        quoted(&e.errmsg),
+                        e.meaning
+                    ),
+                })
                 .blank()
                 .line(e.hint.clone()),
+            from_wire: !e.is_refinement(),
         })
         .collect();
     let base = int_enum(&name, &ident("i64"), docs, &values);
+    let refined: Vec<TokenStream> = refined_codes(api)
+        .into_iter()
+        .map(|code| {
+            let checks = api.refinements(code).map(|e| {
+                let ident = ident(e.name.get_ref());
+                let patterns = e.errmsg.iter().map(|p| p.get_ref().to_lowercase());
+                quote!(if [#(#patterns),*].iter().any(|p| errmsg.contains(p)) {
+                    return Self::#ident;
+                })
+            });
+            let n = Literal::i64_unsuffixed(code.abs());
+            let pattern = if code < 0 { quote!(-#n) } else { quote!(#n) };
+            quote!(if code == #pattern { #(#checks)* })
+        })
+        .collect();
+    let from_answer = if refined.is_empty() {
+        quote!(let _ = errmsg;)
+    } else {
+        quote! {
+            let errmsg = errmsg.to_lowercase();
+            #(#refined)*
+        }
+    };
     let meaning_arms = api.errors.iter().map(|e| {
         let ident = ident(e.name.get_ref());
         let meaning = &e.meaning;
@@ -171,6 +207,13 @@ pub fn errcode(api: &Api) -> TokenStream {
         #base
 
         impl #name {
+            #[doc = " The variant for an answer: the code, told apart by `errmsg` where WeCom uses one"]
+            #[doc = " code for several causes."]
+            pub fn from_answer(code: i64, errmsg: &str) -> Self {
+                #from_answer
+                Self::from_value(code)
+            }
+
             #[doc = " What the code means, if the API file names it."]
             pub fn meaning(self) -> Option<&'static str> {
                 match self {
@@ -215,4 +258,24 @@ pub fn errcode(api: &Api) -> TokenStream {
             }
         }
     }
+}
+
+/// The codes some `[[error]]` refines by `errmsg`, in file order, each once.
+fn refined_codes(api: &Api) -> Vec<i64> {
+    let mut codes = Vec::new();
+    for e in api.errors.iter().filter(|e| e.is_refinement()) {
+        if !codes.contains(e.code.get_ref()) {
+            codes.push(*e.code.get_ref());
+        }
+    }
+    codes
+}
+
+/// `"a"` or `"b"`, for a doc line.
+fn quoted(patterns: &[toml::Spanned<String>]) -> String {
+    let quoted: Vec<String> = patterns
+        .iter()
+        .map(|p| format!("`{:?}`", p.get_ref()))
+        .collect();
+    quoted.join(" or ")
 }
