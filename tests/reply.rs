@@ -716,3 +716,46 @@ async fn a_long_markdown_answer_arrives_complete_in_parts_within_the_budget() {
         Err(ReplyError::Budget(_))
     ));
 }
+
+/// Real captures and other SDKs' samples (`../shared/peer-corpus/`, read in place, never
+/// copied): events name their customer only inside `event`, and `customer()` finds it.
+#[test]
+fn events_in_real_captures_name_their_customer() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/peer-corpus/sync_msg_responses.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} (shared/ must sit beside the checkout): {e}",
+            path.display()
+        )
+    });
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).expect("the corpus is JSON");
+    let (mut events, mut inputs) = (0, 0);
+    for entry in entries {
+        let page: wecom_kf::SyncMsgResponse =
+            serde_json::from_value(entry["payload"].clone()).expect("a sync_msg answer");
+        for (item, raw) in page
+            .msg_list
+            .iter()
+            .zip(entry["payload"]["msg_list"].as_array().unwrap())
+        {
+            let inside = &raw["event"];
+            if let (Some(kf), Some(user)) = (
+                inside["open_kfid"].as_str(),
+                inside["external_userid"].as_str(),
+            ) {
+                assert_eq!(item.customer(), Some(Customer::new(kf, user)), "{raw}");
+                assert!(!item.is_customer_input());
+                events += 1;
+            }
+            if raw["origin"] == 3 && raw["msgtype"] != "event" {
+                assert!(item.is_customer_input(), "{raw}");
+                inputs += 1;
+            }
+        }
+    }
+    assert!(
+        events >= 10 && inputs >= 5,
+        "{events} events, {inputs} customer messages"
+    );
+}
