@@ -2,6 +2,7 @@
 //! simulator produces, token expiry mid-run, one-time codes, paging, and each fault.
 #![cfg(feature = "sim")]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -1928,4 +1929,163 @@ async fn send_msg_on_event_refuses_a_msgid_already_used() {
     );
     let sent: Vec<String> = sim.sent().into_iter().map(|m| m.msgid).collect();
     assert_eq!(sent, ["welcome-1", "welcome-2", "order-42"]);
+}
+
+// -- callbacks for everything logged ---------------------------------------------------
+
+/// A bot's callback URL for `sim`'s callbacks: decrypts each and keeps its token.
+async fn callback_receiver() -> (wecom_kf::sim::SimCallback, Arc<Mutex<Vec<String>>>) {
+    use wecom_kf::callback::{CallbackCrypto, CallbackEvent};
+    const TOKEN: &str = "simCallbackToken";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/kf", listener.local_addr().expect("addr"));
+    let crypto = CallbackCrypto::new(TOKEN, KEY, &SimConfig::default().corp_id).expect("crypto");
+    let app = axum::Router::new().route(
+        "/kf",
+        axum::routing::post({
+            let received = received.clone();
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >,
+                  body: String| {
+                let (received, crypto) = (received.clone(), crypto.clone());
+                async move {
+                    let opened =
+                        crypto.open(&q["msg_signature"], &q["timestamp"], &q["nonce"], &body);
+                    if let Ok(CallbackEvent::KfMsgOrEvent(event)) = opened {
+                        received
+                            .lock()
+                            .expect("log")
+                            .push(event.token.expose().to_owned());
+                    }
+                    "success"
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (wecom_kf::sim::SimCallback::new(url, TOKEN, KEY), received)
+}
+
+/// Waits (at most 5 s) until `received` holds `count` tokens; returns them.
+async fn wait_for_callbacks(received: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let tokens = received.lock().expect("log").clone();
+        if tokens.len() >= count {
+            return tokens;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    received.lock().expect("log").clone()
+}
+
+#[tokio::test]
+async fn every_item_logged_for_sync_msg_triggers_a_callback_but_the_bots_own_changes_log_none() {
+    let (callback, received) = callback_receiver().await;
+    let config = SimConfig {
+        callback: Some(callback),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi"])
+        .await
+        .expect("servicers");
+
+    let mut expected = Vec::new();
+    let latest = |sim: &Simulator| sim.latest_callback_token(sim.open_kfid()).expect("token");
+    sim.customer_says(&kf, ALICE, "人工").expect("customer");
+    expected.push(latest(&sim));
+    sim.servicer_takes(&kf, ALICE, "zhangsan").expect("take");
+    expected.push(latest(&sim));
+    sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    expected.push(latest(&sim));
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Suspended)
+        .expect("lisi pauses");
+    expected.push(latest(&sim));
+    let pushed = sim
+        .push_raw(
+            &kf,
+            json!({"msgid": "raw-1", "msgtype": "note", "note": {}}),
+        )
+        .expect("push");
+    assert_eq!(
+        pushed,
+        latest(&sim),
+        "push_raw returns its callback's token"
+    );
+    expected.push(pushed);
+    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let image = sim
+        .customer_sends_image(&kf, "wmBOB", png, None)
+        .expect("image");
+    expected.push(image.callback_token.clone());
+    // The bot moves Bob to the queue itself: WeCom logs no event for that.
+    client
+        .service_state_trans(&kf, "wmBOB", ServiceState::Queued)
+        .await
+        .expect("queue");
+    sim.customer_says(&kf, "wmBOB", "还在吗").expect("customer");
+    expected.push(latest(&sim));
+
+    let tokens = wait_for_callbacks(&received, expected.len()).await;
+    let mut sorted = tokens.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(
+        sorted, expected,
+        "one callback per logged item, each with its token"
+    );
+
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert_eq!(page.msg_list.len(), expected.len());
+    let changes: Vec<String> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => e.external_userid.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [ALICE, ALICE],
+        "the servicer's take and end, not the bot's trans"
+    );
+    // Every token is good for sync_msg.
+    for token in &tokens {
+        client
+            .sync_msg(&kf)
+            .token(token.as_str())
+            .await
+            .expect("a callback's token");
+    }
+}
+
+#[tokio::test]
+async fn the_control_api_pushes_raw_items() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let item = json!({"msgid": "raw-1", "send_time": 1_700_000_000u64, "origin": 3, "msgtype": "hologram", "hologram": {}});
+    let (status, pushed) = control(&sim, "push", json!({"open_kfid": kf, "item": item})).await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(
+        pushed["callback_token"].as_str(),
+        sim.latest_callback_token(&kf).as_deref()
+    );
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert!(
+        matches!(&page.msg_list[0].content, Received::Unknown { msgtype, .. } if msgtype == "hologram")
+    );
+    let (status, refusal) = control(&sim, "push", json!({"open_kfid": "wkNOPE", "item": {}})).await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
 }

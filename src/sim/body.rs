@@ -30,6 +30,8 @@ pub struct SyncRequest {
     pub cursor: Option<String>,
     pub token: Option<String>,
     pub limit: usize,
+    /// `voice_format: 1`: voice as SILK instead of AMR.
+    pub silk: bool,
 }
 
 /// A message to send, from `send_msg` (touser + open_kfid) or `send_msg_on_event` (code).
@@ -81,16 +83,20 @@ pub fn sync_request(body: &Value) -> Result<SyncRequest, Refusal> {
             _ => return Err(invalid("`limit` must be 1 to 1000")),
         },
     };
-    if let Some(format) = body.get("voice_format")
-        && !matches!(format.as_u64(), Some(0 | 1))
-    {
-        return Err(invalid("`voice_format` must be 0 or 1"));
-    }
+    let silk = match body.get("voice_format") {
+        None | Some(Value::Null) => false,
+        Some(format) => match format.as_u64() {
+            Some(0) => false,
+            Some(1) => true,
+            _ => return Err(invalid("`voice_format` must be 0 or 1")),
+        },
+    };
     Ok(SyncRequest {
         open_kfid,
         cursor,
         token,
         limit,
+        silk,
     })
 }
 

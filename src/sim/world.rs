@@ -16,7 +16,7 @@ mod admin;
 mod media;
 
 pub use admin::GET_ENDPOINTS;
-pub use media::UploadedMedia;
+pub use media::{CustomerMedia, MAX_MEDIA_BYTES, MediaFile, MediaKind, NewMedia, UploadedMedia};
 
 /// How long things last on the real server (kf-api.md §1.2, §2, §5, §6.2, §7.2).
 pub const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -41,6 +41,9 @@ pub enum Fault {
     Delay(Duration),
     /// Drop the connection after the headers, before the body.
     Hangup,
+    /// Send the headers and this many bytes of the body, then drop the connection: a
+    /// download cut short, for testing resume from an offset.
+    HangupAfter(u64),
 }
 
 /// A message the bot sent and the simulator accepted.
@@ -118,6 +121,8 @@ struct Session {
     pickup_code_given: bool,
     /// The pending `upgrade_service` offer.
     upgrade: Option<UpgradeOffer>,
+    /// Whether the customer wrote in this conversation yet.
+    customer_wrote: bool,
 }
 
 impl Session {
@@ -225,6 +230,15 @@ pub struct World {
     codes: HashMap<String, EventCode>,
     sent: Vec<SentMessage>,
     media: Vec<media::UploadedMedia>,
+    /// Every file `media/get` can serve, by `media_id`.
+    media_store: HashMap<String, media::StoredMedia>,
+    /// The SILK encoding's `media_id` of each customer voice message, by its AMR one.
+    silk_of: HashMap<String, String>,
+    /// Conversations started so far: the last one's number.
+    conversations: u64,
+    /// Callbacks to send, one per logged item: the account and the callback token. The
+    /// simulator takes them out after each call into the world.
+    outbox: Vec<(String, String)>,
     /// Per path, the faults to inject in order, each with how many requests it has left.
     faults: HashMap<String, VecDeque<(Fault, usize)>>,
     gettoken_calls: usize,
@@ -279,6 +293,10 @@ impl World {
             codes: HashMap::new(),
             sent: Vec::new(),
             media: Vec::new(),
+            media_store: HashMap::new(),
+            silk_of: HashMap::new(),
+            conversations: 0,
+            outbox: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,
             sync_msg_calls: 0,
@@ -422,10 +440,55 @@ impl World {
             .ok_or_else(|| Refusal::new(95004, "open_kfid not exist"))
     }
 
-    fn log(&mut self, open_kfid: &str, item: Value) -> Result<(), Refusal> {
+    /// Appends `item` to an account's log and queues the `kf_msg_or_event` callback WeCom
+    /// sends for every item; returns the callback's token. Tokens older than their
+    /// 10 minutes are dropped here, the newest one kept.
+    fn log(&mut self, open_kfid: &str, item: Value) -> Result<String, Refusal> {
         let now = self.now();
-        self.account(open_kfid)?.log.push((now, item));
-        Ok(())
+        let token = self.next_id("SIMCB");
+        let account = self.account(open_kfid)?;
+        account.log.push((now, item));
+        account
+            .callback_tokens
+            .retain(|(_, issued)| now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME);
+        account.callback_tokens.push((token.clone(), now));
+        self.outbox.push((open_kfid.to_owned(), token.clone()));
+        Ok(token)
+    }
+
+    /// The callbacks queued since the last call: account and token.
+    pub fn take_outbox(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// The customer's session with the account, created (or reopened, when it ended) as a
+    /// new conversation.
+    fn live_session(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<&mut Session, Refusal> {
+        let fresh = self.conversations.saturating_add(1);
+        let account = self
+            .accounts
+            .get_mut(open_kfid)
+            .ok_or_else(|| Refusal::new(95004, "open_kfid not exist"))?;
+        let mut started = false;
+        let session = account
+            .sessions
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| {
+                started = true;
+                Session::default()
+            });
+        if session.state == 4 {
+            session.reopen();
+            started = true;
+        }
+        if started {
+            self.conversations = fresh;
+        }
+        Ok(session)
     }
 
     /// A customer opens the chat. Returns the `welcome_code` when a welcome may be sent
@@ -439,19 +502,10 @@ impl World {
         scene_param: &str,
     ) -> Result<(Option<String>, String), Refusal> {
         let now = self.now();
-        let token = self.next_id("SIMCB");
-        let account = self.account(open_kfid)?;
-        account.callback_tokens.push((token.clone(), now));
-        let session = account
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
+        let session = self.live_session(open_kfid, external_userid)?;
         let recently = session
             .last_customer_message
             .is_some_and(|t| now.saturating_sub(t) < SEND_WINDOW);
-        if session.state == 4 {
-            session.reopen();
-        }
         self.customers
             .entry(external_userid.to_owned())
             .or_insert_with(|| Customer::new(external_userid))
@@ -467,7 +521,7 @@ impl World {
             event["welcome_code"] = json!(code);
         }
         let item = json!({"msgid": msgid, "send_time": now.as_secs(), "origin": 4, "msgtype": "event", "event": event});
-        self.log(open_kfid, item)?;
+        let token = self.log(open_kfid, item)?;
         Ok((code, token))
     }
 
@@ -496,38 +550,43 @@ impl World {
         content: &str,
         menu_id: Option<&str>,
     ) -> Result<(String, String), Refusal> {
-        let now = self.now();
-        let msgid = self.next_id("SIMMSG");
-        let token = self.next_id("SIMCB");
-        let account = self.account(open_kfid)?;
-        let session = account
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
-        if session.state == 4 {
-            session.reopen();
-        }
-        session.last_customer_message = Some(now);
-        session.sent_since = 0;
-        account.callback_tokens.push((token.clone(), now));
-        self.customers
-            .entry(external_userid.to_owned())
-            .or_insert_with(|| Customer::new(external_userid))
-            .wrote = true;
         let mut text = json!({"content": content});
         if let Some(menu_id) = menu_id {
             text["menu_id"] = json!(menu_id);
         }
+        self.customer_item(open_kfid, external_userid, "text", text)
+    }
+
+    /// Logs a customer's message of `msgtype` with `payload` under that key (origin 3):
+    /// a new 48-hour window with 5 sends. Returns the msgid and the callback token.
+    fn customer_item(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        msgtype: &str,
+        payload: Value,
+    ) -> Result<(String, String), Refusal> {
+        let now = self.now();
+        let msgid = self.next_id("SIMMSG");
+        let session = self.live_session(open_kfid, external_userid)?;
+        session.customer_wrote = true;
+        session.last_customer_message = Some(now);
+        session.sent_since = 0;
+        self.customers
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| Customer::new(external_userid))
+            .wrote = true;
         let item = json!({
             "msgid": msgid, "open_kfid": open_kfid, "external_userid": external_userid,
-            "send_time": now.as_secs(), "origin": 3, "msgtype": "text", "text": text,
+            "send_time": now.as_secs(), "origin": 3, "msgtype": msgtype, msgtype: payload,
         });
-        self.log(open_kfid, item)?;
+        let token = self.log(open_kfid, item)?;
         Ok((msgid, token))
     }
 
-    /// Adds any item to an account's log as is (an unknown type, say).
-    pub fn push_raw(&mut self, open_kfid: &str, item: Value) -> Result<(), Refusal> {
+    /// Adds any item to an account's log as is (an unknown type, say); returns the token
+    /// of the callback it triggers.
+    pub fn push_raw(&mut self, open_kfid: &str, item: Value) -> Result<String, Refusal> {
         self.log(open_kfid, item)
     }
 
@@ -551,6 +610,8 @@ impl World {
         self.change_session(open_kfid, external_userid, 4, 3, servicer, CodeKind::End)
     }
 
+    /// A servicer changes the session in the WeCom app: the state, a one-time code, and
+    /// the `session_status_change` event (with its callback) that only such changes log.
     fn change_session(
         &mut self,
         open_kfid: &str,
@@ -642,7 +703,10 @@ impl World {
         let page: Vec<&(usize, &Value)> = kept.iter().take(request.limit).collect();
         let end = page.last().map_or(start, |(i, _)| i + 1);
         let has_more = kept.len() > page.len();
-        let msg_list: Vec<Value> = page.iter().map(|(_, item)| (*item).clone()).collect();
+        let mut msg_list: Vec<Value> = page.iter().map(|(_, item)| (*item).clone()).collect();
+        if request.silk {
+            self.as_silk(&mut msg_list);
+        }
         ok(json!({
             "next_cursor": encode_cursor(end),
             "has_more": u32::from(has_more),

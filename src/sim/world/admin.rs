@@ -300,7 +300,7 @@ impl World {
         let msgid = self.next_id("SIMEVT");
         let now = self.now().as_secs();
         let item = json!({"msgid": msgid, "send_time": now, "origin": 4, "msgtype": "event", "event": event});
-        self.log(open_kfid, item)
+        self.log(open_kfid, item).map(drop)
     }
 
     // -- session states --------------------------------------------------------------
