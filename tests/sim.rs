@@ -2089,3 +2089,184 @@ async fn the_control_api_pushes_raw_items() {
     let (status, refusal) = control(&sim, "push", json!({"open_kfid": "wkNOPE", "item": {}})).await;
     assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
 }
+
+// -- recall and asynchronous send failures ----------------------------------------------
+
+#[tokio::test]
+async fn recall_msg_takes_back_api_sends_within_two_minutes() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let said = sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let first = client
+        .send_text(ALICE, &kf, "oops")
+        .msgid("oops-1")
+        .await
+        .expect("send");
+    let recall = |msgid: &str, open_kfid: &str| {
+        raw_kf(
+            &sim,
+            &client,
+            "recall_msg",
+            json!({"open_kfid": open_kfid, "msgid": msgid}),
+        )
+    };
+    let answer = recall(&first.msgid, &kf).await;
+    assert_eq!(answer, json!({"errcode": 0, "errmsg": "ok"}));
+    let sent = sim.sent();
+    assert!(sent[0].recalled_at.is_some_and(|t| t >= sent[0].send_time));
+    // Nothing is logged for the customer's side.
+    let page = client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await
+        .expect("page");
+    assert_eq!(page.msg_list.len(), 1, "just the customer's message");
+
+    let again = recall(&first.msgid, &kf).await;
+    assert_eq!(again["errcode"], 40058, "{again}");
+    let unknown = recall("never-sent", &kf).await;
+    assert_eq!(unknown["errcode"], 40058, "{unknown}");
+    let customers = recall(&said.msgid, &kf).await;
+    assert_eq!(
+        customers["errcode"], 40058,
+        "only the bot's sends: {customers}"
+    );
+    let other_account = recall(&first.msgid, "wkNOPE").await;
+    assert_eq!(other_account["errcode"], 95000, "{other_account}");
+    let no_msgid = raw_kf(&sim, &client, "recall_msg", json!({"open_kfid": kf})).await;
+    assert_eq!(no_msgid["errcode"], 40058, "{no_msgid}");
+
+    // Two minutes is the window, inclusive.
+    let second = client.send_text(ALICE, &kf, "two").await.expect("send");
+    let third = client.send_text(ALICE, &kf, "three").await.expect("send");
+    sim.advance(wecom_kf::sim::RECALL_WINDOW);
+    assert_eq!(recall(&second.msgid, &kf).await["errcode"], 0);
+    sim.advance(Duration::from_secs(1));
+    let late = recall(&third.msgid, &kf).await;
+    assert_eq!(late["errcode"], 40058, "{late}");
+    assert!(
+        late["errmsg"]
+            .as_str()
+            .is_some_and(|m| m.contains("time limit")),
+        "{late}"
+    );
+
+    // A recalled message still counts toward the 5.
+    client.send_text(ALICE, &kf, "four").await.expect("send");
+    client.send_text(ALICE, &kf, "five").await.expect("send");
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "six").await),
+        ErrCode::SendCountLimit,
+        "oops-1 and two were recalled and still count"
+    );
+    let sent = sim.sent();
+    let recalled: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.recalled_at.is_some())
+        .map(|m| m.payload["content"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(recalled, ["oops", "two"]);
+    let recalled: Vec<Value> = sent
+        .iter()
+        .map(|m| serde_json::to_value(m).expect("json")["recalled_at"].clone())
+        .collect();
+    assert!(
+        recalled[0].is_u64() && recalled[2].is_null(),
+        "/sim/sent shows it: {recalled:?}"
+    );
+}
+
+#[tokio::test]
+async fn sends_to_a_customer_who_refuses_messages_fail_later_with_msg_send_fail() {
+    let (callback, received) = callback_receiver().await;
+    let config = SimConfig {
+        callback: Some(callback),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let (status, _) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": kf, "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = client
+        .send_text(ALICE, &kf, "hello")
+        .msgid("hello-1")
+        .await
+        .expect("accepted: errcode 0");
+    assert_eq!(sent.msgid, "hello-1");
+    let welcome = sim
+        .customer_enters(&kf, "wmBOB")
+        .expect("enter")
+        .expect("code");
+    sim.customer_refuses_messages(&kf, "wmBOB")
+        .expect("bob refuses");
+    let welcomed = client
+        .send_text_on_event(&welcome, "欢迎")
+        .await
+        .expect("accepted");
+
+    let page = client.sync_msg(&kf).await.expect("page");
+    let refuses = wecom_kf::FailType::CustomerRefuses;
+    let failures: Vec<(Option<String>, Option<String>, Option<wecom_kf::FailType>)> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::MsgSendFail(e)) => {
+                Some((e.external_userid.clone(), e.fail_msgid.clone(), e.fail_type))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (
+                Some(ALICE.to_owned()),
+                Some("hello-1".to_owned()),
+                Some(refuses)
+            ),
+            (
+                Some("wmBOB".to_owned()),
+                Some(welcomed.msgid),
+                Some(refuses)
+            ),
+        ]
+    );
+    // Each failure came with its callback: Alice's message, Bob's enter_session and the
+    // two failures.
+    let tokens = wait_for_callbacks(&received, 4).await;
+    assert_eq!(tokens.len(), 4, "{tokens:?}");
+    let latest = sim.latest_callback_token(&kf).expect("token");
+    assert!(tokens.contains(&latest), "{tokens:?}");
+
+    // The sends counted toward the 5; accepting again stops the failures.
+    let (status, _) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": kf, "external_userid": ALICE, "refuse": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    client.send_text(ALICE, &kf, "again").await.expect("send");
+    let page = client
+        .sync_msg(&kf)
+        .cursor(page.next_cursor)
+        .await
+        .expect("page");
+    assert!(page.msg_list.is_empty(), "no new failure");
+    let (status, refusal) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": "wkNOPE", "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
+}

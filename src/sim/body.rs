@@ -100,6 +100,22 @@ pub fn sync_request(body: &Value) -> Result<SyncRequest, Refusal> {
     })
 }
 
+/// `kf/recall_msg`.
+pub struct Recall {
+    pub open_kfid: String,
+    pub msgid: String,
+}
+
+pub fn recall_request(body: &Value) -> Result<Recall, Refusal> {
+    let open_kfid = open_kfid(body)?;
+    let msgid = required(body, "msgid")?;
+    at_most(msgid, "msgid", 64)?;
+    Ok(Recall {
+        open_kfid,
+        msgid: msgid.to_owned(),
+    })
+}
+
 pub fn send_request(body: &Value) -> Result<Outgoing, Refusal> {
     let touser = required(body, "touser")?.to_owned();
     let open_kfid = required(body, "open_kfid")?.to_owned();

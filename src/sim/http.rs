@@ -28,6 +28,7 @@ pub async fn serve(listener: tokio::net::TcpListener, sim: Simulator) {
         .route("/sim/customer/link", post(customer_opens_link))
         .route("/sim/customer/message", post(customer_says))
         .route("/sim/customer/media", post(customer_sends_media))
+        .route("/sim/customer/refuse", post(customer_refuses))
         .route("/sim/media", post(add_media))
         .route("/sim/push", post(push_raw))
         .route("/sim/servicer/take", post(servicer_takes))
@@ -211,6 +212,7 @@ async fn kf_api(
             "sync_msg" => world.sync_msg(&request),
             "send_msg" => world.send_msg(&request),
             "send_msg_on_event" => world.send_msg_on_event(&request),
+            "recall_msg" => world.recall_msg(&request),
             other => match world.manage(other, &request) {
                 Some(answer) => answer,
                 None => return StatusCode::NOT_FOUND.into_response(),
@@ -492,6 +494,28 @@ async fn customer_says(State(sim): State<Simulator>, Json(c): Json<Conversation>
         None => sim.customer_says(&c.open_kfid, &c.external_userid, &c.content),
     };
     control(written.map(|m| json!({"msgid": m.msgid, "callback_token": m.callback_token})))
+}
+
+/// `{"open_kfid", "external_userid", "refuse"?: true}`
+#[derive(Deserialize)]
+struct Refusing {
+    open_kfid: String,
+    external_userid: String,
+    #[serde(default = "yes")]
+    refuse: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn customer_refuses(State(sim): State<Simulator>, Json(r): Json<Refusing>) -> Response {
+    let changed = if r.refuse {
+        sim.customer_refuses_messages(&r.open_kfid, &r.external_userid)
+    } else {
+        sim.customer_accepts_messages(&r.open_kfid, &r.external_userid)
+    };
+    control(changed.map(|()| json!({})))
 }
 
 /// The bytes of a control request's file: decoded from `content_base64`, generated to

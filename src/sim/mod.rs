@@ -43,6 +43,7 @@
 //! | `POST /sim/customer/message` | `{"open_kfid", "external_userid", "content", "menu_id"?}` | `{"msgid", "callback_token"}` |
 //! | `POST /sim/customer/media` | `{"open_kfid", "external_userid", "msgtype": "image" \| "voice" \| "video" \| "file", "filename"?, "content_base64"? \| "size"?}`: the bytes given, or generated to `size` bytes with the type's magic, or the built-in sample | `{"msgid", "callback_token", "media_id", "silk_media_id"}` (`media_id` `null` when over the size a message delivers) |
 //! | `POST /sim/media` | `{"type": "image" \| …, "filename"?, "content_base64"? \| "size"?}`: media WeCom holds without a message, up to 256 MiB | `{"media_id", "len"}` |
+//! | `POST /sim/customer/refuse` | `{"open_kfid", "external_userid", "refuse"?: true}`: `false` undoes it | `{}` |
 //! | `POST /sim/servicer/take` | `{"open_kfid", "external_userid", "servicer_userid"}` | `{"msg_code"}` |
 //! | `POST /sim/servicer/status` | `{"open_kfid", "servicer_userid", "status": "receiving" \| "stopped" \| "suspended"}` | `{}` |
 //! | `POST /sim/session/end` | `{"open_kfid", "external_userid", "servicer_userid"}` | `{"msg_code"}` |
@@ -82,8 +83,8 @@ use bytes::Bytes;
 pub use body::{Refusal, UpgradeOffer};
 pub use callbacks::CallbackStats;
 pub use world::{
-    CustomerMedia, Fault, MAX_MEDIA_BYTES, MAX_SPAN, MediaKind, SentMessage, ServicerAvailability,
-    UploadedMedia,
+    CustomerMedia, Fault, MAX_MEDIA_BYTES, MAX_SPAN, MediaKind, RECALL_WINDOW, SentMessage,
+    ServicerAvailability, UploadedMedia,
 };
 
 use crate::ClientBuilder;
@@ -524,6 +525,29 @@ impl Simulator {
     ) -> Result<(), Refusal> {
         self.world()
             .servicer_becomes(open_kfid, servicer_userid, availability)
+    }
+
+    /// The customer refuses the account's messages (用户拒收): `send_msg` and
+    /// `send_msg_on_event` still answer 0, then each logs a `msg_send_fail` event with
+    /// `fail_type` 10 and the message's msgid, with its callback, as WeCom reports a
+    /// delivery that failed after it was accepted.
+    pub fn customer_refuses_messages(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<(), Refusal> {
+        self.world()
+            .customer_refuses(open_kfid, external_userid, true)
+    }
+
+    /// Undoes [`customer_refuses_messages`](Self::customer_refuses_messages).
+    pub fn customer_accepts_messages(
+        &self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<(), Refusal> {
+        self.world()
+            .customer_refuses(open_kfid, external_userid, false)
     }
 
     /// The upgrade-service offer pending for a customer, if any.

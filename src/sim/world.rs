@@ -25,6 +25,9 @@ pub const SEND_WINDOW: Duration = Duration::from_secs(48 * 3600);
 pub const SENDS_PER_CUSTOMER_MESSAGE: u32 = 5;
 pub const SHORT_CODE_LIFETIME: Duration = Duration::from_secs(20);
 pub const LONG_CODE_LIFETIME: Duration = Duration::from_secs(48 * 3600);
+/// How long after sending the bot may recall a message: 2 minutes, as one source says
+/// (kf-api.md §9.10, unconfirmed). The simulator's assumption.
+pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 
 /// The farthest the virtual clock may be moved, and the longest token lifetime: a hundred
 /// years, far past any test, and far from where `Duration` arithmetic overflows.
@@ -59,6 +62,8 @@ pub struct SentMessage {
     /// `send_msg` or `send_msg_on_event`.
     pub via: &'static str,
     pub send_time: u64,
+    /// When `recall_msg` took it back (Unix seconds). It still counted toward the 5.
+    pub recalled_at: Option<u64>,
 }
 
 /// What produced a one-time event code, which decides how long it lasts and what it
@@ -160,6 +165,9 @@ struct Account {
     sessions: HashMap<String, Session>,
     callback_tokens: Vec<(String, Duration)>,
     msgids: HashSet<String>,
+    /// Customers who refuse this account's messages: sends to them are accepted and then
+    /// fail with a `msg_send_fail` event (fail_type 10).
+    refusing: HashSet<String>,
 }
 
 impl Account {
@@ -175,6 +183,7 @@ impl Account {
             sessions: HashMap::new(),
             callback_tokens: Vec::new(),
             msgids: HashSet::new(),
+            refusing: HashSet::new(),
         }
     }
 }
@@ -816,6 +825,20 @@ impl World {
             account.msgids.insert(msgid.clone());
         }
         let send_time = self.now().as_secs();
+        let refused = self
+            .accounts
+            .get(&open_kfid)
+            .is_some_and(|a| a.refusing.contains(&message.touser));
+        if refused {
+            let event = json!({
+                "event_type": "msg_send_fail", "open_kfid": open_kfid,
+                "external_userid": message.touser, "fail_msgid": msgid, "fail_type": 10,
+            });
+            let event_id = self.next_id("SIMEVT");
+            let item = json!({"msgid": event_id, "send_time": send_time, "origin": 4, "msgtype": "event", "event": event});
+            // The account exists: the message was just accepted for it.
+            let _ = self.log(&open_kfid, item);
+        }
         self.sent.push(SentMessage {
             open_kfid,
             touser: message.touser,
@@ -824,8 +847,64 @@ impl World {
             payload: message.payload,
             via,
             send_time,
+            recalled_at: None,
         });
         ok(json!({"msgid": msgid}))
+    }
+
+    /// `POST kf/recall_msg`: takes back a message the bot sent through the API within
+    /// [`RECALL_WINDOW`]. The customer's side logs nothing for `sync_msg`, and the message
+    /// still counts toward the 5. WeCom's codes for a wrong or late recall are unknown:
+    /// the simulator answers 40058 for both (an unknown msgid, one recalled already, one
+    /// older than 2 minutes), each with its own `errmsg`.
+    pub fn recall_msg(&mut self, body: &Value) -> Answer {
+        let recall = match body::recall_request(body) {
+            Ok(recall) => recall,
+            Err(refusal) => return refused(refusal),
+        };
+        let now = self.now().as_secs();
+        if !self.accounts.contains_key(&recall.open_kfid) {
+            return refused(Refusal::new(95000, "invalid open_kfid"));
+        }
+        let Some(message) = self
+            .sent
+            .iter_mut()
+            .rev()
+            .find(|m| m.open_kfid == recall.open_kfid && m.msgid == recall.msgid)
+        else {
+            return refused(Refusal::new(
+                40058,
+                "invalid msgid: no message this account sent through the API",
+            ));
+        };
+        if message.recalled_at.is_some() {
+            return refused(Refusal::new(40058, "invalid msgid: already recalled"));
+        }
+        if now.saturating_sub(message.send_time) > RECALL_WINDOW.as_secs() {
+            return refused(Refusal::new(
+                40058,
+                "recall time limit: sent more than 2 minutes ago",
+            ));
+        }
+        message.recalled_at = Some(now);
+        ok(json!({}))
+    }
+
+    /// A customer starts (or stops) refusing an account's messages: from then on sends
+    /// to them are accepted and each logs `msg_send_fail` with `fail_type` 10.
+    pub fn customer_refuses(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        refuses: bool,
+    ) -> Result<(), Refusal> {
+        let account = self.account(open_kfid)?;
+        if refuses {
+            account.refusing.insert(external_userid.to_owned());
+        } else {
+            account.refusing.remove(external_userid);
+        }
+        Ok(())
     }
 }
 
