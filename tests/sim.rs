@@ -2270,3 +2270,249 @@ async fn sends_to_a_customer_who_refuses_messages_fail_later_with_msg_send_fail(
     .await;
     assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
 }
+
+// -- the rate limit without a token, and WeCom's routing ---------------------------------
+
+/// `sync_msg` for `open_kfid` by hand, with `token` if given.
+async fn raw_sync_for(
+    sim: &Simulator,
+    access_token: &str,
+    open_kfid: &str,
+    token: Option<&str>,
+) -> Value {
+    let url = format!(
+        "http://{}/cgi-bin/kf/sync_msg?access_token={access_token}",
+        sim.addr()
+    );
+    let mut body = json!({"open_kfid": open_kfid});
+    if let Some(token) = token {
+        body["token"] = json!(token);
+    }
+    http_json(reqwest::Client::new().post(url), Some(body))
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn sync_msg_without_a_token_is_limited_per_minute() {
+    let config = SimConfig {
+        open_kfids: vec!["wkONE".into(), "wkTWO".into()],
+        untokened_sync_per_minute: 3,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let access = client.access_token().await.expect("token");
+    let access = access.expose();
+    for n in 1..=3 {
+        let answer = raw_sync_for(&sim, access, "wkONE", None).await;
+        assert_eq!(answer["errcode"], 0, "call {n}: {answer}");
+    }
+    let limited = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(limited["errcode"], 45009, "{limited}");
+    // Another account has its own count; a callback token lifts the limit.
+    let other = raw_sync_for(&sim, access, "wkTWO", None).await;
+    assert_eq!(other["errcode"], 0, "{other}");
+    let said = sim.customer_says("wkONE", ALICE, "hi").expect("customer");
+    for _ in 0..5 {
+        let tokened = raw_sync_for(&sim, access, "wkONE", Some(&said.callback_token)).await;
+        assert_eq!(tokened["errcode"], 0, "{tokened}");
+    }
+    // A minute later (59 s after the last call counted, the window still holds it).
+    sim.advance(Duration::from_secs(59));
+    let still = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(still["errcode"], 45009, "{still}");
+    sim.advance(Duration::from_secs(1));
+    let again = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(again["errcode"], 0, "{again}");
+
+    let closed = Simulator::start_with(
+        SimConfig {
+            untokened_sync_per_minute: 0,
+            ..SimConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("simulator");
+    let client = closed.client_builder().build().expect("client");
+    let access = client.access_token().await.expect("token");
+    let answer = raw_sync_for(&closed, access.expose(), closed.open_kfid(), None).await;
+    assert_eq!(answer["errcode"], 45009, "0: a token is always needed");
+    // The default is generous: the paging test's calls pass.
+    let (sim, client) = setup().await;
+    for _ in 0..50 {
+        client
+            .sync_msg(sim.open_kfid())
+            .await
+            .expect("within the default");
+    }
+}
+
+#[tokio::test]
+async fn new_sessions_go_to_receiving_servicers_when_routing_is_on() {
+    let config = SimConfig {
+        route_new_sessions: true,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    // No servicer receiving: the bot has the session.
+    sim.customer_says(&kf, "wmEARLY", "hi").expect("customer");
+    client
+        .send_text("wmEARLY", &kf, "bot")
+        .await
+        .expect("nobody to route to");
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi", "wangwu"])
+        .await
+        .expect("servicers");
+    sim.servicer_becomes(&kf, "wangwu", ServicerAvailability::Stopped)
+        .expect("wangwu stops");
+    let start = client.sync_msg(&kf).await.expect("page").next_cursor;
+
+    // Turns among those receiving.
+    sim.customer_enters(&kf, ALICE).expect("enters");
+    sim.customer_says(&kf, ALICE, "hi").expect("alice");
+    sim.customer_says(&kf, "wmBOB", "hi").expect("bob");
+    sim.customer_says(&kf, "wmCAROL", "hi").expect("carol");
+    let served = |who: &str| {
+        let who = who.to_owned();
+        let client = client.clone();
+        let kf = kf.clone();
+        async move {
+            let state = client.service_state_get(&kf, &who).await.expect("state");
+            (state.service_state, state.servicer_userid)
+        }
+    };
+    assert_eq!(
+        served(ALICE).await,
+        (ServiceState::Servicer, Some("zhangsan".to_owned()))
+    );
+    assert_eq!(
+        served("wmBOB").await,
+        (ServiceState::Servicer, Some("lisi".to_owned()))
+    );
+    assert_eq!(
+        served("wmCAROL").await,
+        (ServiceState::Servicer, Some("zhangsan".to_owned()))
+    );
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "bot here").await),
+        ErrCode::SessionStateForbidsSending
+    );
+    // Each pickup is logged after the message, with its code.
+    let page = client.sync_msg(&kf).cursor(start).await.expect("page");
+    let kinds: Vec<&str> = page.msg_list.iter().map(|m| m.content.tag()).collect();
+    assert_eq!(
+        kinds,
+        ["event", "text", "event", "text", "event", "text", "event"],
+        "enter_session, then each message and its routing"
+    );
+    let pickups = session_codes(&page);
+    assert_eq!(pickups.len(), 3);
+    let alice_code = pickups[0].0.clone().expect("a pickup code");
+    assert_eq!(pickups[0].1.as_deref(), Some("zhangsan"));
+    client
+        .send_text_on_event(&alice_code, "您好，我是张三")
+        .await
+        .expect("the pickup code works");
+
+    // Writing again in the same conversation routes nothing; after it ends, it does.
+    sim.customer_says(&kf, ALICE, "in the same session")
+        .expect("alice");
+    sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    sim.customer_says(&kf, ALICE, "back again").expect("alice");
+    assert_eq!(
+        served(ALICE).await,
+        (ServiceState::Servicer, Some("lisi".to_owned()))
+    );
+    let page = client
+        .sync_msg(&kf)
+        .cursor(page.next_cursor)
+        .await
+        .expect("page");
+    let changes: Vec<Option<wecom_kf::ChangeType>> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => Some(e.change_type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            Some(wecom_kf::ChangeType::Ended),
+            Some(wecom_kf::ChangeType::PickedUp)
+        ]
+    );
+
+    // Off by default: the same servicers, the bot keeps the session.
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan"])
+        .await
+        .expect("servicer");
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let state = client.service_state_get(&kf, ALICE).await.expect("state");
+    assert_eq!(state.service_state, ServiceState::New);
+}
+
+#[tokio::test]
+async fn the_kf_sim_binary_takes_the_rate_limit_and_routing_flags() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args(["--port", &port.to_string(), "--open-kfid", "wkBIN"])
+        .args(["--untokened-sync-per-minute", "1", "--route-new-sessions"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kf-sim");
+    let base = format!("http://127.0.0.1:{port}");
+    let defaults = SimConfig::default();
+    let token_url = format!(
+        "{base}/cgi-bin/gettoken?corpid={}&corpsecret={}",
+        defaults.corp_id, defaults.secret
+    );
+    let mut token = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::Client::new().get(&token_url).send().await {
+            let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+                .unwrap_or(Value::Null);
+            token = answer["access_token"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = token.expect("kf-sim answered within 5 s");
+    let sync_url = format!("{base}/cgi-bin/kf/sync_msg?access_token={token}");
+    let sync = || {
+        http_json(
+            reqwest::Client::new().post(&sync_url),
+            Some(json!({"open_kfid": "wkBIN"})),
+        )
+    };
+    assert_eq!(sync().await.1["errcode"], 0);
+    assert_eq!(sync().await.1["errcode"], 45009, "one call a minute");
+    child.kill().await.ok();
+
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args(["--port", "0", "--untokened-sync-per-minute", "-3"])
+        .output()
+        .await
+        .expect("run kf-sim");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--untokened-sync-per-minute"));
+}

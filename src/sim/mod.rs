@@ -110,6 +110,19 @@ pub struct SimConfig {
     /// Where to POST encrypted `kf_msg_or_event` callbacks, as configured in the admin
     /// console. `None`: no callbacks (read the token with `latest_callback_token`).
     pub callback: Option<SimCallback>,
+    /// How many `sync_msg` calls without a callback `token` an account takes in any
+    /// 60 seconds of the simulator's clock before answering 45009: WeCom limits those
+    /// much more strictly than calls with a token, by an amount it doesn't publish.
+    /// 10,000 by default, more than any test makes; 0 refuses every call without a token.
+    pub untokened_sync_per_minute: u32,
+    /// WeCom's routing of new sessions, which the simulator leaves off by default: when a
+    /// customer's message starts a conversation (their first, or the first after the
+    /// session ended) and a servicer of the account is receiving, the session goes to a
+    /// servicer (state 3, taking turns among those receiving) and logs
+    /// `session_status_change` with `change_type` 1 and a pickup `msg_code`, as when the
+    /// account's sessions are assigned in the admin console rather than by the API. Then
+    /// `send_msg` gets 95018, the usual surprise.
+    pub route_new_sessions: bool,
 }
 
 /// The members and group chats configured for the upgrade service; `upgrade_service`
@@ -167,6 +180,8 @@ impl Default for SimConfig {
             upgrade_service: SimUpgradeService::default(),
             token_lifetime: Duration::from_secs(7200),
             callback: None,
+            untokened_sync_per_minute: 10_000,
+            route_new_sessions: false,
         }
     }
 }

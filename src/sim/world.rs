@@ -28,6 +28,8 @@ pub const LONG_CODE_LIFETIME: Duration = Duration::from_secs(48 * 3600);
 /// How long after sending the bot may recall a message: 2 minutes, as one source says
 /// (kf-api.md §9.10, unconfirmed). The simulator's assumption.
 pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// The window [`SimConfig::untokened_sync_per_minute`](super::SimConfig) counts in.
+const UNTOKENED_WINDOW: Duration = Duration::from_secs(60);
 
 /// The farthest the virtual clock may be moved, and the longest token lifetime: a hundred
 /// years, far past any test, and far from where `Duration` arithmetic overflows.
@@ -168,6 +170,10 @@ struct Account {
     /// Customers who refuse this account's messages: sends to them are accepted and then
     /// fail with a `msg_send_fail` event (fail_type 10).
     refusing: HashSet<String>,
+    /// When the `sync_msg` calls without a token of the last minute came, oldest first.
+    untokened_syncs: VecDeque<Duration>,
+    /// Whose turn it is to get the next routed session, among the receiving servicers.
+    next_route: usize,
 }
 
 impl Account {
@@ -184,6 +190,8 @@ impl Account {
             callback_tokens: Vec::new(),
             msgids: HashSet::new(),
             refusing: HashSet::new(),
+            untokened_syncs: VecDeque::new(),
+            next_route: 0,
         }
     }
 }
@@ -252,6 +260,8 @@ pub struct World {
     faults: HashMap<String, VecDeque<(Fault, usize)>>,
     gettoken_calls: usize,
     sync_msg_calls: usize,
+    untokened_sync_per_minute: u32,
+    route_new_sessions: bool,
 }
 
 /// An answer of the API: the JSON body (with `errcode`).
@@ -309,6 +319,8 @@ impl World {
             faults: HashMap::new(),
             gettoken_calls: 0,
             sync_msg_calls: 0,
+            untokened_sync_per_minute: config.untokened_sync_per_minute,
+            route_new_sessions: config.route_new_sessions,
         }
     }
 
@@ -578,6 +590,7 @@ impl World {
         let now = self.now();
         let msgid = self.next_id("SIMMSG");
         let session = self.live_session(open_kfid, external_userid)?;
+        let starts = !session.customer_wrote && session.state == 0;
         session.customer_wrote = true;
         session.last_customer_message = Some(now);
         session.sent_since = 0;
@@ -590,7 +603,36 @@ impl World {
             "send_time": now.as_secs(), "origin": 3, "msgtype": msgtype, msgtype: payload,
         });
         let token = self.log(open_kfid, item)?;
+        if starts && self.route_new_sessions {
+            self.route(open_kfid, external_userid)?;
+        }
         Ok((msgid, token))
+    }
+
+    /// WeCom's routing ([`SimConfig::route_new_sessions`](super::SimConfig)): a new
+    /// conversation goes to the next receiving servicer, if any, as a pickup.
+    fn route(&mut self, open_kfid: &str, external_userid: &str) -> Result<(), Refusal> {
+        let account = self.account(open_kfid)?;
+        let receiving: Vec<&String> = account
+            .servicers
+            .iter()
+            .filter(|(_, availability)| *availability == ServicerAvailability::Receiving)
+            .map(|(userid, _)| userid)
+            .collect();
+        let Some(&servicer) = receiving.get(account.next_route % receiving.len().max(1)) else {
+            return Ok(());
+        };
+        let servicer = servicer.clone();
+        account.next_route = account.next_route.wrapping_add(1);
+        self.change_session(
+            open_kfid,
+            external_userid,
+            3,
+            1,
+            &servicer,
+            CodeKind::Pickup,
+        )
+        .map(drop)
     }
 
     /// Adds any item to an account's log as is (an unknown type, say); returns the token
@@ -684,17 +726,40 @@ impl World {
             Err(refusal) => return refused(refusal),
         };
         let now = self.now();
-        let Some(account) = self.accounts.get(&request.open_kfid) else {
+        let limit = self.untokened_sync_per_minute;
+        let Some(account) = self.accounts.get_mut(&request.open_kfid) else {
             return refused(Refusal::new(95000, "invalid open_kfid"));
         };
-        if let Some(token) = &request.token {
-            let valid = account.callback_tokens.iter().any(|(t, issued)| {
-                t == token && now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME
-            });
-            if !valid {
-                return refused(Refusal::new(95007, "invalid msg token"));
+        match &request.token {
+            Some(token) => {
+                let valid = account.callback_tokens.iter().any(|(t, issued)| {
+                    t == token && now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME
+                });
+                if !valid {
+                    return refused(Refusal::new(95007, "invalid msg token"));
+                }
+            }
+            None => {
+                let calls = &mut account.untokened_syncs;
+                while calls
+                    .front()
+                    .is_some_and(|at| now.saturating_sub(*at) >= UNTOKENED_WINDOW)
+                {
+                    calls.pop_front();
+                }
+                if calls.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                    return refused(Refusal::new(
+                        45009,
+                        format!(
+                            "api freq out of limit: at most {limit} sync_msg calls without \
+                             a token per minute"
+                        ),
+                    ));
+                }
+                calls.push_back(now);
             }
         }
+        let account = &*account;
         let start = match &request.cursor {
             None => 0,
             Some(cursor) => match decode_cursor(cursor) {
