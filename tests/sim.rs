@@ -2136,12 +2136,12 @@ async fn recall_msg_takes_back_api_sends_within_two_minutes() {
     let no_msgid = raw_kf(&sim, &client, "recall_msg", json!({"open_kfid": kf})).await;
     assert_eq!(no_msgid["errcode"], 40058, "{no_msgid}");
 
-    // Two minutes is the window, inclusive.
+    // Two minutes is the window.
     let second = client.send_text(ALICE, &kf, "two").await.expect("send");
     let third = client.send_text(ALICE, &kf, "three").await.expect("send");
-    sim.advance(wecom_kf::sim::RECALL_WINDOW);
+    sim.advance(wecom_kf::sim::RECALL_WINDOW - Duration::from_secs(5));
     assert_eq!(recall(&second.msgid, &kf).await["errcode"], 0);
-    sim.advance(Duration::from_secs(1));
+    sim.advance(Duration::from_secs(6));
     let late = recall(&third.msgid, &kf).await;
     assert_eq!(late["errcode"], 40058, "{late}");
     assert!(
@@ -2320,11 +2320,11 @@ async fn sync_msg_without_a_token_is_limited_per_minute() {
         let tokened = raw_sync_for(&sim, access, "wkONE", Some(&said.callback_token)).await;
         assert_eq!(tokened["errcode"], 0, "{tokened}");
     }
-    // A minute later (59 s after the last call counted, the window still holds it).
-    sim.advance(Duration::from_secs(59));
+    // The window is a minute of the simulator's clock.
+    sim.advance(Duration::from_secs(50));
     let still = raw_sync_for(&sim, access, "wkONE", None).await;
     assert_eq!(still["errcode"], 45009, "{still}");
-    sim.advance(Duration::from_secs(1));
+    sim.advance(Duration::from_secs(10));
     let again = raw_sync_for(&sim, access, "wkONE", None).await;
     assert_eq!(again["errcode"], 0, "{again}");
 
@@ -2515,4 +2515,209 @@ async fn the_kf_sim_binary_takes_the_rate_limit_and_routing_flags() {
         .expect("run kf-sim");
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--untokened-sync-per-minute"));
+}
+
+// -- statistics ---------------------------------------------------------------------------
+
+/// The 00:00 (UTC+8, the simulator's corp timezone) of the simulator's day, minus `days`.
+fn midnight(sim: &Simulator, days_back: u64) -> u64 {
+    const DAY: u64 = 86_400;
+    let now = sim
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    (now + 8 * 3600) / DAY * DAY - 8 * 3600 - days_back * DAY
+}
+
+#[tokio::test]
+async fn statistics_count_each_days_traffic() {
+    let config = SimConfig {
+        open_kfids: vec!["wkSTATS".into(), "wkQUIET".into()],
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = "wkSTATS";
+    client
+        .servicer_add(kf)
+        .userid_list(["zhangsan", "lisi"])
+        .await
+        .expect("servicers");
+    // Far from midnight, so the day's traffic all falls on one day.
+    let now = sim
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let to_midnight = midnight(&sim, 0) + 86_400 - now;
+    if to_midnight < 600 {
+        sim.advance(Duration::from_secs(to_midnight + 1));
+    }
+    let day0 = midnight(&sim, 0);
+    // Alice: two messages, the bot answers, she is queued and then served by zhangsan,
+    // who offers her a member (the upgrade service), and she writes once more.
+    sim.customer_says(kf, ALICE, "hi").expect("alice");
+    sim.customer_says(kf, ALICE, "人工").expect("alice");
+    client.send_text(ALICE, kf, "稍等").await.expect("bot");
+    let trans = |who: &'static str, state: ServiceState, servicer: Option<&'static str>| {
+        let mut call = client.service_state_trans(kf, who, state);
+        if let Some(servicer) = servicer {
+            call = call.servicer_userid(servicer);
+        }
+        call.send()
+    };
+    trans(ALICE, ServiceState::Queued, None)
+        .await
+        .expect("queue");
+    trans(ALICE, ServiceState::Servicer, Some("zhangsan"))
+        .await
+        .expect("serve");
+    client
+        .upgrade_service(kf, ALICE, UpgradeType::Member)
+        .member(UpgradeMember::new("zhangsan"))
+        .await
+        .expect("offer");
+    sim.customer_says(kf, ALICE, "谢谢").expect("alice");
+    // Bob: the bot answers, nothing more. Carol: lisi takes her in the app. Dave only looks.
+    sim.customer_says(kf, "wmBOB", "hi").expect("bob");
+    client.send_text("wmBOB", kf, "您好").await.expect("bot");
+    sim.customer_says(kf, "wmCAROL", "hi").expect("carol");
+    sim.servicer_takes(kf, "wmCAROL", "lisi").expect("lisi");
+    sim.customer_enters(kf, "wmDAVE").expect("dave");
+    // The next day, Alice's conversation goes on: a message, no new session.
+    sim.advance(Duration::from_secs(86_400));
+    sim.customer_says(kf, ALICE, "还有一件事").expect("alice");
+    sim.advance(Duration::from_secs(86_400));
+    let day1 = day0 + 86_400;
+    assert_eq!(midnight(&sim, 1), day1, "day1 is yesterday now");
+
+    let client = sim
+        .client_builder()
+        .build()
+        .expect("a client with a fresh token");
+    let corp = |body: Value| {
+        let client = client.clone();
+        let sim = sim.clone();
+        async move { raw_kf(&sim, &client, "get_corp_statistic", body).await }
+    };
+    let answer = corp(json!({"open_kfid": kf, "start_time": day0, "end_time": day1})).await;
+    assert_eq!(answer["errcode"], 0, "{answer}");
+    let list = answer["statistic_list"].as_array().expect("list");
+    assert_eq!(list.len(), 2, "{answer}");
+    assert_eq!(list[0]["stat_time"], day0);
+    assert_eq!(
+        list[0]["statistic"],
+        json!({
+            "session_cnt": 3, "customer_cnt": 3, "customer_msg_cnt": 5,
+            "upgrade_service_customer_cnt": 1, "ai_session_reply_cnt": 2,
+            "ai_transfer_rate": 0.5, "msg_rejected_customer_cnt": 0,
+        })
+    );
+    assert_eq!(list[1]["stat_time"], day1);
+    assert_eq!(list[1]["statistic"]["customer_msg_cnt"], 1);
+    assert_eq!(
+        list[1]["statistic"]["session_cnt"], 0,
+        "the conversation began on day0"
+    );
+    // A time inside a day counts as its 00:00; the whole corp without an account.
+    let inside = corp(json!({"start_time": day0 + 3600, "end_time": day0 + 7200})).await;
+    assert_eq!(inside["statistic_list"], json!([list[0]]), "{inside}");
+    let quiet = corp(json!({"open_kfid": "wkQUIET", "start_time": day0, "end_time": day0})).await;
+    assert_eq!(
+        quiet["statistic_list"][0]["statistic"]["customer_msg_cnt"],
+        0
+    );
+
+    let servicer = |who: Option<&str>| {
+        let mut body = json!({"open_kfid": kf, "start_time": day0, "end_time": day0});
+        if let Some(who) = who {
+            body["servicer_userid"] = json!(who);
+        }
+        let (client, sim) = (client.clone(), sim.clone());
+        async move {
+            let answer = raw_kf(&sim, &client, "get_servicer_statistic", body).await;
+            assert_eq!(answer["errcode"], 0, "{answer}");
+            answer["statistic_list"][0]["statistic"].clone()
+        }
+    };
+    let zhangsan = servicer(Some("zhangsan")).await;
+    let counts = |s: &Value| {
+        [
+            "session_cnt",
+            "customer_cnt",
+            "customer_msg_cnt",
+            "upgrade_service_customer_cnt",
+            "upgrade_service_member_invite_cnt",
+            "upgrade_service_member_customer_cnt",
+            "upgrade_service_groupchat_invite_cnt",
+        ]
+        .map(|key| s[key].as_u64().unwrap_or(u64::MAX))
+    };
+    assert_eq!(counts(&zhangsan), [1, 1, 1, 1, 1, 1, 0], "{zhangsan}");
+    assert_eq!(
+        zhangsan["reply_rate"], 0.0,
+        "servicers' replies aren't simulated"
+    );
+    let lisi = servicer(Some("lisi")).await;
+    assert_eq!(counts(&lisi), [1, 0, 0, 0, 0, 0, 0], "{lisi}");
+    let everyone = servicer(None).await;
+    assert_eq!(counts(&everyone), [2, 1, 1, 1, 1, 1, 0], "{everyone}");
+
+    let today = midnight(&sim, 0);
+    let refusals = [
+        (
+            "get_corp_statistic",
+            json!({"start_time": day0, "end_time": today}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": day1, "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": today - 181 * 86_400, "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": day1 - 31 * 86_400, "end_time": day1}),
+            40058,
+        ),
+        ("get_corp_statistic", json!({"end_time": day0}), 40058),
+        (
+            "get_corp_statistic",
+            json!({"start_time": "yesterday", "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": u64::MAX, "end_time": u64::MAX}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"open_kfid": "wkNOPE", "start_time": day0, "end_time": day0}),
+            95004,
+        ),
+        (
+            "get_servicer_statistic",
+            json!({"servicer_userid": "nobody", "start_time": day0, "end_time": day0}),
+            60111,
+        ),
+    ];
+    for (endpoint, body, code) in refusals {
+        let answer = raw_kf(&sim, &client, endpoint, body.clone()).await;
+        assert_eq!(answer["errcode"], code, "{endpoint} {body}: {answer}");
+    }
+    // 31 days and 180 back are the limits, both included.
+    let month = corp(json!({"start_time": day1 - 30 * 86_400, "end_time": day1})).await;
+    assert_eq!(month["statistic_list"].as_array().map(Vec::len), Some(31));
+    let oldest =
+        corp(json!({"start_time": today - 180 * 86_400, "end_time": today - 180 * 86_400})).await;
+    assert_eq!(oldest["errcode"], 0, "{oldest}");
 }

@@ -539,3 +539,37 @@ pub fn upgrade_service(body: &Value) -> Result<Upgrade, Refusal> {
     };
     Ok(Upgrade { session, offer })
 }
+
+/// `kf/get_corp_statistic` and `kf/get_servicer_statistic`: the account (optional: the
+/// whole corp without it), the servicer (servicer statistics only) and the days.
+pub struct StatisticQuery {
+    pub open_kfid: Option<String>,
+    pub servicer_userid: Option<String>,
+    pub start_time: u64,
+    pub end_time: u64,
+}
+
+pub fn statistic_query(body: &Value, with_servicer: bool) -> Result<StatisticQuery, Refusal> {
+    let open_kfid = match string(body, "open_kfid")?.filter(|s| !s.is_empty()) {
+        Some(open_kfid) => {
+            at_most(open_kfid, "open_kfid", 64)?;
+            Some(open_kfid.to_owned())
+        }
+        None => None,
+    };
+    let servicer_userid = if with_servicer {
+        string(body, "servicer_userid")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let time =
+        |key: &str| number(body, key)?.ok_or_else(|| invalid(format_args!("missing `{key}`")));
+    Ok(StatisticQuery {
+        open_kfid,
+        servicer_userid,
+        start_time: time("start_time")?,
+        end_time: time("end_time")?,
+    })
+}

@@ -580,7 +580,7 @@ impl Simulator {
 
     /// Every message the simulator accepted, oldest first.
     pub fn sent(&self) -> Vec<SentMessage> {
-        self.world().sent().to_vec()
+        self.world().sent()
     }
 
     /// Every file the bot uploaded with `media/upload`, oldest first.

@@ -14,6 +14,7 @@ use super::body::{self, Refusal, UpgradeOffer};
 
 mod admin;
 mod media;
+mod stats;
 
 pub use admin::GET_ENDPOINTS;
 pub use media::{CustomerMedia, MAX_MEDIA_BYTES, MediaFile, MediaKind, NewMedia, UploadedMedia};
@@ -130,14 +131,18 @@ struct Session {
     upgrade: Option<UpgradeOffer>,
     /// Whether the customer wrote in this conversation yet.
     customer_wrote: bool,
+    /// Which conversation this is, for the statistics: an ended session that reopens
+    /// starts a new one.
+    conversation: u64,
 }
 
 impl Session {
     /// The customer comes back to an ended session: a new conversation starts, unhandled.
-    fn reopen(&mut self) {
+    fn reopen(&mut self, conversation: u64) {
         *self = Session {
             last_customer_message: self.last_customer_message,
             sent_since: self.sent_since,
+            conversation,
             ..Session::default()
         };
     }
@@ -245,7 +250,9 @@ pub struct World {
     wechat_channels_binding: bool,
     upgrade_service: super::SimUpgradeService,
     codes: HashMap<String, EventCode>,
-    sent: Vec<SentMessage>,
+    /// Every accepted message, with when it was accepted to the nanosecond (for the
+    /// recall window, which whole seconds would blur).
+    sent: Vec<(SentMessage, Duration)>,
     media: Vec<media::UploadedMedia>,
     /// Every file `media/get` can serve, by `media_id`.
     media_store: HashMap<String, media::StoredMedia>,
@@ -253,6 +260,8 @@ pub struct World {
     silk_of: HashMap<String, String>,
     /// Conversations started so far: the last one's number.
     conversations: u64,
+    /// What the statistics count, oldest first.
+    journal: Vec<stats::Record>,
     /// Callbacks to send, one per logged item: the account and the callback token. The
     /// simulator takes them out after each call into the world.
     outbox: Vec<(String, String)>,
@@ -315,6 +324,7 @@ impl World {
             media_store: HashMap::new(),
             silk_of: HashMap::new(),
             conversations: 0,
+            journal: Vec::new(),
             outbox: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,
@@ -482,12 +492,13 @@ impl World {
         std::mem::take(&mut self.outbox)
     }
 
-    /// The customer's session with the account, created (or reopened, when it ended) as a
-    /// new conversation.
-    fn live_session(
+    /// The customer's session with the account, created as a new conversation if there is
+    /// none, and reopened as one when `reopen` and it ended.
+    fn session_at(
         &mut self,
         open_kfid: &str,
         external_userid: &str,
+        reopen: bool,
     ) -> Result<&mut Session, Refusal> {
         let fresh = self.conversations.saturating_add(1);
         let account = self
@@ -500,16 +511,28 @@ impl World {
             .entry(external_userid.to_owned())
             .or_insert_with(|| {
                 started = true;
-                Session::default()
+                Session {
+                    conversation: fresh,
+                    ..Session::default()
+                }
             });
-        if session.state == 4 {
-            session.reopen();
+        if reopen && session.state == 4 {
+            session.reopen(fresh);
             started = true;
         }
         if started {
             self.conversations = fresh;
         }
         Ok(session)
+    }
+
+    /// The session a customer's action lands in: an ended one reopens.
+    fn live_session(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<&mut Session, Refusal> {
+        self.session_at(open_kfid, external_userid, true)
     }
 
     /// A customer opens the chat. Returns the `welcome_code` when a welcome may be sent
@@ -594,6 +617,8 @@ impl World {
         session.customer_wrote = true;
         session.last_customer_message = Some(now);
         session.sent_since = 0;
+        let conversation = session.conversation;
+        let servicer = session.servicer.clone().filter(|_| session.state == 3);
         self.customers
             .entry(external_userid.to_owned())
             .or_insert_with(|| Customer::new(external_userid))
@@ -603,6 +628,8 @@ impl World {
             "send_time": now.as_secs(), "origin": 3, "msgtype": msgtype, msgtype: payload,
         });
         let token = self.log(open_kfid, item)?;
+        let message = stats::Traffic::CustomerMessage { servicer };
+        self.record(open_kfid, external_userid, conversation, message);
         if starts && self.route_new_sessions {
             self.route(open_kfid, external_userid)?;
         }
@@ -673,11 +700,8 @@ impl World {
         kind: CodeKind,
     ) -> Result<String, Refusal> {
         let now = self.now();
-        let session = self
-            .account(open_kfid)?
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
+        let session = self.session_at(open_kfid, external_userid, false)?;
+        let (from, conversation) = (session.state, session.conversation);
         session.state = state;
         if state == 3 {
             session.servicer = Some(servicer.to_owned());
@@ -685,6 +709,14 @@ impl World {
         } else {
             session.servicer = None;
         }
+        let change = (from, state);
+        self.record_state(
+            open_kfid,
+            external_userid,
+            conversation,
+            change,
+            Some(servicer),
+        );
         let code = self.issue_code(open_kfid, external_userid, kind);
         let servicer_key = if state == 3 {
             "new_servicer_userid"
@@ -712,8 +744,11 @@ impl World {
             .map(|(t, _)| t.clone())
     }
 
-    pub fn sent(&self) -> &[SentMessage] {
-        &self.sent
+    pub fn sent(&self) -> Vec<SentMessage> {
+        self.sent
+            .iter()
+            .map(|(message, _)| message.clone())
+            .collect()
     }
 
     // -- the API ---------------------------------------------------------------------
@@ -822,6 +857,9 @@ impl World {
         session.sent_since += 1;
         if session.state == 0 {
             session.state = 1;
+            let conversation = session.conversation;
+            let touser = message.touser.clone();
+            self.record_state(&open_kfid, &touser, conversation, (0, 1), None);
         }
         self.accept(message, open_kfid, "send_msg")
     }
@@ -889,7 +927,8 @@ impl World {
         if let Some(account) = self.accounts.get_mut(&open_kfid) {
             account.msgids.insert(msgid.clone());
         }
-        let send_time = self.now().as_secs();
+        let now = self.now();
+        let send_time = now.as_secs();
         let refused = self
             .accounts
             .get(&open_kfid)
@@ -904,7 +943,7 @@ impl World {
             // The account exists: the message was just accepted for it.
             let _ = self.log(&open_kfid, item);
         }
-        self.sent.push(SentMessage {
+        let sent = SentMessage {
             open_kfid,
             touser: message.touser,
             msgid: msgid.clone(),
@@ -913,7 +952,8 @@ impl World {
             via,
             send_time,
             recalled_at: None,
-        });
+        };
+        self.sent.push((sent, now));
         ok(json!({"msgid": msgid}))
     }
 
@@ -927,15 +967,15 @@ impl World {
             Ok(recall) => recall,
             Err(refusal) => return refused(refusal),
         };
-        let now = self.now().as_secs();
+        let now = self.now();
         if !self.accounts.contains_key(&recall.open_kfid) {
             return refused(Refusal::new(95000, "invalid open_kfid"));
         }
-        let Some(message) = self
+        let Some((message, sent_at)) = self
             .sent
             .iter_mut()
             .rev()
-            .find(|m| m.open_kfid == recall.open_kfid && m.msgid == recall.msgid)
+            .find(|(m, _)| m.open_kfid == recall.open_kfid && m.msgid == recall.msgid)
         else {
             return refused(Refusal::new(
                 40058,
@@ -945,13 +985,13 @@ impl World {
         if message.recalled_at.is_some() {
             return refused(Refusal::new(40058, "invalid msgid: already recalled"));
         }
-        if now.saturating_sub(message.send_time) > RECALL_WINDOW.as_secs() {
+        if now.saturating_sub(*sent_at) > RECALL_WINDOW {
             return refused(Refusal::new(
                 40058,
                 "recall time limit: sent more than 2 minutes ago",
             ));
         }
-        message.recalled_at = Some(now);
+        message.recalled_at = Some(now.as_secs());
         ok(json!({}))
     }
 

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::stats::Traffic;
 use super::{
     Account, Answer, CodeKind, Customer, ServicerAvailability, Session, World, avatar_url, ok,
     refused,
@@ -76,6 +77,8 @@ impl World {
             "customer/get_upgrade_service_config" => Ok(self.upgrade_service_config()),
             "customer/upgrade_service" => self.upgrade_service(request),
             "customer/cancel_upgrade_service" => self.cancel_upgrade_service(request),
+            "get_corp_statistic" => self.get_corp_statistic(request),
+            "get_servicer_statistic" => self.get_servicer_statistic(request),
             _ => return None,
         };
         Some(match result {
@@ -364,13 +367,26 @@ impl World {
             4 => Some(CodeKind::End),
             _ => None,
         };
+        let (from, conversation) = (session.state, session.conversation);
         session.state = change.state;
         session.servicer = if change.state == 3 {
-            change.servicer_userid
+            change.servicer_userid.clone()
         } else {
             None
         };
         let at = change.session;
+        let servicer = change
+            .servicer_userid
+            .as_deref()
+            .filter(|_| change.state == 3);
+        let states = (from, change.state);
+        self.record_state(
+            &at.open_kfid,
+            &at.external_userid,
+            conversation,
+            states,
+            servicer,
+        );
         Ok(match kind {
             Some(kind) => {
                 let code = self.issue_code(&at.open_kfid, &at.external_userid, kind);
@@ -445,7 +461,13 @@ impl World {
                 "userid or chat_id not in upgrade service range",
             ));
         }
+        let servicer = session.servicer.clone().filter(|_| session.state == 3);
+        let conversation = session.conversation;
+        let member = matches!(upgrade.offer, UpgradeOffer::Member { .. });
         session.upgrade = Some(upgrade.offer);
+        let at = upgrade.session;
+        let offered = Traffic::Upgrade { servicer, member };
+        self.record(&at.open_kfid, &at.external_userid, conversation, offered);
         Ok(json!({}))
     }
 
