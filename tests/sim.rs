@@ -2721,3 +2721,313 @@ async fn statistics_count_each_days_traffic() {
         corp(json!({"start_time": today - 180 * 86_400, "end_time": today - 180 * 86_400})).await;
     assert_eq!(oldest["errcode"], 0, "{oldest}");
 }
+
+// -- the knowledge base -------------------------------------------------------------------
+
+/// Every page of `kf/knowledge/<endpoint>` with `limit`, following `next_cursor`; the
+/// items under `key`, and the number of pages.
+async fn list_all(
+    sim: &Simulator,
+    client: &Client,
+    endpoint: &str,
+    key: &str,
+    mut body: Value,
+) -> (Vec<Value>, usize) {
+    let (mut items, mut pages) = (Vec::new(), 0);
+    loop {
+        let answer = raw_kf(sim, client, endpoint, body.clone()).await;
+        assert_eq!(answer["errcode"], 0, "{answer}");
+        pages += 1;
+        items.extend(answer[key].as_array().cloned().unwrap_or_default());
+        if answer["has_more"] == 0 {
+            return (items, pages);
+        }
+        body["cursor"] = answer["next_cursor"].clone();
+        assert!(pages < 100, "the cursor moves");
+    }
+}
+
+#[tokio::test]
+async fn knowledge_groups_are_added_renamed_listed_and_deleted() {
+    let (sim, client) = setup().await;
+    let kb = |endpoint: &'static str, body: Value| {
+        let (sim, client) = (sim.clone(), client.clone());
+        async move { raw_kf(&sim, &client, &format!("knowledge/{endpoint}"), body).await }
+    };
+    let listed = kb("list_group", json!({})).await;
+    assert_eq!(listed["has_more"], 0, "{listed}");
+    let default = listed["group_list"][0].clone();
+    assert_eq!(
+        (&default["name"], &default["is_default"]),
+        (&json!("默认分组"), &json!(1))
+    );
+
+    let mut ids = Vec::new();
+    for name in ["售后", "售前", "物流", "退换货"] {
+        let added = kb("add_group", json!({"name": name})).await;
+        assert_eq!(added["errcode"], 0, "{added}");
+        ids.push(added["group_id"].as_str().expect("group_id").to_owned());
+    }
+    let renamed = kb("mod_group", json!({"group_id": ids[1], "name": "咨询"})).await;
+    assert_eq!(renamed["errcode"], 0, "{renamed}");
+
+    let (groups, pages) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_group",
+        "group_list",
+        json!({"limit": 2}),
+    )
+    .await;
+    let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["默认分组", "售后", "咨询", "物流", "退换货"]);
+    assert_eq!(pages, 3);
+    assert!(groups[1..].iter().all(|g| g["is_default"] == 0));
+    let one = kb("list_group", json!({"group_id": ids[2]})).await;
+    assert_eq!(one["group_list"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["group_list"][0]["name"], "物流");
+
+    let deleted = kb("del_group", json!({"group_id": ids[0]})).await;
+    assert_eq!(deleted["errcode"], 0, "{deleted}");
+    let (groups, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_group",
+        "group_list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(groups.len(), 4);
+    assert!(groups.iter().all(|g| g["group_id"] != json!(ids[0])));
+
+    let default_id = default["group_id"].clone();
+    let refusals = [
+        ("add_group", json!({"name": "咨询"}), "a name in use"),
+        (
+            "add_group",
+            json!({"name": "一二三四五六七八九十一二三"}),
+            "13 characters",
+        ),
+        ("add_group", json!({"name": ""}), "empty"),
+        ("add_group", json!({}), "no name"),
+        (
+            "mod_group",
+            json!({"group_id": ids[2], "name": "咨询"}),
+            "another's name",
+        ),
+        (
+            "mod_group",
+            json!({"group_id": "SIMKBG_NOPE", "name": "x"}),
+            "unknown group",
+        ),
+        ("del_group", json!({"group_id": ids[0]}), "deleted already"),
+        (
+            "del_group",
+            json!({"group_id": default_id}),
+            "the default group",
+        ),
+        ("list_group", json!({"limit": 0}), "limit 0"),
+        ("list_group", json!({"limit": 1001}), "limit 1001"),
+        (
+            "list_group",
+            json!({"cursor": "garbage"}),
+            "a cursor it never gave",
+        ),
+        (
+            "list_group",
+            json!({"group_id": "SIMKBG_NOPE"}),
+            "unknown group",
+        ),
+    ];
+    for (endpoint, body, why) in refusals {
+        let answer = kb(endpoint, body.clone()).await;
+        assert_eq!(
+            answer["errcode"], 40058,
+            "{why}: {endpoint} {body}: {answer}"
+        );
+    }
+    // Twelve characters are fine, and a group keeps its own name.
+    let twelve = kb("add_group", json!({"name": "一二三四五六七八九十一二"})).await;
+    assert_eq!(twelve["errcode"], 0, "{twelve}");
+    let same = kb("mod_group", json!({"group_id": ids[2], "name": "物流"})).await;
+    assert_eq!(same["errcode"], 0, "{same}");
+}
+
+#[tokio::test]
+async fn knowledge_intents_hold_a_question_similar_questions_and_an_answer() {
+    let (sim, client) = setup().await;
+    let kb = |endpoint: &'static str, body: Value| {
+        let (sim, client) = (sim.clone(), client.clone());
+        async move { raw_kf(&sim, &client, &format!("knowledge/{endpoint}"), body).await }
+    };
+    let group = kb("add_group", json!({"name": "物流"})).await["group_id"].clone();
+    let other = kb("add_group", json!({"name": "其他"})).await["group_id"].clone();
+    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let image = client
+        .upload_image(wecom_kf::Upload::from_bytes("faq.png", png.to_vec()))
+        .await
+        .expect("upload")
+        .media_id;
+    let text = |s: &str| json!({"text": {"content": s}});
+    let answer = json!([{
+        "text": {"content": "下单后48小时内发货。"},
+        "attachments": [
+            {"msgtype": "image", "image": {"media_id": image}},
+            {"msgtype": "link", "link": {"title": "物流查询", "url": "https://example.com/track", "desc": "点此查看"}},
+        ],
+    }]);
+    let added = kb(
+        "add_intent",
+        json!({
+            "group_id": group, "question": text("什么时候发货？"),
+            "similar_questions": {"items": [text("多久发货"), text("发货时间")]},
+            "answers": answer,
+        }),
+    )
+    .await;
+    assert_eq!(added["errcode"], 0, "{added}");
+    let intent = added["intent_id"].clone();
+    let plain = kb(
+        "add_intent",
+        json!({"group_id": other, "question": text("在吗"), "answers": [{"text": {"content": "在的"}}]}),
+    )
+    .await;
+    assert_eq!(plain["errcode"], 0, "{plain}");
+
+    let listed = kb("list_intent", json!({"group_id": group})).await;
+    assert_eq!(
+        listed["intent_list"],
+        json!([{
+            "group_id": group, "intent_id": intent,
+            "question": text("什么时候发货？"),
+            "similar_questions": {"items": [text("多久发货"), text("发货时间")]},
+            "answers": [{
+                "text": {"content": "下单后48小时内发货。"},
+                "attachments": [
+                    {"msgtype": "image", "image": {"name": "faq.png"}},
+                    {"msgtype": "link", "link": {"title": "物流查询", "url": "https://example.com/track", "desc": "点此查看"}},
+                ],
+            }],
+        }]),
+        "{listed}"
+    );
+    let (all, pages) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({"limit": 1}),
+    )
+    .await;
+    assert_eq!((all.len(), pages), (2, 2));
+
+    // A change replaces only what it gives.
+    let changed = kb(
+        "mod_intent",
+        json!({"intent_id": intent, "question": text("几天发货？")}),
+    )
+    .await;
+    assert_eq!(changed["errcode"], 0, "{changed}");
+    let one = kb("list_intent", json!({"intent_id": intent})).await;
+    let one = &one["intent_list"][0];
+    assert_eq!(one["question"], text("几天发货？"));
+    assert_eq!(
+        one["similar_questions"]["items"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        one["answers"][0]["attachments"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let cleared = kb(
+        "mod_intent",
+        json!({"intent_id": intent, "similar_questions": {"items": []}, "answers": [{"text": {"content": "三天内"}}]}),
+    )
+    .await;
+    assert_eq!(cleared["errcode"], 0, "{cleared}");
+    let one = kb("list_intent", json!({"intent_id": intent})).await;
+    let one = &one["intent_list"][0];
+    assert_eq!(one["similar_questions"], json!({"items": []}));
+    assert_eq!(
+        one["answers"],
+        json!([{"text": {"content": "三天内"}, "attachments": []}])
+    );
+
+    let question = text("问题");
+    let refusals = [
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "image", "image": {"media_id": "SIMMEDIA_NOPE"}}]}]}),
+            40007,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}}, {"text": {"content": "b"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": []}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": text(&"问".repeat(201)), "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": "SIMKBG_NOPE", "question": question, "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "voice", "voice": {"media_id": image}}]}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "link", "link": {"title": "t", "url": "ftp://x"}}]}]}),
+            40058,
+        ),
+    ];
+    for (body, code) in refusals {
+        let answer = kb("add_intent", body.clone()).await;
+        assert_eq!(answer["errcode"], code, "{body}: {answer}");
+    }
+    let (all, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(all.len(), 2, "nothing refused was kept");
+
+    // Deleting an intent, then a group with the other one in it.
+    let deleted = kb("del_intent", json!({"intent_id": intent})).await;
+    assert_eq!(deleted["errcode"], 0, "{deleted}");
+    assert_eq!(
+        kb("del_intent", json!({"intent_id": intent})).await["errcode"],
+        40058
+    );
+    assert_eq!(
+        kb(
+            "mod_intent",
+            json!({"intent_id": intent, "question": question})
+        )
+        .await["errcode"],
+        40058
+    );
+    assert_eq!(
+        kb("del_group", json!({"group_id": other})).await["errcode"],
+        0
+    );
+    let (all, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({}),
+    )
+    .await;
+    assert!(all.is_empty(), "the group's intents went with it: {all:?}");
+}

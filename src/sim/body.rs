@@ -21,7 +21,7 @@ impl Refusal {
     }
 }
 
-fn invalid(what: impl std::fmt::Display) -> Refusal {
+pub(super) fn invalid(what: impl std::fmt::Display) -> Refusal {
     Refusal::new(40058, format!("invalid parameter: {what}"))
 }
 
@@ -44,7 +44,7 @@ pub struct Outgoing {
     pub payload: Value,
 }
 
-fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
+pub(super) fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -52,14 +52,14 @@ fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
     }
 }
 
-fn required<'a>(body: &'a Value, key: &str) -> Result<&'a str, Refusal> {
+pub(super) fn required<'a>(body: &'a Value, key: &str) -> Result<&'a str, Refusal> {
     match string(body, key)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(invalid(format_args!("missing `{key}`"))),
     }
 }
 
-fn at_most(value: &str, key: &str, bytes: usize) -> Result<(), Refusal> {
+pub(super) fn at_most(value: &str, key: &str, bytes: usize) -> Result<(), Refusal> {
     if value.len() > bytes {
         return Err(invalid(format_args!("`{key}` is over {bytes} bytes")));
     }
@@ -260,7 +260,7 @@ fn check_menu(menu: &Value) -> Result<(), Refusal> {
 
 // -- the management endpoints (kf-api.md §9) --------------------------------------------
 
-fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
+pub(super) fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v

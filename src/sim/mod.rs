@@ -1,14 +1,21 @@
 //! A local WeCom kf server for tests, examples and anyone without a verified company.
 //!
 //! It speaks the real paths, bodies and error codes (`gettoken`, `kf/sync_msg`,
-//! `kf/send_msg`, `kf/send_msg_on_event`, `media/upload`, `media/get`, and the account,
-//! servicer, session-state, customer and upgrade-service endpoints) and applies the
-//! server's rules: tokens that expire or get revoked, cursor paging over each account's log
-//! with 3-day retention, callback tokens valid 10 minutes, the 48-hour window with 5 sends
-//! per customer message, session states behind 95018 and their allowed transitions,
+//! `kf/send_msg`, `kf/send_msg_on_event`, `kf/recall_msg`, `media/upload`, `media/get`,
+//! the account, servicer, session-state, customer and upgrade-service endpoints, the
+//! statistics and the knowledge base) and applies the server's rules: tokens that expire or
+//! get revoked, cursor paging over each account's log with 3-day retention, callback tokens
+//! valid 10 minutes and a stricter rate without one (45009), the 48-hour window with 5
+//! sends per customer message, session states behind 95018 and their allowed transitions,
 //! one-time event codes, media ids that live 3 days and downloads in ranges of at most
-//! 20 MB. A control API (in Rust here, and over HTTP under `/sim/`) plays the customer and
-//! the servicers, moves a virtual clock and injects faults.
+//! 20 MB, deliveries that fail after they were accepted (`msg_send_fail`). A control API
+//! (in Rust here, and over HTTP under `/sim/`) plays the customer and the servicers, moves a
+//! virtual clock and injects faults.
+//!
+//! Where the docs leave a behaviour open, the simulator picks one and says so where it is
+//! implemented: recalls work for 2 minutes and a wrong one is 40058; statistics count days
+//! at 00:00 UTC+8; the knowledge base's limits are a reading of the docs; WeCom's routing
+//! of new sessions to servicers is off unless [`SimConfig::route_new_sessions`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,6 +13,7 @@ use super::SimConfig;
 use super::body::{self, Refusal, UpgradeOffer};
 
 mod admin;
+mod knowledge;
 mod media;
 mod stats;
 
@@ -262,6 +263,7 @@ pub struct World {
     conversations: u64,
     /// What the statistics count, oldest first.
     journal: Vec<stats::Record>,
+    knowledge: knowledge::Knowledge,
     /// Callbacks to send, one per logged item: the account and the callback token. The
     /// simulator takes them out after each call into the world.
     outbox: Vec<(String, String)>,
@@ -325,6 +327,7 @@ impl World {
             silk_of: HashMap::new(),
             conversations: 0,
             journal: Vec::new(),
+            knowledge: knowledge::Knowledge::default(),
             outbox: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,

@@ -79,7 +79,10 @@ impl World {
             "customer/cancel_upgrade_service" => self.cancel_upgrade_service(request),
             "get_corp_statistic" => self.get_corp_statistic(request),
             "get_servicer_statistic" => self.get_servicer_statistic(request),
-            _ => return None,
+            _ => match endpoint.strip_prefix("knowledge/") {
+                Some(endpoint) => self.knowledge(endpoint, request)?,
+                None => return None,
+            },
         };
         Some(match result {
             Ok(fields) => ok(fields),
