@@ -509,13 +509,15 @@ impl Simulator {
         })
     }
 
-    /// The bytes `media/get` serves for `media_id` (uploads too), shared, not copied.
+    /// The bytes `media/get` serves for `media_id` (uploads and customers' files alike),
+    /// shared, not copied; `None` for an unknown or expired id.
     pub fn media_bytes(&self, media_id: &str) -> Option<Bytes> {
         self.world().media_bytes(media_id)
     }
 
-    /// A servicer picks the session up (state 3, where `send_msg` gets 95018); returns
-    /// the pickup `msg_code`.
+    /// A servicer picks the session up in the WeCom app (state 3, where `send_msg` gets
+    /// 95018): logs `session_status_change` (`change_type` 1) and its callback; returns the
+    /// pickup `msg_code`.
     pub fn servicer_takes(
         &self,
         open_kfid: &str,
@@ -526,7 +528,9 @@ impl Simulator {
             .servicer_takes(open_kfid, external_userid, servicer_userid)
     }
 
-    /// A servicer ends the session (state 4); returns the closing `msg_code` (20 s).
+    /// A servicer ends the session in the WeCom app (state 4): logs
+    /// `session_status_change` (`change_type` 3) and its callback; returns the closing
+    /// `msg_code` (20 s).
     pub fn session_ends(
         &self,
         open_kfid: &str,
@@ -537,8 +541,9 @@ impl Simulator {
             .session_ends(open_kfid, external_userid, servicer_userid)
     }
 
-    /// A servicer starts or stops receiving in the WeCom app, which `servicer_list` shows
-    /// and `service_state_trans` to them respects (95019). Logs `servicer_status_change`.
+    /// A servicer starts or stops receiving in the WeCom app, which `servicer_list` shows,
+    /// `service_state_trans` to them respects (95019) and routing follows
+    /// ([`SimConfig::route_new_sessions`]). Logs `servicer_status_change` and its callback.
     pub fn servicer_becomes(
         &self,
         open_kfid: &str,

@@ -15,9 +15,13 @@ use crate::sim::samples;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
+    /// JPG or PNG (`image`).
     Image,
+    /// AMR voice (`voice`).
     Voice,
+    /// MP4 video (`video`).
     Video,
+    /// Any file (`file`); its name is what the customer sees.
     File,
 }
 
@@ -201,9 +205,9 @@ impl World {
         }
     }
 
-    /// The bytes held under `media_id`, expired or not.
+    /// The bytes `media/get` serves for `media_id`, while it does.
     pub fn media_bytes(&self, media_id: &str) -> Option<Bytes> {
-        self.media_store.get(media_id).map(|m| m.bytes.clone())
+        self.media_file(Some(media_id)).ok().map(|file| file.bytes)
     }
 
     /// Stores an uploaded file as media of type `kind`, with the checks `media/upload`
@@ -350,6 +354,7 @@ impl World {
 /// A customer's media message, as the simulator logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerMedia {
+    /// The message's `msgid` in `sync_msg`.
     pub msgid: String,
     /// The `Token` of the callback this message triggers.
     pub callback_token: String,
