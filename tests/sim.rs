@@ -2,6 +2,7 @@
 //! simulator produces, token expiry mid-run, one-time codes, paging, and each fault.
 #![cfg(feature = "sim")]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -1928,4 +1929,1105 @@ async fn send_msg_on_event_refuses_a_msgid_already_used() {
     );
     let sent: Vec<String> = sim.sent().into_iter().map(|m| m.msgid).collect();
     assert_eq!(sent, ["welcome-1", "welcome-2", "order-42"]);
+}
+
+// -- callbacks for everything logged ---------------------------------------------------
+
+/// A bot's callback URL for `sim`'s callbacks: decrypts each and keeps its token.
+async fn callback_receiver() -> (wecom_kf::sim::SimCallback, Arc<Mutex<Vec<String>>>) {
+    use wecom_kf::callback::{CallbackCrypto, CallbackEvent};
+    const TOKEN: &str = "simCallbackToken";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/kf", listener.local_addr().expect("addr"));
+    let crypto = CallbackCrypto::new(TOKEN, KEY, &SimConfig::default().corp_id).expect("crypto");
+    let app = axum::Router::new().route(
+        "/kf",
+        axum::routing::post({
+            let received = received.clone();
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::HashMap<String, String>,
+            >,
+                  body: String| {
+                let (received, crypto) = (received.clone(), crypto.clone());
+                async move {
+                    let opened =
+                        crypto.open(&q["msg_signature"], &q["timestamp"], &q["nonce"], &body);
+                    if let Ok(CallbackEvent::KfMsgOrEvent(event)) = opened {
+                        received
+                            .lock()
+                            .expect("log")
+                            .push(event.token.expose().to_owned());
+                    }
+                    "success"
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (wecom_kf::sim::SimCallback::new(url, TOKEN, KEY), received)
+}
+
+/// Waits (at most 5 s) until `received` holds `count` tokens; returns them.
+async fn wait_for_callbacks(received: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let tokens = received.lock().expect("log").clone();
+        if tokens.len() >= count {
+            return tokens;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    received.lock().expect("log").clone()
+}
+
+#[tokio::test]
+async fn every_item_logged_for_sync_msg_triggers_a_callback_but_the_bots_own_changes_log_none() {
+    let (callback, received) = callback_receiver().await;
+    let config = SimConfig {
+        callback: Some(callback),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi"])
+        .await
+        .expect("servicers");
+
+    let mut expected = Vec::new();
+    let latest = |sim: &Simulator| sim.latest_callback_token(sim.open_kfid()).expect("token");
+    sim.customer_says(&kf, ALICE, "人工").expect("customer");
+    expected.push(latest(&sim));
+    sim.servicer_takes(&kf, ALICE, "zhangsan").expect("take");
+    expected.push(latest(&sim));
+    sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    expected.push(latest(&sim));
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Suspended)
+        .expect("lisi pauses");
+    expected.push(latest(&sim));
+    let pushed = sim
+        .push_raw(
+            &kf,
+            json!({"msgid": "raw-1", "msgtype": "note", "note": {}}),
+        )
+        .expect("push");
+    assert_eq!(
+        pushed,
+        latest(&sim),
+        "push_raw returns its callback's token"
+    );
+    expected.push(pushed);
+    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let image = sim
+        .customer_sends_image(&kf, "wmBOB", png, None)
+        .expect("image");
+    expected.push(image.callback_token.clone());
+    // The bot moves Bob to the queue itself: WeCom logs no event for that.
+    client
+        .service_state_trans(&kf, "wmBOB", ServiceState::Queued)
+        .await
+        .expect("queue");
+    sim.customer_says(&kf, "wmBOB", "还在吗").expect("customer");
+    expected.push(latest(&sim));
+
+    let tokens = wait_for_callbacks(&received, expected.len()).await;
+    let mut sorted = tokens.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(
+        sorted, expected,
+        "one callback per logged item, each with its token"
+    );
+
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert_eq!(page.msg_list.len(), expected.len());
+    let changes: Vec<String> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => e.external_userid.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [ALICE, ALICE],
+        "the servicer's take and end, not the bot's trans"
+    );
+    // Every token is good for sync_msg.
+    for token in &tokens {
+        client
+            .sync_msg(&kf)
+            .token(token.as_str())
+            .await
+            .expect("a callback's token");
+    }
+}
+
+#[tokio::test]
+async fn the_control_api_pushes_raw_items() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let item = json!({"msgid": "raw-1", "send_time": 1_700_000_000u64, "origin": 3, "msgtype": "hologram", "hologram": {}});
+    let (status, pushed) = control(&sim, "push", json!({"open_kfid": kf, "item": item})).await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(
+        pushed["callback_token"].as_str(),
+        sim.latest_callback_token(&kf).as_deref()
+    );
+    let page = client.sync_msg(&kf).await.expect("page");
+    assert!(
+        matches!(&page.msg_list[0].content, Received::Unknown { msgtype, .. } if msgtype == "hologram")
+    );
+    let (status, refusal) = control(&sim, "push", json!({"open_kfid": "wkNOPE", "item": {}})).await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
+}
+
+// -- recall and asynchronous send failures ----------------------------------------------
+
+#[tokio::test]
+async fn recall_msg_takes_back_api_sends_within_two_minutes() {
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    let said = sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let first = client
+        .send_text(ALICE, &kf, "oops")
+        .msgid("oops-1")
+        .await
+        .expect("send");
+    let recall = |msgid: &str, open_kfid: &str| {
+        raw_kf(
+            &sim,
+            &client,
+            "recall_msg",
+            json!({"open_kfid": open_kfid, "msgid": msgid}),
+        )
+    };
+    let answer = recall(&first.msgid, &kf).await;
+    assert_eq!(answer, json!({"errcode": 0, "errmsg": "ok"}));
+    let sent = sim.sent();
+    assert!(sent[0].recalled_at.is_some_and(|t| t >= sent[0].send_time));
+    // Nothing is logged for the customer's side.
+    let page = client
+        .sync_msg(&kf)
+        .token(said.callback_token.as_str())
+        .await
+        .expect("page");
+    assert_eq!(page.msg_list.len(), 1, "just the customer's message");
+
+    let again = recall(&first.msgid, &kf).await;
+    assert_eq!(again["errcode"], 40058, "{again}");
+    let unknown = recall("never-sent", &kf).await;
+    assert_eq!(unknown["errcode"], 40058, "{unknown}");
+    let customers = recall(&said.msgid, &kf).await;
+    assert_eq!(
+        customers["errcode"], 40058,
+        "only the bot's sends: {customers}"
+    );
+    let other_account = recall(&first.msgid, "wkNOPE").await;
+    assert_eq!(other_account["errcode"], 95000, "{other_account}");
+    let no_msgid = raw_kf(&sim, &client, "recall_msg", json!({"open_kfid": kf})).await;
+    assert_eq!(no_msgid["errcode"], 40058, "{no_msgid}");
+
+    // Two minutes is the window.
+    let second = client.send_text(ALICE, &kf, "two").await.expect("send");
+    let third = client.send_text(ALICE, &kf, "three").await.expect("send");
+    sim.advance(wecom_kf::sim::RECALL_WINDOW - Duration::from_secs(5));
+    assert_eq!(recall(&second.msgid, &kf).await["errcode"], 0);
+    sim.advance(Duration::from_secs(6));
+    let late = recall(&third.msgid, &kf).await;
+    assert_eq!(late["errcode"], 40058, "{late}");
+    assert!(
+        late["errmsg"]
+            .as_str()
+            .is_some_and(|m| m.contains("time limit")),
+        "{late}"
+    );
+
+    // A recalled message still counts toward the 5.
+    client.send_text(ALICE, &kf, "four").await.expect("send");
+    client.send_text(ALICE, &kf, "five").await.expect("send");
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "six").await),
+        ErrCode::SendCountLimit,
+        "oops-1 and two were recalled and still count"
+    );
+    let sent = sim.sent();
+    let recalled: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.recalled_at.is_some())
+        .map(|m| m.payload["content"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(recalled, ["oops", "two"]);
+    let recalled: Vec<Value> = sent
+        .iter()
+        .map(|m| serde_json::to_value(m).expect("json")["recalled_at"].clone())
+        .collect();
+    assert!(
+        recalled[0].is_u64() && recalled[2].is_null(),
+        "/sim/sent shows it: {recalled:?}"
+    );
+}
+
+#[tokio::test]
+async fn sends_to_a_customer_who_refuses_messages_fail_later_with_msg_send_fail() {
+    let (callback, received) = callback_receiver().await;
+    let config = SimConfig {
+        callback: Some(callback),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let (status, _) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": kf, "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = client
+        .send_text(ALICE, &kf, "hello")
+        .msgid("hello-1")
+        .await
+        .expect("accepted: errcode 0");
+    assert_eq!(sent.msgid, "hello-1");
+    let welcome = sim
+        .customer_enters(&kf, "wmBOB")
+        .expect("enter")
+        .expect("code");
+    sim.customer_refuses_messages(&kf, "wmBOB")
+        .expect("bob refuses");
+    let welcomed = client
+        .send_text_on_event(&welcome, "欢迎")
+        .await
+        .expect("accepted");
+
+    let page = client.sync_msg(&kf).await.expect("page");
+    let refuses = wecom_kf::FailType::CustomerRefuses;
+    let failures: Vec<(Option<String>, Option<String>, Option<wecom_kf::FailType>)> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::MsgSendFail(e)) => {
+                Some((e.external_userid.clone(), e.fail_msgid.clone(), e.fail_type))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (
+                Some(ALICE.to_owned()),
+                Some("hello-1".to_owned()),
+                Some(refuses)
+            ),
+            (
+                Some("wmBOB".to_owned()),
+                Some(welcomed.msgid),
+                Some(refuses)
+            ),
+        ]
+    );
+    // Each failure came with its callback: Alice's message, Bob's enter_session and the
+    // two failures.
+    let tokens = wait_for_callbacks(&received, 4).await;
+    assert_eq!(tokens.len(), 4, "{tokens:?}");
+    let latest = sim.latest_callback_token(&kf).expect("token");
+    assert!(tokens.contains(&latest), "{tokens:?}");
+
+    // The sends counted toward the 5; accepting again stops the failures.
+    let (status, _) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": kf, "external_userid": ALICE, "refuse": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    client.send_text(ALICE, &kf, "again").await.expect("send");
+    let page = client
+        .sync_msg(&kf)
+        .cursor(page.next_cursor)
+        .await
+        .expect("page");
+    assert!(page.msg_list.is_empty(), "no new failure");
+    let (status, refusal) = control(
+        &sim,
+        "customer/refuse",
+        json!({"open_kfid": "wkNOPE", "external_userid": ALICE}),
+    )
+    .await;
+    assert_eq!((status, refusal["errcode"].as_i64()), (400, Some(95004)));
+}
+
+// -- the rate limit without a token, and WeCom's routing ---------------------------------
+
+/// `sync_msg` for `open_kfid` by hand, with `token` if given.
+async fn raw_sync_for(
+    sim: &Simulator,
+    access_token: &str,
+    open_kfid: &str,
+    token: Option<&str>,
+) -> Value {
+    let url = format!(
+        "http://{}/cgi-bin/kf/sync_msg?access_token={access_token}",
+        sim.addr()
+    );
+    let mut body = json!({"open_kfid": open_kfid});
+    if let Some(token) = token {
+        body["token"] = json!(token);
+    }
+    http_json(reqwest::Client::new().post(url), Some(body))
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn sync_msg_without_a_token_is_limited_per_minute() {
+    let config = SimConfig {
+        open_kfids: vec!["wkONE".into(), "wkTWO".into()],
+        untokened_sync_per_minute: 3,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let access = client.access_token().await.expect("token");
+    let access = access.expose();
+    for n in 1..=3 {
+        let answer = raw_sync_for(&sim, access, "wkONE", None).await;
+        assert_eq!(answer["errcode"], 0, "call {n}: {answer}");
+    }
+    let limited = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(limited["errcode"], 45009, "{limited}");
+    // Another account has its own count; a callback token lifts the limit.
+    let other = raw_sync_for(&sim, access, "wkTWO", None).await;
+    assert_eq!(other["errcode"], 0, "{other}");
+    let said = sim.customer_says("wkONE", ALICE, "hi").expect("customer");
+    for _ in 0..5 {
+        let tokened = raw_sync_for(&sim, access, "wkONE", Some(&said.callback_token)).await;
+        assert_eq!(tokened["errcode"], 0, "{tokened}");
+    }
+    // The window is a minute of the simulator's clock.
+    sim.advance(Duration::from_secs(50));
+    let still = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(still["errcode"], 45009, "{still}");
+    sim.advance(Duration::from_secs(10));
+    let again = raw_sync_for(&sim, access, "wkONE", None).await;
+    assert_eq!(again["errcode"], 0, "{again}");
+
+    let closed = Simulator::start_with(
+        SimConfig {
+            untokened_sync_per_minute: 0,
+            ..SimConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("simulator");
+    let client = closed.client_builder().build().expect("client");
+    let access = client.access_token().await.expect("token");
+    let answer = raw_sync_for(&closed, access.expose(), closed.open_kfid(), None).await;
+    assert_eq!(answer["errcode"], 45009, "0: a token is always needed");
+    // The default is generous: the paging test's calls pass.
+    let (sim, client) = setup().await;
+    for _ in 0..50 {
+        client
+            .sync_msg(sim.open_kfid())
+            .await
+            .expect("within the default");
+    }
+}
+
+#[tokio::test]
+async fn new_sessions_go_to_receiving_servicers_when_routing_is_on() {
+    let config = SimConfig {
+        route_new_sessions: true,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    // No servicer receiving: the bot has the session.
+    sim.customer_says(&kf, "wmEARLY", "hi").expect("customer");
+    client
+        .send_text("wmEARLY", &kf, "bot")
+        .await
+        .expect("nobody to route to");
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan", "lisi", "wangwu"])
+        .await
+        .expect("servicers");
+    sim.servicer_becomes(&kf, "wangwu", ServicerAvailability::Stopped)
+        .expect("wangwu stops");
+    let start = client.sync_msg(&kf).await.expect("page").next_cursor;
+
+    // Turns among those receiving.
+    sim.customer_enters(&kf, ALICE).expect("enters");
+    sim.customer_says(&kf, ALICE, "hi").expect("alice");
+    sim.customer_says(&kf, "wmBOB", "hi").expect("bob");
+    sim.customer_says(&kf, "wmCAROL", "hi").expect("carol");
+    let served = |who: &str| {
+        let who = who.to_owned();
+        let client = client.clone();
+        let kf = kf.clone();
+        async move {
+            let state = client.service_state_get(&kf, &who).await.expect("state");
+            (state.service_state, state.servicer_userid)
+        }
+    };
+    assert_eq!(
+        served(ALICE).await,
+        (ServiceState::Servicer, Some("zhangsan".to_owned()))
+    );
+    assert_eq!(
+        served("wmBOB").await,
+        (ServiceState::Servicer, Some("lisi".to_owned()))
+    );
+    assert_eq!(
+        served("wmCAROL").await,
+        (ServiceState::Servicer, Some("zhangsan".to_owned()))
+    );
+    assert_eq!(
+        code_of(client.send_text(ALICE, &kf, "bot here").await),
+        ErrCode::SessionStateForbidsSending
+    );
+    // Each pickup is logged after the message, with its code.
+    let page = client.sync_msg(&kf).cursor(start).await.expect("page");
+    let kinds: Vec<&str> = page.msg_list.iter().map(|m| m.content.tag()).collect();
+    assert_eq!(
+        kinds,
+        ["event", "text", "event", "text", "event", "text", "event"],
+        "enter_session, then each message and its routing"
+    );
+    let pickups = session_codes(&page);
+    assert_eq!(pickups.len(), 3);
+    let alice_code = pickups[0].0.clone().expect("a pickup code");
+    assert_eq!(pickups[0].1.as_deref(), Some("zhangsan"));
+    client
+        .send_text_on_event(&alice_code, "您好，我是张三")
+        .await
+        .expect("the pickup code works");
+
+    // Writing again in the same conversation routes nothing; after it ends, it does.
+    sim.customer_says(&kf, ALICE, "in the same session")
+        .expect("alice");
+    sim.session_ends(&kf, ALICE, "zhangsan").expect("end");
+    sim.customer_says(&kf, ALICE, "back again").expect("alice");
+    assert_eq!(
+        served(ALICE).await,
+        (ServiceState::Servicer, Some("lisi".to_owned()))
+    );
+    let page = client
+        .sync_msg(&kf)
+        .cursor(page.next_cursor)
+        .await
+        .expect("page");
+    let changes: Vec<Option<wecom_kf::ChangeType>> = page
+        .msg_list
+        .iter()
+        .filter_map(|m| match &m.content {
+            Received::Event(Event::SessionStatusChange(e)) => Some(e.change_type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            Some(wecom_kf::ChangeType::Ended),
+            Some(wecom_kf::ChangeType::PickedUp)
+        ]
+    );
+
+    // Off by default: the same servicers, the bot keeps the session.
+    let (sim, client) = setup().await;
+    let kf = sim.open_kfid().to_owned();
+    client
+        .servicer_add(&kf)
+        .userid_list(["zhangsan"])
+        .await
+        .expect("servicer");
+    sim.customer_says(&kf, ALICE, "hi").expect("customer");
+    let state = client.service_state_get(&kf, ALICE).await.expect("state");
+    assert_eq!(state.service_state, ServiceState::New);
+}
+
+#[tokio::test]
+async fn the_kf_sim_binary_takes_the_rate_limit_and_routing_flags() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args(["--port", &port.to_string(), "--open-kfid", "wkBIN"])
+        .args(["--untokened-sync-per-minute", "1", "--route-new-sessions"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kf-sim");
+    let base = format!("http://127.0.0.1:{port}");
+    let defaults = SimConfig::default();
+    let token_url = format!(
+        "{base}/cgi-bin/gettoken?corpid={}&corpsecret={}",
+        defaults.corp_id, defaults.secret
+    );
+    let mut token = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::Client::new().get(&token_url).send().await {
+            let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+                .unwrap_or(Value::Null);
+            token = answer["access_token"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = token.expect("kf-sim answered within 5 s");
+    let sync_url = format!("{base}/cgi-bin/kf/sync_msg?access_token={token}");
+    let sync = || {
+        http_json(
+            reqwest::Client::new().post(&sync_url),
+            Some(json!({"open_kfid": "wkBIN"})),
+        )
+    };
+    assert_eq!(sync().await.1["errcode"], 0);
+    assert_eq!(sync().await.1["errcode"], 45009, "one call a minute");
+    child.kill().await.ok();
+
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_kf-sim"))
+        .args(["--port", "0", "--untokened-sync-per-minute", "-3"])
+        .output()
+        .await
+        .expect("run kf-sim");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--untokened-sync-per-minute"));
+}
+
+// -- statistics ---------------------------------------------------------------------------
+
+/// The 00:00 (UTC+8, the simulator's corp timezone) of the simulator's day, minus `days`.
+fn midnight(sim: &Simulator, days_back: u64) -> u64 {
+    const DAY: u64 = 86_400;
+    let now = sim
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    (now + 8 * 3600) / DAY * DAY - 8 * 3600 - days_back * DAY
+}
+
+#[tokio::test]
+async fn statistics_count_each_days_traffic() {
+    let config = SimConfig {
+        open_kfids: vec!["wkSTATS".into(), "wkQUIET".into()],
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = "wkSTATS";
+    client
+        .servicer_add(kf)
+        .userid_list(["zhangsan", "lisi"])
+        .await
+        .expect("servicers");
+    // Far from midnight, so the day's traffic all falls on one day.
+    let now = sim
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let to_midnight = midnight(&sim, 0) + 86_400 - now;
+    if to_midnight < 600 {
+        sim.advance(Duration::from_secs(to_midnight + 1));
+    }
+    let day0 = midnight(&sim, 0);
+    // Alice: two messages, the bot answers, she is queued and then served by zhangsan,
+    // who offers her a member (the upgrade service), and she writes once more.
+    sim.customer_says(kf, ALICE, "hi").expect("alice");
+    sim.customer_says(kf, ALICE, "人工").expect("alice");
+    client.send_text(ALICE, kf, "稍等").await.expect("bot");
+    let trans = |who: &'static str, state: ServiceState, servicer: Option<&'static str>| {
+        let mut call = client.service_state_trans(kf, who, state);
+        if let Some(servicer) = servicer {
+            call = call.servicer_userid(servicer);
+        }
+        call.send()
+    };
+    trans(ALICE, ServiceState::Queued, None)
+        .await
+        .expect("queue");
+    trans(ALICE, ServiceState::Servicer, Some("zhangsan"))
+        .await
+        .expect("serve");
+    client
+        .upgrade_service(kf, ALICE, UpgradeType::Member)
+        .member(UpgradeMember::new("zhangsan"))
+        .await
+        .expect("offer");
+    sim.customer_says(kf, ALICE, "谢谢").expect("alice");
+    // Bob: the bot answers, nothing more. Carol: lisi takes her in the app. Dave only looks.
+    sim.customer_says(kf, "wmBOB", "hi").expect("bob");
+    client.send_text("wmBOB", kf, "您好").await.expect("bot");
+    sim.customer_says(kf, "wmCAROL", "hi").expect("carol");
+    sim.servicer_takes(kf, "wmCAROL", "lisi").expect("lisi");
+    sim.customer_enters(kf, "wmDAVE").expect("dave");
+    // The next day, Alice's conversation goes on: a message, no new session.
+    sim.advance(Duration::from_secs(86_400));
+    sim.customer_says(kf, ALICE, "还有一件事").expect("alice");
+    sim.advance(Duration::from_secs(86_400));
+    let day1 = day0 + 86_400;
+    assert_eq!(midnight(&sim, 1), day1, "day1 is yesterday now");
+
+    let client = sim
+        .client_builder()
+        .build()
+        .expect("a client with a fresh token");
+    let corp = |body: Value| {
+        let client = client.clone();
+        let sim = sim.clone();
+        async move { raw_kf(&sim, &client, "get_corp_statistic", body).await }
+    };
+    let answer = corp(json!({"open_kfid": kf, "start_time": day0, "end_time": day1})).await;
+    assert_eq!(answer["errcode"], 0, "{answer}");
+    let list = answer["statistic_list"].as_array().expect("list");
+    assert_eq!(list.len(), 2, "{answer}");
+    assert_eq!(list[0]["stat_time"], day0);
+    assert_eq!(
+        list[0]["statistic"],
+        json!({
+            "session_cnt": 3, "customer_cnt": 3, "customer_msg_cnt": 5,
+            "upgrade_service_customer_cnt": 1, "ai_session_reply_cnt": 2,
+            "ai_transfer_rate": 0.5, "msg_rejected_customer_cnt": 0,
+        })
+    );
+    assert_eq!(list[1]["stat_time"], day1);
+    assert_eq!(list[1]["statistic"]["customer_msg_cnt"], 1);
+    assert_eq!(
+        list[1]["statistic"]["session_cnt"], 0,
+        "the conversation began on day0"
+    );
+    // A time inside a day counts as its 00:00; the whole corp without an account.
+    let inside = corp(json!({"start_time": day0 + 3600, "end_time": day0 + 7200})).await;
+    assert_eq!(inside["statistic_list"], json!([list[0]]), "{inside}");
+    let quiet = corp(json!({"open_kfid": "wkQUIET", "start_time": day0, "end_time": day0})).await;
+    assert_eq!(
+        quiet["statistic_list"][0]["statistic"]["customer_msg_cnt"],
+        0
+    );
+
+    let servicer = |who: Option<&str>| {
+        let mut body = json!({"open_kfid": kf, "start_time": day0, "end_time": day0});
+        if let Some(who) = who {
+            body["servicer_userid"] = json!(who);
+        }
+        let (client, sim) = (client.clone(), sim.clone());
+        async move {
+            let answer = raw_kf(&sim, &client, "get_servicer_statistic", body).await;
+            assert_eq!(answer["errcode"], 0, "{answer}");
+            answer["statistic_list"][0]["statistic"].clone()
+        }
+    };
+    let zhangsan = servicer(Some("zhangsan")).await;
+    let counts = |s: &Value| {
+        [
+            "session_cnt",
+            "customer_cnt",
+            "customer_msg_cnt",
+            "upgrade_service_customer_cnt",
+            "upgrade_service_member_invite_cnt",
+            "upgrade_service_member_customer_cnt",
+            "upgrade_service_groupchat_invite_cnt",
+        ]
+        .map(|key| s[key].as_u64().unwrap_or(u64::MAX))
+    };
+    assert_eq!(counts(&zhangsan), [1, 1, 1, 1, 1, 1, 0], "{zhangsan}");
+    assert_eq!(
+        zhangsan["reply_rate"], 0.0,
+        "servicers' replies aren't simulated"
+    );
+    let lisi = servicer(Some("lisi")).await;
+    assert_eq!(counts(&lisi), [1, 0, 0, 0, 0, 0, 0], "{lisi}");
+    let everyone = servicer(None).await;
+    assert_eq!(counts(&everyone), [2, 1, 1, 1, 1, 1, 0], "{everyone}");
+
+    let today = midnight(&sim, 0);
+    let refusals = [
+        (
+            "get_corp_statistic",
+            json!({"start_time": day0, "end_time": today}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": day1, "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": today - 181 * 86_400, "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": day1 - 31 * 86_400, "end_time": day1}),
+            40058,
+        ),
+        ("get_corp_statistic", json!({"end_time": day0}), 40058),
+        (
+            "get_corp_statistic",
+            json!({"start_time": "yesterday", "end_time": day0}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"start_time": u64::MAX, "end_time": u64::MAX}),
+            40058,
+        ),
+        (
+            "get_corp_statistic",
+            json!({"open_kfid": "wkNOPE", "start_time": day0, "end_time": day0}),
+            95004,
+        ),
+        (
+            "get_servicer_statistic",
+            json!({"servicer_userid": "nobody", "start_time": day0, "end_time": day0}),
+            60111,
+        ),
+    ];
+    for (endpoint, body, code) in refusals {
+        let answer = raw_kf(&sim, &client, endpoint, body.clone()).await;
+        assert_eq!(answer["errcode"], code, "{endpoint} {body}: {answer}");
+    }
+    // 31 days and 180 back are the limits, both included.
+    let month = corp(json!({"start_time": day1 - 30 * 86_400, "end_time": day1})).await;
+    assert_eq!(month["statistic_list"].as_array().map(Vec::len), Some(31));
+    let oldest =
+        corp(json!({"start_time": today - 180 * 86_400, "end_time": today - 180 * 86_400})).await;
+    assert_eq!(oldest["errcode"], 0, "{oldest}");
+}
+
+// -- the knowledge base -------------------------------------------------------------------
+
+/// Every page of `kf/knowledge/<endpoint>` with `limit`, following `next_cursor`; the
+/// items under `key`, and the number of pages.
+async fn list_all(
+    sim: &Simulator,
+    client: &Client,
+    endpoint: &str,
+    key: &str,
+    mut body: Value,
+) -> (Vec<Value>, usize) {
+    let (mut items, mut pages) = (Vec::new(), 0);
+    loop {
+        let answer = raw_kf(sim, client, endpoint, body.clone()).await;
+        assert_eq!(answer["errcode"], 0, "{answer}");
+        pages += 1;
+        items.extend(answer[key].as_array().cloned().unwrap_or_default());
+        if answer["has_more"] == 0 {
+            return (items, pages);
+        }
+        body["cursor"] = answer["next_cursor"].clone();
+        assert!(pages < 100, "the cursor moves");
+    }
+}
+
+#[tokio::test]
+async fn knowledge_groups_are_added_renamed_listed_and_deleted() {
+    let (sim, client) = setup().await;
+    let kb = |endpoint: &'static str, body: Value| {
+        let (sim, client) = (sim.clone(), client.clone());
+        async move { raw_kf(&sim, &client, &format!("knowledge/{endpoint}"), body).await }
+    };
+    let listed = kb("list_group", json!({})).await;
+    assert_eq!(listed["has_more"], 0, "{listed}");
+    let default = listed["group_list"][0].clone();
+    assert_eq!(
+        (&default["name"], &default["is_default"]),
+        (&json!("默认分组"), &json!(1))
+    );
+
+    let mut ids = Vec::new();
+    for name in ["售后", "售前", "物流", "退换货"] {
+        let added = kb("add_group", json!({"name": name})).await;
+        assert_eq!(added["errcode"], 0, "{added}");
+        ids.push(added["group_id"].as_str().expect("group_id").to_owned());
+    }
+    let renamed = kb("mod_group", json!({"group_id": ids[1], "name": "咨询"})).await;
+    assert_eq!(renamed["errcode"], 0, "{renamed}");
+
+    let (groups, pages) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_group",
+        "group_list",
+        json!({"limit": 2}),
+    )
+    .await;
+    let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["默认分组", "售后", "咨询", "物流", "退换货"]);
+    assert_eq!(pages, 3);
+    assert!(groups[1..].iter().all(|g| g["is_default"] == 0));
+    let one = kb("list_group", json!({"group_id": ids[2]})).await;
+    assert_eq!(one["group_list"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["group_list"][0]["name"], "物流");
+
+    let deleted = kb("del_group", json!({"group_id": ids[0]})).await;
+    assert_eq!(deleted["errcode"], 0, "{deleted}");
+    let (groups, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_group",
+        "group_list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(groups.len(), 4);
+    assert!(groups.iter().all(|g| g["group_id"] != json!(ids[0])));
+
+    let default_id = default["group_id"].clone();
+    let refusals = [
+        ("add_group", json!({"name": "咨询"}), "a name in use"),
+        (
+            "add_group",
+            json!({"name": "一二三四五六七八九十一二三"}),
+            "13 characters",
+        ),
+        ("add_group", json!({"name": ""}), "empty"),
+        ("add_group", json!({}), "no name"),
+        (
+            "mod_group",
+            json!({"group_id": ids[2], "name": "咨询"}),
+            "another's name",
+        ),
+        (
+            "mod_group",
+            json!({"group_id": "SIMKBG_NOPE", "name": "x"}),
+            "unknown group",
+        ),
+        ("del_group", json!({"group_id": ids[0]}), "deleted already"),
+        (
+            "del_group",
+            json!({"group_id": default_id}),
+            "the default group",
+        ),
+        ("list_group", json!({"limit": 0}), "limit 0"),
+        ("list_group", json!({"limit": 1001}), "limit 1001"),
+        (
+            "list_group",
+            json!({"cursor": "garbage"}),
+            "a cursor it never gave",
+        ),
+        (
+            "list_group",
+            json!({"group_id": "SIMKBG_NOPE"}),
+            "unknown group",
+        ),
+    ];
+    for (endpoint, body, why) in refusals {
+        let answer = kb(endpoint, body.clone()).await;
+        assert_eq!(
+            answer["errcode"], 40058,
+            "{why}: {endpoint} {body}: {answer}"
+        );
+    }
+    // Twelve characters are fine, and a group keeps its own name.
+    let twelve = kb("add_group", json!({"name": "一二三四五六七八九十一二"})).await;
+    assert_eq!(twelve["errcode"], 0, "{twelve}");
+    let same = kb("mod_group", json!({"group_id": ids[2], "name": "物流"})).await;
+    assert_eq!(same["errcode"], 0, "{same}");
+}
+
+#[tokio::test]
+async fn knowledge_intents_hold_a_question_similar_questions_and_an_answer() {
+    let (sim, client) = setup().await;
+    let kb = |endpoint: &'static str, body: Value| {
+        let (sim, client) = (sim.clone(), client.clone());
+        async move { raw_kf(&sim, &client, &format!("knowledge/{endpoint}"), body).await }
+    };
+    let group = kb("add_group", json!({"name": "物流"})).await["group_id"].clone();
+    let other = kb("add_group", json!({"name": "其他"})).await["group_id"].clone();
+    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let image = client
+        .upload_image(wecom_kf::Upload::from_bytes("faq.png", png.to_vec()))
+        .await
+        .expect("upload")
+        .media_id;
+    let text = |s: &str| json!({"text": {"content": s}});
+    let answer = json!([{
+        "text": {"content": "下单后48小时内发货。"},
+        "attachments": [
+            {"msgtype": "image", "image": {"media_id": image}},
+            {"msgtype": "link", "link": {"title": "物流查询", "url": "https://example.com/track", "desc": "点此查看"}},
+        ],
+    }]);
+    let added = kb(
+        "add_intent",
+        json!({
+            "group_id": group, "question": text("什么时候发货？"),
+            "similar_questions": {"items": [text("多久发货"), text("发货时间")]},
+            "answers": answer,
+        }),
+    )
+    .await;
+    assert_eq!(added["errcode"], 0, "{added}");
+    let intent = added["intent_id"].clone();
+    let plain = kb(
+        "add_intent",
+        json!({"group_id": other, "question": text("在吗"), "answers": [{"text": {"content": "在的"}}]}),
+    )
+    .await;
+    assert_eq!(plain["errcode"], 0, "{plain}");
+
+    let listed = kb("list_intent", json!({"group_id": group})).await;
+    assert_eq!(
+        listed["intent_list"],
+        json!([{
+            "group_id": group, "intent_id": intent,
+            "question": text("什么时候发货？"),
+            "similar_questions": {"items": [text("多久发货"), text("发货时间")]},
+            "answers": [{
+                "text": {"content": "下单后48小时内发货。"},
+                "attachments": [
+                    {"msgtype": "image", "image": {"name": "faq.png"}},
+                    {"msgtype": "link", "link": {"title": "物流查询", "url": "https://example.com/track", "desc": "点此查看"}},
+                ],
+            }],
+        }]),
+        "{listed}"
+    );
+    let (all, pages) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({"limit": 1}),
+    )
+    .await;
+    assert_eq!((all.len(), pages), (2, 2));
+
+    // A change replaces only what it gives.
+    let changed = kb(
+        "mod_intent",
+        json!({"intent_id": intent, "question": text("几天发货？")}),
+    )
+    .await;
+    assert_eq!(changed["errcode"], 0, "{changed}");
+    let one = kb("list_intent", json!({"intent_id": intent})).await;
+    let one = &one["intent_list"][0];
+    assert_eq!(one["question"], text("几天发货？"));
+    assert_eq!(
+        one["similar_questions"]["items"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        one["answers"][0]["attachments"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let cleared = kb(
+        "mod_intent",
+        json!({"intent_id": intent, "similar_questions": {"items": []}, "answers": [{"text": {"content": "三天内"}}]}),
+    )
+    .await;
+    assert_eq!(cleared["errcode"], 0, "{cleared}");
+    let one = kb("list_intent", json!({"intent_id": intent})).await;
+    let one = &one["intent_list"][0];
+    assert_eq!(one["similar_questions"], json!({"items": []}));
+    assert_eq!(
+        one["answers"],
+        json!([{"text": {"content": "三天内"}, "attachments": []}])
+    );
+
+    let question = text("问题");
+    let refusals = [
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "image", "image": {"media_id": "SIMMEDIA_NOPE"}}]}]}),
+            40007,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}}, {"text": {"content": "b"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": []}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": text(&"问".repeat(201)), "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": "SIMKBG_NOPE", "question": question, "answers": [{"text": {"content": "a"}}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "voice", "voice": {"media_id": image}}]}]}),
+            40058,
+        ),
+        (
+            json!({"group_id": group, "question": question, "answers": [{"text": {"content": "a"}, "attachments": [{"msgtype": "link", "link": {"title": "t", "url": "ftp://x"}}]}]}),
+            40058,
+        ),
+    ];
+    for (body, code) in refusals {
+        let answer = kb("add_intent", body.clone()).await;
+        assert_eq!(answer["errcode"], code, "{body}: {answer}");
+    }
+    let (all, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(all.len(), 2, "nothing refused was kept");
+
+    // Deleting an intent, then a group with the other one in it.
+    let deleted = kb("del_intent", json!({"intent_id": intent})).await;
+    assert_eq!(deleted["errcode"], 0, "{deleted}");
+    assert_eq!(
+        kb("del_intent", json!({"intent_id": intent})).await["errcode"],
+        40058
+    );
+    assert_eq!(
+        kb(
+            "mod_intent",
+            json!({"intent_id": intent, "question": question})
+        )
+        .await["errcode"],
+        40058
+    );
+    assert_eq!(
+        kb("del_group", json!({"group_id": other})).await["errcode"],
+        0
+    );
+    let (all, _) = list_all(
+        &sim,
+        &client,
+        "knowledge/list_intent",
+        "intent_list",
+        json!({}),
+    )
+    .await;
+    assert!(all.is_empty(), "the group's intents went with it: {all:?}");
 }

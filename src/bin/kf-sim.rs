@@ -7,8 +7,14 @@
 //! ```
 //!
 //! With a callback URL (and the callback's token and 43-character EncodingAESKey, as set in
-//! the admin console), every customer message is POSTed there as an encrypted
-//! `kf_msg_or_event` callback, and retried if not answered within 5 s, as WeCom does.
+//! the admin console), every item logged for `sync_msg` (customer messages and media,
+//! servicers' events, send failures) is POSTed there as an encrypted `kf_msg_or_event`
+//! callback, and retried if not answered within 5 s, as WeCom does.
+//!
+//! `--untokened-sync-per-minute N` sets how many `sync_msg` calls without a callback token
+//! an account takes per minute before 45009; `--route-new-sessions` hands new
+//! conversations to receiving servicers, as WeCom's own routing does. The control API is
+//! described in the `wecom_kf::sim` module docs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +22,8 @@ use std::time::Duration;
 use wecom_kf::sim::{MAX_SPAN, SimCallback, SimConfig, Simulator};
 
 const USAGE: &str = "usage: kf-sim [--port N] [--corp-id ID] [--secret S] [--open-kfid ID]... [--token-lifetime SECONDS]
-              [--callback-url URL --callback-token TOKEN --callback-aes-key KEY]";
+              [--callback-url URL --callback-token TOKEN --callback-aes-key KEY]
+              [--untokened-sync-per-minute N] [--route-new-sessions]";
 
 fn parse_args() -> Result<(SimConfig, u16), String> {
     let mut config = SimConfig::default();
@@ -46,6 +53,12 @@ fn parse_args() -> Result<(SimConfig, u16), String> {
                 }
                 config.token_lifetime = Duration::from_secs(secs);
             }
+            "--untokened-sync-per-minute" => {
+                config.untokened_sync_per_minute = value()?
+                    .parse()
+                    .map_err(|e| format!("--untokened-sync-per-minute: {e}"))?;
+            }
+            "--route-new-sessions" => config.route_new_sessions = true,
             "--callback-url" => callback_url = Some(value()?),
             "--callback-token" => callback_token = Some(value()?),
             "--callback-aes-key" => callback_key = Some(value()?),
@@ -88,10 +101,10 @@ async fn main() {
     println!("  corp id   {}", sim.corp_id());
     println!("  secret    {}", sim.secret());
     println!("  open_kfid {}", sim.open_kfid());
-    println!("control API: POST /sim/customer/enter, /sim/customer/message, /sim/servicer/take,");
-    println!(
-        "  /sim/session/end, /sim/clock/advance, /sim/faults, /sim/tokens/revoke; GET /sim/sent"
-    );
+    println!("control API: POST /sim/customer/enter, /sim/customer/link, /sim/customer/message,");
+    println!("  /sim/customer/media, /sim/customer/refuse, /sim/media, /sim/push,");
+    println!("  /sim/servicer/take, /sim/servicer/status, /sim/session/end, /sim/clock/advance,");
+    println!("  /sim/faults, /sim/tokens/revoke; GET /sim/sent");
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -21,7 +21,7 @@ impl Refusal {
     }
 }
 
-fn invalid(what: impl std::fmt::Display) -> Refusal {
+pub(super) fn invalid(what: impl std::fmt::Display) -> Refusal {
     Refusal::new(40058, format!("invalid parameter: {what}"))
 }
 
@@ -30,6 +30,8 @@ pub struct SyncRequest {
     pub cursor: Option<String>,
     pub token: Option<String>,
     pub limit: usize,
+    /// `voice_format: 1`: voice as SILK instead of AMR.
+    pub silk: bool,
 }
 
 /// A message to send, from `send_msg` (touser + open_kfid) or `send_msg_on_event` (code).
@@ -42,7 +44,7 @@ pub struct Outgoing {
     pub payload: Value,
 }
 
-fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
+pub(super) fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -50,14 +52,14 @@ fn string<'a>(body: &'a Value, key: &str) -> Result<Option<&'a str>, Refusal> {
     }
 }
 
-fn required<'a>(body: &'a Value, key: &str) -> Result<&'a str, Refusal> {
+pub(super) fn required<'a>(body: &'a Value, key: &str) -> Result<&'a str, Refusal> {
     match string(body, key)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(invalid(format_args!("missing `{key}`"))),
     }
 }
 
-fn at_most(value: &str, key: &str, bytes: usize) -> Result<(), Refusal> {
+pub(super) fn at_most(value: &str, key: &str, bytes: usize) -> Result<(), Refusal> {
     if value.len() > bytes {
         return Err(invalid(format_args!("`{key}` is over {bytes} bytes")));
     }
@@ -81,16 +83,36 @@ pub fn sync_request(body: &Value) -> Result<SyncRequest, Refusal> {
             _ => return Err(invalid("`limit` must be 1 to 1000")),
         },
     };
-    if let Some(format) = body.get("voice_format")
-        && !matches!(format.as_u64(), Some(0 | 1))
-    {
-        return Err(invalid("`voice_format` must be 0 or 1"));
-    }
+    let silk = match body.get("voice_format") {
+        None | Some(Value::Null) => false,
+        Some(format) => match format.as_u64() {
+            Some(0) => false,
+            Some(1) => true,
+            _ => return Err(invalid("`voice_format` must be 0 or 1")),
+        },
+    };
     Ok(SyncRequest {
         open_kfid,
         cursor,
         token,
         limit,
+        silk,
+    })
+}
+
+/// `kf/recall_msg`.
+pub struct Recall {
+    pub open_kfid: String,
+    pub msgid: String,
+}
+
+pub fn recall_request(body: &Value) -> Result<Recall, Refusal> {
+    let open_kfid = open_kfid(body)?;
+    let msgid = required(body, "msgid")?;
+    at_most(msgid, "msgid", 64)?;
+    Ok(Recall {
+        open_kfid,
+        msgid: msgid.to_owned(),
     })
 }
 
@@ -238,7 +260,7 @@ fn check_menu(menu: &Value) -> Result<(), Refusal> {
 
 // -- the management endpoints (kf-api.md §9) --------------------------------------------
 
-fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
+pub(super) fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -516,4 +538,38 @@ pub fn upgrade_service(body: &Value) -> Result<Upgrade, Refusal> {
         }
     };
     Ok(Upgrade { session, offer })
+}
+
+/// `kf/get_corp_statistic` and `kf/get_servicer_statistic`: the account (optional: the
+/// whole corp without it), the servicer (servicer statistics only) and the days.
+pub struct StatisticQuery {
+    pub open_kfid: Option<String>,
+    pub servicer_userid: Option<String>,
+    pub start_time: u64,
+    pub end_time: u64,
+}
+
+pub fn statistic_query(body: &Value, with_servicer: bool) -> Result<StatisticQuery, Refusal> {
+    let open_kfid = match string(body, "open_kfid")?.filter(|s| !s.is_empty()) {
+        Some(open_kfid) => {
+            at_most(open_kfid, "open_kfid", 64)?;
+            Some(open_kfid.to_owned())
+        }
+        None => None,
+    };
+    let servicer_userid = if with_servicer {
+        string(body, "servicer_userid")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let time =
+        |key: &str| number(body, key)?.ok_or_else(|| invalid(format_args!("missing `{key}`")));
+    Ok(StatisticQuery {
+        open_kfid,
+        servicer_userid,
+        start_time: time("start_time")?,
+        end_time: time("end_time")?,
+    })
 }

@@ -13,10 +13,12 @@ use super::SimConfig;
 use super::body::{self, Refusal, UpgradeOffer};
 
 mod admin;
+mod knowledge;
 mod media;
+mod stats;
 
 pub use admin::GET_ENDPOINTS;
-pub use media::UploadedMedia;
+pub use media::{CustomerMedia, MAX_MEDIA_BYTES, MediaFile, MediaKind, NewMedia, UploadedMedia};
 
 /// How long things last on the real server (kf-api.md §1.2, §2, §5, §6.2, §7.2).
 pub const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -25,6 +27,11 @@ pub const SEND_WINDOW: Duration = Duration::from_secs(48 * 3600);
 pub const SENDS_PER_CUSTOMER_MESSAGE: u32 = 5;
 pub const SHORT_CODE_LIFETIME: Duration = Duration::from_secs(20);
 pub const LONG_CODE_LIFETIME: Duration = Duration::from_secs(48 * 3600);
+/// How long after sending the bot may recall a message: 2 minutes, as one source says
+/// (kf-api.md §9.10, unconfirmed). The simulator's assumption.
+pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
+/// The window [`SimConfig::untokened_sync_per_minute`](super::SimConfig) counts in.
+const UNTOKENED_WINDOW: Duration = Duration::from_secs(60);
 
 /// The farthest the virtual clock may be moved, and the longest token lifetime: a hundred
 /// years, far past any test, and far from where `Duration` arithmetic overflows.
@@ -41,6 +48,9 @@ pub enum Fault {
     Delay(Duration),
     /// Drop the connection after the headers, before the body.
     Hangup,
+    /// Send the headers and this many bytes of the body, then drop the connection: a
+    /// download cut short, for testing resume from an offset.
+    HangupAfter(u64),
 }
 
 /// A message the bot sent and the simulator accepted.
@@ -56,6 +66,8 @@ pub struct SentMessage {
     /// `send_msg` or `send_msg_on_event`.
     pub via: &'static str,
     pub send_time: u64,
+    /// When `recall_msg` took it back (Unix seconds). It still counted toward the 5.
+    pub recalled_at: Option<u64>,
 }
 
 /// What produced a one-time event code, which decides how long it lasts and what it
@@ -118,14 +130,20 @@ struct Session {
     pickup_code_given: bool,
     /// The pending `upgrade_service` offer.
     upgrade: Option<UpgradeOffer>,
+    /// Whether the customer wrote in this conversation yet.
+    customer_wrote: bool,
+    /// Which conversation this is, for the statistics: an ended session that reopens
+    /// starts a new one.
+    conversation: u64,
 }
 
 impl Session {
     /// The customer comes back to an ended session: a new conversation starts, unhandled.
-    fn reopen(&mut self) {
+    fn reopen(&mut self, conversation: u64) {
         *self = Session {
             last_customer_message: self.last_customer_message,
             sent_since: self.sent_since,
+            conversation,
             ..Session::default()
         };
     }
@@ -155,6 +173,13 @@ struct Account {
     sessions: HashMap<String, Session>,
     callback_tokens: Vec<(String, Duration)>,
     msgids: HashSet<String>,
+    /// Customers who refuse this account's messages: sends to them are accepted and then
+    /// fail with a `msg_send_fail` event (fail_type 10).
+    refusing: HashSet<String>,
+    /// When the `sync_msg` calls without a token of the last minute came, oldest first.
+    untokened_syncs: VecDeque<Duration>,
+    /// Whose turn it is to get the next routed session, among the receiving servicers.
+    next_route: usize,
 }
 
 impl Account {
@@ -170,6 +195,9 @@ impl Account {
             sessions: HashMap::new(),
             callback_tokens: Vec::new(),
             msgids: HashSet::new(),
+            refusing: HashSet::new(),
+            untokened_syncs: VecDeque::new(),
+            next_route: 0,
         }
     }
 }
@@ -223,12 +251,28 @@ pub struct World {
     wechat_channels_binding: bool,
     upgrade_service: super::SimUpgradeService,
     codes: HashMap<String, EventCode>,
-    sent: Vec<SentMessage>,
+    /// Every accepted message, with when it was accepted to the nanosecond (for the
+    /// recall window, which whole seconds would blur).
+    sent: Vec<(SentMessage, Duration)>,
     media: Vec<media::UploadedMedia>,
+    /// Every file `media/get` can serve, by `media_id`.
+    media_store: HashMap<String, media::StoredMedia>,
+    /// The SILK encoding's `media_id` of each customer voice message, by its AMR one.
+    silk_of: HashMap<String, String>,
+    /// Conversations started so far: the last one's number.
+    conversations: u64,
+    /// What the statistics count, oldest first.
+    journal: Vec<stats::Record>,
+    knowledge: knowledge::Knowledge,
+    /// Callbacks to send, one per logged item: the account and the callback token. The
+    /// simulator takes them out after each call into the world.
+    outbox: Vec<(String, String)>,
     /// Per path, the faults to inject in order, each with how many requests it has left.
     faults: HashMap<String, VecDeque<(Fault, usize)>>,
     gettoken_calls: usize,
     sync_msg_calls: usize,
+    untokened_sync_per_minute: u32,
+    route_new_sessions: bool,
 }
 
 /// An answer of the API: the JSON body (with `errcode`).
@@ -279,9 +323,17 @@ impl World {
             codes: HashMap::new(),
             sent: Vec::new(),
             media: Vec::new(),
+            media_store: HashMap::new(),
+            silk_of: HashMap::new(),
+            conversations: 0,
+            journal: Vec::new(),
+            knowledge: knowledge::Knowledge::default(),
+            outbox: Vec::new(),
             faults: HashMap::new(),
             gettoken_calls: 0,
             sync_msg_calls: 0,
+            untokened_sync_per_minute: config.untokened_sync_per_minute,
+            route_new_sessions: config.route_new_sessions,
         }
     }
 
@@ -422,10 +474,68 @@ impl World {
             .ok_or_else(|| Refusal::new(95004, "open_kfid not exist"))
     }
 
-    fn log(&mut self, open_kfid: &str, item: Value) -> Result<(), Refusal> {
+    /// Appends `item` to an account's log and queues the `kf_msg_or_event` callback WeCom
+    /// sends for every item; returns the callback's token. Tokens older than their
+    /// 10 minutes are dropped here, the newest one kept.
+    fn log(&mut self, open_kfid: &str, item: Value) -> Result<String, Refusal> {
         let now = self.now();
-        self.account(open_kfid)?.log.push((now, item));
-        Ok(())
+        let token = self.next_id("SIMCB");
+        let account = self.account(open_kfid)?;
+        account.log.push((now, item));
+        account
+            .callback_tokens
+            .retain(|(_, issued)| now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME);
+        account.callback_tokens.push((token.clone(), now));
+        self.outbox.push((open_kfid.to_owned(), token.clone()));
+        Ok(token)
+    }
+
+    /// The callbacks queued since the last call: account and token.
+    pub fn take_outbox(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// The customer's session with the account, created as a new conversation if there is
+    /// none, and reopened as one when `reopen` and it ended.
+    fn session_at(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        reopen: bool,
+    ) -> Result<&mut Session, Refusal> {
+        let fresh = self.conversations.saturating_add(1);
+        let account = self
+            .accounts
+            .get_mut(open_kfid)
+            .ok_or_else(|| Refusal::new(95004, "open_kfid not exist"))?;
+        let mut started = false;
+        let session = account
+            .sessions
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| {
+                started = true;
+                Session {
+                    conversation: fresh,
+                    ..Session::default()
+                }
+            });
+        if reopen && session.state == 4 {
+            session.reopen(fresh);
+            started = true;
+        }
+        if started {
+            self.conversations = fresh;
+        }
+        Ok(session)
+    }
+
+    /// The session a customer's action lands in: an ended one reopens.
+    fn live_session(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+    ) -> Result<&mut Session, Refusal> {
+        self.session_at(open_kfid, external_userid, true)
     }
 
     /// A customer opens the chat. Returns the `welcome_code` when a welcome may be sent
@@ -439,19 +549,10 @@ impl World {
         scene_param: &str,
     ) -> Result<(Option<String>, String), Refusal> {
         let now = self.now();
-        let token = self.next_id("SIMCB");
-        let account = self.account(open_kfid)?;
-        account.callback_tokens.push((token.clone(), now));
-        let session = account
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
+        let session = self.live_session(open_kfid, external_userid)?;
         let recently = session
             .last_customer_message
             .is_some_and(|t| now.saturating_sub(t) < SEND_WINDOW);
-        if session.state == 4 {
-            session.reopen();
-        }
         self.customers
             .entry(external_userid.to_owned())
             .or_insert_with(|| Customer::new(external_userid))
@@ -467,7 +568,7 @@ impl World {
             event["welcome_code"] = json!(code);
         }
         let item = json!({"msgid": msgid, "send_time": now.as_secs(), "origin": 4, "msgtype": "event", "event": event});
-        self.log(open_kfid, item)?;
+        let token = self.log(open_kfid, item)?;
         Ok((code, token))
     }
 
@@ -496,38 +597,77 @@ impl World {
         content: &str,
         menu_id: Option<&str>,
     ) -> Result<(String, String), Refusal> {
-        let now = self.now();
-        let msgid = self.next_id("SIMMSG");
-        let token = self.next_id("SIMCB");
-        let account = self.account(open_kfid)?;
-        let session = account
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
-        if session.state == 4 {
-            session.reopen();
-        }
-        session.last_customer_message = Some(now);
-        session.sent_since = 0;
-        account.callback_tokens.push((token.clone(), now));
-        self.customers
-            .entry(external_userid.to_owned())
-            .or_insert_with(|| Customer::new(external_userid))
-            .wrote = true;
         let mut text = json!({"content": content});
         if let Some(menu_id) = menu_id {
             text["menu_id"] = json!(menu_id);
         }
+        self.customer_item(open_kfid, external_userid, "text", text)
+    }
+
+    /// Logs a customer's message of `msgtype` with `payload` under that key (origin 3):
+    /// a new 48-hour window with 5 sends. Returns the msgid and the callback token.
+    fn customer_item(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        msgtype: &str,
+        payload: Value,
+    ) -> Result<(String, String), Refusal> {
+        let now = self.now();
+        let msgid = self.next_id("SIMMSG");
+        let session = self.live_session(open_kfid, external_userid)?;
+        let starts = !session.customer_wrote && session.state == 0;
+        session.customer_wrote = true;
+        session.last_customer_message = Some(now);
+        session.sent_since = 0;
+        let conversation = session.conversation;
+        let servicer = session.servicer.clone().filter(|_| session.state == 3);
+        self.customers
+            .entry(external_userid.to_owned())
+            .or_insert_with(|| Customer::new(external_userid))
+            .wrote = true;
         let item = json!({
             "msgid": msgid, "open_kfid": open_kfid, "external_userid": external_userid,
-            "send_time": now.as_secs(), "origin": 3, "msgtype": "text", "text": text,
+            "send_time": now.as_secs(), "origin": 3, "msgtype": msgtype, msgtype: payload,
         });
-        self.log(open_kfid, item)?;
+        let token = self.log(open_kfid, item)?;
+        let message = stats::Traffic::CustomerMessage { servicer };
+        self.record(open_kfid, external_userid, conversation, message);
+        if starts && self.route_new_sessions {
+            self.route(open_kfid, external_userid)?;
+        }
         Ok((msgid, token))
     }
 
-    /// Adds any item to an account's log as is (an unknown type, say).
-    pub fn push_raw(&mut self, open_kfid: &str, item: Value) -> Result<(), Refusal> {
+    /// WeCom's routing ([`SimConfig::route_new_sessions`](super::SimConfig)): a new
+    /// conversation goes to the next receiving servicer, if any, as a pickup.
+    fn route(&mut self, open_kfid: &str, external_userid: &str) -> Result<(), Refusal> {
+        let account = self.account(open_kfid)?;
+        let receiving: Vec<&String> = account
+            .servicers
+            .iter()
+            .filter(|(_, availability)| *availability == ServicerAvailability::Receiving)
+            .map(|(userid, _)| userid)
+            .collect();
+        let Some(&servicer) = receiving.get(account.next_route % receiving.len().max(1)) else {
+            return Ok(());
+        };
+        let servicer = servicer.clone();
+        account.next_route = account.next_route.wrapping_add(1);
+        self.change_session(
+            open_kfid,
+            external_userid,
+            3,
+            1,
+            &servicer,
+            CodeKind::Pickup,
+        )
+        .map(drop)
+    }
+
+    /// Adds any item to an account's log as is (an unknown type, say); returns the token
+    /// of the callback it triggers.
+    pub fn push_raw(&mut self, open_kfid: &str, item: Value) -> Result<String, Refusal> {
         self.log(open_kfid, item)
     }
 
@@ -551,6 +691,8 @@ impl World {
         self.change_session(open_kfid, external_userid, 4, 3, servicer, CodeKind::End)
     }
 
+    /// A servicer changes the session in the WeCom app: the state, a one-time code, and
+    /// the `session_status_change` event (with its callback) that only such changes log.
     fn change_session(
         &mut self,
         open_kfid: &str,
@@ -561,11 +703,8 @@ impl World {
         kind: CodeKind,
     ) -> Result<String, Refusal> {
         let now = self.now();
-        let session = self
-            .account(open_kfid)?
-            .sessions
-            .entry(external_userid.to_owned())
-            .or_default();
+        let session = self.session_at(open_kfid, external_userid, false)?;
+        let (from, conversation) = (session.state, session.conversation);
         session.state = state;
         if state == 3 {
             session.servicer = Some(servicer.to_owned());
@@ -573,6 +712,14 @@ impl World {
         } else {
             session.servicer = None;
         }
+        let change = (from, state);
+        self.record_state(
+            open_kfid,
+            external_userid,
+            conversation,
+            change,
+            Some(servicer),
+        );
         let code = self.issue_code(open_kfid, external_userid, kind);
         let servicer_key = if state == 3 {
             "new_servicer_userid"
@@ -600,8 +747,11 @@ impl World {
             .map(|(t, _)| t.clone())
     }
 
-    pub fn sent(&self) -> &[SentMessage] {
-        &self.sent
+    pub fn sent(&self) -> Vec<SentMessage> {
+        self.sent
+            .iter()
+            .map(|(message, _)| message.clone())
+            .collect()
     }
 
     // -- the API ---------------------------------------------------------------------
@@ -614,17 +764,40 @@ impl World {
             Err(refusal) => return refused(refusal),
         };
         let now = self.now();
-        let Some(account) = self.accounts.get(&request.open_kfid) else {
+        let limit = self.untokened_sync_per_minute;
+        let Some(account) = self.accounts.get_mut(&request.open_kfid) else {
             return refused(Refusal::new(95000, "invalid open_kfid"));
         };
-        if let Some(token) = &request.token {
-            let valid = account.callback_tokens.iter().any(|(t, issued)| {
-                t == token && now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME
-            });
-            if !valid {
-                return refused(Refusal::new(95007, "invalid msg token"));
+        match &request.token {
+            Some(token) => {
+                let valid = account.callback_tokens.iter().any(|(t, issued)| {
+                    t == token && now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME
+                });
+                if !valid {
+                    return refused(Refusal::new(95007, "invalid msg token"));
+                }
+            }
+            None => {
+                let calls = &mut account.untokened_syncs;
+                while calls
+                    .front()
+                    .is_some_and(|at| now.saturating_sub(*at) >= UNTOKENED_WINDOW)
+                {
+                    calls.pop_front();
+                }
+                if calls.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                    return refused(Refusal::new(
+                        45009,
+                        format!(
+                            "api freq out of limit: at most {limit} sync_msg calls without \
+                             a token per minute"
+                        ),
+                    ));
+                }
+                calls.push_back(now);
             }
         }
+        let account = &*account;
         let start = match &request.cursor {
             None => 0,
             Some(cursor) => match decode_cursor(cursor) {
@@ -642,7 +815,10 @@ impl World {
         let page: Vec<&(usize, &Value)> = kept.iter().take(request.limit).collect();
         let end = page.last().map_or(start, |(i, _)| i + 1);
         let has_more = kept.len() > page.len();
-        let msg_list: Vec<Value> = page.iter().map(|(_, item)| (*item).clone()).collect();
+        let mut msg_list: Vec<Value> = page.iter().map(|(_, item)| (*item).clone()).collect();
+        if request.silk {
+            self.as_silk(&mut msg_list);
+        }
         ok(json!({
             "next_cursor": encode_cursor(end),
             "has_more": u32::from(has_more),
@@ -684,6 +860,9 @@ impl World {
         session.sent_since += 1;
         if session.state == 0 {
             session.state = 1;
+            let conversation = session.conversation;
+            let touser = message.touser.clone();
+            self.record_state(&open_kfid, &touser, conversation, (0, 1), None);
         }
         self.accept(message, open_kfid, "send_msg")
     }
@@ -751,8 +930,23 @@ impl World {
         if let Some(account) = self.accounts.get_mut(&open_kfid) {
             account.msgids.insert(msgid.clone());
         }
-        let send_time = self.now().as_secs();
-        self.sent.push(SentMessage {
+        let now = self.now();
+        let send_time = now.as_secs();
+        let refused = self
+            .accounts
+            .get(&open_kfid)
+            .is_some_and(|a| a.refusing.contains(&message.touser));
+        if refused {
+            let event = json!({
+                "event_type": "msg_send_fail", "open_kfid": open_kfid,
+                "external_userid": message.touser, "fail_msgid": msgid, "fail_type": 10,
+            });
+            let event_id = self.next_id("SIMEVT");
+            let item = json!({"msgid": event_id, "send_time": send_time, "origin": 4, "msgtype": "event", "event": event});
+            // The account exists: the message was just accepted for it.
+            let _ = self.log(&open_kfid, item);
+        }
+        let sent = SentMessage {
             open_kfid,
             touser: message.touser,
             msgid: msgid.clone(),
@@ -760,8 +954,65 @@ impl World {
             payload: message.payload,
             via,
             send_time,
-        });
+            recalled_at: None,
+        };
+        self.sent.push((sent, now));
         ok(json!({"msgid": msgid}))
+    }
+
+    /// `POST kf/recall_msg`: takes back a message the bot sent through the API within
+    /// [`RECALL_WINDOW`]. The customer's side logs nothing for `sync_msg`, and the message
+    /// still counts toward the 5. WeCom's codes for a wrong or late recall are unknown:
+    /// the simulator answers 40058 for both (an unknown msgid, one recalled already, one
+    /// older than 2 minutes), each with its own `errmsg`.
+    pub fn recall_msg(&mut self, body: &Value) -> Answer {
+        let recall = match body::recall_request(body) {
+            Ok(recall) => recall,
+            Err(refusal) => return refused(refusal),
+        };
+        let now = self.now();
+        if !self.accounts.contains_key(&recall.open_kfid) {
+            return refused(Refusal::new(95000, "invalid open_kfid"));
+        }
+        let Some((message, sent_at)) = self
+            .sent
+            .iter_mut()
+            .rev()
+            .find(|(m, _)| m.open_kfid == recall.open_kfid && m.msgid == recall.msgid)
+        else {
+            return refused(Refusal::new(
+                40058,
+                "invalid msgid: no message this account sent through the API",
+            ));
+        };
+        if message.recalled_at.is_some() {
+            return refused(Refusal::new(40058, "invalid msgid: already recalled"));
+        }
+        if now.saturating_sub(*sent_at) > RECALL_WINDOW {
+            return refused(Refusal::new(
+                40058,
+                "recall time limit: sent more than 2 minutes ago",
+            ));
+        }
+        message.recalled_at = Some(now.as_secs());
+        ok(json!({}))
+    }
+
+    /// A customer starts (or stops) refusing an account's messages: from then on sends
+    /// to them are accepted and each logs `msg_send_fail` with `fail_type` 10.
+    pub fn customer_refuses(
+        &mut self,
+        open_kfid: &str,
+        external_userid: &str,
+        refuses: bool,
+    ) -> Result<(), Refusal> {
+        let account = self.account(open_kfid)?;
+        if refuses {
+            account.refusing.insert(external_userid.to_owned());
+        } else {
+            account.refusing.remove(external_userid);
+        }
+        Ok(())
     }
 }
 

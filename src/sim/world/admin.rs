@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::stats::Traffic;
 use super::{
     Account, Answer, CodeKind, Customer, ServicerAvailability, Session, World, avatar_url, ok,
     refused,
@@ -76,7 +77,12 @@ impl World {
             "customer/get_upgrade_service_config" => Ok(self.upgrade_service_config()),
             "customer/upgrade_service" => self.upgrade_service(request),
             "customer/cancel_upgrade_service" => self.cancel_upgrade_service(request),
-            _ => return None,
+            "get_corp_statistic" => self.get_corp_statistic(request),
+            "get_servicer_statistic" => self.get_servicer_statistic(request),
+            _ => match endpoint.strip_prefix("knowledge/") {
+                Some(endpoint) => self.knowledge(endpoint, request)?,
+                None => return None,
+            },
         };
         Some(match result {
             Ok(fields) => ok(fields),
@@ -300,7 +306,7 @@ impl World {
         let msgid = self.next_id("SIMEVT");
         let now = self.now().as_secs();
         let item = json!({"msgid": msgid, "send_time": now, "origin": 4, "msgtype": "event", "event": event});
-        self.log(open_kfid, item)
+        self.log(open_kfid, item).map(drop)
     }
 
     // -- session states --------------------------------------------------------------
@@ -364,13 +370,26 @@ impl World {
             4 => Some(CodeKind::End),
             _ => None,
         };
+        let (from, conversation) = (session.state, session.conversation);
         session.state = change.state;
         session.servicer = if change.state == 3 {
-            change.servicer_userid
+            change.servicer_userid.clone()
         } else {
             None
         };
         let at = change.session;
+        let servicer = change
+            .servicer_userid
+            .as_deref()
+            .filter(|_| change.state == 3);
+        let states = (from, change.state);
+        self.record_state(
+            &at.open_kfid,
+            &at.external_userid,
+            conversation,
+            states,
+            servicer,
+        );
         Ok(match kind {
             Some(kind) => {
                 let code = self.issue_code(&at.open_kfid, &at.external_userid, kind);
@@ -445,7 +464,13 @@ impl World {
                 "userid or chat_id not in upgrade service range",
             ));
         }
+        let servicer = session.servicer.clone().filter(|_| session.state == 3);
+        let conversation = session.conversation;
+        let member = matches!(upgrade.offer, UpgradeOffer::Member { .. });
         session.upgrade = Some(upgrade.offer);
+        let at = upgrade.session;
+        let offered = Traffic::Upgrade { servicer, member };
+        self.record(&at.open_kfid, &at.external_userid, conversation, offered);
         Ok(json!({}))
     }
 
