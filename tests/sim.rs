@@ -297,7 +297,7 @@ async fn event_codes_are_single_use_and_expire() {
         .expect("first use");
     assert_eq!(
         code_of(client.send_text_on_event(&code, "again").await),
-        ErrCode::InvalidParameter
+        ErrCode::EventCodeUsedOrExpired
     );
     let late = sim
         .customer_enters(&kf, "wmBOB")
@@ -306,7 +306,7 @@ async fn event_codes_are_single_use_and_expire() {
     sim.advance(Duration::from_secs(21));
     assert_eq!(
         code_of(client.send_text_on_event(&late, "late").await),
-        ErrCode::InvalidParameter
+        ErrCode::EventCodeUsedOrExpired
     );
     // A customer who wrote within 48 hours gets no welcome code.
     sim.customer_says(&kf, "wmCAROL", "hi").expect("customer");
@@ -367,7 +367,7 @@ async fn bodies_the_client_would_never_send_are_refused_like_the_server_does() {
     client.send_msg_raw(with_id.clone()).await.expect("first");
     assert_eq!(
         code_of(client.send_msg_raw(with_id).await),
-        ErrCode::InvalidParameter
+        ErrCode::DuplicateMsgid
     );
     // sync_msg's own checks.
     assert_eq!(
@@ -376,7 +376,7 @@ async fn bodies_the_client_would_never_send_are_refused_like_the_server_does() {
     );
     assert_eq!(
         code_of(client.sync_msg(&kf).cursor("garbage").await),
-        ErrCode::InvalidParameter
+        ErrCode::InvalidCursor
     );
 }
 
@@ -987,7 +987,7 @@ async fn account_del_removes_the_account_and_its_codes() {
     );
     assert_eq!(
         code_of(client.send_text_on_event(&welcome, "欢迎").await),
-        ErrCode::InvalidParameter,
+        ErrCode::EventCodeUsedOrExpired,
         "the account's codes went with it"
     );
 }
@@ -1903,7 +1903,7 @@ async fn send_msg_on_event_refuses_a_msgid_already_used() {
                 .msgid("welcome-1")
                 .await
         ),
-        ErrCode::InvalidParameter
+        ErrCode::DuplicateMsgid
     );
     // The refusal was the msgid's: the code is still good for a message with a new one.
     client
@@ -1925,7 +1925,7 @@ async fn send_msg_on_event_refuses_a_msgid_already_used() {
                 .msgid("order-42")
                 .await
         ),
-        ErrCode::InvalidParameter
+        ErrCode::DuplicateMsgid
     );
     let sent: Vec<String> = sim.sent().into_iter().map(|m| m.msgid).collect();
     assert_eq!(sent, ["welcome-1", "welcome-2", "order-42"]);
