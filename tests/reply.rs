@@ -13,7 +13,7 @@ use wecom_kf::reply::{
     BudgetError, CodeKind, Composer, Customer, EventCode, Replier, ReplyBudget, ReplyError,
     SessionRefusal, SessionTracker, turns,
 };
-use wecom_kf::sim::{Fault, Simulator};
+use wecom_kf::sim::{Fault, ServicerAvailability, Simulator};
 use wecom_kf::{
     Error, MemoryCursorStore, Menu, MenuClick, ReceivedMsg, ServiceState, SyncStream, Text,
 };
@@ -547,6 +547,40 @@ async fn handing_off_returns_the_code_and_keeps_the_bot_quiet() {
             kind: CodeKind::Queue
         })
     ));
+
+    // To a servicer who is receiving, then ended: each hand-off gives its code.
+    let client = sim.client_builder().build().expect("client");
+    client
+        .servicer_add(&kf)
+        .userid_list(["lisi"])
+        .await
+        .expect("servicer added");
+    sim.servicer_becomes(&kf, "lisi", ServicerAvailability::Receiving)
+        .expect("receiving");
+    let bob = Customer::new(&kf, "wmBOB");
+    sim.customer_says(&kf, "wmBOB", "人工")
+        .expect("customer writes");
+    pull(&sync, &kf).await;
+    let pickup = replier
+        .hand_to_servicer(&bob, "lisi")
+        .await
+        .expect("handed over");
+    assert_eq!(pickup.map(|c| c.kind), Some(CodeKind::Pickup));
+    let human = replier.send(&bob, Text::new("bot")).await;
+    assert!(
+        matches!(&human, Err(ReplyError::Session(SessionRefusal::HumanHasIt { servicer: Some(s) })) if s == "lisi"),
+        "{human:?}"
+    );
+    let closing = replier.end_session(&bob).await.expect("ended");
+    let closing = closing.expect("a closing code");
+    assert_eq!(closing.kind, CodeKind::Closing);
+    let survey = Menu::new()
+        .head_content("满意吗")
+        .list([MenuClick::new("1", "满意")]);
+    replier
+        .answer_code(&closing, survey)
+        .await
+        .expect("a menu may close a session");
 }
 
 /// What the bot's own bookkeeping says a send to `customer` would meet.
@@ -569,7 +603,14 @@ async fn predicted(replier: &Replier, customer: &Customer) -> Option<wecom_kf::E
 
 #[tokio::test]
 async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
-    let sim = Simulator::start().await.expect("simulator");
+    // New sessions go to a servicer who is receiving, as WeCom routes them.
+    let config = wecom_kf::sim::SimConfig {
+        route_new_sessions: true,
+        ..wecom_kf::sim::SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
     let kf = sim.open_kfid().to_owned();
     let raw = sim.client_builder().build().expect("client");
     let replier = replier(&sim);
@@ -580,6 +621,11 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
         .ok()
         .and_then(|s| s.parse().ok());
     let mut rng = common::Rng(seed.unwrap_or(0x5eed_1234_abcd));
+    // lisi serves the account when receiving (and zhangsan takes sessions by hand).
+    raw.servicer_add(&kf)
+        .userid_list(["lisi"])
+        .await
+        .expect("servicer added");
     // Everyone has written once: a customer WeCom never saw is 40096, not a closed window.
     for who in &customers {
         sim.customer_says(&kf, who, "hello")
@@ -587,6 +633,8 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
     }
     pull(&sync, &kf).await;
     let (mut replies, mut refused_locally, mut disagreements) = (0, 0, Vec::new());
+    // Replies asked for while the session was routed to the online servicer.
+    let mut routed = 0;
     let steps = 1000;
     for step in 0..steps {
         let who = &customers[rng.below(customers.len())];
@@ -598,6 +646,15 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
             }
             40..75 => {
                 let expected = predicted(&replier, &customer).await;
+                if replier
+                    .session_tracker()
+                    .view(&customer)
+                    .servicer
+                    .as_deref()
+                    == Some("lisi")
+                {
+                    routed += 1;
+                }
                 let before = sim.sent().len();
                 let outcome = replier
                     .send(&customer, Text::new(format!("reply {step}")))
@@ -631,6 +688,14 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
             82..88 => {
                 let _ = sim.session_ends(&kf, who, "zhangsan");
             }
+            88..91 => {
+                let availability = if rng.below(2) == 0 {
+                    ServicerAvailability::Receiving
+                } else {
+                    ServicerAvailability::Stopped
+                };
+                let _ = sim.servicer_becomes(&kf, "lisi", availability);
+            }
             _ => {
                 // Minutes to two days, never a whole number of hours: the 48-hour edge
                 // falls between steps, not on one.
@@ -642,7 +707,7 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
         pull(&sync, &kf).await;
     }
     println!(
-        "{steps} steps: {replies} replies sent, {refused_locally} refused locally, {} disagreements",
+        "{steps} steps: {replies} replies sent, {refused_locally} refused locally ({routed} while routed to a servicer), {} disagreements",
         disagreements.len()
     );
     assert!(
@@ -650,8 +715,12 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
         "tracker and simulator disagree: {disagreements:?}"
     );
     assert!(
-        replies > 50 && refused_locally > 20,
+        replies > 25 && refused_locally > 20,
         "the conversation exercised both sides"
+    );
+    assert!(
+        routed > 0,
+        "no session was ever routed to the online servicer"
     );
 }
 
