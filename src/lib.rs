@@ -54,6 +54,7 @@
 
 extern crate self as wecom_kf;
 
+pub mod bot;
 mod call;
 pub mod callback;
 mod client;

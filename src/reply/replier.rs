@@ -118,6 +118,11 @@ impl Replier {
         &self.budget
     }
 
+    /// The composer its answers go through.
+    pub fn composer_of(&self) -> &Composer {
+        &self.composer
+    }
+
     /// The session tracker it keeps.
     pub fn session_tracker(&self) -> &Arc<SessionTracker> {
         &self.sessions
@@ -131,19 +136,44 @@ impl Replier {
         customer: &Customer,
         messages: impl IntoIterator<Item = impl Into<OutgoingMsg>>,
     ) -> Result<Vec<String>, ReplyError> {
-        let messages: Vec<OutgoingMsg> = messages.into_iter().map(Into::into).collect();
+        let messages = messages.into_iter().map(|m| (None, m.into())).collect();
+        self.send_each(customer, messages).await
+    }
+
+    /// Sends one message with a msgid of the caller's (a journaled reply's, the same on
+    /// every attempt); see [`send_all`](Self::send_all).
+    pub async fn send_with_id(
+        &self,
+        customer: &Customer,
+        msgid: &str,
+        message: impl Into<OutgoingMsg>,
+    ) -> Result<String, ReplyError> {
+        let sent = self
+            .send_each(customer, vec![(Some(msgid.to_owned()), message.into())])
+            .await?;
+        Ok(sent.into_iter().next().unwrap_or_default())
+    }
+
+    async fn send_each(
+        &self,
+        customer: &Customer,
+        messages: Vec<(Option<String>, OutgoingMsg)>,
+    ) -> Result<Vec<String>, ReplyError> {
         if let Some(refusal) = SessionRefusal::for_state(&self.sessions.view(customer)) {
             return Err(ReplyError::Session(refusal));
         }
         let n = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let mut permit = self.budget.reserve(customer, n).await?;
         let mut sent = Vec::with_capacity(messages.len());
-        for message in messages {
-            let call = self.client.send_msg(
+        for (msgid, message) in messages {
+            let mut call = self.client.send_msg(
                 customer.external_userid.as_str(),
                 customer.open_kfid.as_str(),
                 message,
             );
+            if let Some(msgid) = msgid {
+                call = call.msgid(msgid);
+            }
             match permit.send(call).await {
                 Ok(response) => {
                     self.sessions.sent(customer);

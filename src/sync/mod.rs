@@ -754,7 +754,7 @@ enum Step {
 /// The key `run_each` remembers a handled item by: its msgid, or, for an item without a
 /// string msgid, a digest of its text and how many identical items came before it in the
 /// page (so two identical items are still two).
-fn dedup_keys(messages: &[ReceivedMsg]) -> Vec<String> {
+pub(crate) fn dedup_keys(messages: &[ReceivedMsg]) -> Vec<String> {
     use sha1::Digest as _;
     let mut seen: HashMap<String, usize> = HashMap::new();
     messages

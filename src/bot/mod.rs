@@ -1,0 +1,488 @@
+//! A bot runtime: every customer message answered once, in order per customer, customers
+//! in parallel.
+//!
+//! The sync stream pulls an account and records each customer message in an inbox
+//! ([`BotStore`]) before the cursor passes it. A worker per customer with work takes
+//! everything the customer wrote so far as one [`Turn`], asks the handler for an
+//! [`Answer`], journals the reply (each part with the msgid it will be sent with) and only
+//! then sends it, part by part. After a crash the journal is resumed: the handler is not
+//! asked again, so a customer never gets two different answers to one message, and a part
+//! already sent is not sent again (a part in flight at the crash is resent with its msgid,
+//! which WeCom refuses as a duplicate rather than delivering twice — the runtime assumes
+//! so, as the simulator does; WeCom doesn't document it).
+//!
+//! ```no_run
+//! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
+//! use wecom_kf::MemoryCursorStore;
+//!
+//! let bot = Bot::new(client, MemoryCursorStore::new(), MemoryBotStore::new(), |turn: wecom_kf::reply::Turn| async move {
+//!     Ok::<_, std::io::Error>(Answer::Text(format!("您说：{}", turn.text())))
+//! });
+//! bot.callback_token("wkKFID", "TOKEN_FROM_THE_CALLBACK");
+//! bot.pull("wkKFID").await?; // then every customer with news is answered in the background
+//! # Ok(()) }
+//! ```
+
+mod store;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use store::{BotStore, Entry, Journaled, MemoryBotStore, PlannedPart, Work};
+
+use crate::reply::{Customer, Replier, ReplyError, SessionRefusal, Turn};
+use crate::token::StoreError;
+use crate::{CursorStore, ErrCode, OutgoingMsg, Page, SyncError, SyncStream};
+
+/// What the handler decides for a turn.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// Text, markdown welcome: rendered as plain text and split into WeChat messages that
+    /// fit the budget left (shortened, with a marker, when it would need more).
+    Text(String),
+    /// These messages, in order.
+    Messages(Vec<OutgoingMsg>),
+    /// No reply.
+    Silence,
+}
+
+/// A turn given up after [`Bot::max_attempts`] failures, for the dead-letter hook.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Whose turn.
+    pub customer: Customer,
+    /// The messages it would have answered.
+    pub messages: Vec<crate::ReceivedMsg>,
+    /// The last failure.
+    pub error: String,
+}
+
+type DeadLetterHook = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+
+/// The runtime. Cheap to clone: clones share everything.
+pub struct Bot<S, H> {
+    inner: Arc<Inner<S, H>>,
+}
+
+impl<S, H> Clone for Bot<S, H> {
+    fn clone(&self) -> Self {
+        Bot {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S, H> {
+    sync: SyncStream<S>,
+    store: Arc<dyn BotStore>,
+    replier: Replier,
+    handler: H,
+    /// Turns running at once, across customers.
+    turns: tokio::sync::Semaphore,
+    /// Customers a worker serves, and whether new work came while it ran.
+    workers: Mutex<HashMap<Customer, bool>>,
+    started_at: SystemTime,
+    max_attempts: u32,
+    retry_after: Duration,
+    max_age: Duration,
+    skip_history: bool,
+    dead_letter: Option<DeadLetterHook>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each change is one insert or remove: a panic can't leave the map half done.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<S, H, F, E> Bot<S, H>
+where
+    S: CursorStore + 'static,
+    H: Fn(Turn) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Answer, E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    /// A bot over `client`'s accounts: cursors in `cursors`, the inbox and journal in
+    /// `store`, turns answered by `handler`. At most 16 turns run at once
+    /// ([`parallel_turns`](Self::parallel_turns)).
+    pub fn new(client: crate::Client, cursors: S, store: impl BotStore, handler: H) -> Self {
+        Self::with_replier(
+            Replier::new(client.clone()),
+            client,
+            cursors,
+            store,
+            handler,
+        )
+    }
+
+    /// [`new`](Self::new), sending through `replier` (its budget store, session tracker,
+    /// composer and clock).
+    pub fn with_replier(
+        replier: Replier,
+        client: crate::Client,
+        cursors: S,
+        store: impl BotStore,
+        handler: H,
+    ) -> Self {
+        let sync = SyncStream::new(client, cursors).observe(replier.clone());
+        Bot {
+            inner: Arc::new(Inner {
+                sync,
+                store: Arc::new(store),
+                replier,
+                handler,
+                turns: tokio::sync::Semaphore::new(16),
+                workers: Mutex::default(),
+                started_at: SystemTime::now(),
+                max_attempts: 5,
+                retry_after: Duration::from_secs(1),
+                max_age: Duration::from_secs(48 * 3600),
+                skip_history: true,
+                dead_letter: None,
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Inner<S, H>)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => {
+                tracing::warn!("a bot is configured before it is cloned; this setting was ignored")
+            }
+        }
+        self
+    }
+
+    /// How many turns may run at once, across customers (16 by default). A customer's
+    /// turns always run one at a time.
+    pub fn parallel_turns(self, limit: usize) -> Self {
+        self.configure(|inner| inner.turns = tokio::sync::Semaphore::new(limit.max(1)))
+    }
+
+    /// How often a failing turn is tried (5 by default) before it goes to the dead-letter
+    /// hook, and the first wait between tries (1 s, doubling).
+    pub fn max_attempts(self, attempts: u32, first_wait: Duration) -> Self {
+        self.configure(|inner| {
+            inner.max_attempts = attempts.max(1);
+            inner.retry_after = first_wait;
+        })
+    }
+
+    /// Messages older than this are not answered (48 hours by default: WeCom refuses
+    /// replies past it anyway).
+    pub fn max_age(self, age: Duration) -> Self {
+        self.configure(|inner| inner.max_age = age)
+    }
+
+    /// Whether an account's first pull (no stored cursor) skips what customers wrote
+    /// before this runtime started: on by default, so a new bot doesn't answer three days
+    /// of history.
+    pub fn skip_history(self, skip: bool) -> Self {
+        self.configure(|inner| inner.skip_history = skip)
+    }
+
+    /// Called with each turn given up after its attempts ran out; its messages are then
+    /// done, so the customer's later messages are answered.
+    pub fn on_dead_letter(self, hook: impl Fn(DeadLetter) + Send + Sync + 'static) -> Self {
+        self.configure(|inner| inner.dead_letter = Some(Arc::new(hook)))
+    }
+
+    /// The replier the bot sends through.
+    pub fn replier(&self) -> &Replier {
+        &self.inner.replier
+    }
+
+    /// The sync stream that pulls the accounts.
+    pub fn sync(&self) -> &SyncStream<S> {
+        &self.inner.sync
+    }
+
+    /// Counts a callback for `open_kfid` and keeps its token; see
+    /// [`SyncStream::callback_token`].
+    pub fn callback_token(&self, open_kfid: &str, token: impl Into<String>) {
+        self.inner.sync.callback_token(open_kfid, token);
+    }
+
+    /// Resumes every customer the store has work for: after a restart, answers that were
+    /// journaled are finished and waiting messages answered, without a callback.
+    pub async fn resume(&self) -> Result<usize, StoreError> {
+        let customers = self.inner.store.customers_with_work().await?;
+        for customer in &customers {
+            self.wake(customer.clone());
+        }
+        Ok(customers.len())
+    }
+
+    /// Pulls `open_kfid`, records every new customer message in the inbox before the
+    /// cursor passes it, and wakes the customers who wrote.
+    pub async fn pull(&self, open_kfid: &str) -> Result<(), SyncError<StoreError>> {
+        let bot = self.clone();
+        self.inner
+            .sync
+            .run(open_kfid, move |page| {
+                let bot = bot.clone();
+                async move { bot.record(page).await }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn record(&self, page: Page) -> Result<(), StoreError> {
+        let now = unix_secs(SystemTime::now());
+        let first_pull = page.cursor.is_none();
+        let keys = crate::sync::dedup_keys(&page.messages);
+        let mut entries = Vec::new();
+        for (message, key) in page.messages.into_iter().zip(keys) {
+            if !message.is_customer_input() {
+                continue;
+            }
+            let Some(customer) = message.customer() else {
+                continue;
+            };
+            let sent = message.send_time.unwrap_or(now);
+            let too_old = now.saturating_sub(sent) > self.inner.max_age.as_secs();
+            let history =
+                self.inner.skip_history && first_pull && sent < unix_secs(self.inner.started_at);
+            if too_old || history {
+                tracing::debug!(msgid = %message.msgid, "not answering a message from before");
+                continue;
+            }
+            entries.push(Entry {
+                key,
+                customer,
+                message,
+            });
+        }
+        for customer in self.inner.store.record(entries).await? {
+            self.wake(customer);
+        }
+        Ok(())
+    }
+
+    /// Starts a worker for `customer`, or tells the running one there is more.
+    fn wake(&self, customer: Customer) {
+        {
+            let mut workers = lock(&self.inner.workers);
+            if let Some(again) = workers.get_mut(&customer) {
+                *again = true;
+                return;
+            }
+            workers.insert(customer.clone(), false);
+        }
+        let bot = self.clone();
+        tokio::spawn(async move { bot.work(customer).await });
+    }
+
+    /// One customer's worker: turn after turn until the inbox is empty.
+    async fn work(self, customer: Customer) {
+        let mut failures_in_a_row = 0u32;
+        loop {
+            match self.turn(&customer).await {
+                Ok(true) => failures_in_a_row = 0,
+                Ok(false) => {
+                    let mut workers = lock(&self.inner.workers);
+                    match workers.get_mut(&customer) {
+                        Some(again) if *again => *again = false,
+                        _ => {
+                            workers.remove(&customer);
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures_in_a_row = failures_in_a_row.saturating_add(1);
+                    let wait = backoff(self.inner.retry_after, failures_in_a_row);
+                    tracing::warn!(%error, open_kfid = %customer.open_kfid, attempt = failures_in_a_row, "a turn failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Does the next piece of the customer's work; `false` when there is none.
+    async fn turn(&self, customer: &Customer) -> Result<bool, String> {
+        let store = &self.inner.store;
+        let work = store.work(customer).await.map_err(|e| e.to_string())?;
+        // The budget learns the window from the inbox too: after a restart a budget kept in
+        // memory knows only what it is shown again (observing twice changes nothing).
+        for entry in &work.pending {
+            self.inner
+                .replier
+                .reply_budget()
+                .observe(&entry.message)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(journaled) = work.journaled {
+            self.deliver(customer, &journaled).await?;
+            return Ok(true);
+        }
+        if work.pending.is_empty() {
+            return Ok(false);
+        }
+        let keys: Vec<String> = work.pending.iter().map(|e| e.key.clone()).collect();
+        let turn_id = keys.first().cloned().unwrap_or_default();
+        let view = self.inner.replier.session_tracker().view(customer);
+        if let Some(refusal) = SessionRefusal::for_state(&view) {
+            // A human has the customer (or the session is queued or over): stay quiet.
+            tracing::info!(open_kfid = %customer.open_kfid, reason = %refusal, "not answering");
+            store
+                .done(customer, &turn_id, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(true);
+        }
+        let messages: Vec<_> = work.pending.into_iter().map(|e| e.message).collect();
+        let answer = {
+            let _running = self
+                .inner
+                .turns
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?;
+            let turn = Turn {
+                customer: customer.clone(),
+                messages: messages.clone(),
+            };
+            (self.inner.handler)(turn).await
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                let attempts = store.failed(customer).await.map_err(|e| e.to_string())?;
+                if attempts < self.inner.max_attempts {
+                    return Err(format!("the handler failed (attempt {attempts}): {error}"));
+                }
+                tracing::error!(%error, open_kfid = %customer.open_kfid, attempts, "giving a turn up");
+                if let Some(hook) = &self.inner.dead_letter {
+                    hook(DeadLetter {
+                        customer: customer.clone(),
+                        messages,
+                        error: error.to_string(),
+                    });
+                }
+                store
+                    .done(customer, &turn_id, &keys)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(true);
+            }
+        };
+        let parts = self.plan(customer, answer).await?;
+        let journaled = Journaled {
+            parts: parts
+                .into_iter()
+                .enumerate()
+                .map(|(index, message)| PlannedPart {
+                    msgid: reply_msgid(&customer.open_kfid, &turn_id, index),
+                    message,
+                    sent: false,
+                })
+                .collect(),
+            turn: turn_id,
+            covers: keys,
+        };
+        store
+            .journal(customer, journaled.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.deliver(customer, &journaled).await?;
+        Ok(true)
+    }
+
+    /// The messages an answer becomes, fitted to the budget left.
+    async fn plan(&self, customer: &Customer, answer: Answer) -> Result<Vec<OutgoingMsg>, String> {
+        match answer {
+            Answer::Silence => Ok(Vec::new()),
+            Answer::Messages(messages) => Ok(messages),
+            Answer::Text(text) => {
+                let left = match self.inner.replier.reply_budget().allowance(customer).await {
+                    Ok(allowance) => allowance.left,
+                    Err(error) => return Err(error.to_string()),
+                };
+                let plan = self.inner.replier.composer_of().compose(&text);
+                let parts = match plan.fit(left) {
+                    Ok(parts) => parts,
+                    Err(over) if left > 0 => {
+                        let shortened = over.shorten();
+                        tracing::warn!(open_kfid = %customer.open_kfid, dropped = shortened.dropped.len(), "an answer was shortened to the replies left");
+                        shortened.parts
+                    }
+                    Err(_) => Vec::new(),
+                };
+                Ok(parts
+                    .into_iter()
+                    .map(|p| crate::Text::new(p).into())
+                    .collect())
+            }
+        }
+    }
+
+    /// Sends what is left of a journaled reply, marking each part as it goes, then closes it.
+    async fn deliver(&self, customer: &Customer, journaled: &Journaled) -> Result<(), String> {
+        let store = &self.inner.store;
+        for (index, part) in journaled.parts.iter().enumerate() {
+            if part.sent {
+                continue;
+            }
+            let sent = self
+                .inner
+                .replier
+                .send_with_id(customer, &part.msgid, part.message.clone())
+                .await;
+            match sent {
+                Ok(_) => {}
+                // A resend of a part that was in flight at a crash: WeCom has it.
+                Err(ReplyError::Send { error, .. })
+                    if error.code() == Some(ErrCode::DuplicateMsgid) =>
+                {
+                    tracing::info!(msgid = %part.msgid, "a resent part was already there");
+                }
+                // Nothing more can go out for this turn: the rest is dropped, logged.
+                Err(error @ (ReplyError::Session(_) | ReplyError::Budget(_))) => {
+                    tracing::warn!(%error, open_kfid = %customer.open_kfid, "the rest of a reply can't be sent");
+                    break;
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+            store
+                .part_sent(customer, &journaled.turn, index)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        store
+            .done(customer, &journaled.turn, &journaled.covers)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn backoff(first: Duration, attempt: u32) -> Duration {
+    first
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(Duration::from_secs(60))
+}
+
+/// The msgid of part `index` of the reply to turn `turn`: the same after a restart, unique
+/// per account, 32 characters of `[0-9a-f]`, never a customer's msgid.
+fn reply_msgid(open_kfid: &str, turn: &str, index: usize) -> String {
+    use sha1::Digest as _;
+    let digest = sha1::Sha1::new()
+        .chain_update(b"reply\0")
+        .chain_update(open_kfid.as_bytes())
+        .chain_update([0])
+        .chain_update(turn.as_bytes())
+        .chain_update([0])
+        .chain_update(index.to_le_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,339 @@
+//! The bot runtime against the simulator: customers answered in parallel and each in
+//! order, bursts answered as one turn, journaled replies resumed without asking the
+//! handler again, failing turns retried then dead-lettered, history and humans left alone.
+#![cfg(feature = "sim")]
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wecom_kf::bot::{Answer, Bot, BotStore, Entry, Journaled, MemoryBotStore, PlannedPart};
+use wecom_kf::reply::{Customer, Turn};
+use wecom_kf::sim::Simulator;
+use wecom_kf::{MemoryCursorStore, Text};
+
+/// Counts handlers running at once and records each turn's texts.
+#[derive(Default)]
+struct Llm {
+    running: AtomicUsize,
+    most_at_once: AtomicUsize,
+    calls: AtomicUsize,
+    turns: Mutex<Vec<(String, Vec<String>)>>,
+}
+
+impl Llm {
+    async fn answer(&self, turn: Turn, takes: Duration) -> Answer {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let texts: Vec<String> = turn.text().lines().map(str::to_owned).collect();
+        self.turns
+            .lock()
+            .unwrap()
+            .push((turn.customer.external_userid.clone(), texts.clone()));
+        tokio::time::sleep(takes).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Answer::Text(format!("答复：{}", texts.join(" / ")))
+    }
+}
+
+/// The handler of the tests' bots, boxed so one type serves every test.
+type Handler =
+    Box<dyn Fn(Turn) -> Pin<Box<dyn Future<Output = Result<Answer, String>> + Send>> + Send + Sync>;
+
+type TestBot = Bot<MemoryCursorStore, Handler>;
+
+fn bot(sim: &Simulator, store: impl BotStore, llm: Arc<Llm>, takes: Duration) -> TestBot {
+    let handler: Handler = Box::new(move |turn| {
+        let llm = llm.clone();
+        Box::pin(async move { Ok(llm.answer(turn, takes).await) })
+    });
+    Bot::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+        store,
+        handler,
+    )
+    .skip_history(false)
+}
+
+/// Waits until `done` holds; fails past a generous bound instead of hanging.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn texts_to(sim: &Simulator, user: &str) -> Vec<String> {
+    sim.sent()
+        .iter()
+        .filter(|m| m.touser == user)
+        .map(|m| m.payload["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_customers_are_answered_in_parallel_and_each_once() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let llm = Arc::new(Llm::default());
+    let bot = bot(
+        &sim,
+        MemoryBotStore::new(),
+        llm.clone(),
+        Duration::from_millis(600),
+    );
+    let customers: Vec<String> = (0..6).map(|i| format!("wmC{i}")).collect();
+    for who in &customers {
+        let said = sim
+            .customer_says(&kf, who, "在吗")
+            .expect("customer writes");
+        bot.callback_token(&kf, said.callback_token);
+    }
+    bot.pull(&kf).await.expect("pull");
+    until("six answers", || sim.sent().len() == 6).await;
+    // One slow answer never held another customer back: all six LLM calls ran together.
+    assert_eq!(llm.most_at_once.load(Ordering::SeqCst), 6);
+    for who in &customers {
+        assert_eq!(texts_to(&sim, who), ["答复：在吗"], "{who}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_customer_writes_while_answered_is_seen_together_next() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let llm = Arc::new(Llm::default());
+    let bot = bot(
+        &sim,
+        MemoryBotStore::new(),
+        llm.clone(),
+        Duration::from_millis(300),
+    );
+    sim.customer_says(&kf, "wmALICE", "hi")
+        .expect("customer writes");
+    bot.pull(&kf).await.expect("pull");
+    until("the first turn to start", || {
+        llm.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // While the first answer is being made, two more messages come.
+    for text in ["are you there?", "my order 123"] {
+        sim.customer_says(&kf, "wmALICE", text)
+            .expect("customer writes");
+    }
+    bot.pull(&kf).await.expect("pull");
+    until("two answers", || sim.sent().len() == 2).await;
+    let turns = llm.turns.lock().unwrap().clone();
+    assert_eq!(
+        turns,
+        [
+            ("wmALICE".to_owned(), vec!["hi".to_owned()]),
+            (
+                "wmALICE".to_owned(),
+                vec!["are you there?".to_owned(), "my order 123".to_owned()]
+            ),
+        ],
+        "in order, the burst as one question"
+    );
+    assert_eq!(
+        llm.most_at_once.load(Ordering::SeqCst),
+        1,
+        "one turn at a time per customer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journaled_reply_is_resumed_without_asking_the_handler_again() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let client = sim.client_builder().build().expect("client");
+    let store = Arc::new(MemoryBotStore::new());
+    // As a crashed runtime left it: the message in the inbox, its reply journaled, part 0
+    // sent and marked, part 1 sent but not marked (in flight at the crash), part 2 not sent.
+    let said = sim
+        .customer_says(&kf, "wmALICE", "退货")
+        .expect("customer writes");
+    let page = client.sync_msg(&kf).await.expect("pull");
+    let alice = Customer::new(&kf, "wmALICE");
+    let message = page.msg_list.into_iter().next().expect("the message");
+    store
+        .record(vec![Entry {
+            key: said.msgid.clone(),
+            customer: alice.clone(),
+            message,
+        }])
+        .await
+        .unwrap();
+    let part = |i: usize, sent: bool| PlannedPart {
+        msgid: format!("reply{i}of{}", said.msgid.len()),
+        message: Text::new(format!("第{i}段")).into(),
+        sent,
+    };
+    for i in 0..2 {
+        client
+            .send_text("wmALICE", &kf, format!("第{i}段"))
+            .msgid(part(i, false).msgid)
+            .await
+            .expect("sent before the crash");
+    }
+    let journal = Journaled {
+        turn: said.msgid.clone(),
+        covers: vec![said.msgid.clone()],
+        parts: vec![part(0, true), part(1, false), part(2, false)],
+    };
+    store.journal(&alice, journal).await.unwrap();
+
+    let llm = Arc::new(Llm::default());
+    let bot = bot(&sim, store.clone(), llm.clone(), Duration::ZERO);
+    assert_eq!(bot.resume().await.expect("store"), 1);
+    until("the last part", || texts_to(&sim, "wmALICE").len() == 3).await;
+    until("the turn to close", || {
+        store.customers_with_work_blocking().is_empty()
+    })
+    .await;
+    assert_eq!(
+        texts_to(&sim, "wmALICE"),
+        ["第0段", "第1段", "第2段"],
+        "each part once, in order"
+    );
+    assert_eq!(
+        llm.calls.load(Ordering::SeqCst),
+        0,
+        "the handler was not asked again"
+    );
+    // A pull of the same page adds nothing: the message is done, not new.
+    bot.pull(&kf).await.expect("pull");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 0);
+}
+
+/// `customers_with_work`, for a test's wait loop.
+trait Blocking {
+    fn customers_with_work_blocking(&self) -> Vec<Customer>;
+}
+
+impl Blocking for Arc<MemoryBotStore> {
+    fn customers_with_work_blocking(&self) -> Vec<Customer> {
+        futures_lite(self.customers_with_work()).unwrap_or_default()
+    }
+}
+
+/// Runs a future that is ready at once (the memory store's are).
+fn futures_lite<T>(future: impl Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("the memory store answers at once"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_keeps_failing_is_retried_then_dead_lettered_and_the_customer_goes_on() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+        MemoryBotStore::new(),
+        {
+            let calls = calls.clone();
+            move |turn: Turn| {
+                let calls = calls.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if turn.text().contains("poison") {
+                        Err("the LLM is down".to_owned())
+                    } else {
+                        Ok(Answer::Text("ok".to_owned()))
+                    }
+                }
+            }
+        },
+    )
+    .skip_history(false)
+    .max_attempts(3, Duration::from_millis(20))
+    .on_dead_letter({
+        let dead = dead.clone();
+        move |letter| {
+            dead.lock()
+                .unwrap()
+                .push((letter.customer.external_userid, letter.error))
+        }
+    });
+    sim.customer_says(&kf, "wmALICE", "poison")
+        .expect("customer writes");
+    bot.pull(&kf).await.expect("pull");
+    until("the dead letter", || !dead.lock().unwrap().is_empty()).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "tried 3 times");
+    assert_eq!(
+        dead.lock().unwrap().clone(),
+        [("wmALICE".to_owned(), "the LLM is down".to_owned())]
+    );
+    // The customer is not blocked for good: the next message is answered.
+    sim.customer_says(&kf, "wmALICE", "hello")
+        .expect("customer writes");
+    bot.pull(&kf).await.expect("pull");
+    until("an answer", || texts_to(&sim, "wmALICE") == ["ok"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_before_the_start_and_customers_a_human_serves_are_left_alone() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    sim.customer_says(&kf, "wmOLD", "three days ago")
+        .expect("customer writes");
+    // `send_time` has whole seconds: let the old message be a second older than the bot.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A bot started now, skipping history (the default).
+    let llm = Arc::new(Llm::default());
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+        MemoryBotStore::new(),
+        {
+            let llm = llm.clone();
+            move |turn: Turn| {
+                let llm = llm.clone();
+                async move { Ok::<_, String>(llm.answer(turn, Duration::ZERO).await) }
+            }
+        },
+    );
+    sim.customer_says(&kf, "wmNEW", "hi")
+        .expect("customer writes");
+    sim.customer_says(&kf, "wmHUMAN", "人工")
+        .expect("customer writes");
+    sim.servicer_takes(&kf, "wmHUMAN", "zhangsan")
+        .expect("taken");
+    sim.customer_says(&kf, "wmHUMAN", "还在吗")
+        .expect("customer writes");
+    bot.pull(&kf).await.expect("pull");
+    until("the new customer's answer", || {
+        texts_to(&sim, "wmNEW").len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        texts_to(&sim, "wmOLD").is_empty(),
+        "history is not answered"
+    );
+    assert!(
+        texts_to(&sim, "wmHUMAN").is_empty(),
+        "a human has this customer"
+    );
+    let asked: Vec<String> = llm
+        .turns
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(who, _)| who.clone())
+        .collect();
+    assert_eq!(asked, ["wmNEW"]);
+}
