@@ -3,6 +3,8 @@
 //! handler again, failing turns retried then dead-lettered, history and humans left alone.
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -336,4 +338,47 @@ async fn history_from_before_the_start_and_customers_a_human_serves_are_left_alo
         .map(|(who, _)| who.clone())
         .collect();
     assert_eq!(asked, ["wmNEW"]);
+}
+
+#[cfg(feature = "callback-server")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callback_url_serves_two_accounts_and_drains_with_503() {
+    let config = wecom_kf::sim::SimConfig {
+        open_kfids: vec!["wkSHOP".into(), "wkSUPPORT".into()],
+        ..wecom_kf::sim::SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let llm = Arc::new(Llm::default());
+    let bot = bot(&sim, MemoryBotStore::new(), llm.clone(), Duration::ZERO);
+    let crypto = common::callbacks::crypto(&sim);
+    let app = bot.router(crypto.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    for (kf, who) in [("wkSHOP", "wmALICE"), ("wkSUPPORT", "wmBOB")] {
+        let said = sim.customer_says(kf, who, "你好").expect("customer writes");
+        common::callbacks::post_callback(&http, &crypto, addr, kf, &said.callback_token).await;
+    }
+    until("both accounts answered", || sim.sent().len() == 2).await;
+    let accounts: std::collections::HashSet<String> =
+        sim.sent().iter().map(|m| m.open_kfid.clone()).collect();
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+
+    assert_eq!(
+        bot.shutdown(Duration::from_secs(5)).await,
+        0,
+        "nothing was in progress"
+    );
+    let said = sim
+        .customer_says("wkSHOP", "wmALICE", "还在吗")
+        .expect("customer writes");
+    let answer =
+        common::callbacks::try_post_callback(&http, &crypto, addr, "wkSHOP", &said.callback_token)
+            .await;
+    assert_eq!(answer, 503, "draining: WeCom retries later");
 }

@@ -77,7 +77,7 @@ impl<S, H> Clone for Bot<S, H> {
 }
 
 struct Inner<S, H> {
-    sync: SyncStream<S>,
+    sync: Arc<SyncStream<S>>,
     store: Arc<dyn BotStore>,
     replier: Replier,
     handler: H,
@@ -91,6 +91,8 @@ struct Inner<S, H> {
     max_age: Duration,
     skip_history: bool,
     dead_letter: Option<DeadLetterHook>,
+    /// Set by [`Bot::shutdown`]: no new turn starts, callbacks are answered 503.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,7 +129,7 @@ where
         store: impl BotStore,
         handler: H,
     ) -> Self {
-        let sync = SyncStream::new(client, cursors).observe(replier.clone());
+        let sync = Arc::new(SyncStream::new(client, cursors).observe(replier.clone()));
         Bot {
             inner: Arc::new(Inner {
                 sync,
@@ -142,6 +144,7 @@ where
                 max_age: Duration::from_secs(48 * 3600),
                 skip_history: true,
                 dead_letter: None,
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -216,6 +219,60 @@ where
         Ok(customers.len())
     }
 
+    /// The router for WeCom's callback URL (feature `callback-server`): every account the
+    /// callbacks name is pulled in the background into the inbox, with the callback
+    /// router's limits, replay protection and recovery (see
+    /// [`server::router`](crate::callback::server::router)). While the bot drains
+    /// ([`shutdown`](Self::shutdown)) it answers 503, so WeCom retries elsewhere or later.
+    #[cfg(feature = "callback-server")]
+    pub fn router(&self, crypto: crate::callback::CallbackCrypto) -> axum::Router {
+        let bot = self.clone();
+        let router =
+            crate::callback::server::router(crypto, self.inner.sync.clone(), move |page: Page| {
+                let bot = bot.clone();
+                async move { bot.record(page).await }
+            });
+        let bot = self.clone();
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let draining = bot.is_draining();
+                async move {
+                    if draining && request.method() == axum::http::Method::POST {
+                        return axum::response::IntoResponse::into_response(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        );
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops taking work (no new turn starts; callbacks answer 503) and waits up to
+    /// `deadline` for the turns in progress to finish. What is left stays in the store,
+    /// journaled or pending, for the next start's [`resume`](Self::resume). Returns how
+    /// many customers still had work.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let busy = lock(&self.inner.workers).len();
+            if busy == 0 || tokio::time::Instant::now() >= until {
+                return busy;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Pulls `open_kfid`, records every new customer message in the inbox before the
     /// cursor passes it, and wakes the customers who wrote.
     pub async fn pull(&self, open_kfid: &str) -> Result<(), SyncError<StoreError>> {
@@ -280,6 +337,10 @@ where
     async fn work(self, customer: Customer) {
         let mut failures_in_a_row = 0u32;
         loop {
+            if self.is_draining() {
+                lock(&self.inner.workers).remove(&customer);
+                return;
+            }
             match self.turn(&customer).await {
                 Ok(true) => failures_in_a_row = 0,
                 Ok(false) => {
