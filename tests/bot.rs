@@ -382,3 +382,29 @@ async fn one_callback_url_serves_two_accounts_and_drains_with_503() {
             .await;
     assert_eq!(answer, 503, "draining: WeCom retries later");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_who_opens_the_chat_is_welcomed_and_events_go_to_their_hook() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let llm = Arc::new(Llm::default());
+    let bot = bot(&sim, MemoryBotStore::new(), llm.clone(), Duration::ZERO)
+        .welcome("您好，欢迎咨询！")
+        .on_event({
+            let events = events.clone();
+            move |item| events.lock().unwrap().push(item.content.tag().to_owned())
+        });
+    sim.customer_enters(&kf, "wmALICE").expect("enters");
+    bot.pull(&kf).await.expect("pull");
+    until("the welcome", || !sim.sent().is_empty()).await;
+    let welcome = &sim.sent()[0];
+    assert_eq!(welcome.via, "send_msg_on_event");
+    assert_eq!(welcome.payload["content"], "您好，欢迎咨询！");
+    assert_eq!(events.lock().unwrap().clone(), ["event"]);
+    assert_eq!(
+        llm.calls.load(Ordering::SeqCst),
+        0,
+        "events never reach the turn handler"
+    );
+}

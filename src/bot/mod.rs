@@ -62,6 +62,7 @@ pub struct DeadLetter {
 }
 
 type DeadLetterHook = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+type EventHook = Arc<dyn Fn(&crate::ReceivedMsg) + Send + Sync>;
 
 /// The runtime. Cheap to clone: clones share everything.
 pub struct Bot<S, H> {
@@ -91,6 +92,9 @@ struct Inner<S, H> {
     max_age: Duration,
     skip_history: bool,
     dead_letter: Option<DeadLetterHook>,
+    /// What a customer entering the chat is greeted with, on the welcome code.
+    welcome: Option<String>,
+    on_event: Option<EventHook>,
     /// Set by [`Bot::shutdown`]: no new turn starts, callbacks are answered 503.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -144,6 +148,8 @@ where
                 max_age: Duration::from_secs(48 * 3600),
                 skip_history: true,
                 dead_letter: None,
+                welcome: None,
+                on_event: None,
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -191,6 +197,19 @@ where
     /// done, so the customer's later messages are answered.
     pub fn on_dead_letter(self, hook: impl Fn(DeadLetter) + Send + Sync + 'static) -> Self {
         self.configure(|inner| inner.dead_letter = Some(Arc::new(hook)))
+    }
+
+    /// Greets every customer who opens the chat with `text`, on the `enter_session`
+    /// event's welcome code (valid 20 s, so it is answered at once, not queued).
+    pub fn welcome(self, text: impl Into<String>) -> Self {
+        let text = text.into();
+        self.configure(|inner| inner.welcome = Some(text))
+    }
+
+    /// Called with every item that isn't customer input (events, servicers' messages):
+    /// they never reach the turn handler.
+    pub fn on_event(self, hook: impl Fn(&crate::ReceivedMsg) + Send + Sync + 'static) -> Self {
+        self.configure(|inner| inner.on_event = Some(Arc::new(hook)))
     }
 
     /// The replier the bot sends through.
@@ -294,6 +313,7 @@ where
         let mut entries = Vec::new();
         for (message, key) in page.messages.into_iter().zip(keys) {
             if !message.is_customer_input() {
+                self.event(message);
                 continue;
             }
             let Some(customer) = message.customer() else {
@@ -317,6 +337,27 @@ where
             self.wake(customer);
         }
         Ok(())
+    }
+
+    /// An item for the hooks: the welcome, then the user's own.
+    fn event(&self, message: crate::ReceivedMsg) {
+        if let Some(hook) = &self.inner.on_event {
+            hook(&message);
+        }
+        let Some(text) = self.inner.welcome.clone() else {
+            return;
+        };
+        if crate::reply::EventCode::from_message(&message)
+            .is_none_or(|code| code.kind != crate::reply::CodeKind::Welcome)
+        {
+            return;
+        }
+        let replier = self.inner.replier.clone();
+        tokio::spawn(async move {
+            if let Err(error) = replier.welcome(&message, text).await {
+                tracing::warn!(%error, "could not send the welcome");
+            }
+        });
     }
 
     /// Starts a worker for `customer`, or tells the running one there is more.
