@@ -408,3 +408,127 @@ async fn a_customer_who_opens_the_chat_is_welcomed_and_events_go_to_their_hook()
         "events never reach the turn handler"
     );
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wecom-kf-bot-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_file_stores_a_restarted_bot_answers_what_the_dead_one_took_in() {
+    use wecom_kf::FileCursorStore;
+    use wecom_kf::bot::FileBotStore;
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let (cursors, inbox) = (temp_dir("cursors"), temp_dir("inbox"));
+    sim.customer_says(&kf, "wmALICE", "我的订单")
+        .expect("customer writes");
+
+    // A process that pulls, then dies while its LLM thinks: its runtime is shut down.
+    let dying = {
+        let (sim, kf, cursors, inbox) = (sim.clone(), kf.clone(), cursors.clone(), inbox.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let bot = Bot::new(
+                    sim.client_builder().build().expect("client"),
+                    FileCursorStore::new(&cursors).expect("dir"),
+                    FileBotStore::new(&inbox).expect("dir"),
+                    |_turn: Turn| std::future::pending::<Result<Answer, String>>(),
+                )
+                .skip_history(false);
+                bot.pull(&kf).await.expect("pull");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            });
+            runtime.shutdown_background();
+        })
+    };
+    dying.join().expect("the first process");
+    assert!(sim.sent().is_empty(), "it died before answering");
+
+    // The next process: same directories; the message is answered without a new callback.
+    let llm = Arc::new(Llm::default());
+    let handler = {
+        let llm = llm.clone();
+        move |turn: Turn| {
+            let llm = llm.clone();
+            async move { Ok::<_, String>(llm.answer(turn, Duration::ZERO).await) }
+        }
+    };
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        FileCursorStore::new(&cursors).expect("dir"),
+        FileBotStore::new(&inbox).expect("dir"),
+        handler,
+    )
+    .skip_history(false);
+    assert_eq!(bot.resume().await.expect("store"), 1);
+    until("the answer", || texts_to(&sim, "wmALICE").len() == 1).await;
+    // Pulling again finds nothing new: the cursor had moved past it, and its key is seen.
+    bot.pull(&kf).await.expect("pull");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(texts_to(&sim, "wmALICE"), ["答复：我的订单"]);
+    let _ = std::fs::remove_dir_all(&cursors);
+    let _ = std::fs::remove_dir_all(&inbox);
+}
+
+#[tokio::test]
+async fn the_file_store_keeps_a_journal_across_a_reopen() {
+    use wecom_kf::bot::FileBotStore;
+    let dir = temp_dir("journal");
+    let alice = Customer::new("wk1", "wmALICE");
+    let message: wecom_kf::ReceivedMsg = serde_json::from_str(
+        r#"{"msgid":"m1","open_kfid":"wk1","external_userid":"wmALICE","send_time":1700000000,"origin":3,"msgtype":"text","text":{"content":"你好"},"extra":{"kept":true}}"#,
+    )
+    .unwrap();
+    {
+        let store = FileBotStore::new(&dir).unwrap();
+        let entry = Entry {
+            key: "m1".into(),
+            customer: alice.clone(),
+            message: message.clone(),
+        };
+        assert_eq!(
+            store.record(vec![entry.clone()]).await.unwrap(),
+            [alice.clone()]
+        );
+        assert!(
+            store.record(vec![entry]).await.unwrap().is_empty(),
+            "seen once"
+        );
+        let part = |i: usize| PlannedPart {
+            msgid: format!("r{i}"),
+            message: Text::new("x").into(),
+            sent: false,
+        };
+        let journal = Journaled {
+            turn: "m1".into(),
+            covers: vec!["m1".into()],
+            parts: vec![part(0), part(1)],
+        };
+        store.journal(&alice, journal).await.unwrap();
+        store.part_sent(&alice, "m1", 0).await.unwrap();
+    }
+    let store = FileBotStore::new(&dir).unwrap();
+    assert_eq!(store.customers_with_work().await.unwrap(), [alice.clone()]);
+    let work = store.work(&alice).await.unwrap();
+    let journaled = work.journaled.expect("journaled");
+    assert_eq!(
+        journaled.parts.iter().map(|p| p.sent).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert_eq!(work.pending.len(), 1);
+    assert_eq!(
+        work.pending[0].message.raw.as_str(),
+        message.raw.as_str(),
+        "the message byte for byte"
+    );
+    store.done(&alice, "m1", &["m1".to_owned()]).await.unwrap();
+    assert!(store.customers_with_work().await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod file_store;
 mod store;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use file_store::FileBotStore;
 pub use store::{BotStore, Entry, Journaled, MemoryBotStore, PlannedPart, Work};
 
 use crate::reply::{Customer, Replier, ReplyError, SessionRefusal, Turn};

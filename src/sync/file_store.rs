@@ -28,6 +28,14 @@ const STALE_TEMP: Duration = Duration::from_secs(60);
 /// fsynced. Clones share the per-account write order.
 #[derive(Clone)]
 pub struct FileCursorStore {
+    files: JsonFiles,
+}
+
+/// JSON documents in a directory, one file per name, each replaced atomically and written
+/// in order (see the module docs): what [`FileCursorStore`] and the bot's file store keep
+/// their state in.
+#[derive(Clone)]
+pub(crate) struct JsonFiles {
     dir: PathBuf,
     accounts: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<AccountFile>>>>>,
 }
@@ -42,13 +50,13 @@ struct AccountFile {
 impl fmt::Debug for FileCursorStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileCursorStore")
-            .field("dir", &self.dir)
+            .field("dir", &self.files.dir)
             .finish_non_exhaustive()
     }
 }
 
-/// A checkpoint file that exists but doesn't parse. `load` refuses it rather than start
-/// over: an empty cursor would hand 3 days of messages over again.
+/// A file that exists but doesn't parse. It is refused rather than started over: for a
+/// checkpoint, an empty cursor would hand 3 days of messages over again.
 #[derive(Debug)]
 struct CorruptCheckpoint {
     path: PathBuf,
@@ -76,27 +84,15 @@ impl std::error::Error for CorruptCheckpoint {
 impl FileCursorStore {
     /// Creates the directory if needed.
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
         Ok(FileCursorStore {
-            dir,
-            accounts: Arc::default(),
+            files: JsonFiles::new(dir)?,
         })
     }
 
     /// The file of one account. `open_kfid`s are `[0-9A-Za-z_-]`; anything else is
     /// percent-encoded so a name can never leave the directory.
     pub fn path_of(&self, open_kfid: &str) -> PathBuf {
-        let mut name = String::with_capacity(open_kfid.len() + 5);
-        for byte in open_kfid.bytes() {
-            if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
-                name.push(char::from(byte));
-            } else {
-                name.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        name.push_str(".json");
-        self.dir.join(name)
+        self.files.path_of(open_kfid)
     }
 
     /// The file named by an error of [`load`](CursorStore::load) when the account's
@@ -106,11 +102,156 @@ impl FileCursorStore {
             .downcast_ref::<CorruptCheckpoint>()
             .map(|corrupt| corrupt.path.as_path())
     }
+}
 
-    fn account(&self, open_kfid: &str) -> Arc<tokio::sync::Mutex<AccountFile>> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        accounts.entry(open_kfid.to_owned()).or_default().clone()
+impl JsonFiles {
+    /// Creates the directory if needed.
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(JsonFiles {
+            dir,
+            accounts: Arc::default(),
+        })
     }
+
+    /// The file of `name`, percent-encoded but for `[0-9A-Za-z_-]` so it never leaves the
+    /// directory (and two names never share a file).
+    pub(crate) fn path_of(&self, name: &str) -> PathBuf {
+        let mut file = String::with_capacity(name.len() + 5);
+        for byte in name.bytes() {
+            if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+                file.push(char::from(byte));
+            } else {
+                file.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        file.push_str(".json");
+        self.dir.join(file)
+    }
+
+    /// The names of the documents whose names start with `prefix`.
+    pub(crate) async fn names(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.dir.clone();
+        let prefix = prefix.to_owned();
+        let names = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let file = entry?.file_name();
+                let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                    continue;
+                };
+                if let Some(name) = unescape(stem).filter(|n| n.starts_with(&prefix)) {
+                    names.push(name);
+                }
+            }
+            Ok(names)
+        });
+        Ok(names.await??)
+    }
+
+    /// The document `name`, or its default when there is none yet.
+    pub(crate) async fn load<T>(&self, name: &str) -> Result<T, StoreError>
+    where
+        T: serde::de::DeserializeOwned + Default + Send + 'static,
+    {
+        let path = self.path_of(name);
+        // Waits for a write of this document still going (one whose caller gave up).
+        let guard = self.account(name).lock_owned().await;
+        let read = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            read_document(&path).map(|(_, value)| value)
+        });
+        read.await?
+    }
+
+    /// Replaces the document `name`.
+    pub(crate) async fn save<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let (dir, path) = (self.dir.clone(), self.path_of(name));
+        let account = self.account(name);
+        let bytes = serde_json::to_vec(value)?;
+        let mut guard = account.lock_owned().await;
+        // The guard goes into the blocking task: if this future is dropped, the write
+        // still runs to its end before the next write of the document may start.
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes, &mut guard))
+            .await??;
+        Ok(())
+    }
+
+    /// Reads the document `name` (its default when there is none), changes it with
+    /// `change` and writes it back, all under the document's lock; returns what `change`
+    /// returned and the document. Nothing is written when the document didn't change.
+    pub(crate) async fn update<T, R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut T) -> R + Send + 'static,
+    ) -> Result<(R, T), StoreError>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + Default + Send + 'static,
+        R: Send + 'static,
+    {
+        let (dir, path) = (self.dir.clone(), self.path_of(name));
+        let account = self.account(name);
+        let guard = account.lock_owned().await;
+        let updated = tokio::task::spawn_blocking(move || -> Result<(R, T), StoreError> {
+            let mut guard = guard;
+            let (before, mut value) = read_document::<T>(&path)?;
+            let out = change(&mut value);
+            let after = serde_json::to_vec(&value)?;
+            if before.as_deref() != Some(after.as_slice()) {
+                write_atomically(&dir, &path, &after, &mut guard)?;
+            }
+            Ok((out, value))
+        });
+        updated.await?
+    }
+
+    fn account(&self, name: &str) -> Arc<tokio::sync::Mutex<AccountFile>> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.entry(name.to_owned()).or_default().clone()
+    }
+}
+
+/// A document's bytes (`None` when there is no file yet) and its value (the default then).
+fn read_document<T>(path: &Path) -> Result<(Option<Vec<u8>>, T), StoreError>
+where
+    T: serde::de::DeserializeOwned + Default,
+{
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, T::default())),
+        Err(e) => return Err(e.into()),
+    };
+    let value = serde_json::from_slice(&bytes).map_err(|source| {
+        Box::new(CorruptCheckpoint {
+            path: path.to_owned(),
+            source,
+        }) as StoreError
+    })?;
+    Ok((Some(bytes), value))
+}
+
+/// The name a file stem encodes ([`JsonFiles::path_of`] backwards); `None` for a file the
+/// store didn't write.
+fn unescape(stem: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(stem.len());
+    let mut rest = stem.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = tail.get(..2)?;
+            let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            bytes.push(byte);
+            rest = tail.get(2..)?;
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Writes `bytes` as the new content of `path`, holding the account's lock (unix).
@@ -256,26 +397,7 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 
 impl CursorStore for FileCursorStore {
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
-        let path = self.path_of(open_kfid);
-        let account = self.account(open_kfid);
-        Box::pin(async move {
-            // Waits for a save of this account still writing (one whose caller gave up).
-            let guard = account.lock_owned().await;
-            let read_path = path.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let _guard = guard;
-                match std::fs::read(&read_path) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            });
-            match read.await?? {
-                Some(bytes) => serde_json::from_slice(&bytes)
-                    .map_err(|source| Box::new(CorruptCheckpoint { path, source }) as StoreError),
-                None => Ok(Checkpoint::default()),
-            }
-        })
+        Box::pin(self.files.load(open_kfid))
     }
 
     fn save<'a>(
@@ -283,16 +405,6 @@ impl CursorStore for FileCursorStore {
         open_kfid: &'a str,
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let (dir, path) = (self.dir.clone(), self.path_of(open_kfid));
-        let account = self.account(open_kfid);
-        Box::pin(async move {
-            let bytes = serde_json::to_vec(checkpoint)?;
-            let mut guard = account.lock_owned().await;
-            // The guard goes into the blocking task: if this future is dropped, the write
-            // still runs to its end before the next save of the account may start.
-            tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &bytes, &mut guard))
-                .await??;
-            Ok(())
-        })
+        Box::pin(self.files.save(open_kfid, checkpoint))
     }
 }

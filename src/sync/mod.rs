@@ -15,6 +15,7 @@ mod lock;
 mod store;
 
 pub use file_store::FileCursorStore;
+pub(crate) use file_store::JsonFiles;
 use lock::LockHold;
 pub use lock::{SyncLease, SyncLock};
 

@@ -1,0 +1,259 @@
+//! The inbox and journal as files: one document per customer, one per account for the
+//! keys seen, each replaced atomically (the cursor store's files).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{BotStore, Entry, Journaled, Work};
+use crate::reply::Customer;
+use crate::sync::JsonFiles;
+use crate::token::StoreError;
+use crate::{BoxFuture, ReceivedMsg};
+
+/// Keys seen are remembered this long: past WeCom's 3 days of history, a message can't come
+/// back.
+const SEEN_FOR_SECS: u64 = 4 * 24 * 3600;
+
+/// The inbox and journal in a directory: survives a restart of the process, for one
+/// process at a time.
+#[derive(Clone)]
+pub struct FileBotStore {
+    files: JsonFiles,
+}
+
+impl std::fmt::Debug for FileBotStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBotStore").finish_non_exhaustive()
+    }
+}
+
+/// One customer's document.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CustomerFile {
+    open_kfid: String,
+    external_userid: String,
+    pending: Vec<StoredEntry>,
+    journaled: Option<Journaled>,
+    attempts: u32,
+}
+
+/// An entry as stored: the message's own text, parsed again on load, so nothing of it is
+/// lost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEntry {
+    key: String,
+    raw: String,
+}
+
+/// One account's keys seen, with when (unix seconds).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SeenFile {
+    keys: HashMap<String, u64>,
+}
+
+const INBOX: &str = "inbox\u{1}";
+
+fn inbox_name(customer: &Customer) -> String {
+    format!(
+        "{INBOX}{}\u{1}{}",
+        customer.open_kfid, customer.external_userid
+    )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+impl FileBotStore {
+    /// Keeps its files in `dir` (created if needed); a directory of its own, not the
+    /// cursor store's.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        Ok(FileBotStore {
+            files: JsonFiles::new(dir)?,
+        })
+    }
+
+    async fn customer_file(&self, customer: &Customer) -> Result<CustomerFile, StoreError> {
+        self.files.load(&inbox_name(customer)).await
+    }
+}
+
+fn entry_of(customer: &Customer, stored: StoredEntry) -> Result<Entry, StoreError> {
+    let message: ReceivedMsg = serde_json::from_str(&stored.raw)?;
+    Ok(Entry {
+        key: stored.key,
+        customer: customer.clone(),
+        message,
+    })
+}
+
+impl BotStore for FileBotStore {
+    fn record<'a>(
+        &'a self,
+        entries: Vec<Entry>,
+    ) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
+        Box::pin(async move {
+            let mut by_account: HashMap<String, Vec<Entry>> = HashMap::new();
+            for entry in entries {
+                by_account
+                    .entry(entry.customer.open_kfid.clone())
+                    .or_default()
+                    .push(entry);
+            }
+            let mut woken = Vec::new();
+            for (open_kfid, entries) in by_account {
+                let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+                let seen: SeenFile = self.files.load(&format!("seen\u{1}{open_kfid}")).await?;
+                let new: Vec<Entry> = entries
+                    .into_iter()
+                    .filter(|e| !seen.keys.contains_key(&e.key))
+                    .collect();
+                // Into the inbox first, then seen: a crash between the two adds the entry
+                // again next time, and the inbox drops the repeat.
+                let mut by_customer: HashMap<Customer, Vec<StoredEntry>> = HashMap::new();
+                for entry in new {
+                    by_customer
+                        .entry(entry.customer.clone())
+                        .or_default()
+                        .push(StoredEntry {
+                            key: entry.key,
+                            raw: entry.message.raw.as_str().to_owned(),
+                        });
+                }
+                for (customer, stored) in by_customer {
+                    let who = customer.clone();
+                    let ((), _) = self
+                        .files
+                        .update(&inbox_name(&customer), move |file: &mut CustomerFile| {
+                            file.open_kfid.clone_from(&who.open_kfid);
+                            file.external_userid.clone_from(&who.external_userid);
+                            for entry in stored {
+                                if !file.pending.iter().any(|p| p.key == entry.key) {
+                                    file.pending.push(entry);
+                                }
+                            }
+                        })
+                        .await?;
+                    woken.push(customer);
+                }
+                let now = now_secs();
+                self.files
+                    .update(
+                        &format!("seen\u{1}{open_kfid}"),
+                        move |seen: &mut SeenFile| {
+                            seen.keys
+                                .retain(|_, at| now.saturating_sub(*at) < SEEN_FOR_SECS);
+                            for key in keys {
+                                seen.keys.entry(key).or_insert(now);
+                            }
+                        },
+                    )
+                    .await?;
+            }
+            Ok(woken)
+        })
+    }
+
+    fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>> {
+        Box::pin(async move {
+            let file = self.customer_file(customer).await?;
+            let pending = file
+                .pending
+                .into_iter()
+                .map(|stored| entry_of(customer, stored))
+                .collect::<Result<_, _>>()?;
+            Ok(Work {
+                journaled: file.journaled,
+                pending,
+                attempts: file.attempts,
+            })
+        })
+    }
+
+    fn journal<'a>(
+        &'a self,
+        customer: &'a Customer,
+        reply: Journaled,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.files
+                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
+                    file.journaled = Some(reply);
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn part_sent<'a>(
+        &'a self,
+        customer: &'a Customer,
+        turn: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let turn = turn.to_owned();
+        Box::pin(async move {
+            self.files
+                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
+                    let journaled = file.journaled.as_mut().filter(|j| j.turn == turn);
+                    if let Some(part) = journaled.and_then(|j| j.parts.get_mut(index)) {
+                        part.sent = true;
+                    }
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn done<'a>(
+        &'a self,
+        customer: &'a Customer,
+        turn: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (turn, keys) = (turn.to_owned(), keys.to_vec());
+        Box::pin(async move {
+            self.files
+                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
+                    file.pending.retain(|e| !keys.contains(&e.key));
+                    if file.journaled.as_ref().is_some_and(|j| j.turn == turn) {
+                        file.journaled = None;
+                    }
+                    file.attempts = 0;
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>> {
+        Box::pin(async move {
+            self.files
+                .update(&inbox_name(customer), |file: &mut CustomerFile| {
+                    file.attempts = file.attempts.saturating_add(1);
+                    file.attempts
+                })
+                .await
+                .map(|(attempts, _)| attempts)
+        })
+    }
+
+    fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
+        Box::pin(async move {
+            let mut customers = Vec::new();
+            for name in self.files.names(INBOX).await? {
+                let file: CustomerFile = self.files.load(&name).await?;
+                if !file.pending.is_empty() || file.journaled.is_some() {
+                    customers.push(Customer::new(file.open_kfid, file.external_userid));
+                }
+            }
+            Ok(customers)
+        })
+    }
+}
