@@ -52,6 +52,23 @@ pub enum Answer {
     Silence,
 }
 
+/// The inbox failed while a page was recorded; the page is pulled and recorded again next
+/// time (the cursor didn't pass it).
+#[derive(Debug)]
+pub struct InboxError(pub StoreError);
+
+impl Display for InboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the bot's inbox failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for InboxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
 /// A turn given up after [`Bot::max_attempts`] failures, for the dead-letter hook.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -296,13 +313,13 @@ where
 
     /// Pulls `open_kfid`, records every new customer message in the inbox before the
     /// cursor passes it, and wakes the customers who wrote.
-    pub async fn pull(&self, open_kfid: &str) -> Result<(), SyncError<StoreError>> {
+    pub async fn pull(&self, open_kfid: &str) -> Result<(), SyncError<InboxError>> {
         let bot = self.clone();
         self.inner
             .sync
             .run(open_kfid, move |page| {
                 let bot = bot.clone();
-                async move { bot.record(page).await }
+                async move { bot.record(page).await.map_err(InboxError) }
             })
             .await
             .map(|_| ())
