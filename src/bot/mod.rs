@@ -249,8 +249,13 @@ where
 
     /// Resumes every customer the store has work for: after a restart, answers that were
     /// journaled are finished and waiting messages answered, without a callback.
-    pub async fn resume(&self) -> Result<usize, StoreError> {
-        let customers = self.inner.store.customers_with_work().await?;
+    pub async fn resume(&self) -> Result<usize, InboxError> {
+        let customers = self
+            .inner
+            .store
+            .customers_with_work()
+            .await
+            .map_err(InboxError)?;
         for customer in &customers {
             self.wake(customer.clone());
         }
