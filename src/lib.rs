@@ -100,9 +100,9 @@ pub use validate::{Invalid, Validate};
 /// a compile error that names the file, line and column.
 ///
 /// ```ignore
-/// wecom_kf::endpoints!("kf_statistics.toml");
+/// wecom_kf::endpoints!("idconvert.toml");
 /// use ClientExt as _;
-/// let days = client.get_corp_statistic("wkKFID", start, end).await?;
+/// let converted = client.convert_open_kfid(["wkCORP1"]).await?;
 /// ```
 pub use kf_macros::endpoints;
 
@@ -128,7 +128,8 @@ pub mod __private {
     pub use crate::error::RetryClass;
     pub use crate::secret::Redacted;
     pub use crate::validate::{
-        Invalid, ItemsRule, NumberRule, OverLimit, SizeRule, StringRule, Validate,
+        DayRule, Invalid, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,
+        Validate,
     };
     pub use crate::wire::{
         Entries, FromEntries, Tagged, deserialize_union, from_text, lenient_flat,

@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
-use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind};
+use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind, parse_utc_offset};
 use crate::names::{is_identifier, pascal_case};
 
 pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
@@ -274,6 +274,7 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             continue;
         };
         check_limits(f, kind, ty.list, cx);
+        check_day_rules(f, kind, ty.list, cx);
         check_message_keys(api, f, kind, ty.list, owner, cx);
         if f.numbers_as_text && (kind != TypeKind::String || ty.list) {
             cx.error(
@@ -471,6 +472,55 @@ fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
         None => {}
     }
 }
+
+/// `day_aligned` names a UTC offset on an integer field; `days_ago` needs it, and is a
+/// `[low, high]` pair.
+fn check_day_rules(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
+    if let Some(aligned) = &f.day_aligned {
+        if kind != TypeKind::Int || list {
+            cx.error_with_help(
+                aligned.span(),
+                format!(
+                    "`day_aligned` applies to integer fields (Unix seconds), not to field `{}` of type `{}`",
+                    f.name.get_ref(),
+                    f.ty.get_ref()
+                ),
+                "use `u64`, `i64`, `u32` or `i32` for timestamps",
+            );
+        }
+        if let Err(why) = parse_utc_offset(aligned.get_ref()) {
+            cx.error(aligned.span(), format!("invalid `day_aligned`: {why}"));
+        }
+    }
+    let Some(days) = &f.days_ago else {
+        return;
+    };
+    if f.day_aligned.is_none() {
+        cx.error_with_help(
+            days.span(),
+            "`days_ago` counts days in a time zone, but the field has no `day_aligned`",
+            "add `day_aligned = \"+08:00\"` (the offset whose midnight starts a day)",
+        );
+    }
+    match f.days_ago_bounds() {
+        Some((low, high)) if low > high => cx.error(
+            days.span(),
+            format!("contradictory limits: `days_ago` goes from {low} down to {high}"),
+        ),
+        Some((_, high)) if high > MAX_DAYS_AGO => cx.error(
+            days.span(),
+            format!("`days_ago` reaches {high} days back; at most {MAX_DAYS_AGO} are checked"),
+        ),
+        Some(_) => {}
+        None => cx.error(
+            days.span(),
+            "`days_ago` is a pair `[low, high]`, like `[1, 180]` for yesterday to 180 days back",
+        ),
+    }
+}
+
+/// A century: past it, `days_ago` is surely a mistake (and day arithmetic stays small).
+const MAX_DAYS_AGO: u64 = 36_525;
 
 fn contradiction(
     min: &Option<Spanned<u64>>,
@@ -671,6 +721,7 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
         };
         check_fields(api, &e.fields, owner, cx);
         check_one_of(e, cx);
+        check_ranges(api, e, cx);
         check_retry_key(api, e, cx);
         check_generated_methods(api, e, &mut methods, cx);
     }
@@ -745,6 +796,66 @@ fn check_one_of(e: &Endpoint, cx: &mut Diagnostics) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Each `ranges` entry names two different integer fields of the endpoint.
+fn check_ranges(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
+    for rule in &e.ranges {
+        let rule = rule.get_ref();
+        for name in [&rule.start, &rule.end] {
+            match e.fields.iter().find(|f| f.name.get_ref() == name.get_ref()) {
+                Some(f)
+                    if api.kind_of(f.type_ref().name) != Some(TypeKind::Int)
+                        || f.type_ref().list =>
+                {
+                    cx.error_with_help(
+                        name.span(),
+                        format!(
+                            "`ranges` compares numbers; `{}` is `{}`",
+                            name.get_ref(),
+                            f.ty.get_ref()
+                        ),
+                        "name two integer fields, like timestamps",
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    let numbers: Vec<&str> = e
+                        .fields
+                        .iter()
+                        .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::Int))
+                        .map(|f| f.name.get_ref().as_str())
+                        .collect();
+                    let help = match did_you_mean(name.get_ref(), numbers.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("its integer fields are {}", backticked(numbers)),
+                    };
+                    cx.error_with_help(
+                        name.span(),
+                        format!(
+                            "`ranges` names `{}`, which is not a field of `{}`",
+                            name.get_ref(),
+                            e.name.get_ref()
+                        ),
+                        help,
+                    );
+                }
+            }
+        }
+        if rule.start.get_ref() == rule.end.get_ref() {
+            cx.error(
+                rule.end.span(),
+                "a range's `start` and `end` are two different fields",
+            );
+        }
+        if let Some(max) = rule.max_span.as_ref().filter(|m| *m.get_ref() == 0) {
+            cx.error_with_help(
+                max.span(),
+                "a `max_span` of 0 allows only `end` = `start`",
+                "leave `max_span` out for no limit on the span",
+            );
         }
     }
 }

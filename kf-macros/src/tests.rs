@@ -366,6 +366,50 @@ fields = [{ name = "id", type = "string", required = true }]
     }
 }
 
+#[test]
+fn day_and_range_rules_are_checked() {
+    let source = r#"
+[[endpoint]]
+name = "stats"
+method = "POST"
+path = "stats"
+doc = 1
+summary = "Stats."
+ranges = [
+  { start = "start_time", end = "end_tme" },
+  { start = "start_time", end = "label", max_span = 0 },
+]
+fields = [
+  { name = "start_time", type = "u64", required = true, day_aligned = "+8:00" },
+  { name = "end_time", type = "u64", required = true, days_ago = [1, 180] },
+  { name = "label", type = "string", day_aligned = "+08:00", days_ago = [9, 2] },
+]
+"#;
+    let errors = expand_errors(source);
+
+    let expected = [
+        "api.toml:9:33: `ranges` names `end_tme`, which is not a field of `stats`",
+        "api.toml:10:33: `ranges` compares numbers; `label` is `string`",
+        "api.toml:10:53: a `max_span` of 0 allows only `end` = `start`",
+        "api.toml:13:71: invalid `day_aligned`: `+8:00` is not a UTC offset",
+        "api.toml:14:66: `days_ago` counts days in a time zone, but the field has no `day_aligned`",
+        "api.toml:15:52: `day_aligned` applies to integer fields (Unix seconds)",
+        "api.toml:15:73: contradictory limits: `days_ago` goes from 9 down to 2",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+    assert!(
+        errors[0].contains("did you mean `end_time`?"),
+        "{}",
+        errors[0]
+    );
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

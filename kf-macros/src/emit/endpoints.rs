@@ -10,7 +10,7 @@ use quote::quote;
 
 use super::docs::Doc;
 use super::fields::{constructor, debug_derive, debug_impl, declarations, param, setters};
-use super::validate::validate_impl;
+use super::validate::{Across, validate_impl};
 use crate::model::{Api, Endpoint, TypeKind};
 use crate::names::{ident, pascal_case, type_ident};
 
@@ -46,7 +46,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let (args, init) = constructor(api, &e.fields, marker_path.as_ref());
     let request_setters = setters(api, &e.fields, &quote!(self));
     let builder_setters = setters(api, &e.fields, &quote!(self.request));
-    let validate = validate_impl(api, &request, &e.fields, &e.one_of);
+    let across = Across {
+        one_of: &e.one_of,
+        ranges: &e.ranges,
+    };
+    let validate = validate_impl(api, &request, &e.fields, across);
     let debug = debug_derive(&e.fields);
     let debug_impl = debug_impl(&request, &e.fields);
     let http_method = if e.is_get() {
@@ -358,6 +362,17 @@ fn method_docs(api: &Api, e: &Endpoint) -> Doc {
             let about = f.doc.as_deref().unwrap_or("");
             doc = doc.line(format!("- `{}`: {about}", f.name.get_ref()));
         }
+    }
+    for rule in &e.ranges {
+        let rule = rule.get_ref();
+        let (start, end) = (rule.start.get_ref(), rule.end.get_ref());
+        let span = match &rule.max_span {
+            Some(max) => format!(", nor more than {} after it", max.get_ref()),
+            None => String::new(),
+        };
+        doc = doc.blank().line(format!(
+            "`{end}` may not be before `{start}`{span}; this is checked before sending."
+        ));
     }
     if !e.errors.is_empty() {
         doc = doc.blank().line("# Errors").line(
