@@ -186,8 +186,8 @@ async fn a_retry_refused_as_a_duplicate_may_have_been_delivered() {
     assert_eq!(err.delivery(), Delivery::MaybeSent, "{err:?}");
     assert_eq!(
         err.code(),
-        Some(ErrCode::InvalidParameter),
-        "the refusal's code"
+        Some(ErrCode::DuplicateMsgid),
+        "the refusal's code, told apart by its errmsg"
     );
     let ids = msgids(&server, "/cgi-bin/kf/send_msg");
     match &err {
