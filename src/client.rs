@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
 use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
-use crate::token::{FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenStore};
+use crate::token::{
+    CorpSecret, FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenSource, TokenStore,
+};
 use crate::{ErrCode, Error, RetryPolicy, Secret};
 
 /// WeCom's API root; every endpoint path is relative to it.
@@ -41,7 +43,8 @@ struct Inner {
     http: reqwest::Client,
     base_url: String,
     corp_id: String,
-    secret: Secret,
+    /// `None` when the tokens come from a [`TokenSource`] of the caller's.
+    secret: Option<Secret>,
     tokens: TokenCache,
     retries: Retries,
     request_timeout: Option<Duration>,
@@ -58,11 +61,12 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Builds a [`Client`]; only the corp id and the secret are required.
+/// Builds a [`Client`]; only the corp id and the secret (or a [`TokenSource`]) are required.
 #[must_use]
 pub struct ClientBuilder {
     corp_id: Option<String>,
     secret: Option<Secret>,
+    token_source: Option<Arc<dyn TokenSource>>,
     base_url: String,
     connect_timeout: Duration,
     request_timeout: Option<Duration>,
@@ -80,6 +84,10 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("corp_id", &self.corp_id)
             .field("secret", &self.secret)
+            .field(
+                "token_source",
+                &self.token_source.as_ref().map(|_| "custom"),
+            )
             .field("base_url", &shown_url(&self.base_url))
             .finish_non_exhaustive()
     }
@@ -90,6 +98,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             corp_id: None,
             secret: None,
+            token_source: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
@@ -114,6 +123,15 @@ impl ClientBuilder {
     /// The secret of the app authorised for 微信客服.
     pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
         self.secret = Some(secret.into());
+        self
+    }
+
+    /// Gets access tokens from `source` instead of `gettoken` with the secret: for a service
+    /// provider's or a 代开发 app's own token flow. Caching, the shared refresh, the failure
+    /// window, the refresh after a refused token and the token store work as with the secret,
+    /// which is then not needed.
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.token_source = Some(Arc::new(source));
         self
     }
 
@@ -198,10 +216,19 @@ impl ClientBuilder {
             .corp_id
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Error::Config("`corp_id` is required".into()))?;
-        let secret = self
-            .secret
-            .filter(|s| !s.expose().is_empty())
-            .ok_or_else(|| Error::Config("`secret` is required".into()))?;
+        let secret = self.secret.filter(|s| !s.expose().is_empty());
+        let source: Arc<dyn TokenSource> = match (self.token_source, &secret) {
+            (Some(source), _) => source,
+            (None, Some(secret)) => Arc::new(CorpSecret {
+                corp_id: corp_id.clone(),
+                secret: secret.clone(),
+            }),
+            (None, None) => {
+                return Err(Error::Config(
+                    "`secret` is required, or a `token_source`".into(),
+                ));
+            }
+        };
         let mut base_url = self.base_url;
         if !base_url.ends_with('/') {
             base_url.push('/');
@@ -229,8 +256,7 @@ impl ClientBuilder {
             .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
         let tokens = TokenCache::new(
             store,
-            &corp_id,
-            &secret,
+            source,
             self.refresh_margin,
             self.token_failure_backoff,
         );
@@ -482,12 +508,18 @@ impl Client {
         query: &[(String, String)],
     ) -> Result<Exchange, Error> {
         let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
-        let credentials = match token {
-            Some(token) => vec![("access_token", token.expose())],
-            None => vec![
+        let credentials = match (token, &self.inner.secret) {
+            (Some(token), _) => vec![("access_token", token.expose())],
+            (None, Some(secret)) => vec![
                 ("corpid", self.inner.corp_id.as_str()),
-                ("corpsecret", self.inner.secret.expose()),
+                ("corpsecret", secret.expose()),
             ],
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "`{}` needs the corp secret, and this client gets its tokens from a token source",
+                    endpoint.name
+                )));
+            }
         };
         let fixed = endpoint.query.iter().copied();
         let fields = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));

@@ -85,7 +85,8 @@ pub use sync::{
     SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
 pub use token::{
-    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure, TokenStore,
+    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure,
+    TokenIdentity, TokenSource, TokenStore,
 };
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
