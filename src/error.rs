@@ -51,6 +51,29 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A downloaded file is larger than the `limit` set for it (`max_bytes`): refused before
+    /// reading when the answer announced its length `len`, else stopped when the download
+    /// reached the limit.
+    #[error("the file is {} than the {limit} bytes allowed; not read further", len.map(|len| format!("{len} bytes, more")).unwrap_or_else(|| "larger".to_owned()))]
+    DownloadTooLarge { limit: u64, len: Option<u64> },
+
+    /// The writer a download streamed into failed. What it wrote before stays written.
+    #[error("the download's writer failed: {0}")]
+    Write(#[source] std::io::Error),
+
+    /// A download stopped after some of the file was received, with `cause`. The bytes
+    /// before `resume_from` were delivered (to the writer, or as chunks); start again there
+    /// with `resume_from(resume_from)` to get the rest. After a [`Write`](Error::Write)
+    /// failure part of the failed chunk may have been written too: truncate to
+    /// `resume_from` first.
+    #[error("`{endpoint}` stopped after {resume_from} bytes of the file: {cause}")]
+    Incomplete {
+        endpoint: &'static str,
+        resume_from: u64,
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// A request that isn't safe to repeat (a send) was answered "busy" at least once, and
     /// the call then failed with `cause`. WeCom says a busy request wasn't processed, but
     /// that isn't proof, so the message may have arrived. Retries carry the same
@@ -118,8 +141,11 @@ impl Error {
             // Something answered, so the request arrived somewhere.
             Error::Redirected { .. }
             | Error::TooLarge { .. }
+            | Error::DownloadTooLarge { .. }
             | Error::Decode { .. }
             | Error::MaybeDelivered { .. } => Delivery::MaybeSent,
+            // Downloads change nothing on the server: this says whether the request arrived.
+            Error::Incomplete { .. } | Error::Write(_) => Delivery::MaybeSent,
             Error::Invalid { .. }
             | Error::Api { .. }
             | Error::Config(_)
@@ -134,7 +160,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrCode> {
         match self {
             Error::Api { code, .. } => Some(*code),
-            Error::MaybeDelivered { cause, .. } => cause.code(),
+            Error::MaybeDelivered { cause, .. } | Error::Incomplete { cause, .. } => cause.code(),
             Error::TokenUnavailable { cause, .. } => cause.code(),
             Error::FetchFailedElsewhere { code, .. } => *code,
             _ => None,

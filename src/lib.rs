@@ -74,7 +74,7 @@ mod upload;
 mod validate;
 mod wire;
 
-pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
+pub use call::{Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
 pub use error::{Delivery, Error, RetryClass};
 pub use raw_json::RawJson;
@@ -125,8 +125,13 @@ pub mod __private {
     pub use serde_json;
     pub use serde_json::Value;
 
-    pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
+    pub use tokio::io::AsyncWrite;
+
+    pub use crate::call::{
+        Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
+    };
     pub use crate::error::RetryClass;
+    pub use crate::media::{DownloadOptions, Downloaded, Media, MediaChunks};
     pub use crate::secret::Redacted;
     pub use crate::validate::{
         DayRule, Invalid, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,

@@ -246,6 +246,10 @@ mod generated_from_endpoints {
         ///
         /// Send a message type the component allows.
         MessageTypeForbiddenForComponent,
+        /// `830002`: the file is over 20 MB and must be downloaded in ranges.
+        ///
+        /// download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.
+        RangeRequired,
         /// A value this version doesn't name, kept as received.
         Other(i64),
     }
@@ -308,6 +312,7 @@ mod generated_from_endpoints {
                 95026 => Self::AccountUsageTooLow,
                 95027 => Self::UnverifiedAccountLimit,
                 95030 => Self::MessageTypeForbiddenForComponent,
+                830002 => Self::RangeRequired,
                 other => Self::Other(other),
             }
         }
@@ -372,6 +377,7 @@ mod generated_from_endpoints {
                 Self::AccountUsageTooLow => 95026,
                 Self::UnverifiedAccountLimit => 95027,
                 Self::MessageTypeForbiddenForComponent => 95030,
+                Self::RangeRequired => 830002,
                 Self::Other(other) => other,
             }
         }
@@ -530,6 +536,9 @@ mod generated_from_endpoints {
                 }
                 Self::MessageTypeForbiddenForComponent => {
                     Some("the message type is forbidden by the 客服组件 settings")
+                }
+                Self::RangeRequired => {
+                    Some("the file is over 20 MB and must be downloaded in ranges")
                 }
                 Self::Other(_) => None,
             }
@@ -745,6 +754,11 @@ mod generated_from_endpoints {
                 Self::MessageTypeForbiddenForComponent => {
                     Some("Send a message type the component allows.")
                 }
+                Self::RangeRequired => {
+                    Some(
+                        "download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.",
+                    )
+                }
                 Self::Other(_) => None,
             }
         }
@@ -809,6 +823,7 @@ mod generated_from_endpoints {
                 Self::AccountUsageTooLow => rt::RetryClass::Never,
                 Self::UnverifiedAccountLimit => rt::RetryClass::Never,
                 Self::MessageTypeForbiddenForComponent => rt::RetryClass::Never,
+                Self::RangeRequired => rt::RetryClass::Never,
                 Self::Other(_) => rt::RetryClass::Never,
             }
         }
@@ -7905,6 +7920,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::CorpSecret,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8066,6 +8082,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8220,6 +8237,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: Some("msgid"),
         };
@@ -8349,6 +8367,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: Some("msgid"),
         };
@@ -8463,6 +8482,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8535,6 +8555,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8653,6 +8674,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8757,6 +8779,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8876,6 +8899,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9021,6 +9045,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9182,6 +9207,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9279,6 +9305,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9363,6 +9390,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9469,6 +9497,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9583,6 +9612,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9651,6 +9681,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9708,6 +9739,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9832,6 +9864,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -9930,6 +9963,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10001,6 +10035,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "image")],
             retry_key: None,
         };
@@ -10075,6 +10110,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "voice")],
             retry_key: None,
         };
@@ -10149,6 +10185,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "video")],
             retry_key: None,
         };
@@ -10223,6 +10260,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "file")],
             retry_key: None,
         };
@@ -10307,6 +10345,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10416,6 +10455,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10543,6 +10583,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10620,6 +10661,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10686,6 +10728,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10767,6 +10810,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -10883,6 +10927,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -11014,6 +11059,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -11092,6 +11138,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -11217,6 +11264,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -11379,6 +11427,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -11432,6 +11481,104 @@ mod generated_from_endpoints {
     }
     impl<'a> rt::IntoFuture for KnowledgeListIntent<'a> {
         type Output = Result<KnowledgeListIntentResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`download_media`](rt::Client::download_media), for building a request by hand and downloading it with [`MediaChunks::new`](rt::MediaChunks::new).
+    ///
+    /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct DownloadMediaRequest {
+        /// From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
+        pub media_id: String,
+    }
+    impl DownloadMediaRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media_id: impl Into<String>) -> Self {
+            Self { media_id: media_id.into() }
+        }
+    }
+    impl rt::Validate for DownloadMediaRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("media_id", v)?;
+            Ok(())
+        }
+    }
+    impl rt::FileRequest for DownloadMediaRequest {
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "download_media",
+            method: rt::HttpMethod::Get,
+            path: "media/get",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: true,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `download_media` download being set up: `.await` it for the file in memory, or stream it with [`to_writer`](Self::to_writer) or [`chunks`](Self::chunks).
+    ///
+    /// Files come in ranged requests of at most 20 MiB; one that fails midway is asked again from the last byte received.
+    ///
+    /// Returned by [`download_media`](rt::Client::download_media).
+    #[must_use = "a download does nothing until it is awaited or streamed"]
+    pub struct DownloadMedia<'a> {
+        client: &'a rt::Client,
+        request: DownloadMediaRequest,
+        download: rt::DownloadOptions,
+    }
+    impl<'a> DownloadMedia<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &DownloadMediaRequest {
+            &self.request
+        }
+        /// Refuses a file over `limit` bytes: before reading when its length is announced, else when the download reaches it.
+        pub fn max_bytes(mut self, limit: u64) -> Self {
+            self.download = self.download.max_bytes(limit);
+            self
+        }
+        /// Starts at byte `offset`, to finish a download that stopped there (the [`resume_from`](rt::Error::Incomplete) of its error).
+        pub fn resume_from(mut self, offset: u64) -> Self {
+            self.download = self.download.resume_from(offset);
+            self
+        }
+        /// The most bytes one ranged request asks for, at most the 20 MiB WeCom allows.
+        pub fn chunk_size(mut self, bytes: u64) -> Self {
+            self.download = self.download.chunk_size(bytes);
+            self
+        }
+        /// Downloads the file into memory (`GET /cgi-bin/media/get`), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set).
+        pub async fn send(self) -> Result<rt::Media, rt::Error> {
+            self.chunks().into_memory().await
+        }
+        /// Streams the file into `writer` as it arrives, without holding it in memory.
+        pub async fn to_writer<W>(
+            self,
+            writer: &mut W,
+        ) -> Result<rt::Downloaded, rt::Error>
+        where
+            W: rt::AsyncWrite + Unpin + Send + ?Sized,
+        {
+            self.chunks().to_writer(writer).await
+        }
+        /// The file a chunk at a time, as it arrives: call [`next_chunk`](rt::MediaChunks::next_chunk) until `None`.
+        pub fn chunks(self) -> rt::MediaChunks {
+            rt::MediaChunks::new(self.client, &self.request, self.download)
+        }
+    }
+    impl<'a> rt::IntoFuture for DownloadMedia<'a> {
+        type Output = Result<rt::Media, rt::Error>;
         type IntoFuture = rt::BoxFuture<'a, Self::Output>;
         fn into_future(self) -> Self::IntoFuture {
             Box::pin(self.send())
@@ -12318,6 +12465,27 @@ mod generated_from_endpoints {
             KnowledgeListIntent {
                 client: self,
                 request: KnowledgeListIntentRequest::new(),
+            }
+        }
+        /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
+        ///
+        /// Sends `GET /cgi-bin/media/get`. Required fields are the arguments; `.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`.
+        ///
+        /// # Arguments
+        /// - `media_id`: From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40007` (InvalidMediaId): invalid media_id
+        /// - `41006` (MediaIdMissing): media_id missing
+        /// - `830002` (RangeRequired): the file is over 20 MB and must be downloaded in ranges
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
+        pub fn download_media(&self, media_id: impl Into<String>) -> DownloadMedia<'_> {
+            DownloadMedia {
+                client: self,
+                request: DownloadMediaRequest::new(media_id),
+                download: rt::DownloadOptions::default(),
             }
         }
     }

@@ -7,7 +7,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
-use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind, parse_utc_offset};
+use crate::model::{
+    Api, BINARY_RESPONSE, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind, parse_utc_offset,
+};
 use crate::names::{is_identifier, pascal_case};
 
 pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
@@ -93,6 +95,12 @@ fn check_type_names(api: &Api, cx: &mut Diagnostics) {
             cx.error(
                 name.span(),
                 format!("`{}` is a built-in type name", name.get_ref()),
+            );
+        }
+        if name.get_ref() == BINARY_RESPONSE {
+            cx.error(
+                name.span(),
+                "`binary` is reserved: `response = \"binary\"` means the answer is a file",
             );
         }
         seen.add(name.get_ref(), name.span(), cx);
@@ -687,7 +695,9 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                 "write the path under /cgi-bin/ without a leading slash, like \"kf/send_msg\"",
             );
         }
-        if let Some(response) = &e.response {
+        if e.is_binary() {
+            check_binary(e, cx);
+        } else if let Some(response) = &e.response {
             match api.kind_of(response.get_ref()) {
                 Some(TypeKind::Struct) => {}
                 Some(_) => cx.error(response.span(), "`response` must name a [[struct]]"),
@@ -695,7 +705,7 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                     let structs = api.structs.iter().map(|s| s.name.get_ref().as_str());
                     let help = match did_you_mean(response.get_ref(), structs) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None => "declare it as a [[struct]], or leave `response` out for endpoints that answer with errcode/errmsg only".to_owned(),
+                        None => "declare it as a [[struct]], write `\"binary\"` for a file, or leave `response` out for endpoints that answer with errcode/errmsg only".to_owned(),
                     };
                     cx.error_with_help(
                         response.span(),
@@ -724,6 +734,41 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
         check_ranges(api, e, cx);
         check_retry_key(api, e, cx);
         check_generated_methods(api, e, &mut methods, cx);
+    }
+}
+
+/// A download is retried from the last byte received, so it must be safe to repeat; its
+/// answer is no JSON body a raw method could parse, and no id needs carrying across retries.
+fn check_binary(e: &Endpoint, cx: &mut Diagnostics) {
+    let Some(response) = &e.response else {
+        return;
+    };
+    if !e.idempotent {
+        cx.error_with_help(
+            response.span(),
+            "a `binary` response is downloaded in ranges and retried where it stopped, so the endpoint must be `idempotent`",
+            "add `idempotent = true`: a download changes nothing on the server",
+        );
+    }
+    if let Some(raw) = &e.raw {
+        cx.error(
+            raw.span(),
+            "`raw` methods parse a JSON answer; a `binary` response has none",
+        );
+    }
+    if let Some(key) = &e.retry_key {
+        cx.error(
+            key.span(),
+            "`retry_key` keeps a send from being delivered twice; a `binary` response is a download",
+        );
+    }
+    if e.is_multipart()
+        && let Some(body) = &e.body
+    {
+        cx.error(
+            body.span(),
+            "a `binary` response takes its fields as JSON or query parameters, not a multipart upload",
+        );
     }
 }
 

@@ -182,7 +182,17 @@ pub struct RangeRule {
     pub max_span: Option<Spanned<u64>>,
 }
 
+/// The `response` that means "a file's bytes", not a struct.
+pub const BINARY_RESPONSE: &str = "binary";
+
 impl Endpoint {
+    /// Whether the answer is a file (`response = "binary"`), or a JSON error.
+    pub fn is_binary(&self) -> bool {
+        self.response
+            .as_ref()
+            .is_some_and(|r| r.get_ref() == BINARY_RESPONSE)
+    }
+
     pub fn is_get(&self) -> bool {
         self.method.get_ref() == "GET"
     }

@@ -410,6 +410,37 @@ fields = [
     );
 }
 
+#[test]
+fn binary_responses_are_checked() {
+    let source = r#"
+[[struct]]
+name = "binary"
+
+[[endpoint]]
+name = "fetch"
+method = "GET"
+path = "fetch"
+doc = 1
+summary = "Fetches."
+response = "binary"
+raw = "fetch_raw"
+fields = [{ name = "id", type = "string", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:3:8: `binary` is reserved",
+        "api.toml:11:12: a `binary` response is downloaded in ranges",
+        "api.toml:12:7: `raw` methods parse a JSON answer",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 
