@@ -51,6 +51,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A file to upload is larger than its media type allows (`limit` bytes; voice 2 MB,
+    /// images and videos 10 MB, files 20 MB). Nothing was sent: shrink or re-encode it, or
+    /// send it as another type (a large image as a `file`).
+    #[error("the {kind} is {len} bytes; WeCom takes at most {limit} (refused before sending)")]
+    UploadTooLarge {
+        kind: crate::media::MediaType,
+        len: u64,
+        limit: u64,
+    },
+
     /// A downloaded file is larger than the `limit` set for it (`max_bytes`): refused before
     /// reading when the answer announced its length `len`, else stopped when the download
     /// reached the limit.
@@ -147,6 +157,7 @@ impl Error {
             // Downloads change nothing on the server: this says whether the request arrived.
             Error::Incomplete { .. } | Error::Write(_) => Delivery::MaybeSent,
             Error::Invalid { .. }
+            | Error::UploadTooLarge { .. }
             | Error::Api { .. }
             | Error::Config(_)
             | Error::Upload { .. }
@@ -182,9 +193,16 @@ fn api_message(code: ErrCode, message: &str) -> String {
 
 impl From<Invalid> for Error {
     fn from(e: Invalid) -> Self {
-        Error::Invalid {
-            field: e.field,
-            reason: e.reason,
+        match e.too_large_upload() {
+            Some(upload) => Error::UploadTooLarge {
+                kind: upload.kind,
+                len: upload.len,
+                limit: upload.limit,
+            },
+            None => Error::Invalid {
+                field: e.field,
+                reason: e.reason,
+            },
         }
     }
 }

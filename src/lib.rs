@@ -131,7 +131,7 @@ pub mod __private {
         Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
     };
     pub use crate::error::RetryClass;
-    pub use crate::media::{DownloadOptions, Downloaded, Media, MediaChunks};
+    pub use crate::media::{DownloadOptions, Downloaded, Media, MediaChunks, MediaType};
     pub use crate::secret::Redacted;
     pub use crate::validate::{
         DayRule, Invalid, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,

@@ -4,12 +4,24 @@
 
 use std::fmt::Write as _;
 
+use crate::media::MediaType;
+
 /// A value that breaks one of the API file's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     /// The JSON path of the field, like `msgmenu.list[2].click.id`.
     pub field: String,
     pub reason: String,
+    /// For a file over its media type's size limit: what the error says in types.
+    upload: Option<TooLargeUpload>,
+}
+
+/// A file over the size limit of the media type it uploads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLargeUpload {
+    pub(crate) kind: MediaType,
+    pub(crate) len: u64,
+    pub(crate) limit: u64,
 }
 
 impl Invalid {
@@ -17,7 +29,13 @@ impl Invalid {
         Invalid {
             field: field.to_owned(),
             reason: reason.into(),
+            upload: None,
         }
+    }
+
+    /// The file over its media type's limit, if that is what this is.
+    pub(crate) fn too_large_upload(&self) -> Option<TooLargeUpload> {
+        self.upload
     }
 
     /// Puts the field under `parent`: `id` → `click.id`.
@@ -212,6 +230,9 @@ pub struct SizeRule {
     pub min_bytes: u64,
     pub max_bytes: Option<u64>,
     pub over_limit: OverLimit,
+    /// The media type the file uploads as: a file over `max_bytes` is then
+    /// [`Error::UploadTooLarge`](crate::Error::UploadTooLarge).
+    pub media_type: Option<MediaType>,
 }
 
 impl SizeRule {
@@ -228,7 +249,15 @@ impl SizeRule {
             Some(max) if len > max => self
                 .over_limit
                 .refuse(format!("is {len} bytes; at most {max} allowed"))
-                .map_or(Ok(()), |r| Err(Invalid::new(field, r))),
+                .map_or(Ok(()), |r| {
+                    let mut invalid = Invalid::new(field, r);
+                    invalid.upload = self.media_type.map(|kind| TooLargeUpload {
+                        kind,
+                        len,
+                        limit: max,
+                    });
+                    Err(invalid)
+                }),
             _ => Ok(()),
         }
     }
@@ -380,6 +409,7 @@ mod tests {
             min_bytes: 6,
             max_bytes: Some(10 << 20),
             over_limit: OverLimit::Refused,
+            media_type: Some(MediaType::Image),
         };
         assert!(image.check("media", 6).is_ok());
         assert_eq!(image.check("media", 0).unwrap_err().reason, "is empty");
@@ -387,7 +417,19 @@ mod tests {
             image.check("media", 5).unwrap_err().reason,
             "is 5 bytes; at least 6 required"
         );
-        assert!(image.check("media", (10 << 20) + 1).is_err());
+        let over = image.check("media", (10 << 20) + 1).unwrap_err();
+        assert_eq!(
+            over.too_large_upload(),
+            Some(TooLargeUpload {
+                kind: MediaType::Image,
+                len: (10 << 20) + 1,
+                limit: 10 << 20
+            })
+        );
+        assert_eq!(
+            image.check("media", 5).unwrap_err().too_large_upload(),
+            None
+        );
     }
 
     #[test]

@@ -10021,6 +10021,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(10485760),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Image),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -10096,6 +10097,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(2097152),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Voice),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -10171,6 +10173,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(10485760),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Video),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -10246,6 +10249,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(20971520),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::File),
             }
                 .check("media", v.len())?;
             Ok(())

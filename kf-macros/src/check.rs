@@ -8,7 +8,8 @@ use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
 use crate::model::{
-    Api, BINARY_RESPONSE, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind, parse_utc_offset,
+    Api, BINARY_RESPONSE, BUILTIN_TYPES, Endpoint, Field, MEDIA_TYPES, Struct, TypeKind,
+    parse_utc_offset,
 };
 use crate::names::{is_identifier, pascal_case};
 
@@ -310,6 +311,7 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             FieldOwner::Endpoint { query, multipart } => (query, multipart),
             FieldOwner::Struct => (false, false),
         };
+        check_media_type(f, kind, cx);
         if kind == TypeKind::File {
             if !multipart {
                 cx.error_with_help(
@@ -478,6 +480,39 @@ fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
             "add `server = \"rejects\"` or `server = \"truncates\"`: what WeCom does with longer values",
         ),
         None => {}
+    }
+}
+
+/// `media_type` names one of WeCom's four on a `file` field that has a size limit.
+fn check_media_type(f: &Field, kind: TypeKind, cx: &mut Diagnostics) {
+    let Some(media_type) = &f.media_type else {
+        return;
+    };
+    if kind != TypeKind::File {
+        cx.error(
+            media_type.span(),
+            format!(
+                "`media_type` applies to `file` fields, not to field `{}` of type `{}`",
+                f.name.get_ref(),
+                f.ty.get_ref()
+            ),
+        );
+    }
+    expect_one_of(
+        media_type,
+        &MEDIA_TYPES
+            .iter()
+            .map(|(wire, _)| *wire)
+            .collect::<Vec<_>>(),
+        "media type",
+        cx,
+    );
+    if f.max_bytes.is_none() && kind == TypeKind::File {
+        cx.error_with_help(
+            media_type.span(),
+            "`media_type` names the type in the error for a file over `max_bytes`, but the field has none",
+            "add the type's size limit, like `max_bytes = 2097152, server = \"rejects\"`",
+        );
     }
 }
 
@@ -791,6 +826,26 @@ fn check_body(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
                     "add the file to upload, like `{ name = \"media\", type = \"file\", required = true }`",
                 );
             }
+        }
+    }
+    // `media_upload`'s `type` parameter and a file's `media_type` say the same thing.
+    let query_type = e.fixed_query().find(|(key, _)| *key == "type");
+    let file_types = e
+        .fields
+        .iter()
+        .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File))
+        .filter_map(|f| f.media_type.as_ref())
+        .filter(|t| MEDIA_TYPES.iter().any(|(wire, _)| wire == t.get_ref()));
+    for media_type in file_types {
+        if let Some((_, query)) = query_type.filter(|(_, q)| q.get_ref() != media_type.get_ref()) {
+            cx.error(
+                media_type.span(),
+                format!(
+                    "`media_type` is `{}`, but the endpoint uploads as `type = \"{}\"`",
+                    media_type.get_ref(),
+                    query.get_ref()
+                ),
+            );
         }
     }
     for (key, value) in e.fixed_query() {

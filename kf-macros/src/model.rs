@@ -278,7 +278,19 @@ pub struct Field {
     /// from yesterday to 180 days back).
     #[serde(default)]
     pub days_ago: Option<Spanned<Vec<u64>>>,
+    /// On a `file` field: the WeCom media type it uploads as; a file over `max_bytes` is then
+    /// `Error::UploadTooLarge` with this type.
+    #[serde(default)]
+    pub media_type: Option<Spanned<String>>,
 }
+
+/// The values of `media_type`, as `wecom_kf::media::MediaType` names them.
+pub const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("image", "Image"),
+    ("voice", "Voice"),
+    ("video", "Video"),
+    ("file", "File"),
+];
 
 impl Field {
     pub fn type_ref(&self) -> TypeRef<'_> {

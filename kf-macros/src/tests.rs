@@ -441,6 +441,39 @@ fields = [{ name = "id", type = "string", required = true }]
     }
 }
 
+#[test]
+fn media_types_are_checked() {
+    let source = r#"
+[[endpoint]]
+name = "upload_voice"
+method = "POST"
+path = "media/upload"
+query = { type = "voice" }
+body = "multipart"
+doc = 1
+summary = "Uploads."
+fields = [
+  { name = "media", type = "file", required = true, media_type = "audio" },
+  { name = "other", type = "file", max_bytes = 10, server = "rejects", media_type = "image" },
+  { name = "label", type = "string", media_type = "file" },
+]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:11:66: unknown media type `audio`",
+        "api.toml:11:66: `media_type` names the type in the error for a file over `max_bytes`",
+        "api.toml:12:85: `media_type` is `image`, but the endpoint uploads as `type = \"voice\"`",
+        "api.toml:13:51: `media_type` applies to `file` fields",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
 

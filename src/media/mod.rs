@@ -1,13 +1,15 @@
 //! Media: downloading what customers send (`download_media`), telling a file's format from
-//! its bytes, and the media types of uploads.
+//! its bytes, and uploading and sending in one call (`send_media`).
 
 mod disposition;
 mod download;
+mod send;
 mod sniff;
 
 pub use download::{
     DEFAULT_MAX_IN_MEMORY, DownloadOptions, Downloaded, MAX_CHUNK_BYTES, Media, MediaChunks,
 };
+pub use send::{MediaSent, SendMedia};
 pub use sniff::{MediaFormat, MediaInfo};
 
 use crate::{Received, ReceivedMsg};

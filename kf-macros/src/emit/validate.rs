@@ -7,7 +7,7 @@ use super::fields::kind;
 use toml::Spanned;
 
 use crate::diagnostic::backticked;
-use crate::model::{Api, Field, RangeRule, TypeKind};
+use crate::model::{Api, Field, MEDIA_TYPES, RangeRule, TypeKind};
 use crate::names::ident;
 
 /// Parses a charset like `0-9a-zA-Z_-` into inclusive char ranges. A `-` that is first,
@@ -306,7 +306,18 @@ fn size_rule(f: &Field) -> TokenStream {
         None => quote!(None),
     };
     let over = over_limit(f);
-    quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over })
+    let media_type = match f
+        .media_type
+        .as_ref()
+        .and_then(|t| MEDIA_TYPES.iter().find(|(wire, _)| wire == t.get_ref()))
+    {
+        Some((_, variant)) => {
+            let variant = ident(variant);
+            quote!(Some(rt::MediaType::#variant))
+        }
+        None => quote!(None),
+    };
+    quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over, media_type: #media_type })
 }
 
 /// An unsuffixed integer literal, so the output reads `2048`, not `2048usize`.
