@@ -570,3 +570,59 @@ fn every_received_media_type_offers_its_media_id() {
         None
     );
 }
+
+/// `voice_format` asks for SILK on every page of a `SyncStream`, and the voice that arrives
+/// downloads as WeChat's SILK, whatever type the server declares.
+#[tokio::test]
+async fn a_sync_stream_asks_for_silk_and_its_voice_downloads_as_silk() {
+    use wecom_kf::{MemoryCursorStore, SyncStream, VoiceFormat};
+
+    let server = MockServer::start().await;
+    server.script(
+        "/cgi-bin/kf/sync_msg",
+        [Reply::Json(json!({
+            "errcode": 0, "errmsg": "ok", "next_cursor": "C1", "has_more": 0,
+            "msg_list": [{"msgid": "v1", "open_kfid": "wk1", "external_userid": "wm1", "send_time": 1,
+                          "origin": 3, "msgtype": "voice", "voice": {"media_id": "VOICE_1"}}]
+        }))],
+    );
+    server.serve_media(
+        "VOICE_1",
+        MediaFile::new(
+            &b"\x02#!SILK_V3\x0c\x00\x9b\x8d"[..],
+            "application/octet-stream",
+        ),
+    );
+    let client = server.client();
+    let sync =
+        SyncStream::new(client.clone(), MemoryCursorStore::new()).voice_format(VoiceFormat::Silk);
+    let formats = Arc::new(Mutex::new(Vec::new()));
+    let seen = formats.clone();
+    sync.run("wk1", move |page| {
+        let (client, seen) = (client.clone(), seen.clone());
+        async move {
+            for msg in &page.messages {
+                if let Some(media_id) = msg.media_id() {
+                    let media = client.download_media(media_id).await?;
+                    seen.lock()
+                        .unwrap()
+                        .push((msg.media_type(), media.info.format));
+                }
+            }
+            Ok::<_, Error>(())
+        }
+    })
+    .await
+    .expect("run");
+    assert_eq!(
+        *formats.lock().unwrap(),
+        [(Some(MediaType::Voice), Some(MediaFormat::WeChatSilk))]
+    );
+    let pulls = server.requests_to("/cgi-bin/kf/sync_msg");
+    assert!(!pulls.is_empty());
+    assert!(
+        pulls.iter().all(|r| r.body["voice_format"] == 1),
+        "{:?}",
+        pulls[0].body
+    );
+}
