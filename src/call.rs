@@ -87,6 +87,7 @@ pub trait Request: Serialize + Validate {
 /// A request whose answer is a file (`response = "binary"` in the API file: `download_media`).
 /// Send it with [`MediaChunks::new`](crate::media::MediaChunks::new), or the generated builder.
 pub trait FileRequest: Serialize + Validate {
+    /// Where and how the request is sent.
     const ENDPOINT: Endpoint;
 }
 

@@ -26,6 +26,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Whatever a customer sends as a file (image, voice, video, file), [`ReceivedMsg::media_id`]
+//! names it and [`Client::download_media`] fetches it, into memory under a cap or streamed
+//! into a writer, in ranges, resumable; [`Client::send_media`] uploads and sends one.
+//!
 //! To consume an account's messages without ever skipping one, use [`SyncStream`]: it
 //! follows `has_more`, and commits each page's cursor to a [`CursorStore`] only after your
 //! handler returned `Ok`, so a crash or an error resumes at the page that failed.

@@ -77,6 +77,7 @@ pub struct TokenIdentity {
 }
 
 impl TokenIdentity {
+    /// The identity of `name`'s tokens, keyed with `secret`.
     pub fn new(name: impl Into<String>, secret: impl Into<Secret>) -> Self {
         TokenIdentity {
             name: name.into(),

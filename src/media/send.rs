@@ -14,7 +14,9 @@ use crate::{
 /// message WeCom accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaSent {
+    /// The upload: its `media_id` and when it was made.
     pub upload: MediaUploadResponse,
+    /// The message: its `msgid`, which `msg_send_fail` events name if delivery fails.
     pub sent: SendMsgResponse,
 }
 
