@@ -363,10 +363,7 @@ impl Client {
             let files = files.map(|(name, upload)| (name, upload.clone())).collect();
             (Payload::Multipart(files), query_pairs(endpoint, request)?)
         } else {
-            match endpoint.method {
-                HttpMethod::Post => (Payload::Json(encode(endpoint, request)?), Vec::new()),
-                HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
-            }
+            payload(endpoint, request)?
         };
         let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
@@ -419,10 +416,7 @@ impl Client {
             .retry_key
             .and_then(|key| body.get(key))
             .and_then(Value::as_str);
-        let (payload, query) = match endpoint.method {
-            HttpMethod::Post => (Payload::Json(encode(endpoint, body)?), Vec::new()),
-            HttpMethod::Get => (Payload::None, query_pairs(endpoint, body)?),
-        };
+        let (payload, query) = payload(endpoint, body)?;
         let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
@@ -489,11 +483,14 @@ impl Client {
             let (failure, class) = match outcome {
                 Exchange::File(response) => return Ok(Answer::File(response)),
                 Exchange::Body(bytes, head) => {
-                    let envelope = match (decode::<Envelope>(endpoint, &bytes), endpoint.binary) {
-                        (Ok(envelope), _) => envelope,
-                        // A binary endpoint's body that isn't an envelope is the file.
-                        (Err(_), true) => return Ok(Answer::Json(bytes, head)),
-                        (Err(error), false) => return Err(error),
+                    let envelope = if endpoint.binary {
+                        match serde_json::from_slice::<Envelope>(&bytes) {
+                            Ok(envelope) => envelope,
+                            // A binary endpoint's body that isn't an envelope is the file.
+                            Err(_) => return Ok(Answer::Json(bytes, head)),
+                        }
+                    } else {
+                        decode::<Envelope>(endpoint, &bytes)?
                     };
                     let errcode = match envelope.errcode {
                         Some(code) if code != 0 => code,
@@ -751,10 +748,19 @@ fn percent_encode(out: &mut String, value: &str) {
     }
 }
 
-pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+/// A request's body and query parameters: its fields as JSON for a POST, as parameters for
+/// a GET.
+pub(crate) fn payload<T: serde::Serialize + ?Sized>(
     endpoint: &Endpoint,
     body: &T,
-) -> Result<Bytes, Error> {
+) -> Result<(Payload, Vec<(String, String)>), Error> {
+    match endpoint.method {
+        HttpMethod::Post => Ok((Payload::Json(encode(endpoint, body)?), Vec::new())),
+        HttpMethod::Get => Ok((Payload::None, query_pairs(endpoint, body)?)),
+    }
+}
+
+fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
     crate::call::json_body(body)
         .map(Bytes::from)
         .map_err(|e| Error::Invalid {
@@ -764,7 +770,7 @@ pub(crate) fn encode<T: serde::Serialize + ?Sized>(
 }
 
 /// A GET request's fields as query parameters (check.rs allows only scalars there).
-pub(crate) fn query_pairs<T: serde::Serialize + ?Sized>(
+fn query_pairs<T: serde::Serialize + ?Sized>(
     endpoint: &Endpoint,
     body: &T,
 ) -> Result<Vec<(String, String)>, Error> {

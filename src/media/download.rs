@@ -11,8 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use super::{MediaFormat, MediaInfo, disposition};
-use crate::call::{Endpoint, FileRequest, HttpMethod};
-use crate::client::{Answer, Payload, encode, query_pairs};
+use crate::call::{Endpoint, FileRequest};
+use crate::client::{Answer, Payload, payload};
 use crate::error::Delivery;
 use crate::retry::Wait;
 use crate::{Client, Error};
@@ -179,10 +179,7 @@ impl MediaChunks {
         let prepared = request
             .validate()
             .map_err(Error::from)
-            .and_then(|()| match endpoint.method {
-                HttpMethod::Get => Ok((Payload::None, query_pairs(&endpoint, request)?)),
-                HttpMethod::Post => Ok((Payload::Json(encode(&endpoint, request)?), Vec::new())),
-            })
+            .and_then(|()| payload(&endpoint, request))
             .map_err(Some);
         MediaChunks {
             client: client.clone(),
