@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{MockServer, Reply};
+use common::{MockServer, Reply, normalize};
 use serde_json::{Value, json};
 use wecom_kf::{
     Error, GetCorpStatisticRequest, GetServicerStatisticRequest, IntentAnswer, IntentAttachment,
@@ -44,21 +44,6 @@ fn answers(path: &str) -> Vec<Value> {
         .collect();
     assert!(!found.is_empty(), "the corpus has a {path} answer");
     found
-}
-
-/// Numbers compare by value (`1` equals `1.0`); everything else exactly.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::Null, Value::Number),
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect())
-        }
-        other => other,
-    }
 }
 
 /// The envelope's keys removed: what the typed response should hold.

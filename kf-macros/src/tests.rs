@@ -45,6 +45,17 @@ fn expand_errors(source: &str) -> Vec<String> {
     }
 }
 
+/// Each rendered error starts with the expected text, one for one.
+fn assert_starts(errors: &[String], expected: &[&str]) {
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 fn pretty(tokens: TokenStream) -> String {
     let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
     prettyplease::unparse(&file)
@@ -277,13 +288,7 @@ variants = [
         "api.toml:26:23: duplicate variant type `Payload`",
         "api.toml:26:41: duplicate variant name `Same`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -312,13 +317,7 @@ fields = [{ name = "password", type = "secret", required = true }]
         "api.toml:9:48: `secret = true` applies to `string` fields only",
         "api.toml:17:39: a `secret` value serializes as `\"***\"`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -357,13 +356,7 @@ fields = [{ name = "id", type = "string", required = true }]
         "api.toml:17:13: the client fills `id` with 32 hex digits",
         "api.toml:26:13: `retry_key` must name an optional `string` field; `id` is a required `string`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -396,13 +389,7 @@ fields = [
         "api.toml:15:52: `day_aligned` applies to integer fields (Unix seconds)",
         "api.toml:15:73: contradictory limits: `days_ago` goes from 9 down to 2",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
     assert!(
         errors[0].contains("did you mean `end_time`?"),
         "{}",
@@ -432,13 +419,7 @@ fields = [{ name = "id", type = "string", required = true }]
         "api.toml:11:12: a `binary` response is downloaded in ranges",
         "api.toml:12:7: `raw` methods parse a JSON answer",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -465,13 +446,7 @@ fields = [
         "api.toml:12:85: `media_type` is `image`, but the endpoint uploads as `type = \"voice\"`",
         "api.toml:13:51: `media_type` applies to `file` fields",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 /// A small xorshift generator: deterministic, so a failure reproduces.
