@@ -42,6 +42,8 @@ pub struct Endpoint {
     /// The body is `multipart/form-data` ([`Request::files`]); the other fields go to the
     /// query string.
     pub multipart: bool,
+    /// The answer is a file's bytes ([`FileRequest`]), or a JSON error.
+    pub binary: bool,
     /// Query parameters sent with every call (`type=image`).
     pub query: &'static [(&'static str, &'static str)],
     /// The optional field that makes a retry recognisable (`msgid`): filled with a fresh
@@ -80,6 +82,13 @@ pub trait Request: Serialize + Validate {
     fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {
         json_body(self)
     }
+}
+
+/// A request whose answer is a file (`response = "binary"` in the API file: `download_media`).
+/// Send it with [`MediaChunks::new`](crate::media::MediaChunks::new), or the generated builder.
+pub trait FileRequest: Serialize + Validate {
+    /// Where and how the request is sent.
+    const ENDPOINT: Endpoint;
 }
 
 /// Any value as a JSON body: what typed and raw requests both send.

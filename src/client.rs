@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
 use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
-use crate::token::{FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenStore};
+use crate::token::{
+    CorpSecret, FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenSource, TokenStore,
+};
 use crate::{ErrCode, Error, RetryPolicy, Secret};
 
 /// WeCom's API root; every endpoint path is relative to it.
@@ -41,7 +43,8 @@ struct Inner {
     http: reqwest::Client,
     base_url: String,
     corp_id: String,
-    secret: Secret,
+    /// `None` when the tokens come from a [`TokenSource`] of the caller's.
+    secret: Option<Secret>,
     tokens: TokenCache,
     retries: Retries,
     request_timeout: Option<Duration>,
@@ -58,11 +61,12 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Builds a [`Client`]; only the corp id and the secret are required.
+/// Builds a [`Client`]; only the corp id and the secret (or a [`TokenSource`]) are required.
 #[must_use]
 pub struct ClientBuilder {
     corp_id: Option<String>,
     secret: Option<Secret>,
+    token_source: Option<Arc<dyn TokenSource>>,
     base_url: String,
     connect_timeout: Duration,
     request_timeout: Option<Duration>,
@@ -80,6 +84,10 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("corp_id", &self.corp_id)
             .field("secret", &self.secret)
+            .field(
+                "token_source",
+                &self.token_source.as_ref().map(|_| "custom"),
+            )
             .field("base_url", &shown_url(&self.base_url))
             .finish_non_exhaustive()
     }
@@ -90,6 +98,7 @@ impl Default for ClientBuilder {
         ClientBuilder {
             corp_id: None,
             secret: None,
+            token_source: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
@@ -114,6 +123,15 @@ impl ClientBuilder {
     /// The secret of the app authorised for 微信客服.
     pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
         self.secret = Some(secret.into());
+        self
+    }
+
+    /// Gets access tokens from `source` instead of `gettoken` with the secret: for a service
+    /// provider's or a 代开发 app's own token flow. Caching, the shared refresh, the failure
+    /// window, the refresh after a refused token and the token store work as with the secret,
+    /// which is then not needed.
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.token_source = Some(Arc::new(source));
         self
     }
 
@@ -198,10 +216,19 @@ impl ClientBuilder {
             .corp_id
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Error::Config("`corp_id` is required".into()))?;
-        let secret = self
-            .secret
-            .filter(|s| !s.expose().is_empty())
-            .ok_or_else(|| Error::Config("`secret` is required".into()))?;
+        let secret = self.secret.filter(|s| !s.expose().is_empty());
+        let source: Arc<dyn TokenSource> = match (self.token_source, &secret) {
+            (Some(source), _) => source,
+            (None, Some(secret)) => Arc::new(CorpSecret {
+                corp_id: corp_id.clone(),
+                secret: secret.clone(),
+            }),
+            (None, None) => {
+                return Err(Error::Config(
+                    "`secret` is required, or a `token_source`".into(),
+                ));
+            }
+        };
         let mut base_url = self.base_url;
         if !base_url.ends_with('/') {
             base_url.push('/');
@@ -229,8 +256,7 @@ impl ClientBuilder {
             .unwrap_or_else(|| Arc::new(MemoryTokenStore::new()));
         let tokens = TokenCache::new(
             store,
-            &corp_id,
-            &secret,
+            source,
             self.refresh_margin,
             self.token_failure_backoff,
         );
@@ -253,7 +279,7 @@ impl ClientBuilder {
 }
 
 /// What a request carries besides its query string; built once, sent on every attempt.
-enum Payload {
+pub(crate) enum Payload {
     None,
     Json(Bytes),
     /// Each attempt builds its form again: a form is consumed by sending it.
@@ -271,9 +297,30 @@ struct Envelope {
 
 /// One HTTP exchange: a body, or the transport's failure (classified by the caller).
 enum Exchange {
-    Body(Bytes),
+    /// A JSON body; with its answer's head for a binary endpoint, whose file it may be.
+    Body(Bytes, Option<Head>),
+    /// A binary endpoint's file, not read yet.
+    File(reqwest::Response),
     Failed(reqwest::Error),
 }
+
+/// What a call ended with: WeCom's JSON answer, or the file of a binary endpoint.
+pub(crate) enum Answer {
+    /// The body, and for a binary endpoint the head (the body is then the file itself: a
+    /// JSON-typed file, or an envelope without an error).
+    Json(Bytes, Option<Head>),
+    File(reqwest::Response),
+}
+
+/// The status and headers of an answer whose body was read.
+pub(crate) struct Head {
+    pub(crate) status: reqwest::StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+}
+
+/// The largest answer of a binary endpoint read as a possible JSON error: WeCom's errors
+/// are tens of bytes, so a larger body is the file.
+const ERROR_BODY_LIMIT: u64 = 64 << 10;
 
 impl Client {
     pub fn builder() -> ClientBuilder {
@@ -285,7 +332,10 @@ impl Client {
         &self.inner.corp_id
     }
 
-    /// A valid access token, for calls the API file doesn't describe (media download URLs).
+    /// A valid access token, for calls the API file doesn't describe. Send it only to
+    /// WeCom: a URL with the token in it, handed to anything else (a browser, an LLM, a
+    /// log), works as the app's credential until the token expires. Files are fetched with
+    /// [`download_media`](Self::download_media), which never hands the URL out.
     pub async fn access_token(&self) -> Result<Secret, Error> {
         self.inner.tokens.get(self).await
     }
@@ -313,13 +363,30 @@ impl Client {
             let files = files.map(|(name, upload)| (name, upload.clone())).collect();
             (Payload::Multipart(files), query_pairs(endpoint, request)?)
         } else {
-            match endpoint.method {
-                HttpMethod::Post => (Payload::Json(encode(endpoint, request)?), Vec::new()),
-                HttpMethod::Get => (Payload::None, query_pairs(endpoint, request)?),
-            }
+            payload(endpoint, request)?
         };
         let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
+    }
+
+    /// The retry settings every call follows (downloads too, between ranged requests).
+    pub(crate) fn retries(&self) -> &Retries {
+        &self.inner.retries
+    }
+
+    /// One answer of a binary endpoint, `range` asked for: through the request loop, so
+    /// the token is refreshed when refused, busy answers and failed connections are
+    /// retried, and a JSON error is [`Error::Api`].
+    pub(crate) async fn fetch_file(
+        &self,
+        endpoint: &Endpoint,
+        payload: &Payload,
+        query: &[(String, String)],
+        range: &str,
+    ) -> Result<Answer, Error> {
+        let mut answered_busy = false;
+        self.attempts(endpoint, payload, query, Some(range), &mut answered_busy)
+            .await
     }
 
     /// Sends a raw JSON body to an endpoint, without validation. Its retry key, if the
@@ -349,10 +416,7 @@ impl Client {
             .retry_key
             .and_then(|key| body.get(key))
             .and_then(Value::as_str);
-        let (payload, query) = match endpoint.method {
-            HttpMethod::Post => (Payload::Json(encode(endpoint, body)?), Vec::new()),
-            HttpMethod::Get => (Payload::None, query_pairs(endpoint, body)?),
-        };
+        let (payload, query) = payload(endpoint, body)?;
         let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
         decode(endpoint, &bytes)
     }
@@ -367,10 +431,19 @@ impl Client {
         retry_id: Option<&str>,
     ) -> Result<Bytes, Error> {
         let mut answered_busy = false;
-        match self
-            .attempts(endpoint, payload, query, &mut answered_busy)
+        let outcome = self
+            .attempts(endpoint, payload, query, None, &mut answered_busy)
             .await
-        {
+            .and_then(|answer| match answer {
+                Answer::Json(bytes, _) => Ok(bytes),
+                // Only binary endpoints answer with a file, and they aren't `Request`s.
+                Answer::File(_) => Err(Error::Decode {
+                    endpoint: endpoint.name,
+                    path: ".".to_owned(),
+                    message: "a file where a JSON answer was expected".to_owned(),
+                }),
+            });
+        match outcome {
             Err(cause)
                 if answered_busy
                     && !endpoint.idempotent
@@ -386,15 +459,16 @@ impl Client {
         }
     }
 
-    /// Sends until an answer with `errcode` 0, a final error, or the retries are used up.
-    /// `answered_busy` records a busy (`Backoff`) answer.
+    /// Sends until an answer with `errcode` 0 (or a file), a final error, or the retries are
+    /// used up. `answered_busy` records a busy (`Backoff`) answer.
     async fn attempts(
         &self,
         endpoint: &Endpoint,
         payload: &Payload,
         query: &[(String, String)],
+        range: Option<&str>,
         answered_busy: &mut bool,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<Answer, Error> {
         let started = tokio::time::Instant::now();
         let mut retries = 0;
         let mut refreshed_token = false;
@@ -404,21 +478,33 @@ impl Client {
                 Auth::CorpSecret => None,
             };
             let outcome = self
-                .send_once(endpoint, token.as_ref(), payload, query)
+                .send_once(endpoint, token.as_ref(), payload, query, range)
                 .await?;
             let (failure, class) = match outcome {
-                Exchange::Body(bytes) => {
-                    let envelope = decode::<Envelope>(endpoint, &bytes)?;
-                    let Some(errcode) = envelope.errcode else {
-                        return Err(Error::Decode {
-                            endpoint: endpoint.name,
-                            path: "errcode".to_owned(),
-                            message: "missing: every WeCom answer carries one, so this came from something else (a proxy or firewall page?)".to_owned(),
-                        });
+                Exchange::File(response) => return Ok(Answer::File(response)),
+                Exchange::Body(bytes, head) => {
+                    let envelope = if endpoint.binary {
+                        match serde_json::from_slice::<Envelope>(&bytes) {
+                            Ok(envelope) => envelope,
+                            // A binary endpoint's body that isn't an envelope is the file.
+                            Err(_) => return Ok(Answer::Json(bytes, head)),
+                        }
+                    } else {
+                        decode::<Envelope>(endpoint, &bytes)?
                     };
-                    if errcode == 0 {
-                        return Ok(bytes);
-                    }
+                    let errcode = match envelope.errcode {
+                        Some(code) if code != 0 => code,
+                        // Success; or, from a binary endpoint, a body that is the file.
+                        Some(_) => return Ok(Answer::Json(bytes, head)),
+                        None if endpoint.binary => return Ok(Answer::Json(bytes, head)),
+                        None => {
+                            return Err(Error::Decode {
+                                endpoint: endpoint.name,
+                                path: "errcode".to_owned(),
+                                message: "missing: every WeCom answer carries one, so this came from something else (a proxy or firewall page?)".to_owned(),
+                            });
+                        }
+                    };
                     let code = ErrCode::from_answer(errcode, &envelope.errmsg);
                     let error = Error::Api {
                         code,
@@ -480,14 +566,21 @@ impl Client {
         token: Option<&Secret>,
         payload: &Payload,
         query: &[(String, String)],
+        range: Option<&str>,
     ) -> Result<Exchange, Error> {
         let mut url = format!("{}{}", self.inner.base_url, endpoint.path);
-        let credentials = match token {
-            Some(token) => vec![("access_token", token.expose())],
-            None => vec![
+        let credentials = match (token, &self.inner.secret) {
+            (Some(token), _) => vec![("access_token", token.expose())],
+            (None, Some(secret)) => vec![
                 ("corpid", self.inner.corp_id.as_str()),
-                ("corpsecret", self.inner.secret.expose()),
+                ("corpsecret", secret.expose()),
             ],
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "`{}` needs the corp secret, and this client gets its tokens from a token source",
+                    endpoint.name
+                )));
+            }
         };
         let fixed = endpoint.query.iter().copied();
         let fields = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -517,6 +610,10 @@ impl Client {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
+        let request = match range {
+            Some(range) => request.header(reqwest::header::RANGE, range),
+            None => request,
+        };
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => return Ok(Exchange::Failed(error)),
@@ -528,11 +625,25 @@ impl Client {
                 status: status.as_u16(),
             });
         }
+        if endpoint.binary {
+            // 206 is a range of the file, 416 a range past its end: the download reads them.
+            let ranged = matches!(status.as_u16(), 206 | 416);
+            if ranged || (status.is_success() && !may_be_json_error(&response)) {
+                return Ok(Exchange::File(response));
+            }
+        }
         let response = match response.error_for_status() {
             Ok(response) => response,
             Err(error) => return Ok(Exchange::Failed(error)),
         };
-        read_capped(endpoint, response).await
+        let head = endpoint.binary.then(|| Head {
+            status: response.status(),
+            headers: response.headers().clone(),
+        });
+        match read_capped(endpoint, response).await? {
+            Ok(bytes) => Ok(Exchange::Body(bytes, head)),
+            Err(error) => Ok(Exchange::Failed(error)),
+        }
     }
 }
 
@@ -553,12 +664,28 @@ fn fresh_retry_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a binary endpoint's answer may be WeCom's JSON error rather than the file: no
+/// `Content-Disposition`, a JSON or plain-text type (WeCom sends errors as both), and small.
+fn may_be_json_error(response: &reqwest::Response) -> bool {
+    let headers = response.headers();
+    let textual = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|t| t.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/plain"));
+    let small = response
+        .content_length()
+        .is_none_or(|len| len <= ERROR_BODY_LIMIT);
+    !headers.contains_key(reqwest::header::CONTENT_DISPOSITION) && textual && small
+}
+
 /// The body, up to [`MAX_RESPONSE_BYTES`]: a `Content-Length` above it is refused before
-/// reading, and a body without one stops being read at the cap.
+/// reading, and a body without one stops being read at the cap. The inner error is the
+/// transport's, for the caller to classify.
 async fn read_capped(
     endpoint: &Endpoint,
     mut response: reqwest::Response,
-) -> Result<Exchange, Error> {
+) -> Result<Result<Bytes, reqwest::Error>, Error> {
     let too_large = || Error::TooLarge {
         endpoint: endpoint.name,
         limit: MAX_RESPONSE_BYTES,
@@ -578,8 +705,8 @@ async fn read_capped(
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => return Ok(Exchange::Body(Bytes::from(body))),
-            Err(error) => return Ok(Exchange::Failed(error)),
+            Ok(None) => return Ok(Ok(Bytes::from(body))),
+            Err(error) => return Ok(Err(error)),
         }
     }
 }
@@ -618,6 +745,18 @@ fn percent_encode(out: &mut String, value: &str) {
         } else {
             out.push_str(&format!("%{byte:02X}"));
         }
+    }
+}
+
+/// A request's body and query parameters: its fields as JSON for a POST, as parameters for
+/// a GET.
+pub(crate) fn payload<T: serde::Serialize + ?Sized>(
+    endpoint: &Endpoint,
+    body: &T,
+) -> Result<(Payload, Vec<(String, String)>), Error> {
+    match endpoint.method {
+        HttpMethod::Post => Ok((Payload::Json(encode(endpoint, body)?), Vec::new())),
+        HttpMethod::Get => Ok((Payload::None, query_pairs(endpoint, body)?)),
     }
 }
 

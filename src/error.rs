@@ -51,6 +51,39 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A file to upload is larger than its media type allows (`limit` bytes; voice 2 MB,
+    /// images and videos 10 MB, files 20 MB). Nothing was sent: shrink or re-encode it, or
+    /// send it as another type (a large image as a `file`).
+    #[error("the {kind} is {len} bytes; WeCom takes at most {limit} (refused before sending)")]
+    UploadTooLarge {
+        kind: crate::media::MediaType,
+        len: u64,
+        limit: u64,
+    },
+
+    /// A downloaded file is larger than the `limit` set for it (`max_bytes`): refused before
+    /// reading when the answer announced its length `len`, else stopped when the download
+    /// reached the limit.
+    #[error("the file is {} than the {limit} bytes allowed; not read further", len.map(|len| format!("{len} bytes, more")).unwrap_or_else(|| "larger".to_owned()))]
+    DownloadTooLarge { limit: u64, len: Option<u64> },
+
+    /// The writer a download streamed into failed. What it wrote before stays written.
+    #[error("the download's writer failed: {0}")]
+    Write(#[source] std::io::Error),
+
+    /// A download stopped after some of the file was received, with `cause`. The bytes
+    /// before `resume_from` were delivered (to the writer, or as chunks); start again there
+    /// with `resume_from(resume_from)` to get the rest. After a [`Write`](Error::Write)
+    /// failure part of the failed chunk may have been written too: truncate to
+    /// `resume_from` first.
+    #[error("`{endpoint}` stopped after {resume_from} bytes of the file: {cause}")]
+    Incomplete {
+        endpoint: &'static str,
+        resume_from: u64,
+        #[source]
+        cause: Box<Error>,
+    },
+
     /// A request that isn't safe to repeat (a send) was answered "busy" at least once, and
     /// the call then failed with `cause`. WeCom says a busy request wasn't processed, but
     /// that isn't proof, so the message may have arrived. Retries carry the same
@@ -118,9 +151,13 @@ impl Error {
             // Something answered, so the request arrived somewhere.
             Error::Redirected { .. }
             | Error::TooLarge { .. }
+            | Error::DownloadTooLarge { .. }
             | Error::Decode { .. }
             | Error::MaybeDelivered { .. } => Delivery::MaybeSent,
+            // Downloads change nothing on the server: this says whether the request arrived.
+            Error::Incomplete { .. } | Error::Write(_) => Delivery::MaybeSent,
             Error::Invalid { .. }
+            | Error::UploadTooLarge { .. }
             | Error::Api { .. }
             | Error::Config(_)
             | Error::Upload { .. }
@@ -134,7 +171,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrCode> {
         match self {
             Error::Api { code, .. } => Some(*code),
-            Error::MaybeDelivered { cause, .. } => cause.code(),
+            Error::MaybeDelivered { cause, .. } | Error::Incomplete { cause, .. } => cause.code(),
             Error::TokenUnavailable { cause, .. } => cause.code(),
             Error::FetchFailedElsewhere { code, .. } => *code,
             _ => None,
@@ -156,9 +193,16 @@ fn api_message(code: ErrCode, message: &str) -> String {
 
 impl From<Invalid> for Error {
     fn from(e: Invalid) -> Self {
-        Error::Invalid {
-            field: e.field,
-            reason: e.reason,
+        match e.too_large_upload() {
+            Some(upload) => Error::UploadTooLarge {
+                kind: upload.kind,
+                len: upload.len,
+                limit: upload.limit,
+            },
+            None => Error::Invalid {
+                field: e.field,
+                reason: e.reason,
+            },
         }
     }
 }

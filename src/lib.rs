@@ -26,6 +26,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Whatever a customer sends as a file (image, voice, video, file), [`ReceivedMsg::media_id`]
+//! names it and [`Client::download_media`] fetches it, into memory under a cap or streamed
+//! into a writer, in ranges, resumable; [`Client::send_media`] uploads and sends one.
+//!
 //! To consume an account's messages without ever skipping one, use [`SyncStream`]: it
 //! follows `has_more`, and commits each page's cursor to a [`CursorStore`] only after your
 //! handler returned `Ok`, so a crash or an error resumes at the page that failed.
@@ -75,7 +79,7 @@ mod upload;
 mod validate;
 mod wire;
 
-pub use call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
+pub use call::{Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request};
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
 pub use error::{Delivery, Error, RetryClass};
 pub use raw_json::RawJson;
@@ -86,7 +90,8 @@ pub use sync::{
     SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
 };
 pub use token::{
-    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure, TokenStore,
+    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure,
+    TokenIdentity, TokenSource, TokenStore,
 };
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
@@ -101,9 +106,9 @@ pub use validate::{Invalid, Validate};
 /// a compile error that names the file, line and column.
 ///
 /// ```ignore
-/// wecom_kf::endpoints!("kf_statistics.toml");
+/// wecom_kf::endpoints!("idconvert.toml");
 /// use ClientExt as _;
-/// let days = client.get_corp_statistic("wkKFID", start, end).await?;
+/// let converted = client.convert_open_kfid(["wkCORP1"]).await?;
 /// ```
 pub use kf_macros::endpoints;
 
@@ -125,11 +130,17 @@ pub mod __private {
     pub use serde_json;
     pub use serde_json::Value;
 
-    pub use crate::call::{Ack, Auth, BoxFuture, Endpoint, HttpMethod, RawCall, Request};
+    pub use tokio::io::AsyncWrite;
+
+    pub use crate::call::{
+        Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
+    };
     pub use crate::error::RetryClass;
+    pub use crate::media::{DownloadOptions, Downloaded, Media, MediaChunks, MediaType};
     pub use crate::secret::Redacted;
     pub use crate::validate::{
-        Invalid, ItemsRule, NumberRule, OverLimit, SizeRule, StringRule, Validate,
+        DayRule, Invalid, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,
+        Validate,
     };
     pub use crate::wire::{
         Entries, FromEntries, Tagged, deserialize_union, from_text, lenient_flat,

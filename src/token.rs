@@ -16,7 +16,100 @@ use tokio::time::Instant;
 
 use crate::call::BoxFuture;
 use crate::seal::TokenSeal;
-use crate::{Client, ErrCode, Error, Secret};
+use crate::{AccessTokenResponse, Client, ErrCode, Error, Secret};
+
+/// Where the client's access tokens come from.
+///
+/// By default the corp secret, through `gettoken`. A service provider (ISV) whose app gets
+/// each corp's token from its suite token, a 代开发 app, or any app with a token service of
+/// its own implements this and hands it to
+/// [`ClientBuilder::token_source`](crate::ClientBuilder::token_source). The client still does
+/// everything else: it caches the token and refreshes it shortly before it expires, one
+/// fetch however many calls wait, a window without fetches after a failure, one refresh
+/// when WeCom refuses a token (40014, 42001, 41001), and the token stores.
+///
+/// ```
+/// use wecom_kf::{AccessTokenResponse, BoxFuture, Client, Error, TokenIdentity, TokenSource};
+///
+/// /// Tokens from the provider's own service (here, a fixed one).
+/// struct FromMyService;
+///
+/// impl TokenSource for FromMyService {
+///     fn identity(&self) -> TokenIdentity {
+///         TokenIdentity::new("ww-authorised-corp/suite-1", "the suite's secret")
+///     }
+///
+///     fn fetch<'a>(&'a self, _client: &'a Client) -> BoxFuture<'a, Result<AccessTokenResponse, Error>> {
+///         Box::pin(async { Ok(AccessTokenResponse::new("a corp token", 7200)) })
+///     }
+/// }
+///
+/// let client = Client::builder()
+///     .corp_id("ww-authorised-corp")
+///     .token_source(FromMyService)
+///     .build()?;
+/// # Ok::<(), Error>(())
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Whose tokens these are. The cache and store key is the `name` and a hash of the
+    /// `secret`, and a shared store's tokens are sealed with a key derived from both, so
+    /// only processes that know the secret can use them. Give every credential its own
+    /// identity, the same in every process and across restarts.
+    fn identity(&self) -> TokenIdentity;
+
+    /// Fetches a new token (`expires_in` in seconds). Called by one refresh at a time.
+    ///
+    /// It may use `client` for calls that need no access token (`gettoken` and the like); a
+    /// call that needs one fails with [`Error::Config`] instead of waiting on this very
+    /// fetch. A failure opens the client's failure window, and every call waiting on the
+    /// fetch gets it, as [`Error::TokenUnavailable`].
+    fn fetch<'a>(&'a self, client: &'a Client)
+    -> BoxFuture<'a, Result<AccessTokenResponse, Error>>;
+}
+
+/// Who a [`TokenSource`]'s tokens belong to; see [`TokenSource::identity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// Shown in store keys: a corp id, a suite id, or both.
+    pub name: String,
+    /// Known only to this app (a secret, a permanent code); never shown, only hashed.
+    pub secret: Secret,
+}
+
+impl TokenIdentity {
+    /// The identity of `name`'s tokens, keyed with `secret`.
+    pub fn new(name: impl Into<String>, secret: impl Into<Secret>) -> Self {
+        TokenIdentity {
+            name: name.into(),
+            secret: secret.into(),
+        }
+    }
+}
+
+/// The default source: the corp secret, through `gettoken`.
+pub(crate) struct CorpSecret {
+    pub(crate) corp_id: String,
+    pub(crate) secret: Secret,
+}
+
+impl TokenSource for CorpSecret {
+    fn identity(&self) -> TokenIdentity {
+        TokenIdentity::new(self.corp_id.clone(), self.secret.clone())
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> BoxFuture<'a, Result<AccessTokenResponse, Error>> {
+        Box::pin(client.gettoken().send())
+    }
+}
+
+tokio::task_local! {
+    /// Set while a refresh runs: the address of the cache refreshing, so a source that
+    /// calls back into it fails instead of waiting on itself.
+    static REFRESHING: usize;
+}
 
 /// An access token with its lifetime, as a [`TokenStore`] keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +399,7 @@ impl State {
 /// caller, and a failure window.
 pub(crate) struct TokenCache {
     store: Arc<dyn TokenStore>,
+    source: Arc<dyn TokenSource>,
     key: String,
     margin: Duration,
     /// The first failure window.
@@ -318,15 +412,16 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     pub(crate) fn new(
         store: Arc<dyn TokenStore>,
-        corp_id: &str,
-        secret: &Secret,
+        source: Arc<dyn TokenSource>,
         margin: Duration,
         failure_backoff: Duration,
     ) -> Self {
-        let seal = store.is_shared().then(|| TokenSeal::new(corp_id, secret));
+        let TokenIdentity { name, secret } = source.identity();
+        let seal = store.is_shared().then(|| TokenSeal::new(&name, &secret));
         TokenCache {
             store,
-            key: token_key(corp_id, secret),
+            source,
+            key: token_key(&name, &secret),
             margin,
             failure_backoff,
             seal,
@@ -379,7 +474,17 @@ impl TokenCache {
             && (cached.is_fresh(SystemTime::now(), self.margin) || state.is_reissued(cached))
     }
 
+    /// This cache's address, which names it in [`REFRESHING`].
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     pub(crate) async fn get(&self, client: &Client) -> Result<Secret, Error> {
+        if REFRESHING.try_with(|cache| *cache == self.id()) == Ok(true) {
+            return Err(Error::Config(
+                "the token source made a call that needs an access token, which would wait on its own fetch".into(),
+            ));
+        }
         let cached = match self.load().await {
             Ok(cached) => cached,
             Err(error) => {
@@ -443,7 +548,8 @@ impl TokenCache {
         state.running = Some((number, receiver.clone()));
         drop(state);
         let client = client.clone();
-        runtime.spawn(async move {
+        let id = self.id();
+        runtime.spawn(REFRESHING.scope(id, async move {
             let cache = client.token_cache();
             let mut unfinished = Unfinished {
                 cache,
@@ -454,7 +560,7 @@ impl TokenCache {
             let outcome = cache.finish(number, result, stale.as_ref());
             // Nobody waiting (every caller gave up) is fine: the state has the result.
             let _ = sender.send(Some(outcome));
-        });
+        }));
         Ok(receiver)
     }
 
@@ -525,7 +631,7 @@ impl TokenCache {
         }
     }
 
-    /// One refresh: a token another process fetched, or one from `gettoken`.
+    /// One refresh: a token another process fetched, or one from the source.
     async fn fetch(
         &self,
         client: &Client,
@@ -554,7 +660,7 @@ impl TokenCache {
             return Err(FetchError::Elsewhere(failure));
         }
         let fetched_at = SystemTime::now();
-        let response = match client.gettoken().await {
+        let response = match self.source.fetch(client).await {
             Ok(response) => response,
             Err(error) => {
                 let failures = self.state().failures.saturating_add(1);

@@ -4,12 +4,24 @@
 
 use std::fmt::Write as _;
 
+use crate::media::MediaType;
+
 /// A value that breaks one of the API file's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     /// The JSON path of the field, like `msgmenu.list[2].click.id`.
     pub field: String,
     pub reason: String,
+    /// For a file over its media type's size limit: what the error says in types.
+    upload: Option<TooLargeUpload>,
+}
+
+/// A file over the size limit of the media type it uploads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLargeUpload {
+    pub(crate) kind: MediaType,
+    pub(crate) len: u64,
+    pub(crate) limit: u64,
 }
 
 impl Invalid {
@@ -17,7 +29,13 @@ impl Invalid {
         Invalid {
             field: field.to_owned(),
             reason: reason.into(),
+            upload: None,
         }
+    }
+
+    /// The file over its media type's limit, if that is what this is.
+    pub(crate) fn too_large_upload(&self) -> Option<TooLargeUpload> {
+        self.upload
     }
 
     /// Puts the field under `parent`: `id` → `click.id`.
@@ -212,6 +230,9 @@ pub struct SizeRule {
     pub min_bytes: u64,
     pub max_bytes: Option<u64>,
     pub over_limit: OverLimit,
+    /// The media type the file uploads as: a file over `max_bytes` is then
+    /// [`Error::UploadTooLarge`](crate::Error::UploadTooLarge).
+    pub media_type: Option<MediaType>,
 }
 
 impl SizeRule {
@@ -228,7 +249,111 @@ impl SizeRule {
             Some(max) if len > max => self
                 .over_limit
                 .refuse(format!("is {len} bytes; at most {max} allowed"))
-                .map_or(Ok(()), |r| Err(Invalid::new(field, r))),
+                .map_or(Ok(()), |r| {
+                    let mut invalid = Invalid::new(field, r);
+                    invalid.upload = self.media_type.map(|kind| TooLargeUpload {
+                        kind,
+                        len,
+                        limit: max,
+                    });
+                    Err(invalid)
+                }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A Unix time that must be 00:00 of a day at a UTC offset, and (optionally) a day within a
+/// window before today there: WeCom's statistics count days in China time and keep 180.
+#[derive(Debug, Clone, Copy)]
+pub struct DayRule {
+    /// Seconds east of UTC (28800 for UTC+08:00).
+    pub utc_offset: i32,
+    /// The day lies from `low` to `high` days before today, inclusive.
+    pub days_ago: Option<(u32, u32)>,
+}
+
+const DAY: i128 = 86_400;
+
+impl DayRule {
+    pub fn check(&self, field: &str, value: i128) -> Result<(), Invalid> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| i128::from(since.as_secs()));
+        self.check_at(field, value, now)
+    }
+
+    /// The check as of `now` (Unix seconds).
+    pub fn check_at(&self, field: &str, value: i128, now: i128) -> Result<(), Invalid> {
+        self.reason(value, now)
+            .map_or(Ok(()), |r| Err(Invalid::new(field, r)))
+    }
+
+    fn reason(&self, value: i128, now: i128) -> Option<String> {
+        let offset = i128::from(self.utc_offset);
+        let zone = self.zone();
+        // i128 holds any i64 or u64 value plus an offset without overflow.
+        let local = value + offset;
+        let into_day = local.rem_euclid(DAY);
+        if into_day != 0 {
+            let (h, m, s) = (into_day / 3600, into_day / 60 % 60, into_day % 60);
+            return Some(format!(
+                "is {value}, {h:02}:{m:02}:{s:02} in {zone}; the Unix time of a day's 00:00 there is required"
+            ));
+        }
+        let (low, high) = self.days_ago?;
+        let ago = (now + offset).div_euclid(DAY) - local.div_euclid(DAY);
+        let allowed = i128::from(low)..=i128::from(high);
+        if allowed.contains(&ago) {
+            return None;
+        }
+        let when = match ago {
+            0 => "today".to_owned(),
+            1 => "yesterday".to_owned(),
+            n if n < 0 => format!("{} days ahead", -n),
+            n => format!("{n} days ago"),
+        };
+        Some(format!(
+            "is {when} in {zone}; a day from {low} to {high} days back is required"
+        ))
+    }
+
+    /// `UTC+08:00`.
+    fn zone(&self) -> String {
+        let sign = if self.utc_offset < 0 { '-' } else { '+' };
+        let minutes = self.utc_offset.unsigned_abs() / 60;
+        format!("UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+/// Two number fields that bound an interval: the end is not before the start, and at most
+/// `max_span` after it.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeRule {
+    pub max_span: Option<u64>,
+}
+
+impl RangeRule {
+    pub fn check(
+        &self,
+        start_field: &str,
+        start: i128,
+        end_field: &str,
+        end: i128,
+    ) -> Result<(), Invalid> {
+        // Both come from 64-bit integers, so the difference fits.
+        let span = end - start;
+        if span < 0 {
+            return Err(Invalid::new(
+                end_field,
+                format!("is {end}, before `{start_field}` ({start})"),
+            ));
+        }
+        match self.max_span {
+            Some(max) if span > i128::from(max) => Err(Invalid::new(
+                end_field,
+                format!("is {span} after `{start_field}`; at most {max} allowed"),
+            )),
             _ => Ok(()),
         }
     }
@@ -284,6 +409,7 @@ mod tests {
             min_bytes: 6,
             max_bytes: Some(10 << 20),
             over_limit: OverLimit::Refused,
+            media_type: Some(MediaType::Image),
         };
         assert!(image.check("media", 6).is_ok());
         assert_eq!(image.check("media", 0).unwrap_err().reason, "is empty");
@@ -291,7 +417,19 @@ mod tests {
             image.check("media", 5).unwrap_err().reason,
             "is 5 bytes; at least 6 required"
         );
-        assert!(image.check("media", (10 << 20) + 1).is_err());
+        let over = image.check("media", (10 << 20) + 1).unwrap_err();
+        assert_eq!(
+            over.too_large_upload(),
+            Some(TooLargeUpload {
+                kind: MediaType::Image,
+                len: (10 << 20) + 1,
+                limit: 10 << 20
+            })
+        );
+        assert_eq!(
+            image.check("media", 5).unwrap_err().too_large_upload(),
+            None
+        );
     }
 
     #[test]
@@ -309,5 +447,107 @@ mod tests {
             over_limit: OverLimit::Refused,
         };
         assert!(items.check("list", 11).is_err());
+    }
+
+    /// 2024-03-01 12:00 in UTC+08:00.
+    const NOON: i128 = 1_709_265_600;
+    /// 2024-03-01 00:00 in UTC+08:00.
+    const TODAY: i128 = NOON - 12 * 3600;
+
+    const STATISTICS: DayRule = DayRule {
+        utc_offset: 8 * 3600,
+        days_ago: Some((1, 180)),
+    };
+
+    #[test]
+    fn days_start_at_midnight_in_their_zone() {
+        let yesterday = TODAY - DAY;
+        assert_eq!(STATISTICS.check_at("start_time", yesterday, NOON), Ok(()));
+        let utc_midnight = yesterday + 8 * 3600;
+        let err = STATISTICS
+            .check_at("start_time", utc_midnight, NOON)
+            .unwrap_err();
+        assert_eq!(err.field, "start_time");
+        assert!(
+            err.reason.contains("08:00:00 in UTC+08:00"),
+            "{}",
+            err.reason
+        );
+        let west = DayRule {
+            utc_offset: -(5 * 3600 + 30 * 60),
+            days_ago: None,
+        };
+        assert_eq!(west.check_at("t", 5 * 3600 + 30 * 60, NOON), Ok(()));
+        assert!(
+            west.check_at("t", 0, NOON)
+                .unwrap_err()
+                .reason
+                .contains("UTC-05:30")
+        );
+    }
+
+    #[test]
+    fn the_window_runs_from_yesterday_to_180_days_back() {
+        let day = |ago: i128| TODAY - ago * DAY;
+        for ago in [1, 2, 31, 180] {
+            assert_eq!(STATISTICS.check_at("d", day(ago), NOON), Ok(()), "{ago}");
+        }
+        let reason = |ago| STATISTICS.check_at("d", day(ago), NOON).unwrap_err().reason;
+        assert!(
+            reason(0).starts_with("is today in UTC+08:00"),
+            "{}",
+            reason(0)
+        );
+        assert!(
+            reason(181).starts_with("is 181 days ago"),
+            "{}",
+            reason(181)
+        );
+        assert!(reason(-3).starts_with("is 3 days ahead"), "{}", reason(-3));
+        // Just before midnight, today is still the day that began at TODAY.
+        assert_eq!(STATISTICS.check_at("d", day(1), TODAY + DAY - 1), Ok(()));
+        assert!(STATISTICS.check_at("d", day(1), TODAY + DAY).is_ok());
+        assert!(
+            STATISTICS.check_at("d", day(0), TODAY + DAY).is_ok(),
+            "now yesterday"
+        );
+    }
+
+    #[test]
+    fn huge_values_are_refused_without_overflow() {
+        let max = i128::from(u64::MAX);
+        assert!(STATISTICS.check_at("d", max, NOON).is_err());
+        assert!(
+            STATISTICS
+                .check_at("d", i128::from(i64::MIN), NOON)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn ranges_are_ordered_and_bounded() {
+        let month = RangeRule {
+            max_span: Some(31 * 86_400),
+        };
+        assert_eq!(month.check("start_time", 0, "end_time", 0), Ok(()));
+        assert_eq!(
+            month.check("start_time", 0, "end_time", 31 * 86_400),
+            Ok(())
+        );
+        let late = month
+            .check("start_time", 0, "end_time", 31 * 86_400 + 1)
+            .unwrap_err();
+        assert_eq!(late.field, "end_time");
+        assert_eq!(
+            late.reason,
+            "is 2678401 after `start_time`; at most 2678400 allowed"
+        );
+        let before = month.check("start_time", 10, "end_time", 9).unwrap_err();
+        assert_eq!(before.reason, "is 9, before `start_time` (10)");
+        let open = RangeRule { max_span: None };
+        assert!(
+            open.check("a", i128::from(i64::MIN), "b", i128::from(u64::MAX))
+                .is_ok()
+        );
     }
 }

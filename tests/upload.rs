@@ -5,7 +5,8 @@ mod common;
 
 use common::{MockServer, Recorded, Reply};
 use serde_json::json;
-use wecom_kf::{Error, Upload};
+use wecom_kf::media::MediaType;
+use wecom_kf::{Delivery, Error, Upload};
 
 const UPLOADED: &str = "/cgi-bin/media/upload";
 
@@ -124,10 +125,26 @@ async fn each_media_type_has_its_own_size_limit_checked_before_sending() {
             .upload_file(Upload::from_bytes("empty.txt", Vec::new()))
             .await,
     ];
-    for (i, result) in refused.into_iter().enumerate() {
-        match result {
-            Err(Error::Invalid { field, .. }) => assert_eq!(field, "media", "case {i}"),
-            other => panic!("case {i}: expected Invalid, got {other:?}"),
+    // Too small or empty: an invalid field. Too large: the media type's limit, typed.
+    let too_large = [
+        None,
+        Some((MediaType::Image, 10 << 20)),
+        Some((MediaType::Voice, 2 << 20)),
+        Some((MediaType::Video, 10 << 20)),
+        Some((MediaType::File, 20 << 20)),
+        None,
+    ];
+    for (i, (result, expected)) in refused.into_iter().zip(too_large).enumerate() {
+        match (result, expected) {
+            (Err(Error::Invalid { field, .. }), None) => assert_eq!(field, "media", "case {i}"),
+            (Err(Error::UploadTooLarge { kind, len, limit }), Some((want, want_limit))) => {
+                assert_eq!(
+                    (kind, limit, len),
+                    (want, want_limit, want_limit + 1),
+                    "case {i}"
+                );
+            }
+            (other, expected) => panic!("case {i}: expected {expected:?}, got {other:?}"),
         }
     }
     assert!(server.requests_to(UPLOADED).is_empty(), "nothing was sent");
@@ -229,4 +246,103 @@ fn debug_shows_the_name_and_size_not_the_bytes() {
         "{shown}"
     );
     assert!(!shown.contains("bytes themselves"), "{shown}");
+}
+
+#[tokio::test]
+async fn each_media_type_is_uploaded_then_sent_in_one_call() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    for (kind, name) in [
+        (MediaType::Image, "chart.png"),
+        (MediaType::Voice, "hello.amr"),
+        (MediaType::Video, "clip.mp4"),
+        (MediaType::File, "报价单.pdf"),
+    ] {
+        server.script(UPLOADED, [uploaded_reply(kind.as_str())]);
+        let upload = Upload::from_bytes(name, b"0123456789".to_vec());
+        let call = match kind {
+            MediaType::Image => client.upload_and_send_image("wmUSER", "wkKFID", upload),
+            MediaType::Voice => client.upload_and_send_voice("wmUSER", "wkKFID", upload),
+            MediaType::Video => client.upload_and_send_video("wmUSER", "wkKFID", upload),
+            MediaType::File => client.upload_and_send_file("wmUSER", "wkKFID", upload),
+        };
+        let done = call
+            .msgid(format!("m-{kind}"))
+            .await
+            .expect("uploaded and sent");
+        assert_eq!(
+            done.upload.media_id,
+            "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0"
+        );
+        assert_eq!(done.sent.msgid, "MSG_ID_FROM_SERVER");
+        let upload = server.requests_to(UPLOADED).pop().expect("an upload");
+        assert_eq!(upload.query["type"], kind.as_str());
+        assert!(parts(&upload)[0].disposition.contains(name), "{name}");
+        let sent = server
+            .requests_to("/cgi-bin/kf/send_msg")
+            .pop()
+            .expect("a send");
+        assert_eq!(
+            sent.body,
+            json!({
+                "touser": "wmUSER", "open_kfid": "wkKFID", "msgtype": kind.as_str(),
+                kind.as_str(): {"media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0"},
+                "msgid": format!("m-{kind}")
+            })
+        );
+    }
+    assert_eq!(server.requests_to("/cgi-bin/kf/send_msg").len(), 4);
+}
+
+#[tokio::test]
+async fn nothing_is_uploaded_when_the_file_or_the_message_would_be_refused() {
+    let server = MockServer::start().await;
+    let client = server.client();
+    let big_voice = Upload::from_bytes("long.amr", vec![0u8; (2 << 20) + 7]);
+    match client
+        .upload_and_send_voice("wmUSER", "wkKFID", big_voice)
+        .await
+    {
+        Err(err @ Error::UploadTooLarge { .. }) => {
+            assert!(matches!(
+                err,
+                Error::UploadTooLarge {
+                    kind: MediaType::Voice,
+                    limit: 2097152,
+                    len: 2097159
+                }
+            ));
+            assert_eq!(err.delivery(), Delivery::NotSent);
+            assert!(err.to_string().contains("voice is 2097159 bytes"), "{err}");
+        }
+        other => panic!("expected UploadTooLarge, got {other:?}"),
+    }
+    let bad_id = client
+        .upload_and_send_image(
+            "wmUSER",
+            "wkKFID",
+            Upload::from_bytes("a.png", vec![1u8; 64]),
+        )
+        .msgid("not a valid id!")
+        .await;
+    assert!(
+        matches!(&bad_id, Err(Error::Invalid { field, .. }) if field == "msgid"),
+        "{bad_id:?}"
+    );
+    let long_kf = client
+        .send_media(
+            "wmUSER",
+            "k".repeat(65),
+            MediaType::File,
+            Upload::from_bytes("a.txt", vec![1u8; 64]),
+        )
+        .await;
+    assert!(
+        matches!(&long_kf, Err(Error::Invalid { field, .. }) if field == "open_kfid"),
+        "{long_kf:?}"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "nothing was sent, not even gettoken"
+    );
 }

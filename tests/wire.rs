@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{MockServer, Reply};
+use common::{MockServer, Reply, normalize};
 use serde_json::Value;
 use wecom_kf::{
     CaLink, Client, Error, Gender, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram,
@@ -19,21 +19,6 @@ use wecom_kf::{
 fn examples() -> Value {
     let text = include_str!("fixtures/request_examples.json");
     serde_json::from_str(text).expect("fixture is JSON")
-}
-
-/// Numbers compare by value (`0` equals `0.0`); everything else exactly.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::Null, Value::Number),
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect())
-        }
-        other => other,
-    }
 }
 
 fn menu_example(head: &str) -> Menu {

@@ -246,6 +246,10 @@ mod generated_from_endpoints {
         ///
         /// Send a message type the component allows.
         MessageTypeForbiddenForComponent,
+        /// `830002`: the file is over 20 MB and must be downloaded in ranges.
+        ///
+        /// download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.
+        RangeRequired,
         /// A value this version doesn't name, kept as received.
         Other(i64),
     }
@@ -308,6 +312,7 @@ mod generated_from_endpoints {
                 95026 => Self::AccountUsageTooLow,
                 95027 => Self::UnverifiedAccountLimit,
                 95030 => Self::MessageTypeForbiddenForComponent,
+                830002 => Self::RangeRequired,
                 other => Self::Other(other),
             }
         }
@@ -372,6 +377,7 @@ mod generated_from_endpoints {
                 Self::AccountUsageTooLow => 95026,
                 Self::UnverifiedAccountLimit => 95027,
                 Self::MessageTypeForbiddenForComponent => 95030,
+                Self::RangeRequired => 830002,
                 Self::Other(other) => other,
             }
         }
@@ -530,6 +536,9 @@ mod generated_from_endpoints {
                 }
                 Self::MessageTypeForbiddenForComponent => {
                     Some("the message type is forbidden by the 客服组件 settings")
+                }
+                Self::RangeRequired => {
+                    Some("the file is over 20 MB and must be downloaded in ranges")
                 }
                 Self::Other(_) => None,
             }
@@ -745,6 +754,11 @@ mod generated_from_endpoints {
                 Self::MessageTypeForbiddenForComponent => {
                     Some("Send a message type the component allows.")
                 }
+                Self::RangeRequired => {
+                    Some(
+                        "download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.",
+                    )
+                }
                 Self::Other(_) => None,
             }
         }
@@ -809,6 +823,7 @@ mod generated_from_endpoints {
                 Self::AccountUsageTooLow => rt::RetryClass::Never,
                 Self::UnverifiedAccountLimit => rt::RetryClass::Never,
                 Self::MessageTypeForbiddenForComponent => rt::RetryClass::Never,
+                Self::RangeRequired => rt::RetryClass::Never,
                 Self::Other(_) => rt::RetryClass::Never,
             }
         }
@@ -5182,6 +5197,1307 @@ mod generated_from_endpoints {
             Ok(())
         }
     }
+    /// An account's counters for one day; a counter WeCom could not compute is left out.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CorpStatistic {
+        /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session_cnt: Option<u64>,
+        /// Customers who wrote in a session, each counted once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer_cnt: Option<u64>,
+        /// Messages customers sent in sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer_msg_cnt: Option<u64>,
+        /// Customers who added a member or joined a group chat through the upgrade service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_customer_cnt: Option<u64>,
+        /// Sessions handed to the smart assistant (sending through the API does that).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ai_session_reply_cnt: Option<u64>,
+        /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ai_transfer_rate: Option<f64>,
+        /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ai_knowledge_hit_rate: Option<f64>,
+        /// Customers whose messages a servicer refuses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub msg_rejected_customer_cnt: Option<u64>,
+    }
+    impl CorpStatistic {
+        /// Builds a `CorpStatistic` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                session_cnt: None,
+                customer_cnt: None,
+                customer_msg_cnt: None,
+                upgrade_service_customer_cnt: None,
+                ai_session_reply_cnt: None,
+                ai_transfer_rate: None,
+                ai_knowledge_hit_rate: None,
+                msg_rejected_customer_cnt: None,
+            }
+        }
+        /// Sets `session_cnt`.
+        ///
+        /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
+        pub fn session_cnt(mut self, session_cnt: u64) -> Self {
+            self.session_cnt = Some(session_cnt);
+            self
+        }
+        /// Sets `customer_cnt`.
+        ///
+        /// Customers who wrote in a session, each counted once.
+        pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
+            self.customer_cnt = Some(customer_cnt);
+            self
+        }
+        /// Sets `customer_msg_cnt`.
+        ///
+        /// Messages customers sent in sessions.
+        pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
+            self.customer_msg_cnt = Some(customer_msg_cnt);
+            self
+        }
+        /// Sets `upgrade_service_customer_cnt`.
+        ///
+        /// Customers who added a member or joined a group chat through the upgrade service.
+        pub fn upgrade_service_customer_cnt(
+            mut self,
+            upgrade_service_customer_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
+            self
+        }
+        /// Sets `ai_session_reply_cnt`.
+        ///
+        /// Sessions handed to the smart assistant (sending through the API does that).
+        pub fn ai_session_reply_cnt(mut self, ai_session_reply_cnt: u64) -> Self {
+            self.ai_session_reply_cnt = Some(ai_session_reply_cnt);
+            self
+        }
+        /// Sets `ai_transfer_rate`.
+        ///
+        /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
+        pub fn ai_transfer_rate(mut self, ai_transfer_rate: f64) -> Self {
+            self.ai_transfer_rate = Some(ai_transfer_rate);
+            self
+        }
+        /// Sets `ai_knowledge_hit_rate`.
+        ///
+        /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
+        pub fn ai_knowledge_hit_rate(mut self, ai_knowledge_hit_rate: f64) -> Self {
+            self.ai_knowledge_hit_rate = Some(ai_knowledge_hit_rate);
+            self
+        }
+        /// Sets `msg_rejected_customer_cnt`.
+        ///
+        /// Customers whose messages a servicer refuses.
+        pub fn msg_rejected_customer_cnt(
+            mut self,
+            msg_rejected_customer_cnt: u64,
+        ) -> Self {
+            self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
+            self
+        }
+    }
+    impl rt::Validate for CorpStatistic {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.ai_transfer_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("ai_transfer_rate", *v)?;
+            }
+            if let Some(v) = &self.ai_knowledge_hit_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("ai_knowledge_hit_rate", *v)?;
+            }
+            Ok(())
+        }
+    }
+    /// One day of an account's counters.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CorpStatisticDay {
+        /// The day, as the Unix time of its 00:00 in UTC+08:00.
+        pub stat_time: u64,
+        /// The counters; absent for a day without any, or not computed yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub statistic: Option<CorpStatistic>,
+    }
+    impl CorpStatisticDay {
+        /// Builds a `CorpStatisticDay` from its required fields.
+        pub fn new(stat_time: u64) -> Self {
+            Self {
+                stat_time: stat_time,
+                statistic: None,
+            }
+        }
+        /// Sets `statistic`.
+        ///
+        /// The counters; absent for a day without any, or not computed yet.
+        pub fn statistic(mut self, statistic: impl Into<CorpStatistic>) -> Self {
+            self.statistic = Some(statistic.into());
+            self
+        }
+    }
+    impl rt::Validate for CorpStatisticDay {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.statistic {
+                v.validate().map_err(|e| e.within("statistic"))?;
+            }
+            Ok(())
+        }
+    }
+    /// An account's counters, one entry a day.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct CorpStatisticResponse {
+        /// The days asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub statistic_list: Vec<CorpStatisticDay>,
+    }
+    impl CorpStatisticResponse {
+        /// Builds a `CorpStatisticResponse` from its required fields.
+        pub fn new() -> Self {
+            Self { statistic_list: Vec::new() }
+        }
+        /// Sets `statistic_list`.
+        ///
+        /// The days asked for.
+        pub fn statistic_list(
+            mut self,
+            statistic_list: impl IntoIterator<Item = impl Into<CorpStatisticDay>>,
+        ) -> Self {
+            self.statistic_list = statistic_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for CorpStatisticResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.statistic_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("statistic_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// Servicers' counters for one day; a counter WeCom could not compute is left out.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerStatistic {
+        /// Sessions in which the customer wrote and that reached a servicer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session_cnt: Option<u64>,
+        /// Customers who wrote and reached a servicer, each counted once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer_cnt: Option<u64>,
+        /// Messages customers sent in sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub customer_msg_cnt: Option<u64>,
+        /// Share of sessions with a customer message that a servicer answered, 0 to 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reply_rate: Option<f64>,
+        /// Average seconds from a customer's first message to the servicer's first answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub first_reply_average_sec: Option<f64>,
+        /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub satisfaction_investgate_cnt: Option<u64>,
+        /// Share of surveys answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub satisfaction_participation_rate: Option<f64>,
+        /// Share of answers that were 满意 (satisfied).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub satisfied_rate: Option<f64>,
+        /// Share of answers that were 一般 (middling).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub middling_rate: Option<f64>,
+        /// Share of answers that were 不满意 (dissatisfied).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dissatisfied_rate: Option<f64>,
+        /// Customers who added a member or joined a group chat through the upgrade service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_customer_cnt: Option<u64>,
+        /// Customers offered a member (专员).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_member_invite_cnt: Option<u64>,
+        /// Customers who added the member offered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_member_customer_cnt: Option<u64>,
+        /// Customers offered a group chat.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_groupchat_invite_cnt: Option<u64>,
+        /// Customers who joined the group chat offered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub upgrade_service_groupchat_customer_cnt: Option<u64>,
+        /// Customers whose messages a servicer refuses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub msg_rejected_customer_cnt: Option<u64>,
+    }
+    impl ServicerStatistic {
+        /// Builds a `ServicerStatistic` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                session_cnt: None,
+                customer_cnt: None,
+                customer_msg_cnt: None,
+                reply_rate: None,
+                first_reply_average_sec: None,
+                satisfaction_investgate_cnt: None,
+                satisfaction_participation_rate: None,
+                satisfied_rate: None,
+                middling_rate: None,
+                dissatisfied_rate: None,
+                upgrade_service_customer_cnt: None,
+                upgrade_service_member_invite_cnt: None,
+                upgrade_service_member_customer_cnt: None,
+                upgrade_service_groupchat_invite_cnt: None,
+                upgrade_service_groupchat_customer_cnt: None,
+                msg_rejected_customer_cnt: None,
+            }
+        }
+        /// Sets `session_cnt`.
+        ///
+        /// Sessions in which the customer wrote and that reached a servicer.
+        pub fn session_cnt(mut self, session_cnt: u64) -> Self {
+            self.session_cnt = Some(session_cnt);
+            self
+        }
+        /// Sets `customer_cnt`.
+        ///
+        /// Customers who wrote and reached a servicer, each counted once.
+        pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
+            self.customer_cnt = Some(customer_cnt);
+            self
+        }
+        /// Sets `customer_msg_cnt`.
+        ///
+        /// Messages customers sent in sessions.
+        pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
+            self.customer_msg_cnt = Some(customer_msg_cnt);
+            self
+        }
+        /// Sets `reply_rate`.
+        ///
+        /// Share of sessions with a customer message that a servicer answered, 0 to 1.
+        pub fn reply_rate(mut self, reply_rate: f64) -> Self {
+            self.reply_rate = Some(reply_rate);
+            self
+        }
+        /// Sets `first_reply_average_sec`.
+        ///
+        /// Average seconds from a customer's first message to the servicer's first answer.
+        pub fn first_reply_average_sec(mut self, first_reply_average_sec: f64) -> Self {
+            self.first_reply_average_sec = Some(first_reply_average_sec);
+            self
+        }
+        /// Sets `satisfaction_investgate_cnt`.
+        ///
+        /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
+        pub fn satisfaction_investgate_cnt(
+            mut self,
+            satisfaction_investgate_cnt: u64,
+        ) -> Self {
+            self.satisfaction_investgate_cnt = Some(satisfaction_investgate_cnt);
+            self
+        }
+        /// Sets `satisfaction_participation_rate`.
+        ///
+        /// Share of surveys answered.
+        pub fn satisfaction_participation_rate(
+            mut self,
+            satisfaction_participation_rate: f64,
+        ) -> Self {
+            self.satisfaction_participation_rate = Some(satisfaction_participation_rate);
+            self
+        }
+        /// Sets `satisfied_rate`.
+        ///
+        /// Share of answers that were 满意 (satisfied).
+        pub fn satisfied_rate(mut self, satisfied_rate: f64) -> Self {
+            self.satisfied_rate = Some(satisfied_rate);
+            self
+        }
+        /// Sets `middling_rate`.
+        ///
+        /// Share of answers that were 一般 (middling).
+        pub fn middling_rate(mut self, middling_rate: f64) -> Self {
+            self.middling_rate = Some(middling_rate);
+            self
+        }
+        /// Sets `dissatisfied_rate`.
+        ///
+        /// Share of answers that were 不满意 (dissatisfied).
+        pub fn dissatisfied_rate(mut self, dissatisfied_rate: f64) -> Self {
+            self.dissatisfied_rate = Some(dissatisfied_rate);
+            self
+        }
+        /// Sets `upgrade_service_customer_cnt`.
+        ///
+        /// Customers who added a member or joined a group chat through the upgrade service.
+        pub fn upgrade_service_customer_cnt(
+            mut self,
+            upgrade_service_customer_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
+            self
+        }
+        /// Sets `upgrade_service_member_invite_cnt`.
+        ///
+        /// Customers offered a member (专员).
+        pub fn upgrade_service_member_invite_cnt(
+            mut self,
+            upgrade_service_member_invite_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_member_invite_cnt = Some(
+                upgrade_service_member_invite_cnt,
+            );
+            self
+        }
+        /// Sets `upgrade_service_member_customer_cnt`.
+        ///
+        /// Customers who added the member offered.
+        pub fn upgrade_service_member_customer_cnt(
+            mut self,
+            upgrade_service_member_customer_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_member_customer_cnt = Some(
+                upgrade_service_member_customer_cnt,
+            );
+            self
+        }
+        /// Sets `upgrade_service_groupchat_invite_cnt`.
+        ///
+        /// Customers offered a group chat.
+        pub fn upgrade_service_groupchat_invite_cnt(
+            mut self,
+            upgrade_service_groupchat_invite_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_groupchat_invite_cnt = Some(
+                upgrade_service_groupchat_invite_cnt,
+            );
+            self
+        }
+        /// Sets `upgrade_service_groupchat_customer_cnt`.
+        ///
+        /// Customers who joined the group chat offered.
+        pub fn upgrade_service_groupchat_customer_cnt(
+            mut self,
+            upgrade_service_groupchat_customer_cnt: u64,
+        ) -> Self {
+            self.upgrade_service_groupchat_customer_cnt = Some(
+                upgrade_service_groupchat_customer_cnt,
+            );
+            self
+        }
+        /// Sets `msg_rejected_customer_cnt`.
+        ///
+        /// Customers whose messages a servicer refuses.
+        pub fn msg_rejected_customer_cnt(
+            mut self,
+            msg_rejected_customer_cnt: u64,
+        ) -> Self {
+            self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
+            self
+        }
+    }
+    impl rt::Validate for ServicerStatistic {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.reply_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("reply_rate", *v)?;
+            }
+            if let Some(v) = &self.first_reply_average_sec {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("first_reply_average_sec", *v)?;
+            }
+            if let Some(v) = &self.satisfaction_participation_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("satisfaction_participation_rate", *v)?;
+            }
+            if let Some(v) = &self.satisfied_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("satisfied_rate", *v)?;
+            }
+            if let Some(v) = &self.middling_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("middling_rate", *v)?;
+            }
+            if let Some(v) = &self.dissatisfied_rate {
+                rt::NumberRule {
+                    min: None,
+                    max: None,
+                }
+                    .check("dissatisfied_rate", *v)?;
+            }
+            Ok(())
+        }
+    }
+    /// One day of servicers' counters.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerStatisticDay {
+        /// The day, as the Unix time of its 00:00 in UTC+08:00.
+        pub stat_time: u64,
+        /// The counters; absent for a day without any, or not computed yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub statistic: Option<ServicerStatistic>,
+    }
+    impl ServicerStatisticDay {
+        /// Builds a `ServicerStatisticDay` from its required fields.
+        pub fn new(stat_time: u64) -> Self {
+            Self {
+                stat_time: stat_time,
+                statistic: None,
+            }
+        }
+        /// Sets `statistic`.
+        ///
+        /// The counters; absent for a day without any, or not computed yet.
+        pub fn statistic(mut self, statistic: impl Into<ServicerStatistic>) -> Self {
+            self.statistic = Some(statistic.into());
+            self
+        }
+    }
+    impl rt::Validate for ServicerStatisticDay {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.statistic {
+                v.validate().map_err(|e| e.within("statistic"))?;
+            }
+            Ok(())
+        }
+    }
+    /// Servicers' counters, one entry a day.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct ServicerStatisticResponse {
+        /// The days asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub statistic_list: Vec<ServicerStatisticDay>,
+    }
+    impl ServicerStatisticResponse {
+        /// Builds a `ServicerStatisticResponse` from its required fields.
+        pub fn new() -> Self {
+            Self { statistic_list: Vec::new() }
+        }
+        /// Sets `statistic_list`.
+        ///
+        /// The days asked for.
+        pub fn statistic_list(
+            mut self,
+            statistic_list: impl IntoIterator<Item = impl Into<ServicerStatisticDay>>,
+        ) -> Self {
+            self.statistic_list = statistic_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for ServicerStatisticResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.statistic_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("statistic_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// A group of the knowledge base.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeGroup {
+        /// The group's id.
+        pub group_id: String,
+        /// Its name.
+        pub name: String,
+        /// 1 for the default group WeCom created, which can't be changed or deleted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub is_default: Option<u32>,
+    }
+    impl KnowledgeGroup {
+        /// Builds a `KnowledgeGroup` from its required fields.
+        pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
+            Self {
+                group_id: group_id.into(),
+                name: name.into(),
+                is_default: None,
+            }
+        }
+        /// Sets `is_default`.
+        ///
+        /// 1 for the default group WeCom created, which can't be changed or deleted.
+        pub fn is_default(mut self, is_default: u32) -> Self {
+            self.is_default = Some(is_default);
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeGroup {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            Ok(())
+        }
+    }
+    /// The group `knowledge_add_group` created.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeAddGroupResponse {
+        /// The new group's id.
+        pub group_id: String,
+    }
+    impl KnowledgeAddGroupResponse {
+        /// Builds a `KnowledgeAddGroupResponse` from its required fields.
+        pub fn new(group_id: impl Into<String>) -> Self {
+            Self { group_id: group_id.into() }
+        }
+    }
+    impl rt::Validate for KnowledgeAddGroupResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for KnowledgeAddGroupResponse {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for KnowledgeAddGroupResponse {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// One page of knowledge-base groups.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeListGroupResponse {
+        /// Pass it as `cursor` for the next page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub next_cursor: Option<String>,
+        /// 1: more pages follow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub has_more: Option<u32>,
+        /// The groups.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub group_list: Vec<KnowledgeGroup>,
+    }
+    impl KnowledgeListGroupResponse {
+        /// Builds a `KnowledgeListGroupResponse` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                next_cursor: None,
+                has_more: None,
+                group_list: Vec::new(),
+            }
+        }
+        /// Sets `next_cursor`.
+        ///
+        /// Pass it as `cursor` for the next page.
+        pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
+            self.next_cursor = Some(next_cursor.into());
+            self
+        }
+        /// Sets `has_more`.
+        ///
+        /// 1: more pages follow.
+        pub fn has_more(mut self, has_more: u32) -> Self {
+            self.has_more = Some(has_more);
+            self
+        }
+        /// Sets `group_list`.
+        ///
+        /// The groups.
+        pub fn group_list(
+            mut self,
+            group_list: impl IntoIterator<Item = impl Into<KnowledgeGroup>>,
+        ) -> Self {
+            self.group_list = group_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeListGroupResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.group_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("group_list", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// The text of a question.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentQuestionText {
+        /// The question, at most 200 characters.
+        ///
+        /// At most 200 characters; longer values are refused before sending.
+        pub content: String,
+    }
+    impl IntentQuestionText {
+        /// Builds a `IntentQuestionText` from its required fields.
+        pub fn new(content: impl Into<String>) -> Self {
+            Self { content: content.into() }
+        }
+    }
+    impl rt::Validate for IntentQuestionText {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.content;
+            rt::StringRule {
+                min_bytes: 1,
+                max_chars: Some(200),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("content", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for IntentQuestionText {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for IntentQuestionText {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// A question customers ask.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentQuestion {
+        /// Its text.
+        pub text: IntentQuestionText,
+    }
+    impl IntentQuestion {
+        /// Builds a `IntentQuestion` from its required fields.
+        pub fn new(text: impl Into<IntentQuestionText>) -> Self {
+            Self { text: text.into() }
+        }
+    }
+    impl rt::Validate for IntentQuestion {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.text;
+            v.validate().map_err(|e| e.within("text"))?;
+            Ok(())
+        }
+    }
+    /// Other ways of asking the main question.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentSimilarQuestions {
+        /// The questions, at most 100.
+        ///
+        /// At most 100 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub items: Vec<IntentQuestion>,
+    }
+    impl IntentSimilarQuestions {
+        /// Builds a `IntentSimilarQuestions` from its required fields.
+        pub fn new() -> Self {
+            Self { items: Vec::new() }
+        }
+        /// Sets `items`.
+        ///
+        /// The questions, at most 100.
+        /// At most 100 items; more are refused before sending.
+        pub fn items(
+            mut self,
+            items: impl IntoIterator<Item = impl Into<IntentQuestion>>,
+        ) -> Self {
+            self.items = items.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for IntentSimilarQuestions {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            rt::ItemsRule {
+                min: 0,
+                max: Some(100),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("items", self.items.len())?;
+            for (i, v) in self.items.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("items", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// The text of an answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentAnswerText {
+        /// The answer, at most 500 characters.
+        ///
+        /// At most 500 characters; longer values are refused before sending.
+        pub content: String,
+    }
+    impl IntentAnswerText {
+        /// Builds a `IntentAnswerText` from its required fields.
+        pub fn new(content: impl Into<String>) -> Self {
+            Self { content: content.into() }
+        }
+    }
+    impl rt::Validate for IntentAnswerText {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.content;
+            rt::StringRule {
+                min_bytes: 1,
+                max_chars: Some(500),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("content", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for IntentAnswerText {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for IntentAnswerText {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// An image attached to an answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentImage {
+        /// Set it when adding or changing an intent: an uploaded image's `media_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub media_id: Option<String>,
+        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
+    impl IntentImage {
+        /// Builds a `IntentImage` from its required fields.
+        pub fn new() -> Self {
+            Self { media_id: None, name: None }
+        }
+        /// Sets `media_id`.
+        ///
+        /// Set it when adding or changing an intent: an uploaded image's `media_id`.
+        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+            self.media_id = Some(media_id.into());
+            self
+        }
+        /// Sets `name`.
+        ///
+        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+    }
+    impl rt::Validate for IntentImage {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.media_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("media_id", v)?;
+            }
+            if let Some(v) = &self.name {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("name", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A video attached to an answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentVideo {
+        /// Set it when adding or changing an intent: an uploaded video's `media_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub media_id: Option<String>,
+        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
+    impl IntentVideo {
+        /// Builds a `IntentVideo` from its required fields.
+        pub fn new() -> Self {
+            Self { media_id: None, name: None }
+        }
+        /// Sets `media_id`.
+        ///
+        /// Set it when adding or changing an intent: an uploaded video's `media_id`.
+        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+            self.media_id = Some(media_id.into());
+            self
+        }
+        /// Sets `name`.
+        ///
+        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+    }
+    impl rt::Validate for IntentVideo {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.media_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("media_id", v)?;
+            }
+            if let Some(v) = &self.name {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("name", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A link card attached to an answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentLink {
+        /// The card's title.
+        pub title: String,
+        /// Where the card leads.
+        ///
+        /// Starts with `http://` or `https://`.
+        pub url: String,
+        /// The card's description.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub desc: Option<String>,
+        /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pic_url: Option<String>,
+    }
+    impl IntentLink {
+        /// Builds a `IntentLink` from its required fields.
+        pub fn new(title: impl Into<String>, url: impl Into<String>) -> Self {
+            Self {
+                title: title.into(),
+                url: url.into(),
+                desc: None,
+                pic_url: None,
+            }
+        }
+        /// Sets `desc`.
+        ///
+        /// The card's description.
+        pub fn desc(mut self, desc: impl Into<String>) -> Self {
+            self.desc = Some(desc.into());
+            self
+        }
+        /// Sets `pic_url`.
+        ///
+        /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
+        pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
+            self.pic_url = Some(pic_url.into());
+            self
+        }
+    }
+    impl rt::Validate for IntentLink {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.title;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("title", v)?;
+            let v = &self.url;
+            rt::StringRule {
+                min_bytes: 1,
+                prefixes: &["http://", "https://"],
+                ..rt::StringRule::ANY
+            }
+                .check("url", v)?;
+            if let Some(v) = &self.desc {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("desc", v)?;
+            }
+            if let Some(v) = &self.pic_url {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("pic_url", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// A mini-program card attached to an answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentMiniProgram {
+        /// A mini-program associated with the corp.
+        pub appid: String,
+        /// The page to open.
+        pub pagepath: String,
+        /// The card's title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub thumb_media_id: Option<String>,
+    }
+    impl IntentMiniProgram {
+        /// Builds a `IntentMiniProgram` from its required fields.
+        pub fn new(appid: impl Into<String>, pagepath: impl Into<String>) -> Self {
+            Self {
+                appid: appid.into(),
+                pagepath: pagepath.into(),
+                title: None,
+                thumb_media_id: None,
+            }
+        }
+        /// Sets `title`.
+        ///
+        /// The card's title.
+        pub fn title(mut self, title: impl Into<String>) -> Self {
+            self.title = Some(title.into());
+            self
+        }
+        /// Sets `thumb_media_id`.
+        ///
+        /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
+        pub fn thumb_media_id(mut self, thumb_media_id: impl Into<String>) -> Self {
+            self.thumb_media_id = Some(thumb_media_id.into());
+            self
+        }
+    }
+    impl rt::Validate for IntentMiniProgram {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.appid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("appid", v)?;
+            let v = &self.pagepath;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("pagepath", v)?;
+            if let Some(v) = &self.title {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("title", v)?;
+            }
+            if let Some(v) = &self.thumb_media_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("thumb_media_id", v)?;
+            }
+            Ok(())
+        }
+    }
+    /// The answer to an intent's questions.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct IntentAnswer {
+        /// Its text.
+        pub text: IntentAnswerText,
+        /// Images, videos, links or mini-programs sent with it, at most 4.
+        ///
+        /// At most 4 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub attachments: Vec<IntentAttachment>,
+    }
+    impl IntentAnswer {
+        /// Builds a `IntentAnswer` from its required fields.
+        pub fn new(text: impl Into<IntentAnswerText>) -> Self {
+            Self {
+                text: text.into(),
+                attachments: Vec::new(),
+            }
+        }
+        /// Sets `attachments`.
+        ///
+        /// Images, videos, links or mini-programs sent with it, at most 4.
+        /// At most 4 items; more are refused before sending.
+        pub fn attachments(
+            mut self,
+            attachments: impl IntoIterator<Item = impl Into<IntentAttachment>>,
+        ) -> Self {
+            self.attachments = attachments.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for IntentAnswer {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.text;
+            v.validate().map_err(|e| e.within("text"))?;
+            rt::ItemsRule {
+                min: 0,
+                max: Some(4),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("attachments", self.attachments.len())?;
+            for (i, v) in self.attachments.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("attachments", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// A question of the knowledge base, its variants and its answer.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct Intent {
+        /// Its group.
+        pub group_id: String,
+        /// Its id.
+        pub intent_id: String,
+        /// The main question.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub question: Option<IntentQuestion>,
+        /// Other ways of asking it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub similar_questions: Option<IntentSimilarQuestions>,
+        /// The answer (one, for now).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub answers: Vec<IntentAnswer>,
+    }
+    impl Intent {
+        /// Builds a `Intent` from its required fields.
+        pub fn new(group_id: impl Into<String>, intent_id: impl Into<String>) -> Self {
+            Self {
+                group_id: group_id.into(),
+                intent_id: intent_id.into(),
+                question: None,
+                similar_questions: None,
+                answers: Vec::new(),
+            }
+        }
+        /// Sets `question`.
+        ///
+        /// The main question.
+        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+            self.question = Some(question.into());
+            self
+        }
+        /// Sets `similar_questions`.
+        ///
+        /// Other ways of asking it.
+        pub fn similar_questions(
+            mut self,
+            similar_questions: impl Into<IntentSimilarQuestions>,
+        ) -> Self {
+            self.similar_questions = Some(similar_questions.into());
+            self
+        }
+        /// Sets `answers`.
+        ///
+        /// The answer (one, for now).
+        pub fn answers(
+            mut self,
+            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+        ) -> Self {
+            self.answers = answers.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for Intent {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            let v = &self.intent_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("intent_id", v)?;
+            if let Some(v) = &self.question {
+                v.validate().map_err(|e| e.within("question"))?;
+            }
+            if let Some(v) = &self.similar_questions {
+                v.validate().map_err(|e| e.within("similar_questions"))?;
+            }
+            for (i, v) in self.answers.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("answers", i))?;
+            }
+            Ok(())
+        }
+    }
+    /// The intent `knowledge_add_intent` created.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeAddIntentResponse {
+        /// The new intent's id.
+        pub intent_id: String,
+    }
+    impl KnowledgeAddIntentResponse {
+        /// Builds a `KnowledgeAddIntentResponse` from its required fields.
+        pub fn new(intent_id: impl Into<String>) -> Self {
+            Self {
+                intent_id: intent_id.into(),
+            }
+        }
+    }
+    impl rt::Validate for KnowledgeAddIntentResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.intent_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("intent_id", v)?;
+            Ok(())
+        }
+    }
+    impl From<String> for KnowledgeAddIntentResponse {
+        fn from(value: String) -> Self {
+            Self::new(value)
+        }
+    }
+    impl From<&str> for KnowledgeAddIntentResponse {
+        fn from(value: &str) -> Self {
+            Self::new(value)
+        }
+    }
+    /// One page of intents.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeListIntentResponse {
+        /// Pass it as `cursor` for the next page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub next_cursor: Option<String>,
+        /// 1: more pages follow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub has_more: Option<u32>,
+        /// The intents.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub intent_list: Vec<Intent>,
+    }
+    impl KnowledgeListIntentResponse {
+        /// Builds a `KnowledgeListIntentResponse` from its required fields.
+        pub fn new() -> Self {
+            Self {
+                next_cursor: None,
+                has_more: None,
+                intent_list: Vec::new(),
+            }
+        }
+        /// Sets `next_cursor`.
+        ///
+        /// Pass it as `cursor` for the next page.
+        pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
+            self.next_cursor = Some(next_cursor.into());
+            self
+        }
+        /// Sets `has_more`.
+        ///
+        /// 1: more pages follow.
+        pub fn has_more(mut self, has_more: u32) -> Self {
+            self.has_more = Some(has_more);
+            self
+        }
+        /// Sets `intent_list`.
+        ///
+        /// The intents.
+        pub fn intent_list(
+            mut self,
+            intent_list: impl IntoIterator<Item = impl Into<Intent>>,
+        ) -> Self {
+            self.intent_list = intent_list.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeListIntentResponse {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            for (i, v) in self.intent_list.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("intent_list", i))?;
+            }
+            Ok(())
+        }
+    }
     /// One item of a [`Menu`].
     ///
     /// On the wire: `{"type": "<tag>", "<tag>": {…}}`.
@@ -6390,6 +7706,192 @@ mod generated_from_endpoints {
             }
         }
     }
+    /// What an answer may carry besides its text.
+    ///
+    /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq)]
+    #[non_exhaustive]
+    pub enum IntentAttachment {
+        /// `msgtype` = `image`.
+        Image(IntentImage),
+        /// `msgtype` = `video`.
+        Video(IntentVideo),
+        /// `msgtype` = `link`.
+        Link(IntentLink),
+        /// `msgtype` = `miniprogram`.
+        MiniProgram(IntentMiniProgram),
+        /// A `msgtype` this version doesn't know, kept with the JSON it came in.
+        Unknown {
+            /// The tag as received.
+            msgtype: String,
+            /// The whole object, as received.
+            raw: rt::Value,
+        },
+    }
+    impl IntentAttachment {
+        /// The `msgtype` of this value.
+        pub fn tag(&self) -> &str {
+            match self {
+                Self::Image(_) => "image",
+                Self::Video(_) => "video",
+                Self::Link(_) => "link",
+                Self::MiniProgram(_) => "miniprogram",
+                Self::Unknown { msgtype, .. } => msgtype,
+            }
+        }
+    }
+    impl rt::serde::Serialize for IntentAttachment {
+        fn serialize<S: rt::serde::Serializer>(
+            &self,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            use rt::serde::ser::SerializeMap;
+            match self {
+                Self::Image(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "image")?;
+                    map.serialize_entry("image", payload)?;
+                    map.end()
+                }
+                Self::Video(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "video")?;
+                    map.serialize_entry("video", payload)?;
+                    map.end()
+                }
+                Self::Link(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "link")?;
+                    map.serialize_entry("link", payload)?;
+                    map.end()
+                }
+                Self::MiniProgram(payload) => {
+                    let mut map = serializer.serialize_map(Some(2))?;
+                    map.serialize_entry("msgtype", "miniprogram")?;
+                    map.serialize_entry("miniprogram", payload)?;
+                    map.end()
+                }
+                Self::Unknown { raw, .. } => raw.serialize(serializer),
+            }
+        }
+    }
+    impl<'de> rt::serde::Deserialize<'de> for IntentAttachment {
+        fn deserialize<D: rt::serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Self, D::Error> {
+            rt::deserialize_union(deserializer)
+        }
+    }
+    impl rt::FromEntries for IntentAttachment {
+        fn from_entries(
+            entries: &rt::Entries<'_>,
+            whole: &str,
+        ) -> Result<Self, rt::serde_json::Error> {
+            use rt::serde::de::Error as _;
+            let Ok(tag) = entries.tag("msgtype") else {
+                return Ok(Self::Unknown {
+                    msgtype: String::new(),
+                    raw: rt::value_of(whole),
+                });
+            };
+            match tag.as_str() {
+                "image" => {
+                    match entries.payload("image") {
+                        Ok(payload) => Ok(Self::Image(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
+                            })
+                        }
+                    }
+                }
+                "video" => {
+                    match entries.payload("video") {
+                        Ok(payload) => Ok(Self::Video(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
+                            })
+                        }
+                    }
+                }
+                "link" => {
+                    match entries.payload("link") {
+                        Ok(payload) => Ok(Self::Link(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
+                            })
+                        }
+                    }
+                }
+                "miniprogram" => {
+                    match entries.payload("miniprogram") {
+                        Ok(payload) => Ok(Self::MiniProgram(payload)),
+                        Err(_) => {
+                            Ok(Self::Unknown {
+                                msgtype: tag.clone(),
+                                raw: rt::value_of(whole),
+                            })
+                        }
+                    }
+                }
+                _ => {
+                    Ok(Self::Unknown {
+                        msgtype: tag.clone(),
+                        raw: rt::value_of(whole),
+                    })
+                }
+            }
+        }
+    }
+    impl rt::Validate for IntentAttachment {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            match self {
+                Self::Image(payload) => payload.validate().map_err(|e| e.within("image")),
+                Self::Video(payload) => payload.validate().map_err(|e| e.within("video")),
+                Self::Link(payload) => payload.validate().map_err(|e| e.within("link")),
+                Self::MiniProgram(payload) => {
+                    payload.validate().map_err(|e| e.within("miniprogram"))
+                }
+                Self::Unknown { .. } => Ok(()),
+            }
+        }
+    }
+    impl From<IntentImage> for IntentAttachment {
+        fn from(payload: IntentImage) -> Self {
+            Self::Image(payload)
+        }
+    }
+    impl From<IntentVideo> for IntentAttachment {
+        fn from(payload: IntentVideo) -> Self {
+            Self::Video(payload)
+        }
+    }
+    impl From<IntentLink> for IntentAttachment {
+        fn from(payload: IntentLink) -> Self {
+            Self::Link(payload)
+        }
+    }
+    impl From<IntentMiniProgram> for IntentAttachment {
+        fn from(payload: IntentMiniProgram) -> Self {
+            Self::MiniProgram(payload)
+        }
+    }
+    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+    impl Default for IntentAttachment {
+        fn default() -> Self {
+            Self::Unknown {
+                msgtype: String::new(),
+                raw: rt::Value::Null,
+            }
+        }
+    }
     /// The body of [`gettoken`](rt::Client::gettoken), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
     ///
     /// Fetches an access token; the client calls it for you and caches the token.
@@ -6418,6 +7920,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::CorpSecret,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -6579,6 +8082,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -6733,6 +8237,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: Some("msgid"),
         };
@@ -6862,6 +8367,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: Some("msgid"),
         };
@@ -6976,6 +8482,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7048,6 +8555,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7166,6 +8674,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7270,6 +8779,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7389,6 +8899,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7534,6 +9045,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7695,6 +9207,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7792,6 +9305,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7876,6 +9390,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -7982,6 +9497,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8096,6 +9612,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8164,6 +9681,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8221,6 +9739,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8345,6 +9864,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8443,6 +9963,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: false,
             multipart: false,
+            binary: false,
             query: &[],
             retry_key: None,
         };
@@ -8500,6 +10021,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(10485760),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Image),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -8514,6 +10036,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "image")],
             retry_key: None,
         };
@@ -8574,6 +10097,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(2097152),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Voice),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -8588,6 +10112,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "voice")],
             retry_key: None,
         };
@@ -8648,6 +10173,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(10485760),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::Video),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -8662,6 +10188,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "video")],
             retry_key: None,
         };
@@ -8722,6 +10249,7 @@ mod generated_from_endpoints {
                 min_bytes: 6,
                 max_bytes: Some(20971520),
                 over_limit: rt::OverLimit::Refused,
+                media_type: Some(rt::MediaType::File),
             }
                 .check("media", v.len())?;
             Ok(())
@@ -8736,6 +10264,7 @@ mod generated_from_endpoints {
             auth: rt::Auth::AccessToken,
             idempotent: true,
             multipart: true,
+            binary: false,
             query: &[("type", "file")],
             retry_key: None,
         };
@@ -8763,6 +10292,1297 @@ mod generated_from_endpoints {
     }
     impl<'a> rt::IntoFuture for UploadFile<'a> {
         type Output = Result<MediaUploadResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`recall_msg`](rt::Client::recall_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct RecallMsgRequest {
+        /// The account that sent the message.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The `msgid` that `send_msg` answered with; messages that didn't go through the API can't be recalled.
+        pub msgid: String,
+    }
+    impl RecallMsgRequest {
+        /// Creates the body from its required fields.
+        pub fn new(open_kfid: impl Into<String>, msgid: impl Into<String>) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                msgid: msgid.into(),
+            }
+        }
+    }
+    impl rt::Validate for RecallMsgRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.msgid;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("msgid", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for RecallMsgRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "recall_msg",
+            method: rt::HttpMethod::Post,
+            path: "kf/recall_msg",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `recall_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`recall_msg`](rt::Client::recall_msg).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct RecallMsg<'a> {
+        client: &'a rt::Client,
+        request: RecallMsgRequest,
+    }
+    impl<'a> RecallMsg<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &RecallMsgRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/recall_msg`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for RecallMsg<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`get_corp_statistic`](rt::Client::get_corp_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct GetCorpStatisticRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// The first day.
+        ///
+        /// The Unix time of 00:00 of a day in UTC+08:00.
+        /// A day 1 to 180 days before today there; others are refused before sending.
+        pub start_time: u64,
+        /// The last day, included; at most 31 days after the first.
+        ///
+        /// The Unix time of 00:00 of a day in UTC+08:00.
+        /// A day 1 to 180 days before today there; others are refused before sending.
+        pub end_time: u64,
+    }
+    impl GetCorpStatisticRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            start_time: u64,
+            end_time: u64,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                start_time: start_time,
+                end_time: end_time,
+            }
+        }
+    }
+    impl rt::Validate for GetCorpStatisticRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            let v = &self.start_time;
+            rt::DayRule {
+                utc_offset: 28800,
+                days_ago: Some((1, 180)),
+            }
+                .check("start_time", i128::from(*v))?;
+            let v = &self.end_time;
+            rt::DayRule {
+                utc_offset: 28800,
+                days_ago: Some((1, 180)),
+            }
+                .check("end_time", i128::from(*v))?;
+            rt::RangeRule {
+                max_span: Some(2678400),
+            }
+                .check(
+                    "start_time",
+                    i128::from(self.start_time),
+                    "end_time",
+                    i128::from(self.end_time),
+                )?;
+            Ok(())
+        }
+    }
+    impl rt::Request for GetCorpStatisticRequest {
+        type Response = CorpStatisticResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "get_corp_statistic",
+            method: rt::HttpMethod::Post,
+            path: "kf/get_corp_statistic",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `get_corp_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`get_corp_statistic`](rt::Client::get_corp_statistic).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct GetCorpStatistic<'a> {
+        client: &'a rt::Client,
+        request: GetCorpStatisticRequest,
+    }
+    impl<'a> GetCorpStatistic<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &GetCorpStatisticRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/get_corp_statistic`.
+        pub async fn send(self) -> Result<CorpStatisticResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for GetCorpStatistic<'a> {
+        type Output = Result<CorpStatisticResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`get_servicer_statistic`](rt::Client::get_servicer_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct GetServicerStatisticRequest {
+        /// The account.
+        ///
+        /// At most 64 bytes; longer values are refused before sending.
+        pub open_kfid: String,
+        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub servicer_userid: Option<String>,
+        /// The first day.
+        ///
+        /// The Unix time of 00:00 of a day in UTC+08:00.
+        /// A day 1 to 180 days before today there; others are refused before sending.
+        pub start_time: u64,
+        /// The last day, included; at most 31 days after the first.
+        ///
+        /// The Unix time of 00:00 of a day in UTC+08:00.
+        /// A day 1 to 180 days before today there; others are refused before sending.
+        pub end_time: u64,
+    }
+    impl GetServicerStatisticRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            open_kfid: impl Into<String>,
+            start_time: u64,
+            end_time: u64,
+        ) -> Self {
+            Self {
+                open_kfid: open_kfid.into(),
+                servicer_userid: None,
+                start_time: start_time,
+                end_time: end_time,
+            }
+        }
+        /// Sets `servicer_userid`.
+        ///
+        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+    }
+    impl rt::Validate for GetServicerStatisticRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.open_kfid;
+            rt::StringRule {
+                min_bytes: 1,
+                max_bytes: Some(64),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("open_kfid", v)?;
+            if let Some(v) = &self.servicer_userid {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("servicer_userid", v)?;
+            }
+            let v = &self.start_time;
+            rt::DayRule {
+                utc_offset: 28800,
+                days_ago: Some((1, 180)),
+            }
+                .check("start_time", i128::from(*v))?;
+            let v = &self.end_time;
+            rt::DayRule {
+                utc_offset: 28800,
+                days_ago: Some((1, 180)),
+            }
+                .check("end_time", i128::from(*v))?;
+            rt::RangeRule {
+                max_span: Some(2678400),
+            }
+                .check(
+                    "start_time",
+                    i128::from(self.start_time),
+                    "end_time",
+                    i128::from(self.end_time),
+                )?;
+            Ok(())
+        }
+    }
+    impl rt::Request for GetServicerStatisticRequest {
+        type Response = ServicerStatisticResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "get_servicer_statistic",
+            method: rt::HttpMethod::Post,
+            path: "kf/get_servicer_statistic",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `get_servicer_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`get_servicer_statistic`](rt::Client::get_servicer_statistic).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct GetServicerStatistic<'a> {
+        client: &'a rt::Client,
+        request: GetServicerStatisticRequest,
+    }
+    impl<'a> GetServicerStatistic<'a> {
+        /// Sets `servicer_userid`.
+        ///
+        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
+            self.request.servicer_userid = Some(servicer_userid.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &GetServicerStatisticRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/get_servicer_statistic`.
+        pub async fn send(self) -> Result<ServicerStatisticResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for GetServicerStatistic<'a> {
+        type Output = Result<ServicerStatisticResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_add_group`](rt::Client::knowledge_add_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Adds a group to the knowledge base (at most 100 groups, names unique).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeAddGroupRequest {
+        /// Its name, at most 12 characters.
+        ///
+        /// At most 12 characters; longer values are refused before sending.
+        pub name: String,
+    }
+    impl KnowledgeAddGroupRequest {
+        /// Creates the body from its required fields.
+        pub fn new(name: impl Into<String>) -> Self {
+            Self { name: name.into() }
+        }
+    }
+    impl rt::Validate for KnowledgeAddGroupRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.name;
+            rt::StringRule {
+                min_bytes: 1,
+                max_chars: Some(12),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("name", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeAddGroupRequest {
+        type Response = KnowledgeAddGroupResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_add_group",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/add_group",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_add_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_add_group`](rt::Client::knowledge_add_group).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeAddGroup<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeAddGroupRequest,
+    }
+    impl<'a> KnowledgeAddGroup<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeAddGroupRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/add_group`.
+        pub async fn send(self) -> Result<KnowledgeAddGroupResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeAddGroup<'a> {
+        type Output = Result<KnowledgeAddGroupResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_del_group`](rt::Client::knowledge_del_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Deletes a group of the knowledge base; the default group can't be deleted.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeDelGroupRequest {
+        /// The group.
+        pub group_id: String,
+    }
+    impl KnowledgeDelGroupRequest {
+        /// Creates the body from its required fields.
+        pub fn new(group_id: impl Into<String>) -> Self {
+            Self { group_id: group_id.into() }
+        }
+    }
+    impl rt::Validate for KnowledgeDelGroupRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeDelGroupRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_del_group",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/del_group",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_del_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_del_group`](rt::Client::knowledge_del_group).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeDelGroup<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeDelGroupRequest,
+    }
+    impl<'a> KnowledgeDelGroup<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeDelGroupRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/del_group`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeDelGroup<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_mod_group`](rt::Client::knowledge_mod_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Renames a group of the knowledge base; the default group can't be renamed.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeModGroupRequest {
+        /// The group.
+        pub group_id: String,
+        /// Its new name, at most 12 characters.
+        ///
+        /// At most 12 characters; longer values are refused before sending.
+        pub name: String,
+    }
+    impl KnowledgeModGroupRequest {
+        /// Creates the body from its required fields.
+        pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
+            Self {
+                group_id: group_id.into(),
+                name: name.into(),
+            }
+        }
+    }
+    impl rt::Validate for KnowledgeModGroupRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            let v = &self.name;
+            rt::StringRule {
+                min_bytes: 1,
+                max_chars: Some(12),
+                over_limit: rt::OverLimit::Refused,
+                ..rt::StringRule::ANY
+            }
+                .check("name", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeModGroupRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_mod_group",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/mod_group",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_mod_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_mod_group`](rt::Client::knowledge_mod_group).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeModGroup<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeModGroupRequest,
+    }
+    impl<'a> KnowledgeModGroup<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeModGroupRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_group`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeModGroup<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_list_group`](rt::Client::knowledge_list_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Lists the groups of the knowledge base, a page at a time.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeListGroupRequest {
+        /// `next_cursor` of the previous page; unset for the first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cursor: Option<String>,
+        /// Page size, 1 to 1000; 500 when unset.
+        ///
+        /// From 1 to 1000, inclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u32>,
+        /// Only this group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub group_id: Option<String>,
+    }
+    impl KnowledgeListGroupRequest {
+        /// Creates the body from its required fields.
+        pub fn new() -> Self {
+            Self {
+                cursor: None,
+                limit: None,
+                group_id: None,
+            }
+        }
+        /// Sets `cursor`.
+        ///
+        /// `next_cursor` of the previous page; unset for the first.
+        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+            self.cursor = Some(cursor.into());
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 1000; 500 when unset.
+        /// From 1 to 1000, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.limit = Some(limit);
+            self
+        }
+        /// Sets `group_id`.
+        ///
+        /// Only this group.
+        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+            self.group_id = Some(group_id.into());
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeListGroupRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.cursor {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("cursor", v)?;
+            }
+            if let Some(v) = &self.limit {
+                rt::NumberRule {
+                    min: Some(1.0),
+                    max: Some(1000.0),
+                }
+                    .check("limit", f64::from(*v))?;
+            }
+            if let Some(v) = &self.group_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("group_id", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeListGroupRequest {
+        type Response = KnowledgeListGroupResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_list_group",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/list_group",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_list_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_list_group`](rt::Client::knowledge_list_group).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeListGroup<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeListGroupRequest,
+    }
+    impl<'a> KnowledgeListGroup<'a> {
+        /// Sets `cursor`.
+        ///
+        /// `next_cursor` of the previous page; unset for the first.
+        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+            self.request.cursor = Some(cursor.into());
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 1000; 500 when unset.
+        /// From 1 to 1000, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.request.limit = Some(limit);
+            self
+        }
+        /// Sets `group_id`.
+        ///
+        /// Only this group.
+        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+            self.request.group_id = Some(group_id.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeListGroupRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/list_group`.
+        pub async fn send(self) -> Result<KnowledgeListGroupResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeListGroup<'a> {
+        type Output = Result<KnowledgeListGroupResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_add_intent`](rt::Client::knowledge_add_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeAddIntentRequest {
+        /// The group.
+        pub group_id: String,
+        /// The main question.
+        pub question: IntentQuestion,
+        /// Other ways of asking it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub similar_questions: Option<IntentSimilarQuestions>,
+        /// The answer: exactly one, for now.
+        ///
+        /// At most 1 items; more are refused before sending.
+        /// At least 1 items.
+        pub answers: Vec<IntentAnswer>,
+    }
+    impl KnowledgeAddIntentRequest {
+        /// Creates the body from its required fields.
+        pub fn new(
+            group_id: impl Into<String>,
+            question: impl Into<IntentQuestion>,
+            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+        ) -> Self {
+            Self {
+                group_id: group_id.into(),
+                question: question.into(),
+                similar_questions: None,
+                answers: answers.into_iter().map(Into::into).collect(),
+            }
+        }
+        /// Sets `similar_questions`.
+        ///
+        /// Other ways of asking it.
+        pub fn similar_questions(
+            mut self,
+            similar_questions: impl Into<IntentSimilarQuestions>,
+        ) -> Self {
+            self.similar_questions = Some(similar_questions.into());
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeAddIntentRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.group_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("group_id", v)?;
+            let v = &self.question;
+            v.validate().map_err(|e| e.within("question"))?;
+            if let Some(v) = &self.similar_questions {
+                v.validate().map_err(|e| e.within("similar_questions"))?;
+            }
+            rt::ItemsRule {
+                min: 1,
+                max: Some(1),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("answers", self.answers.len())?;
+            for (i, v) in self.answers.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("answers", i))?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeAddIntentRequest {
+        type Response = KnowledgeAddIntentResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_add_intent",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/add_intent",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_add_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_add_intent`](rt::Client::knowledge_add_intent).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeAddIntent<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeAddIntentRequest,
+    }
+    impl<'a> KnowledgeAddIntent<'a> {
+        /// Sets `similar_questions`.
+        ///
+        /// Other ways of asking it.
+        pub fn similar_questions(
+            mut self,
+            similar_questions: impl Into<IntentSimilarQuestions>,
+        ) -> Self {
+            self.request.similar_questions = Some(similar_questions.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeAddIntentRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/add_intent`.
+        pub async fn send(self) -> Result<KnowledgeAddIntentResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeAddIntent<'a> {
+        type Output = Result<KnowledgeAddIntentResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_del_intent`](rt::Client::knowledge_del_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Deletes a question and its answer from the knowledge base.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeDelIntentRequest {
+        /// The intent.
+        pub intent_id: String,
+    }
+    impl KnowledgeDelIntentRequest {
+        /// Creates the body from its required fields.
+        pub fn new(intent_id: impl Into<String>) -> Self {
+            Self {
+                intent_id: intent_id.into(),
+            }
+        }
+    }
+    impl rt::Validate for KnowledgeDelIntentRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.intent_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("intent_id", v)?;
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeDelIntentRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_del_intent",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/del_intent",
+            auth: rt::Auth::AccessToken,
+            idempotent: false,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_del_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_del_intent`](rt::Client::knowledge_del_intent).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeDelIntent<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeDelIntentRequest,
+    }
+    impl<'a> KnowledgeDelIntent<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeDelIntentRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/del_intent`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeDelIntent<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeModIntentRequest {
+        /// The intent.
+        pub intent_id: String,
+        /// The new main question.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub question: Option<IntentQuestion>,
+        /// All the other ways of asking it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub similar_questions: Option<IntentSimilarQuestions>,
+        /// The new answer: one, for now.
+        ///
+        /// At most 1 items; more are refused before sending.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub answers: Vec<IntentAnswer>,
+    }
+    impl KnowledgeModIntentRequest {
+        /// Creates the body from its required fields.
+        pub fn new(intent_id: impl Into<String>) -> Self {
+            Self {
+                intent_id: intent_id.into(),
+                question: None,
+                similar_questions: None,
+                answers: Vec::new(),
+            }
+        }
+        /// Sets `question`.
+        ///
+        /// The new main question.
+        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+            self.question = Some(question.into());
+            self
+        }
+        /// Sets `similar_questions`.
+        ///
+        /// All the other ways of asking it.
+        pub fn similar_questions(
+            mut self,
+            similar_questions: impl Into<IntentSimilarQuestions>,
+        ) -> Self {
+            self.similar_questions = Some(similar_questions.into());
+            self
+        }
+        /// Sets `answers`.
+        ///
+        /// The new answer: one, for now.
+        /// At most 1 items; more are refused before sending.
+        pub fn answers(
+            mut self,
+            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+        ) -> Self {
+            self.answers = answers.into_iter().map(Into::into).collect();
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeModIntentRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.intent_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("intent_id", v)?;
+            if let Some(v) = &self.question {
+                v.validate().map_err(|e| e.within("question"))?;
+            }
+            if let Some(v) = &self.similar_questions {
+                v.validate().map_err(|e| e.within("similar_questions"))?;
+            }
+            rt::ItemsRule {
+                min: 0,
+                max: Some(1),
+                over_limit: rt::OverLimit::Refused,
+            }
+                .check("answers", self.answers.len())?;
+            for (i, v) in self.answers.iter().enumerate() {
+                v.validate().map_err(|e| e.within_item("answers", i))?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeModIntentRequest {
+        type Response = rt::Ack;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_mod_intent",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/mod_intent",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_mod_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeModIntent<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeModIntentRequest,
+    }
+    impl<'a> KnowledgeModIntent<'a> {
+        /// Sets `question`.
+        ///
+        /// The new main question.
+        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+            self.request.question = Some(question.into());
+            self
+        }
+        /// Sets `similar_questions`.
+        ///
+        /// All the other ways of asking it.
+        pub fn similar_questions(
+            mut self,
+            similar_questions: impl Into<IntentSimilarQuestions>,
+        ) -> Self {
+            self.request.similar_questions = Some(similar_questions.into());
+            self
+        }
+        /// Sets `answers`.
+        ///
+        /// The new answer: one, for now.
+        /// At most 1 items; more are refused before sending.
+        pub fn answers(
+            mut self,
+            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+        ) -> Self {
+            self.request.answers = answers.into_iter().map(Into::into).collect();
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeModIntentRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_intent`.
+        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeModIntent<'a> {
+        type Output = Result<rt::Ack, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`knowledge_list_intent`](rt::Client::knowledge_list_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+    ///
+    /// Lists the intents of the knowledge base, a page at a time.
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct KnowledgeListIntentRequest {
+        /// `next_cursor` of the previous page; unset for the first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cursor: Option<String>,
+        /// Page size, 1 to 1000; 500 when unset.
+        ///
+        /// From 1 to 1000, inclusive.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u32>,
+        /// Only the intents of this group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub group_id: Option<String>,
+        /// Only this intent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub intent_id: Option<String>,
+    }
+    impl KnowledgeListIntentRequest {
+        /// Creates the body from its required fields.
+        pub fn new() -> Self {
+            Self {
+                cursor: None,
+                limit: None,
+                group_id: None,
+                intent_id: None,
+            }
+        }
+        /// Sets `cursor`.
+        ///
+        /// `next_cursor` of the previous page; unset for the first.
+        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+            self.cursor = Some(cursor.into());
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 1000; 500 when unset.
+        /// From 1 to 1000, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.limit = Some(limit);
+            self
+        }
+        /// Sets `group_id`.
+        ///
+        /// Only the intents of this group.
+        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+            self.group_id = Some(group_id.into());
+            self
+        }
+        /// Sets `intent_id`.
+        ///
+        /// Only this intent.
+        pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
+            self.intent_id = Some(intent_id.into());
+            self
+        }
+    }
+    impl rt::Validate for KnowledgeListIntentRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            if let Some(v) = &self.cursor {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("cursor", v)?;
+            }
+            if let Some(v) = &self.limit {
+                rt::NumberRule {
+                    min: Some(1.0),
+                    max: Some(1000.0),
+                }
+                    .check("limit", f64::from(*v))?;
+            }
+            if let Some(v) = &self.group_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("group_id", v)?;
+            }
+            if let Some(v) = &self.intent_id {
+                rt::StringRule {
+                    min_bytes: 1,
+                    ..rt::StringRule::ANY
+                }
+                    .check("intent_id", v)?;
+            }
+            Ok(())
+        }
+    }
+    impl rt::Request for KnowledgeListIntentRequest {
+        type Response = KnowledgeListIntentResponse;
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "knowledge_list_intent",
+            method: rt::HttpMethod::Post,
+            path: "kf/knowledge/list_intent",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: false,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `knowledge_list_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+    ///
+    /// Returned by [`knowledge_list_intent`](rt::Client::knowledge_list_intent).
+    #[must_use = "a request does nothing until it is awaited or sent"]
+    pub struct KnowledgeListIntent<'a> {
+        client: &'a rt::Client,
+        request: KnowledgeListIntentRequest,
+    }
+    impl<'a> KnowledgeListIntent<'a> {
+        /// Sets `cursor`.
+        ///
+        /// `next_cursor` of the previous page; unset for the first.
+        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+            self.request.cursor = Some(cursor.into());
+            self
+        }
+        /// Sets `limit`.
+        ///
+        /// Page size, 1 to 1000; 500 when unset.
+        /// From 1 to 1000, inclusive.
+        pub fn limit(mut self, limit: u32) -> Self {
+            self.request.limit = Some(limit);
+            self
+        }
+        /// Sets `group_id`.
+        ///
+        /// Only the intents of this group.
+        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+            self.request.group_id = Some(group_id.into());
+            self
+        }
+        /// Sets `intent_id`.
+        ///
+        /// Only this intent.
+        pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
+            self.request.intent_id = Some(intent_id.into());
+            self
+        }
+        /// The body as it will be sent.
+        pub fn request(&self) -> &KnowledgeListIntentRequest {
+            &self.request
+        }
+        /// Sends the request: `POST /cgi-bin/kf/knowledge/list_intent`.
+        pub async fn send(self) -> Result<KnowledgeListIntentResponse, rt::Error> {
+            self.client.execute(&self.request).await
+        }
+    }
+    impl<'a> rt::IntoFuture for KnowledgeListIntent<'a> {
+        type Output = Result<KnowledgeListIntentResponse, rt::Error>;
+        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+        fn into_future(self) -> Self::IntoFuture {
+            Box::pin(self.send())
+        }
+    }
+    /// The body of [`download_media`](rt::Client::download_media), for building a request by hand and downloading it with [`MediaChunks::new`](rt::MediaChunks::new).
+    ///
+    /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
+    ///
+    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
+    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+    #[serde(crate = "::wecom_kf::__private::serde")]
+    pub struct DownloadMediaRequest {
+        /// From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
+        pub media_id: String,
+    }
+    impl DownloadMediaRequest {
+        /// Creates the body from its required fields.
+        pub fn new(media_id: impl Into<String>) -> Self {
+            Self { media_id: media_id.into() }
+        }
+    }
+    impl rt::Validate for DownloadMediaRequest {
+        fn validate(&self) -> Result<(), rt::Invalid> {
+            let v = &self.media_id;
+            rt::StringRule {
+                min_bytes: 1,
+                ..rt::StringRule::ANY
+            }
+                .check("media_id", v)?;
+            Ok(())
+        }
+    }
+    impl rt::FileRequest for DownloadMediaRequest {
+        const ENDPOINT: rt::Endpoint = rt::Endpoint {
+            name: "download_media",
+            method: rt::HttpMethod::Get,
+            path: "media/get",
+            auth: rt::Auth::AccessToken,
+            idempotent: true,
+            multipart: false,
+            binary: true,
+            query: &[],
+            retry_key: None,
+        };
+    }
+    /// A `download_media` download being set up: `.await` it for the file in memory, or stream it with [`to_writer`](Self::to_writer) or [`chunks`](Self::chunks).
+    ///
+    /// Files come in ranged requests of at most 20 MiB; one that fails midway is asked again from the last byte received.
+    ///
+    /// Returned by [`download_media`](rt::Client::download_media).
+    #[must_use = "a download does nothing until it is awaited or streamed"]
+    pub struct DownloadMedia<'a> {
+        client: &'a rt::Client,
+        request: DownloadMediaRequest,
+        download: rt::DownloadOptions,
+    }
+    impl<'a> DownloadMedia<'a> {
+        /// The body as it will be sent.
+        pub fn request(&self) -> &DownloadMediaRequest {
+            &self.request
+        }
+        /// Refuses a file over `limit` bytes: before reading when its length is announced, else when the download reaches it.
+        pub fn max_bytes(mut self, limit: u64) -> Self {
+            self.download = self.download.max_bytes(limit);
+            self
+        }
+        /// Starts at byte `offset`, to finish a download that stopped there (the [`resume_from`](rt::Error::Incomplete) of its error).
+        pub fn resume_from(mut self, offset: u64) -> Self {
+            self.download = self.download.resume_from(offset);
+            self
+        }
+        /// The most bytes one ranged request asks for, at most the 20 MiB WeCom allows.
+        pub fn chunk_size(mut self, bytes: u64) -> Self {
+            self.download = self.download.chunk_size(bytes);
+            self
+        }
+        /// Downloads the file into memory (`GET /cgi-bin/media/get`), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set).
+        pub async fn send(self) -> Result<rt::Media, rt::Error> {
+            self.chunks().into_memory().await
+        }
+        /// Streams the file into `writer` as it arrives, without holding it in memory.
+        pub async fn to_writer<W>(
+            self,
+            writer: &mut W,
+        ) -> Result<rt::Downloaded, rt::Error>
+        where
+            W: rt::AsyncWrite + Unpin + Send + ?Sized,
+        {
+            self.chunks().to_writer(writer).await
+        }
+        /// The file a chunk at a time, as it arrives: call [`next_chunk`](rt::MediaChunks::next_chunk) until `None`.
+        pub fn chunks(self) -> rt::MediaChunks {
+            rt::MediaChunks::new(self.client, &self.request, self.download)
+        }
+    }
+    impl<'a> rt::IntoFuture for DownloadMedia<'a> {
+        type Output = Result<rt::Media, rt::Error>;
         type IntoFuture = rt::BoxFuture<'a, Self::Output>;
         fn into_future(self) -> Self::IntoFuture {
             Box::pin(self.send())
@@ -9433,6 +12253,243 @@ mod generated_from_endpoints {
             UploadFile {
                 client: self,
                 request: UploadFileRequest::new(media),
+            }
+        }
+        /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
+        ///
+        /// Sends `POST /cgi-bin/kf/recall_msg`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account that sent the message.
+        /// - `msgid`: The `msgid` that `send_msg` answered with; messages that didn't go through the API can't be recalled.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `40058` (InvalidParameter): invalid parameter
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
+        pub fn recall_msg(
+            &self,
+            open_kfid: impl Into<String>,
+            msgid: impl Into<String>,
+        ) -> RecallMsg<'_> {
+            RecallMsg {
+                client: self,
+                request: RecallMsgRequest::new(open_kfid, msgid),
+            }
+        }
+        /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
+        ///
+        /// Sends `POST /cgi-bin/kf/get_corp_statistic`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `start_time`: The first day.
+        /// - `end_time`: The last day, included; at most 31 days after the first.
+        ///
+        /// `end_time` may not be before `start_time`, nor more than 2678400 after it; this is checked before sending.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+        pub fn get_corp_statistic(
+            &self,
+            open_kfid: impl Into<String>,
+            start_time: u64,
+            end_time: u64,
+        ) -> GetCorpStatistic<'_> {
+            GetCorpStatistic {
+                client: self,
+                request: GetCorpStatisticRequest::new(open_kfid, start_time, end_time),
+            }
+        }
+        /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
+        ///
+        /// Sends `POST /cgi-bin/kf/get_servicer_statistic`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `open_kfid`: The account.
+        /// - `start_time`: The first day.
+        /// - `end_time`: The last day, included; at most 31 days after the first.
+        ///
+        /// `end_time` may not be before `start_time`, nor more than 2678400 after it; this is checked before sending.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `95000` (InvalidOpenKfId): invalid open_kfid
+        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - `60111` (UserIdNotFound): userid not found
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+        pub fn get_servicer_statistic(
+            &self,
+            open_kfid: impl Into<String>,
+            start_time: u64,
+            end_time: u64,
+        ) -> GetServicerStatistic<'_> {
+            GetServicerStatistic {
+                client: self,
+                request: GetServicerStatisticRequest::new(
+                    open_kfid,
+                    start_time,
+                    end_time,
+                ),
+            }
+        }
+        /// Adds a group to the knowledge base (at most 100 groups, names unique).
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/add_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `name`: Its name, at most 12 characters.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        pub fn knowledge_add_group(
+            &self,
+            name: impl Into<String>,
+        ) -> KnowledgeAddGroup<'_> {
+            KnowledgeAddGroup {
+                client: self,
+                request: KnowledgeAddGroupRequest::new(name),
+            }
+        }
+        /// Deletes a group of the knowledge base; the default group can't be deleted.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/del_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `group_id`: The group.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        pub fn knowledge_del_group(
+            &self,
+            group_id: impl Into<String>,
+        ) -> KnowledgeDelGroup<'_> {
+            KnowledgeDelGroup {
+                client: self,
+                request: KnowledgeDelGroupRequest::new(group_id),
+            }
+        }
+        /// Renames a group of the knowledge base; the default group can't be renamed.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/mod_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `group_id`: The group.
+        /// - `name`: Its new name, at most 12 characters.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        pub fn knowledge_mod_group(
+            &self,
+            group_id: impl Into<String>,
+            name: impl Into<String>,
+        ) -> KnowledgeModGroup<'_> {
+            KnowledgeModGroup {
+                client: self,
+                request: KnowledgeModGroupRequest::new(group_id, name),
+            }
+        }
+        /// Lists the groups of the knowledge base, a page at a time.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/list_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        pub fn knowledge_list_group(&self) -> KnowledgeListGroup<'_> {
+            KnowledgeListGroup {
+                client: self,
+                request: KnowledgeListGroupRequest::new(),
+            }
+        }
+        /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/add_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `group_id`: The group.
+        /// - `question`: The main question.
+        /// - `answers`: The answer: exactly one, for now.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        pub fn knowledge_add_intent(
+            &self,
+            group_id: impl Into<String>,
+            question: impl Into<IntentQuestion>,
+            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+        ) -> KnowledgeAddIntent<'_> {
+            KnowledgeAddIntent {
+                client: self,
+                request: KnowledgeAddIntentRequest::new(group_id, question, answers),
+            }
+        }
+        /// Deletes a question and its answer from the knowledge base.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/del_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `intent_id`: The intent.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        pub fn knowledge_del_intent(
+            &self,
+            intent_id: impl Into<String>,
+        ) -> KnowledgeDelIntent<'_> {
+            KnowledgeDelIntent {
+                client: self,
+                request: KnowledgeDelIntentRequest::new(intent_id),
+            }
+        }
+        /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/mod_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// # Arguments
+        /// - `intent_id`: The intent.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        pub fn knowledge_mod_intent(
+            &self,
+            intent_id: impl Into<String>,
+        ) -> KnowledgeModIntent<'_> {
+            KnowledgeModIntent {
+                client: self,
+                request: KnowledgeModIntentRequest::new(intent_id),
+            }
+        }
+        /// Lists the intents of the knowledge base, a page at a time.
+        ///
+        /// Sends `POST /cgi-bin/kf/knowledge/list_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        pub fn knowledge_list_intent(&self) -> KnowledgeListIntent<'_> {
+            KnowledgeListIntent {
+                client: self,
+                request: KnowledgeListIntentRequest::new(),
+            }
+        }
+        /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
+        ///
+        /// Sends `GET /cgi-bin/media/get`. Required fields are the arguments; `.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`.
+        ///
+        /// # Arguments
+        /// - `media_id`: From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
+        ///
+        /// # Errors
+        /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
+        /// - `40007` (InvalidMediaId): invalid media_id
+        /// - `41006` (MediaIdMissing): media_id missing
+        /// - `830002` (RangeRequired): the file is over 20 MB and must be downloaded in ranges
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
+        pub fn download_media(&self, media_id: impl Into<String>) -> DownloadMedia<'_> {
+            DownloadMedia {
+                client: self,
+                request: DownloadMediaRequest::new(media_id),
+                download: rt::DownloadOptions::default(),
             }
         }
     }

@@ -7,7 +7,10 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
-use crate::model::{Api, BUILTIN_TYPES, Endpoint, Field, Struct, TypeKind};
+use crate::model::{
+    Api, BINARY_RESPONSE, BUILTIN_TYPES, Endpoint, Field, MEDIA_TYPES, Struct, TypeKind,
+    parse_utc_offset,
+};
 use crate::names::{is_identifier, pascal_case};
 
 pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
@@ -93,6 +96,12 @@ fn check_type_names(api: &Api, cx: &mut Diagnostics) {
             cx.error(
                 name.span(),
                 format!("`{}` is a built-in type name", name.get_ref()),
+            );
+        }
+        if name.get_ref() == BINARY_RESPONSE {
+            cx.error(
+                name.span(),
+                "`binary` is reserved: `response = \"binary\"` means the answer is a file",
             );
         }
         seen.add(name.get_ref(), name.span(), cx);
@@ -274,6 +283,7 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             continue;
         };
         check_limits(f, kind, ty.list, cx);
+        check_day_rules(f, kind, ty.list, cx);
         check_message_keys(api, f, kind, ty.list, owner, cx);
         if f.numbers_as_text && (kind != TypeKind::String || ty.list) {
             cx.error(
@@ -301,6 +311,7 @@ fn check_fields(api: &Api, fields: &[Field], owner: FieldOwner, cx: &mut Diagnos
             FieldOwner::Endpoint { query, multipart } => (query, multipart),
             FieldOwner::Struct => (false, false),
         };
+        check_media_type(f, kind, cx);
         if kind == TypeKind::File {
             if !multipart {
                 cx.error_with_help(
@@ -472,6 +483,88 @@ fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
     }
 }
 
+/// `media_type` names one of WeCom's four on a `file` field that has a size limit.
+fn check_media_type(f: &Field, kind: TypeKind, cx: &mut Diagnostics) {
+    let Some(media_type) = &f.media_type else {
+        return;
+    };
+    if kind != TypeKind::File {
+        cx.error(
+            media_type.span(),
+            format!(
+                "`media_type` applies to `file` fields, not to field `{}` of type `{}`",
+                f.name.get_ref(),
+                f.ty.get_ref()
+            ),
+        );
+    }
+    expect_one_of(
+        media_type,
+        &MEDIA_TYPES
+            .iter()
+            .map(|(wire, _)| *wire)
+            .collect::<Vec<_>>(),
+        "media type",
+        cx,
+    );
+    if f.max_bytes.is_none() && kind == TypeKind::File {
+        cx.error_with_help(
+            media_type.span(),
+            "`media_type` names the type in the error for a file over `max_bytes`, but the field has none",
+            "add the type's size limit, like `max_bytes = 2097152, server = \"rejects\"`",
+        );
+    }
+}
+
+/// `day_aligned` names a UTC offset on an integer field; `days_ago` needs it, and is a
+/// `[low, high]` pair.
+fn check_day_rules(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
+    if let Some(aligned) = &f.day_aligned {
+        if kind != TypeKind::Int || list {
+            cx.error_with_help(
+                aligned.span(),
+                format!(
+                    "`day_aligned` applies to integer fields (Unix seconds), not to field `{}` of type `{}`",
+                    f.name.get_ref(),
+                    f.ty.get_ref()
+                ),
+                "use `u64`, `i64`, `u32` or `i32` for timestamps",
+            );
+        }
+        if let Err(why) = parse_utc_offset(aligned.get_ref()) {
+            cx.error(aligned.span(), format!("invalid `day_aligned`: {why}"));
+        }
+    }
+    let Some(days) = &f.days_ago else {
+        return;
+    };
+    if f.day_aligned.is_none() {
+        cx.error_with_help(
+            days.span(),
+            "`days_ago` counts days in a time zone, but the field has no `day_aligned`",
+            "add `day_aligned = \"+08:00\"` (the offset whose midnight starts a day)",
+        );
+    }
+    match f.days_ago_bounds() {
+        Some((low, high)) if low > high => cx.error(
+            days.span(),
+            format!("contradictory limits: `days_ago` goes from {low} down to {high}"),
+        ),
+        Some((_, high)) if high > MAX_DAYS_AGO => cx.error(
+            days.span(),
+            format!("`days_ago` reaches {high} days back; at most {MAX_DAYS_AGO} are checked"),
+        ),
+        Some(_) => {}
+        None => cx.error(
+            days.span(),
+            "`days_ago` is a pair `[low, high]`, like `[1, 180]` for yesterday to 180 days back",
+        ),
+    }
+}
+
+/// A century: past it, `days_ago` is surely a mistake (and day arithmetic stays small).
+const MAX_DAYS_AGO: u64 = 36_525;
+
 fn contradiction(
     min: &Option<Spanned<u64>>,
     max: &Option<Spanned<u64>>,
@@ -637,7 +730,9 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                 "write the path under /cgi-bin/ without a leading slash, like \"kf/send_msg\"",
             );
         }
-        if let Some(response) = &e.response {
+        if e.is_binary() {
+            check_binary(e, cx);
+        } else if let Some(response) = &e.response {
             match api.kind_of(response.get_ref()) {
                 Some(TypeKind::Struct) => {}
                 Some(_) => cx.error(response.span(), "`response` must name a [[struct]]"),
@@ -645,7 +740,7 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                     let structs = api.structs.iter().map(|s| s.name.get_ref().as_str());
                     let help = match did_you_mean(response.get_ref(), structs) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None => "declare it as a [[struct]], or leave `response` out for endpoints that answer with errcode/errmsg only".to_owned(),
+                        None => "declare it as a [[struct]], write `\"binary\"` for a file, or leave `response` out for endpoints that answer with errcode/errmsg only".to_owned(),
                     };
                     cx.error_with_help(
                         response.span(),
@@ -671,8 +766,44 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
         };
         check_fields(api, &e.fields, owner, cx);
         check_one_of(e, cx);
+        check_ranges(api, e, cx);
         check_retry_key(api, e, cx);
         check_generated_methods(api, e, &mut methods, cx);
+    }
+}
+
+/// A download is retried from the last byte received, so it must be safe to repeat; its
+/// answer is no JSON body a raw method could parse, and no id needs carrying across retries.
+fn check_binary(e: &Endpoint, cx: &mut Diagnostics) {
+    let Some(response) = &e.response else {
+        return;
+    };
+    if !e.idempotent {
+        cx.error_with_help(
+            response.span(),
+            "a `binary` response is downloaded in ranges and retried where it stopped, so the endpoint must be `idempotent`",
+            "add `idempotent = true`: a download changes nothing on the server",
+        );
+    }
+    if let Some(raw) = &e.raw {
+        cx.error(
+            raw.span(),
+            "`raw` methods parse a JSON answer; a `binary` response has none",
+        );
+    }
+    if let Some(key) = &e.retry_key {
+        cx.error(
+            key.span(),
+            "`retry_key` keeps a send from being delivered twice; a `binary` response is a download",
+        );
+    }
+    if e.is_multipart()
+        && let Some(body) = &e.body
+    {
+        cx.error(
+            body.span(),
+            "a `binary` response takes its fields as JSON or query parameters, not a multipart upload",
+        );
     }
 }
 
@@ -695,6 +826,26 @@ fn check_body(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
                     "add the file to upload, like `{ name = \"media\", type = \"file\", required = true }`",
                 );
             }
+        }
+    }
+    // `media_upload`'s `type` parameter and a file's `media_type` say the same thing.
+    let query_type = e.fixed_query().find(|(key, _)| *key == "type");
+    let file_types = e
+        .fields
+        .iter()
+        .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File))
+        .filter_map(|f| f.media_type.as_ref())
+        .filter(|t| MEDIA_TYPES.iter().any(|(wire, _)| wire == t.get_ref()));
+    for media_type in file_types {
+        if let Some((_, query)) = query_type.filter(|(_, q)| q.get_ref() != media_type.get_ref()) {
+            cx.error(
+                media_type.span(),
+                format!(
+                    "`media_type` is `{}`, but the endpoint uploads as `type = \"{}\"`",
+                    media_type.get_ref(),
+                    query.get_ref()
+                ),
+            );
         }
     }
     for (key, value) in e.fixed_query() {
@@ -745,6 +896,66 @@ fn check_one_of(e: &Endpoint, cx: &mut Diagnostics) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Each `ranges` entry names two different integer fields of the endpoint.
+fn check_ranges(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
+    for rule in &e.ranges {
+        let rule = rule.get_ref();
+        for name in [&rule.start, &rule.end] {
+            match e.fields.iter().find(|f| f.name.get_ref() == name.get_ref()) {
+                Some(f)
+                    if api.kind_of(f.type_ref().name) != Some(TypeKind::Int)
+                        || f.type_ref().list =>
+                {
+                    cx.error_with_help(
+                        name.span(),
+                        format!(
+                            "`ranges` compares numbers; `{}` is `{}`",
+                            name.get_ref(),
+                            f.ty.get_ref()
+                        ),
+                        "name two integer fields, like timestamps",
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    let numbers: Vec<&str> = e
+                        .fields
+                        .iter()
+                        .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::Int))
+                        .map(|f| f.name.get_ref().as_str())
+                        .collect();
+                    let help = match did_you_mean(name.get_ref(), numbers.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("its integer fields are {}", backticked(numbers)),
+                    };
+                    cx.error_with_help(
+                        name.span(),
+                        format!(
+                            "`ranges` names `{}`, which is not a field of `{}`",
+                            name.get_ref(),
+                            e.name.get_ref()
+                        ),
+                        help,
+                    );
+                }
+            }
+        }
+        if rule.start.get_ref() == rule.end.get_ref() {
+            cx.error(
+                rule.end.span(),
+                "a range's `start` and `end` are two different fields",
+            );
+        }
+        if let Some(max) = rule.max_span.as_ref().filter(|m| *m.get_ref() == 0) {
+            cx.error_with_help(
+                max.span(),
+                "a `max_span` of 0 allows only `end` = `start`",
+                "leave `max_span` out for no limit on the span",
+            );
         }
     }
 }

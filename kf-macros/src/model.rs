@@ -163,11 +163,36 @@ pub struct Endpoint {
     /// same id and WeCom can refuse a repeat.
     #[serde(default)]
     pub retry_key: Option<Spanned<String>>,
+    /// Pairs of number fields that bound an interval (`start_time`, `end_time`): the end is
+    /// not before the start, and at most `max_span` after it.
+    #[serde(default)]
+    pub ranges: Vec<Spanned<RangeRule>>,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
 
+/// One entry of an endpoint's `ranges`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeRule {
+    pub start: Spanned<String>,
+    pub end: Spanned<String>,
+    /// The largest `end - start` allowed, in the fields' unit.
+    #[serde(default)]
+    pub max_span: Option<Spanned<u64>>,
+}
+
+/// The `response` that means "a file's bytes", not a struct.
+pub const BINARY_RESPONSE: &str = "binary";
+
 impl Endpoint {
+    /// Whether the answer is a file (`response = "binary"`), or a JSON error.
+    pub fn is_binary(&self) -> bool {
+        self.response
+            .as_ref()
+            .is_some_and(|r| r.get_ref() == BINARY_RESPONSE)
+    }
+
     pub fn is_get(&self) -> bool {
         self.method.get_ref() == "GET"
     }
@@ -245,7 +270,27 @@ pub struct Field {
     pub max_items: Option<Spanned<u64>>,
     #[serde(default)]
     pub server: Option<Spanned<String>>,
+    /// On an integer field holding Unix seconds: the value is 00:00 of a day at this UTC
+    /// offset (`"+08:00"`).
+    #[serde(default)]
+    pub day_aligned: Option<Spanned<String>>,
+    /// With `day_aligned`: the day lies this many days before today, inclusive (`[1, 180]`:
+    /// from yesterday to 180 days back).
+    #[serde(default)]
+    pub days_ago: Option<Spanned<Vec<u64>>>,
+    /// On a `file` field: the WeCom media type it uploads as; a file over `max_bytes` is then
+    /// `Error::UploadTooLarge` with this type.
+    #[serde(default)]
+    pub media_type: Option<Spanned<String>>,
 }
+
+/// The values of `media_type`, as `wecom_kf::media::MediaType` names them.
+pub const MEDIA_TYPES: &[(&str, &str)] = &[
+    ("image", "Image"),
+    ("voice", "Voice"),
+    ("video", "Video"),
+    ("file", "File"),
+];
 
 impl Field {
     pub fn type_ref(&self) -> TypeRef<'_> {
@@ -270,6 +315,43 @@ impl Field {
     pub fn has_list_limits(&self) -> bool {
         self.min_items.is_some() || self.max_items.is_some()
     }
+
+    /// The `day_aligned` offset in seconds east of UTC, when it parses.
+    pub fn day_offset(&self) -> Option<i32> {
+        self.day_aligned
+            .as_ref()
+            .and_then(|d| parse_utc_offset(d.get_ref()).ok())
+    }
+
+    /// `days_ago` as a pair, when it is one.
+    pub fn days_ago_bounds(&self) -> Option<(u64, u64)> {
+        match self.days_ago.as_ref().map(|d| d.get_ref().as_slice()) {
+            Some([low, high]) => Some((*low, *high)),
+            _ => None,
+        }
+    }
+}
+
+/// `"+08:00"` → 28800: a UTC offset as ISO 8601 writes it, at most 14 hours either way.
+pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
+    let format = || format!("`{text}` is not a UTC offset like \"+08:00\" or \"-05:30\"");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(format()),
+    };
+    let (hours, minutes) = rest.split_once(':').ok_or_else(format)?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return Err(format());
+    }
+    let hours: i32 = hours.parse().map_err(|_| format())?;
+    let minutes: i32 = minutes.parse().map_err(|_| format())?;
+    if minutes >= 60 || hours * 60 + minutes > 14 * 60 {
+        return Err(format!(
+            "`{text}` is out of range; UTC offsets go from -14:00 to +14:00"
+        ));
+    }
+    Ok(sign * (hours * 3600 + minutes * 60))
 }
 
 /// A field type as written: a name, or `[name]` for a list.

@@ -45,6 +45,17 @@ fn expand_errors(source: &str) -> Vec<String> {
     }
 }
 
+/// Each rendered error starts with the expected text, one for one.
+fn assert_starts(errors: &[String], expected: &[&str]) {
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, start) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(start),
+            "expected `{start}…`, got:\n{error}"
+        );
+    }
+}
+
 fn pretty(tokens: TokenStream) -> String {
     let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
     prettyplease::unparse(&file)
@@ -277,13 +288,7 @@ variants = [
         "api.toml:26:23: duplicate variant type `Payload`",
         "api.toml:26:41: duplicate variant name `Same`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -312,13 +317,7 @@ fields = [{ name = "password", type = "secret", required = true }]
         "api.toml:9:48: `secret = true` applies to `string` fields only",
         "api.toml:17:39: a `secret` value serializes as `\"***\"`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
 }
 
 #[test]
@@ -357,13 +356,97 @@ fields = [{ name = "id", type = "string", required = true }]
         "api.toml:17:13: the client fills `id` with 32 hex digits",
         "api.toml:26:13: `retry_key` must name an optional `string` field; `id` is a required `string`",
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (error, start) in errors.iter().zip(expected) {
-        assert!(
-            error.starts_with(start),
-            "expected `{start}…`, got:\n{error}"
-        );
-    }
+    assert_starts(&errors, &expected);
+}
+
+#[test]
+fn day_and_range_rules_are_checked() {
+    let source = r#"
+[[endpoint]]
+name = "stats"
+method = "POST"
+path = "stats"
+doc = 1
+summary = "Stats."
+ranges = [
+  { start = "start_time", end = "end_tme" },
+  { start = "start_time", end = "label", max_span = 0 },
+]
+fields = [
+  { name = "start_time", type = "u64", required = true, day_aligned = "+8:00" },
+  { name = "end_time", type = "u64", required = true, days_ago = [1, 180] },
+  { name = "label", type = "string", day_aligned = "+08:00", days_ago = [9, 2] },
+]
+"#;
+    let errors = expand_errors(source);
+
+    let expected = [
+        "api.toml:9:33: `ranges` names `end_tme`, which is not a field of `stats`",
+        "api.toml:10:33: `ranges` compares numbers; `label` is `string`",
+        "api.toml:10:53: a `max_span` of 0 allows only `end` = `start`",
+        "api.toml:13:71: invalid `day_aligned`: `+8:00` is not a UTC offset",
+        "api.toml:14:66: `days_ago` counts days in a time zone, but the field has no `day_aligned`",
+        "api.toml:15:52: `day_aligned` applies to integer fields (Unix seconds)",
+        "api.toml:15:73: contradictory limits: `days_ago` goes from 9 down to 2",
+    ];
+    assert_starts(&errors, &expected);
+    assert!(
+        errors[0].contains("did you mean `end_time`?"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn binary_responses_are_checked() {
+    let source = r#"
+[[struct]]
+name = "binary"
+
+[[endpoint]]
+name = "fetch"
+method = "GET"
+path = "fetch"
+doc = 1
+summary = "Fetches."
+response = "binary"
+raw = "fetch_raw"
+fields = [{ name = "id", type = "string", required = true }]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:3:8: `binary` is reserved",
+        "api.toml:11:12: a `binary` response is downloaded in ranges",
+        "api.toml:12:7: `raw` methods parse a JSON answer",
+    ];
+    assert_starts(&errors, &expected);
+}
+
+#[test]
+fn media_types_are_checked() {
+    let source = r#"
+[[endpoint]]
+name = "upload_voice"
+method = "POST"
+path = "media/upload"
+query = { type = "voice" }
+body = "multipart"
+doc = 1
+summary = "Uploads."
+fields = [
+  { name = "media", type = "file", required = true, media_type = "audio" },
+  { name = "other", type = "file", max_bytes = 10, server = "rejects", media_type = "image" },
+  { name = "label", type = "string", media_type = "file" },
+]
+"#;
+    let errors = expand_errors(source);
+    let expected = [
+        "api.toml:11:66: unknown media type `audio`",
+        "api.toml:11:66: `media_type` names the type in the error for a file over `max_bytes`",
+        "api.toml:12:85: `media_type` is `image`, but the endpoint uploads as `type = \"voice\"`",
+        "api.toml:13:51: `media_type` applies to `file` fields",
+    ];
+    assert_starts(&errors, &expected);
 }
 
 /// A small xorshift generator: deterministic, so a failure reproduces.

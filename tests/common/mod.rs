@@ -48,7 +48,71 @@ pub enum Reply {
     Status(u16),
     /// Close the connection without answering.
     Hangup,
+    /// Any status, headers and body: a file, or JSON with another content type.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    /// A body sent in parts as they come: each `Part::Wait` holds the rest back until
+    /// notified. A `Content-Length` in `headers` above what the parts hold cuts the
+    /// connection at their end, as a broken transfer does.
+    Streamed {
+        status: u16,
+        headers: Vec<(String, String)>,
+        parts: Vec<Part>,
+    },
 }
+
+/// A piece of a [`Reply::Streamed`] body.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Bytes(Bytes),
+    /// Send nothing more until this is notified.
+    Wait(Arc<tokio::sync::Notify>),
+}
+
+/// A temporary media file `media/get` serves once [`MockServer::serve_media`] has it.
+#[derive(Debug, Clone)]
+pub struct MediaFile {
+    pub bytes: Bytes,
+    pub content_type: String,
+    /// The `Content-Disposition` header, if any.
+    pub disposition: Option<String>,
+    /// Answer a `Range` with 206 and that range, as WeCom does; `false` sends the whole
+    /// file (200) whatever was asked, as a server that ignores ranges would.
+    pub ranges: bool,
+    /// Cut the first answer after this many of its bytes (its full length still announced),
+    /// once the `Notify` is notified: a test lets the bytes reach the client first.
+    pub cut_first: Option<(usize, Arc<tokio::sync::Notify>)>,
+}
+
+impl MediaFile {
+    pub fn new(bytes: impl Into<Bytes>, content_type: &str) -> Self {
+        MediaFile {
+            bytes: bytes.into(),
+            content_type: content_type.to_owned(),
+            disposition: None,
+            ranges: true,
+            cut_first: None,
+        }
+    }
+
+    pub fn disposition(mut self, value: &str) -> Self {
+        self.disposition = Some(value.to_owned());
+        self
+    }
+
+    /// Cuts the first answer after `after` bytes, once `when` is notified.
+    pub fn cut_first(mut self, after: usize, when: Arc<tokio::sync::Notify>) -> Self {
+        self.cut_first = Some((after, when));
+        self
+    }
+}
+
+/// The largest range `media/get` serves, and the largest file it serves without one:
+/// WeCom's 20 MB (doc 96486), past which it answers 830002.
+pub const MEDIA_RANGE_LIMIT: usize = 20 << 20;
 
 /// Answers every request to a path from the request itself (paging, say).
 pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -65,6 +129,8 @@ struct Inner {
     gettoken_delay: Mutex<Duration>,
     /// The `expires_in` gettoken answers with; 7200 when unset.
     expires_in: Mutex<Option<Value>>,
+    /// What `media/get` serves, by `media_id`; with none, it answers like any path.
+    media: Mutex<HashMap<String, MediaFile>>,
 }
 
 #[derive(Clone)]
@@ -137,6 +203,16 @@ impl MockServer {
             .lock()
             .unwrap()
             .insert(path.to_owned(), Arc::new(responder));
+    }
+
+    /// Serves `file` at `media/get?media_id=<media_id>`, honouring `Range` like WeCom; other
+    /// ids answer 40007 from then on.
+    pub fn serve_media(&self, media_id: &str, file: MediaFile) {
+        self.inner
+            .media
+            .lock()
+            .unwrap()
+            .insert(media_id.to_owned(), file);
     }
 
     pub fn set_gettoken_delay(&self, delay: Duration) {
@@ -263,7 +339,9 @@ async fn handle(
         .get_mut(&path)
         .and_then(VecDeque::pop_front);
     let responder = inner.responders.lock().unwrap().get(&path).cloned();
-    let reply = scripted.or_else(|| responder.map(|respond| respond(&recorded)));
+    let reply = scripted
+        .or_else(|| responder.map(|respond| respond(&recorded)))
+        .or_else(|| media_reply(&inner, &recorded));
     match reply {
         Some(Reply::Json(v)) => axum::Json(v).into_response(),
         Some(Reply::Delayed(d, v)) => {
@@ -272,8 +350,131 @@ async fn handle(
         }
         Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
         Some(Reply::Hangup) => hang_up(),
+        Some(Reply::Raw {
+            status,
+            headers,
+            body,
+        }) => with_head(status, &headers)
+            .body(axum::body::Body::from(body))
+            .unwrap(),
+        Some(Reply::Streamed {
+            status,
+            headers,
+            parts,
+        }) => with_head(status, &headers)
+            .body(streamed_body(parts))
+            .unwrap(),
         None => axum::Json(default_reply(&path)).into_response(),
     }
+}
+
+fn with_head(status: u16, headers: &[(String, String)]) -> axum::http::response::Builder {
+    headers.iter().fold(
+        axum::http::Response::builder().status(status),
+        |builder, (name, value)| builder.header(name.as_str(), value.as_str()),
+    )
+}
+
+/// A body written by a task of its own, part by part, ending when the parts do.
+fn streamed_body(parts: Vec<Part>) -> axum::body::Body {
+    use tokio::io::AsyncWriteExt as _;
+    let (mut writer, reader) = tokio::io::duplex(64 << 10);
+    tokio::spawn(async move {
+        for part in parts {
+            match part {
+                Part::Bytes(bytes) => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Part::Wait(gate) => gate.notified().await,
+            }
+        }
+    });
+    axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader))
+}
+
+/// `media/get` for the files of [`MockServer::serve_media`], as WeCom answers it: a JSON
+/// error on HTTP 200 for an unknown id (40007) or an unranged request past 20 MB (830002),
+/// 206 with `Content-Range` for a range, 416 for one past the end.
+fn media_reply(inner: &Inner, request: &Recorded) -> Option<Reply> {
+    if request.path != "/cgi-bin/media/get" {
+        return None;
+    }
+    let mut media = inner.media.lock().unwrap();
+    if media.is_empty() {
+        return None;
+    }
+    let id = request.query.get("media_id").cloned().unwrap_or_default();
+    let Some(file) = media.get_mut(&id) else {
+        return Some(Reply::Json(
+            json!({"errcode": 40007, "errmsg": "invalid media_id"}),
+        ));
+    };
+    let len = file.bytes.len();
+    let asked = request
+        .headers
+        .get("range")
+        .filter(|_| file.ranges)
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.split_once('-'))
+        .and_then(|(first, last)| {
+            let first: usize = first.parse().ok()?;
+            let last = if last.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                last.parse::<usize>().ok()?.min(len.saturating_sub(1))
+            };
+            Some((first, last))
+        });
+    let mut headers = vec![("content-type".to_owned(), file.content_type.clone())];
+    if let Some(disposition) = &file.disposition {
+        headers.push(("content-disposition".to_owned(), disposition.clone()));
+    }
+    let (status, body) = match asked {
+        Some((first, last)) if first >= len || last < first => {
+            headers.push(("content-range".to_owned(), format!("bytes */{len}")));
+            return Some(Reply::Raw {
+                status: 416,
+                headers,
+                body: Bytes::new(),
+            });
+        }
+        Some((first, last)) if last + 1 - first > MEDIA_RANGE_LIMIT => {
+            return Some(Reply::Json(
+                json!({"errcode": 830002, "errmsg": "range too large"}),
+            ));
+        }
+        Some((first, last)) => {
+            headers.push((
+                "content-range".to_owned(),
+                format!("bytes {first}-{last}/{len}"),
+            ));
+            (206, file.bytes.slice(first..=last))
+        }
+        None if len > MEDIA_RANGE_LIMIT && file.ranges => {
+            return Some(Reply::Json(
+                json!({"errcode": 830002, "errmsg": "file too large, use range"}),
+            ));
+        }
+        None => (200, file.bytes.clone()),
+    };
+    headers.push(("content-length".to_owned(), body.len().to_string()));
+    Some(match file.cut_first.take() {
+        Some((after, when)) => Reply::Streamed {
+            status,
+            headers,
+            parts: vec![
+                Part::Bytes(body.slice(..after.min(body.len()))),
+                Part::Wait(when),
+            ],
+        },
+        None => Reply::Raw {
+            status,
+            headers,
+            body,
+        },
+    })
 }
 
 fn default_reply(path: &str) -> Value {
@@ -309,6 +510,22 @@ pub fn quiet_hangups() {
             }
         }));
     });
+}
+
+/// JSON to compare bodies with: numbers by value (`0` equals `0.0`), everything else
+/// exactly.
+pub fn normalize(v: Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect())
+        }
+        other => other,
+    }
 }
 
 /// A small seeded xorshift generator for the fuzz tests, so a failure can be replayed.

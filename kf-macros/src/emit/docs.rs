@@ -104,6 +104,17 @@ pub fn limit_lines(f: &Field) -> Vec<String> {
         (None, Some(max)) => lines.push(format!("At most {}.", max.get_ref())),
         (None, None) => {}
     }
+    if let Some(aligned) = &f.day_aligned {
+        lines.push(format!(
+            "The Unix time of 00:00 of a day in UTC{}.",
+            aligned.get_ref()
+        ));
+    }
+    if let Some((low, high)) = f.days_ago_bounds() {
+        lines.push(format!(
+            "A day {low} to {high} days before today there; others are refused before sending."
+        ));
+    }
     if let Some(max) = &f.max_items {
         let past = if f.server_truncates() {
             "WeCom drops the rest"

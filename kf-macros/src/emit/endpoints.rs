@@ -10,7 +10,7 @@ use quote::quote;
 
 use super::docs::Doc;
 use super::fields::{constructor, debug_derive, debug_impl, declarations, param, setters};
-use super::validate::validate_impl;
+use super::validate::{Across, validate_impl};
 use crate::model::{Api, Endpoint, TypeKind};
 use crate::names::{ident, pascal_case, type_ident};
 
@@ -32,6 +32,8 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let marker = marker_trait(api, e, &base, owner);
     let marker_path = marker.as_ref().map(|(name, _)| quote!(#name));
     let response = match &e.response {
+        // Binary endpoints have no response type; `download_builder` names what they give.
+        Some(_) if e.is_binary() => quote!(rt::Media),
         Some(r) => {
             let r = ident(r.get_ref());
             quote!(#r)
@@ -46,7 +48,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let (args, init) = constructor(api, &e.fields, marker_path.as_ref());
     let request_setters = setters(api, &e.fields, &quote!(self));
     let builder_setters = setters(api, &e.fields, &quote!(self.request));
-    let validate = validate_impl(api, &request, &e.fields, &e.one_of);
+    let across = Across {
+        one_of: &e.one_of,
+        ranges: &e.ranges,
+    };
+    let validate = validate_impl(api, &request, &e.fields, across);
     let debug = debug_derive(&e.fields);
     let debug_impl = debug_impl(&request, &e.fields);
     let http_method = if e.is_get() {
@@ -61,6 +67,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     };
     let idempotent = e.idempotent;
     let multipart = e.is_multipart();
+    let binary = e.is_binary();
     let fixed_query = e.fixed_query().map(|(k, v)| {
         let v = v.get_ref();
         quote!((#k, #v))
@@ -110,8 +117,13 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
         }
     });
+    let sent_with = if e.is_binary() {
+        "downloading it with [`MediaChunks::new`](rt::MediaChunks::new)"
+    } else {
+        "sending it with [`Client::execute`](rt::Client::execute)"
+    };
     let request_docs = Doc::new()
-        .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute)."))
+        .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and {sent_with}."))
         .blank()
         .line(e.summary.clone())
         .official(api, Some(*e.doc.get_ref()))
@@ -131,7 +143,20 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         .collect();
     let marker_items = marker.map(|(_, items)| items);
 
-    let items = quote! {
+    let endpoint = quote! {
+        rt::Endpoint {
+            name: #name,
+            method: #http_method,
+            path: #path,
+            auth: #auth,
+            idempotent: #idempotent,
+            multipart: #multipart,
+            binary: #binary,
+            query: &[#(#fixed_query),*],
+            retry_key: #retry_key,
+        }
+    };
+    let request_struct = quote! {
         #request_docs
         #[derive(#debug Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
         #[serde(crate = "::wecom_kf::__private::serde")]
@@ -151,55 +176,67 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         }
 
         #validate
+    };
+    let call = if binary {
+        download_builder(
+            &request,
+            &builder,
+            &builder_setters,
+            &endpoint,
+            &http,
+            name,
+            owner,
+        )
+    } else {
+        quote! {
+            impl rt::Request for #request {
+                type Response = #response;
+                const ENDPOINT: rt::Endpoint = #endpoint;
 
-        impl rt::Request for #request {
-            type Response = #response;
-            const ENDPOINT: rt::Endpoint = rt::Endpoint {
-                name: #name,
-                method: #http_method,
-                path: #path,
-                auth: #auth,
-                idempotent: #idempotent,
-                multipart: #multipart,
-                query: &[#(#fixed_query),*],
-                retry_key: #retry_key,
-            };
-
-            #files
-            #retry_id
-        }
-
-        #builder_docs
-        #[must_use = "a request does nothing until it is awaited or sent"]
-        pub struct #builder<'a> {
-            client: &'a rt::Client,
-            request: #request,
-        }
-
-        impl<'a> #builder<'a> {
-            #builder_setters
-
-            #[doc = " The body as it will be sent."]
-            pub fn request(&self) -> &#request {
-                &self.request
+                #files
+                #retry_id
             }
 
-            #[doc = #send_doc]
-            pub async fn send(self) -> Result<#response, rt::Error> {
-                self.client.execute(&self.request).await
+            #builder_docs
+            #[must_use = "a request does nothing until it is awaited or sent"]
+            pub struct #builder<'a> {
+                client: &'a rt::Client,
+                request: #request,
+            }
+
+            impl<'a> #builder<'a> {
+                #builder_setters
+
+                #[doc = " The body as it will be sent."]
+                pub fn request(&self) -> &#request {
+                    &self.request
+                }
+
+                #[doc = #send_doc]
+                pub async fn send(self) -> Result<#response, rt::Error> {
+                    self.client.execute(&self.request).await
+                }
+            }
+
+            impl<'a> rt::IntoFuture for #builder<'a> {
+                type Output = Result<#response, rt::Error>;
+                type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+
+                fn into_future(self) -> Self::IntoFuture {
+                    Box::pin(self.send())
+                }
             }
         }
-
-        impl<'a> rt::IntoFuture for #builder<'a> {
-            type Output = Result<#response, rt::Error>;
-            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.send())
-            }
-        }
-
+    };
+    let items = quote! {
+        #request_struct
+        #call
         #marker_items
+    };
+    let initial = if binary {
+        quote!(download: rt::DownloadOptions::default(),)
+    } else {
+        quote!()
     };
 
     let mut methods = vec![Method {
@@ -209,6 +246,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             #builder {
                 client: self,
                 request: #request::new(#(#arg_names),*),
+                #initial
             }
         },
     }];
@@ -228,6 +266,96 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         });
     }
     (items, methods)
+}
+
+/// The builder of a `binary` endpoint: set optional fields and how to download, then await
+/// it for the file in memory, or stream the file into a writer or chunk by chunk.
+fn download_builder(
+    request: &Ident,
+    builder: &Ident,
+    setters: &TokenStream,
+    endpoint: &TokenStream,
+    http: &str,
+    name: &str,
+    owner: &str,
+) -> TokenStream {
+    let builder_docs = Doc::new()
+        .line(format!("A `{name}` download being set up: `.await` it for the file in memory, or stream it with [`to_writer`](Self::to_writer) or [`chunks`](Self::chunks)."))
+        .blank()
+        .line("Files come in ranged requests of at most 20 MiB; one that fails midway is asked again from the last byte received.")
+        .blank()
+        .line(format!("Returned by [`{name}`]({owner}::{name})."))
+        .tokens();
+    let send_doc = format!(
+        " Downloads the file into memory ({http}), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set)."
+    );
+    quote! {
+        impl rt::FileRequest for #request {
+            const ENDPOINT: rt::Endpoint = #endpoint;
+        }
+
+        #builder_docs
+        #[must_use = "a download does nothing until it is awaited or streamed"]
+        pub struct #builder<'a> {
+            client: &'a rt::Client,
+            request: #request,
+            download: rt::DownloadOptions,
+        }
+
+        impl<'a> #builder<'a> {
+            #setters
+
+            #[doc = " The body as it will be sent."]
+            pub fn request(&self) -> &#request {
+                &self.request
+            }
+
+            #[doc = " Refuses a file over `limit` bytes: before reading when its length is announced, else when the download reaches it."]
+            pub fn max_bytes(mut self, limit: u64) -> Self {
+                self.download = self.download.max_bytes(limit);
+                self
+            }
+
+            #[doc = " Starts at byte `offset`, to finish a download that stopped there (the [`resume_from`](rt::Error::Incomplete) of its error)."]
+            pub fn resume_from(mut self, offset: u64) -> Self {
+                self.download = self.download.resume_from(offset);
+                self
+            }
+
+            #[doc = " The most bytes one ranged request asks for, at most the 20 MiB WeCom allows."]
+            pub fn chunk_size(mut self, bytes: u64) -> Self {
+                self.download = self.download.chunk_size(bytes);
+                self
+            }
+
+            #[doc = #send_doc]
+            pub async fn send(self) -> Result<rt::Media, rt::Error> {
+                self.chunks().into_memory().await
+            }
+
+            #[doc = " Streams the file into `writer` as it arrives, without holding it in memory."]
+            pub async fn to_writer<W>(self, writer: &mut W) -> Result<rt::Downloaded, rt::Error>
+            where
+                W: rt::AsyncWrite + Unpin + Send + ?Sized,
+            {
+                self.chunks().to_writer(writer).await
+            }
+
+            #[doc = " The file a chunk at a time, as it arrives: call [`next_chunk`](rt::MediaChunks::next_chunk) until `None`."]
+            pub fn chunks(self) -> rt::MediaChunks {
+                rt::MediaChunks::new(self.client, &self.request, self.download)
+            }
+        }
+
+        impl<'a> rt::IntoFuture for #builder<'a> {
+            type Output = Result<rt::Media, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+    }
 }
 
 /// For a field with `accepts`: a trait implemented by the accepted payload types only, so
@@ -344,13 +472,15 @@ fn request_line(e: &Endpoint) -> String {
 
 /// Summary, the HTTP call, arguments, error codes and the official link.
 fn method_docs(api: &Api, e: &Endpoint) -> Doc {
-    let mut doc = Doc::new()
-        .line(e.summary.clone())
-        .blank()
-        .line(format!(
-            "Sends {}. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.",
-            request_line(e)
-        ));
+    let how = if e.is_binary() {
+        "`.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`"
+    } else {
+        "set optional ones on the returned builder, then `.await` it"
+    };
+    let mut doc = Doc::new().line(e.summary.clone()).blank().line(format!(
+        "Sends {}. Required fields are the arguments; {how}.",
+        request_line(e)
+    ));
     let required: Vec<_> = e.fields.iter().filter(|f| f.required).collect();
     if !required.is_empty() {
         doc = doc.blank().line("# Arguments");
@@ -358,6 +488,17 @@ fn method_docs(api: &Api, e: &Endpoint) -> Doc {
             let about = f.doc.as_deref().unwrap_or("");
             doc = doc.line(format!("- `{}`: {about}", f.name.get_ref()));
         }
+    }
+    for rule in &e.ranges {
+        let rule = rule.get_ref();
+        let (start, end) = (rule.start.get_ref(), rule.end.get_ref());
+        let span = match &rule.max_span {
+            Some(max) => format!(", nor more than {} after it", max.get_ref()),
+            None => String::new(),
+        };
+        doc = doc.blank().line(format!(
+            "`{end}` may not be before `{start}`{span}; this is checked before sending."
+        ));
     }
     if !e.errors.is_empty() {
         doc = doc.blank().line("# Errors").line(

@@ -5,7 +5,7 @@ use quote::quote;
 
 use super::docs::Doc;
 use super::fields::{constructor, debug_derive, debug_impl, declarations, setters};
-use super::validate::validate_impl;
+use super::validate::{Across, validate_impl};
 use crate::model::{Api, Struct, TypeKind};
 use crate::names::ident;
 
@@ -19,7 +19,7 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     let (args, mut init) = constructor(api, &s.fields, None);
     let new_doc = format!(" Builds a `{}` from its required fields.", s.name.get_ref());
     let setters = setters(api, &s.fields, &quote!(self));
-    let validate = validate_impl(api, &name, &s.fields, &[]);
+    let validate = validate_impl(api, &name, &s.fields, Across::default());
     let from_string = from_single_string(api, s);
     let debug = debug_derive(&s.fields);
     let debug_impl = debug_impl(&name, &s.fields);

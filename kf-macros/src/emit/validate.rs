@@ -7,7 +7,7 @@ use super::fields::kind;
 use toml::Spanned;
 
 use crate::diagnostic::backticked;
-use crate::model::{Api, Field, TypeKind};
+use crate::model::{Api, Field, MEDIA_TYPES, RangeRule, TypeKind};
 use crate::names::ident;
 
 /// Parses a charset like `0-9a-zA-Z_-` into inclusive char ranges. A `-` that is first,
@@ -36,18 +36,28 @@ pub fn parse_charset(spec: &str) -> Result<Vec<(char, char)>, String> {
     Ok(ranges)
 }
 
-/// `impl Validate for #name`, checking every field in order, then each `one_of` group.
-pub fn validate_impl(
-    api: &Api,
-    name: &Ident,
-    fields: &[Field],
-    one_of: &[Spanned<Vec<Spanned<String>>>],
-) -> TokenStream {
+/// What an endpoint checks across its fields, besides each field's own limits.
+#[derive(Clone, Copy, Default)]
+pub struct Across<'a> {
+    pub one_of: &'a [Spanned<Vec<Spanned<String>>>],
+    pub ranges: &'a [Spanned<RangeRule>],
+}
+
+/// `impl Validate for #name`, checking every field in order, then each `one_of` group and
+/// each range.
+pub fn validate_impl(api: &Api, name: &Ident, fields: &[Field], across: Across<'_>) -> TokenStream {
     let mut checks: Vec<TokenStream> = fields.iter().filter_map(|f| field_check(api, f)).collect();
     checks.extend(
-        one_of
+        across
+            .one_of
             .iter()
             .map(|group| one_of_check(fields, group.get_ref())),
+    );
+    checks.extend(
+        across
+            .ranges
+            .iter()
+            .filter_map(|rule| range_check(fields, rule.get_ref())),
     );
     let body = if checks.is_empty() {
         quote!(Ok(()))
@@ -90,6 +100,44 @@ fn one_of_check(fields: &[Field], group: &[Spanned<String>]) -> TokenStream {
     }
 }
 
+/// `end` is not before `start`, and at most `max_span` after it; skipped while either
+/// optional field is unset. check.rs guarantees both name integer fields.
+fn range_check(fields: &[Field], rule: &RangeRule) -> Option<TokenStream> {
+    let field = |name: &str| fields.iter().find(|f| f.name.get_ref() == name);
+    let (start, end) = (field(rule.start.get_ref())?, field(rule.end.get_ref())?);
+    let max = match &rule.max_span {
+        Some(max) => {
+            let max = count(*max.get_ref());
+            quote!(Some(#max))
+        }
+        None => quote!(None),
+    };
+    let (start_wire, end_wire) = (start.name.get_ref(), end.name.get_ref());
+    let rule = quote!(rt::RangeRule { max_span: #max });
+    // An optional field is bound by `if let`; a required one is read in place.
+    let mut bound = Vec::new();
+    let mut value = |f: &Field, binding: &str| {
+        let field = ident(f.name.get_ref());
+        if f.required {
+            quote!(i128::from(self.#field))
+        } else {
+            let binding = ident(binding);
+            bound.push((quote!(Some(#binding)), quote!(self.#field)));
+            quote!(i128::from(#binding))
+        }
+    };
+    let (start_value, end_value) = (value(start, "start"), value(end, "end"));
+    let check = quote!(#rule.check(#start_wire, #start_value, #end_wire, #end_value)?;);
+    Some(match bound.as_slice() {
+        [] => check,
+        [(pattern, source)] => quote!(if let #pattern = #source { #check }),
+        _ => {
+            let (patterns, sources): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
+            quote!(if let (#(#patterns),*) = (#(#sources),*) { #check })
+        }
+    })
+}
+
 /// The check for one field, or `None` when nothing about it can be wrong.
 fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
     let name = ident(f.name.get_ref());
@@ -110,19 +158,26 @@ fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
                 quote!(#rule.check(#wire, #text)?;)
             }
         }),
-        TypeKind::Int | TypeKind::Float if f.has_number_limits() || kind == TypeKind::Float => {
-            let rule = number_rule(f);
-            let as_f64 = match f.type_ref().name {
-                "i32" | "u32" => quote!(f64::from(*v)),
-                "f64" => quote!(*v),
-                // Range checks on 64-bit integers tolerate the rounding of huge values.
-                _ => quote!(*v as f64),
-            };
-            Some(if list {
-                quote!(#rule.check_item(#wire, i, #as_f64)?;)
-            } else {
-                quote!(#rule.check(#wire, #as_f64)?;)
-            })
+        TypeKind::Int | TypeKind::Float
+            if f.has_number_limits() || kind == TypeKind::Float || f.day_aligned.is_some() =>
+        {
+            let limits = (f.has_number_limits() || kind == TypeKind::Float).then(|| {
+                let rule = number_rule(f);
+                let as_f64 = match f.type_ref().name {
+                    "i32" | "u32" => quote!(f64::from(*v)),
+                    "f64" => quote!(*v),
+                    // Range checks on 64-bit integers tolerate the rounding of huge values.
+                    _ => quote!(*v as f64),
+                };
+                if list {
+                    quote!(#rule.check_item(#wire, i, #as_f64)?;)
+                } else {
+                    quote!(#rule.check(#wire, #as_f64)?;)
+                }
+            });
+            // check.rs allows day rules on scalar integers only.
+            let day = day_rule(f).map(|rule| quote!(#rule.check(#wire, i128::from(*v))?;));
+            Some(quote!(#limits #day))
         }
         TypeKind::Union if f.accepts.is_some() => {
             // The marker trait stops other types at compile time; this catches a request
@@ -251,7 +306,18 @@ fn size_rule(f: &Field) -> TokenStream {
         None => quote!(None),
     };
     let over = over_limit(f);
-    quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over })
+    let media_type = match f
+        .media_type
+        .as_ref()
+        .and_then(|t| MEDIA_TYPES.iter().find(|(wire, _)| wire == t.get_ref()))
+    {
+        Some((_, variant)) => {
+            let variant = ident(variant);
+            quote!(Some(rt::MediaType::#variant))
+        }
+        None => quote!(None),
+    };
+    quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over, media_type: #media_type })
 }
 
 /// An unsuffixed integer literal, so the output reads `2048`, not `2048usize`.
@@ -277,6 +343,25 @@ fn number_rule(f: &Field) -> TokenStream {
     let min = bound(&f.min);
     let max = bound(&f.max);
     quote!(rt::NumberRule { min: #min, max: #max })
+}
+
+/// The field's day rule: midnight at its UTC offset, and how many days back it may lie.
+fn day_rule(f: &Field) -> Option<TokenStream> {
+    let offset = f.day_offset()?;
+    let magnitude = Literal::u32_unsuffixed(offset.unsigned_abs());
+    let offset = if offset < 0 {
+        quote!(-#magnitude)
+    } else {
+        quote!(#magnitude)
+    };
+    let days_ago = match f.days_ago_bounds() {
+        Some((low, high)) => {
+            let (low, high) = (count(low), count(high));
+            quote!(Some((#low, #high)))
+        }
+        None => quote!(None),
+    };
+    Some(quote!(rt::DayRule { utc_offset: #offset, days_ago: #days_ago }))
 }
 
 fn items_rule(f: &Field) -> Option<TokenStream> {

@@ -1,4 +1,4 @@
-//! A user's crate: one `endpoints!` line turns `statistics.toml` into types and a
-//! `ClientExt` trait with a `get_corp_statistic` method on `wecom_kf::Client`.
+//! A user's crate: one `endpoints!` line turns `idconvert.toml` into types and a
+//! `ClientExt` trait with a `convert_open_kfid` method on `wecom_kf::Client`.
 
-wecom_kf::endpoints!("statistics.toml");
+wecom_kf::endpoints!("idconvert.toml");

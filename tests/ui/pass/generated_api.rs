@@ -62,6 +62,16 @@ async fn every_method(client: &Client, media_id: String, welcome_code: &str) -> 
             _ => {}
         }
     }
+    // Media: into memory, into a writer, chunk by chunk, resumed.
+    let media = client.download_media("MEDIA_ID").max_bytes(10 << 20).await?;
+    let _: (bytes::Bytes, Option<&str>) = (media.bytes.clone(), media.info.filename.as_deref());
+    let mut file = tokio::io::sink();
+    let done = client.download_media(&*media_id).resume_from(1024).to_writer(&mut file).await?;
+    let _: u64 = done.written;
+    let mut chunks = client.download_media(media_id.clone()).chunk_size(1 << 20).chunks();
+    while let Some(chunk) = chunks.next_chunk().await? {
+        let _: usize = chunk.len();
+    }
     let token = client.gettoken().await?;
     let _: u64 = token.expires_in;
     // A request body built by hand and sent with `execute`.

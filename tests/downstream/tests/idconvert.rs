@@ -1,54 +1,48 @@
-//! The generated `get_corp_statistic` works end to end, and the crate needs nothing but wecom-kf.
+//! The generated `convert_open_kfid` works end to end, and the crate needs nothing but wecom-kf.
 
 #[path = "../../common/mod.rs"]
 mod common;
 
 use common::{MockServer, Reply};
-use downstream_statistics::{ClientExt as _, StatisticDay};
+use downstream_statistics::{ClientExt as _, ConvertedKfId};
 use serde_json::json;
 
 #[tokio::test]
-async fn get_corp_statistic_round_trips_against_a_local_server() {
+async fn convert_open_kfid_round_trips_against_a_local_server() {
     let server = MockServer::start().await;
     server.script(
-        "/cgi-bin/kf/get_corp_statistic",
+        "/cgi-bin/idconvert/open_kfid",
         [Reply::Json(json!({
             "errcode": 0, "errmsg": "ok",
-            "statistic_list": [{
-                "stat_time": 1_700_000_000u64,
-                "statistic": {"session_cnt": 7, "customer_cnt": 5}
-            }]
+            "items": [{"open_kfid": "wkCORP1", "new_open_kfid": "wkISV1"}],
+            "invalid_open_kfid_list": ["wkGONE"]
         }))],
     );
     let client = server.client();
     let answer = client
-        .get_corp_statistic(
-            "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q",
-            1_699_920_000,
-            1_700_000_000,
-        )
+        .convert_open_kfid(["wkCORP1", "wkGONE"])
         .await
-        .expect("get_corp_statistic");
+        .expect("convert_open_kfid");
     let [
-        StatisticDay {
-            stat_time,
-            statistic,
+        ConvertedKfId {
+            open_kfid,
+            new_open_kfid,
         },
-    ] = answer.statistic_list.as_slice()
+    ] = answer.items.as_slice()
     else {
-        panic!("one day expected: {answer:?}");
+        panic!("one id expected: {answer:?}");
     };
-    assert_eq!(*stat_time, 1_700_000_000);
     assert_eq!(
-        statistic.as_ref().map(|s| &s["session_cnt"]),
-        Some(&json!(7))
+        (open_kfid.as_str(), new_open_kfid.as_str()),
+        ("wkCORP1", "wkISV1")
     );
+    assert_eq!(answer.invalid_open_kfid_list, ["wkGONE"]);
 
-    let sent = server.requests_to("/cgi-bin/kf/get_corp_statistic");
+    let sent = server.requests_to("/cgi-bin/idconvert/open_kfid");
     assert_eq!(sent.len(), 1);
     assert_eq!(
         sent[0].body,
-        json!({"open_kfid": "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q", "start_time": 1_699_920_000u64, "end_time": 1_700_000_000u64})
+        json!({"open_kfid_list": ["wkCORP1", "wkGONE"]})
     );
     assert_eq!(
         sent[0].query.get("access_token").map(String::as_str),
@@ -61,18 +55,14 @@ async fn limits_from_the_users_file_are_checked_before_sending() {
     let server = MockServer::start().await;
     let err = server
         .client()
-        .get_corp_statistic("k".repeat(65), 0, 0)
+        .convert_open_kfid(Vec::<String>::new())
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, wecom_kf::Error::Invalid { field, .. } if field == "open_kfid"),
+        matches!(&err, wecom_kf::Error::Invalid { field, .. } if field == "open_kfid_list"),
         "{err}"
     );
-    assert!(
-        server
-            .requests_to("/cgi-bin/kf/get_corp_statistic")
-            .is_empty()
-    );
+    assert!(server.requests().is_empty(), "nothing was sent");
 }
 
 #[test]
