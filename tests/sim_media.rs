@@ -708,3 +708,51 @@ async fn the_control_api_sends_customer_media_and_stores_files() {
     let (part, failed) = read_until_cut(response).await;
     assert_eq!((&part[..], failed), (&b"hello"[..], true));
 }
+
+/// The client's download against the simulator: a 45 MB file in Range chunks of at most
+/// 20 MiB, the connection dropped in the middle of a chunk, resumed from the last byte it
+/// got, and byte-identical at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_45_mb_download_cut_mid_chunk_resumes_and_ends_byte_identical() {
+    let sim = Simulator::start().await.expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let file: Vec<u8> = (0..45 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let media_id = sim
+        .add_media(MediaKind::File, file.clone(), Some("大文件.bin"))
+        .expect("stored");
+    // The first answer breaks off 5 MB into its 20 MiB range.
+    sim.inject("media/get", Fault::HangupAfter(5_000_000), 1);
+    let mut written = Vec::new();
+    let done = client
+        .download_media(media_id.as_str())
+        .to_writer(&mut written)
+        .await
+        .expect("the download resumes and ends");
+    assert_eq!(done.written, file.len() as u64);
+    assert!(written == file, "byte-identical");
+    assert_eq!(done.info.filename.as_deref(), Some("大文件.bin"));
+}
+
+/// A customer's photo, downloaded by what the item says.
+#[tokio::test]
+async fn a_photo_a_customer_sends_downloads_with_its_format() {
+    let sim = Simulator::start().await.expect("simulator");
+    let client = sim.client_builder().build().expect("client");
+    let kf = sim.open_kfid().to_owned();
+    let (_, png) = samples::sample(MediaKind::Image);
+    sim.customer_sends_image(&kf, "wmALICE", png.clone(), Some("parcel.png"))
+        .expect("sent");
+    let page = client.sync_msg(&kf).await.expect("pull");
+    let media_id = page.msg_list[0]
+        .media_id()
+        .expect("an image has a media id")
+        .to_owned();
+    let media = client.download_media(media_id).await.expect("download");
+    assert_eq!(media.bytes, png);
+    assert_eq!(media.info.format, Some(wecom_kf::media::MediaFormat::Png));
+    // An unknown media id is WeCom's JSON error on HTTP 200: an Api error, typed.
+    let unknown = client.download_media("NOPE").await.unwrap_err();
+    assert_eq!(unknown.code(), Some(ErrCode::from_value(40007)));
+}
