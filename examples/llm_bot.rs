@@ -20,8 +20,15 @@ use wecom_kf::reply::Turn;
 use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{Client, MemoryCursorStore};
 
-/// Stands in for an LLM: thinks for 2 s, then answers about 6,000 bytes of markdown.
-async fn llm(turn: Turn) -> Result<Answer, std::io::Error> {
+/// Stands in for an LLM: looks at the photos the customer sent (downloaded, their format
+/// told by their bytes), thinks for 2 s, then answers about 6,000 bytes of markdown.
+async fn llm(client: Client, turn: Turn) -> Result<Answer, wecom_kf::Error> {
+    let mut photos = Vec::new();
+    for media_id in turn.messages.iter().filter_map(|m| m.media_id()) {
+        let media = client.download_media(media_id).max_bytes(10 << 20).await?;
+        let kind = media.info.format.map_or("unknown", |f| f.mime());
+        photos.push(format!("{kind}, {} bytes", media.bytes.len()));
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let shop = if turn.customer.open_kfid.ends_with("SHOP") {
         "商城"
@@ -32,6 +39,9 @@ async fn llm(turn: Turn) -> Result<Answer, std::io::Error> {
         "## {shop}为您解答\n\n您问：**{}**\n\n",
         turn.text().replace('\n', " / ")
     );
+    if !photos.is_empty() {
+        answer.push_str(&format!("您发来的图片：{}。\n\n", photos.join("；")));
+    }
     for step in 1..=45 {
         answer.push_str(&format!(
             "{step}. 第{step}步：请打开[订单页面](https://example.com/orders)，核对收货信息，如有问题请回复。\n"
@@ -43,16 +53,16 @@ async fn llm(turn: Turn) -> Result<Answer, std::io::Error> {
 /// The bot itself: everything a deployment writes (a macro only because the two ways this
 /// example runs build it alike).
 macro_rules! bot {
-    ($client:expr) => {
-        Bot::new(
-            $client,
-            MemoryCursorStore::new(),
-            MemoryBotStore::new(),
-            llm,
-        )
-        .welcome("您好，欢迎咨询！请描述您的问题。")
-        .parallel_turns(32)
-    };
+    ($client:expr) => {{
+        let client: Client = $client;
+        let llm = {
+            let client = client.clone();
+            move |turn| llm(client.clone(), turn)
+        };
+        Bot::new(client, MemoryCursorStore::new(), MemoryBotStore::new(), llm)
+            .welcome("您好，欢迎咨询！请描述您的问题。")
+            .parallel_turns(32)
+    }};
 }
 
 fn env(name: &str) -> Option<String> {
@@ -130,6 +140,9 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {who:8} → {text:?}");
         }
     }
+    let (_, photo) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    sim.customer_sends_image("wkSHOP", "wmALICE", photo, Some("parcel.png"))?;
+    println!("  wmALICE  → a photo (parcel.png)");
     // Each customer: a welcome, then one answer (both messages as one question) in parts.
     let deadline = started + Duration::from_secs(30);
     while sim.sent().iter().filter(|m| m.via == "send_msg").count() < 4 * 3 {

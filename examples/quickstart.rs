@@ -54,6 +54,7 @@ fn describe(item: &ReceivedMsg) -> String {
             "event enter_session, welcome_code {}",
             e.welcome_code.as_deref().unwrap_or("(none)")
         ),
+        Received::Image(_) => "image item (with a media_id)".to_owned(),
         other => format!("{} item", other.tag()),
     }
 }
@@ -141,6 +142,41 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
         ROUTE_PNG.len(),
         uploaded.media_id
     );
+
+    // The customer sends a photo of the parcel; the bot downloads it by the item's media
+    // id and sees what it is from its bytes.
+    sim.customer_sends_image(
+        &kf,
+        &alice.external_userid,
+        ROUTE_PNG.to_vec(),
+        Some("parcel.png"),
+    )?;
+    println!("  customer → a photo (parcel.png)");
+    let items = pull(&sync, &kf).await?;
+    let media_id = items
+        .iter()
+        .find_map(|m| m.media_id())
+        .ok_or("the photo came without a media id")?;
+    let photo = client.download_media(media_id).max_bytes(10 << 20).await?;
+    let kind = photo.info.format.map_or("unknown", |f| f.mime());
+    println!(
+        "  bot      ⇣ downloads it: {kind}, {} bytes, named {:?}",
+        photo.bytes.len(),
+        photo.info.filename.as_deref().unwrap_or("")
+    );
+    if photo.info.format != Some(wecom_kf::media::MediaFormat::Png) {
+        return Err(format!("the photo should be a PNG, got {kind}").into());
+    }
+    replier
+        .send(
+            &alice,
+            Text::new(format!(
+                "收到您的图片（{kind}，{} 字节），正在核对。",
+                photo.bytes.len()
+            )),
+        )
+        .await?;
+    println!("  bot      → text \"收到您的图片…\"");
 
     let tapped = sim.customer_clicks(&kf, &alice.external_userid, "101", "查物流")?;
     println!("  customer → taps \"查物流\"");
