@@ -9,9 +9,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
+use crate::observe::Attempt;
 use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
 use crate::token::{
     CorpSecret, FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenSource, TokenStore,
@@ -477,11 +479,17 @@ impl Client {
                 Auth::AccessToken => Some(self.inner.tokens.get(self).await?),
                 Auth::CorpSecret => None,
             };
+            let attempt = Attempt::start(endpoint.name, retries + 1);
             let outcome = self
                 .send_once(endpoint, token.as_ref(), payload, query, range)
+                .instrument(attempt.span())
                 .await?;
+            let ended = |outcome, errcode| attempt.end(outcome, errcode);
             let (failure, class) = match outcome {
-                Exchange::File(response) => return Ok(Answer::File(response)),
+                Exchange::File(response) => {
+                    ended("ok", None);
+                    return Ok(Answer::File(response));
+                }
                 Exchange::Body(bytes, head) => {
                     let envelope = if endpoint.binary {
                         match serde_json::from_slice::<Envelope>(&bytes) {
@@ -495,9 +503,16 @@ impl Client {
                     let errcode = match envelope.errcode {
                         Some(code) if code != 0 => code,
                         // Success; or, from a binary endpoint, a body that is the file.
-                        Some(_) => return Ok(Answer::Json(bytes, head)),
-                        None if endpoint.binary => return Ok(Answer::Json(bytes, head)),
+                        Some(_) => {
+                            ended("ok", Some(0));
+                            return Ok(Answer::Json(bytes, head));
+                        }
+                        None if endpoint.binary => {
+                            ended("ok", None);
+                            return Ok(Answer::Json(bytes, head));
+                        }
                         None => {
+                            ended("decode", None);
                             return Err(Error::Decode {
                                 endpoint: endpoint.name,
                                 path: "errcode".to_owned(),
@@ -505,6 +520,7 @@ impl Client {
                             });
                         }
                     };
+                    ended("api", Some(errcode));
                     let code = ErrCode::from_answer(errcode, &envelope.errmsg);
                     let error = Error::Api {
                         code,
@@ -531,6 +547,7 @@ impl Client {
                     }
                 }
                 Exchange::Failed(error) => {
+                    ended("transport", None);
                     let delivery = if error.is_connect() {
                         Delivery::NotSent
                     } else {

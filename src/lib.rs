@@ -64,6 +64,7 @@ pub mod callback;
 mod client;
 mod error;
 pub mod media;
+mod observe;
 mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{BotStore, Entry, Journaled, Work};
+use super::{BotStore, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
 use crate::token::StoreError;
@@ -94,10 +94,7 @@ fn entry_of(customer: &Customer, stored: StoredEntry) -> Result<Entry, StoreErro
 }
 
 impl BotStore for FileBotStore {
-    fn record<'a>(
-        &'a self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
+    fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
         Box::pin(async move {
             let mut by_account: HashMap<String, Vec<Entry>> = HashMap::new();
             for entry in entries {
@@ -106,14 +103,17 @@ impl BotStore for FileBotStore {
                     .or_default()
                     .push(entry);
             }
-            let mut woken = Vec::new();
+            let mut recorded = Recorded::default();
             for (open_kfid, entries) in by_account {
                 let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
                 let seen: SeenFile = self.files.load(&format!("seen\u{1}{open_kfid}")).await?;
+                let total = entries.len();
                 let new: Vec<Entry> = entries
                     .into_iter()
                     .filter(|e| !seen.keys.contains_key(&e.key))
                     .collect();
+                recorded.added += new.len();
+                recorded.duplicates += total - new.len();
                 // Into the inbox first, then seen: a crash between the two adds the entry
                 // again next time, and the inbox drops the repeat.
                 let mut by_customer: HashMap<Customer, Vec<StoredEntry>> = HashMap::new();
@@ -140,7 +140,7 @@ impl BotStore for FileBotStore {
                             }
                         })
                         .await?;
-                    woken.push(customer);
+                    recorded.customers.push(customer);
                 }
                 let now = now_secs();
                 self.files
@@ -156,7 +156,7 @@ impl BotStore for FileBotStore {
                     )
                     .await?;
             }
-            Ok(woken)
+            Ok(recorded)
         })
     }
 

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use file_store::FileBotStore;
-pub use store::{BotStore, Entry, Journaled, MemoryBotStore, PlannedPart, Work};
+pub use store::{BotStore, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded, Work};
 
 use crate::reply::{Customer, Replier, ReplyError, SessionRefusal, Turn};
 use crate::token::StoreError;
@@ -357,7 +357,17 @@ where
                 message,
             });
         }
-        for customer in self.inner.store.record(entries).await? {
+        for entry in &entries {
+            let lag = now.saturating_sub(entry.message.send_time.unwrap_or(now));
+            metrics::histogram!("wecom_kf_sync_lag_seconds", "account" => entry.customer.open_kfid.clone())
+                .record(lag as f64);
+        }
+        let recorded = self.inner.store.record(entries).await?;
+        metrics::counter!("wecom_kf_messages_in_total", "account" => page.open_kfid.clone())
+            .increment(recorded.added as u64);
+        metrics::counter!("wecom_kf_duplicates_skipped_total", "account" => page.open_kfid.clone())
+            .increment(recorded.duplicates as u64);
+        for customer in recorded.customers {
             self.wake(customer);
         }
         Ok(())
@@ -406,7 +416,14 @@ where
                 lock(&self.inner.workers).remove(&customer);
                 return;
             }
-            match self.turn(&customer).await {
+            let span = tracing::info_span!(
+                "wecom_kf.turn",
+                account = %customer.open_kfid,
+                customer = %crate::observe::customer_hash(&customer.open_kfid, &customer.external_userid),
+                outcome = tracing::field::Empty,
+            );
+            let turn = tracing::Instrument::instrument(self.turn(&customer), span.clone());
+            match turn.await {
                 Ok(true) => failures_in_a_row = 0,
                 Ok(false) => {
                     let mut workers = lock(&self.inner.workers);
@@ -419,6 +436,7 @@ where
                     }
                 }
                 Err(error) => {
+                    span.record("outcome", "failed");
                     failures_in_a_row = failures_in_a_row.saturating_add(1);
                     let wait = backoff(self.inner.retry_after, failures_in_a_row);
                     tracing::warn!(%error, open_kfid = %customer.open_kfid, attempt = failures_in_a_row, "a turn failed; trying again");
@@ -444,6 +462,7 @@ where
         }
         if let Some(journaled) = work.journaled {
             self.deliver(customer, &journaled).await?;
+            outcome("resumed");
             return Ok(true);
         }
         if work.pending.is_empty() {
@@ -459,6 +478,7 @@ where
                 .done(customer, &turn_id, &keys)
                 .await
                 .map_err(|e| e.to_string())?;
+            outcome("quiet");
             return Ok(true);
         }
         let messages: Vec<_> = work.pending.into_iter().map(|e| e.message).collect();
@@ -494,6 +514,9 @@ where
                     .done(customer, &turn_id, &keys)
                     .await
                     .map_err(|e| e.to_string())?;
+                metrics::counter!("wecom_kf_dead_letters_total", "account" => customer.open_kfid.clone())
+                    .increment(1);
+                outcome("dead_letter");
                 return Ok(true);
             }
         };
@@ -515,7 +538,11 @@ where
             .journal(customer, journaled.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let answered = journaled.covers.len() as u64;
         self.deliver(customer, &journaled).await?;
+        metrics::counter!("wecom_kf_messages_answered_total", "account" => customer.open_kfid.clone())
+            .increment(answered);
+        outcome("answered");
         Ok(true)
     }
 
@@ -569,6 +596,10 @@ where
                 }
                 // Nothing more can go out for this turn: the rest is dropped, logged.
                 Err(error @ (ReplyError::Session(_) | ReplyError::Budget(_))) => {
+                    if matches!(error, ReplyError::Budget(_)) {
+                        metrics::counter!("wecom_kf_budget_refusals_total", "account" => customer.open_kfid.clone())
+                            .increment(1);
+                    }
                     tracing::warn!(%error, open_kfid = %customer.open_kfid, "the rest of a reply can't be sent");
                     break;
                 }
@@ -584,6 +615,11 @@ where
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// Names how the current turn ended, on its span.
+fn outcome(outcome: &'static str) {
+    tracing::Span::current().record("outcome", outcome);
 }
 
 fn unix_secs(time: SystemTime) -> u64 {

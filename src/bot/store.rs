@@ -44,6 +44,17 @@ pub struct Journaled {
     pub parts: Vec<PlannedPart>,
 }
 
+/// What [`BotStore::record`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The customers that got new messages.
+    pub customers: Vec<Customer>,
+    /// Messages added.
+    pub added: usize,
+    /// Messages seen before, left out.
+    pub duplicates: usize,
+}
+
 /// A customer's work: a reply to finish sending, or messages to answer.
 #[derive(Debug, Clone, Default)]
 pub struct Work {
@@ -59,13 +70,10 @@ pub struct Work {
 /// The inbox and the journal, per customer. A store must keep each call's effect whole:
 /// after a crash, a call happened or it didn't.
 pub trait BotStore: Send + Sync + 'static {
-    /// Adds the messages not seen before (by account and key) to their customers' inboxes;
-    /// returns the customers that got new ones. Seen keys are remembered even after their
-    /// messages are done, so a page handed over again adds nothing.
-    fn record<'a>(
-        &'a self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>>;
+    /// Adds the messages not seen before (by account and key) to their customers' inboxes.
+    /// Seen keys are remembered even after their messages are done, so a page handed over
+    /// again adds nothing.
+    fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>>;
 
     /// The customer's work.
     fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>>;
@@ -147,29 +155,28 @@ fn slot(customer: &Customer) -> (String, String) {
 }
 
 impl BotStore for MemoryBotStore {
-    fn record<'a>(
-        &'a self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
-        let woken = self.with(|state| {
-            let mut woken: Vec<Customer> = Vec::new();
+    fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
+        let recorded = self.with(|state| {
+            let mut recorded = Recorded::default();
             for entry in entries {
                 let seen = state
                     .seen
                     .entry(entry.customer.open_kfid.clone())
                     .or_default();
                 if !seen.insert(entry.key.clone()) {
+                    recorded.duplicates += 1;
                     continue;
                 }
-                if !woken.contains(&entry.customer) {
-                    woken.push(entry.customer.clone());
+                recorded.added += 1;
+                if !recorded.customers.contains(&entry.customer) {
+                    recorded.customers.push(entry.customer.clone());
                 }
                 let inbox = state.inboxes.entry(slot(&entry.customer)).or_default();
                 inbox.pending.push_back(entry);
             }
-            woken
+            recorded
         });
-        Box::pin(async move { Ok(woken) })
+        Box::pin(async move { Ok(recorded) })
     }
 
     fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>> {
@@ -256,10 +263,7 @@ impl BotStore for MemoryBotStore {
 
 /// A store shared by several runtimes (or kept by the caller to look into).
 impl<T: BotStore> BotStore for std::sync::Arc<T> {
-    fn record<'a>(
-        &'a self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
+    fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
         self.as_ref().record(entries)
     }
 
