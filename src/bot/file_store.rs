@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::store::{Inbox, Keyed};
 use super::{BotStore, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
@@ -30,14 +31,12 @@ impl std::fmt::Debug for FileBotStore {
     }
 }
 
-/// One customer's document.
+/// One customer's document: who, and their inbox.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CustomerFile {
     open_kfid: String,
     external_userid: String,
-    pending: Vec<StoredEntry>,
-    journaled: Option<Journaled>,
-    attempts: u32,
+    inbox: Inbox<StoredEntry>,
 }
 
 /// An entry as stored: the message's own text, parsed again on load, so nothing of it is
@@ -46,6 +45,12 @@ struct CustomerFile {
 struct StoredEntry {
     key: String,
     raw: String,
+}
+
+impl Keyed for StoredEntry {
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// One account's keys seen, with when (unix seconds).
@@ -134,9 +139,7 @@ impl BotStore for FileBotStore {
                             file.open_kfid.clone_from(&who.open_kfid);
                             file.external_userid.clone_from(&who.external_userid);
                             for entry in stored {
-                                if !file.pending.iter().any(|p| p.key == entry.key) {
-                                    file.pending.push(entry);
-                                }
+                                file.inbox.add(entry);
                             }
                         })
                         .await?;
@@ -162,16 +165,16 @@ impl BotStore for FileBotStore {
 
     fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>> {
         Box::pin(async move {
-            let file = self.customer_file(customer).await?;
-            let pending = file
+            let inbox = self.customer_file(customer).await?.inbox;
+            let pending = inbox
                 .pending
                 .into_iter()
                 .map(|stored| entry_of(customer, stored))
                 .collect::<Result<_, _>>()?;
             Ok(Work {
-                journaled: file.journaled,
+                journaled: inbox.journaled,
                 pending,
-                attempts: file.attempts,
+                attempts: inbox.attempts,
             })
         })
     }
@@ -184,7 +187,7 @@ impl BotStore for FileBotStore {
         Box::pin(async move {
             self.files
                 .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    file.journaled = Some(reply);
+                    file.inbox.journaled = Some(reply);
                 })
                 .await
                 .map(|_| ())
@@ -201,10 +204,7 @@ impl BotStore for FileBotStore {
         Box::pin(async move {
             self.files
                 .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    let journaled = file.journaled.as_mut().filter(|j| j.turn == turn);
-                    if let Some(part) = journaled.and_then(|j| j.parts.get_mut(index)) {
-                        part.sent = true;
-                    }
+                    file.inbox.part_sent(&turn, index);
                 })
                 .await
                 .map(|_| ())
@@ -221,11 +221,7 @@ impl BotStore for FileBotStore {
         Box::pin(async move {
             self.files
                 .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    file.pending.retain(|e| !keys.contains(&e.key));
-                    if file.journaled.as_ref().is_some_and(|j| j.turn == turn) {
-                        file.journaled = None;
-                    }
-                    file.attempts = 0;
+                    file.inbox.done(&turn, &keys);
                 })
                 .await
                 .map(|_| ())
@@ -236,8 +232,7 @@ impl BotStore for FileBotStore {
         Box::pin(async move {
             self.files
                 .update(&inbox_name(customer), |file: &mut CustomerFile| {
-                    file.attempts = file.attempts.saturating_add(1);
-                    file.attempts
+                    file.inbox.failed()
                 })
                 .await
                 .map(|(attempts, _)| attempts)
@@ -249,7 +244,7 @@ impl BotStore for FileBotStore {
             let mut customers = Vec::new();
             for name in self.files.names(INBOX).await? {
                 let file: CustomerFile = self.files.load(&name).await?;
-                if !file.pending.is_empty() || file.journaled.is_some() {
+                if file.inbox.has_work() {
                     customers.push(Customer::new(file.open_kfid, file.external_userid));
                 }
             }

@@ -1,7 +1,7 @@
 //! What the bot runtime keeps between the cursor and the sends: the inbox of customer
 //! messages not yet answered, and the journal of replies decided but not all sent.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -109,11 +109,70 @@ pub trait BotStore: Send + Sync + 'static {
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>>;
 }
 
-#[derive(Default)]
-struct Inbox {
-    pending: VecDeque<Entry>,
-    journaled: Option<Journaled>,
-    attempts: u32,
+/// One customer's inbox and journal as every store keeps it, so the journal's rules live
+/// in one place. `E` is how the store holds an entry.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Inbox<E> {
+    pub(crate) pending: Vec<E>,
+    pub(crate) journaled: Option<Journaled>,
+    pub(crate) attempts: u32,
+}
+
+impl<E> Default for Inbox<E> {
+    fn default() -> Self {
+        Inbox {
+            pending: Vec::new(),
+            journaled: None,
+            attempts: 0,
+        }
+    }
+}
+
+/// An entry as a store holds it, by its dedup key.
+pub(crate) trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for Entry {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl<E: Keyed> Inbox<E> {
+    /// Adds `entry` unless one with its key is pending.
+    pub(crate) fn add(&mut self, entry: E) {
+        if !self.pending.iter().any(|p| p.key() == entry.key()) {
+            self.pending.push(entry);
+        }
+    }
+
+    /// Marks part `index` of the reply to `turn` sent.
+    pub(crate) fn part_sent(&mut self, turn: &str, index: usize) {
+        let journaled = self.journaled.as_mut().filter(|j| j.turn == turn);
+        if let Some(part) = journaled.and_then(|j| j.parts.get_mut(index)) {
+            part.sent = true;
+        }
+    }
+
+    /// Ends work on `keys` and closes the reply to `turn`.
+    pub(crate) fn done(&mut self, turn: &str, keys: &[String]) {
+        self.pending.retain(|e| !keys.iter().any(|k| k == e.key()));
+        if self.journaled.as_ref().is_some_and(|j| j.turn == turn) {
+            self.journaled = None;
+        }
+        self.attempts = 0;
+    }
+
+    /// Counts a failed attempt; the count.
+    pub(crate) fn failed(&mut self) -> u32 {
+        self.attempts = self.attempts.saturating_add(1);
+        self.attempts
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.pending.is_empty() || self.journaled.is_some()
+    }
 }
 
 /// The inbox and journal in this process's memory: for tests and for bots that may lose
@@ -125,7 +184,7 @@ pub struct MemoryBotStore {
 
 #[derive(Default)]
 struct MemoryState {
-    inboxes: BTreeMap<(String, String), Inbox>,
+    inboxes: BTreeMap<(String, String), Inbox<Entry>>,
     /// Keys seen per account.
     seen: HashMap<String, HashSet<String>>,
 }
@@ -172,7 +231,7 @@ impl BotStore for MemoryBotStore {
                     recorded.customers.push(entry.customer.clone());
                 }
                 let inbox = state.inboxes.entry(slot(&entry.customer)).or_default();
-                inbox.pending.push_back(entry);
+                inbox.add(entry);
             }
             recorded
         });
@@ -183,7 +242,7 @@ impl BotStore for MemoryBotStore {
         let work = self.with(|state| match state.inboxes.get(&slot(customer)) {
             Some(inbox) => Work {
                 journaled: inbox.journaled.clone(),
-                pending: inbox.pending.iter().cloned().collect(),
+                pending: inbox.pending.to_vec(),
                 attempts: inbox.attempts,
             },
             None => Work::default(),
@@ -209,13 +268,8 @@ impl BotStore for MemoryBotStore {
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.with(|state| {
-            let journaled = state
-                .inboxes
-                .get_mut(&slot(customer))
-                .and_then(|inbox| inbox.journaled.as_mut())
-                .filter(|j| j.turn == turn);
-            if let Some(part) = journaled.and_then(|j| j.parts.get_mut(index)) {
-                part.sent = true;
+            if let Some(inbox) = state.inboxes.get_mut(&slot(customer)) {
+                inbox.part_sent(turn, index);
             }
         });
         Box::pin(async { Ok(()) })
@@ -229,22 +283,14 @@ impl BotStore for MemoryBotStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.with(|state| {
             if let Some(inbox) = state.inboxes.get_mut(&slot(customer)) {
-                inbox.pending.retain(|e| !keys.contains(&e.key));
-                if inbox.journaled.as_ref().is_some_and(|j| j.turn == turn) {
-                    inbox.journaled = None;
-                }
-                inbox.attempts = 0;
+                inbox.done(turn, keys);
             }
         });
         Box::pin(async { Ok(()) })
     }
 
     fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>> {
-        let attempts = self.with(|state| {
-            let inbox = state.inboxes.entry(slot(customer)).or_default();
-            inbox.attempts = inbox.attempts.saturating_add(1);
-            inbox.attempts
-        });
+        let attempts = self.with(|state| state.inboxes.entry(slot(customer)).or_default().failed());
         Box::pin(async move { Ok(attempts) })
     }
 
@@ -253,7 +299,7 @@ impl BotStore for MemoryBotStore {
             state
                 .inboxes
                 .iter()
-                .filter(|(_, inbox)| !inbox.pending.is_empty() || inbox.journaled.is_some())
+                .filter(|(_, inbox)| inbox.has_work())
                 .map(|((kf, user), _)| Customer::new(kf.clone(), user.clone()))
                 .collect()
         });
