@@ -113,6 +113,28 @@ pub use validate::{Invalid, Validate};
 /// ```
 pub use kf_macros::endpoints;
 
+/// Locks `mutex`, taking it over if a panic poisoned it. Every mutex in this crate guards
+/// state that each change leaves whole (an insert, a remove, a field set), so a panic
+/// while one was held can't have left it torn.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `error` and every error under it, `: `-separated, for a log line: errors here display
+/// only themselves and give their cause as `source()`.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 kf_macros::endpoints!("endpoints.toml", methods = inherent);
 
 /// The README's examples compile as doctests.

@@ -44,7 +44,7 @@ impl Llm {
 type Handler =
     Box<dyn Fn(Turn) -> Pin<Box<dyn Future<Output = Result<Answer, String>> + Send>> + Send + Sync>;
 
-type TestBot = Bot<MemoryCursorStore, Handler>;
+type TestBot = Bot<MemoryCursorStore>;
 
 fn bot(sim: &Simulator, store: impl BotStore, llm: Arc<Llm>, takes: Duration) -> TestBot {
     let handler: Handler = Box::new(move |turn| {
@@ -187,7 +187,10 @@ async fn a_journaled_reply_is_resumed_without_asking_the_handler_again() {
         covers: vec![said.msgid.clone()],
         parts: vec![part(0, true), part(1, false), part(2, false)],
     };
-    store.journal(&alice, journal).await.unwrap();
+    let claim = store.claim(&alice, Duration::from_secs(5)).await.unwrap();
+    let claim = claim.expect("nobody else works on alice");
+    store.journal(&claim, journal).await.unwrap();
+    store.release(&claim).await.unwrap();
 
     let llm = Arc::new(Llm::default());
     let bot = bot(&sim, store.clone(), llm.clone(), Duration::ZERO);
@@ -515,8 +518,10 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
             covers: vec!["m1".into()],
             parts: vec![part(0), part(1)],
         };
-        store.journal(&alice, journal).await.unwrap();
-        store.part_sent(&alice, "m1", 0).await.unwrap();
+        let claim = store.claim(&alice, Duration::from_secs(5)).await.unwrap();
+        let claim = claim.expect("nobody else works on alice");
+        store.journal(&claim, journal).await.unwrap();
+        store.part_sent(&claim, "m1", 0).await.unwrap();
     }
     let store = FileBotStore::new(&dir).unwrap();
     let with_work = store.customers_with_work().await.unwrap();
@@ -533,7 +538,13 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
         message.raw.as_str(),
         "the message byte for byte"
     );
-    store.done(&alice, "m1", &["m1".to_owned()]).await.unwrap();
+    // Claims live in the process that made them: the new store hands out its own.
+    let claim = store.claim(&alice, Duration::from_secs(5)).await.unwrap();
+    let claim = claim.expect("a fresh store has no claims");
+    assert_eq!(
+        store.done(&claim, "m1", &["m1".to_owned()]).await.unwrap(),
+        0
+    );
     assert!(store.customers_with_work().await.unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

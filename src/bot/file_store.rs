@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Inbox, Keyed};
-use super::{BotStore, Entry, Journaled, Recorded, Work};
+use super::store::{Inbox, Keyed, LocalClaims};
+use super::{BotStore, Claim, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
 use crate::token::StoreError;
@@ -23,6 +24,11 @@ const SEEN_FOR_SECS: u64 = 4 * 24 * 3600;
 #[derive(Clone)]
 pub struct FileBotStore {
     files: JsonFiles,
+    /// One process at a time uses the directory, so its claims live in its memory.
+    claims: Arc<LocalClaims>,
+    /// Each account's inbox depth, counted from the files once, then kept up to date here
+    /// (every change goes through this process).
+    depths: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl std::fmt::Debug for FileBotStore {
@@ -81,7 +87,51 @@ impl FileBotStore {
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         Ok(FileBotStore {
             files: JsonFiles::new(dir)?,
+            claims: Arc::default(),
+            depths: Arc::default(),
         })
+    }
+
+    /// Changes the inbox of `claim`'s customer while the claim holds.
+    async fn change<R: Send + 'static>(
+        &self,
+        claim: &Claim,
+        change: impl FnOnce(&mut Inbox<StoredEntry>) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.claims.check(claim)?;
+        let (out, _) = self
+            .files
+            .update(
+                &inbox_name(&claim.customer),
+                move |file: &mut CustomerFile| change(&mut file.inbox),
+            )
+            .await?;
+        Ok(out)
+    }
+
+    /// Moves the account's depth by `added` and `removed`; the depth after. The first call
+    /// for an account counts its inbox files (after the change, so it is not counted twice).
+    async fn move_depth(
+        &self,
+        open_kfid: &str,
+        added: usize,
+        removed: usize,
+    ) -> Result<u64, StoreError> {
+        let known = crate::lock(&self.depths).get(open_kfid).copied();
+        let depth = match known {
+            Some(depth) => (depth + added as u64).saturating_sub(removed as u64),
+            None => {
+                let prefix = format!("{INBOX}{open_kfid}\u{1}");
+                let mut depth = 0u64;
+                for name in self.files.names(&prefix).await? {
+                    let file: CustomerFile = self.files.load(&name).await?;
+                    depth += file.inbox.pending.len() as u64;
+                }
+                depth
+            }
+        };
+        crate::lock(&self.depths).insert(open_kfid.to_owned(), depth);
+        Ok(depth)
     }
 
     async fn customer_file(&self, customer: &Customer) -> Result<CustomerFile, StoreError> {
@@ -131,18 +181,21 @@ impl BotStore for FileBotStore {
                             raw: entry.message.raw.as_str().to_owned(),
                         });
                 }
+                let mut added = 0;
                 for (customer, stored) in by_customer {
                     let who = customer.clone();
-                    let ((), _) = self
+                    let (new, _) = self
                         .files
                         .update(&inbox_name(&customer), move |file: &mut CustomerFile| {
                             file.open_kfid.clone_from(&who.open_kfid);
                             file.external_userid.clone_from(&who.external_userid);
-                            for entry in stored {
-                                file.inbox.add(entry);
-                            }
+                            stored
+                                .into_iter()
+                                .filter(|e| file.inbox.add(e.clone()))
+                                .count()
                         })
                         .await?;
+                    added += new;
                     recorded.customers.push(customer);
                 }
                 let now = now_secs();
@@ -158,6 +211,8 @@ impl BotStore for FileBotStore {
                         },
                     )
                     .await?;
+                let depth = self.move_depth(&open_kfid, added, 0).await?;
+                recorded.depths.push((open_kfid, depth));
             }
             Ok(recorded)
         })
@@ -179,64 +234,64 @@ impl BotStore for FileBotStore {
         })
     }
 
-    fn journal<'a>(
+    fn claim<'a>(
         &'a self,
         customer: &'a Customer,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
+        let claim = self.claims.claim(customer, ttl);
+        Box::pin(async move { Ok(claim) })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let held = self.claims.renew(claim, ttl);
+        Box::pin(async move { Ok(held) })
+    }
+
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.claims.release(claim);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn journal<'a>(
+        &'a self,
+        claim: &'a Claim,
         reply: Journaled,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.files
-                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    file.inbox.journaled = Some(reply);
-                })
-                .await
-                .map(|_| ())
-        })
+        Box::pin(self.change(claim, move |inbox| inbox.journaled = Some(reply)))
     }
 
     fn part_sent<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let turn = turn.to_owned();
-        Box::pin(async move {
-            self.files
-                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    file.inbox.part_sent(&turn, index);
-                })
-                .await
-                .map(|_| ())
-        })
+        Box::pin(self.change(claim, move |inbox| inbox.part_sent(&turn, index)))
     }
 
     fn done<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         let (turn, keys) = (turn.to_owned(), keys.to_vec());
         Box::pin(async move {
-            self.files
-                .update(&inbox_name(customer), move |file: &mut CustomerFile| {
-                    file.inbox.done(&turn, &keys);
-                })
-                .await
-                .map(|_| ())
+            let removed = self
+                .change(claim, move |inbox| inbox.done(&turn, &keys))
+                .await?;
+            self.move_depth(&claim.customer.open_kfid, 0, removed).await
         })
     }
 
-    fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>> {
-        Box::pin(async move {
-            self.files
-                .update(&inbox_name(customer), |file: &mut CustomerFile| {
-                    file.inbox.failed()
-                })
-                .await
-                .map(|(attempts, _)| attempts)
-        })
+    fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
+        Box::pin(self.change(claim, |inbox| inbox.failed()))
     }
 
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {

@@ -1,15 +1,21 @@
 //! A bot runtime: every customer message answered once, in order per customer, customers
-//! in parallel.
+//! in parallel, on one process or several.
 //!
 //! The sync stream pulls an account and records each customer message in an inbox
-//! ([`BotStore`]) before the cursor passes it. A worker per customer with work takes
-//! everything the customer wrote so far as one [`Turn`], asks the handler for an
-//! [`Answer`], journals the reply (each part with the msgid it will be sent with) and only
-//! then sends it, part by part. After a crash the journal is resumed: the handler is not
-//! asked again, so a customer never gets two different answers to one message, and a part
-//! already sent is not sent again (a part in flight at the crash is resent with its msgid,
-//! which WeCom refuses as a duplicate rather than delivering twice — the runtime assumes
-//! so, as the simulator does; WeCom doesn't document it).
+//! ([`BotStore`]) before the cursor passes it. A worker per customer with work claims the
+//! customer ([`Claim`]: one replica at a time, fenced), takes everything the customer
+//! wrote so far as one [`Turn`], asks the account's handler for an [`Answer`], journals
+//! the reply (each part with the msgid it will be sent with) and only then sends it, part
+//! by part. After a crash the journal is resumed: the handler is not asked again, so a
+//! customer never gets two different answers to one message, and a part already sent is
+//! not sent again. A part in flight at the crash is resent with its msgid, which WeCom is
+//! assumed to refuse as a duplicate rather than deliver twice, as the simulator does
+//! (WeCom doesn't document it; see the crate's `kf-api.md` notes on `send_msg`'s msgid).
+//!
+//! On several replicas sharing a Redis store ([`RedisBotStore`](crate::redis::RedisBotStore)),
+//! each customer is worked on by the replica that claimed it; a replica that dies stops
+//! renewing its claims, and the others take its customers over once the claims expire
+//! ([`claim_ttl`](Bot::claim_ttl)), through the sweep [`start`](Bot::start) runs.
 //!
 //! ```no_run
 //! # async fn run(client: wecom_kf::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +25,7 @@
 //! let bot = Bot::new(client, MemoryCursorStore::new(), MemoryBotStore::new(), |turn: wecom_kf::reply::Turn| async move {
 //!     Ok::<_, std::io::Error>(Answer::Text(format!("您说：{}", turn.text())))
 //! });
+//! bot.start().await?; // catches up every account it has a cursor for
 //! bot.callback_token("wkKFID", "TOKEN_FROM_THE_CALLBACK");
 //! bot.pull("wkKFID").await?; // then every customer with news is answered in the background
 //! # Ok(()) }
@@ -26,19 +33,23 @@
 
 mod file_store;
 mod store;
+mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use file_store::FileBotStore;
-pub use store::{BotStore, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded, Work};
+pub use store::{
+    BotStore, Claim, ClaimLost, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded, Work,
+};
 
-use crate::reply::{Customer, Replier, ReplyError, SessionRefusal, Turn};
+use crate::reply::{Customer, Replier, Turn};
 use crate::token::StoreError;
-use crate::{CursorStore, ErrCode, OutgoingMsg, Page, SyncError, SyncStream};
+use crate::{BoxFuture, CursorStore, OutgoingMsg, Page, SyncError, SyncStream};
 
 /// What the handler decides for a turn.
 #[derive(Debug, Clone)]
@@ -59,7 +70,7 @@ pub struct InboxError(pub StoreError);
 
 impl Display for InboxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the bot's inbox failed: {}", self.0)
+        f.write_str("the bot's inbox failed")
     }
 }
 
@@ -80,15 +91,40 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-type DeadLetterHook = Arc<dyn Fn(DeadLetter) + Send + Sync>;
-type EventHook = Arc<dyn Fn(&crate::ReceivedMsg) + Send + Sync>;
-
-/// The runtime. Cheap to clone: clones share everything.
-pub struct Bot<S, H> {
-    inner: Arc<Inner<S, H>>,
+/// What [`Bot::start`] found to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// Customers with work left in the store, now being worked on.
+    pub resumed: usize,
+    /// Accounts being caught up: every one with a stored cursor, and every routed one.
+    pub accounts: Vec<String>,
 }
 
-impl<S, H> Clone for Bot<S, H> {
+/// A turn handler with its types erased, so accounts can each have their own.
+type Handler = Arc<dyn Fn(Turn) -> BoxFuture<'static, Result<Answer, String>> + Send + Sync>;
+type DeadLetterHook = Arc<dyn Fn(DeadLetter) + Send + Sync>;
+type EventHook = Arc<dyn Fn(&crate::ReceivedMsg) + Send + Sync>;
+#[cfg(feature = "callback-server")]
+type CallbackHook = Arc<dyn Fn(crate::callback::CallbackEvent) + Send + Sync>;
+
+fn handler_of<H, F, E>(handler: H) -> Handler
+where
+    H: Fn(Turn) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Answer, E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    Arc::new(move |turn| {
+        let answer = handler(turn);
+        Box::pin(async move { answer.await.map_err(|e| e.to_string()) })
+    })
+}
+
+/// The runtime. Cheap to clone: clones share everything.
+pub struct Bot<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Bot<S> {
     fn clone(&self) -> Self {
         Bot {
             inner: self.inner.clone(),
@@ -96,44 +132,47 @@ impl<S, H> Clone for Bot<S, H> {
     }
 }
 
-struct Inner<S, H> {
+struct Inner<S> {
     sync: Arc<SyncStream<S>>,
     store: Arc<dyn BotStore>,
     replier: Replier,
-    handler: H,
+    /// The handler of accounts without a route of their own.
+    handler: Handler,
+    routes: HashMap<String, Handler>,
     /// Turns running at once, across customers.
     turns: tokio::sync::Semaphore,
-    /// Customers a worker serves, and whether new work came while it ran.
+    /// Customers a worker serves here, and whether new work came while it ran.
     workers: Mutex<HashMap<Customer, bool>>,
     started_at: SystemTime,
     max_attempts: u32,
     retry_after: Duration,
+    turn_timeout: Duration,
     max_age: Duration,
+    claim_ttl: Duration,
     skip_history: bool,
     dead_letter: Option<DeadLetterHook>,
     /// What a customer entering the chat is greeted with, on the welcome code.
     welcome: Option<String>,
     on_event: Option<EventHook>,
+    #[cfg(feature = "callback-server")]
+    on_callback: Option<CallbackHook>,
+    /// Accounts a background pull runs for (outside the callback router).
+    pulling: Mutex<HashSet<String>>,
     /// Set by [`Bot::shutdown`]: no new turn starts, callbacks are answered 503.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Each change is one insert or remove: a panic can't leave the map half done.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl<S, H, F, E> Bot<S, H>
-where
-    S: CursorStore + 'static,
-    H: Fn(Turn) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Answer, E>> + Send + 'static,
-    E: Display + Send + 'static,
-{
+impl<S: CursorStore + 'static> Bot<S> {
     /// A bot over `client`'s accounts: cursors in `cursors`, the inbox and journal in
-    /// `store`, turns answered by `handler`. At most 16 turns run at once
+    /// `store`, turns answered by `handler` (for every account without a
+    /// [`route`](Self::route) of its own). At most 16 turns run at once
     /// ([`parallel_turns`](Self::parallel_turns)).
-    pub fn new(client: crate::Client, cursors: S, store: impl BotStore, handler: H) -> Self {
+    pub fn new<H, F, E>(client: crate::Client, cursors: S, store: impl BotStore, handler: H) -> Self
+    where
+        H: Fn(Turn) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Answer, E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
         Self::with_replier(
             Replier::new(client.clone()),
             client,
@@ -145,36 +184,47 @@ where
 
     /// [`new`](Self::new), sending through `replier` (its budget store, session tracker,
     /// composer and clock).
-    pub fn with_replier(
+    pub fn with_replier<H, F, E>(
         replier: Replier,
         client: crate::Client,
         cursors: S,
         store: impl BotStore,
         handler: H,
-    ) -> Self {
+    ) -> Self
+    where
+        H: Fn(Turn) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Answer, E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
         let sync = Arc::new(SyncStream::new(client, cursors).observe(replier.clone()));
         Bot {
             inner: Arc::new(Inner {
                 sync,
                 store: Arc::new(store),
                 replier,
-                handler,
+                handler: handler_of(handler),
+                routes: HashMap::new(),
                 turns: tokio::sync::Semaphore::new(16),
                 workers: Mutex::default(),
                 started_at: SystemTime::now(),
                 max_attempts: 5,
                 retry_after: Duration::from_secs(1),
+                turn_timeout: Duration::from_secs(300),
                 max_age: Duration::from_secs(48 * 3600),
+                claim_ttl: Duration::from_secs(15),
                 skip_history: true,
                 dead_letter: None,
                 welcome: None,
                 on_event: None,
-                draining: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(feature = "callback-server")]
+                on_callback: None,
+                pulling: Mutex::default(),
+                draining: AtomicBool::new(false),
             }),
         }
     }
 
-    fn configure(mut self, f: impl FnOnce(&mut Inner<S, H>)) -> Self {
+    fn configure(mut self, f: impl FnOnce(&mut Inner<S>)) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => f(inner),
             None => {
@@ -182,6 +232,20 @@ where
             }
         }
         self
+    }
+
+    /// Answers the turns of account `open_kfid` with `handler` instead of the default
+    /// one; the account is also caught up by [`start`](Self::start).
+    pub fn route<H, F, E>(self, open_kfid: impl Into<String>, handler: H) -> Self
+    where
+        H: Fn(Turn) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Answer, E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let (open_kfid, handler) = (open_kfid.into(), handler_of(handler));
+        self.configure(|inner| {
+            inner.routes.insert(open_kfid, handler);
+        })
     }
 
     /// How many turns may run at once, across customers (16 by default). A customer's
@@ -199,10 +263,23 @@ where
         })
     }
 
+    /// How long a handler may take before its turn counts as failed (5 minutes by
+    /// default): a hung LLM call can't hold its customer forever.
+    pub fn turn_timeout(self, timeout: Duration) -> Self {
+        self.configure(|inner| inner.turn_timeout = timeout)
+    }
+
     /// Messages older than this are not answered (48 hours by default: WeCom refuses
     /// replies past it anyway).
     pub fn max_age(self, age: Duration) -> Self {
         self.configure(|inner| inner.max_age = age)
+    }
+
+    /// How long a replica's claim on a customer lasts without renewal (15 s by default;
+    /// renewed every third of it while the replica works): the longest a dead replica's
+    /// customers wait before another replica takes them over.
+    pub fn claim_ttl(self, ttl: Duration) -> Self {
+        self.configure(|inner| inner.claim_ttl = ttl.max(Duration::from_millis(30)))
     }
 
     /// Whether an account's first pull (no stored cursor) skips what customers wrote
@@ -231,6 +308,17 @@ where
         self.configure(|inner| inner.on_event = Some(Arc::new(hook)))
     }
 
+    /// Called with every callback to the [`router`](Self::router) that isn't
+    /// `kf_msg_or_event` (feature `callback-server`), typed; see
+    /// [`RouterOptions::on_other_callback`](crate::callback::server::RouterOptions::on_other_callback).
+    #[cfg(feature = "callback-server")]
+    pub fn on_callback(
+        self,
+        hook: impl Fn(crate::callback::CallbackEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.configure(|inner| inner.on_callback = Some(Arc::new(hook)))
+    }
+
     /// The replier the bot sends through.
     pub fn replier(&self) -> &Replier {
         &self.inner.replier
@@ -247,8 +335,28 @@ where
         self.inner.sync.callback_token(open_kfid, token);
     }
 
-    /// Resumes every customer the store has work for: after a restart, answers that were
-    /// journaled are finished and waiting messages answered, without a callback.
+    /// Gets going after a (re)start: resumes every customer the store has work for
+    /// (journaled answers finished, waiting messages answered), catches up every account
+    /// with a stored cursor and every routed one in the background without waiting for a
+    /// callback, and starts the sweep that, every half [`claim_ttl`](Self::claim_ttl),
+    /// takes over customers whose replica died. Call it once.
+    pub async fn start(&self) -> Result<Started, StoreError> {
+        let resumed = self.resume().await.map_err(|e| e.0)?;
+        let mut accounts = self.inner.sync.store().accounts().await?;
+        for open_kfid in self.inner.routes.keys() {
+            if !accounts.contains(open_kfid) {
+                accounts.push(open_kfid.clone());
+            }
+        }
+        for open_kfid in &accounts {
+            self.pull_in_background(open_kfid.clone());
+        }
+        tokio::spawn(sweep(Arc::downgrade(&self.inner)));
+        Ok(Started { resumed, accounts })
+    }
+
+    /// Wakes every customer the store has work for; how many. [`start`](Self::start) does
+    /// this and more.
     pub async fn resume(&self) -> Result<usize, InboxError> {
         let customers = self
             .inner
@@ -265,16 +373,26 @@ where
     /// The router for WeCom's callback URL (feature `callback-server`): every account the
     /// callbacks name is pulled in the background into the inbox, with the callback
     /// router's limits, replay protection and recovery (see
-    /// [`server::router`](crate::callback::server::router)). While the bot drains
+    /// [`server::router`](crate::callback::server::router)); other callbacks go to
+    /// [`on_callback`](Self::on_callback). While the bot drains
     /// ([`shutdown`](Self::shutdown)) it answers 503, so WeCom retries elsewhere or later.
     #[cfg(feature = "callback-server")]
     pub fn router(&self, crypto: crate::callback::CallbackCrypto) -> axum::Router {
+        use crate::callback::server;
         let bot = self.clone();
-        let router =
-            crate::callback::server::router(crypto, self.inner.sync.clone(), move |page: Page| {
+        let mut options = server::RouterOptions::default();
+        if let Some(hook) = self.inner.on_callback.clone() {
+            options = options.on_other_callback(move |event| hook(event));
+        }
+        let router = server::router_with(
+            crypto,
+            self.inner.sync.clone(),
+            move |page: Page| {
                 let bot = bot.clone();
                 async move { bot.record(page).await }
-            });
+            },
+            options,
+        );
         let bot = self.clone();
         router.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
@@ -293,22 +411,18 @@ where
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_draining(&self) -> bool {
-        self.inner
-            .draining
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Stops taking work (no new turn starts; callbacks answer 503) and waits up to
     /// `deadline` for the turns in progress to finish. What is left stays in the store,
-    /// journaled or pending, for the next start's [`resume`](Self::resume). Returns how
-    /// many customers still had work.
+    /// journaled or pending, for the next start. Returns how many customers still had
+    /// work here.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.inner
-            .draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.draining.store(true, Ordering::SeqCst);
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            let busy = lock(&self.inner.workers).len();
+            let busy = crate::lock(&self.inner.workers).len();
             if busy == 0 || tokio::time::Instant::now() >= until {
                 return busy;
             }
@@ -328,6 +442,27 @@ where
             })
             .await
             .map(|_| ())
+    }
+
+    /// [`pull`](Self::pull) in a task of its own, once at a time per account, with a few
+    /// tries on failure; for catching up outside the callback router.
+    fn pull_in_background(&self, open_kfid: String) {
+        if !crate::lock(&self.inner.pulling).insert(open_kfid.clone()) {
+            return;
+        }
+        let bot = self.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=3u32 {
+                match bot.pull(&open_kfid).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(error = %crate::error_chain(&error), open_kfid, attempt, "catching up failed");
+                        tokio::time::sleep(worker::backoff(Duration::from_secs(1), attempt)).await;
+                    }
+                }
+            }
+            crate::lock(&bot.inner.pulling).remove(&open_kfid);
+        });
     }
 
     async fn record(&self, page: Page) -> Result<(), StoreError> {
@@ -367,6 +502,9 @@ where
             .increment(recorded.added as u64);
         metrics::counter!("wecom_kf_duplicates_skipped_total", "account" => page.open_kfid.clone())
             .increment(recorded.duplicates as u64);
+        for (open_kfid, depth) in recorded.depths {
+            inbox_depth(open_kfid, depth);
+        }
         for customer in recorded.customers {
             self.wake(customer);
         }
@@ -396,8 +534,11 @@ where
 
     /// Starts a worker for `customer`, or tells the running one there is more.
     fn wake(&self, customer: Customer) {
+        if self.is_draining() {
+            return;
+        }
         {
-            let mut workers = lock(&self.inner.workers);
+            let mut workers = crate::lock(&self.inner.workers);
             if let Some(again) = workers.get_mut(&customer) {
                 *again = true;
                 return;
@@ -407,244 +548,42 @@ where
         let bot = self.clone();
         tokio::spawn(async move { bot.work(customer).await });
     }
+}
 
-    /// One customer's worker: turn after turn until the inbox is empty.
-    async fn work(self, customer: Customer) {
-        let mut failures_in_a_row = 0u32;
-        loop {
-            if self.is_draining() {
-                lock(&self.inner.workers).remove(&customer);
-                return;
-            }
-            let span = tracing::info_span!(
-                "wecom_kf.turn",
-                account = %customer.open_kfid,
-                customer = %crate::observe::customer_hash(&customer.open_kfid, &customer.external_userid),
-                outcome = tracing::field::Empty,
-            );
-            let turn = tracing::Instrument::instrument(self.turn(&customer), span.clone());
-            match turn.await {
-                Ok(true) => failures_in_a_row = 0,
-                Ok(false) => {
-                    let mut workers = lock(&self.inner.workers);
-                    match workers.get_mut(&customer) {
-                        Some(again) if *again => *again = false,
-                        _ => {
-                            workers.remove(&customer);
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    span.record("outcome", "failed");
-                    failures_in_a_row = failures_in_a_row.saturating_add(1);
-                    let wait = backoff(self.inner.retry_after, failures_in_a_row);
-                    tracing::warn!(%error, open_kfid = %customer.open_kfid, attempt = failures_in_a_row, "a turn failed; trying again");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    /// Does the next piece of the customer's work; `false` when there is none.
-    async fn turn(&self, customer: &Customer) -> Result<bool, String> {
-        let store = &self.inner.store;
-        let work = store.work(customer).await.map_err(|e| e.to_string())?;
-        // The budget learns the window from the inbox too: after a restart a budget kept in
-        // memory knows only what it is shown again (observing twice changes nothing).
-        for entry in &work.pending {
-            self.inner
-                .replier
-                .reply_budget()
-                .observe(&entry.message)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if let Some(journaled) = work.journaled {
-            self.deliver(customer, &journaled).await?;
-            outcome("resumed");
-            return Ok(true);
-        }
-        if work.pending.is_empty() {
-            return Ok(false);
-        }
-        let keys: Vec<String> = work.pending.iter().map(|e| e.key.clone()).collect();
-        let turn_id = keys.first().cloned().unwrap_or_default();
-        let view = self.inner.replier.session_tracker().view(customer);
-        if let Some(refusal) = SessionRefusal::for_state(&view) {
-            // A human has the customer (or the session is queued or over): stay quiet.
-            tracing::info!(open_kfid = %customer.open_kfid, reason = %refusal, "not answering");
-            store
-                .done(customer, &turn_id, &keys)
-                .await
-                .map_err(|e| e.to_string())?;
-            outcome("quiet");
-            return Ok(true);
-        }
-        let messages: Vec<_> = work.pending.into_iter().map(|e| e.message).collect();
-        let answer = {
-            let _running = self
-                .inner
-                .turns
-                .acquire()
-                .await
-                .map_err(|e| e.to_string())?;
-            let turn = Turn {
-                customer: customer.clone(),
-                messages: messages.clone(),
-            };
-            (self.inner.handler)(turn).await
+/// Every half claim TTL, wakes each customer with work that no worker here serves: those
+/// another replica holds stay theirs (the claim fails), those of a replica that died are
+/// taken over once its claims expired. Ends with the bot.
+async fn sweep<S: CursorStore + 'static>(inner: Weak<Inner<S>>) {
+    loop {
+        let Some(every) = inner.upgrade().map(|i| i.claim_ttl / 2) else {
+            return;
         };
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(error) => {
-                let attempts = store.failed(customer).await.map_err(|e| e.to_string())?;
-                if attempts < self.inner.max_attempts {
-                    return Err(format!("the handler failed (attempt {attempts}): {error}"));
-                }
-                tracing::error!(%error, open_kfid = %customer.open_kfid, attempts, "giving a turn up");
-                if let Some(hook) = &self.inner.dead_letter {
-                    hook(DeadLetter {
-                        customer: customer.clone(),
-                        messages,
-                        error: error.to_string(),
-                    });
-                }
-                store
-                    .done(customer, &turn_id, &keys)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                metrics::counter!("wecom_kf_dead_letters_total", "account" => customer.open_kfid.clone())
-                    .increment(1);
-                outcome("dead_letter");
-                return Ok(true);
-            }
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
         };
-        let parts = self.plan(customer, answer).await?;
-        let journaled = Journaled {
-            parts: parts
-                .into_iter()
-                .enumerate()
-                .map(|(index, message)| PlannedPart {
-                    msgid: reply_msgid(&customer.open_kfid, &turn_id, index),
-                    message,
-                    sent: false,
-                })
-                .collect(),
-            turn: turn_id,
-            covers: keys,
-        };
-        store
-            .journal(customer, journaled.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let answered = journaled.covers.len() as u64;
-        self.deliver(customer, &journaled).await?;
-        metrics::counter!("wecom_kf_messages_answered_total", "account" => customer.open_kfid.clone())
-            .increment(answered);
-        outcome("answered");
-        Ok(true)
-    }
-
-    /// The messages an answer becomes, fitted to the budget left.
-    async fn plan(&self, customer: &Customer, answer: Answer) -> Result<Vec<OutgoingMsg>, String> {
-        match answer {
-            Answer::Silence => Ok(Vec::new()),
-            Answer::Messages(messages) => Ok(messages),
-            Answer::Text(text) => {
-                let left = match self.inner.replier.reply_budget().allowance(customer).await {
-                    Ok(allowance) => allowance.left,
-                    Err(error) => return Err(error.to_string()),
-                };
-                let plan = self.inner.replier.composer_of().compose(&text);
-                let parts = match plan.fit(left) {
-                    Ok(parts) => parts,
-                    Err(over) if left > 0 => {
-                        let shortened = over.shorten();
-                        tracing::warn!(open_kfid = %customer.open_kfid, dropped = shortened.dropped.len(), "an answer was shortened to the replies left");
-                        shortened.parts
-                    }
-                    Err(_) => Vec::new(),
-                };
-                Ok(parts
-                    .into_iter()
-                    .map(|p| crate::Text::new(p).into())
-                    .collect())
-            }
+        let bot = Bot { inner };
+        if bot.is_draining() {
+            return;
         }
-    }
-
-    /// Sends what is left of a journaled reply, marking each part as it goes, then closes it.
-    async fn deliver(&self, customer: &Customer, journaled: &Journaled) -> Result<(), String> {
-        let store = &self.inner.store;
-        for (index, part) in journaled.parts.iter().enumerate() {
-            if part.sent {
-                continue;
-            }
-            let sent = self
-                .inner
-                .replier
-                .send_with_id(customer, &part.msgid, part.message.clone())
-                .await;
-            match sent {
-                Ok(_) => {}
-                // A resend of a part that was in flight at a crash: WeCom has it.
-                Err(ReplyError::Send { error, .. })
-                    if error.code() == Some(ErrCode::DuplicateMsgid) =>
-                {
-                    tracing::info!(msgid = %part.msgid, "a resent part was already there");
+        match bot.inner.store.customers_with_work().await {
+            Ok(customers) => {
+                for customer in customers {
+                    bot.wake(customer);
                 }
-                // Nothing more can go out for this turn: the rest is dropped, logged.
-                Err(error @ (ReplyError::Session(_) | ReplyError::Budget(_))) => {
-                    if matches!(error, ReplyError::Budget(_)) {
-                        metrics::counter!("wecom_kf_budget_refusals_total", "account" => customer.open_kfid.clone())
-                            .increment(1);
-                    }
-                    tracing::warn!(%error, open_kfid = %customer.open_kfid, "the rest of a reply can't be sent");
-                    break;
-                }
-                Err(error) => return Err(error.to_string()),
             }
-            store
-                .part_sent(customer, &journaled.turn, index)
-                .await
-                .map_err(|e| e.to_string())?;
+            Err(error) => tracing::warn!(%error, "could not look for customers to take over"),
         }
-        store
-            .done(customer, &journaled.turn, &journaled.covers)
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 
-/// Names how the current turn ended, on its span.
-fn outcome(outcome: &'static str) {
-    tracing::Span::current().record("outcome", outcome);
+/// Reports an account's inbox depth: messages recorded and not yet answered.
+fn inbox_depth(open_kfid: String, depth: u64) {
+    metrics::gauge!("wecom_kf_inbox_depth", "account" => open_kfid).set(depth as f64);
 }
 
 fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-}
-
-fn backoff(first: Duration, attempt: u32) -> Duration {
-    first
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(Duration::from_secs(60))
-}
-
-/// The msgid of part `index` of the reply to turn `turn`: the same after a restart, unique
-/// per account, 32 characters of `[0-9a-f]`, never a customer's msgid.
-fn reply_msgid(open_kfid: &str, turn: &str, index: usize) -> String {
-    use sha1::Digest as _;
-    let digest = sha1::Sha1::new()
-        .chain_update(b"reply\0")
-        .chain_update(open_kfid.as_bytes())
-        .chain_update([0])
-        .chain_update(turn.as_bytes())
-        .chain_update([0])
-        .chain_update(index.to_le_bytes())
-        .finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,8 +1,16 @@
 //! What the bot runtime keeps between the cursor and the sends: the inbox of customer
-//! messages not yet answered, and the journal of replies decided but not all sent.
+//! messages not yet answered, the journal of replies decided but not all sent, and who
+//! works on each customer.
+//!
+//! Work on a customer is done under a [`Claim`]: one holder at a time, across every
+//! replica that shares the store, with a fencing token that grows with every claim. A
+//! store refuses a change made with a claim that is no longer the customer's current one
+//! ([`ClaimLost`]), so a replica that stalled past its claim's expiry can't journal a
+//! second answer after another replica took the customer over.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +61,8 @@ pub struct Recorded {
     pub added: usize,
     /// Messages seen before, left out.
     pub duplicates: usize,
+    /// Each account's inbox depth after the recording: messages waiting for an answer.
+    pub depths: Vec<(String, u64)>,
 }
 
 /// A customer's work: a reply to finish sending, or messages to answer.
@@ -67,45 +77,109 @@ pub struct Work {
     pub attempts: u32,
 }
 
-/// The inbox and the journal, per customer. A store must keep each call's effect whole:
-/// after a crash, a call happened or it didn't.
+impl Work {
+    /// Whether there is anything to do.
+    pub fn has_any(&self) -> bool {
+        self.journaled.is_some() || !self.pending.is_empty()
+    }
+}
+
+/// The right to work on one customer, until it expires or is released. `fence` is larger
+/// for every claim of the customer than for any before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Whose work.
+    pub customer: Customer,
+    /// The fencing token: the store refuses changes made with an older one.
+    pub fence: u64,
+}
+
+/// A change refused because it was made under a claim that expired or was taken over:
+/// the customer is someone else's now, and this holder stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimLost {
+    /// The claim that no longer holds.
+    pub fence: u64,
+}
+
+impl std::fmt::Display for ClaimLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the claim on this customer (fence {}) expired or was taken over",
+            self.fence
+        )
+    }
+}
+
+impl std::error::Error for ClaimLost {}
+
+impl ClaimLost {
+    /// Whether `error` (from a store) is a lost claim.
+    pub fn is(error: &(dyn std::error::Error + 'static)) -> bool {
+        error.downcast_ref::<ClaimLost>().is_some()
+    }
+}
+
+/// The inbox, the journal and the claims, per customer. A store must keep each call's
+/// effect whole: after a crash, a call happened or it didn't. Changes to a customer's
+/// work take the [`Claim`] they are made under and fail with [`ClaimLost`] once it is not
+/// the customer's current claim (checked and changed at once in a shared store).
 pub trait BotStore: Send + Sync + 'static {
     /// Adds the messages not seen before (by account and key) to their customers' inboxes.
     /// Seen keys are remembered even after their messages are done, so a page handed over
-    /// again adds nothing.
+    /// again adds nothing. Needs no claim: recording only adds.
     fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>>;
 
     /// The customer's work.
     fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>>;
 
+    /// Claims the customer for `ttl`; `None` while someone else holds a claim.
+    fn claim<'a>(
+        &'a self,
+        customer: &'a Customer,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>>;
+
+    /// Extends `claim` to `ttl` from now; `false` when it no longer holds.
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Lets go of `claim`, if it still holds.
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Journals a reply before any of it is sent.
     fn journal<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         reply: Journaled,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Marks part `index` of the journaled reply `turn` sent.
     fn part_sent<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Ends work on `keys`: their messages leave the inbox, and the journaled reply of
-    /// `turn` (if any) is closed.
+    /// `turn` (if any) is closed. Returns the account's inbox depth after it.
     fn done<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
     /// Counts a failed attempt at the customer's pending messages; returns the count.
-    fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>>;
+    fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>>;
 
-    /// Every customer with work: what a restarted runtime resumes.
+    /// Every customer with work: what a restarted runtime resumes, and what a replica
+    /// looks through for customers whose holder died.
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>>;
 }
 
@@ -140,11 +214,13 @@ impl Keyed for Entry {
 }
 
 impl<E: Keyed> Inbox<E> {
-    /// Adds `entry` unless one with its key is pending.
-    pub(crate) fn add(&mut self, entry: E) {
-        if !self.pending.iter().any(|p| p.key() == entry.key()) {
+    /// Adds `entry` unless one with its key is pending; whether it was added.
+    pub(crate) fn add(&mut self, entry: E) -> bool {
+        let new = !self.pending.iter().any(|p| p.key() == entry.key());
+        if new {
             self.pending.push(entry);
         }
+        new
     }
 
     /// Marks part `index` of the reply to `turn` sent.
@@ -155,13 +231,15 @@ impl<E: Keyed> Inbox<E> {
         }
     }
 
-    /// Ends work on `keys` and closes the reply to `turn`.
-    pub(crate) fn done(&mut self, turn: &str, keys: &[String]) {
+    /// Ends work on `keys` and closes the reply to `turn`; how many messages left.
+    pub(crate) fn done(&mut self, turn: &str, keys: &[String]) -> usize {
+        let before = self.pending.len();
         self.pending.retain(|e| !keys.iter().any(|k| k == e.key()));
         if self.journaled.as_ref().is_some_and(|j| j.turn == turn) {
             self.journaled = None;
         }
         self.attempts = 0;
+        before - self.pending.len()
     }
 
     /// Counts a failed attempt; the count.
@@ -175,11 +253,89 @@ impl<E: Keyed> Inbox<E> {
     }
 }
 
+/// Claims for a store that one process uses: kept in its memory, with their expiry.
+#[derive(Debug, Default)]
+pub(crate) struct LocalClaims {
+    held: Mutex<LocalClaimState>,
+}
+
+#[derive(Debug, Default)]
+struct LocalClaimState {
+    by_customer: HashMap<Customer, (u64, Instant)>,
+    last_fence: u64,
+}
+
+impl LocalClaims {
+    fn with<T>(&self, f: impl FnOnce(&mut LocalClaimState) -> T) -> T {
+        f(&mut crate::lock(&self.held))
+    }
+
+    pub(crate) fn claim(&self, customer: &Customer, ttl: Duration) -> Option<Claim> {
+        let now = Instant::now();
+        self.with(|state| {
+            if let Some((_, until)) = state.by_customer.get(customer)
+                && *until > now
+            {
+                return None;
+            }
+            state.last_fence = state.last_fence.saturating_add(1);
+            let fence = state.last_fence;
+            state
+                .by_customer
+                .insert(customer.clone(), (fence, now + ttl));
+            Some(Claim {
+                customer: customer.clone(),
+                fence,
+            })
+        })
+    }
+
+    pub(crate) fn renew(&self, claim: &Claim, ttl: Duration) -> bool {
+        let now = Instant::now();
+        self.with(|state| match state.by_customer.get_mut(&claim.customer) {
+            Some((fence, until)) if *fence == claim.fence && *until > now => {
+                *until = now + ttl;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub(crate) fn release(&self, claim: &Claim) {
+        self.with(|state| {
+            if state
+                .by_customer
+                .get(&claim.customer)
+                .is_some_and(|(fence, _)| *fence == claim.fence)
+            {
+                state.by_customer.remove(&claim.customer);
+            }
+        });
+    }
+
+    /// `Ok` while `claim` is its customer's current, unexpired claim.
+    pub(crate) fn check(&self, claim: &Claim) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let holds = self.with(|state| {
+            state
+                .by_customer
+                .get(&claim.customer)
+                .is_some_and(|(fence, until)| *fence == claim.fence && *until > now)
+        });
+        if holds {
+            Ok(())
+        } else {
+            Err(Box::new(ClaimLost { fence: claim.fence }))
+        }
+    }
+}
+
 /// The inbox and journal in this process's memory: for tests and for bots that may lose
 /// their in-flight work on a restart.
 #[derive(Default)]
 pub struct MemoryBotStore {
     state: Mutex<MemoryState>,
+    claims: LocalClaims,
 }
 
 #[derive(Default)]
@@ -187,6 +343,17 @@ struct MemoryState {
     inboxes: BTreeMap<(String, String), Inbox<Entry>>,
     /// Keys seen per account.
     seen: HashMap<String, HashSet<String>>,
+}
+
+impl MemoryState {
+    fn depth(&self, open_kfid: &str) -> u64 {
+        let from = (open_kfid.to_owned(), String::new());
+        self.inboxes
+            .range(from..)
+            .take_while(|((kf, _), _)| kf == open_kfid)
+            .map(|(_, inbox)| inbox.pending.len() as u64)
+            .sum()
+    }
 }
 
 impl std::fmt::Debug for MemoryBotStore {
@@ -204,8 +371,25 @@ impl MemoryBotStore {
     fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
         // Every change below is one insert or remove on the maps: a panic can't leave it
         // half done.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut state)
+        f(&mut crate::lock(&self.state))
+    }
+
+    /// Changes `claim`'s customer's inbox, while the claim holds.
+    fn change<T>(
+        &self,
+        claim: &Claim,
+        f: impl FnOnce(&mut MemoryState, &mut Inbox<Entry>) -> T,
+    ) -> Result<T, StoreError> {
+        self.claims.check(claim)?;
+        Ok(self.with(|state| {
+            let mut inbox = state
+                .inboxes
+                .remove(&slot(&claim.customer))
+                .unwrap_or_default();
+            let out = f(state, &mut inbox);
+            state.inboxes.insert(slot(&claim.customer), inbox);
+            out
+        }))
     }
 }
 
@@ -233,6 +417,19 @@ impl BotStore for MemoryBotStore {
                 let inbox = state.inboxes.entry(slot(&entry.customer)).or_default();
                 inbox.add(entry);
             }
+            let mut accounts: Vec<String> = recorded
+                .customers
+                .iter()
+                .map(|c| c.open_kfid.clone())
+                .collect();
+            accounts.dedup();
+            recorded.depths = accounts
+                .into_iter()
+                .map(|kf| {
+                    let depth = state.depth(&kf);
+                    (kf, depth)
+                })
+                .collect();
             recorded
         });
         Box::pin(async move { Ok(recorded) })
@@ -250,48 +447,64 @@ impl BotStore for MemoryBotStore {
         Box::pin(async move { Ok(work) })
     }
 
-    fn journal<'a>(
+    fn claim<'a>(
         &'a self,
         customer: &'a Customer,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
+        let claim = self.claims.claim(customer, ttl);
+        Box::pin(async move { Ok(claim) })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let held = self.claims.renew(claim, ttl);
+        Box::pin(async move { Ok(held) })
+    }
+
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.claims.release(claim);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn journal<'a>(
+        &'a self,
+        claim: &'a Claim,
         reply: Journaled,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.with(|state| {
-            state.inboxes.entry(slot(customer)).or_default().journaled = Some(reply);
-        });
-        Box::pin(async { Ok(()) })
+        let changed = self.change(claim, |_, inbox| inbox.journaled = Some(reply));
+        Box::pin(async move { changed })
     }
 
     fn part_sent<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.with(|state| {
-            if let Some(inbox) = state.inboxes.get_mut(&slot(customer)) {
-                inbox.part_sent(turn, index);
-            }
-        });
-        Box::pin(async { Ok(()) })
+        let changed = self.change(claim, |_, inbox| inbox.part_sent(turn, index));
+        Box::pin(async move { changed })
     }
 
     fn done<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.with(|state| {
-            if let Some(inbox) = state.inboxes.get_mut(&slot(customer)) {
-                inbox.done(turn, keys);
-            }
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let changed = self.change(claim, |_, inbox| {
+            inbox.done(turn, keys);
         });
-        Box::pin(async { Ok(()) })
+        let depth = changed.map(|()| self.with(|state| state.depth(&claim.customer.open_kfid)));
+        Box::pin(async move { depth })
     }
 
-    fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>> {
-        let attempts = self.with(|state| state.inboxes.entry(slot(customer)).or_default().failed());
-        Box::pin(async move { Ok(attempts) })
+    fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
+        let attempts = self.change(claim, |_, inbox| inbox.failed());
+        Box::pin(async move { attempts })
     }
 
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
@@ -317,34 +530,54 @@ impl<T: BotStore> BotStore for std::sync::Arc<T> {
         self.as_ref().work(customer)
     }
 
-    fn journal<'a>(
+    fn claim<'a>(
         &'a self,
         customer: &'a Customer,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
+        self.as_ref().claim(customer, ttl)
+    }
+
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.as_ref().renew(claim, ttl)
+    }
+
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.as_ref().release(claim)
+    }
+
+    fn journal<'a>(
+        &'a self,
+        claim: &'a Claim,
         reply: Journaled,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.as_ref().journal(customer, reply)
+        self.as_ref().journal(claim, reply)
     }
 
     fn part_sent<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.as_ref().part_sent(customer, turn, index)
+        self.as_ref().part_sent(claim, turn, index)
     }
 
     fn done<'a>(
         &'a self,
-        customer: &'a Customer,
+        claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.as_ref().done(customer, turn, keys)
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.as_ref().done(claim, turn, keys)
     }
 
-    fn failed<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<u32, StoreError>> {
-        self.as_ref().failed(customer)
+    fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
+        self.as_ref().failed(claim)
     }
 
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {

@@ -48,6 +48,10 @@ struct Plain {
     event: Option<String>,
     #[serde(rename = "Token")]
     token: Option<String>,
+    #[serde(rename = "AuthAddOpenKfId", default)]
+    auth_added: Vec<String>,
+    #[serde(rename = "AuthDelOpenKfId", default)]
+    auth_removed: Vec<String>,
     #[serde(rename = "OpenKfId")]
     open_kfid: Option<String>,
 }
@@ -64,6 +68,19 @@ pub struct KfMsgOrEvent {
     pub open_kfid: String,
 }
 
+/// "Your component app may now serve these accounts, and no longer those."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KfAccountAuthChange {
+    /// The component's id.
+    pub to_user_name: String,
+    /// Unix seconds; 0 when the callback had none.
+    pub create_time: u64,
+    /// `open_kfid`s newly authorized (`AuthAddOpenKfId`).
+    pub added: Vec<String>,
+    /// `open_kfid`s no longer authorized (`AuthDelOpenKfId`).
+    pub removed: Vec<String>,
+}
+
 /// A decrypted callback. Events other than `kf_msg_or_event` are kept with their XML,
 /// minus the text of any `Token` element (an incomplete `kf_msg_or_event` still carries
 /// its `sync_msg` token, which must not end up in `Debug` or logs).
@@ -71,6 +88,8 @@ pub struct KfMsgOrEvent {
 #[non_exhaustive]
 pub enum CallbackEvent {
     KfMsgOrEvent(KfMsgOrEvent),
+    /// A 微信客服组件 (component) app was given accounts or lost them (doc 97712).
+    KfAccountAuthChange(KfAccountAuthChange),
     /// Any other event (`kf_account_auth_change`, …), as received but for `Token`s,
     /// whose text reads `[redacted]`.
     Other {
@@ -101,6 +120,14 @@ impl CallbackEvent {
                     create_time,
                     token: Secret::new(token),
                     open_kfid,
+                }))
+            }
+            (Some("kf_account_auth_change"), _, _, time) => {
+                Ok(CallbackEvent::KfAccountAuthChange(KfAccountAuthChange {
+                    to_user_name: plain.to_user_name.unwrap_or_default(),
+                    create_time: time.and_then(Result::ok).unwrap_or(0),
+                    added: plain.auth_added,
+                    removed: plain.auth_removed,
                 }))
             }
             _ => Ok(CallbackEvent::Other {

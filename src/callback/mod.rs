@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
 
-pub use event::{CallbackEvent, KfMsgOrEvent};
+pub use event::{CallbackEvent, KfAccountAuthChange, KfMsgOrEvent};
 
 use crypto::Keys;
 

@@ -42,6 +42,8 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -71,12 +73,53 @@ struct Signed {
     echostr: Option<String>,
 }
 
+/// What the router hands every callback that isn't `kf_msg_or_event` to.
+type OtherCallbackHook = Arc<dyn Fn(CallbackEvent) + Send + Sync>;
+
+/// How a [`router_with`] reads and hands over callbacks: its [`Limits`], and a hook for
+/// the callbacks that aren't `kf_msg_or_event` (a component app's
+/// [`KfAccountAuthChange`](super::KfAccountAuthChange), events this crate doesn't know),
+/// which are otherwise logged at `debug` and answered 200.
+#[derive(Clone, Default)]
+pub struct RouterOptions {
+    limits: Limits,
+    on_other_callback: Option<OtherCallbackHook>,
+}
+
+impl std::fmt::Debug for RouterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterOptions")
+            .field("limits", &self.limits)
+            .field("on_other_callback", &self.on_other_callback.is_some())
+            .finish()
+    }
+}
+
+impl RouterOptions {
+    /// Reads callback bodies within `limits` ([`Limits::default`] otherwise).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Hands every callback that isn't `kf_msg_or_event` to `hook`, typed, after it was
+    /// answered. A hook that panics is logged; the router goes on.
+    pub fn on_other_callback(
+        mut self,
+        hook: impl Fn(CallbackEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_other_callback = Some(Arc::new(hook));
+        self
+    }
+}
+
 /// Shared by the routes: the crypto, the stream, the handler and who is pulling.
 struct Callbacks<S, H> {
     crypto: CallbackCrypto,
     sync: Arc<SyncStream<S>>,
     handler: H,
     limits: Limits,
+    on_other_callback: Option<OtherCallbackHook>,
     refusals: RefusalLog,
     /// Accounts a background task is pulling.
     pulling: Mutex<HashSet<String>>,
@@ -112,11 +155,33 @@ where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + Send + 'static,
 {
+    router_with(
+        crypto,
+        sync,
+        handler,
+        RouterOptions::default().limits(limits),
+    )
+}
+
+/// [`router`] with `options`: its limits and the hook for other callbacks.
+pub fn router_with<S, H, F, E>(
+    crypto: CallbackCrypto,
+    sync: Arc<SyncStream<S>>,
+    handler: H,
+    options: RouterOptions,
+) -> axum::Router
+where
+    S: CursorStore + 'static,
+    H: Fn(Page) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
     let state = Arc::new(Callbacks {
         crypto,
         sync,
         handler,
-        limits,
+        limits: options.limits,
+        on_other_callback: options.on_other_callback,
         refusals: RefusalLog::new(),
         pulling: Mutex::default(),
     });
@@ -176,11 +241,18 @@ where
             pull_in_background(state, event.open_kfid);
             StatusCode::OK.into_response()
         }
-        Ok(CallbackEvent::Other { event, .. }) => {
-            tracing::debug!(
-                event = event.as_deref().unwrap_or(""),
-                "ignored a callback event"
-            );
+        Ok(other) => {
+            match &state.on_other_callback {
+                Some(hook) => {
+                    let hook = hook.clone();
+                    let handed =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(other)));
+                    if handed.is_err() {
+                        tracing::error!("the hook for other callbacks panicked");
+                    }
+                }
+                None => tracing::debug!(?other, "ignored a callback event"),
+            }
             StatusCode::OK.into_response()
         }
         // A copy of a callback already taken (a retry of one whose answer WeCom missed, or
@@ -285,11 +357,6 @@ impl<S, H> Drop for PullingEntry<S, H> {
             lock(&state.pulling).remove(&open_kfid);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding it; if something did, the set is still whole.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A failed run's error with the error it wraps, for the log.

@@ -73,7 +73,35 @@ fn encode_checkpoint(checkpoint: &Checkpoint) -> Result<String, StoreError> {
     Ok(serde_json::to_string(checkpoint)?)
 }
 
+impl RedisCursorStore {
+    /// The set of accounts with a checkpoint (one key for all, outside any account's slot).
+    fn accounts_key(&self) -> String {
+        format!("{}cursor-accounts", self.redis.prefix)
+    }
+
+    async fn list_account(&self, open_kfid: &str) -> Result<(), StoreError> {
+        let () = self
+            .redis
+            .connection()
+            .sadd(self.accounts_key(), open_kfid)
+            .await?;
+        Ok(())
+    }
+}
+
 impl CursorStore for RedisCursorStore {
+    fn accounts<'a>(&'a self) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let mut accounts: Vec<String> = self
+                .redis
+                .connection()
+                .smembers(self.accounts_key())
+                .await?;
+            accounts.sort();
+            Ok(accounts)
+        })
+    }
+
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(async move {
             let stored: Option<String> = self
@@ -94,6 +122,7 @@ impl CursorStore for RedisCursorStore {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            self.list_account(open_kfid).await?;
             let () = self
                 .redis
                 .connection()
@@ -113,6 +142,7 @@ impl CursorStore for RedisCursorStore {
         lease: &'a SyncLease,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            self.list_account(open_kfid).await?;
             let saved: i64 = SET_IF_HELD
                 .key(self.redis.key("sync-lock", open_kfid))
                 .key(self.redis.key("cursor", open_kfid))

@@ -19,11 +19,13 @@
 //! until it expires), `token-lock:{…}` (who is fetching it), `token-fail:{…}` (a failed
 //! fetch, while no process should fetch again), `cursor:{<open_kfid>}` (the
 //! checkpoint), `callback-token:{<open_kfid>}` (the newest callback token, for what is left
-//! of its 10 minutes) and `sync-lock:{<open_kfid>}` (who syncs the account). The braces are
+//! of its 10 minutes) and `sync-lock:{<open_kfid>}` (who syncs the account); the bot runtime's keys are listed in
+//! [`RedisBotStore`]'s module. The braces are
 //! hash tags: the keys one script touches share a Redis Cluster slot. The corp secret is never written (a
 //! hash of it is part of a key), and the access token is stored sealed with a key derived
 //! from the secret: reading Redis gives no usable credential.
 
+mod bot_store;
 mod budget_store;
 mod cursor_store;
 mod lock;
@@ -35,6 +37,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
+pub use bot_store::RedisBotStore;
 pub use budget_store::RedisBudgetStore;
 pub use cursor_store::RedisCursorStore;
 pub use lock::RedisSyncLock;
@@ -80,6 +83,12 @@ impl Redis {
     /// Shares the reply budget: every replica reserves from the same windows.
     pub fn budget_store(&self) -> RedisBudgetStore {
         RedisBudgetStore::new(self.clone())
+    }
+
+    /// Shares the bot runtime's inbox, reply journal and per-customer claims: replicas
+    /// split the customers between them, one replica per customer at a time.
+    pub fn bot_store(&self) -> RedisBotStore {
+        RedisBotStore::new(self.clone())
     }
 
     /// Lets one process at a time sync an account; a lock lives 15 s unless renewed.

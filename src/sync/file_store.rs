@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Checkpoint, CursorStore};
-use crate::BoxFuture;
+use super::{CallbackToken, Checkpoint, CursorStore, SharedCallbacks};
 use crate::token::StoreError;
+use crate::{BoxFuture, Secret};
 
 /// A temp file older than this, found while holding the account's lock, was left by a
 /// writer that died: removed. Younger ones are left alone, in case a writer that doesn't
@@ -395,7 +395,41 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The callbacks of one account as [`FileCursorStore`] keeps them, beside its checkpoint:
+/// the newest token survives a restart (for what is left of its 10 minutes).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CallbacksFile {
+    generation: u64,
+    /// The newest token and when it was issued (unix ms).
+    newest: Option<(String, u64)>,
+}
+
+/// Names of the callback documents start with this; checkpoints are named by the
+/// `open_kfid` alone, which never holds `\u{1}`.
+const CALLBACKS: &str = "callbacks\u{1}";
+
+fn unix_ms(time: std::time::SystemTime) -> u64 {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl CursorStore for FileCursorStore {
+    fn accounts<'a>(&'a self) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let mut accounts: Vec<String> = self
+                .files
+                .names("")
+                .await?
+                .into_iter()
+                .filter(|name| !name.contains('\u{1}'))
+                .collect();
+            accounts.sort();
+            Ok(accounts)
+        })
+    }
+
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(self.files.load(open_kfid))
     }
@@ -406,5 +440,75 @@ impl CursorStore for FileCursorStore {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.files.save(open_kfid, checkpoint))
+    }
+
+    fn publish_callback<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        token: &'a CallbackToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let issued = unix_ms(token.issued_at);
+        let text = token.token.expose().to_owned();
+        Box::pin(async move {
+            self.files
+                .update(
+                    &format!("{CALLBACKS}{open_kfid}"),
+                    move |file: &mut CallbacksFile| {
+                        file.generation = file.generation.saturating_add(1);
+                        if file.newest.as_ref().is_none_or(|(_, at)| *at <= issued) {
+                            file.newest = Some((text, issued));
+                        }
+                    },
+                )
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn shared_callbacks<'a>(
+        &'a self,
+        open_kfid: &'a str,
+    ) -> BoxFuture<'a, Result<SharedCallbacks, StoreError>> {
+        Box::pin(async move {
+            let file: CallbacksFile = self.files.load(&format!("{CALLBACKS}{open_kfid}")).await?;
+            let now = std::time::SystemTime::now();
+            let newest = file.newest.and_then(|(token, issued)| {
+                let issued_at = std::time::UNIX_EPOCH.checked_add(Duration::from_millis(issued))?;
+                let token = CallbackToken {
+                    token: Secret::new(token),
+                    issued_at,
+                };
+                token.remaining(now).map(|_| token)
+            });
+            Ok(SharedCallbacks {
+                newest,
+                generation: file.generation,
+            })
+        })
+    }
+
+    fn forget_callback_token<'a>(
+        &'a self,
+        open_kfid: &'a str,
+        stale: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let stale = stale.expose().to_owned();
+        Box::pin(async move {
+            self.files
+                .update(
+                    &format!("{CALLBACKS}{open_kfid}"),
+                    move |file: &mut CallbacksFile| {
+                        if file
+                            .newest
+                            .as_ref()
+                            .is_some_and(|(token, _)| *token == stale)
+                        {
+                            file.newest = None;
+                        }
+                    },
+                )
+                .await
+                .map(|_| ())
+        })
     }
 }

@@ -636,14 +636,13 @@ impl<S: CursorStore> SyncStream<S> {
         self.publish_callbacks(&session.account, open_kfid)
             .await
             .map_err(SyncError::Store)?;
-        let shared = match session.hold {
-            Some(_) => self
-                .store
-                .shared_callbacks(open_kfid)
-                .await
-                .map_err(SyncError::Store)?,
-            None => SharedCallbacks::default(),
-        };
+        // Read without a lock too: a store of one process keeps the newest token across
+        // restarts.
+        let shared = self
+            .store
+            .shared_callbacks(open_kfid)
+            .await
+            .map_err(SyncError::Store)?;
         let (local_generation, local) = session
             .account
             .callbacks(|c| (c.generation, c.newest.clone()));

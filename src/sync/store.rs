@@ -65,6 +65,10 @@ pub struct SharedCallbacks {
 /// Keeps each account's [`Checkpoint`], keyed by `open_kfid`. A save must be atomic: after
 /// a crash, `load` returns either the old checkpoint or the new one.
 pub trait CursorStore: Send + Sync {
+    /// Every account a checkpoint was saved for: what a restarted bot catches up on
+    /// without waiting for a callback.
+    fn accounts<'a>(&'a self) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>>;
 
     fn save<'a>(
@@ -143,6 +147,12 @@ impl MemoryCursorStore {
 }
 
 impl CursorStore for MemoryCursorStore {
+    fn accounts<'a>(&'a self) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let mut accounts: Vec<String> = self.with(|map| map.keys().cloned().collect());
+        accounts.sort();
+        Box::pin(async move { Ok(accounts) })
+    }
+
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         let checkpoint = self.with(|map| map.get(open_kfid).cloned().unwrap_or_default());
         Box::pin(async move { Ok(checkpoint) })
