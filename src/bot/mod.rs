@@ -175,19 +175,19 @@ impl<S: CursorStore + 'static> Bot<S> {
     {
         Self::with_replier(
             Replier::new(client.clone()),
-            client,
-            cursors,
+            SyncStream::new(client, cursors),
             store,
             handler,
         )
     }
 
     /// [`new`](Self::new), sending through `replier` (its budget store, session tracker,
-    /// composer and clock).
+    /// composer and clock) and pulling with `sync` (set up with a shared
+    /// [`SyncLock`](crate::SyncLock) on several replicas, a page limit, …), which the bot
+    /// has observed by the replier.
     pub fn with_replier<H, F, E>(
         replier: Replier,
-        client: crate::Client,
-        cursors: S,
+        sync: SyncStream<S>,
         store: impl BotStore,
         handler: H,
     ) -> Self
@@ -196,7 +196,7 @@ impl<S: CursorStore + 'static> Bot<S> {
         F: Future<Output = Result<Answer, E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        let sync = Arc::new(SyncStream::new(client, cursors).observe(replier.clone()));
+        let sync = Arc::new(sync.observe(replier.clone()));
         Bot {
             inner: Arc::new(Inner {
                 sync,

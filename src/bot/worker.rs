@@ -347,7 +347,7 @@ impl<S: CursorStore + 'static> Bot<S> {
                         metrics::counter!("wecom_kf_budget_refusals_total", "account" => customer.open_kfid.clone())
                             .increment(1);
                     }
-                    tracing::warn!(%error, open_kfid = %customer.open_kfid, "the rest of a reply can't be sent");
+                    tracing::warn!(%error, open_kfid = %customer.open_kfid, covers = %journaled.covers.join(","), "the rest of a reply can't be sent");
                     break;
                 }
                 Err(error) => return Err(Stop::Failed(error.to_string())),

@@ -56,13 +56,14 @@ impl RedisBudgetStore {
     }
 }
 
-/// `<opened_at>:<sent>:<held>:<digest>,<digest>…` (digests in hex).
+/// `<opened_at>:<sent at>,<sent at>…:<held>:<digest>,<digest>…` (digests in hex).
 fn encode(window: &Window) -> String {
     let digests: Vec<String> = window.opened_by.iter().map(|d| format!("{d:x}")).collect();
+    let sent: Vec<String> = window.sent_at.iter().map(u64::to_string).collect();
     format!(
         "{}:{}:{}:{}",
         window.opened_at,
-        window.sent,
+        sent.join(","),
         window.held,
         digests.join(",")
     )
@@ -70,9 +71,16 @@ fn encode(window: &Window) -> String {
 
 fn decode(text: &str) -> Option<Window> {
     let mut parts = text.split(':');
+    let opened_at = parts.next()?.parse().ok()?;
+    let sent_at = parts
+        .next()?
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
     let mut window = Window {
-        opened_at: parts.next()?.parse().ok()?,
-        sent: parts.next()?.parse().ok()?,
+        opened_at,
+        sent_at,
         held: parts.next()?.parse().ok()?,
         opened_by: Vec::new(),
     };

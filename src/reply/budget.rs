@@ -118,14 +118,22 @@ pub struct Window {
     /// whole seconds, so a newer message in the same second is told from a page handed
     /// over again by its msgid.
     pub opened_by: Vec<u64>,
-    /// Replies sent (or that may have arrived) since that message.
-    pub sent: u32,
+    /// When each reply counted against this window was sent (or may have arrived), in
+    /// unix seconds. A newer customer message keeps those sent in or after its second:
+    /// WeCom counts a reply against the latest message *it* had when the reply came, which
+    /// may be one this process had not pulled yet.
+    pub sent_at: Vec<u64>,
     /// Replies reserved and not yet sent. They carry over when the customer writes again:
     /// they will be sent after the new message, so they count against the new window.
     pub held: u32,
 }
 
 impl Window {
+    /// Replies counted against the window.
+    pub fn sent(&self) -> u32 {
+        u32::try_from(self.sent_at.len()).unwrap_or(u32::MAX)
+    }
+
     /// What the window allows at `now` (unix seconds).
     pub fn allowance(&self, now: u64) -> Allowance {
         let closes = self.opened_at.saturating_add(REPLY_WINDOW.as_secs());
@@ -135,7 +143,7 @@ impl Window {
                 closes_at: None,
             };
         }
-        let used = self.sent.saturating_add(self.held);
+        let used = self.sent().saturating_add(self.held);
         Allowance {
             left: REPLIES_PER_MESSAGE.saturating_sub(used),
             closes_at: UNIX_EPOCH.checked_add(Duration::from_secs(closes)),
@@ -151,8 +159,8 @@ pub enum Change {
     CustomerWrote { at: u64, digest: u64 },
     /// Take `n` replies for sending, if that many are left at this unix second.
     Reserve { n: u32, now: u64 },
-    /// A reserved reply was sent, or may have arrived: it counts.
-    Sent,
+    /// A reserved reply was sent, or may have arrived, by unix second `at`: it counts.
+    Sent { at: u64 },
     /// A reserved reply surely did not leave: it is given back.
     NotSent,
     /// WeCom said no reply is left (95001, or a `msg_send_fail` for the count) in the
@@ -178,7 +186,9 @@ impl Window {
                         self.opened_by.remove(0);
                     }
                     self.opened_by.push(digest);
-                    self.sent = 0;
+                    // Replies sent in the message's second may have come after it: they
+                    // stay counted (seconds are all `send_time` has).
+                    self.sent_at.retain(|sent| *sent >= at);
                 }
                 true
             }
@@ -189,9 +199,9 @@ impl Window {
                 }
                 granted
             }
-            Change::Sent => {
+            Change::Sent { at } => {
                 self.held = self.held.saturating_sub(1);
-                self.sent = self.sent.saturating_add(1);
+                self.sent_at.push(at);
                 true
             }
             Change::NotSent => {
@@ -201,7 +211,9 @@ impl Window {
             // Only for the window that was open then: a newer message reset it.
             Change::Exhausted { since } => {
                 if self.opened_at <= since {
-                    self.sent = REPLIES_PER_MESSAGE;
+                    let missing = REPLIES_PER_MESSAGE.saturating_sub(self.sent());
+                    self.sent_at
+                        .extend(std::iter::repeat_n(since, missing as usize));
                 }
                 true
             }
@@ -398,6 +410,7 @@ impl ReplyBudget {
         }
         Ok(Permit {
             store: self.store.clone(),
+            clock: self.clock.clone(),
             customer: customer.clone(),
             opened_at: window.opened_at,
             left: n,
@@ -410,6 +423,7 @@ impl ReplyBudget {
 #[must_use = "a permit does nothing until replies are sent through it"]
 pub struct Permit {
     store: Arc<dyn BudgetStore>,
+    clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     customer: Customer,
     /// The window the reservation was made in: WeCom's refusals correct only that one.
     opened_at: u64,
@@ -464,10 +478,12 @@ impl Permit {
         }
         self.left -= 1;
         let outcome = call.into_future().await;
+        // Stamped when the answer came: the latest WeCom could have counted it.
+        let at = unix_secs((self.clock)());
         let change = match &outcome {
-            Ok(_) => Change::Sent,
+            Ok(_) => Change::Sent { at },
             Err(error) if error.delivery() == Delivery::NotSent => Change::NotSent,
-            Err(_) => Change::Sent,
+            Err(_) => Change::Sent { at },
         };
         self.record(change).await;
         if let Err(error) = &outcome {
