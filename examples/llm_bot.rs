@@ -82,9 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             client = client.base_url(base_url);
         }
         let bot = bot!(client.build()?);
+        // Every account with a cursor is caught up at start, without waiting for a callback;
+        // the ones listed are too, on a first run.
+        bot.start().await?;
         let accounts = env("WECOM_OPEN_KFIDS").unwrap_or_default();
         for account in accounts.split(',').filter(|a| !a.is_empty()) {
-            // Caught up at start, without waiting for a callback.
             bot.pull(account).await?;
         }
         let app = axum::Router::new().nest(

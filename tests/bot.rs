@@ -548,3 +548,101 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
     assert!(store.customers_with_work().await.unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_catches_up_every_stored_account_and_each_account_has_its_handler() {
+    let config = wecom_kf::sim::SimConfig {
+        open_kfids: vec!["wkSHOP".into(), "wkSUPPORT".into()],
+        ..wecom_kf::sim::SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    // A bot ran before: it left a checkpoint for the shop, and the support account has a
+    // handler of its own.
+    let cursors = MemoryCursorStore::new();
+    wecom_kf::CursorStore::save(&cursors, "wkSHOP", &wecom_kf::Checkpoint::default())
+        .await
+        .expect("save");
+    sim.customer_says("wkSHOP", "wmALICE", "营业吗")
+        .expect("customer writes");
+    sim.customer_says("wkSUPPORT", "wmBOB", "坏了")
+        .expect("customer writes");
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        cursors,
+        MemoryBotStore::new(),
+        |turn: Turn| async move { Ok::<_, String>(Answer::Text(format!("店：{}", turn.text()))) },
+    )
+    .route("wkSUPPORT", |turn: Turn| async move {
+        Ok::<_, String>(Answer::Text(format!("售后：{}", turn.text())))
+    })
+    .skip_history(false);
+    // No callback came since the restart, and nobody pulls: start catches both up.
+    let started = bot.start().await.expect("start");
+    assert_eq!(started.accounts, ["wkSHOP", "wkSUPPORT"]);
+    until("both answered", || sim.sent().len() == 2).await;
+    assert_eq!(texts_to(&sim, "wmALICE"), ["店：营业吗"]);
+    assert_eq!(texts_to(&sim, "wmBOB"), ["售后：坏了"]);
+}
+
+#[cfg(feature = "callback-server")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_that_are_not_kf_reach_their_hook_typed_and_a_panicking_hook_harms_nothing() {
+    use wecom_kf::callback::CallbackEvent;
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let llm = Arc::new(Llm::default());
+    let bot = bot(&sim, MemoryBotStore::new(), llm, Duration::ZERO).on_callback({
+        let seen = seen.clone();
+        move |event| {
+            let panics = matches!(&event, CallbackEvent::Other { .. });
+            seen.lock().unwrap().push(event);
+            assert!(!panics, "a hook with a bug");
+        }
+    });
+    let crypto = common::callbacks::crypto(&sim);
+    let app = bot.router(crypto.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let corp = crypto.receive_id().to_owned();
+    let auth_change = format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>1700000000</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_account_auth_change]]></Event>\
+         <AuthAddOpenKfId><![CDATA[wkNEW1]]></AuthAddOpenKfId>\
+         <AuthAddOpenKfId><![CDATA[wkNEW2]]></AuthAddOpenKfId>\
+         <AuthDelOpenKfId><![CDATA[wkOLD]]></AuthDelOpenKfId></xml>"
+    );
+    let unknown = format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>1700000000</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[something_new]]></Event></xml>"
+    );
+    for xml in [&auth_change, &unknown] {
+        let status = common::callbacks::post_sealed(&http, &crypto, addr, xml).await;
+        assert_eq!(status, 200, "answered, whatever the hook does");
+    }
+    // The router still works after the hook panicked.
+    let said = sim
+        .customer_says(&kf, "wmALICE", "你好")
+        .expect("customer writes");
+    common::callbacks::post_callback(&http, &crypto, addr, &kf, &said.callback_token).await;
+    until("the answer", || sim.sent().len() == 1).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let CallbackEvent::KfAccountAuthChange(change) = &seen[0] else {
+        panic!("typed: {:?}", seen[0]);
+    };
+    assert_eq!(change.added, ["wkNEW1", "wkNEW2"]);
+    assert_eq!(change.removed, ["wkOLD"]);
+    assert_eq!(change.create_time, 1_700_000_000);
+    assert!(
+        matches!(&seen[1], CallbackEvent::Other { event: Some(e), .. } if e == "something_new"),
+        "{:?}",
+        seen[1]
+    );
+}

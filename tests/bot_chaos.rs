@@ -282,7 +282,7 @@ async fn three_replicas_killed_twenty_times_answer_every_message_once() {
             kills.push(Instant::now());
             replicas[victim] = spawn(&mut started);
         }
-        if written.len() % 20 == 0 {
+        if written.len().is_multiple_of(20) {
             watch(&mut answered_at, &mut seen_sends);
         }
     }

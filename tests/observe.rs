@@ -70,7 +70,7 @@ impl<S: tracing::Subscriber> Layer<S> for Spans {
 struct Metrics(Arc<Mutex<HashMap<String, Arc<Cell>>>>);
 
 #[derive(Default)]
-struct Cell(AtomicU64);
+struct Cell(AtomicU64, Mutex<Vec<f64>>);
 
 impl CounterFn for Cell {
     fn increment(&self, value: u64) {
@@ -81,10 +81,13 @@ impl CounterFn for Cell {
     }
 }
 
+/// A gauge keeps every value it was set to.
 impl GaugeFn for Cell {
     fn increment(&self, _: f64) {}
     fn decrement(&self, _: f64) {}
-    fn set(&self, _: f64) {}
+    fn set(&self, value: f64) {
+        self.1.lock().unwrap().push(value);
+    }
 }
 
 impl HistogramFn for Cell {
@@ -112,6 +115,18 @@ impl Metrics {
             .filter(|(series, _)| series.starts_with(&format!("{name}{{")) && series.contains(with))
             .map(|(_, cell)| cell.0.load(Ordering::SeqCst))
             .sum()
+    }
+}
+
+impl Metrics {
+    /// Every value the gauge `name` with labels including `with` was set to, in order.
+    fn gauge(&self, name: &str, with: &str) -> Vec<f64> {
+        let cells = self.0.lock().unwrap();
+        cells
+            .iter()
+            .filter(|(series, _)| series.starts_with(&format!("{name}{{")) && series.contains(with))
+            .flat_map(|(_, cell)| cell.1.lock().unwrap().clone())
+            .collect()
     }
 }
 
@@ -247,4 +262,7 @@ async fn spans_and_counters_describe_the_pipeline_without_content_or_secrets() {
         metrics.total("wecom_kf_sync_lag_seconds", &kf) >= 1,
         "a lag sample per message"
     );
+    let depth = metrics.gauge("wecom_kf_inbox_depth", &kf);
+    assert_eq!(depth.first(), Some(&1.0), "the message waits: {depth:?}");
+    assert_eq!(depth.last(), Some(&0.0), "then it is answered: {depth:?}");
 }

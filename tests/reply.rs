@@ -96,7 +96,10 @@ async fn three_quick_messages_share_one_budget_and_a_sixth_reply_is_refused_loca
     );
     assert_eq!(sim.sent().len(), 5, "the sixth never left");
 
-    // The customer writes again: a fresh window.
+    // The customer writes again, a second later: a fresh window. (Within the second of
+    // the replies, the budget can't tell whether they came before the message, and
+    // keeps them counted: see `replies_sent_after_a_message_not_yet_pulled_…`.)
+    sim.advance(Duration::from_secs(1));
     sim.customer_says(&kf, "wmALICE", "thanks")
         .expect("customer writes");
     pull(&sync, &kf).await;
@@ -414,10 +417,16 @@ async fn a_page_handed_over_again_does_not_reopen_the_window() {
     let before = budget.allowance(&alice).await.unwrap().left;
     assert_eq!(before, 2);
     // The same message again (a page handed over after a crash) changes nothing; a new one
-    // in the same second opens a new window.
+    // in the same second opens a new window, which keeps the replies of that second (they
+    // may have come after it); one from a later second, after them, opens a fresh one.
     budget.observe(&says("m1")).await.unwrap();
     assert_eq!(budget.allowance(&alice).await.unwrap().left, before);
     budget.observe(&says("m2")).await.unwrap();
+    assert_eq!(budget.allowance(&alice).await.unwrap().left, before);
+    let later = item(
+        json!({"msgid": "m3", "open_kfid": "wk1", "external_userid": "wmALICE", "send_time": now + 2, "origin": 3, "msgtype": "text", "text": {"content": "hi"}}),
+    );
+    budget.observe(&later).await.unwrap();
     assert_eq!(budget.allowance(&alice).await.unwrap().left, 5);
 }
 
@@ -641,6 +650,9 @@ async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
         let customer = Customer::new(&kf, who.as_str());
         match rng.below(100) {
             0..40 => {
+                // A second after the last reply: within it, the budget counts a reply
+                // whose order with the message it can't know (the conservative side).
+                sim.advance(Duration::from_secs(1));
                 sim.customer_says(&kf, who, &format!("step {step}"))
                     .expect("customer writes");
             }
@@ -827,4 +839,25 @@ fn events_in_real_captures_name_their_customer() {
         events >= 10 && inputs >= 5,
         "{events} events, {inputs} customer messages"
     );
+}
+
+/// WeCom counts a reply against the latest customer message it had when the reply came.
+/// A reply sent after a message this process hadn't pulled yet counts against that
+/// message's window: learning of the message later must not hand those replies out again
+/// (the bot chaos test met 95001s this way).
+#[test]
+fn replies_sent_after_a_message_not_yet_pulled_count_against_its_window() {
+    use wecom_kf::reply::{Change, Window};
+    let mut window = Window::default();
+    window.apply(Change::CustomerWrote { at: 100, digest: 1 });
+    assert!(window.apply(Change::Reserve { n: 3, now: 101 }));
+    for _ in 0..3 {
+        window.apply(Change::Sent { at: 103 });
+    }
+    // The customer wrote again at 102, before those three went out; pulled only now.
+    window.apply(Change::CustomerWrote { at: 102, digest: 2 });
+    assert_eq!(window.allowance(104).left, 2, "the three count against it");
+    // A message after them opens a window of its own.
+    window.apply(Change::CustomerWrote { at: 104, digest: 3 });
+    assert_eq!(window.allowance(104).left, 5);
 }

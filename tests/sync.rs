@@ -883,3 +883,47 @@ async fn crash_and_restart_twenty_times_loses_nothing() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The newest callback token outlives the process with the file store: a restarted bot's
+/// first pull uses it (here the simulator answers 45009 to any pull without a token).
+#[cfg(feature = "sim")]
+#[tokio::test]
+async fn a_restarted_stream_pulls_with_the_callback_token_the_file_store_kept() {
+    use wecom_kf::sim::{SimConfig, Simulator};
+    let config = SimConfig {
+        untokened_sync_per_minute: 0,
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let dir = std::env::temp_dir().join(format!("wecom-kf-callback-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let client = sim.client_builder().build().expect("client");
+    let said = sim
+        .customer_says(&kf, "wmALICE", "一")
+        .expect("customer writes");
+    {
+        let first = SyncStream::new(client.clone(), FileCursorStore::new(&dir).expect("store"));
+        first.callback_token(&kf, said.callback_token);
+        let summary = first.run(&kf, |_page| async { Ok::<_, String>(()) }).await;
+        assert_eq!(summary.expect("pulled with the token").messages, 1);
+    }
+    // The process restarts; the callback of the next message was lost with it.
+    sim.customer_says(&kf, "wmALICE", "二")
+        .expect("customer writes");
+    let restarted = SyncStream::new(client.clone(), FileCursorStore::new(&dir).expect("store"));
+    let pulled = restarted
+        .run(&kf, |_page| async { Ok::<_, String>(()) })
+        .await
+        .expect("pulled with the kept token, not refused 45009");
+    assert_eq!(pulled.messages, 1);
+    // In memory only, the same restart has no token to pull with.
+    let forgetful = SyncStream::new(client, MemoryCursorStore::new());
+    let refused = forgetful
+        .run(&kf, |_page| async { Ok::<_, String>(()) })
+        .await;
+    assert!(refused.is_err(), "no token: 45009");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -91,6 +91,17 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+/// Why [`Bot::start`] couldn't look for its work; nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The bot store couldn't list the customers with work.
+    #[error("the bot's inbox could not be read")]
+    Inbox(#[source] StoreError),
+    /// The cursor store couldn't list its accounts.
+    #[error("the cursor store could not list its accounts")]
+    Cursors(#[source] StoreError),
+}
+
 /// What [`Bot::start`] found to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Started {
@@ -340,9 +351,15 @@ impl<S: CursorStore + 'static> Bot<S> {
     /// with a stored cursor and every routed one in the background without waiting for a
     /// callback, and starts the sweep that, every half [`claim_ttl`](Self::claim_ttl),
     /// takes over customers whose replica died. Call it once.
-    pub async fn start(&self) -> Result<Started, StoreError> {
-        let resumed = self.resume().await.map_err(|e| e.0)?;
-        let mut accounts = self.inner.sync.store().accounts().await?;
+    pub async fn start(&self) -> Result<Started, StartError> {
+        let resumed = self.resume().await.map_err(|e| StartError::Inbox(e.0))?;
+        let mut accounts = self
+            .inner
+            .sync
+            .store()
+            .accounts()
+            .await
+            .map_err(StartError::Cursors)?;
         for open_kfid in self.inner.routes.keys() {
             if !accounts.contains(open_kfid) {
                 accounts.push(open_kfid.clone());

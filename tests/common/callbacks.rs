@@ -38,22 +38,31 @@ pub async fn try_post_callback(
     kf: &str,
     token: &str,
 ) -> u16 {
-    static NONCE: AtomicUsize = AtomicUsize::new(1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = unix_now();
     let xml = format!(
         "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{now}</CreateTime>\
          <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
          <Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{kf}]]></OpenKfId></xml>",
         crypto.receive_id()
     );
+    post_sealed(http, crypto, at, &xml).await
+}
+
+/// Posts the callback `xml` to a replica, sealed, signed and stamped now as WeCom does;
+/// the HTTP status, 0 when nothing answered.
+pub async fn post_sealed(
+    http: &reqwest::Client,
+    crypto: &CallbackCrypto,
+    at: SocketAddr,
+    xml: &str,
+) -> u16 {
+    static NONCE: AtomicUsize = AtomicUsize::new(1);
+    let now = unix_now();
     let (timestamp, nonce) = (
         now.to_string(),
         NONCE.fetch_add(1, Ordering::SeqCst).to_string(),
     );
-    let sealed = crypto.seal(&xml, &timestamp, &nonce).expect("seal");
+    let sealed = crypto.seal(xml, &timestamp, &nonce).expect("seal");
     let answer = http
         .post(format!(
             "http://{at}/?msg_signature={}&timestamp={timestamp}&nonce={nonce}",
@@ -63,4 +72,11 @@ pub async fn try_post_callback(
         .send()
         .await;
     answer.map_or(0, |answer| answer.status().as_u16())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
