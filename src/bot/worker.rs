@@ -179,13 +179,21 @@ impl<S: CursorStore + 'static> Bot<S> {
                 .await
                 .map_err(|e| Stop::Failed(e.to_string()))?;
         }
+        if work.journaled.is_none() && work.pending.is_empty() {
+            return Ok(false);
+        }
+        // A turn, its sends included, runs under one of the `parallel_turns` permits: they
+        // bound the calls to WeCom as well as the handlers.
+        let _running = self
+            .inner
+            .turns
+            .acquire()
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         if let Some(journaled) = work.journaled {
             self.deliver(claim, keeper, &journaled).await?;
             outcome("resumed");
             return Ok(true);
-        }
-        if work.pending.is_empty() {
-            return Ok(false);
         }
         let keys: Vec<String> = work.pending.iter().map(|e| e.key.clone()).collect();
         let turn_id = keys.first().cloned().unwrap_or_default();
@@ -252,8 +260,8 @@ impl<S: CursorStore + 'static> Bot<S> {
         Ok(true)
     }
 
-    /// The account's handler's answer to `messages`, within the turn timeout and the
-    /// limit of turns running at once; `Err` inside when the handler failed.
+    /// The account's handler's answer to `messages`, within the turn timeout; `Err`
+    /// inside when the handler failed.
     async fn ask(
         &self,
         customer: &Customer,
@@ -265,12 +273,6 @@ impl<S: CursorStore + 'static> Bot<S> {
             .get(&customer.open_kfid)
             .unwrap_or(&self.inner.handler)
             .clone();
-        let _running = self
-            .inner
-            .turns
-            .acquire()
-            .await
-            .map_err(|e| Stop::Failed(e.to_string()))?;
         let turn = Turn {
             customer: customer.clone(),
             messages,

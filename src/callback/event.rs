@@ -219,9 +219,10 @@ mod tests {
         let auth = "<xml><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_account_auth_change]]></Event>\
                     <AuthAddOpenKfId><![CDATA[wk1]]></AuthAddOpenKfId><AuthAddOpenKfId><![CDATA[wk2]]></AuthAddOpenKfId></xml>";
         match CallbackEvent::parse(auth.into()) {
-            Ok(CallbackEvent::Other { event, xml, .. }) => {
-                assert_eq!(event.as_deref(), Some("kf_account_auth_change"));
-                assert_eq!(xml, auth);
+            Ok(CallbackEvent::KfAccountAuthChange(change)) => {
+                assert_eq!(change.added, ["wk1", "wk2"]);
+                assert!(change.removed.is_empty());
+                assert_eq!(change.create_time, 0, "none in the callback");
             }
             other => panic!("{other:?}"),
         }

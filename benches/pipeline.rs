@@ -1,0 +1,492 @@
+//! The bot pipeline against the simulator on loopback, each figure beside its floor from
+//! the same run:
+//!
+//! - latency: a callback arriving at the router → the handler called with the message,
+//!   against one raw `sync_msg` round trip (what any bot must spend between the two);
+//! - throughput: 1,000 accounts × 10 customers, one message each, through the runtime
+//!   with a handler that answers at once (one `send_msg` per message), against raw
+//!   reqwest making the same `sync_msg` and `send_msg` calls with the same concurrency;
+//! - memory: live heap per idle account (a cursor, a callback token, its sync state) and
+//!   per customer in flight (recorded, its worker waiting on the handler), counted by a
+//!   counting allocator.
+//!
+//! ```text
+//! cargo bench --bench pipeline --features sim,callback-server
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
+use wecom_kf::callback::CallbackCrypto;
+use wecom_kf::reply::Turn;
+use wecom_kf::sim::{SimConfig, Simulator};
+use wecom_kf::{Checkpoint, CursorStore, MemoryCursorStore};
+
+/// Live heap bytes, for the memory figures.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is `System::alloc`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as for `alloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: as for `alloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const TOKEN: &str = "PIPELINE";
+const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A raw client's access token for `sim`.
+async fn raw_token(http: &reqwest::Client, sim: &Simulator) -> String {
+    let url = format!(
+        "{}gettoken?corpid={}&corpsecret={}",
+        sim.base_url(),
+        sim.corp_id(),
+        sim.secret()
+    );
+    let bytes = http
+        .get(url)
+        .send()
+        .await
+        .expect("gettoken")
+        .bytes()
+        .await
+        .expect("body");
+    let answer: Value = serde_json::from_slice(&bytes).expect("json");
+    answer["access_token"].as_str().expect("a token").to_owned()
+}
+
+async fn raw_call(
+    http: &reqwest::Client,
+    sim: &Simulator,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> Value {
+    let bytes = http
+        .post(format!("{}{path}?access_token={token}", sim.base_url()))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).expect("encode"))
+        .send()
+        .await
+        .expect("call")
+        .bytes()
+        .await
+        .expect("body");
+    let answer: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(answer["errcode"], 0, "{path}: {answer}");
+    answer
+}
+
+async fn latency(samples: usize) {
+    // The bot serves the first account; the floor pulls the second, which the bot never
+    // hears of.
+    let config = SimConfig {
+        open_kfids: vec!["wkBOT".into(), "wkFLOOR".into()],
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let crypto = CallbackCrypto::new(TOKEN, AES_KEY, sim.corp_id()).expect("crypto");
+    let called = Arc::new(tokio::sync::Notify::new());
+    let handler_at = Arc::new(Mutex::new(Instant::now()));
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+        MemoryBotStore::new(),
+        {
+            let (called, handler_at) = (called.clone(), handler_at.clone());
+            move |_turn: Turn| {
+                *handler_at.lock().expect("stamp") = Instant::now();
+                called.notify_one();
+                async { Ok::<_, String>(Answer::Silence) }
+            }
+        },
+    )
+    .skip_history(false);
+    let arrived_at = Arc::new(Mutex::new(Instant::now()));
+    let app = bot.router(crypto.clone()).layer(axum::middleware::from_fn({
+        let arrived_at = arrived_at.clone();
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            *arrived_at.lock().expect("stamp") = Instant::now();
+            next.run(request)
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let token = raw_token(&http, &sim).await;
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    let mut cursor: Option<String> = None;
+    for i in 0..samples + 20 {
+        // Ours: the callback reaches the router, the runtime pulls, records, and calls
+        // the handler.
+        let said = sim
+            .customer_says(&kf, &format!("wmL{i}"), "在吗")
+            .expect("customer writes");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let xml = format!(
+            "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{now}</CreateTime>\
+             <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>\
+             <Token><![CDATA[{}]]></Token><OpenKfId><![CDATA[{kf}]]></OpenKfId></xml>",
+            sim.corp_id(),
+            said.callback_token
+        );
+        let (timestamp, nonce) = (now.to_string(), format!("n{i}"));
+        let sealed = crypto.seal(&xml, &timestamp, &nonce).expect("seal");
+        let handled = called.notified();
+        let status = http
+            .post(format!(
+                "http://{addr}/?msg_signature={}&timestamp={timestamp}&nonce={nonce}",
+                sealed.msg_signature
+            ))
+            .body(sealed.body)
+            .send()
+            .await
+            .expect("callback")
+            .status();
+        assert_eq!(status, 200);
+        handled.await;
+        let took = handler_at
+            .lock()
+            .expect("stamp")
+            .saturating_duration_since(*arrived_at.lock().expect("stamp"));
+        // The floor: the one `sync_msg` a bot can't do without, raw, for a message of its
+        // own on the second account.
+        let said = sim
+            .customer_says("wkFLOOR", &format!("wmF{i}"), "在吗")
+            .expect("customer writes");
+        let mut body = json!({"open_kfid": "wkFLOOR", "token": said.callback_token, "limit": 1000});
+        if let Some(cursor) = &cursor {
+            body["cursor"] = json!(cursor);
+        }
+        let start = Instant::now();
+        let page = raw_call(&http, &sim, "kf/sync_msg", &token, &body).await;
+        let raw = start.elapsed();
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if i >= 20 {
+            ours.push(took);
+            floor.push(raw);
+        }
+    }
+    ours.sort();
+    floor.sort();
+    let (p50, p99) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
+    let (f50, f99) = (percentile(&floor, 0.5), percentile(&floor, 0.99));
+    println!("### Callback → handler ({samples} messages, one at a time)\n");
+    println!("| | p50 | p99 |\n|---|---:|---:|");
+    println!(
+        "| raw `sync_msg` round trip (floor) | {} | {} |",
+        ms(f50),
+        ms(f99)
+    );
+    println!(
+        "| callback arrives → handler called (ours) | {} | {} |",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "| ours / floor | {:.2}× | {:.2}× |\n",
+        p50.as_secs_f64() / f50.as_secs_f64(),
+        p99.as_secs_f64() / f99.as_secs_f64()
+    );
+}
+
+const ACCOUNTS: usize = 1000;
+const CUSTOMERS: usize = 10;
+/// Turns (and so sends) at once in the runtime, sends at once in the floor.
+const IN_FLIGHT: usize = 64;
+
+/// A simulator with `ACCOUNTS` accounts whose `CUSTOMERS` customers each wrote once.
+async fn busy_simulator() -> (Simulator, Vec<String>) {
+    let accounts: Vec<String> = (0..ACCOUNTS).map(|a| format!("wkT{a:04}")).collect();
+    let config = SimConfig {
+        open_kfids: accounts.clone(),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator");
+    for kf in &accounts {
+        for c in 0..CUSTOMERS {
+            sim.customer_says(kf, &format!("wmT{c}"), "hi")
+                .expect("writes");
+        }
+    }
+    (sim, accounts)
+}
+
+/// Messages the runtime answered, from its own `wecom_kf_messages_answered_total` counter:
+/// polling the simulator's log of sends would copy it each time and slow both sides.
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+struct Answered;
+
+impl metrics::CounterFn for Answered {
+    fn increment(&self, value: u64) {
+        ANSWERED.fetch_add(value, Ordering::SeqCst);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+/// Hands the runtime's counters to [`Answered`] (only the one it counts).
+struct Recorder;
+
+impl metrics::Recorder for Recorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        if key.name() == "wecom_kf_messages_answered_total" {
+            metrics::Counter::from_arc(Arc::new(Answered))
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// Waits for `n` more answers than `since`, a reading of [`ANSWERED`].
+async fn wait_for_answers(since: u64, n: u64) {
+    while ANSWERED.load(Ordering::SeqCst) < since + n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn throughput() {
+    let total = ACCOUNTS * CUSTOMERS;
+    // The floor: per account a `sync_msg`, then a `send_msg` per message, all accounts
+    // at once and each account's sends at once, as the runtime does.
+    let (sim, accounts) = busy_simulator().await;
+    let http = reqwest::Client::new();
+    let token = raw_token(&http, &sim).await;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    // As many sends at once as the runtime's turns.
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    for kf in accounts {
+        let (http, sim, token, slots) = (http.clone(), sim.clone(), token.clone(), slots.clone());
+        tasks.spawn(async move {
+            let page = raw_call(&http, &sim, "kf/sync_msg", &token, &json!({"open_kfid": kf, "limit": 1000})).await;
+            let mut sends = tokio::task::JoinSet::new();
+            for item in page["msg_list"].as_array().cloned().unwrap_or_default() {
+                let (http, sim, token, kf) = (http.clone(), sim.clone(), token.clone(), kf.clone());
+                let slots = slots.clone();
+                sends.spawn(async move {
+                    let _slot = slots.acquire().await;
+                    let body = json!({"touser": item["external_userid"], "open_kfid": kf, "msgtype": "text", "text": {"content": "ok"}});
+                    raw_call(&http, &sim, "kf/send_msg", &token, &body).await;
+                });
+            }
+            sends.join_all().await;
+        });
+    }
+    tasks.join_all().await;
+    let floor = start.elapsed();
+    assert_eq!(sim.sent().len(), total);
+
+    let (sim, accounts) = busy_simulator().await;
+    let client = sim.client_builder().build().expect("client");
+    // Both sides start with a token.
+    client.access_token().await.expect("token");
+    let bot = Bot::new(
+        client,
+        MemoryCursorStore::new(),
+        MemoryBotStore::new(),
+        |_turn: Turn| async { Ok::<_, String>(Answer::Text("ok".into())) },
+    )
+    .skip_history(false)
+    .parallel_turns(IN_FLIGHT);
+    let answered_before = ANSWERED.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let mut pulls = tokio::task::JoinSet::new();
+    for kf in accounts {
+        let bot = bot.clone();
+        pulls.spawn(async move { bot.pull(&kf).await.expect("pull") });
+    }
+    pulls.join_all().await;
+    wait_for_answers(answered_before, total as u64).await;
+    let ours = start.elapsed();
+    assert_eq!(sim.sent().len(), total);
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    println!(
+        "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once)\n"
+    );
+    println!("| | time | messages/s |\n|---|---:|---:|");
+    println!(
+        "| raw reqwest: `sync_msg` + `send_msg` (floor) | {} | {:.0} |",
+        ms(floor),
+        rate(floor)
+    );
+    println!(
+        "| bot runtime, handler answers at once (ours) | {} | {:.0} |",
+        ms(ours),
+        rate(ours)
+    );
+    println!("| ours / floor | | {:.2}× |\n", rate(ours) / rate(floor));
+}
+
+async fn memory() {
+    let (sim, accounts) = busy_simulator().await;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let waiting = Arc::new(AtomicIsize::new(0));
+    let bot = Bot::new(
+        sim.client_builder().build().expect("client"),
+        MemoryCursorStore::new(),
+        MemoryBotStore::new(),
+        {
+            let (release, waiting) = (release.clone(), waiting.clone());
+            move |_turn: Turn| {
+                let (release, waiting) = (release.clone(), waiting.clone());
+                async move {
+                    waiting.fetch_add(1, Ordering::SeqCst);
+                    let _go = release.acquire().await;
+                    Ok::<_, String>(Answer::Silence)
+                }
+            }
+        },
+    )
+    .skip_history(false)
+    .parallel_turns(ACCOUNTS * CUSTOMERS);
+    let cursors = bot.sync().store();
+    // Idle accounts: what the bot keeps for an account between its messages.
+    let before = LIVE.load(Ordering::SeqCst);
+    for kf in &accounts {
+        cursors
+            .save(
+                kf,
+                &Checkpoint {
+                    cursor: Some("4gw7MepFLfgF2VC5npN".into()),
+                    ..Checkpoint::default()
+                },
+            )
+            .await
+            .expect("save");
+        bot.callback_token(kf, "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR");
+    }
+    let idle = (LIVE.load(Ordering::SeqCst) - before) as f64 / ACCOUNTS as f64;
+    // Customers in flight: recorded, each worker waiting on its handler. Pulled a few
+    // accounts at a time so the simulator's transient pages are gone before counting.
+    let in_flight = 1000;
+    let before = LIVE.load(Ordering::SeqCst);
+    for kf in accounts.iter().take(in_flight / CUSTOMERS) {
+        cursors
+            .save(kf, &Checkpoint::default())
+            .await
+            .expect("reset");
+        bot.pull(kf).await.expect("pull");
+    }
+    while waiting.load(Ordering::SeqCst) < in_flight as isize {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let per_customer = (LIVE.load(Ordering::SeqCst) - before) as f64 / in_flight as f64;
+    release.add_permits(in_flight);
+    println!("### Memory (live heap, counting allocator)\n");
+    println!("| | bytes |\n|---|---:|");
+    println!(
+        "| per idle account (cursor, callback token, sync state), {ACCOUNTS} accounts | {idle:.0} |"
+    );
+    println!(
+        "| per customer in flight (message recorded, worker waiting on the handler), {in_flight} customers | {per_customer:.0} |\n"
+    );
+}
+
+fn main() {
+    metrics::set_global_recorder(Recorder).expect("the only recorder");
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        println!(
+            "## Bot pipeline (`cargo bench --bench pipeline --features sim,callback-server`)\n"
+        );
+        // PIPELINE_PART=latency|throughput|memory runs one part (for a profiler).
+        let part = std::env::var("PIPELINE_PART").unwrap_or_default();
+        if part.is_empty() || part == "memory" {
+            // First, so no earlier part's tasks are still freeing memory.
+            memory().await;
+        }
+        if part.is_empty() || part == "latency" {
+            latency(300).await;
+        }
+        if part.is_empty() || part == "throughput" {
+            throughput().await;
+        }
+    });
+}
