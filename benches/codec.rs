@@ -22,9 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 use support::{compare, format_ns, keep, verdict};
 use wecom_kf::{
-    CaLink, File, Image, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
-    MenuView, MiniProgram, OutgoingMsg, Request, SendMsgRequest, SyncMsgRequest, SyncMsgResponse,
-    Text, Video, Voice, VoiceFormat,
+    Request,
+    types::{
+        CaLink, File, Image, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
+        MenuView, MiniProgram, OutgoingMsg, SendMsgRequest, SyncMsgRequest, SyncMsgResponse, Text,
+        Video, Voice, VoiceFormat,
+    },
 };
 
 /// Counts what the process allocates, so the parse table can report it.
@@ -293,7 +296,7 @@ fn main() {
     let unknown = typed
         .msg_list
         .iter()
-        .filter(|m| matches!(m.content, wecom_kf::Received::Unknown { .. }))
+        .filter(|m| matches!(m.content, wecom_kf::types::Received::Unknown { .. }))
         .count();
     println!("## Page parsing (goal: ours ≥ 1.5× faster)\n");
     println!(

@@ -52,11 +52,6 @@ pub fn ident(name: &str) -> Ident {
     }
 }
 
-/// The type identifier derived from a snake_case name (`sync_msg` → `SyncMsg`).
-pub fn type_ident(snake: &str) -> Ident {
-    ident(&pascal_case(snake))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

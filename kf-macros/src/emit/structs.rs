@@ -1,28 +1,35 @@
-//! `[[struct]]` tables: plain data with public fields, `new`, setters and `Validate`.
+//! `[[struct]]` tables: plain data with public fields, `new`, setters, and `Validate` when
+//! the struct is sent.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::docs::Doc;
+use super::docs::{Doc, article};
 use super::fields::{constructor, debug_derive, debug_impl, declarations, setters};
 use super::validate::{Across, validate_impl};
-use crate::model::{Api, Struct, TypeKind};
-use crate::names::ident;
+use crate::ir::{Api, Builtin, Field, FieldType, Struct};
 
 pub fn emit(api: &Api, s: &Struct) -> TokenStream {
-    let name = ident(s.name.get_ref());
+    let name = &s.ident;
     let docs = Doc::new()
         .maybe(s.summary.as_deref())
-        .official(api, s.doc.as_ref().map(|d| *d.get_ref()))
+        .official(api, s.doc)
         .tokens();
-    let fields = declarations(api, &s.fields);
-    let (args, mut init) = constructor(api, &s.fields, None);
-    let new_doc = format!(" Builds a `{}` from its required fields.", s.name.get_ref());
-    let setters = setters(api, &s.fields, &quote!(self));
-    let validate = validate_impl(api, &name, &s.fields, Across::default());
-    let from_string = from_single_string(api, s);
+    let fields = declarations(&s.fields);
+    let (args, mut init) = constructor(&s.fields, None);
+    let name_text = name.to_string();
+    let new_doc = format!(
+        " Builds {} `{name_text}` from its required fields.",
+        article(&name_text)
+    );
+    let setters = setters(&s.fields, &quote!(self));
+    let validate = s
+        .direction
+        .is_sent()
+        .then(|| validate_impl(name, &s.fields, Across::default()));
+    let from_string = from_single_string(s);
     let debug = debug_derive(&s.fields);
-    let debug_impl = debug_impl(&name, &s.fields);
+    let debug_impl = debug_impl(name, &s.fields);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
         init.push(quote!(raw: rt::RawJson::default()));
         (
@@ -32,15 +39,15 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
                 #[serde(skip)]
                 pub raw: rt::RawJson,
             },
-            lenient_deserialize(s),
+            Some(lenient_deserialize(s)),
         )
     } else {
-        (quote!(rt::serde::Deserialize), quote!(), quote!())
+        (quote!(rt::serde::Deserialize), quote!(), None)
     };
     quote! {
         #docs
         #[derive(#debug Clone, PartialEq, rt::serde::Serialize, #derive_deserialize)]
-        #[serde(crate = "::wecom_kf::__private::serde")]
+        #[serde(crate = "rt::serde")]
         pub struct #name {
             #fields
             #raw_field
@@ -66,10 +73,10 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
 /// object's entries, one that is missing or doesn't parse is `None` (or its default when
 /// required), and the object's text is kept in `raw`.
 fn lenient_deserialize(s: &Struct) -> TokenStream {
-    let name = ident(s.name.get_ref());
-    let inits = s.fields.iter().map(|f| {
-        let field = ident(f.name.get_ref());
-        let keys = std::iter::once(f.name.get_ref()).chain(&f.aliases);
+    let name = &s.ident;
+    let inits = s.fields.iter().map(|f: &Field| {
+        let field = &f.ident;
+        let keys = std::iter::once(&f.wire).chain(&f.aliases);
         let read = if f.flatten {
             quote!(rt::lenient_flat(&entries, raw.as_str()))
         } else if f.numbers_as_text {
@@ -78,10 +85,10 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
             quote!(entries.field(&[#(#keys),*]))
         };
         // check.rs allows required fields only of types with a default.
-        let fallback = (f.required || f.type_ref().list).then(|| quote!(.unwrap_or_default()));
+        let fallback = (f.required || f.list).then(|| quote!(.unwrap_or_default()));
         quote!(let #field = #read #fallback;)
     });
-    let names = s.fields.iter().map(|f| ident(f.name.get_ref()));
+    let names = s.fields.iter().map(|f| &f.ident);
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -98,16 +105,16 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
 
 /// A struct whose only required field is a string converts from a string, so
 /// `send_text(user, kf, "hi")` and `send_image(user, kf, media_id)` read naturally.
-fn from_single_string(api: &Api, s: &Struct) -> TokenStream {
-    let required: Vec<_> = s.fields.iter().filter(|f| f.required).collect();
+fn from_single_string(s: &Struct) -> Option<TokenStream> {
+    let required: Vec<&Field> = s.fields.iter().filter(|f| f.required).collect();
     let [field] = required.as_slice() else {
-        return quote!();
+        return None;
     };
-    if field.type_ref().list || api.kind_of(field.type_ref().name) != Some(TypeKind::String) {
-        return quote!();
+    if field.list || field.ty != FieldType::Builtin(Builtin::String) {
+        return None;
     }
-    let name = ident(s.name.get_ref());
-    quote! {
+    let name = &s.ident;
+    Some(quote! {
         impl From<String> for #name {
             fn from(value: String) -> Self {
                 Self::new(value)
@@ -119,5 +126,5 @@ fn from_single_string(api: &Api, s: &Struct) -> TokenStream {
                 Self::new(value)
             }
         }
-    }
+    })
 }

@@ -198,17 +198,31 @@ pub fn optional_text_or_number<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Serializes an inline union variant: the tag beside the payload's own fields.
-pub struct Tagged<'a, T> {
-    pub key: &'a str,
-    pub tag: &'a str,
-    pub payload: &'a T,
+/// Serializes a keyed union variant: the tag, and the payload under a key named like it
+/// (`{"msgtype": "text", "text": {…}}`).
+/// The fields are the tag's key, the tag and the payload.
+pub struct Keyed<'a, T>(pub &'a str, pub &'a str, pub &'a T);
+
+impl<T: Serialize> Serialize for Keyed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Keyed(key, tag, payload) = self;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(key, tag)?;
+        map.serialize_entry(tag, payload)?;
+        map.end()
+    }
 }
+
+/// Serializes an inline union variant: the tag beside the payload's own fields.
+/// The fields are the tag's key, the tag and the payload.
+pub struct Tagged<'a, T>(pub &'a str, pub &'a str, pub &'a T);
 
 impl<T: Serialize> Serialize for Tagged<'_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeMap};
-        let fields = match serde_json::to_value(self.payload).map_err(S::Error::custom)? {
+        let Tagged(key, tag, payload) = self;
+        let fields = match serde_json::to_value(payload).map_err(S::Error::custom)? {
             Value::Object(fields) => fields,
             _ => {
                 return Err(S::Error::custom(
@@ -217,9 +231,9 @@ impl<T: Serialize> Serialize for Tagged<'_, T> {
             }
         };
         let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
-        map.serialize_entry(self.key, self.tag)?;
+        map.serialize_entry(key, tag)?;
         for (k, v) in &fields {
-            if k != self.key {
+            if k != key {
                 map.serialize_entry(k, v)?;
             }
         }
