@@ -178,8 +178,9 @@ pub mod __private {
         Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
     };
     pub use crate::rt::json::{
-        Entries, FromEntries, Keyed, Tagged, deserialize_union, from_text, lenient_flat,
-        optional_text_or_number, text_or_number, value_of,
+        Entries, FromEntries, InPass, Key, Keyed, KeyedPayload, Tagged, TextOrNumber,
+        deserialize_union, from_text, lenient_flat, optional_text_or_number, read_in_one_pass,
+        set_once, set_text_once, text_or_number, union_in_place, value_of,
     };
     pub use crate::rt::rules::{
         DayRule, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,
@@ -187,4 +188,5 @@ pub mod __private {
     pub use crate::secret::Redacted;
     pub use crate::validate::{Invalid, Validate};
     pub use crate::{Client, ErrCode, Error, RawJson, Secret, Upload};
+    pub use serde::de::{IgnoredAny, MapAccess, Visitor};
 }

@@ -3800,6 +3800,73 @@ mod generated_from_endpoints {
                 deserializer: D,
             ) -> Result<Self, D::Error> {
                 let raw = rt::RawJson::deserialize(deserializer)?;
+                Ok(
+                    match Self::in_one_pass(raw.as_str()) {
+                        Some(read) => Self { raw, ..read },
+                        None => Self::field_by_field(raw),
+                    },
+                )
+            }
+        }
+
+        impl ReceivedMsg {
+            /// Every field read straight into its type in one pass over `text`; `None` when
+            /// something is out of the ordinary, for [`field_by_field`](Self::field_by_field).
+            pub(crate) fn in_one_pass(text: &str) -> Option<Self> {
+                struct Fields;
+
+                impl<'de> rt::Visitor<'de> for Fields {
+                    type Value = ReceivedMsg;
+                    fn expecting(
+                        &self,
+                        f: &mut rt::fmt::Formatter<'_>,
+                    ) -> rt::fmt::Result {
+                        f.write_str("a `ReceivedMsg` object")
+                    }
+
+                    fn visit_map<A: rt::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<ReceivedMsg, A::Error> {
+                        let mut msgid = None;
+                        let mut open_kfid = None;
+                        let mut external_userid = None;
+                        let mut send_time = None;
+                        let mut origin = None;
+                        let mut servicer_userid = None;
+                        let mut content = rt::InPass::new("msgtype");
+                        while let Some(key) = map.next_key::<rt::Key>()? {
+                            match key.as_str() {
+                                "msgid" => rt::set_once(&mut msgid, &mut map)?,
+                                "open_kfid" => rt::set_once(&mut open_kfid, &mut map)?,
+                                "external_userid" => {
+                                    rt::set_once(&mut external_userid, &mut map)?
+                                }
+                                "send_time" => rt::set_once(&mut send_time, &mut map)?,
+                                "origin" => rt::set_once(&mut origin, &mut map)?,
+                                "servicer_userid" => {
+                                    rt::set_once(&mut servicer_userid, &mut map)?
+                                }
+                                other => content.entry(other, &mut map)?,
+                            }
+                        }
+                        Ok(ReceivedMsg {
+                            msgid: msgid.unwrap_or_default(),
+                            open_kfid,
+                            external_userid,
+                            send_time,
+                            origin,
+                            servicer_userid,
+                            content: content.finish::<A::Error>()?,
+                            raw: rt::RawJson::default(),
+                        })
+                    }
+                }
+                rt::read_in_one_pass(text, Fields)
+            }
+
+            /// Each field on its own from the object's entries; `raw` keeps the text.
+            pub(crate) fn field_by_field(raw: rt::RawJson) -> Self {
                 let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
                 let msgid = entries.field(&["msgid"]).unwrap_or_default();
                 let open_kfid = entries.field(&["open_kfid"]);
@@ -3810,7 +3877,7 @@ mod generated_from_endpoints {
                 let content = rt::lenient_flat(&entries, raw.as_str())
                     .unwrap_or_default();
                 drop(entries);
-                Ok(Self {
+                Self {
                     msgid,
                     open_kfid,
                     external_userid,
@@ -3819,7 +3886,7 @@ mod generated_from_endpoints {
                     servicer_userid,
                     content,
                     raw,
-                })
+                }
             }
         }
 
@@ -6683,6 +6750,46 @@ mod generated_from_endpoints {
                             raw: rt::value_of(whole),
                         }),
                 )
+            }
+        }
+
+        impl rt::KeyedPayload for Received {
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "text" => ReceivedText::deserialize(payload).map(Self::Text),
+                    "image" => Image::deserialize(payload).map(Self::Image),
+                    "voice" => Voice::deserialize(payload).map(Self::Voice),
+                    "video" => Video::deserialize(payload).map(Self::Video),
+                    "file" => File::deserialize(payload).map(Self::File),
+                    "location" => Location::deserialize(payload).map(Self::Location),
+                    "link" => ReceivedLink::deserialize(payload).map(Self::Link),
+                    "business_card" => {
+                        BusinessCard::deserialize(payload).map(Self::BusinessCard)
+                    }
+                    "miniprogram" => {
+                        MiniProgram::deserialize(payload).map(Self::MiniProgram)
+                    }
+                    "msgmenu" => Menu::deserialize(payload).map(Self::Menu),
+                    "channels_shop_product" => {
+                        ChannelsShopProduct::deserialize(payload)
+                            .map(Self::ChannelsShopProduct)
+                    }
+                    "channels_shop_order" => {
+                        ChannelsShopOrder::deserialize(payload)
+                            .map(Self::ChannelsShopOrder)
+                    }
+                    "merged_msg" => MergedMsg::deserialize(payload).map(Self::MergedMsg),
+                    "channels" => Channels::deserialize(payload).map(Self::Channels),
+                    "meeting" => Meeting::deserialize(payload).map(Self::Meeting),
+                    "schedule" => Schedule::deserialize(payload).map(Self::Schedule),
+                    "note" => Note::deserialize(payload).map(Self::Note),
+                    "event" => rt::union_in_place(payload).map(Self::Event),
+                    other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
+                }
             }
         }
 

@@ -114,6 +114,9 @@ pub struct Struct {
     pub doc: Option<u64>,
     /// Never fails to deserialize; keeps its text in `raw`.
     pub lenient: bool,
+    /// A lenient struct that is read in one pass when nothing is out of the ordinary: at
+    /// most one flattened field, a keyed union whose tag no other field is named like.
+    pub one_pass: bool,
     pub fields: Vec<Field>,
     pub direction: Direction,
 }
@@ -145,6 +148,9 @@ pub struct Union {
     pub doc: Option<u64>,
     pub variants: Vec<Variant>,
     pub direction: Direction,
+    /// Flattened into a struct read in one pass, so it reads its payload in place
+    /// (`rt::KeyedPayload`).
+    pub read_in_pass: bool,
 }
 
 pub struct Variant {

@@ -31,6 +31,7 @@ pub fn lower(api: &model::Api) -> Result<ir::Api, Vec<Diagnostic>> {
     let mut unions: Vec<ir::Union> = api.unions.iter().map(|u| cx.union(u)).collect();
     let endpoints: Vec<ir::Endpoint> = api.endpoints.iter().map(|e| cx.endpoint(e)).collect();
     directions(&endpoints, &mut structs, &mut unions);
+    one_pass(&mut structs, &mut unions);
     cx.diagnostics.finish()?;
     Ok(ir::Api {
         docs_prefix: api.docs_prefix().to_owned(),
@@ -137,6 +138,7 @@ impl Lower<'_> {
             summary: s.summary.clone(),
             doc: s.doc.as_ref().map(|d| *d.get_ref()),
             lenient: s.lenient,
+            one_pass: false,
             fields: s.fields.iter().map(|f| self.field(f)).collect(),
             direction: Direction::default(),
         }
@@ -172,6 +174,7 @@ impl Lower<'_> {
             doc: u.doc.as_ref().map(|d| *d.get_ref()),
             variants,
             direction: Direction::default(),
+            read_in_pass: false,
         }
     }
 
@@ -434,6 +437,39 @@ impl Lower<'_> {
             marker,
             shortcuts,
             raw: e.raw.as_ref().map(|r| ident(r.get_ref())),
+        }
+    }
+}
+
+/// Marks the lenient structs read in one pass, and the unions they read in place.
+fn one_pass(structs: &mut [ir::Struct], unions: &mut [ir::Union]) {
+    for s in structs.iter_mut().filter(|s| s.lenient) {
+        let flattened: Vec<&ir::Field> = s.fields.iter().filter(|f| f.flatten).collect();
+        let union = match flattened.as_slice() {
+            [] => None,
+            [field] => match &field.ty {
+                FieldType::Union { ident, .. } => unions
+                    .iter()
+                    .position(|u| &u.ident == ident && u.layout == Layout::Keyed),
+                _ => None,
+            },
+            _ => continue,
+        };
+        if !flattened.is_empty() && union.is_none() {
+            continue;
+        }
+        let clashes = union.is_some_and(|i| {
+            let tag = &unions[i].tag_key;
+            s.fields
+                .iter()
+                .any(|f| &f.wire == tag || f.aliases.contains(tag))
+        });
+        if clashes {
+            continue;
+        }
+        s.one_pass = true;
+        if let Some(i) = union {
+            unions[i].read_in_pass = true;
         }
     }
 }

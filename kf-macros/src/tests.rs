@@ -89,7 +89,9 @@ fn space_out_items(code: &str) -> String {
         if let Some(before) = previous {
             let indent = |l: &str| l.len() - l.trim_start().len();
             let (before_trimmed, trimmed) = (before.trim(), line.trim());
-            let item_ends = before_trimmed == "}" || before_trimmed == "};";
+            let item_ends = before_trimmed == "}"
+                || before_trimmed == "};"
+                || before_trimmed.starts_with("struct ") && before_trimmed.ends_with(';');
             let uses_end = before_trimmed.starts_with("use ") && !trimmed.starts_with("use ");
             let item_starts = ITEM_STARTS.iter().any(|s| trimmed.starts_with(s));
             if (item_ends || uses_end) && item_starts && indent(before) == indent(line) {

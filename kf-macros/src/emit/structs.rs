@@ -69,9 +69,10 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     }
 }
 
-/// A `Deserialize` that never fails on valid JSON: each field is read on its own from the
-/// object's entries, one that is missing or doesn't parse is `None` (or its default when
-/// required), and the object's text is kept in `raw`.
+/// A `Deserialize` that never fails on valid JSON: the object's text is kept in `raw`, and
+/// each field read from it, in one pass when nothing is out of the ordinary, else field by
+/// field, where one that is missing or doesn't parse is `None` (or its default when
+/// required).
 fn lenient_deserialize(s: &Struct) -> TokenStream {
     let name = &s.ident;
     let inits = s.fields.iter().map(|f: &Field| {
@@ -89,16 +90,115 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
         quote!(let #field = #read #fallback;)
     });
     let names = s.fields.iter().map(|f| &f.ident);
+    let (read, one_pass) = if s.one_pass {
+        (
+            quote! {
+                match Self::in_one_pass(raw.as_str()) {
+                    Some(read) => Self { raw, ..read },
+                    None => Self::field_by_field(raw),
+                }
+            },
+            Some(one_pass(s)),
+        )
+    } else {
+        (quote!(Self::field_by_field(raw)), None)
+    };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let raw = rt::RawJson::deserialize(deserializer)?;
+                Ok(#read)
+            }
+        }
+
+        impl #name {
+            #one_pass
+
+            /// Each field on its own from the object's entries; `raw` keeps the text.
+            pub(crate) fn field_by_field(raw: rt::RawJson) -> Self {
                 // Not an object: every field reads as missing, and `raw` still has it.
                 let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
                 #(#inits)*
                 drop(entries);
-                Ok(Self { #(#names,)* raw })
+                Self { #(#names,)* raw }
             }
+        }
+    }
+}
+
+/// A lenient struct's one pass over its text, each field straight into its type (the
+/// flattened union's payload too); `None` for anything a field-by-field reading handles
+/// differently: a value that doesn't parse, a repeated key, an unknown or missing tag.
+fn one_pass(s: &Struct) -> TokenStream {
+    let name = &s.ident;
+    let slots = s.fields.iter().map(|f| {
+        let field = &f.ident;
+        match &f.ty {
+            FieldType::Union { tag_key, .. } if f.flatten => {
+                quote!(let mut #field = rt::InPass::new(#tag_key);)
+            }
+            _ => quote!(let mut #field = None;),
+        }
+    });
+    let arms = s.fields.iter().filter(|f| !f.flatten).map(|f| {
+        let field = &f.ident;
+        let keys = std::iter::once(&f.wire).chain(&f.aliases);
+        let set = if f.numbers_as_text {
+            quote!(rt::set_text_once(&mut #field, &mut map)?)
+        } else {
+            quote!(rt::set_once(&mut #field, &mut map)?)
+        };
+        quote!(#(#keys)|* => #set,)
+    });
+    let rest = match s.fields.iter().find(|f| f.flatten) {
+        Some(f) => {
+            let field = &f.ident;
+            quote!(other => #field.entry(other, &mut map)?,)
+        }
+        None => quote!(_ => {
+            map.next_value::<rt::IgnoredAny>()?;
+        }),
+    };
+    let inits = s.fields.iter().map(|f| {
+        let field = &f.ident;
+        if f.flatten {
+            quote!(#field: #field.finish::<A::Error>()?)
+        } else if f.required || f.list {
+            quote!(#field: #field.unwrap_or_default())
+        } else {
+            quote!(#field)
+        }
+    });
+    let expecting = format!("a `{name}` object");
+    quote! {
+        /// Every field read straight into its type in one pass over `text`; `None` when
+        /// something is out of the ordinary, for [`field_by_field`](Self::field_by_field).
+        pub(crate) fn in_one_pass(text: &str) -> Option<Self> {
+            struct Fields;
+
+            impl<'de> rt::Visitor<'de> for Fields {
+                type Value = #name;
+
+                fn expecting(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                    f.write_str(#expecting)
+                }
+
+                fn visit_map<A: rt::MapAccess<'de>>(self, mut map: A) -> Result<#name, A::Error> {
+                    #(#slots)*
+                    while let Some(key) = map.next_key::<rt::Key>()? {
+                        match key.as_str() {
+                            #(#arms)*
+                            #rest
+                        }
+                    }
+                    Ok(#name {
+                        #(#inits,)*
+                        raw: rt::RawJson::default(),
+                    })
+                }
+            }
+
+            rt::read_in_one_pass(text, Fields)
         }
     }
 }

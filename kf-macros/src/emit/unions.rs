@@ -56,6 +56,7 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
     let serialize = serialize_impl(u);
     let deserialize = deserialize_impl(u);
     let validate = u.direction.is_sent().then(|| validate_impl(u));
+    let in_pass = u.read_in_pass.then(|| keyed_payload_impl(u));
     let unknown_default = u.keeps_unknown.then(|| {
         quote! {
             /// An empty `Unknown`: what a lenient struct holds when the content is missing.
@@ -97,9 +98,36 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
 
         #serialize
         #deserialize
+        #in_pass
         #validate
         #(#froms)*
         #unknown_default
+    }
+}
+
+/// Reads the variant a tag names from its payload, where it stands in the parent's pass.
+fn keyed_payload_impl(u: &Union) -> TokenStream {
+    let name = &u.ident;
+    let tag_key = &u.tag_key;
+    let arms = u.variants.iter().map(|v| {
+        let (variant, tag, payload) = (&v.ident, &v.tag, &v.payload);
+        if v.nested_union {
+            quote!(#tag => rt::union_in_place(payload).map(Self::#variant),)
+        } else {
+            quote!(#tag => #payload::deserialize(payload).map(Self::#variant),)
+        }
+    });
+    let unknown = format!("unknown {tag_key} `{{other}}`");
+    quote! {
+        impl rt::KeyedPayload for #name {
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    #(#arms)*
+                    other => Err(D::Error::custom(format!(#unknown))),
+                }
+            }
+        }
     }
 }
 
