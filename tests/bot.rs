@@ -561,7 +561,7 @@ async fn start_catches_up_every_stored_account_and_each_account_has_its_handler(
     // A bot ran before: it left a checkpoint for the shop, and the support account has a
     // handler of its own.
     let cursors = MemoryCursorStore::new();
-    wecom_kf::CursorStore::save(&cursors, "wkSHOP", &wecom_kf::Checkpoint::default())
+    wecom_kf::CursorStore::save(&cursors, "wkSHOP", &wecom_kf::sync::Checkpoint::default())
         .await
         .expect("save");
     sim.customer_says("wkSHOP", "wmALICE", "营业吗")
