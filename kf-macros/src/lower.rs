@@ -6,7 +6,10 @@
 //! succeeds on a checked file. Should one fail anyway (a rule missing from `check`), it is
 //! reported as a diagnostic naming the generator, never papered over with a placeholder.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+
+use proc_macro2::{Ident, Span};
 
 use toml::Spanned;
 
@@ -17,13 +20,14 @@ use crate::ir::{
     MediaType, OverLimit, Repr, Response, RetryClass, StringRule,
 };
 use crate::model::{self, BINARY_RESPONSE, parse_utc_offset};
-use crate::names::{ident, pascal_case};
+use crate::names::{self, pascal_case};
 
 pub fn lower(api: &model::Api) -> Result<ir::Api, Vec<Diagnostic>> {
     let mut cx = Lower {
         api,
         declared: declared_types(api),
         diagnostics: Diagnostics::default(),
+        not_identifiers: RefCell::new(Vec::new()),
     };
     let errors = api.errors.iter().map(|e| cx.error_code(e)).collect();
     let enums = api.enums.iter().map(|e| cx.int_enum(e)).collect();
@@ -32,6 +36,9 @@ pub fn lower(api: &model::Api) -> Result<ir::Api, Vec<Diagnostic>> {
     let endpoints: Vec<ir::Endpoint> = api.endpoints.iter().map(|e| cx.endpoint(e)).collect();
     directions(&endpoints, &mut structs, &mut unions);
     one_pass(&mut structs, &mut unions);
+    for name in cx.not_identifiers.take() {
+        cx.bug(0..0, format!("`{name}` passed the checks as a name"));
+    }
     cx.diagnostics.finish()?;
     Ok(ir::Api {
         docs_prefix: api.docs_prefix().to_owned(),
@@ -69,9 +76,19 @@ struct Lower<'a> {
     api: &'a model::Api,
     declared: HashMap<&'a str, Declared>,
     diagnostics: Diagnostics,
+    /// Names that are no Rust identifiers after all, reported when lowering ends.
+    not_identifiers: RefCell<Vec<String>>,
 }
 
 impl Lower<'_> {
+    /// The identifier for a checked name (a keyword becomes a raw identifier).
+    fn ident(&self, name: &str) -> Ident {
+        names::ident(name).unwrap_or_else(|| {
+            self.not_identifiers.borrow_mut().push(name.to_owned());
+            Ident::new("not_an_identifier", Span::call_site())
+        })
+    }
+
     /// The value a checked string names in `table`; a generator bug if it names none.
     fn choice<T: Copy>(
         &mut self,
@@ -102,7 +119,7 @@ impl Lower<'_> {
     fn error_code(&mut self, e: &model::ErrorCode) -> ir::ErrorCode {
         ir::ErrorCode {
             code: *e.code.get_ref(),
-            ident: ident(e.name.get_ref()),
+            ident: self.ident(e.name.get_ref()),
             meaning: e.meaning.clone(),
             hint: e.hint.clone(),
             retry: self
@@ -114,7 +131,7 @@ impl Lower<'_> {
 
     fn int_enum(&mut self, e: &model::IntEnum) -> ir::IntEnum {
         ir::IntEnum {
-            ident: ident(e.name.get_ref()),
+            ident: self.ident(e.name.get_ref()),
             repr: self
                 .choice(&Repr::ALL, &e.repr, "enum repr")
                 .unwrap_or(Repr::I64),
@@ -125,7 +142,7 @@ impl Lower<'_> {
                 .iter()
                 .map(|v| ir::EnumValue {
                     value: *v.value.get_ref(),
-                    ident: ident(v.name.get_ref()),
+                    ident: self.ident(v.name.get_ref()),
                     doc: v.doc.clone(),
                 })
                 .collect(),
@@ -134,7 +151,7 @@ impl Lower<'_> {
 
     fn structure(&mut self, s: &model::Struct) -> ir::Struct {
         ir::Struct {
-            ident: ident(s.name.get_ref()),
+            ident: self.ident(s.name.get_ref()),
             summary: s.summary.clone(),
             doc: s.doc.as_ref().map(|d| *d.get_ref()),
             lenient: s.lenient,
@@ -156,8 +173,8 @@ impl Lower<'_> {
             .iter()
             .map(|v| ir::Variant {
                 tag: v.tag.get_ref().clone(),
-                ident: ident(v.variant_name().get_ref()),
-                payload: ident(v.ty.get_ref()),
+                ident: self.ident(v.variant_name().get_ref()),
+                payload: self.ident(v.ty.get_ref()),
                 nested_union: matches!(
                     self.declared.get(v.ty.get_ref().as_str()),
                     Some(Declared::Union(_))
@@ -165,9 +182,9 @@ impl Lower<'_> {
             })
             .collect();
         ir::Union {
-            ident: ident(u.name.get_ref()),
+            ident: self.ident(u.name.get_ref()),
             tag_key: u.tag.get_ref().clone(),
-            tag_field: ident(u.tag.get_ref()),
+            tag_field: self.ident(u.tag.get_ref()),
             layout,
             keeps_unknown: u.unknown,
             summary: u.summary.clone(),
@@ -184,12 +201,12 @@ impl Lower<'_> {
             return (FieldType::Builtin(builtin), written.list);
         }
         let resolved = match self.declared.get(written.name) {
-            Some(Declared::Struct) => FieldType::Struct(ident(written.name)),
+            Some(Declared::Struct) => FieldType::Struct(self.ident(written.name)),
             Some(Declared::Union(i)) => FieldType::Union {
-                ident: ident(written.name),
+                ident: self.ident(written.name),
                 tag_key: self.api.unions[*i].tag.get_ref().clone(),
             },
-            Some(Declared::Enum) => FieldType::Enum(ident(written.name)),
+            Some(Declared::Enum) => FieldType::Enum(self.ident(written.name)),
             None => {
                 self.bug(
                     ty.span(),
@@ -206,7 +223,7 @@ impl Lower<'_> {
         let limits = self.limits(f, &ty);
         ir::Field {
             wire: f.name.get_ref().clone(),
-            ident: ident(f.name.get_ref()),
+            ident: self.ident(f.name.get_ref()),
             ty,
             list,
             required: f.required,
@@ -335,7 +352,7 @@ impl Lower<'_> {
         let response = match &e.response {
             None => Response::Ack,
             Some(r) if r.get_ref() == BINARY_RESPONSE => Response::Binary,
-            Some(r) => Response::Struct(ident(r.get_ref())),
+            Some(r) => Response::Struct(self.ident(r.get_ref())),
         };
         let fields: Vec<ir::Field> = e.fields.iter().map(|f| self.field(f)).collect();
         let index_of = |name: &str| fields.iter().position(|f| f.wire == name);
@@ -383,14 +400,14 @@ impl Lower<'_> {
         };
         let marker = match (message, union) {
             (Some(i), Some(union)) => fields[i].accepts.as_ref().map(|tags| ir::Marker {
-                ident: ident(&format!("{base}Message")),
-                union: ident(union.name.get_ref()),
+                ident: self.ident(&format!("{base}Message")),
+                union: self.ident(union.name.get_ref()),
                 tags: tags.clone(),
                 accepted: union
                     .variants
                     .iter()
                     .filter(|v| tags.contains(v.tag.get_ref()))
-                    .map(|v| ident(v.ty.get_ref()))
+                    .map(|v| self.ident(v.ty.get_ref()))
                     .collect(),
             }),
             _ => None,
@@ -402,9 +419,9 @@ impl Lower<'_> {
                     .iter()
                     .filter(|v| accepted(v.tag.get_ref(), &fields[i].accepts))
                     .map(|v| ir::Shortcut {
-                        ident: ident(&pattern.get_ref().replace("{}", v.short_name())),
+                        ident: self.ident(&pattern.get_ref().replace("{}", v.short_name())),
                         tag: v.tag.get_ref().clone(),
-                        payload: ident(v.ty.get_ref()),
+                        payload: self.ident(v.ty.get_ref()),
                     })
                     .collect(),
                 None => Vec::new(),
@@ -413,9 +430,9 @@ impl Lower<'_> {
         };
         ir::Endpoint {
             name: e.name.get_ref().clone(),
-            method: ident(e.name.get_ref()),
-            request: ident(&format!("{base}Request")),
-            builder: ident(&base),
+            method: self.ident(e.name.get_ref()),
+            request: self.ident(&format!("{base}Request")),
+            builder: self.ident(&base),
             http,
             path: e.path.get_ref().clone(),
             doc: *e.doc.get_ref(),
@@ -436,7 +453,7 @@ impl Lower<'_> {
             message,
             marker,
             shortcuts,
-            raw: e.raw.as_ref().map(|r| ident(r.get_ref())),
+            raw: e.raw.as_ref().map(|r| self.ident(r.get_ref())),
         }
     }
 }
