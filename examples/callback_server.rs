@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
 use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
-use wecom_kf::{Client, MemoryCursorStore, Page, Received, SyncStream};
+use wecom_kf::{Client, MemoryCursorStore, SyncStream, sync::Page, types::Received};
 
 const TOKEN: &str = "QDG6eK";
 const ENCODING_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";

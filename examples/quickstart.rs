@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use wecom_kf::reply::{Customer, Replier, ReplyError};
 use wecom_kf::sim::Simulator;
 use wecom_kf::{
-    Client, Event, Image, MemoryCursorStore, Menu, MenuClick, Received, ReceivedMsg, SyncStream,
-    Text, Upload,
+    Client, MemoryCursorStore, SyncStream, Upload,
+    types::{Event, Image, Menu, MenuClick, Received, ReceivedMsg, Text},
 };
 
 type Inbox = Arc<Mutex<Vec<ReceivedMsg>>>;

@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::call::{Auth, Endpoint, HttpMethod, Request};
 use crate::error::{Delivery, RetryClass};
 use crate::observe::Attempt;
 use crate::retry::{DEFAULT_CALL_DEADLINE, DEFAULT_RATE_LIMIT_BACKOFF, Retries, Wait};
+use crate::rt::endpoint::{Auth, Endpoint, HttpMethod, Request};
 use crate::token::{
     CorpSecret, FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenSource, TokenStore,
 };
@@ -778,7 +778,7 @@ pub(crate) fn payload<T: serde::Serialize + ?Sized>(
 }
 
 fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
-    crate::call::json_body(body)
+    crate::rt::endpoint::json_body(body)
         .map(Bytes::from)
         .map_err(|e| Error::Invalid {
             field: endpoint.name.to_owned(),

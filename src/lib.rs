@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), wecom_kf::Error> {
-//! use wecom_kf::{Client, Event, Location, OutgoingMsg, Received};
+//! use wecom_kf::prelude::*;
 //!
 //! let client = Client::builder().corp_id("ww123").secret("…").build()?;
 //! let sent = client.send_text("wmUSER", "wkKFID", "您好").await?;
@@ -59,52 +59,57 @@
 extern crate self as wecom_kf;
 
 pub mod bot;
-mod call;
 pub mod callback;
-mod client;
+pub mod client;
 mod error;
 pub mod media;
 mod observe;
+pub mod prelude;
 mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod reply;
 mod retry;
+mod rt;
 mod seal;
 mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
-mod sync;
-mod token;
+pub mod sync;
+pub mod token;
 mod upload;
 mod validate;
-mod wire;
 
-pub use call::{Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request};
-pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES};
+pub use client::{Client, ClientBuilder};
 pub use error::{Delivery, Error, RetryClass};
 pub use raw_json::RawJson;
 pub use retry::RetryPolicy;
+pub use rt::endpoint::Request;
 pub use secret::Secret;
-pub use sync::{
-    CallbackToken, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Observer, Page,
-    SharedCallbacks, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
-};
-pub use token::{
-    CachedToken, MemoryTokenStore, RefreshLease, RefreshTurn, StoreError, TokenFailure,
-    TokenIdentity, TokenSource, TokenStore,
-};
+pub use sync::{CursorStore, FileCursorStore, MemoryCursorStore, SyncStream};
+pub use token::{MemoryTokenStore, TokenStore};
+pub use types::ErrCode;
 pub use upload::Upload;
 pub use validate::{Invalid, Validate};
 
 /// Generates typed requests, builders and client methods from an API file.
 ///
 /// `wecom_kf::endpoints!("their.toml")` reads the file (relative to the crate's
-/// `Cargo.toml`; `relative_to = SourceFile` resolves it beside the calling file) and emits
-/// its types plus a trait, `ClientExt` by default (`methods = trait MyApi` names it), that
-/// adds one method per endpoint to [`Client`]. The file format is the one of this crate's
-/// own `endpoints.toml`, documented in `docs/endpoints-toml.md`. A mistake in the file is
-/// a compile error that names the file, line and column.
+/// `Cargo.toml`; `relative_to = SourceFile` resolves it beside the calling file) and emits,
+/// where it is called, the modules `types` (the file's data types and request bodies) and
+/// `builders` (what the methods return), plus a trait, `ClientExt` by default
+/// (`methods = trait MyApi` names it), that adds one method per endpoint to [`Client`]. The
+/// file format is the one of this crate's own `endpoints.toml`, documented in
+/// `docs/endpoints-toml.md`. A mistake in the file is a compile error that names the file,
+/// line and column.
+///
+/// Error codes are this crate's: a user's file lists the codes an endpoint returns in its
+/// `errors`, but has no `[[error]]` tables, because the client classifies every answer
+/// (retry, refresh the token, give up) with [`ErrCode`], which keeps codes it doesn't name
+/// as [`ErrCode::Other`].
+///
+/// If the dependency is renamed (`kf = { package = "wecom-kf", … }`), say so with
+/// `crate = ::kf`.
 ///
 /// ```ignore
 /// wecom_kf::endpoints!("idconvert.toml");
@@ -135,7 +140,19 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+// `types` and `builders`: the API of `endpoints.toml`. Inside the crate, the runtime names
+// the generated types by their short names.
 kf_macros::endpoints!("endpoints.toml", methods = inherent);
+pub(crate) use types::*;
+
+// The runtime's modules still name these by their old root paths; the public paths are
+// `sync::…` and `token::…`.
+pub(crate) use sync::{
+    CallbackToken, Checkpoint, Observer, Page, SharedCallbacks, SyncError, SyncLease, SyncLock,
+};
+pub(crate) use token::{
+    BoxFuture, CachedToken, RefreshLease, RefreshTurn, StoreError, TokenFailure,
+};
 
 /// The README's examples compile as doctests.
 #[cfg(doctest)]
@@ -155,19 +172,21 @@ pub mod __private {
 
     pub use tokio::io::AsyncWrite;
 
-    pub use crate::call::{
-        Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
-    };
     pub use crate::error::RetryClass;
     pub use crate::media::{DownloadOptions, Downloaded, Media, MediaChunks, MediaType};
+    pub use crate::rt::endpoint::{
+        Ack, Auth, BoxFuture, Endpoint, FileRequest, HttpMethod, RawCall, Request,
+    };
+    pub use crate::rt::json::{
+        Entries, FromEntries, InPass, Key, Keyed, KeyedPayload, Tagged, TextOrNumber,
+        deserialize_union, from_text, lenient_flat, optional_text_or_number, read_in_one_pass,
+        set_once, set_text_once, text_or_number, union_in_place, value_of,
+    };
+    pub use crate::rt::rules::{
+        DayRule, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,
+    };
     pub use crate::secret::Redacted;
-    pub use crate::validate::{
-        DayRule, Invalid, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,
-        Validate,
-    };
-    pub use crate::wire::{
-        Entries, FromEntries, Tagged, deserialize_union, from_text, lenient_flat,
-        optional_text_or_number, text_or_number, value_of,
-    };
-    pub use crate::{Client, Error, RawJson, Secret, Upload};
+    pub use crate::validate::{Invalid, Validate};
+    pub use crate::{Client, ErrCode, Error, RawJson, Secret, Upload};
+    pub use serde::de::{IgnoredAny, MapAccess, Visitor};
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::call::BoxFuture;
+pub use crate::rt::endpoint::BoxFuture;
 use crate::seal::TokenSeal;
 use crate::{AccessTokenResponse, Client, ErrCode, Error, Secret};
 
@@ -29,7 +29,9 @@ use crate::{AccessTokenResponse, Client, ErrCode, Error, Secret};
 /// when WeCom refuses a token (40014, 42001, 41001), and the token stores.
 ///
 /// ```
-/// use wecom_kf::{AccessTokenResponse, BoxFuture, Client, Error, TokenIdentity, TokenSource};
+/// use wecom_kf::token::{BoxFuture, TokenIdentity, TokenSource};
+/// use wecom_kf::types::AccessTokenResponse;
+/// use wecom_kf::{Client, Error};
 ///
 /// /// Tokens from the provider's own service (here, a fixed one).
 /// struct FromMyService;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use wecom_kf::bot::{Answer, Bot, BotStore, Entry, Journaled, MemoryBotStore, PlannedPart};
 use wecom_kf::reply::{Customer, Turn};
 use wecom_kf::sim::Simulator;
-use wecom_kf::{MemoryCursorStore, Text};
+use wecom_kf::{MemoryCursorStore, types::Text};
 
 /// Counts handlers running at once and records each turn's texts.
 #[derive(Default)]
@@ -485,7 +485,7 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
     use wecom_kf::bot::FileBotStore;
     let dir = temp_dir("journal");
     let alice = Customer::new("wk1", "wmALICE");
-    let message: wecom_kf::ReceivedMsg = serde_json::from_str(
+    let message: wecom_kf::types::ReceivedMsg = serde_json::from_str(
         r#"{"msgid":"m1","open_kfid":"wk1","external_userid":"wmALICE","send_time":1700000000,"origin":3,"msgtype":"text","text":{"content":"你好"},"extra":{"kept":true}}"#,
     )
     .unwrap();
@@ -561,7 +561,7 @@ async fn start_catches_up_every_stored_account_and_each_account_has_its_handler(
     // A bot ran before: it left a checkpoint for the shop, and the support account has a
     // handler of its own.
     let cursors = MemoryCursorStore::new();
-    wecom_kf::CursorStore::save(&cursors, "wkSHOP", &wecom_kf::Checkpoint::default())
+    wecom_kf::CursorStore::save(&cursors, "wkSHOP", &wecom_kf::sync::Checkpoint::default())
         .await
         .expect("save");
     sim.customer_says("wkSHOP", "wmALICE", "营业吗")

@@ -24,7 +24,7 @@ use wecom_kf::bot::{Answer, Bot, BotStore as _};
 use wecom_kf::redis::Redis;
 use wecom_kf::reply::{Replier, ReplyBudget, Turn};
 use wecom_kf::sim::{SimConfig, Simulator};
-use wecom_kf::{SyncStream, Text};
+use wecom_kf::{SyncStream, types::Text};
 
 const ACCOUNTS: [&str; 2] = ["wkCHAOSA", "wkCHAOSB"];
 const CUSTOMERS_PER_ACCOUNT: usize = 26;

@@ -11,7 +11,7 @@ use wecom_kf::bot::{
     BotStore, Claim, ClaimLost, Entry, FileBotStore, Journaled, MemoryBotStore, PlannedPart,
 };
 use wecom_kf::reply::Customer;
-use wecom_kf::{ReceivedMsg, Text};
+use wecom_kf::types::{ReceivedMsg, Text};
 
 fn message(msgid: &str, user: &str, text: &str) -> ReceivedMsg {
     let raw = format!(
@@ -42,7 +42,7 @@ fn journal(turn: &str) -> Journaled {
     }
 }
 
-fn lost(result: Result<impl std::fmt::Debug, wecom_kf::StoreError>) -> bool {
+fn lost(result: Result<impl std::fmt::Debug, wecom_kf::token::StoreError>) -> bool {
     match result {
         Err(error) => ClaimLost::is(error.as_ref()),
         Ok(value) => panic!("a stale claim was obeyed: {value:?}"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::callbacks::{crypto, post_callback};
 use wecom_kf::callback::server;
 use wecom_kf::sim::Simulator;
-use wecom_kf::{MemoryCursorStore, Page, SyncStream};
+use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
 
 /// A bot on a loopback port whose handler misbehaves on its first call.
 async fn bot(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
 use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
-use wecom_kf::{MemoryCursorStore, Page, SyncStream};
+use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
 
 const TOKEN: &str = "cbTOKEN";
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";

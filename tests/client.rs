@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{MockServer, Reply};
 use serde_json::json;
 use wecom_kf::{
-    BoxFuture, CachedToken, Client, Delivery, ErrCode, Error, RetryPolicy, Secret, StoreError,
-    Text, TokenStore,
+    Client, Delivery, ErrCode, Error, RetryPolicy, Secret, TokenStore,
+    token::{BoxFuture, CachedToken, StoreError},
+    types::Text,
 };
 
 fn busy() -> Reply {
@@ -412,7 +413,7 @@ async fn invalid_input_never_reaches_the_server() {
         (
             "location.latitude",
             client
-                .send_location("wm1", "wk1", wecom_kf::Location::new(91.0, 0.0))
+                .send_location("wm1", "wk1", wecom_kf::types::Location::new(91.0, 0.0))
                 .await
                 .map(drop),
         ),
@@ -422,9 +423,9 @@ async fn invalid_input_never_reaches_the_server() {
                 .send_menu(
                     "wm1",
                     "wk1",
-                    wecom_kf::Menu::new().list([
-                        wecom_kf::MenuClick::new("1", "ok"),
-                        wecom_kf::MenuClick::new("", "empty id"),
+                    wecom_kf::types::Menu::new().list([
+                        wecom_kf::types::MenuClick::new("1", "ok"),
+                        wecom_kf::types::MenuClick::new("", "empty id"),
                     ]),
                 )
                 .await
@@ -436,8 +437,8 @@ async fn invalid_input_never_reaches_the_server() {
                 .send_menu(
                     "wm1",
                     "wk1",
-                    wecom_kf::Menu::new()
-                        .list((0..11).map(|i| wecom_kf::MenuClick::new(i.to_string(), "x"))),
+                    wecom_kf::types::Menu::new()
+                        .list((0..11).map(|i| wecom_kf::types::MenuClick::new(i.to_string(), "x"))),
                 )
                 .await
                 .map(drop),
@@ -1012,7 +1013,7 @@ async fn oversized_bodies_are_refused() {
             .expect("client");
         let err = client.sync_msg("wk1").await.unwrap_err();
         assert!(
-            matches!(err, Error::TooLarge { endpoint: "sync_msg", limit } if limit == wecom_kf::MAX_RESPONSE_BYTES),
+            matches!(err, Error::TooLarge { endpoint: "sync_msg", limit } if limit == wecom_kf::client::MAX_RESPONSE_BYTES),
             "declared length {declare_length}: {err:?}"
         );
     }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Rng;
-use wecom_kf::{Checkpoint, CursorStore, FileCursorStore};
+use wecom_kf::{CursorStore, FileCursorStore, sync::Checkpoint};
 
 /// Set in a child process: which child it is (`writer`, `sync`, `drain`).
 const CHILD: &str = "KF_FILE_STORE_CHILD";

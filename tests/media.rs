@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use wecom_kf::media::{MediaFormat, MediaType};
-use wecom_kf::{ErrCode, Error, ReceivedMsg, RetryPolicy};
+use wecom_kf::{ErrCode, Error, RetryPolicy, types::ReceivedMsg};
 
 const MEDIA_GET: &str = "/cgi-bin/media/get";
 const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00 and the rest of a picture";
@@ -575,7 +575,7 @@ fn every_received_media_type_offers_its_media_id() {
 /// downloads as WeChat's SILK, whatever type the server declares.
 #[tokio::test]
 async fn a_sync_stream_asks_for_silk_and_its_voice_downloads_as_silk() {
-    use wecom_kf::{MemoryCursorStore, SyncStream, VoiceFormat};
+    use wecom_kf::{MemoryCursorStore, SyncStream, types::VoiceFormat};
 
     let server = MockServer::start().await;
     server.script(

@@ -19,7 +19,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::reply::Turn;
 use wecom_kf::sim::Simulator;
-use wecom_kf::{MemoryCursorStore, Text};
+use wecom_kf::{MemoryCursorStore, types::Text};
 
 /// A span's name and its fields as text.
 type SpanRecord = (String, HashMap<String, String>);

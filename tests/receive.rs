@@ -8,7 +8,7 @@ mod common;
 
 use common::{MockServer, Reply, Rng};
 use serde_json::{Value, json};
-use wecom_kf::{
+use wecom_kf::types::{
     ChangeType, ChannelsScene, ChannelsSubType, Event, FailType, MenuItem, Origin, Received,
     ReceivedMsg, RejectSwitch, ServicerStatus, StopType, SyncMsgResponse,
 };

@@ -111,14 +111,14 @@ async fn secrets_and_tokens_never_show() {
 /// A response serialized (to log or cache it) keeps the token hidden.
 #[test]
 fn serialized_responses_hide_tokens() {
-    let response = wecom_kf::AccessTokenResponse::new("ACCESS_TOKEN_in_a_response", 7200);
+    let response = wecom_kf::types::AccessTokenResponse::new("ACCESS_TOKEN_in_a_response", 7200);
     let json = serde_json::to_string(&response).unwrap();
     assert!(
         !json.contains("ACCESS_TOKEN_"),
         "serialized in clear: {json}"
     );
     assert_eq!(
-        serde_json::from_str::<wecom_kf::AccessTokenResponse>(
+        serde_json::from_str::<wecom_kf::types::AccessTokenResponse>(
             r#"{"access_token": "ACCESS_TOKEN_read", "expires_in": 7200}"#
         )
         .unwrap()
@@ -132,7 +132,7 @@ fn serialized_responses_hide_tokens() {
 /// The callback token in a `sync_msg` body is sent, and hidden from `Debug`.
 #[test]
 fn request_debug_hides_the_callback_token() {
-    let request = wecom_kf::SyncMsgRequest::new("wk1")
+    let request = wecom_kf::types::SyncMsgRequest::new("wk1")
         .token("CALLBACK_TOKEN_from_a_callback")
         .cursor("CURSOR");
     let shown = format!("{request:?}");

@@ -132,10 +132,10 @@ async fn while_redis_is_down_warm_clients_keep_sending_and_cold_ones_fail_typed(
         .send_text("wmALICE", "wkKF", "before")
         .await
         .expect("send");
-    let checkpoint = wecom_kf::Checkpoint {
+    let checkpoint = wecom_kf::sync::Checkpoint {
         cursor: Some("CURSOR-42".into()),
         handled: Vec::new(),
-        ..wecom_kf::Checkpoint::default()
+        ..wecom_kf::sync::Checkpoint::default()
     };
     cursors.save("wkKF", &checkpoint).await.expect("save");
 

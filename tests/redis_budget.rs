@@ -6,8 +6,8 @@ mod common;
 
 use common::redis_server::RedisServer;
 use serde_json::json;
-use wecom_kf::ReceivedMsg;
 use wecom_kf::reply::{BudgetError, Customer, ReplyBudget};
+use wecom_kf::types::ReceivedMsg;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reserving_at_once_get_five_replies_in_all() {

@@ -17,7 +17,11 @@ use common::redis_server::RedisServer;
 use wecom_kf::callback::server;
 use wecom_kf::redis::{Redis, RedisSyncLock};
 use wecom_kf::sim::Simulator;
-use wecom_kf::{BoxFuture, CursorStore, Page, StoreError, SyncLease, SyncLock, SyncStream};
+use wecom_kf::{
+    CursorStore, SyncStream,
+    sync::{Page, SyncLease, SyncLock},
+    token::{BoxFuture, StoreError},
+};
 
 /// Counts handlers running at once for one account, from any worker.
 #[derive(Default)]
@@ -327,7 +331,7 @@ async fn a_callback_deferred_to_a_holder_that_died_is_pulled_once_its_lock_expir
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_tokens_live_in_redis_only_as_long_as_they_are_valid() {
-    use wecom_kf::{CallbackToken, Secret};
+    use wecom_kf::{Secret, sync::CallbackToken};
     let redis = RedisServer::start();
     let store = redis.connect().await.cursor_store();
     let mut raw = redis::Client::open(redis.url())
@@ -387,7 +391,7 @@ async fn callback_tokens_live_in_redis_only_as_long_as_they_are_valid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_one_script_touches_share_a_cluster_slot() {
-    use wecom_kf::SyncLock as _;
+    use wecom_kf::sync::SyncLock as _;
     let redis = RedisServer::start();
     let shared = redis.connect().await;
     let lease = shared
@@ -396,7 +400,7 @@ async fn the_keys_one_script_touches_share_a_cluster_slot() {
         .await
         .expect("redis")
         .expect("free");
-    let checkpoint = wecom_kf::Checkpoint::default();
+    let checkpoint = wecom_kf::sync::Checkpoint::default();
     assert!(
         shared
             .cursor_store()
@@ -528,7 +532,7 @@ async fn a_callback_that_lands_while_the_holder_lets_go_is_pulled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_that_lost_its_lock_can_neither_commit_renew_nor_release_it() {
-    use wecom_kf::{Checkpoint, SyncLock};
+    use wecom_kf::sync::{Checkpoint, SyncLock};
     let redis = RedisServer::start();
     let (a, b) = (redis.connect().await, redis.connect().await);
     let lock_a = a.sync_lock().ttl(Duration::from_millis(100));
@@ -588,7 +592,7 @@ async fn a_holder_that_lost_its_lock_can_neither_commit_renew_nor_release_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_on_a_replica_without_the_lock_hands_its_token_to_the_holder() {
     use wecom_kf::CursorStore as _;
-    use wecom_kf::SyncLock;
+    use wecom_kf::sync::SyncLock;
     let redis = RedisServer::start();
     let sim = Simulator::start().await.expect("simulator");
     let kf = sim.open_kfid().to_owned();

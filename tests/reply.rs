@@ -15,7 +15,8 @@ use wecom_kf::reply::{
 };
 use wecom_kf::sim::{Fault, ServicerAvailability, Simulator};
 use wecom_kf::{
-    Error, MemoryCursorStore, Menu, MenuClick, ReceivedMsg, ServiceState, SyncStream, Text,
+    Error, MemoryCursorStore, SyncStream,
+    types::{Menu, MenuClick, ReceivedMsg, ServiceState, Text},
 };
 
 /// Pulls everything new into the observers, as the sync stream does before handlers run.
@@ -813,7 +814,7 @@ fn events_in_real_captures_name_their_customer() {
     let entries: Vec<serde_json::Value> = serde_json::from_str(&text).expect("the corpus is JSON");
     let (mut events, mut inputs) = (0, 0);
     for entry in entries {
-        let page: wecom_kf::SyncMsgResponse =
+        let page: wecom_kf::types::SyncMsgResponse =
             serde_json::from_value(entry["payload"].clone()).expect("a sync_msg answer");
         for (item, raw) in page
             .msg_list

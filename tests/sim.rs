@@ -10,9 +10,12 @@ use wecom_kf::sim::{
     Fault, ServicerAvailability, SimConfig, SimUpgradeService, Simulator, UpgradeOffer,
 };
 use wecom_kf::{
-    CaLink, Client, Delivery, ErrCode, Error, Event, File, Gender, Image, Link, Location, Menu,
-    MenuClick, MiniProgram, Received, RetryPolicy, ServiceState, ServicerListStatus, StopType,
-    Text, UpgradeGroupChat, UpgradeMember, UpgradeType, Video, Voice,
+    Client, Delivery, ErrCode, Error, RetryPolicy,
+    types::{
+        CaLink, Event, File, Gender, Image, Link, Location, Menu, MenuClick, MiniProgram, Received,
+        ServiceState, ServicerListStatus, StopType, Text, UpgradeGroupChat, UpgradeMember,
+        UpgradeType, Video, Voice,
+    },
 };
 
 const ALICE: &str = "wmALICE";
@@ -565,7 +568,7 @@ async fn raw_sync_msg(sim: &Simulator, access_token: &str) -> reqwest::Result<Va
     Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-fn session_codes(page: &wecom_kf::SyncMsgResponse) -> Vec<(Option<String>, Option<String>)> {
+fn session_codes(page: &wecom_kf::types::SyncMsgResponse) -> Vec<(Option<String>, Option<String>)> {
     page.msg_list
         .iter()
         .filter_map(|m| match &m.content {
@@ -917,7 +920,7 @@ async fn raw_kf(sim: &Simulator, client: &Client, endpoint: &str, body: Value) -
         .1
 }
 
-fn account_names(accounts: &wecom_kf::AccountListResponse) -> Vec<&str> {
+fn account_names(accounts: &wecom_kf::types::AccountListResponse) -> Vec<&str> {
     accounts
         .account_list
         .iter()
@@ -1248,7 +1251,7 @@ async fn servicer_list_shows_who_is_receiving() {
     let page = client.sync_msg(&kf).await.expect("page");
     let events: Vec<(
         Option<String>,
-        Option<wecom_kf::ServicerStatus>,
+        Option<wecom_kf::types::ServicerStatus>,
         Option<StopType>,
     )> = page
         .msg_list
@@ -1264,7 +1267,7 @@ async fn servicer_list_shows_who_is_receiving() {
         events[0],
         (
             Some("lisi".to_owned()),
-            Some(wecom_kf::ServicerStatus::Stopped),
+            Some(wecom_kf::types::ServicerStatus::Stopped),
             Some(StopType::Suspended)
         )
     );
@@ -2214,8 +2217,12 @@ async fn sends_to_a_customer_who_refuses_messages_fail_later_with_msg_send_fail(
         .expect("accepted");
 
     let page = client.sync_msg(&kf).await.expect("page");
-    let refuses = wecom_kf::FailType::CustomerRefuses;
-    let failures: Vec<(Option<String>, Option<String>, Option<wecom_kf::FailType>)> = page
+    let refuses = wecom_kf::types::FailType::CustomerRefuses;
+    let failures: Vec<(
+        Option<String>,
+        Option<String>,
+        Option<wecom_kf::types::FailType>,
+    )> = page
         .msg_list
         .iter()
         .filter_map(|m| match &m.content {
@@ -2438,7 +2445,7 @@ async fn new_sessions_go_to_receiving_servicers_when_routing_is_on() {
         .cursor(page.next_cursor)
         .await
         .expect("page");
-    let changes: Vec<Option<wecom_kf::ChangeType>> = page
+    let changes: Vec<Option<wecom_kf::types::ChangeType>> = page
         .msg_list
         .iter()
         .filter_map(|m| match &m.content {
@@ -2449,8 +2456,8 @@ async fn new_sessions_go_to_receiving_servicers_when_routing_is_on() {
     assert_eq!(
         changes,
         [
-            Some(wecom_kf::ChangeType::Ended),
-            Some(wecom_kf::ChangeType::PickedUp)
+            Some(wecom_kf::types::ChangeType::Ended),
+            Some(wecom_kf::types::ChangeType::PickedUp)
         ]
     );
 

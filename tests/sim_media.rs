@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use wecom_kf::sim::{Fault, MediaKind, Simulator, samples};
-use wecom_kf::{Client, ErrCode, Received, Upload, VoiceFormat};
+use wecom_kf::{
+    Client, ErrCode, Upload,
+    types::{Received, VoiceFormat},
+};
 
 const ALICE: &str = "wmALICE";
 

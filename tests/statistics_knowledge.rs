@@ -8,9 +8,12 @@ mod common;
 use common::{MockServer, Reply, normalize};
 use serde_json::{Value, json};
 use wecom_kf::{
-    Error, GetCorpStatisticRequest, GetServicerStatisticRequest, IntentAnswer, IntentAttachment,
-    IntentImage, IntentLink, IntentMiniProgram, IntentQuestion, IntentSimilarQuestions,
-    IntentVideo, Validate,
+    Error, Validate,
+    types::{
+        GetCorpStatisticRequest, GetServicerStatisticRequest, IntentAnswer, IntentAttachment,
+        IntentImage, IntentLink, IntentMiniProgram, IntentQuestion, IntentSimilarQuestions,
+        IntentVideo,
+    },
 };
 
 /// The entries of a peer-corpus file whose `key` (`endpoint` or `path`) is `path`.

@@ -12,8 +12,9 @@ use common::{MockServer, Recorded, Reply};
 use serde_json::{Value, json};
 use wecom_kf::callback::KfMsgOrEvent;
 use wecom_kf::{
-    BoxFuture, Checkpoint, CursorStore, FileCursorStore, MemoryCursorStore, Page, RetryPolicy,
-    Secret, StoreError, SyncError, SyncLease, SyncLock, SyncStream, SyncSummary,
+    CursorStore, FileCursorStore, MemoryCursorStore, RetryPolicy, Secret, SyncStream,
+    sync::{Checkpoint, Page, SyncError, SyncLease, SyncLock, SyncSummary},
+    token::{BoxFuture, StoreError},
 };
 
 const SYNC: &str = "/cgi-bin/kf/sync_msg";
@@ -147,7 +148,7 @@ async fn run_each_skips_what_it_handled_before_a_stop() {
     let handled = Arc::new(Mutex::new(Vec::new()));
     let handler = |fail_on: Option<&'static str>| {
         let handled = handled.clone();
-        move |msg: wecom_kf::ReceivedMsg| {
+        move |msg: wecom_kf::types::ReceivedMsg| {
             let handled = handled.clone();
             async move {
                 if Some(msg.msgid.as_str()) == fail_on {

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 use common::MockServer;
 use tokio::sync::Notify;
 use wecom_kf::{
-    BoxFuture, CachedToken, Client, Delivery, ErrCode, Error, Secret, StoreError, TokenStore,
+    Client, Delivery, ErrCode, Error, Secret, TokenStore,
+    token::{BoxFuture, CachedToken, StoreError},
 };
 
 /// `n` concurrent sends on `client`; their errors (every send must fail).

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::MockServer;
 use wecom_kf::{
-    AccessTokenResponse, BoxFuture, CachedToken, Client, ErrCode, Error, MemoryTokenStore, Secret,
-    StoreError, TokenIdentity, TokenSource, TokenStore,
+    Client, ErrCode, Error, MemoryTokenStore, Secret, TokenStore,
+    token::{BoxFuture, CachedToken, StoreError, TokenIdentity, TokenSource},
+    types::AccessTokenResponse,
 };
 
 /// Hands out `SOURCE_TOKEN_<n>`, which `server` then accepts, and counts its fetches.

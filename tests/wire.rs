@@ -11,9 +11,12 @@ mod common;
 use common::{MockServer, Reply, normalize};
 use serde_json::Value;
 use wecom_kf::{
-    CaLink, Client, Error, Gender, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram,
-    MenuText, MenuView, MiniProgram, ServiceState, ServicerListStatus, StopType, UpgradeGroupChat,
-    UpgradeMember, UpgradeType, VoiceFormat,
+    Client, Error,
+    types::{
+        CaLink, Gender, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
+        MenuView, MiniProgram, ServiceState, ServicerListStatus, StopType, UpgradeGroupChat,
+        UpgradeMember, UpgradeType, VoiceFormat,
+    },
 };
 
 fn examples() -> Value {
@@ -640,12 +643,12 @@ async fn raw_bodies_are_sent_as_given() {
 
 #[test]
 fn outgoing_messages_round_trip_through_serde() {
-    let msg = wecom_kf::OutgoingMsg::from(menu_example("head"));
+    let msg = wecom_kf::types::OutgoingMsg::from(menu_example("head"));
     let json = serde_json::to_value(&msg).expect("serialize");
     assert_eq!(json["msgtype"], "msgmenu");
-    let back: wecom_kf::OutgoingMsg = serde_json::from_value(json).expect("deserialize");
+    let back: wecom_kf::types::OutgoingMsg = serde_json::from_value(json).expect("deserialize");
     assert_eq!(back, msg);
-    let unknown = serde_json::from_value::<wecom_kf::OutgoingMsg>(
+    let unknown = serde_json::from_value::<wecom_kf::types::OutgoingMsg>(
         serde_json::json!({"msgtype": "news", "news": {}}),
     );
     assert!(

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! A proc-macro crate exports only macros, so this binary compiles the generator's modules
-//! itself (model, check, diagnostic, emit, names), the same files the macro uses.
+//! itself (model, check, lower, ir, diagnostic, emit, names), the same files the macro uses.
 
 // The included modules bring their unit tests' imports along; nothing here uses them.
 #![allow(dead_code, unused_imports)]
@@ -17,6 +17,10 @@ mod check;
 mod diagnostic;
 #[path = "../src/emit/mod.rs"]
 mod emit;
+#[path = "../src/ir.rs"]
+mod ir;
+#[path = "../src/lower.rs"]
+mod lower;
 #[path = "../src/model.rs"]
 mod model;
 #[path = "../src/names.rs"]
@@ -100,6 +104,7 @@ fn time_expand(source: &str, runs: usize) -> Duration {
         display_path: "bench.toml".into(),
         track_path: None,
         methods: Methods::Inherent,
+        krate: quote::quote!(::wecom_kf),
     };
     let expands = expand(source, &options).is_ok_and(|t| !t.is_empty());
     assert!(expands, "the bench input must expand without errors");

@@ -4,11590 +4,11125 @@
 
 mod generated_from_endpoints {
     use ::wecom_kf::__private as rt;
-    use rt::serde::{Deserialize as _, Serialize as _};
-    use rt::Validate as _;
-    /// A WeCom `errcode`: the named codes of the API file, or `Other` for the rest.
-    ///
-    /// Each code knows its meaning, a hint for what to do, and whether retrying helps.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90313)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ErrCode {
-        /// `-1`: system busy.
+    use builders::*;
+    use types::*;
+
+    /// The data types of `endpoints.toml`: request bodies, messages, and what the server answers.
+    pub mod types {
+        use ::wecom_kf::__private as rt;
+        use rt::serde::{Deserialize as _, Serialize as _};
+        use rt::Validate as _;
+
+        /// A WeCom `errcode`: the named codes of the API file, or `Other` for the rest.
         ///
-        /// WeCom is overloaded; the call is retried with backoff, at most 3 times.
-        SystemBusy,
-        /// `6000`: data version conflict.
+        /// Each code knows its meaning, a hint for what to do, and whether retrying helps.
         ///
-        /// Another change raced this one; the call is retried with backoff.
-        DataVersionConflict,
-        /// `40001`: invalid secret, corp id and secret do not match, or the app is disabled.
-        ///
-        /// Check the corp id and the secret of the app authorised for 微信客服; refreshing the token will not help.
-        InvalidCredential,
-        /// `40003`: invalid userid.
-        ///
-        /// The userid is not a member of this corp.
-        InvalidUserId,
-        /// `40004`: invalid media file type.
-        ///
-        /// Upload image, voice, video or file media of an accepted format.
-        InvalidMediaType,
-        /// `40005`: invalid type parameter.
-        ///
-        /// media/upload takes type = image, voice, video or file.
-        InvalidFileType,
-        /// `40006`: invalid file size.
-        ///
-        /// Media must be larger than 5 bytes and within its type's size limit.
-        InvalidFileSize,
-        /// `40007`: invalid media_id.
-        ///
-        /// Media ids expire after 3 days; upload the media again and resend.
-        InvalidMediaId,
-        /// `40008`: invalid msgtype.
-        ///
-        /// This endpoint does not accept the message type that was sent.
-        InvalidMessageType,
-        /// `40009`: invalid image size.
-        ///
-        /// Images are at most 10 MB (2 MB in older docs).
-        InvalidImageSize,
-        /// `40011`: invalid video size.
-        ///
-        /// Videos are at most 10 MB.
-        InvalidVideoSize,
-        /// `40013`: invalid corp id.
-        ///
-        /// Check the corp id (企业ID) in the admin console.
-        InvalidCorpId,
-        /// `40014`: invalid access_token.
-        ///
-        /// The token was dropped and fetched again once; a repeat means the token belongs to another app.
-        InvalidAccessToken,
-        /// `40058`: invalid parameter.
-        ///
-        /// The body is malformed, a value is over its limit or a required field is missing; fix the request.
-        InvalidParameter,
-        /// `40058` with an `errmsg` like `"msgid duplicate"` or `"duplicate msgid"` or `"msgid repeat"` or `"msgid exist"`: the msgid was used before for this account.
-        ///
-        /// Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.
-        DuplicateMsgid,
-        /// `40058` with an `errmsg` like `"invalid code"` or `"code expired"` or `"code is used"` or `"code used"`: the one-time event code was used or has expired.
-        ///
-        /// Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.
-        EventCodeUsedOrExpired,
-        /// `40058` with an `errmsg` like `"invalid cursor"`: the sync_msg cursor is not one WeCom issued, or it expired.
-        ///
-        /// Clear the stored checkpoint of the account to start from WeCom's 3-day history.
-        InvalidCursor,
-        /// `40096`: invalid external userid.
-        ///
-        /// touser must be the external_userid (wm…) of a customer of this corp.
-        InvalidExternalUserId,
-        /// `40201`: the account is banned for sensitive content.
-        ///
-        /// The customer-service account was blocked by WeChat; see the admin console.
-        AccountBanned,
-        /// `41001`: access_token missing.
-        ///
-        /// The token was fetched again and the call retried once; a repeat is a bug in this crate, please report it.
-        AccessTokenMissing,
-        /// `41006`: media_id missing.
-        ///
-        /// Media messages need the media_id of an uploaded file.
-        MediaIdMissing,
-        /// `44001`: the uploaded file is empty.
-        ///
-        /// Upload a file of more than 5 bytes.
-        EmptyFile,
-        /// `42001`: access_token expired.
-        ///
-        /// The token was dropped and fetched again once; a repeat means WeCom revoked it early.
-        AccessTokenExpired,
-        /// `44004`: text content is empty.
-        ///
-        /// Send at least one character.
-        EmptyText,
-        /// `45001`: media size over the limit.
-        ///
-        /// Images and videos are at most 10 MB, voice 2 MB, files 20 MB.
-        MediaTooLarge,
-        /// `45002`: content too large.
-        ///
-        /// Text is at most 2048 bytes; shorten or split it.
-        ContentTooLarge,
-        /// `45009`: API call frequency exceeded.
-        ///
-        /// Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.
-        RateLimited,
-        /// `45033`: API concurrency exceeded.
-        ///
-        /// Retried with backoff; lower the number of calls in flight.
-        TooManyConcurrentCalls,
-        /// `48002`: API not authorised for this app.
-        ///
-        /// Add the app under 微信客服 → 可调用接口的应用, and use that app's secret.
-        ApiUnauthorized,
-        /// `60011`: no permission for the member, department or tag.
-        ///
-        /// Widen the app's visibility in the admin console.
-        NoPrivilege,
-        /// `60020`: the source IP is not trusted.
-        ///
-        /// Add this server's IP to the app's 企业可信IP; it takes about a minute to apply.
-        UntrustedIp,
-        /// `60030`: outside the app's visibility.
-        ///
-        /// Widen the app's visibility in the admin console.
-        OutsideVisibility,
-        /// `60111`: userid not found.
-        ///
-        /// The userid is not a member of this corp.
-        UserIdNotFound,
-        /// `95000`: invalid open_kfid.
-        ///
-        /// open_kfid must be a customer-service account id (wk…) of this corp.
-        InvalidOpenKfId,
-        /// `95001`: send-count limit reached.
-        ///
-        /// At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.
-        SendCountLimit,
-        /// `95002`: send-time limit reached.
-        ///
-        /// Messages may be sent only within 48 hours of the customer's last message; wait until the customer writes again.
-        SendTimeLimit,
-        /// `95003`: the account serves the most customers it may.
-        ///
-        /// Unverified corps serve 100 customers in total, verified ones 10 000 without a bound 视频号.
-        CustomerLimit,
-        /// `95004`: open_kfid does not exist.
-        ///
-        /// The account was deleted or belongs to another corp.
-        OpenKfIdNotFound,
-        /// `95005`: too many customer-service accounts.
-        ///
-        /// Delete an account before adding another.
-        AccountCountLimit,
-        /// `95006`: invalid account name.
-        ///
-        /// Account names are at most 16 characters.
-        InvalidAccountName,
-        /// `95007`: invalid msg token.
-        ///
-        /// The callback token lasts 10 minutes; call sync_msg with the newest callback token, or without one.
-        InvalidMsgToken,
-        /// `95008`: too many menu items.
-        ///
-        /// A menu holds at most 10 items.
-        MenuItemCountLimit,
-        /// `95009`: invalid menu item type.
-        ///
-        /// Menu items are click, view, miniprogram or text.
-        InvalidMenuItemType,
-        /// `95011`: kf runs integrated with WeCom but the token came from the standalone secret.
-        ///
-        /// Use the secret of a self-built app authorised for 微信客服.
-        IntegratedModeSecret,
-        /// `95012`: kf runs standalone but the token came from the integrated secret.
-        ///
-        /// Use the 微信客服 secret that matches the standalone mode.
-        StandaloneModeSecret,
-        /// `95013`: the session has already ended.
-        ///
-        /// Wait for the customer to start a new session.
-        SessionEnded,
-        /// `95014`: the user is not a servicer, or not activated in WeCom.
-        ///
-        /// Add the user as a servicer of the account and make sure they have activated WeCom.
-        NotAServicer,
-        /// `95015`: dedicated service is already configured in the admin console.
-        ///
-        /// Change the 专属服务 setting in the admin console.
-        DedicatedServiceConfigured,
-        /// `95016`: the session state may not change that way.
-        ///
-        /// See the session state diagram on doc page 94638.
-        StateTransitionNotAllowed,
-        /// `95017`: the API switch of the base app is off.
-        ///
-        /// Turn on API access for 微信客服 in the admin console.
-        ApiSwitchOff,
-        /// `95018`: the session state does not allow sending.
-        ///
-        /// send_msg works only while the session is new (state 0) or with the smart assistant (state 1); a servicer has taken it (state 3) or it ended. Move the session to state 1 with service_state/trans if that is intended.
-        SessionStateForbidsSending,
-        /// `95019`: the servicer has stopped or suspended receiving.
-        ///
-        /// Pick another servicer.
-        ServicerStopped,
-        /// `95021`: userid or chat_id is not configured for upgrade service.
-        ///
-        /// Add it under 升级服务 in the admin console.
-        NotInUpgradeServiceRange,
-        /// `95022`: invalid location_type.
-        ///
-        /// Check the location_type value.
-        InvalidLocationType,
-        /// `95023`: the API switch is already granted to a 代开发 app.
-        ///
-        /// Revoke it there first.
-        ApiSwitchGrantedToAnotherApp,
-        /// `95026`: account usage is too low to create more accounts.
-        ///
-        /// Use the existing accounts more before adding new ones.
-        AccountUsageTooLow,
-        /// `95027`: an unverified corp may create at most 10 accounts.
-        ///
-        /// Verify the corp to create more accounts.
-        UnverifiedAccountLimit,
-        /// `95030`: the message type is forbidden by the 客服组件 settings.
-        ///
-        /// Send a message type the component allows.
-        MessageTypeForbiddenForComponent,
-        /// `830002`: the file is over 20 MB and must be downloaded in ranges.
-        ///
-        /// download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.
-        RangeRequired,
-        /// A value this version doesn't name, kept as received.
-        Other(i64),
-    }
-    impl ErrCode {
-        /// The variant for a wire value.
-        pub const fn from_value(value: i64) -> Self {
-            match value {
-                -1 => Self::SystemBusy,
-                6000 => Self::DataVersionConflict,
-                40001 => Self::InvalidCredential,
-                40003 => Self::InvalidUserId,
-                40004 => Self::InvalidMediaType,
-                40005 => Self::InvalidFileType,
-                40006 => Self::InvalidFileSize,
-                40007 => Self::InvalidMediaId,
-                40008 => Self::InvalidMessageType,
-                40009 => Self::InvalidImageSize,
-                40011 => Self::InvalidVideoSize,
-                40013 => Self::InvalidCorpId,
-                40014 => Self::InvalidAccessToken,
-                40058 => Self::InvalidParameter,
-                40096 => Self::InvalidExternalUserId,
-                40201 => Self::AccountBanned,
-                41001 => Self::AccessTokenMissing,
-                41006 => Self::MediaIdMissing,
-                44001 => Self::EmptyFile,
-                42001 => Self::AccessTokenExpired,
-                44004 => Self::EmptyText,
-                45001 => Self::MediaTooLarge,
-                45002 => Self::ContentTooLarge,
-                45009 => Self::RateLimited,
-                45033 => Self::TooManyConcurrentCalls,
-                48002 => Self::ApiUnauthorized,
-                60011 => Self::NoPrivilege,
-                60020 => Self::UntrustedIp,
-                60030 => Self::OutsideVisibility,
-                60111 => Self::UserIdNotFound,
-                95000 => Self::InvalidOpenKfId,
-                95001 => Self::SendCountLimit,
-                95002 => Self::SendTimeLimit,
-                95003 => Self::CustomerLimit,
-                95004 => Self::OpenKfIdNotFound,
-                95005 => Self::AccountCountLimit,
-                95006 => Self::InvalidAccountName,
-                95007 => Self::InvalidMsgToken,
-                95008 => Self::MenuItemCountLimit,
-                95009 => Self::InvalidMenuItemType,
-                95011 => Self::IntegratedModeSecret,
-                95012 => Self::StandaloneModeSecret,
-                95013 => Self::SessionEnded,
-                95014 => Self::NotAServicer,
-                95015 => Self::DedicatedServiceConfigured,
-                95016 => Self::StateTransitionNotAllowed,
-                95017 => Self::ApiSwitchOff,
-                95018 => Self::SessionStateForbidsSending,
-                95019 => Self::ServicerStopped,
-                95021 => Self::NotInUpgradeServiceRange,
-                95022 => Self::InvalidLocationType,
-                95023 => Self::ApiSwitchGrantedToAnotherApp,
-                95026 => Self::AccountUsageTooLow,
-                95027 => Self::UnverifiedAccountLimit,
-                95030 => Self::MessageTypeForbiddenForComponent,
-                830002 => Self::RangeRequired,
-                other => Self::Other(other),
-            }
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90313)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrCode {
+            /// `-1`: system busy.
+            ///
+            /// WeCom is overloaded; the call is retried with backoff, at most 3 times.
+            SystemBusy,
+            /// `6000`: data version conflict.
+            ///
+            /// Another change raced this one; the call is retried with backoff.
+            DataVersionConflict,
+            /// `40001`: invalid secret, corp id and secret do not match, or the app is disabled.
+            ///
+            /// Check the corp id and the secret of the app authorised for 微信客服; refreshing the token will not help.
+            InvalidCredential,
+            /// `40003`: invalid userid.
+            ///
+            /// The userid is not a member of this corp.
+            InvalidUserId,
+            /// `40004`: invalid media file type.
+            ///
+            /// Upload image, voice, video or file media of an accepted format.
+            InvalidMediaType,
+            /// `40005`: invalid type parameter.
+            ///
+            /// media/upload takes type = image, voice, video or file.
+            InvalidFileType,
+            /// `40006`: invalid file size.
+            ///
+            /// Media must be larger than 5 bytes and within its type's size limit.
+            InvalidFileSize,
+            /// `40007`: invalid media_id.
+            ///
+            /// Media ids expire after 3 days; upload the media again and resend.
+            InvalidMediaId,
+            /// `40008`: invalid msgtype.
+            ///
+            /// This endpoint does not accept the message type that was sent.
+            InvalidMessageType,
+            /// `40009`: invalid image size.
+            ///
+            /// Images are at most 10 MB (2 MB in older docs).
+            InvalidImageSize,
+            /// `40011`: invalid video size.
+            ///
+            /// Videos are at most 10 MB.
+            InvalidVideoSize,
+            /// `40013`: invalid corp id.
+            ///
+            /// Check the corp id (企业ID) in the admin console.
+            InvalidCorpId,
+            /// `40014`: invalid access_token.
+            ///
+            /// The token was dropped and fetched again once; a repeat means the token belongs to another app.
+            InvalidAccessToken,
+            /// `40058`: invalid parameter.
+            ///
+            /// The body is malformed, a value is over its limit or a required field is missing; fix the request.
+            InvalidParameter,
+            /// `40058` with an `errmsg` like `"msgid duplicate"` or `"duplicate msgid"` or `"msgid repeat"` or `"msgid exist"`: the msgid was used before for this account.
+            ///
+            /// Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.
+            DuplicateMsgid,
+            /// `40058` with an `errmsg` like `"invalid code"` or `"code expired"` or `"code is used"` or `"code used"`: the one-time event code was used or has expired.
+            ///
+            /// Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.
+            EventCodeUsedOrExpired,
+            /// `40058` with an `errmsg` like `"invalid cursor"`: the sync_msg cursor is not one WeCom issued, or it expired.
+            ///
+            /// Clear the stored checkpoint of the account to start from WeCom's 3-day history.
+            InvalidCursor,
+            /// `40096`: invalid external userid.
+            ///
+            /// touser must be the external_userid (wm…) of a customer of this corp.
+            InvalidExternalUserId,
+            /// `40201`: the account is banned for sensitive content.
+            ///
+            /// The customer-service account was blocked by WeChat; see the admin console.
+            AccountBanned,
+            /// `41001`: access_token missing.
+            ///
+            /// The token was fetched again and the call retried once; a repeat is a bug in this crate, please report it.
+            AccessTokenMissing,
+            /// `41006`: media_id missing.
+            ///
+            /// Media messages need the media_id of an uploaded file.
+            MediaIdMissing,
+            /// `44001`: the uploaded file is empty.
+            ///
+            /// Upload a file of more than 5 bytes.
+            EmptyFile,
+            /// `42001`: access_token expired.
+            ///
+            /// The token was dropped and fetched again once; a repeat means WeCom revoked it early.
+            AccessTokenExpired,
+            /// `44004`: text content is empty.
+            ///
+            /// Send at least one character.
+            EmptyText,
+            /// `45001`: media size over the limit.
+            ///
+            /// Images and videos are at most 10 MB, voice 2 MB, files 20 MB.
+            MediaTooLarge,
+            /// `45002`: content too large.
+            ///
+            /// Text is at most 2048 bytes; shorten or split it.
+            ContentTooLarge,
+            /// `45009`: API call frequency exceeded.
+            ///
+            /// Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.
+            RateLimited,
+            /// `45033`: API concurrency exceeded.
+            ///
+            /// Retried with backoff; lower the number of calls in flight.
+            TooManyConcurrentCalls,
+            /// `48002`: API not authorised for this app.
+            ///
+            /// Add the app under 微信客服 → 可调用接口的应用, and use that app's secret.
+            ApiUnauthorized,
+            /// `60011`: no permission for the member, department or tag.
+            ///
+            /// Widen the app's visibility in the admin console.
+            NoPrivilege,
+            /// `60020`: the source IP is not trusted.
+            ///
+            /// Add this server's IP to the app's 企业可信IP; it takes about a minute to apply.
+            UntrustedIp,
+            /// `60030`: outside the app's visibility.
+            ///
+            /// Widen the app's visibility in the admin console.
+            OutsideVisibility,
+            /// `60111`: userid not found.
+            ///
+            /// The userid is not a member of this corp.
+            UserIdNotFound,
+            /// `95000`: invalid open_kfid.
+            ///
+            /// open_kfid must be a customer-service account id (wk…) of this corp.
+            InvalidOpenKfId,
+            /// `95001`: send-count limit reached.
+            ///
+            /// At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.
+            SendCountLimit,
+            /// `95002`: send-time limit reached.
+            ///
+            /// Messages may be sent only within 48 hours of the customer's last message; wait until the customer writes again.
+            SendTimeLimit,
+            /// `95003`: the account serves the most customers it may.
+            ///
+            /// Unverified corps serve 100 customers in total, verified ones 10 000 without a bound 视频号.
+            CustomerLimit,
+            /// `95004`: open_kfid does not exist.
+            ///
+            /// The account was deleted or belongs to another corp.
+            OpenKfIdNotFound,
+            /// `95005`: too many customer-service accounts.
+            ///
+            /// Delete an account before adding another.
+            AccountCountLimit,
+            /// `95006`: invalid account name.
+            ///
+            /// Account names are at most 16 characters.
+            InvalidAccountName,
+            /// `95007`: invalid msg token.
+            ///
+            /// The callback token lasts 10 minutes; call sync_msg with the newest callback token, or without one.
+            InvalidMsgToken,
+            /// `95008`: too many menu items.
+            ///
+            /// A menu holds at most 10 items.
+            MenuItemCountLimit,
+            /// `95009`: invalid menu item type.
+            ///
+            /// Menu items are click, view, miniprogram or text.
+            InvalidMenuItemType,
+            /// `95011`: kf runs integrated with WeCom but the token came from the standalone secret.
+            ///
+            /// Use the secret of a self-built app authorised for 微信客服.
+            IntegratedModeSecret,
+            /// `95012`: kf runs standalone but the token came from the integrated secret.
+            ///
+            /// Use the 微信客服 secret that matches the standalone mode.
+            StandaloneModeSecret,
+            /// `95013`: the session has already ended.
+            ///
+            /// Wait for the customer to start a new session.
+            SessionEnded,
+            /// `95014`: the user is not a servicer, or not activated in WeCom.
+            ///
+            /// Add the user as a servicer of the account and make sure they have activated WeCom.
+            NotAServicer,
+            /// `95015`: dedicated service is already configured in the admin console.
+            ///
+            /// Change the 专属服务 setting in the admin console.
+            DedicatedServiceConfigured,
+            /// `95016`: the session state may not change that way.
+            ///
+            /// See the session state diagram on doc page 94638.
+            StateTransitionNotAllowed,
+            /// `95017`: the API switch of the base app is off.
+            ///
+            /// Turn on API access for 微信客服 in the admin console.
+            ApiSwitchOff,
+            /// `95018`: the session state does not allow sending.
+            ///
+            /// send_msg works only while the session is new (state 0) or with the smart assistant (state 1); a servicer has taken it (state 3) or it ended. Move the session to state 1 with service_state/trans if that is intended.
+            SessionStateForbidsSending,
+            /// `95019`: the servicer has stopped or suspended receiving.
+            ///
+            /// Pick another servicer.
+            ServicerStopped,
+            /// `95021`: userid or chat_id is not configured for upgrade service.
+            ///
+            /// Add it under 升级服务 in the admin console.
+            NotInUpgradeServiceRange,
+            /// `95022`: invalid location_type.
+            ///
+            /// Check the location_type value.
+            InvalidLocationType,
+            /// `95023`: the API switch is already granted to a 代开发 app.
+            ///
+            /// Revoke it there first.
+            ApiSwitchGrantedToAnotherApp,
+            /// `95026`: account usage is too low to create more accounts.
+            ///
+            /// Use the existing accounts more before adding new ones.
+            AccountUsageTooLow,
+            /// `95027`: an unverified corp may create at most 10 accounts.
+            ///
+            /// Verify the corp to create more accounts.
+            UnverifiedAccountLimit,
+            /// `95030`: the message type is forbidden by the 客服组件 settings.
+            ///
+            /// Send a message type the component allows.
+            MessageTypeForbiddenForComponent,
+            /// `830002`: the file is over 20 MB and must be downloaded in ranges.
+            ///
+            /// download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.
+            RangeRequired,
+            /// A value this version doesn't name, kept as received.
+            Other(i64),
         }
-        /// The wire value.
-        pub const fn value(self) -> i64 {
-            match self {
-                Self::SystemBusy => -1,
-                Self::DataVersionConflict => 6000,
-                Self::InvalidCredential => 40001,
-                Self::InvalidUserId => 40003,
-                Self::InvalidMediaType => 40004,
-                Self::InvalidFileType => 40005,
-                Self::InvalidFileSize => 40006,
-                Self::InvalidMediaId => 40007,
-                Self::InvalidMessageType => 40008,
-                Self::InvalidImageSize => 40009,
-                Self::InvalidVideoSize => 40011,
-                Self::InvalidCorpId => 40013,
-                Self::InvalidAccessToken => 40014,
-                Self::InvalidParameter => 40058,
-                Self::DuplicateMsgid => 40058,
-                Self::EventCodeUsedOrExpired => 40058,
-                Self::InvalidCursor => 40058,
-                Self::InvalidExternalUserId => 40096,
-                Self::AccountBanned => 40201,
-                Self::AccessTokenMissing => 41001,
-                Self::MediaIdMissing => 41006,
-                Self::EmptyFile => 44001,
-                Self::AccessTokenExpired => 42001,
-                Self::EmptyText => 44004,
-                Self::MediaTooLarge => 45001,
-                Self::ContentTooLarge => 45002,
-                Self::RateLimited => 45009,
-                Self::TooManyConcurrentCalls => 45033,
-                Self::ApiUnauthorized => 48002,
-                Self::NoPrivilege => 60011,
-                Self::UntrustedIp => 60020,
-                Self::OutsideVisibility => 60030,
-                Self::UserIdNotFound => 60111,
-                Self::InvalidOpenKfId => 95000,
-                Self::SendCountLimit => 95001,
-                Self::SendTimeLimit => 95002,
-                Self::CustomerLimit => 95003,
-                Self::OpenKfIdNotFound => 95004,
-                Self::AccountCountLimit => 95005,
-                Self::InvalidAccountName => 95006,
-                Self::InvalidMsgToken => 95007,
-                Self::MenuItemCountLimit => 95008,
-                Self::InvalidMenuItemType => 95009,
-                Self::IntegratedModeSecret => 95011,
-                Self::StandaloneModeSecret => 95012,
-                Self::SessionEnded => 95013,
-                Self::NotAServicer => 95014,
-                Self::DedicatedServiceConfigured => 95015,
-                Self::StateTransitionNotAllowed => 95016,
-                Self::ApiSwitchOff => 95017,
-                Self::SessionStateForbidsSending => 95018,
-                Self::ServicerStopped => 95019,
-                Self::NotInUpgradeServiceRange => 95021,
-                Self::InvalidLocationType => 95022,
-                Self::ApiSwitchGrantedToAnotherApp => 95023,
-                Self::AccountUsageTooLow => 95026,
-                Self::UnverifiedAccountLimit => 95027,
-                Self::MessageTypeForbiddenForComponent => 95030,
-                Self::RangeRequired => 830002,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<i64> for ErrCode {
-        fn from(value: i64) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ErrCode> for i64 {
-        fn from(value: ErrCode) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ErrCode {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_i64(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ErrCode {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <i64 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    impl ErrCode {
-        /// The variant for an answer: the code, told apart by `errmsg` where WeCom uses one
-        /// code for several causes.
-        pub fn from_answer(code: i64, errmsg: &str) -> Self {
-            let errmsg = errmsg.to_lowercase();
-            if code == 40058 {
-                if ["msgid duplicate", "duplicate msgid", "msgid repeat", "msgid exist"]
-                    .iter()
-                    .any(|p| errmsg.contains(p))
-                {
-                    return Self::DuplicateMsgid;
-                }
-                if ["invalid code", "code expired", "code is used", "code used"]
-                    .iter()
-                    .any(|p| errmsg.contains(p))
-                {
-                    return Self::EventCodeUsedOrExpired;
-                }
-                if ["invalid cursor"].iter().any(|p| errmsg.contains(p)) {
-                    return Self::InvalidCursor;
+
+        impl ErrCode {
+            /// The variant for a wire value.
+            pub const fn from_value(value: i64) -> Self {
+                match value {
+                    -1 => Self::SystemBusy,
+                    6000 => Self::DataVersionConflict,
+                    40001 => Self::InvalidCredential,
+                    40003 => Self::InvalidUserId,
+                    40004 => Self::InvalidMediaType,
+                    40005 => Self::InvalidFileType,
+                    40006 => Self::InvalidFileSize,
+                    40007 => Self::InvalidMediaId,
+                    40008 => Self::InvalidMessageType,
+                    40009 => Self::InvalidImageSize,
+                    40011 => Self::InvalidVideoSize,
+                    40013 => Self::InvalidCorpId,
+                    40014 => Self::InvalidAccessToken,
+                    40058 => Self::InvalidParameter,
+                    40096 => Self::InvalidExternalUserId,
+                    40201 => Self::AccountBanned,
+                    41001 => Self::AccessTokenMissing,
+                    41006 => Self::MediaIdMissing,
+                    44001 => Self::EmptyFile,
+                    42001 => Self::AccessTokenExpired,
+                    44004 => Self::EmptyText,
+                    45001 => Self::MediaTooLarge,
+                    45002 => Self::ContentTooLarge,
+                    45009 => Self::RateLimited,
+                    45033 => Self::TooManyConcurrentCalls,
+                    48002 => Self::ApiUnauthorized,
+                    60011 => Self::NoPrivilege,
+                    60020 => Self::UntrustedIp,
+                    60030 => Self::OutsideVisibility,
+                    60111 => Self::UserIdNotFound,
+                    95000 => Self::InvalidOpenKfId,
+                    95001 => Self::SendCountLimit,
+                    95002 => Self::SendTimeLimit,
+                    95003 => Self::CustomerLimit,
+                    95004 => Self::OpenKfIdNotFound,
+                    95005 => Self::AccountCountLimit,
+                    95006 => Self::InvalidAccountName,
+                    95007 => Self::InvalidMsgToken,
+                    95008 => Self::MenuItemCountLimit,
+                    95009 => Self::InvalidMenuItemType,
+                    95011 => Self::IntegratedModeSecret,
+                    95012 => Self::StandaloneModeSecret,
+                    95013 => Self::SessionEnded,
+                    95014 => Self::NotAServicer,
+                    95015 => Self::DedicatedServiceConfigured,
+                    95016 => Self::StateTransitionNotAllowed,
+                    95017 => Self::ApiSwitchOff,
+                    95018 => Self::SessionStateForbidsSending,
+                    95019 => Self::ServicerStopped,
+                    95021 => Self::NotInUpgradeServiceRange,
+                    95022 => Self::InvalidLocationType,
+                    95023 => Self::ApiSwitchGrantedToAnotherApp,
+                    95026 => Self::AccountUsageTooLow,
+                    95027 => Self::UnverifiedAccountLimit,
+                    95030 => Self::MessageTypeForbiddenForComponent,
+                    830002 => Self::RangeRequired,
+                    other => Self::Other(other),
                 }
             }
-            Self::from_value(code)
-        }
-        /// What the code means, if the API file names it.
-        pub fn meaning(self) -> Option<&'static str> {
-            match self {
-                Self::SystemBusy => Some("system busy"),
-                Self::DataVersionConflict => Some("data version conflict"),
-                Self::InvalidCredential => {
-                    Some(
-                        "invalid secret, corp id and secret do not match, or the app is disabled",
-                    )
+
+            /// The wire value.
+            pub const fn value(self) -> i64 {
+                match self {
+                    Self::SystemBusy => -1,
+                    Self::DataVersionConflict => 6000,
+                    Self::InvalidCredential => 40001,
+                    Self::InvalidUserId => 40003,
+                    Self::InvalidMediaType => 40004,
+                    Self::InvalidFileType => 40005,
+                    Self::InvalidFileSize => 40006,
+                    Self::InvalidMediaId => 40007,
+                    Self::InvalidMessageType => 40008,
+                    Self::InvalidImageSize => 40009,
+                    Self::InvalidVideoSize => 40011,
+                    Self::InvalidCorpId => 40013,
+                    Self::InvalidAccessToken => 40014,
+                    Self::InvalidParameter => 40058,
+                    Self::DuplicateMsgid => 40058,
+                    Self::EventCodeUsedOrExpired => 40058,
+                    Self::InvalidCursor => 40058,
+                    Self::InvalidExternalUserId => 40096,
+                    Self::AccountBanned => 40201,
+                    Self::AccessTokenMissing => 41001,
+                    Self::MediaIdMissing => 41006,
+                    Self::EmptyFile => 44001,
+                    Self::AccessTokenExpired => 42001,
+                    Self::EmptyText => 44004,
+                    Self::MediaTooLarge => 45001,
+                    Self::ContentTooLarge => 45002,
+                    Self::RateLimited => 45009,
+                    Self::TooManyConcurrentCalls => 45033,
+                    Self::ApiUnauthorized => 48002,
+                    Self::NoPrivilege => 60011,
+                    Self::UntrustedIp => 60020,
+                    Self::OutsideVisibility => 60030,
+                    Self::UserIdNotFound => 60111,
+                    Self::InvalidOpenKfId => 95000,
+                    Self::SendCountLimit => 95001,
+                    Self::SendTimeLimit => 95002,
+                    Self::CustomerLimit => 95003,
+                    Self::OpenKfIdNotFound => 95004,
+                    Self::AccountCountLimit => 95005,
+                    Self::InvalidAccountName => 95006,
+                    Self::InvalidMsgToken => 95007,
+                    Self::MenuItemCountLimit => 95008,
+                    Self::InvalidMenuItemType => 95009,
+                    Self::IntegratedModeSecret => 95011,
+                    Self::StandaloneModeSecret => 95012,
+                    Self::SessionEnded => 95013,
+                    Self::NotAServicer => 95014,
+                    Self::DedicatedServiceConfigured => 95015,
+                    Self::StateTransitionNotAllowed => 95016,
+                    Self::ApiSwitchOff => 95017,
+                    Self::SessionStateForbidsSending => 95018,
+                    Self::ServicerStopped => 95019,
+                    Self::NotInUpgradeServiceRange => 95021,
+                    Self::InvalidLocationType => 95022,
+                    Self::ApiSwitchGrantedToAnotherApp => 95023,
+                    Self::AccountUsageTooLow => 95026,
+                    Self::UnverifiedAccountLimit => 95027,
+                    Self::MessageTypeForbiddenForComponent => 95030,
+                    Self::RangeRequired => 830002,
+                    Self::Other(other) => other,
                 }
-                Self::InvalidUserId => Some("invalid userid"),
-                Self::InvalidMediaType => Some("invalid media file type"),
-                Self::InvalidFileType => Some("invalid type parameter"),
-                Self::InvalidFileSize => Some("invalid file size"),
-                Self::InvalidMediaId => Some("invalid media_id"),
-                Self::InvalidMessageType => Some("invalid msgtype"),
-                Self::InvalidImageSize => Some("invalid image size"),
-                Self::InvalidVideoSize => Some("invalid video size"),
-                Self::InvalidCorpId => Some("invalid corp id"),
-                Self::InvalidAccessToken => Some("invalid access_token"),
-                Self::InvalidParameter => Some("invalid parameter"),
-                Self::DuplicateMsgid => {
-                    Some("the msgid was used before for this account")
-                }
-                Self::EventCodeUsedOrExpired => {
-                    Some("the one-time event code was used or has expired")
-                }
-                Self::InvalidCursor => {
-                    Some("the sync_msg cursor is not one WeCom issued, or it expired")
-                }
-                Self::InvalidExternalUserId => Some("invalid external userid"),
-                Self::AccountBanned => {
-                    Some("the account is banned for sensitive content")
-                }
-                Self::AccessTokenMissing => Some("access_token missing"),
-                Self::MediaIdMissing => Some("media_id missing"),
-                Self::EmptyFile => Some("the uploaded file is empty"),
-                Self::AccessTokenExpired => Some("access_token expired"),
-                Self::EmptyText => Some("text content is empty"),
-                Self::MediaTooLarge => Some("media size over the limit"),
-                Self::ContentTooLarge => Some("content too large"),
-                Self::RateLimited => Some("API call frequency exceeded"),
-                Self::TooManyConcurrentCalls => Some("API concurrency exceeded"),
-                Self::ApiUnauthorized => Some("API not authorised for this app"),
-                Self::NoPrivilege => {
-                    Some("no permission for the member, department or tag")
-                }
-                Self::UntrustedIp => Some("the source IP is not trusted"),
-                Self::OutsideVisibility => Some("outside the app's visibility"),
-                Self::UserIdNotFound => Some("userid not found"),
-                Self::InvalidOpenKfId => Some("invalid open_kfid"),
-                Self::SendCountLimit => Some("send-count limit reached"),
-                Self::SendTimeLimit => Some("send-time limit reached"),
-                Self::CustomerLimit => {
-                    Some("the account serves the most customers it may")
-                }
-                Self::OpenKfIdNotFound => Some("open_kfid does not exist"),
-                Self::AccountCountLimit => Some("too many customer-service accounts"),
-                Self::InvalidAccountName => Some("invalid account name"),
-                Self::InvalidMsgToken => Some("invalid msg token"),
-                Self::MenuItemCountLimit => Some("too many menu items"),
-                Self::InvalidMenuItemType => Some("invalid menu item type"),
-                Self::IntegratedModeSecret => {
-                    Some(
-                        "kf runs integrated with WeCom but the token came from the standalone secret",
-                    )
-                }
-                Self::StandaloneModeSecret => {
-                    Some(
-                        "kf runs standalone but the token came from the integrated secret",
-                    )
-                }
-                Self::SessionEnded => Some("the session has already ended"),
-                Self::NotAServicer => {
-                    Some("the user is not a servicer, or not activated in WeCom")
-                }
-                Self::DedicatedServiceConfigured => {
-                    Some("dedicated service is already configured in the admin console")
-                }
-                Self::StateTransitionNotAllowed => {
-                    Some("the session state may not change that way")
-                }
-                Self::ApiSwitchOff => Some("the API switch of the base app is off"),
-                Self::SessionStateForbidsSending => {
-                    Some("the session state does not allow sending")
-                }
-                Self::ServicerStopped => {
-                    Some("the servicer has stopped or suspended receiving")
-                }
-                Self::NotInUpgradeServiceRange => {
-                    Some("userid or chat_id is not configured for upgrade service")
-                }
-                Self::InvalidLocationType => Some("invalid location_type"),
-                Self::ApiSwitchGrantedToAnotherApp => {
-                    Some("the API switch is already granted to a 代开发 app")
-                }
-                Self::AccountUsageTooLow => {
-                    Some("account usage is too low to create more accounts")
-                }
-                Self::UnverifiedAccountLimit => {
-                    Some("an unverified corp may create at most 10 accounts")
-                }
-                Self::MessageTypeForbiddenForComponent => {
-                    Some("the message type is forbidden by the 客服组件 settings")
-                }
-                Self::RangeRequired => {
-                    Some("the file is over 20 MB and must be downloaded in ranges")
-                }
-                Self::Other(_) => None,
             }
         }
-        /// What to do about it, if the API file names the code.
-        pub fn hint(self) -> Option<&'static str> {
-            match self {
-                Self::SystemBusy => {
-                    Some(
-                        "WeCom is overloaded; the call is retried with backoff, at most 3 times.",
-                    )
-                }
-                Self::DataVersionConflict => {
-                    Some(
-                        "Another change raced this one; the call is retried with backoff.",
-                    )
-                }
-                Self::InvalidCredential => {
-                    Some(
-                        "Check the corp id and the secret of the app authorised for 微信客服; refreshing the token will not help.",
-                    )
-                }
-                Self::InvalidUserId => Some("The userid is not a member of this corp."),
-                Self::InvalidMediaType => {
-                    Some(
-                        "Upload image, voice, video or file media of an accepted format.",
-                    )
-                }
-                Self::InvalidFileType => {
-                    Some("media/upload takes type = image, voice, video or file.")
-                }
-                Self::InvalidFileSize => {
-                    Some(
-                        "Media must be larger than 5 bytes and within its type's size limit.",
-                    )
-                }
-                Self::InvalidMediaId => {
-                    Some(
-                        "Media ids expire after 3 days; upload the media again and resend.",
-                    )
-                }
-                Self::InvalidMessageType => {
-                    Some("This endpoint does not accept the message type that was sent.")
-                }
-                Self::InvalidImageSize => {
-                    Some("Images are at most 10 MB (2 MB in older docs).")
-                }
-                Self::InvalidVideoSize => Some("Videos are at most 10 MB."),
-                Self::InvalidCorpId => {
-                    Some("Check the corp id (企业ID) in the admin console.")
-                }
-                Self::InvalidAccessToken => {
-                    Some(
-                        "The token was dropped and fetched again once; a repeat means the token belongs to another app.",
-                    )
-                }
-                Self::InvalidParameter => {
-                    Some(
-                        "The body is malformed, a value is over its limit or a required field is missing; fix the request.",
-                    )
-                }
-                Self::DuplicateMsgid => {
-                    Some(
-                        "Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.",
-                    )
-                }
-                Self::EventCodeUsedOrExpired => {
-                    Some(
-                        "Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.",
-                    )
-                }
-                Self::InvalidCursor => {
-                    Some(
-                        "Clear the stored checkpoint of the account to start from WeCom's 3-day history.",
-                    )
-                }
-                Self::InvalidExternalUserId => {
-                    Some(
-                        "touser must be the external_userid (wm…) of a customer of this corp.",
-                    )
-                }
-                Self::AccountBanned => {
-                    Some(
-                        "The customer-service account was blocked by WeChat; see the admin console.",
-                    )
-                }
-                Self::AccessTokenMissing => {
-                    Some(
-                        "The token was fetched again and the call retried once; a repeat is a bug in this crate, please report it.",
-                    )
-                }
-                Self::MediaIdMissing => {
-                    Some("Media messages need the media_id of an uploaded file.")
-                }
-                Self::EmptyFile => Some("Upload a file of more than 5 bytes."),
-                Self::AccessTokenExpired => {
-                    Some(
-                        "The token was dropped and fetched again once; a repeat means WeCom revoked it early.",
-                    )
-                }
-                Self::EmptyText => Some("Send at least one character."),
-                Self::MediaTooLarge => {
-                    Some("Images and videos are at most 10 MB, voice 2 MB, files 20 MB.")
-                }
-                Self::ContentTooLarge => {
-                    Some("Text is at most 2048 bytes; shorten or split it.")
-                }
-                Self::RateLimited => {
-                    Some(
-                        "Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.",
-                    )
-                }
-                Self::TooManyConcurrentCalls => {
-                    Some("Retried with backoff; lower the number of calls in flight.")
-                }
-                Self::ApiUnauthorized => {
-                    Some(
-                        "Add the app under 微信客服 → 可调用接口的应用, and use that app's secret.",
-                    )
-                }
-                Self::NoPrivilege => {
-                    Some("Widen the app's visibility in the admin console.")
-                }
-                Self::UntrustedIp => {
-                    Some(
-                        "Add this server's IP to the app's 企业可信IP; it takes about a minute to apply.",
-                    )
-                }
-                Self::OutsideVisibility => {
-                    Some("Widen the app's visibility in the admin console.")
-                }
-                Self::UserIdNotFound => Some("The userid is not a member of this corp."),
-                Self::InvalidOpenKfId => {
-                    Some(
-                        "open_kfid must be a customer-service account id (wk…) of this corp.",
-                    )
-                }
-                Self::SendCountLimit => {
-                    Some(
-                        "At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.",
-                    )
-                }
-                Self::SendTimeLimit => {
-                    Some(
-                        "Messages may be sent only within 48 hours of the customer's last message; wait until the customer writes again.",
-                    )
-                }
-                Self::CustomerLimit => {
-                    Some(
-                        "Unverified corps serve 100 customers in total, verified ones 10 000 without a bound 视频号.",
-                    )
-                }
-                Self::OpenKfIdNotFound => {
-                    Some("The account was deleted or belongs to another corp.")
-                }
-                Self::AccountCountLimit => {
-                    Some("Delete an account before adding another.")
-                }
-                Self::InvalidAccountName => {
-                    Some("Account names are at most 16 characters.")
-                }
-                Self::InvalidMsgToken => {
-                    Some(
-                        "The callback token lasts 10 minutes; call sync_msg with the newest callback token, or without one.",
-                    )
-                }
-                Self::MenuItemCountLimit => Some("A menu holds at most 10 items."),
-                Self::InvalidMenuItemType => {
-                    Some("Menu items are click, view, miniprogram or text.")
-                }
-                Self::IntegratedModeSecret => {
-                    Some(
-                        "Use the secret of a self-built app authorised for 微信客服.",
-                    )
-                }
-                Self::StandaloneModeSecret => {
-                    Some("Use the 微信客服 secret that matches the standalone mode.")
-                }
-                Self::SessionEnded => {
-                    Some("Wait for the customer to start a new session.")
-                }
-                Self::NotAServicer => {
-                    Some(
-                        "Add the user as a servicer of the account and make sure they have activated WeCom.",
-                    )
-                }
-                Self::DedicatedServiceConfigured => {
-                    Some("Change the 专属服务 setting in the admin console.")
-                }
-                Self::StateTransitionNotAllowed => {
-                    Some("See the session state diagram on doc page 94638.")
-                }
-                Self::ApiSwitchOff => {
-                    Some("Turn on API access for 微信客服 in the admin console.")
-                }
-                Self::SessionStateForbidsSending => {
-                    Some(
-                        "send_msg works only while the session is new (state 0) or with the smart assistant (state 1); a servicer has taken it (state 3) or it ended. Move the session to state 1 with service_state/trans if that is intended.",
-                    )
-                }
-                Self::ServicerStopped => Some("Pick another servicer."),
-                Self::NotInUpgradeServiceRange => {
-                    Some("Add it under 升级服务 in the admin console.")
-                }
-                Self::InvalidLocationType => Some("Check the location_type value."),
-                Self::ApiSwitchGrantedToAnotherApp => Some("Revoke it there first."),
-                Self::AccountUsageTooLow => {
-                    Some("Use the existing accounts more before adding new ones.")
-                }
-                Self::UnverifiedAccountLimit => {
-                    Some("Verify the corp to create more accounts.")
-                }
-                Self::MessageTypeForbiddenForComponent => {
-                    Some("Send a message type the component allows.")
-                }
-                Self::RangeRequired => {
-                    Some(
-                        "download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.",
-                    )
-                }
-                Self::Other(_) => None,
+
+        impl From<i64> for ErrCode {
+            fn from(value: i64) -> Self {
+                Self::from_value(value)
             }
         }
-        /// How the client treats the code: retry with backoff, refresh the token, or give up.
-        pub fn retry_class(self) -> rt::RetryClass {
-            match self {
-                Self::SystemBusy => rt::RetryClass::Backoff,
-                Self::DataVersionConflict => rt::RetryClass::Backoff,
-                Self::InvalidCredential => rt::RetryClass::Never,
-                Self::InvalidUserId => rt::RetryClass::Never,
-                Self::InvalidMediaType => rt::RetryClass::Never,
-                Self::InvalidFileType => rt::RetryClass::Never,
-                Self::InvalidFileSize => rt::RetryClass::Never,
-                Self::InvalidMediaId => rt::RetryClass::Never,
-                Self::InvalidMessageType => rt::RetryClass::Never,
-                Self::InvalidImageSize => rt::RetryClass::Never,
-                Self::InvalidVideoSize => rt::RetryClass::Never,
-                Self::InvalidCorpId => rt::RetryClass::Never,
-                Self::InvalidAccessToken => rt::RetryClass::RefreshToken,
-                Self::InvalidParameter => rt::RetryClass::Never,
-                Self::DuplicateMsgid => rt::RetryClass::Never,
-                Self::EventCodeUsedOrExpired => rt::RetryClass::Never,
-                Self::InvalidCursor => rt::RetryClass::Never,
-                Self::InvalidExternalUserId => rt::RetryClass::Never,
-                Self::AccountBanned => rt::RetryClass::Never,
-                Self::AccessTokenMissing => rt::RetryClass::RefreshToken,
-                Self::MediaIdMissing => rt::RetryClass::Never,
-                Self::EmptyFile => rt::RetryClass::Never,
-                Self::AccessTokenExpired => rt::RetryClass::RefreshToken,
-                Self::EmptyText => rt::RetryClass::Never,
-                Self::MediaTooLarge => rt::RetryClass::Never,
-                Self::ContentTooLarge => rt::RetryClass::Never,
-                Self::RateLimited => rt::RetryClass::RateLimited,
-                Self::TooManyConcurrentCalls => rt::RetryClass::Backoff,
-                Self::ApiUnauthorized => rt::RetryClass::Never,
-                Self::NoPrivilege => rt::RetryClass::Never,
-                Self::UntrustedIp => rt::RetryClass::Never,
-                Self::OutsideVisibility => rt::RetryClass::Never,
-                Self::UserIdNotFound => rt::RetryClass::Never,
-                Self::InvalidOpenKfId => rt::RetryClass::Never,
-                Self::SendCountLimit => rt::RetryClass::Never,
-                Self::SendTimeLimit => rt::RetryClass::Never,
-                Self::CustomerLimit => rt::RetryClass::Never,
-                Self::OpenKfIdNotFound => rt::RetryClass::Never,
-                Self::AccountCountLimit => rt::RetryClass::Never,
-                Self::InvalidAccountName => rt::RetryClass::Never,
-                Self::InvalidMsgToken => rt::RetryClass::Never,
-                Self::MenuItemCountLimit => rt::RetryClass::Never,
-                Self::InvalidMenuItemType => rt::RetryClass::Never,
-                Self::IntegratedModeSecret => rt::RetryClass::Never,
-                Self::StandaloneModeSecret => rt::RetryClass::Never,
-                Self::SessionEnded => rt::RetryClass::Never,
-                Self::NotAServicer => rt::RetryClass::Never,
-                Self::DedicatedServiceConfigured => rt::RetryClass::Never,
-                Self::StateTransitionNotAllowed => rt::RetryClass::Never,
-                Self::ApiSwitchOff => rt::RetryClass::Never,
-                Self::SessionStateForbidsSending => rt::RetryClass::Never,
-                Self::ServicerStopped => rt::RetryClass::Never,
-                Self::NotInUpgradeServiceRange => rt::RetryClass::Never,
-                Self::InvalidLocationType => rt::RetryClass::Never,
-                Self::ApiSwitchGrantedToAnotherApp => rt::RetryClass::Never,
-                Self::AccountUsageTooLow => rt::RetryClass::Never,
-                Self::UnverifiedAccountLimit => rt::RetryClass::Never,
-                Self::MessageTypeForbiddenForComponent => rt::RetryClass::Never,
-                Self::RangeRequired => rt::RetryClass::Never,
-                Self::Other(_) => rt::RetryClass::Never,
+
+        impl From<ErrCode> for i64 {
+            fn from(value: ErrCode) -> Self {
+                value.value()
             }
         }
-        /// Whether waiting and sending the same request again may succeed.
-        pub fn is_retryable(self) -> bool {
-            match self.retry_class() {
-                rt::RetryClass::Never => false,
-                rt::RetryClass::Backoff
-                | rt::RetryClass::RateLimited
-                | rt::RetryClass::RefreshToken => true,
+
+        impl rt::serde::Serialize for ErrCode {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_i64(self.value())
             }
         }
-    }
-    impl rt::fmt::Display for ErrCode {
-        fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
-            match self.meaning() {
-                Some(meaning) => write!(f, "{} ({})", self.value(), meaning),
-                None => write!(f, "{}", self.value()),
+
+        impl<'de> rt::serde::Deserialize<'de> for ErrCode {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <i64 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
             }
         }
-    }
-    /// The format voice messages arrive in from `sync_msg`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum VoiceFormat {
-        /// `0`
-        ///
-        /// AMR, the default.
-        Amr,
-        /// `1`
-        ///
-        /// SILK.
-        Silk,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl VoiceFormat {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::Amr,
-                1 => Self::Silk,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Amr => 0,
-                Self::Silk => 1,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for VoiceFormat {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<VoiceFormat> for u32 {
-        fn from(value: VoiceFormat) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for VoiceFormat {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for VoiceFormat {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// Who an item of `sync_msg` comes from.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum Origin {
-        /// `3`
-        ///
-        /// The WeChat customer wrote it.
-        Customer,
-        /// `4`
-        ///
-        /// A system event (`msgtype` = `event`).
-        System,
-        /// `5`
-        ///
-        /// A servicer sent it from the WeCom client; not customer input.
-        Servicer,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl Origin {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                3 => Self::Customer,
-                4 => Self::System,
-                5 => Self::Servicer,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Customer => 3,
-                Self::System => 4,
-                Self::Servicer => 5,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for Origin {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<Origin> for u32 {
-        fn from(value: Origin) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for Origin {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for Origin {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// Why a message that `send_msg` accepted was not delivered.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum FailType {
-        /// `0`
-        ///
-        /// No reason given.
-        UnknownReason,
-        /// `1`
-        ///
-        /// The customer-service account was deleted.
-        AccountDeleted,
-        /// `2`
-        ///
-        /// The app was closed.
-        AppClosed,
-        /// `4`
-        ///
-        /// More than 48 hours passed since the customer's message.
-        SessionExpired,
-        /// `5`
-        ///
-        /// The session was closed.
-        SessionClosed,
-        /// `6`
-        ///
-        /// More than 5 messages followed one customer message.
-        OverMessageLimit,
-        /// `7`
-        ///
-        /// No 视频号 is bound (older docs only).
-        NoChannelsBound,
-        /// `8`
-        ///
-        /// The corp is not verified.
-        CorpUnverified,
-        /// `9`
-        ///
-        /// No 视频号 bound and not verified (older docs only).
-        NoChannelsBoundAndUnverified,
-        /// `10`
-        ///
-        /// The customer refuses messages.
-        CustomerRefuses,
-        /// `11`
-        ///
-        /// No corp member has logged in to the WeCom app.
-        NoMemberLoggedIn,
-        /// `12`
-        ///
-        /// The message type is forbidden for 客服组件.
-        ForbiddenForComponent,
-        /// `13`
-        ///
-        /// A security restriction.
-        SecurityRestriction,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl FailType {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::UnknownReason,
-                1 => Self::AccountDeleted,
-                2 => Self::AppClosed,
-                4 => Self::SessionExpired,
-                5 => Self::SessionClosed,
-                6 => Self::OverMessageLimit,
-                7 => Self::NoChannelsBound,
-                8 => Self::CorpUnverified,
-                9 => Self::NoChannelsBoundAndUnverified,
-                10 => Self::CustomerRefuses,
-                11 => Self::NoMemberLoggedIn,
-                12 => Self::ForbiddenForComponent,
-                13 => Self::SecurityRestriction,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::UnknownReason => 0,
-                Self::AccountDeleted => 1,
-                Self::AppClosed => 2,
-                Self::SessionExpired => 4,
-                Self::SessionClosed => 5,
-                Self::OverMessageLimit => 6,
-                Self::NoChannelsBound => 7,
-                Self::CorpUnverified => 8,
-                Self::NoChannelsBoundAndUnverified => 9,
-                Self::CustomerRefuses => 10,
-                Self::NoMemberLoggedIn => 11,
-                Self::ForbiddenForComponent => 12,
-                Self::SecurityRestriction => 13,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for FailType {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<FailType> for u32 {
-        fn from(value: FailType) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for FailType {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for FailType {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// A servicer's receiving state in `servicer_status_change` (not the encoding of `kf/servicer/list`).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ServicerStatus {
-        /// `1`
-        ///
-        /// Receiving customers (接待中).
-        Receiving,
-        /// `2`
-        ///
-        /// Stopped receiving (停止接待); see `stop_type`.
-        Stopped,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ServicerStatus {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                1 => Self::Receiving,
-                2 => Self::Stopped,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Receiving => 1,
-                Self::Stopped => 2,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ServicerStatus {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ServicerStatus> for u32 {
-        fn from(value: ServicerStatus) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ServicerStatus {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ServicerStatus {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// How a servicer stopped receiving.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum StopType {
-        /// `0`
-        ///
-        /// Stopped (停止接待).
-        Stopped,
-        /// `1`
-        ///
-        /// Temporarily suspended (暂时挂起).
-        Suspended,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl StopType {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::Stopped,
-                1 => Self::Suspended,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Stopped => 0,
-                Self::Suspended => 1,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for StopType {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<StopType> for u32 {
-        fn from(value: StopType) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for StopType {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for StopType {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// What a servicer did to a session in `session_status_change`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ChangeType {
-        /// `1`
-        ///
-        /// Picked the session up from the queue; `msg_code` allows one text within 48 hours.
-        PickedUp,
-        /// `2`
-        ///
-        /// Transferred the session to another servicer.
-        Transferred,
-        /// `3`
-        ///
-        /// Ended the session; `msg_code` allows one text or menu within 20 seconds.
-        Ended,
-        /// `4`
-        ///
-        /// Re-opened an ended or transferred session.
-        Reopened,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ChangeType {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                1 => Self::PickedUp,
-                2 => Self::Transferred,
-                3 => Self::Ended,
-                4 => Self::Reopened,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::PickedUp => 1,
-                Self::Transferred => 2,
-                Self::Ended => 3,
-                Self::Reopened => 4,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ChangeType {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ChangeType> for u32 {
-        fn from(value: ChangeType) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ChangeType {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ChangeType {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// Whether a servicer refuses a customer's messages.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum RejectSwitch {
-        /// `0`
-        ///
-        /// The refusal was cancelled.
-        Off,
-        /// `1`
-        ///
-        /// The servicer now refuses this customer's messages.
-        On,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl RejectSwitch {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::Off,
-                1 => Self::On,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Off => 0,
-                Self::On => 1,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for RejectSwitch {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<RejectSwitch> for u32 {
-        fn from(value: RejectSwitch) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for RejectSwitch {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for RejectSwitch {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// Where in 视频号 a customer entered the session from.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ChannelsScene {
-        /// `1`
-        ///
-        /// The 视频号 profile page.
-        Profile,
-        /// `2`
-        ///
-        /// A live room's product list.
-        LiveProductList,
-        /// `3`
-        ///
-        /// The product showcase.
-        Showcase,
-        /// `4`
-        ///
-        /// A 视频号小店 product page.
-        ShopProductDetail,
-        /// `5`
-        ///
-        /// A 视频号小店 order page.
-        ShopOrder,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ChannelsScene {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                1 => Self::Profile,
-                2 => Self::LiveProductList,
-                3 => Self::Showcase,
-                4 => Self::ShopProductDetail,
-                5 => Self::ShopOrder,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Profile => 1,
-                Self::LiveProductList => 2,
-                Self::Showcase => 3,
-                Self::ShopProductDetail => 4,
-                Self::ShopOrder => 5,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ChannelsScene {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ChannelsScene> for u32 {
-        fn from(value: ChannelsScene) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ChannelsScene {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ChannelsScene {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// What kind of 视频号 content a `channels` message shares.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ChannelsSubType {
-        /// `1`
-        ///
-        /// A post (视频号动态).
-        Post,
-        /// `2`
-        ///
-        /// A live stream (视频号直播).
-        Live,
-        /// `3`
-        ///
-        /// A profile card (视频号名片).
-        ProfileCard,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ChannelsSubType {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                1 => Self::Post,
-                2 => Self::Live,
-                3 => Self::ProfileCard,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Post => 1,
-                Self::Live => 2,
-                Self::ProfileCard => 3,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ChannelsSubType {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ChannelsSubType> for u32 {
-        fn from(value: ChannelsSubType) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ChannelsSubType {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ChannelsSubType {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// Where a customer's session stands: who, if anyone, is serving it.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ServiceState {
-        /// `0`
-        ///
-        /// Not handled yet (未处理); `send_msg` may answer.
-        New,
-        /// `1`
-        ///
-        /// Served by the smart assistant, that is the API (由智能助手接待); `send_msg` may answer.
-        SmartAssistant,
-        /// `2`
-        ///
-        /// Waiting in the queue for a servicer (待接入池排队中).
-        Queued,
-        /// `3`
-        ///
-        /// Served by a human servicer (由人工接待).
-        Servicer,
-        /// `4`
-        ///
-        /// Ended, or not started (已结束/未开始).
-        Ended,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ServiceState {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::New,
-                1 => Self::SmartAssistant,
-                2 => Self::Queued,
-                3 => Self::Servicer,
-                4 => Self::Ended,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::New => 0,
-                Self::SmartAssistant => 1,
-                Self::Queued => 2,
-                Self::Servicer => 3,
-                Self::Ended => 4,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ServiceState {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ServiceState> for u32 {
-        fn from(value: ServiceState) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ServiceState {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ServiceState {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// A servicer's receiving state as `kf/servicer/list` encodes it (0/1, unlike the `servicer_status_change` event's 1/2).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum ServicerListStatus {
-        /// `0`
-        ///
-        /// Receiving customers (接待中).
-        Receiving,
-        /// `1`
-        ///
-        /// Stopped receiving (停止接待); see `stop_type`.
-        Stopped,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl ServicerListStatus {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::Receiving,
-                1 => Self::Stopped,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Receiving => 0,
-                Self::Stopped => 1,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for ServicerListStatus {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<ServicerListStatus> for u32 {
-        fn from(value: ServicerListStatus) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for ServicerListStatus {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ServicerListStatus {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// A customer's gender as WeChat reports it.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum Gender {
-        /// `0`
-        ///
-        /// Not known.
-        Unknown,
-        /// `1`
-        ///
-        /// Male.
-        Male,
-        /// `2`
-        ///
-        /// Female.
-        Female,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl Gender {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                0 => Self::Unknown,
-                1 => Self::Male,
-                2 => Self::Female,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Unknown => 0,
-                Self::Male => 1,
-                Self::Female => 2,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for Gender {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<Gender> for u32 {
-        fn from(value: Gender) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for Gender {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for Gender {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// What `upgrade_service` offers the customer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[non_exhaustive]
-    pub enum UpgradeType {
-        /// `1`
-        ///
-        /// A member of the corp (专员): set `member`.
-        Member,
-        /// `2`
-        ///
-        /// A customer group chat: set `groupchat`.
-        GroupChat,
-        /// A value this version doesn't name, kept as received.
-        Other(u32),
-    }
-    impl UpgradeType {
-        /// The variant for a wire value.
-        pub const fn from_value(value: u32) -> Self {
-            match value {
-                1 => Self::Member,
-                2 => Self::GroupChat,
-                other => Self::Other(other),
-            }
-        }
-        /// The wire value.
-        pub const fn value(self) -> u32 {
-            match self {
-                Self::Member => 1,
-                Self::GroupChat => 2,
-                Self::Other(other) => other,
-            }
-        }
-    }
-    impl From<u32> for UpgradeType {
-        fn from(value: u32) -> Self {
-            Self::from_value(value)
-        }
-    }
-    impl From<UpgradeType> for u32 {
-        fn from(value: UpgradeType) -> Self {
-            value.value()
-        }
-    }
-    impl rt::serde::Serialize for UpgradeType {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            serializer.serialize_u32(self.value())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for UpgradeType {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            <u32 as rt::serde::Deserialize>::deserialize(deserializer)
-                .map(Self::from_value)
-        }
-    }
-    /// A text message.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Text {
-        /// The text; WeCom answers 45002 past 2048 bytes.
-        ///
-        /// At most 2048 bytes; longer values are refused before sending.
-        pub content: String,
-    }
-    impl Text {
-        /// Builds a `Text` from its required fields.
-        pub fn new(content: impl Into<String>) -> Self {
-            Self { content: content.into() }
-        }
-    }
-    impl rt::Validate for Text {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(2048),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for Text {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for Text {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// An image message: the `media_id` of an uploaded image (JPG or PNG, at most 2 MB).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Image {
-        /// From media/upload; valid for 3 days.
-        pub media_id: String,
-    }
-    impl Image {
-        /// Builds a `Image` from its required fields.
-        pub fn new(media_id: impl Into<String>) -> Self {
-            Self { media_id: media_id.into() }
-        }
-    }
-    impl rt::Validate for Image {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for Image {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for Image {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A voice message: the `media_id` of an uploaded AMR file (at most 2 MB and 60 s).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Voice {
-        /// From media/upload; valid for 3 days.
-        pub media_id: String,
-    }
-    impl Voice {
-        /// Builds a `Voice` from its required fields.
-        pub fn new(media_id: impl Into<String>) -> Self {
-            Self { media_id: media_id.into() }
-        }
-    }
-    impl rt::Validate for Voice {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for Voice {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for Voice {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A video message: the `media_id` of an uploaded MP4 file (at most 10 MB).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Video {
-        /// From media/upload; valid for 3 days.
-        pub media_id: String,
-    }
-    impl Video {
-        /// Builds a `Video` from its required fields.
-        pub fn new(media_id: impl Into<String>) -> Self {
-            Self { media_id: media_id.into() }
-        }
-    }
-    impl rt::Validate for Video {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for Video {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for Video {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A file message: the `media_id` of an uploaded file (at most 20 MB).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct File {
-        /// From media/upload; the upload's filename is what the customer sees.
-        pub media_id: String,
-    }
-    impl File {
-        /// Builds a `File` from its required fields.
-        pub fn new(media_id: impl Into<String>) -> Self {
-            Self { media_id: media_id.into() }
-        }
-    }
-    impl rt::Validate for File {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for File {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for File {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A link card with a title, a description and a thumbnail.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Link {
-        /// The card's title.
-        ///
-        /// At most 128 bytes; WeCom truncates longer values (the client logs a warning).
-        pub title: String,
-        /// Where the card leads.
-        ///
-        /// At most 2048 bytes; longer values are refused before sending.
-        /// Starts with `http://` or `https://`.
-        pub url: String,
-        /// The `media_id` of the thumbnail image.
-        pub thumb_media_id: String,
-        /// The card's description.
-        ///
-        /// At most 512 bytes; WeCom truncates longer values (the client logs a warning).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub desc: Option<String>,
-    }
-    impl Link {
-        /// Builds a `Link` from its required fields.
-        pub fn new(
-            title: impl Into<String>,
-            url: impl Into<String>,
-            thumb_media_id: impl Into<String>,
-        ) -> Self {
-            Self {
-                title: title.into(),
-                url: url.into(),
-                thumb_media_id: thumb_media_id.into(),
-                desc: None,
-            }
-        }
-        /// Sets `desc`.
-        ///
-        /// The card's description.
-        /// At most 512 bytes; WeCom truncates longer values (the client logs a warning).
-        pub fn desc(mut self, desc: impl Into<String>) -> Self {
-            self.desc = Some(desc.into());
-            self
-        }
-    }
-    impl rt::Validate for Link {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.title;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(128),
-                over_limit: rt::OverLimit::Truncated,
-                ..rt::StringRule::ANY
-            }
-                .check("title", v)?;
-            let v = &self.url;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(2048),
-                prefixes: &["http://", "https://"],
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("url", v)?;
-            let v = &self.thumb_media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("thumb_media_id", v)?;
-            if let Some(v) = &self.desc {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(512),
-                    over_limit: rt::OverLimit::Truncated,
-                    ..rt::StringRule::ANY
+
+        impl ErrCode {
+            /// The variant for an answer: the code, told apart by `errmsg` where WeCom uses one
+            /// code for several causes.
+            pub fn from_answer(code: i64, errmsg: &str) -> Self {
+                let errmsg = errmsg.to_lowercase();
+                if code == 40058 {
+                    if [
+                        "msgid duplicate",
+                        "duplicate msgid",
+                        "msgid repeat",
+                        "msgid exist",
+                    ]
+                        .iter()
+                        .any(|p| errmsg.contains(p))
+                    {
+                        return Self::DuplicateMsgid;
+                    }
+                    if ["invalid code", "code expired", "code is used", "code used"]
+                        .iter()
+                        .any(|p| errmsg.contains(p))
+                    {
+                        return Self::EventCodeUsedOrExpired;
+                    }
+                    if ["invalid cursor"].iter().any(|p| errmsg.contains(p)) {
+                        return Self::InvalidCursor;
+                    }
                 }
-                    .check("desc", v)?;
+                Self::from_value(code)
             }
-            Ok(())
-        }
-    }
-    /// A mini-program card.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MiniProgram {
-        /// A mini-program associated with the corp.
-        pub appid: String,
-        /// The cover image's `media_id`; 520×416 is the suggested size.
-        pub thumb_media_id: String,
-        /// The page to open; WeChat expects it to end in `.html`.
-        pub pagepath: String,
-        /// The card's title.
-        ///
-        /// At most 64 bytes; WeCom truncates longer values (the client logs a warning).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-    }
-    impl MiniProgram {
-        /// Builds a `MiniProgram` from its required fields.
-        pub fn new(
-            appid: impl Into<String>,
-            thumb_media_id: impl Into<String>,
-            pagepath: impl Into<String>,
-        ) -> Self {
-            Self {
-                appid: appid.into(),
-                thumb_media_id: thumb_media_id.into(),
-                pagepath: pagepath.into(),
-                title: None,
-            }
-        }
-        /// Sets `title`.
-        ///
-        /// The card's title.
-        /// At most 64 bytes; WeCom truncates longer values (the client logs a warning).
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-    }
-    impl rt::Validate for MiniProgram {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.appid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("appid", v)?;
-            let v = &self.thumb_media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("thumb_media_id", v)?;
-            let v = &self.pagepath;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("pagepath", v)?;
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(64),
-                    over_limit: rt::OverLimit::Truncated,
-                    ..rt::StringRule::ANY
+
+            /// What the code means, if the API file names it.
+            pub fn meaning(self) -> Option<&'static str> {
+                match self {
+                    Self::SystemBusy => Some("system busy"),
+                    Self::DataVersionConflict => Some("data version conflict"),
+                    Self::InvalidCredential => {
+                        Some(
+                            "invalid secret, corp id and secret do not match, or the app is disabled",
+                        )
+                    }
+                    Self::InvalidUserId => Some("invalid userid"),
+                    Self::InvalidMediaType => Some("invalid media file type"),
+                    Self::InvalidFileType => Some("invalid type parameter"),
+                    Self::InvalidFileSize => Some("invalid file size"),
+                    Self::InvalidMediaId => Some("invalid media_id"),
+                    Self::InvalidMessageType => Some("invalid msgtype"),
+                    Self::InvalidImageSize => Some("invalid image size"),
+                    Self::InvalidVideoSize => Some("invalid video size"),
+                    Self::InvalidCorpId => Some("invalid corp id"),
+                    Self::InvalidAccessToken => Some("invalid access_token"),
+                    Self::InvalidParameter => Some("invalid parameter"),
+                    Self::DuplicateMsgid => {
+                        Some("the msgid was used before for this account")
+                    }
+                    Self::EventCodeUsedOrExpired => {
+                        Some("the one-time event code was used or has expired")
+                    }
+                    Self::InvalidCursor => {
+                        Some(
+                            "the sync_msg cursor is not one WeCom issued, or it expired",
+                        )
+                    }
+                    Self::InvalidExternalUserId => Some("invalid external userid"),
+                    Self::AccountBanned => {
+                        Some("the account is banned for sensitive content")
+                    }
+                    Self::AccessTokenMissing => Some("access_token missing"),
+                    Self::MediaIdMissing => Some("media_id missing"),
+                    Self::EmptyFile => Some("the uploaded file is empty"),
+                    Self::AccessTokenExpired => Some("access_token expired"),
+                    Self::EmptyText => Some("text content is empty"),
+                    Self::MediaTooLarge => Some("media size over the limit"),
+                    Self::ContentTooLarge => Some("content too large"),
+                    Self::RateLimited => Some("API call frequency exceeded"),
+                    Self::TooManyConcurrentCalls => Some("API concurrency exceeded"),
+                    Self::ApiUnauthorized => Some("API not authorised for this app"),
+                    Self::NoPrivilege => {
+                        Some("no permission for the member, department or tag")
+                    }
+                    Self::UntrustedIp => Some("the source IP is not trusted"),
+                    Self::OutsideVisibility => Some("outside the app's visibility"),
+                    Self::UserIdNotFound => Some("userid not found"),
+                    Self::InvalidOpenKfId => Some("invalid open_kfid"),
+                    Self::SendCountLimit => Some("send-count limit reached"),
+                    Self::SendTimeLimit => Some("send-time limit reached"),
+                    Self::CustomerLimit => {
+                        Some("the account serves the most customers it may")
+                    }
+                    Self::OpenKfIdNotFound => Some("open_kfid does not exist"),
+                    Self::AccountCountLimit => Some("too many customer-service accounts"),
+                    Self::InvalidAccountName => Some("invalid account name"),
+                    Self::InvalidMsgToken => Some("invalid msg token"),
+                    Self::MenuItemCountLimit => Some("too many menu items"),
+                    Self::InvalidMenuItemType => Some("invalid menu item type"),
+                    Self::IntegratedModeSecret => {
+                        Some(
+                            "kf runs integrated with WeCom but the token came from the standalone secret",
+                        )
+                    }
+                    Self::StandaloneModeSecret => {
+                        Some(
+                            "kf runs standalone but the token came from the integrated secret",
+                        )
+                    }
+                    Self::SessionEnded => Some("the session has already ended"),
+                    Self::NotAServicer => {
+                        Some("the user is not a servicer, or not activated in WeCom")
+                    }
+                    Self::DedicatedServiceConfigured => {
+                        Some(
+                            "dedicated service is already configured in the admin console",
+                        )
+                    }
+                    Self::StateTransitionNotAllowed => {
+                        Some("the session state may not change that way")
+                    }
+                    Self::ApiSwitchOff => Some("the API switch of the base app is off"),
+                    Self::SessionStateForbidsSending => {
+                        Some("the session state does not allow sending")
+                    }
+                    Self::ServicerStopped => {
+                        Some("the servicer has stopped or suspended receiving")
+                    }
+                    Self::NotInUpgradeServiceRange => {
+                        Some("userid or chat_id is not configured for upgrade service")
+                    }
+                    Self::InvalidLocationType => Some("invalid location_type"),
+                    Self::ApiSwitchGrantedToAnotherApp => {
+                        Some("the API switch is already granted to a 代开发 app")
+                    }
+                    Self::AccountUsageTooLow => {
+                        Some("account usage is too low to create more accounts")
+                    }
+                    Self::UnverifiedAccountLimit => {
+                        Some("an unverified corp may create at most 10 accounts")
+                    }
+                    Self::MessageTypeForbiddenForComponent => {
+                        Some(
+                            "the message type is forbidden by the 客服组件 settings",
+                        )
+                    }
+                    Self::RangeRequired => {
+                        Some("the file is over 20 MB and must be downloaded in ranges")
+                    }
+                    Self::Other(_) => None,
                 }
-                    .check("title", v)?;
             }
-            Ok(())
-        }
-    }
-    /// A menu message: a head, up to 10 items the customer can tap, and a tail.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Menu {
-        /// Text above the items.
-        ///
-        /// At most 1024 bytes; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub head_content: Option<String>,
-        /// The items; WeCom answers 95008 past 10.
-        ///
-        /// At most 10 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub list: Vec<MenuItem>,
-        /// Text below the items.
-        ///
-        /// At most 1024 bytes; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub tail_content: Option<String>,
-    }
-    impl Menu {
-        /// Builds a `Menu` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                head_content: None,
-                list: Vec::new(),
-                tail_content: None,
+
+            /// What to do about it, if the API file names the code.
+            pub fn hint(self) -> Option<&'static str> {
+                match self {
+                    Self::SystemBusy => {
+                        Some(
+                            "WeCom is overloaded; the call is retried with backoff, at most 3 times.",
+                        )
+                    }
+                    Self::DataVersionConflict => {
+                        Some(
+                            "Another change raced this one; the call is retried with backoff.",
+                        )
+                    }
+                    Self::InvalidCredential => {
+                        Some(
+                            "Check the corp id and the secret of the app authorised for 微信客服; refreshing the token will not help.",
+                        )
+                    }
+                    Self::InvalidUserId => {
+                        Some("The userid is not a member of this corp.")
+                    }
+                    Self::InvalidMediaType => {
+                        Some(
+                            "Upload image, voice, video or file media of an accepted format.",
+                        )
+                    }
+                    Self::InvalidFileType => {
+                        Some("media/upload takes type = image, voice, video or file.")
+                    }
+                    Self::InvalidFileSize => {
+                        Some(
+                            "Media must be larger than 5 bytes and within its type's size limit.",
+                        )
+                    }
+                    Self::InvalidMediaId => {
+                        Some(
+                            "Media ids expire after 3 days; upload the media again and resend.",
+                        )
+                    }
+                    Self::InvalidMessageType => {
+                        Some(
+                            "This endpoint does not accept the message type that was sent.",
+                        )
+                    }
+                    Self::InvalidImageSize => {
+                        Some("Images are at most 10 MB (2 MB in older docs).")
+                    }
+                    Self::InvalidVideoSize => Some("Videos are at most 10 MB."),
+                    Self::InvalidCorpId => {
+                        Some("Check the corp id (企业ID) in the admin console.")
+                    }
+                    Self::InvalidAccessToken => {
+                        Some(
+                            "The token was dropped and fetched again once; a repeat means the token belongs to another app.",
+                        )
+                    }
+                    Self::InvalidParameter => {
+                        Some(
+                            "The body is malformed, a value is over its limit or a required field is missing; fix the request.",
+                        )
+                    }
+                    Self::DuplicateMsgid => {
+                        Some(
+                            "Nothing is malformed: every send needs a msgid of its own. If this answered a retry, the first attempt may have reached the customer.",
+                        )
+                    }
+                    Self::EventCodeUsedOrExpired => {
+                        Some(
+                            "Nothing is malformed: a welcome or closing code lasts 20 s and a queue or pickup code 48 h, and each answers one message. Wait for the next event's code.",
+                        )
+                    }
+                    Self::InvalidCursor => {
+                        Some(
+                            "Clear the stored checkpoint of the account to start from WeCom's 3-day history.",
+                        )
+                    }
+                    Self::InvalidExternalUserId => {
+                        Some(
+                            "touser must be the external_userid (wm…) of a customer of this corp.",
+                        )
+                    }
+                    Self::AccountBanned => {
+                        Some(
+                            "The customer-service account was blocked by WeChat; see the admin console.",
+                        )
+                    }
+                    Self::AccessTokenMissing => {
+                        Some(
+                            "The token was fetched again and the call retried once; a repeat is a bug in this crate, please report it.",
+                        )
+                    }
+                    Self::MediaIdMissing => {
+                        Some("Media messages need the media_id of an uploaded file.")
+                    }
+                    Self::EmptyFile => Some("Upload a file of more than 5 bytes."),
+                    Self::AccessTokenExpired => {
+                        Some(
+                            "The token was dropped and fetched again once; a repeat means WeCom revoked it early.",
+                        )
+                    }
+                    Self::EmptyText => Some("Send at least one character."),
+                    Self::MediaTooLarge => {
+                        Some(
+                            "Images and videos are at most 10 MB, voice 2 MB, files 20 MB.",
+                        )
+                    }
+                    Self::ContentTooLarge => {
+                        Some("Text is at most 2048 bytes; shorten or split it.")
+                    }
+                    Self::RateLimited => {
+                        Some(
+                            "Retried after longer waits (a block lasts about a minute); pass the callback's token to sync_msg to get the relaxed rate limit.",
+                        )
+                    }
+                    Self::TooManyConcurrentCalls => {
+                        Some(
+                            "Retried with backoff; lower the number of calls in flight.",
+                        )
+                    }
+                    Self::ApiUnauthorized => {
+                        Some(
+                            "Add the app under 微信客服 → 可调用接口的应用, and use that app's secret.",
+                        )
+                    }
+                    Self::NoPrivilege => {
+                        Some("Widen the app's visibility in the admin console.")
+                    }
+                    Self::UntrustedIp => {
+                        Some(
+                            "Add this server's IP to the app's 企业可信IP; it takes about a minute to apply.",
+                        )
+                    }
+                    Self::OutsideVisibility => {
+                        Some("Widen the app's visibility in the admin console.")
+                    }
+                    Self::UserIdNotFound => {
+                        Some("The userid is not a member of this corp.")
+                    }
+                    Self::InvalidOpenKfId => {
+                        Some(
+                            "open_kfid must be a customer-service account id (wk…) of this corp.",
+                        )
+                    }
+                    Self::SendCountLimit => {
+                        Some(
+                            "At most 5 messages may follow the customer's latest message, within 48 hours: messages the customer sends in a row share those 5, they don't add up. Wait until the customer writes again; reply::ReplyBudget tracks this for you.",
+                        )
+                    }
+                    Self::SendTimeLimit => {
+                        Some(
+                            "Messages may be sent only within 48 hours of the customer's last message; wait until the customer writes again.",
+                        )
+                    }
+                    Self::CustomerLimit => {
+                        Some(
+                            "Unverified corps serve 100 customers in total, verified ones 10 000 without a bound 视频号.",
+                        )
+                    }
+                    Self::OpenKfIdNotFound => {
+                        Some("The account was deleted or belongs to another corp.")
+                    }
+                    Self::AccountCountLimit => {
+                        Some("Delete an account before adding another.")
+                    }
+                    Self::InvalidAccountName => {
+                        Some("Account names are at most 16 characters.")
+                    }
+                    Self::InvalidMsgToken => {
+                        Some(
+                            "The callback token lasts 10 minutes; call sync_msg with the newest callback token, or without one.",
+                        )
+                    }
+                    Self::MenuItemCountLimit => Some("A menu holds at most 10 items."),
+                    Self::InvalidMenuItemType => {
+                        Some("Menu items are click, view, miniprogram or text.")
+                    }
+                    Self::IntegratedModeSecret => {
+                        Some(
+                            "Use the secret of a self-built app authorised for 微信客服.",
+                        )
+                    }
+                    Self::StandaloneModeSecret => {
+                        Some(
+                            "Use the 微信客服 secret that matches the standalone mode.",
+                        )
+                    }
+                    Self::SessionEnded => {
+                        Some("Wait for the customer to start a new session.")
+                    }
+                    Self::NotAServicer => {
+                        Some(
+                            "Add the user as a servicer of the account and make sure they have activated WeCom.",
+                        )
+                    }
+                    Self::DedicatedServiceConfigured => {
+                        Some("Change the 专属服务 setting in the admin console.")
+                    }
+                    Self::StateTransitionNotAllowed => {
+                        Some("See the session state diagram on doc page 94638.")
+                    }
+                    Self::ApiSwitchOff => {
+                        Some("Turn on API access for 微信客服 in the admin console.")
+                    }
+                    Self::SessionStateForbidsSending => {
+                        Some(
+                            "send_msg works only while the session is new (state 0) or with the smart assistant (state 1); a servicer has taken it (state 3) or it ended. Move the session to state 1 with service_state/trans if that is intended.",
+                        )
+                    }
+                    Self::ServicerStopped => Some("Pick another servicer."),
+                    Self::NotInUpgradeServiceRange => {
+                        Some("Add it under 升级服务 in the admin console.")
+                    }
+                    Self::InvalidLocationType => Some("Check the location_type value."),
+                    Self::ApiSwitchGrantedToAnotherApp => Some("Revoke it there first."),
+                    Self::AccountUsageTooLow => {
+                        Some("Use the existing accounts more before adding new ones.")
+                    }
+                    Self::UnverifiedAccountLimit => {
+                        Some("Verify the corp to create more accounts.")
+                    }
+                    Self::MessageTypeForbiddenForComponent => {
+                        Some("Send a message type the component allows.")
+                    }
+                    Self::RangeRequired => {
+                        Some(
+                            "download_media asks for ranges of at most 20 MiB; a smaller `chunk_size` than WeCom's limit is never the cause.",
+                        )
+                    }
+                    Self::Other(_) => None,
+                }
+            }
+
+            /// How the client treats the code: retry with backoff, refresh the token, or give up.
+            pub fn retry_class(self) -> rt::RetryClass {
+                match self {
+                    Self::SystemBusy => rt::RetryClass::Backoff,
+                    Self::DataVersionConflict => rt::RetryClass::Backoff,
+                    Self::InvalidCredential => rt::RetryClass::Never,
+                    Self::InvalidUserId => rt::RetryClass::Never,
+                    Self::InvalidMediaType => rt::RetryClass::Never,
+                    Self::InvalidFileType => rt::RetryClass::Never,
+                    Self::InvalidFileSize => rt::RetryClass::Never,
+                    Self::InvalidMediaId => rt::RetryClass::Never,
+                    Self::InvalidMessageType => rt::RetryClass::Never,
+                    Self::InvalidImageSize => rt::RetryClass::Never,
+                    Self::InvalidVideoSize => rt::RetryClass::Never,
+                    Self::InvalidCorpId => rt::RetryClass::Never,
+                    Self::InvalidAccessToken => rt::RetryClass::RefreshToken,
+                    Self::InvalidParameter => rt::RetryClass::Never,
+                    Self::DuplicateMsgid => rt::RetryClass::Never,
+                    Self::EventCodeUsedOrExpired => rt::RetryClass::Never,
+                    Self::InvalidCursor => rt::RetryClass::Never,
+                    Self::InvalidExternalUserId => rt::RetryClass::Never,
+                    Self::AccountBanned => rt::RetryClass::Never,
+                    Self::AccessTokenMissing => rt::RetryClass::RefreshToken,
+                    Self::MediaIdMissing => rt::RetryClass::Never,
+                    Self::EmptyFile => rt::RetryClass::Never,
+                    Self::AccessTokenExpired => rt::RetryClass::RefreshToken,
+                    Self::EmptyText => rt::RetryClass::Never,
+                    Self::MediaTooLarge => rt::RetryClass::Never,
+                    Self::ContentTooLarge => rt::RetryClass::Never,
+                    Self::RateLimited => rt::RetryClass::RateLimited,
+                    Self::TooManyConcurrentCalls => rt::RetryClass::Backoff,
+                    Self::ApiUnauthorized => rt::RetryClass::Never,
+                    Self::NoPrivilege => rt::RetryClass::Never,
+                    Self::UntrustedIp => rt::RetryClass::Never,
+                    Self::OutsideVisibility => rt::RetryClass::Never,
+                    Self::UserIdNotFound => rt::RetryClass::Never,
+                    Self::InvalidOpenKfId => rt::RetryClass::Never,
+                    Self::SendCountLimit => rt::RetryClass::Never,
+                    Self::SendTimeLimit => rt::RetryClass::Never,
+                    Self::CustomerLimit => rt::RetryClass::Never,
+                    Self::OpenKfIdNotFound => rt::RetryClass::Never,
+                    Self::AccountCountLimit => rt::RetryClass::Never,
+                    Self::InvalidAccountName => rt::RetryClass::Never,
+                    Self::InvalidMsgToken => rt::RetryClass::Never,
+                    Self::MenuItemCountLimit => rt::RetryClass::Never,
+                    Self::InvalidMenuItemType => rt::RetryClass::Never,
+                    Self::IntegratedModeSecret => rt::RetryClass::Never,
+                    Self::StandaloneModeSecret => rt::RetryClass::Never,
+                    Self::SessionEnded => rt::RetryClass::Never,
+                    Self::NotAServicer => rt::RetryClass::Never,
+                    Self::DedicatedServiceConfigured => rt::RetryClass::Never,
+                    Self::StateTransitionNotAllowed => rt::RetryClass::Never,
+                    Self::ApiSwitchOff => rt::RetryClass::Never,
+                    Self::SessionStateForbidsSending => rt::RetryClass::Never,
+                    Self::ServicerStopped => rt::RetryClass::Never,
+                    Self::NotInUpgradeServiceRange => rt::RetryClass::Never,
+                    Self::InvalidLocationType => rt::RetryClass::Never,
+                    Self::ApiSwitchGrantedToAnotherApp => rt::RetryClass::Never,
+                    Self::AccountUsageTooLow => rt::RetryClass::Never,
+                    Self::UnverifiedAccountLimit => rt::RetryClass::Never,
+                    Self::MessageTypeForbiddenForComponent => rt::RetryClass::Never,
+                    Self::RangeRequired => rt::RetryClass::Never,
+                    Self::Other(_) => rt::RetryClass::Never,
+                }
+            }
+
+            /// Whether waiting and sending the same request again may succeed.
+            pub fn is_retryable(self) -> bool {
+                match self.retry_class() {
+                    rt::RetryClass::Never => false,
+                    rt::RetryClass::Backoff
+                    | rt::RetryClass::RateLimited
+                    | rt::RetryClass::RefreshToken => true,
+                }
             }
         }
-        /// Sets `head_content`.
-        ///
-        /// Text above the items.
-        /// At most 1024 bytes; longer values are refused before sending.
-        pub fn head_content(mut self, head_content: impl Into<String>) -> Self {
-            self.head_content = Some(head_content.into());
-            self
+
+        impl rt::fmt::Display for ErrCode {
+            fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                match self.meaning() {
+                    Some(meaning) => write!(f, "{} ({})", self.value(), meaning),
+                    None => write!(f, "{}", self.value()),
+                }
+            }
         }
-        /// Sets `list`.
+
+        /// The format voice messages arrive in from `sync_msg`.
         ///
-        /// The items; WeCom answers 95008 past 10.
-        /// At most 10 items; more are refused before sending.
-        pub fn list(
-            mut self,
-            list: impl IntoIterator<Item = impl Into<MenuItem>>,
-        ) -> Self {
-            self.list = list.into_iter().map(Into::into).collect();
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum VoiceFormat {
+            /// `0`
+            ///
+            /// AMR, the default.
+            Amr,
+            /// `1`
+            ///
+            /// SILK.
+            Silk,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
         }
-        /// Sets `tail_content`.
+
+        impl VoiceFormat {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::Amr,
+                    1 => Self::Silk,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Amr => 0,
+                    Self::Silk => 1,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for VoiceFormat {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<VoiceFormat> for u32 {
+            fn from(value: VoiceFormat) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for VoiceFormat {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for VoiceFormat {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// Who an item of `sync_msg` comes from.
         ///
-        /// Text below the items.
-        /// At most 1024 bytes; longer values are refused before sending.
-        pub fn tail_content(mut self, tail_content: impl Into<String>) -> Self {
-            self.tail_content = Some(tail_content.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Origin {
+            /// `3`
+            ///
+            /// The WeChat customer wrote it.
+            Customer,
+            /// `4`
+            ///
+            /// A system event (`msgtype` = `event`).
+            System,
+            /// `5`
+            ///
+            /// A servicer sent it from the WeCom client; not customer input.
+            Servicer,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
         }
-    }
-    impl rt::Validate for Menu {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.head_content {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(1024),
+
+        impl Origin {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    3 => Self::Customer,
+                    4 => Self::System,
+                    5 => Self::Servicer,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Customer => 3,
+                    Self::System => 4,
+                    Self::Servicer => 5,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for Origin {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<Origin> for u32 {
+            fn from(value: Origin) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for Origin {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for Origin {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// Why a message that `send_msg` accepted was not delivered.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum FailType {
+            /// `0`
+            ///
+            /// No reason given.
+            UnknownReason,
+            /// `1`
+            ///
+            /// The customer-service account was deleted.
+            AccountDeleted,
+            /// `2`
+            ///
+            /// The app was closed.
+            AppClosed,
+            /// `4`
+            ///
+            /// More than 48 hours passed since the customer's message.
+            SessionExpired,
+            /// `5`
+            ///
+            /// The session was closed.
+            SessionClosed,
+            /// `6`
+            ///
+            /// More than 5 messages followed one customer message.
+            OverMessageLimit,
+            /// `7`
+            ///
+            /// No 视频号 is bound (older docs only).
+            NoChannelsBound,
+            /// `8`
+            ///
+            /// The corp is not verified.
+            CorpUnverified,
+            /// `9`
+            ///
+            /// No 视频号 bound and not verified (older docs only).
+            NoChannelsBoundAndUnverified,
+            /// `10`
+            ///
+            /// The customer refuses messages.
+            CustomerRefuses,
+            /// `11`
+            ///
+            /// No corp member has logged in to the WeCom app.
+            NoMemberLoggedIn,
+            /// `12`
+            ///
+            /// The message type is forbidden for 客服组件.
+            ForbiddenForComponent,
+            /// `13`
+            ///
+            /// A security restriction.
+            SecurityRestriction,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl FailType {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::UnknownReason,
+                    1 => Self::AccountDeleted,
+                    2 => Self::AppClosed,
+                    4 => Self::SessionExpired,
+                    5 => Self::SessionClosed,
+                    6 => Self::OverMessageLimit,
+                    7 => Self::NoChannelsBound,
+                    8 => Self::CorpUnverified,
+                    9 => Self::NoChannelsBoundAndUnverified,
+                    10 => Self::CustomerRefuses,
+                    11 => Self::NoMemberLoggedIn,
+                    12 => Self::ForbiddenForComponent,
+                    13 => Self::SecurityRestriction,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::UnknownReason => 0,
+                    Self::AccountDeleted => 1,
+                    Self::AppClosed => 2,
+                    Self::SessionExpired => 4,
+                    Self::SessionClosed => 5,
+                    Self::OverMessageLimit => 6,
+                    Self::NoChannelsBound => 7,
+                    Self::CorpUnverified => 8,
+                    Self::NoChannelsBoundAndUnverified => 9,
+                    Self::CustomerRefuses => 10,
+                    Self::NoMemberLoggedIn => 11,
+                    Self::ForbiddenForComponent => 12,
+                    Self::SecurityRestriction => 13,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for FailType {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<FailType> for u32 {
+            fn from(value: FailType) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for FailType {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for FailType {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// A servicer's receiving state in `servicer_status_change` (not the encoding of `kf/servicer/list`).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ServicerStatus {
+            /// `1`
+            ///
+            /// Receiving customers (接待中).
+            Receiving,
+            /// `2`
+            ///
+            /// Stopped receiving (停止接待); see `stop_type`.
+            Stopped,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ServicerStatus {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    1 => Self::Receiving,
+                    2 => Self::Stopped,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Receiving => 1,
+                    Self::Stopped => 2,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ServicerStatus {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ServicerStatus> for u32 {
+            fn from(value: ServicerStatus) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ServicerStatus {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ServicerStatus {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// How a servicer stopped receiving.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum StopType {
+            /// `0`
+            ///
+            /// Stopped (停止接待).
+            Stopped,
+            /// `1`
+            ///
+            /// Temporarily suspended (暂时挂起).
+            Suspended,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl StopType {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::Stopped,
+                    1 => Self::Suspended,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Stopped => 0,
+                    Self::Suspended => 1,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for StopType {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<StopType> for u32 {
+            fn from(value: StopType) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for StopType {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for StopType {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// What a servicer did to a session in `session_status_change`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ChangeType {
+            /// `1`
+            ///
+            /// Picked the session up from the queue; `msg_code` allows one text within 48 hours.
+            PickedUp,
+            /// `2`
+            ///
+            /// Transferred the session to another servicer.
+            Transferred,
+            /// `3`
+            ///
+            /// Ended the session; `msg_code` allows one text or menu within 20 seconds.
+            Ended,
+            /// `4`
+            ///
+            /// Re-opened an ended or transferred session.
+            Reopened,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ChangeType {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    1 => Self::PickedUp,
+                    2 => Self::Transferred,
+                    3 => Self::Ended,
+                    4 => Self::Reopened,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::PickedUp => 1,
+                    Self::Transferred => 2,
+                    Self::Ended => 3,
+                    Self::Reopened => 4,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ChangeType {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ChangeType> for u32 {
+            fn from(value: ChangeType) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ChangeType {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ChangeType {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// Whether a servicer refuses a customer's messages.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum RejectSwitch {
+            /// `0`
+            ///
+            /// The refusal was cancelled.
+            Off,
+            /// `1`
+            ///
+            /// The servicer now refuses this customer's messages.
+            On,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl RejectSwitch {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::Off,
+                    1 => Self::On,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Off => 0,
+                    Self::On => 1,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for RejectSwitch {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<RejectSwitch> for u32 {
+            fn from(value: RejectSwitch) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for RejectSwitch {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for RejectSwitch {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// Where in 视频号 a customer entered the session from.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ChannelsScene {
+            /// `1`
+            ///
+            /// The 视频号 profile page.
+            Profile,
+            /// `2`
+            ///
+            /// A live room's product list.
+            LiveProductList,
+            /// `3`
+            ///
+            /// The product showcase.
+            Showcase,
+            /// `4`
+            ///
+            /// A 视频号小店 product page.
+            ShopProductDetail,
+            /// `5`
+            ///
+            /// A 视频号小店 order page.
+            ShopOrder,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ChannelsScene {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    1 => Self::Profile,
+                    2 => Self::LiveProductList,
+                    3 => Self::Showcase,
+                    4 => Self::ShopProductDetail,
+                    5 => Self::ShopOrder,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Profile => 1,
+                    Self::LiveProductList => 2,
+                    Self::Showcase => 3,
+                    Self::ShopProductDetail => 4,
+                    Self::ShopOrder => 5,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ChannelsScene {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ChannelsScene> for u32 {
+            fn from(value: ChannelsScene) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ChannelsScene {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ChannelsScene {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// What kind of 视频号 content a `channels` message shares.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ChannelsSubType {
+            /// `1`
+            ///
+            /// A post (视频号动态).
+            Post,
+            /// `2`
+            ///
+            /// A live stream (视频号直播).
+            Live,
+            /// `3`
+            ///
+            /// A profile card (视频号名片).
+            ProfileCard,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ChannelsSubType {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    1 => Self::Post,
+                    2 => Self::Live,
+                    3 => Self::ProfileCard,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Post => 1,
+                    Self::Live => 2,
+                    Self::ProfileCard => 3,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ChannelsSubType {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ChannelsSubType> for u32 {
+            fn from(value: ChannelsSubType) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ChannelsSubType {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ChannelsSubType {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// Where a customer's session stands: who, if anyone, is serving it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ServiceState {
+            /// `0`
+            ///
+            /// Not handled yet (未处理); `send_msg` may answer.
+            New,
+            /// `1`
+            ///
+            /// Served by the smart assistant, that is the API (由智能助手接待); `send_msg` may answer.
+            SmartAssistant,
+            /// `2`
+            ///
+            /// Waiting in the queue for a servicer (待接入池排队中).
+            Queued,
+            /// `3`
+            ///
+            /// Served by a human servicer (由人工接待).
+            Servicer,
+            /// `4`
+            ///
+            /// Ended, or not started (已结束/未开始).
+            Ended,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ServiceState {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::New,
+                    1 => Self::SmartAssistant,
+                    2 => Self::Queued,
+                    3 => Self::Servicer,
+                    4 => Self::Ended,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::New => 0,
+                    Self::SmartAssistant => 1,
+                    Self::Queued => 2,
+                    Self::Servicer => 3,
+                    Self::Ended => 4,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ServiceState {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ServiceState> for u32 {
+            fn from(value: ServiceState) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ServiceState {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ServiceState {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// A servicer's receiving state as `kf/servicer/list` encodes it (0/1, unlike the `servicer_status_change` event's 1/2).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ServicerListStatus {
+            /// `0`
+            ///
+            /// Receiving customers (接待中).
+            Receiving,
+            /// `1`
+            ///
+            /// Stopped receiving (停止接待); see `stop_type`.
+            Stopped,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl ServicerListStatus {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::Receiving,
+                    1 => Self::Stopped,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Receiving => 0,
+                    Self::Stopped => 1,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for ServicerListStatus {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<ServicerListStatus> for u32 {
+            fn from(value: ServicerListStatus) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for ServicerListStatus {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ServicerListStatus {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// A customer's gender as WeChat reports it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Gender {
+            /// `0`
+            ///
+            /// Not known.
+            Unknown,
+            /// `1`
+            ///
+            /// Male.
+            Male,
+            /// `2`
+            ///
+            /// Female.
+            Female,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl Gender {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    0 => Self::Unknown,
+                    1 => Self::Male,
+                    2 => Self::Female,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Unknown => 0,
+                    Self::Male => 1,
+                    Self::Female => 2,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for Gender {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<Gender> for u32 {
+            fn from(value: Gender) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for Gender {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for Gender {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// What `upgrade_service` offers the customer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum UpgradeType {
+            /// `1`
+            ///
+            /// A member of the corp (专员): set `member`.
+            Member,
+            /// `2`
+            ///
+            /// A customer group chat: set `groupchat`.
+            GroupChat,
+            /// A value this version doesn't name, kept as received.
+            Other(u32),
+        }
+
+        impl UpgradeType {
+            /// The variant for a wire value.
+            pub const fn from_value(value: u32) -> Self {
+                match value {
+                    1 => Self::Member,
+                    2 => Self::GroupChat,
+                    other => Self::Other(other),
+                }
+            }
+
+            /// The wire value.
+            pub const fn value(self) -> u32 {
+                match self {
+                    Self::Member => 1,
+                    Self::GroupChat => 2,
+                    Self::Other(other) => other,
+                }
+            }
+        }
+
+        impl From<u32> for UpgradeType {
+            fn from(value: u32) -> Self {
+                Self::from_value(value)
+            }
+        }
+
+        impl From<UpgradeType> for u32 {
+            fn from(value: UpgradeType) -> Self {
+                value.value()
+            }
+        }
+
+        impl rt::serde::Serialize for UpgradeType {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_u32(self.value())
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for UpgradeType {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                <u32 as rt::serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_value)
+            }
+        }
+
+        /// A text message.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Text {
+            /// The text; WeCom answers 45002 past 2048 bytes.
+            ///
+            /// At most 2048 bytes; longer values are refused before sending.
+            pub content: String,
+        }
+
+        impl Text {
+            /// Builds a `Text` from its required fields.
+            pub fn new(content: impl Into<String>) -> Self {
+                Self { content: content.into() }
+            }
+        }
+
+        impl rt::Validate for Text {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(2048)
+                    .check("content", &self.content)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for Text {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for Text {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// An image message: the `media_id` of an uploaded image (JPG or PNG, at most 2 MB).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Image {
+            /// From media/upload; valid for 3 days.
+            pub media_id: String,
+        }
+
+        impl Image {
+            /// Builds an `Image` from its required fields.
+            pub fn new(media_id: impl Into<String>) -> Self {
+                Self { media_id: media_id.into() }
+            }
+        }
+
+        impl rt::Validate for Image {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for Image {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for Image {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A voice message: the `media_id` of an uploaded AMR file (at most 2 MB and 60 s).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Voice {
+            /// From media/upload; valid for 3 days.
+            pub media_id: String,
+        }
+
+        impl Voice {
+            /// Builds a `Voice` from its required fields.
+            pub fn new(media_id: impl Into<String>) -> Self {
+                Self { media_id: media_id.into() }
+            }
+        }
+
+        impl rt::Validate for Voice {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for Voice {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for Voice {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A video message: the `media_id` of an uploaded MP4 file (at most 10 MB).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Video {
+            /// From media/upload; valid for 3 days.
+            pub media_id: String,
+        }
+
+        impl Video {
+            /// Builds a `Video` from its required fields.
+            pub fn new(media_id: impl Into<String>) -> Self {
+                Self { media_id: media_id.into() }
+            }
+        }
+
+        impl rt::Validate for Video {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for Video {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for Video {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A file message: the `media_id` of an uploaded file (at most 20 MB).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct File {
+            /// From media/upload; the upload's filename is what the customer sees.
+            pub media_id: String,
+        }
+
+        impl File {
+            /// Builds a `File` from its required fields.
+            pub fn new(media_id: impl Into<String>) -> Self {
+                Self { media_id: media_id.into() }
+            }
+        }
+
+        impl rt::Validate for File {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for File {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for File {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A link card with a title, a description and a thumbnail.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Link {
+            /// The card's title.
+            ///
+            /// At most 128 bytes; WeCom truncates longer values (the client logs a warning).
+            pub title: String,
+            /// Where the card leads.
+            ///
+            /// At most 2048 bytes; longer values are refused before sending.
+            /// Starts with `http://` or `https://`.
+            pub url: String,
+            /// The `media_id` of the thumbnail image.
+            pub thumb_media_id: String,
+            /// The card's description.
+            ///
+            /// At most 512 bytes; WeCom truncates longer values (the client logs a warning).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub desc: Option<String>,
+        }
+
+        impl Link {
+            /// Builds a `Link` from its required fields.
+            pub fn new(
+                title: impl Into<String>,
+                url: impl Into<String>,
+                thumb_media_id: impl Into<String>,
+            ) -> Self {
+                Self {
+                    title: title.into(),
+                    url: url.into(),
+                    thumb_media_id: thumb_media_id.into(),
+                    desc: None,
+                }
+            }
+
+            /// Sets `desc`.
+            ///
+            /// The card's description.
+            /// At most 512 bytes; WeCom truncates longer values (the client logs a warning).
+            pub fn desc(mut self, desc: impl Into<String>) -> Self {
+                self.desc = Some(desc.into());
+                self
+            }
+        }
+
+        impl rt::Validate for Link {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(128)
+                    .truncated()
+                    .check("title", &self.title)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(2048)
+                    .prefixes(&["http://", "https://"])
+                    .check("url", &self.url)?;
+                rt::StringRule::NON_EMPTY.check("thumb_media_id", &self.thumb_media_id)?;
+                if let Some(value) = &self.desc {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(512)
+                        .truncated()
+                        .check("desc", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        /// A mini-program card.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MiniProgram {
+            /// A mini-program associated with the corp.
+            pub appid: String,
+            /// The cover image's `media_id`; 520×416 is the suggested size.
+            pub thumb_media_id: String,
+            /// The page to open; WeChat expects it to end in `.html`.
+            pub pagepath: String,
+            /// The card's title.
+            ///
+            /// At most 64 bytes; WeCom truncates longer values (the client logs a warning).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+        }
+
+        impl MiniProgram {
+            /// Builds a `MiniProgram` from its required fields.
+            pub fn new(
+                appid: impl Into<String>,
+                thumb_media_id: impl Into<String>,
+                pagepath: impl Into<String>,
+            ) -> Self {
+                Self {
+                    appid: appid.into(),
+                    thumb_media_id: thumb_media_id.into(),
+                    pagepath: pagepath.into(),
+                    title: None,
+                }
+            }
+
+            /// Sets `title`.
+            ///
+            /// The card's title.
+            /// At most 64 bytes; WeCom truncates longer values (the client logs a warning).
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+        }
+
+        impl rt::Validate for MiniProgram {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("appid", &self.appid)?;
+                rt::StringRule::NON_EMPTY.check("thumb_media_id", &self.thumb_media_id)?;
+                rt::StringRule::NON_EMPTY.check("pagepath", &self.pagepath)?;
+                if let Some(value) = &self.title {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(64)
+                        .truncated()
+                        .check("title", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        /// A menu message: a head, up to 10 items the customer can tap, and a tail.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Menu {
+            /// Text above the items.
+            ///
+            /// At most 1024 bytes; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub head_content: Option<String>,
+            /// The items; WeCom answers 95008 past 10.
+            ///
+            /// At most 10 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub list: Vec<MenuItem>,
+            /// Text below the items.
+            ///
+            /// At most 1024 bytes; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub tail_content: Option<String>,
+        }
+
+        impl Menu {
+            /// Builds a `Menu` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    head_content: None,
+                    list: Vec::new(),
+                    tail_content: None,
+                }
+            }
+
+            /// Sets `head_content`.
+            ///
+            /// Text above the items.
+            /// At most 1024 bytes; longer values are refused before sending.
+            pub fn head_content(mut self, head_content: impl Into<String>) -> Self {
+                self.head_content = Some(head_content.into());
+                self
+            }
+
+            /// Sets `list`.
+            ///
+            /// The items; WeCom answers 95008 past 10.
+            /// At most 10 items; more are refused before sending.
+            pub fn list(
+                mut self,
+                list: impl IntoIterator<Item = impl Into<MenuItem>>,
+            ) -> Self {
+                self.list = list.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// Sets `tail_content`.
+            ///
+            /// Text below the items.
+            /// At most 1024 bytes; longer values are refused before sending.
+            pub fn tail_content(mut self, tail_content: impl Into<String>) -> Self {
+                self.tail_content = Some(tail_content.into());
+                self
+            }
+        }
+
+        impl rt::Validate for Menu {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.head_content {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(1024)
+                        .check("head_content", value)?;
+                }
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(10),
                     over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
                 }
-                    .check("head_content", v)?;
-            }
-            rt::ItemsRule {
-                min: 0,
-                max: Some(10),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("list", self.list.len())?;
-            for (i, v) in self.list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("list", i))?;
-            }
-            if let Some(v) = &self.tail_content {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(1024),
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+                    .check("list", self.list.len())?;
+                for (i, item) in self.list.iter().enumerate() {
+                    item.validate().map_err(|e| e.within_item("list", i))?;
                 }
-                    .check("tail_content", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A location message.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Location {
-        /// Degrees, −90 to 90.
-        ///
-        /// From -90 to 90, inclusive.
-        pub latitude: f64,
-        /// Degrees, −180 to 180.
-        ///
-        /// From -180 to 180, inclusive.
-        pub longitude: f64,
-        /// The place's name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-        /// The place's address.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub address: Option<String>,
-    }
-    impl Location {
-        /// Builds a `Location` from its required fields.
-        pub fn new(latitude: f64, longitude: f64) -> Self {
-            Self {
-                latitude: latitude,
-                longitude: longitude,
-                name: None,
-                address: None,
-            }
-        }
-        /// Sets `name`.
-        ///
-        /// The place's name.
-        pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.name = Some(name.into());
-            self
-        }
-        /// Sets `address`.
-        ///
-        /// The place's address.
-        pub fn address(mut self, address: impl Into<String>) -> Self {
-            self.address = Some(address.into());
-            self
-        }
-    }
-    impl rt::Validate for Location {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.latitude;
-            rt::NumberRule {
-                min: Some(-90.0),
-                max: Some(90.0),
-            }
-                .check("latitude", *v)?;
-            let v = &self.longitude;
-            rt::NumberRule {
-                min: Some(-180.0),
-                max: Some(180.0),
-            }
-                .check("longitude", *v)?;
-            if let Some(v) = &self.name {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+                if let Some(value) = &self.tail_content {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(1024)
+                        .check("tail_content", value)?;
                 }
-                    .check("name", v)?;
+                Ok(())
             }
-            if let Some(v) = &self.address {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+        }
+
+        /// A location message.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Location {
+            /// Degrees, −90 to 90.
+            ///
+            /// From -90 to 90, inclusive.
+            pub latitude: f64,
+            /// Degrees, −180 to 180.
+            ///
+            /// From -180 to 180, inclusive.
+            pub longitude: f64,
+            /// The place's name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// The place's address.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub address: Option<String>,
+        }
+
+        impl Location {
+            /// Builds a `Location` from its required fields.
+            pub fn new(latitude: f64, longitude: f64) -> Self {
+                Self {
+                    latitude: latitude,
+                    longitude: longitude,
+                    name: None,
+                    address: None,
                 }
-                    .check("address", v)?;
             }
-            Ok(())
-        }
-    }
-    /// A customer-acquisition link (获客链接).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CaLink {
-        /// A link made by externalcontact/customer_acquisition/create_link.
-        pub link_url: String,
-    }
-    impl CaLink {
-        /// Builds a `CaLink` from its required fields.
-        pub fn new(link_url: impl Into<String>) -> Self {
-            Self { link_url: link_url.into() }
-        }
-    }
-    impl rt::Validate for CaLink {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.link_url;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
+
+            /// Sets `name`.
+            ///
+            /// The place's name.
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
             }
-                .check("link_url", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for CaLink {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for CaLink {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A reply item: a tap comes back from `sync_msg` as a text message whose `menu_id` is `id`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MenuClick {
-        /// Echoed as `menu_id`; older docs allow only 64 bytes.
-        ///
-        /// At most 128 bytes; longer values are refused before sending.
-        pub id: String,
-        /// The item's text, sent as the customer's reply.
-        ///
-        /// At most 128 bytes; longer values are refused before sending.
-        pub content: String,
-    }
-    impl MenuClick {
-        /// Builds a `MenuClick` from its required fields.
-        pub fn new(id: impl Into<String>, content: impl Into<String>) -> Self {
-            Self {
-                id: id.into(),
-                content: content.into(),
+
+            /// Sets `address`.
+            ///
+            /// The place's address.
+            pub fn address(mut self, address: impl Into<String>) -> Self {
+                self.address = Some(address.into());
+                self
             }
         }
-    }
-    impl rt::Validate for MenuClick {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.id;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(128),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("id", v)?;
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(128),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    /// A hyperlink item.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MenuView {
-        /// Where the item leads.
-        ///
-        /// At most 2048 bytes; longer values are refused before sending.
-        pub url: String,
-        /// The item's text.
-        ///
-        /// At most 1024 bytes; longer values are refused before sending.
-        pub content: String,
-    }
-    impl MenuView {
-        /// Builds a `MenuView` from its required fields.
-        pub fn new(url: impl Into<String>, content: impl Into<String>) -> Self {
-            Self {
-                url: url.into(),
-                content: content.into(),
-            }
-        }
-    }
-    impl rt::Validate for MenuView {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.url;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(2048),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("url", v)?;
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(1024),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    /// An item that opens a mini-program.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MenuMiniProgram {
-        /// A mini-program associated with the corp.
-        ///
-        /// At most 32 bytes; longer values are refused before sending.
-        pub appid: String,
-        /// The page to open.
-        ///
-        /// At most 1024 bytes; longer values are refused before sending.
-        pub pagepath: String,
-        /// The item's text.
-        ///
-        /// At most 1024 bytes; longer values are refused before sending.
-        pub content: String,
-    }
-    impl MenuMiniProgram {
-        /// Builds a `MenuMiniProgram` from its required fields.
-        pub fn new(
-            appid: impl Into<String>,
-            pagepath: impl Into<String>,
-            content: impl Into<String>,
-        ) -> Self {
-            Self {
-                appid: appid.into(),
-                pagepath: pagepath.into(),
-                content: content.into(),
-            }
-        }
-    }
-    impl rt::Validate for MenuMiniProgram {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.appid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(32),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("appid", v)?;
-            let v = &self.pagepath;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(1024),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("pagepath", v)?;
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(1024),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    /// A plain-text item; a literal `\n` in `content` breaks the line.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MenuText {
-        /// The item's text.
-        ///
-        /// At most 256 bytes; longer values are refused before sending.
-        pub content: String,
-        /// 1: no line break after the item (default 0).
-        ///
-        /// From 0 to 1, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub no_newline: Option<u32>,
-    }
-    impl MenuText {
-        /// Builds a `MenuText` from its required fields.
-        pub fn new(content: impl Into<String>) -> Self {
-            Self {
-                content: content.into(),
-                no_newline: None,
-            }
-        }
-        /// Sets `no_newline`.
-        ///
-        /// 1: no line break after the item (default 0).
-        /// From 0 to 1, inclusive.
-        pub fn no_newline(mut self, no_newline: u32) -> Self {
-            self.no_newline = Some(no_newline);
-            self
-        }
-    }
-    impl rt::Validate for MenuText {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(256),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            if let Some(v) = &self.no_newline {
+
+        impl rt::Validate for Location {
+            fn validate(&self) -> Result<(), rt::Invalid> {
                 rt::NumberRule {
-                    min: Some(0.0),
-                    max: Some(1.0),
+                    min: Some(-90.0),
+                    max: Some(90.0),
                 }
-                    .check("no_newline", f64::from(*v))?;
-            }
-            Ok(())
-        }
-    }
-    impl From<String> for MenuText {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for MenuText {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A text message from a customer or servicer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ReceivedText {
-        /// The text; a menu click's `content`.
-        pub content: String,
-        /// Set when the customer clicked a `click` menu item: that item's `id`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub menu_id: Option<String>,
-    }
-    impl ReceivedText {
-        /// Builds a `ReceivedText` from its required fields.
-        pub fn new(content: impl Into<String>) -> Self {
-            Self {
-                content: content.into(),
-                menu_id: None,
-            }
-        }
-        /// Sets `menu_id`.
-        ///
-        /// Set when the customer clicked a `click` menu item: that item's `id`.
-        pub fn menu_id(mut self, menu_id: impl Into<String>) -> Self {
-            self.menu_id = Some(menu_id.into());
-            self
-        }
-    }
-    impl rt::Validate for ReceivedText {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.menu_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("menu_id", v)?;
-            }
-            Ok(())
-        }
-    }
-    impl From<String> for ReceivedText {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for ReceivedText {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A link card a customer shared.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ReceivedLink {
-        /// The card's title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-        /// The card's description.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub desc: Option<String>,
-        /// Where the card leads.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub url: Option<String>,
-        /// The thumbnail's URL.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub pic_url: Option<String>,
-    }
-    impl ReceivedLink {
-        /// Builds a `ReceivedLink` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                title: None,
-                desc: None,
-                url: None,
-                pic_url: None,
-            }
-        }
-        /// Sets `title`.
-        ///
-        /// The card's title.
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-        /// Sets `desc`.
-        ///
-        /// The card's description.
-        pub fn desc(mut self, desc: impl Into<String>) -> Self {
-            self.desc = Some(desc.into());
-            self
-        }
-        /// Sets `url`.
-        ///
-        /// Where the card leads.
-        pub fn url(mut self, url: impl Into<String>) -> Self {
-            self.url = Some(url.into());
-            self
-        }
-        /// Sets `pic_url`.
-        ///
-        /// The thumbnail's URL.
-        pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
-            self.pic_url = Some(pic_url.into());
-            self
-        }
-    }
-    impl rt::Validate for ReceivedLink {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("title", v)?;
-            }
-            if let Some(v) = &self.desc {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("desc", v)?;
-            }
-            if let Some(v) = &self.url {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("url", v)?;
-            }
-            if let Some(v) = &self.pic_url {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("pic_url", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A WeCom member's card (名片) a customer shared.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct BusinessCard {
-        /// The userid of the member whose card it is.
-        pub userid: String,
-    }
-    impl BusinessCard {
-        /// Builds a `BusinessCard` from its required fields.
-        pub fn new(userid: impl Into<String>) -> Self {
-            Self { userid: userid.into() }
-        }
-    }
-    impl rt::Validate for BusinessCard {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("userid", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for BusinessCard {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for BusinessCard {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A 视频号 shop product a customer shared.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ChannelsShopProduct {
-        /// The product's id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub product_id: Option<String>,
-        /// The product image's URL (`head_img` in some copies of the docs).
-        #[serde(default, skip_serializing_if = "Option::is_none", alias = "head_img")]
-        pub head_image: Option<String>,
-        /// The product's title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-        /// The price in fen (分), as text; some senders use a number.
-        #[serde(
-            deserialize_with = "rt::optional_text_or_number",
-            default,
-            skip_serializing_if = "Option::is_none"
-        )]
-        pub sales_price: Option<String>,
-        /// The shop's name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub shop_nickname: Option<String>,
-        /// The shop avatar's URL.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            alias = "shop_head_img"
-        )]
-        pub shop_head_image: Option<String>,
-    }
-    impl ChannelsShopProduct {
-        /// Builds a `ChannelsShopProduct` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                product_id: None,
-                head_image: None,
-                title: None,
-                sales_price: None,
-                shop_nickname: None,
-                shop_head_image: None,
-            }
-        }
-        /// Sets `product_id`.
-        ///
-        /// The product's id.
-        pub fn product_id(mut self, product_id: impl Into<String>) -> Self {
-            self.product_id = Some(product_id.into());
-            self
-        }
-        /// Sets `head_image`.
-        ///
-        /// The product image's URL (`head_img` in some copies of the docs).
-        pub fn head_image(mut self, head_image: impl Into<String>) -> Self {
-            self.head_image = Some(head_image.into());
-            self
-        }
-        /// Sets `title`.
-        ///
-        /// The product's title.
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-        /// Sets `sales_price`.
-        ///
-        /// The price in fen (分), as text; some senders use a number.
-        pub fn sales_price(mut self, sales_price: impl Into<String>) -> Self {
-            self.sales_price = Some(sales_price.into());
-            self
-        }
-        /// Sets `shop_nickname`.
-        ///
-        /// The shop's name.
-        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
-            self.shop_nickname = Some(shop_nickname.into());
-            self
-        }
-        /// Sets `shop_head_image`.
-        ///
-        /// The shop avatar's URL.
-        pub fn shop_head_image(mut self, shop_head_image: impl Into<String>) -> Self {
-            self.shop_head_image = Some(shop_head_image.into());
-            self
-        }
-    }
-    impl rt::Validate for ChannelsShopProduct {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.product_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("product_id", v)?;
-            }
-            if let Some(v) = &self.head_image {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("head_image", v)?;
-            }
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("title", v)?;
-            }
-            if let Some(v) = &self.sales_price {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("sales_price", v)?;
-            }
-            if let Some(v) = &self.shop_nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("shop_nickname", v)?;
-            }
-            if let Some(v) = &self.shop_head_image {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("shop_head_image", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A 视频号 shop order a customer shared.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ChannelsShopOrder {
-        /// The order's id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub order_id: Option<String>,
-        /// The titles of the ordered products.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub product_titles: Option<String>,
-        /// The price, as shown.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub price_wording: Option<String>,
-        /// The order's state, as shown.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub state: Option<String>,
-        /// The product image's URL.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub image_url: Option<String>,
-        /// The shop's name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub shop_nickname: Option<String>,
-    }
-    impl ChannelsShopOrder {
-        /// Builds a `ChannelsShopOrder` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                order_id: None,
-                product_titles: None,
-                price_wording: None,
-                state: None,
-                image_url: None,
-                shop_nickname: None,
-            }
-        }
-        /// Sets `order_id`.
-        ///
-        /// The order's id.
-        pub fn order_id(mut self, order_id: impl Into<String>) -> Self {
-            self.order_id = Some(order_id.into());
-            self
-        }
-        /// Sets `product_titles`.
-        ///
-        /// The titles of the ordered products.
-        pub fn product_titles(mut self, product_titles: impl Into<String>) -> Self {
-            self.product_titles = Some(product_titles.into());
-            self
-        }
-        /// Sets `price_wording`.
-        ///
-        /// The price, as shown.
-        pub fn price_wording(mut self, price_wording: impl Into<String>) -> Self {
-            self.price_wording = Some(price_wording.into());
-            self
-        }
-        /// Sets `state`.
-        ///
-        /// The order's state, as shown.
-        pub fn state(mut self, state: impl Into<String>) -> Self {
-            self.state = Some(state.into());
-            self
-        }
-        /// Sets `image_url`.
-        ///
-        /// The product image's URL.
-        pub fn image_url(mut self, image_url: impl Into<String>) -> Self {
-            self.image_url = Some(image_url.into());
-            self
-        }
-        /// Sets `shop_nickname`.
-        ///
-        /// The shop's name.
-        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
-            self.shop_nickname = Some(shop_nickname.into());
-            self
-        }
-    }
-    impl rt::Validate for ChannelsShopOrder {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.order_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("order_id", v)?;
-            }
-            if let Some(v) = &self.product_titles {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("product_titles", v)?;
-            }
-            if let Some(v) = &self.price_wording {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("price_wording", v)?;
-            }
-            if let Some(v) = &self.state {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("state", v)?;
-            }
-            if let Some(v) = &self.image_url {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("image_url", v)?;
-            }
-            if let Some(v) = &self.shop_nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("shop_nickname", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A forwarded chat record (聊天记录).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MergedMsg {
-        /// The record's title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-        /// The messages of the record.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub item: Vec<MergedMsgItem>,
-    }
-    impl MergedMsg {
-        /// Builds a `MergedMsg` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                title: None,
-                item: Vec::new(),
-            }
-        }
-        /// Sets `title`.
-        ///
-        /// The record's title.
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-        /// Sets `item`.
-        ///
-        /// The messages of the record.
-        pub fn item(
-            mut self,
-            item: impl IntoIterator<Item = impl Into<MergedMsgItem>>,
-        ) -> Self {
-            self.item = item.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for MergedMsg {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("title", v)?;
-            }
-            for (i, v) in self.item.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("item", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// One message of a forwarded chat record.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MergedMsgItem {
-        /// Unix seconds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub send_time: Option<u64>,
-        /// The inner message's type, like `text`.
-        #[serde(
-            deserialize_with = "rt::optional_text_or_number",
-            default,
-            skip_serializing_if = "Option::is_none"
-        )]
-        pub msgtype: Option<String>,
-        /// The sender's display name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub sender_name: Option<String>,
-        /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msg_content: Option<String>,
-    }
-    impl MergedMsgItem {
-        /// Builds a `MergedMsgItem` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                send_time: None,
-                msgtype: None,
-                sender_name: None,
-                msg_content: None,
-            }
-        }
-        /// Sets `send_time`.
-        ///
-        /// Unix seconds.
-        pub fn send_time(mut self, send_time: u64) -> Self {
-            self.send_time = Some(send_time);
-            self
-        }
-        /// Sets `msgtype`.
-        ///
-        /// The inner message's type, like `text`.
-        pub fn msgtype(mut self, msgtype: impl Into<String>) -> Self {
-            self.msgtype = Some(msgtype.into());
-            self
-        }
-        /// Sets `sender_name`.
-        ///
-        /// The sender's display name.
-        pub fn sender_name(mut self, sender_name: impl Into<String>) -> Self {
-            self.sender_name = Some(sender_name.into());
-            self
-        }
-        /// Sets `msg_content`.
-        ///
-        /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
-        pub fn msg_content(mut self, msg_content: impl Into<String>) -> Self {
-            self.msg_content = Some(msg_content.into());
-            self
-        }
-    }
-    impl rt::Validate for MergedMsgItem {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.msgtype {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("msgtype", v)?;
-            }
-            if let Some(v) = &self.sender_name {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("sender_name", v)?;
-            }
-            if let Some(v) = &self.msg_content {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("msg_content", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A 视频号 post, live stream or profile a customer shared.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Channels {
-        /// What was shared.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub sub_type: Option<ChannelsSubType>,
-        /// The 视频号's name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub nickname: Option<String>,
-        /// The post's title, for posts.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-    }
-    impl Channels {
-        /// Builds a `Channels` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                sub_type: None,
-                nickname: None,
-                title: None,
-            }
-        }
-        /// Sets `sub_type`.
-        ///
-        /// What was shared.
-        pub fn sub_type(mut self, sub_type: impl Into<ChannelsSubType>) -> Self {
-            self.sub_type = Some(sub_type.into());
-            self
-        }
-        /// Sets `nickname`.
-        ///
-        /// The 视频号's name.
-        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
-            self.nickname = Some(nickname.into());
-            self
-        }
-        /// Sets `title`.
-        ///
-        /// The post's title, for posts.
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-    }
-    impl rt::Validate for Channels {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("nickname", v)?;
-            }
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("title", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A meeting (会议) message; WeCom documents no payload fields, the item's `raw` has them.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Meeting {}
-    impl Meeting {
-        /// Builds a `Meeting` from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for Meeting {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    /// A schedule (日程) message; WeCom documents no payload fields, the item's `raw` has them.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Schedule {}
-    impl Schedule {
-        /// Builds a `Schedule` from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for Schedule {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    /// A note (笔记) message; WeCom documents no payload fields, the item's `raw` has them.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Note {}
-    impl Note {
-        /// Builds a `Note` from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for Note {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    /// The 视频号 a customer came from.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct WechatChannels {
-        /// The 视频号's name, for scenes 1 to 3.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub nickname: Option<String>,
-        /// The shop's name, for scenes 4 and 5.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub shop_nickname: Option<String>,
-        /// Where the customer came from.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene: Option<ChannelsScene>,
-    }
-    impl WechatChannels {
-        /// Builds a `WechatChannels` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                nickname: None,
-                shop_nickname: None,
-                scene: None,
-            }
-        }
-        /// Sets `nickname`.
-        ///
-        /// The 视频号's name, for scenes 1 to 3.
-        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
-            self.nickname = Some(nickname.into());
-            self
-        }
-        /// Sets `shop_nickname`.
-        ///
-        /// The shop's name, for scenes 4 and 5.
-        pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
-            self.shop_nickname = Some(shop_nickname.into());
-            self
-        }
-        /// Sets `scene`.
-        ///
-        /// Where the customer came from.
-        pub fn scene(mut self, scene: impl Into<ChannelsScene>) -> Self {
-            self.scene = Some(scene.into());
-            self
-        }
-    }
-    impl rt::Validate for WechatChannels {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("nickname", v)?;
-            }
-            if let Some(v) = &self.shop_nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("shop_nickname", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A customer entered the session; `welcome_code` allows one welcome message within 20 seconds.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct EnterSession {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// The `scene` of the contact link (kf/add_contact_way).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene: Option<String>,
-        /// The `scene_param` appended to the contact link, as given.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene_param: Option<String>,
-        /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub welcome_code: Option<String>,
-        /// Set when the customer came from 视频号.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub wechat_channels: Option<WechatChannels>,
-    }
-    impl EnterSession {
-        /// Builds a `EnterSession` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                scene: None,
-                scene_param: None,
-                welcome_code: None,
-                wechat_channels: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `scene`.
-        ///
-        /// The `scene` of the contact link (kf/add_contact_way).
-        pub fn scene(mut self, scene: impl Into<String>) -> Self {
-            self.scene = Some(scene.into());
-            self
-        }
-        /// Sets `scene_param`.
-        ///
-        /// The `scene_param` appended to the contact link, as given.
-        pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
-            self.scene_param = Some(scene_param.into());
-            self
-        }
-        /// Sets `welcome_code`.
-        ///
-        /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
-        pub fn welcome_code(mut self, welcome_code: impl Into<String>) -> Self {
-            self.welcome_code = Some(welcome_code.into());
-            self
-        }
-        /// Sets `wechat_channels`.
-        ///
-        /// Set when the customer came from 视频号.
-        pub fn wechat_channels(
-            mut self,
-            wechat_channels: impl Into<WechatChannels>,
-        ) -> Self {
-            self.wechat_channels = Some(wechat_channels.into());
-            self
-        }
-    }
-    impl rt::Validate for EnterSession {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.scene {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("scene", v)?;
-            }
-            if let Some(v) = &self.scene_param {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("scene_param", v)?;
-            }
-            if let Some(v) = &self.welcome_code {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("welcome_code", v)?;
-            }
-            if let Some(v) = &self.wechat_channels {
-                v.validate().map_err(|e| e.within("wechat_channels"))?;
-            }
-            Ok(())
-        }
-    }
-    /// A message that `send_msg` accepted was not delivered.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MsgSendFail {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// The `msgid` of the message that failed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub fail_msgid: Option<String>,
-        /// Why.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub fail_type: Option<FailType>,
-    }
-    impl MsgSendFail {
-        /// Builds a `MsgSendFail` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                fail_msgid: None,
-                fail_type: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `fail_msgid`.
-        ///
-        /// The `msgid` of the message that failed.
-        pub fn fail_msgid(mut self, fail_msgid: impl Into<String>) -> Self {
-            self.fail_msgid = Some(fail_msgid.into());
-            self
-        }
-        /// Sets `fail_type`.
-        ///
-        /// Why.
-        pub fn fail_type(mut self, fail_type: impl Into<FailType>) -> Self {
-            self.fail_type = Some(fail_type.into());
-            self
-        }
-    }
-    impl rt::Validate for MsgSendFail {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.fail_msgid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("fail_msgid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A servicer started or stopped receiving customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerStatusChange {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The servicer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-        /// The new state.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub status: Option<ServicerStatus>,
-        /// How the servicer stopped, when `status` is `Stopped`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub stop_type: Option<StopType>,
-    }
-    impl ServicerStatusChange {
-        /// Builds a `ServicerStatusChange` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                servicer_userid: None,
-                status: None,
-                stop_type: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-        /// Sets `status`.
-        ///
-        /// The new state.
-        pub fn status(mut self, status: impl Into<ServicerStatus>) -> Self {
-            self.status = Some(status.into());
-            self
-        }
-        /// Sets `stop_type`.
-        ///
-        /// How the servicer stopped, when `status` is `Stopped`.
-        pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
-            self.stop_type = Some(stop_type.into());
-            self
-        }
-    }
-    impl rt::Validate for ServicerStatusChange {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A servicer picked up, transferred, ended or re-opened a session.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SessionStatusChange {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// What happened.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub change_type: Option<ChangeType>,
-        /// The servicer before, for transfers, ends and re-opens.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub old_servicer_userid: Option<String>,
-        /// The servicer after, for pickups, transfers and re-opens.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub new_servicer_userid: Option<String>,
-        /// For `send_msg_on_event`, after a pickup or an end.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msg_code: Option<String>,
-    }
-    impl SessionStatusChange {
-        /// Builds a `SessionStatusChange` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                change_type: None,
-                old_servicer_userid: None,
-                new_servicer_userid: None,
-                msg_code: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `change_type`.
-        ///
-        /// What happened.
-        pub fn change_type(mut self, change_type: impl Into<ChangeType>) -> Self {
-            self.change_type = Some(change_type.into());
-            self
-        }
-        /// Sets `old_servicer_userid`.
-        ///
-        /// The servicer before, for transfers, ends and re-opens.
-        pub fn old_servicer_userid(
-            mut self,
-            old_servicer_userid: impl Into<String>,
-        ) -> Self {
-            self.old_servicer_userid = Some(old_servicer_userid.into());
-            self
-        }
-        /// Sets `new_servicer_userid`.
-        ///
-        /// The servicer after, for pickups, transfers and re-opens.
-        pub fn new_servicer_userid(
-            mut self,
-            new_servicer_userid: impl Into<String>,
-        ) -> Self {
-            self.new_servicer_userid = Some(new_servicer_userid.into());
-            self
-        }
-        /// Sets `msg_code`.
-        ///
-        /// For `send_msg_on_event`, after a pickup or an end.
-        pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
-            self.msg_code = Some(msg_code.into());
-            self
-        }
-    }
-    impl rt::Validate for SessionStatusChange {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.old_servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("old_servicer_userid", v)?;
-            }
-            if let Some(v) = &self.new_servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("new_servicer_userid", v)?;
-            }
-            if let Some(v) = &self.msg_code {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("msg_code", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A customer recalled a message.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UserRecallMsg {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// The `msgid` of the recalled message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub recall_msgid: Option<String>,
-    }
-    impl UserRecallMsg {
-        /// Builds a `UserRecallMsg` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                recall_msgid: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `recall_msgid`.
-        ///
-        /// The `msgid` of the recalled message.
-        pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
-            self.recall_msgid = Some(recall_msgid.into());
-            self
-        }
-    }
-    impl rt::Validate for UserRecallMsg {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.recall_msgid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("recall_msgid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A servicer recalled a message.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerRecallMsg {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// The `msgid` of the recalled message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub recall_msgid: Option<String>,
-        /// The servicer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-    }
-    impl ServicerRecallMsg {
-        /// Builds a `ServicerRecallMsg` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                recall_msgid: None,
-                servicer_userid: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `recall_msgid`.
-        ///
-        /// The `msgid` of the recalled message.
-        pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
-            self.recall_msgid = Some(recall_msgid.into());
-            self
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-    }
-    impl rt::Validate for ServicerRecallMsg {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.recall_msgid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("recall_msgid", v)?;
-            }
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A servicer started or stopped refusing a customer's messages.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct RejectCustomerMsgSwitchChange {
-        /// The account.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// The servicer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-        /// Whether messages are now refused.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub reject_switch: Option<RejectSwitch>,
-    }
-    impl RejectCustomerMsgSwitchChange {
-        /// Builds a `RejectCustomerMsgSwitchChange` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                open_kfid: None,
-                external_userid: None,
-                servicer_userid: None,
-                reject_switch: None,
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-        /// Sets `reject_switch`.
-        ///
-        /// Whether messages are now refused.
-        pub fn reject_switch(mut self, reject_switch: impl Into<RejectSwitch>) -> Self {
-            self.reject_switch = Some(reject_switch.into());
-            self
-        }
-    }
-    impl rt::Validate for RejectCustomerMsgSwitchChange {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// One item of `sync_msg`: who, when, and its content.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ReceivedMsg {
-        /// Unique; use it to de-duplicate.
-        pub msgid: String,
-        /// The account; for events, read it from the event.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub open_kfid: Option<String>,
-        /// The customer; for events, read it from the event.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub external_userid: Option<String>,
-        /// Unix seconds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub send_time: Option<u64>,
-        /// Who it comes from: only `Customer` items are customer input.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub origin: Option<Origin>,
-        /// The servicer, when `origin` is `Servicer`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-        /// The message or event.
-        #[serde(flatten)]
-        pub content: Received,
-        /// The object's JSON text as received, with any field this version doesn't know.
-        #[serde(skip)]
-        pub raw: rt::RawJson,
-    }
-    impl ReceivedMsg {
-        /// Builds a `ReceivedMsg` from its required fields.
-        pub fn new(msgid: impl Into<String>, content: impl Into<Received>) -> Self {
-            Self {
-                msgid: msgid.into(),
-                open_kfid: None,
-                external_userid: None,
-                send_time: None,
-                origin: None,
-                servicer_userid: None,
-                content: content.into(),
-                raw: rt::RawJson::default(),
-            }
-        }
-        /// Sets `open_kfid`.
-        ///
-        /// The account; for events, read it from the event.
-        pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
-            self.open_kfid = Some(open_kfid.into());
-            self
-        }
-        /// Sets `external_userid`.
-        ///
-        /// The customer; for events, read it from the event.
-        pub fn external_userid(mut self, external_userid: impl Into<String>) -> Self {
-            self.external_userid = Some(external_userid.into());
-            self
-        }
-        /// Sets `send_time`.
-        ///
-        /// Unix seconds.
-        pub fn send_time(mut self, send_time: u64) -> Self {
-            self.send_time = Some(send_time);
-            self
-        }
-        /// Sets `origin`.
-        ///
-        /// Who it comes from: only `Customer` items are customer input.
-        pub fn origin(mut self, origin: impl Into<Origin>) -> Self {
-            self.origin = Some(origin.into());
-            self
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer, when `origin` is `Servicer`.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-    }
-    impl rt::Validate for ReceivedMsg {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.open_kfid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("open_kfid", v)?;
-            }
-            if let Some(v) = &self.external_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("external_userid", v)?;
-            }
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            let v = &self.content;
-            v.validate()?;
-            Ok(())
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for ReceivedMsg {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            let raw = rt::RawJson::deserialize(deserializer)?;
-            let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
-            let msgid = entries.field(&["msgid"]).unwrap_or_default();
-            let open_kfid = entries.field(&["open_kfid"]);
-            let external_userid = entries.field(&["external_userid"]);
-            let send_time = entries.field(&["send_time"]);
-            let origin = entries.field(&["origin"]);
-            let servicer_userid = entries.field(&["servicer_userid"]);
-            let content = rt::lenient_flat(&entries, raw.as_str()).unwrap_or_default();
-            drop(entries);
-            Ok(Self {
-                msgid,
-                open_kfid,
-                external_userid,
-                send_time,
-                origin,
-                servicer_userid,
-                content,
-                raw,
-            })
-        }
-    }
-    /// A fresh access token.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccessTokenResponse {
-        /// Sent as `?access_token=` on every call; never printed.
-        pub access_token: rt::Secret,
-        /// Seconds until it expires, normally 7200.
-        pub expires_in: u64,
-    }
-    impl AccessTokenResponse {
-        /// Builds a `AccessTokenResponse` from its required fields.
-        pub fn new(access_token: impl Into<rt::Secret>, expires_in: u64) -> Self {
-            Self {
-                access_token: access_token.into(),
-                expires_in: expires_in,
-            }
-        }
-    }
-    impl rt::Validate for AccessTokenResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.access_token;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("access_token", v.expose())?;
-            Ok(())
-        }
-    }
-    /// One page of messages and events from `sync_msg`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SyncMsgResponse {
-        /// Pass it as `cursor` on the next call, and persist it after every page.
-        pub next_cursor: String,
-        /// 1: more pages wait, even when `msg_list` is empty.
-        pub has_more: u32,
-        /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub msg_list: Vec<ReceivedMsg>,
-    }
-    impl SyncMsgResponse {
-        /// Builds a `SyncMsgResponse` from its required fields.
-        pub fn new(next_cursor: impl Into<String>, has_more: u32) -> Self {
-            Self {
-                next_cursor: next_cursor.into(),
-                has_more: has_more,
-                msg_list: Vec::new(),
-            }
-        }
-        /// Sets `msg_list`.
-        ///
-        /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
-        pub fn msg_list(
-            mut self,
-            msg_list: impl IntoIterator<Item = impl Into<ReceivedMsg>>,
-        ) -> Self {
-            self.msg_list = msg_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for SyncMsgResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.msg_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("msg_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// The id of a message WeCom accepted.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SendMsgResponse {
-        /// The `msgid` given, or the one the client set for the call. Accepted is not delivered: watch for `msg_send_fail` events with this id.
-        pub msgid: String,
-    }
-    impl SendMsgResponse {
-        /// Builds a `SendMsgResponse` from its required fields.
-        pub fn new(msgid: impl Into<String>) -> Self {
-            Self { msgid: msgid.into() }
-        }
-    }
-    impl rt::Validate for SendMsgResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    impl From<String> for SendMsgResponse {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for SendMsgResponse {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A customer-service account.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Account {
-        /// The account's id.
-        pub open_kfid: String,
-        /// Its display name.
-        pub name: String,
-        /// Its avatar's URL.
-        pub avatar: String,
-        /// Whether this app may manage it; absent for 客服组件 apps.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub manage_privilege: Option<bool>,
-    }
-    impl Account {
-        /// Builds a `Account` from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            name: impl Into<String>,
-            avatar: impl Into<String>,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                name: name.into(),
-                avatar: avatar.into(),
-                manage_privilege: None,
-            }
-        }
-        /// Sets `manage_privilege`.
-        ///
-        /// Whether this app may manage it; absent for 客服组件 apps.
-        pub fn manage_privilege(mut self, manage_privilege: bool) -> Self {
-            self.manage_privilege = Some(manage_privilege);
-            self
-        }
-    }
-    impl rt::Validate for Account {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            Ok(())
-        }
-    }
-    /// The account `account_add` created.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountAddResponse {
-        /// The new account's id.
-        pub open_kfid: String,
-    }
-    impl AccountAddResponse {
-        /// Builds a `AccountAddResponse` from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-            }
-        }
-    }
-    impl rt::Validate for AccountAddResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for AccountAddResponse {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for AccountAddResponse {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// One page of accounts.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountListResponse {
-        /// The accounts, up to `limit` of them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub account_list: Vec<Account>,
-    }
-    impl AccountListResponse {
-        /// Builds a `AccountListResponse` from its required fields.
-        pub fn new() -> Self {
-            Self { account_list: Vec::new() }
-        }
-        /// Sets `account_list`.
-        ///
-        /// The accounts, up to `limit` of them.
-        pub fn account_list(
-            mut self,
-            account_list: impl IntoIterator<Item = impl Into<Account>>,
-        ) -> Self {
-            self.account_list = account_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for AccountListResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.account_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("account_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// A link that opens a chat with an account.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ContactWayResponse {
-        /// Give it to customers as is; `&scene_param=…` (URL-encoded, ≤ 128 bytes) may be appended and comes back in `enter_session`.
-        pub url: String,
-    }
-    impl ContactWayResponse {
-        /// Builds a `ContactWayResponse` from its required fields.
-        pub fn new(url: impl Into<String>) -> Self {
-            Self { url: url.into() }
-        }
-    }
-    impl rt::Validate for ContactWayResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.url;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("url", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for ContactWayResponse {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for ContactWayResponse {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// What became of one servicer or department of a `servicer_add` / `servicer_del` call.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerResult {
-        /// The servicer, when this row is about a member.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub userid: Option<String>,
-        /// The department, when this row is about a department.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub department_id: Option<u64>,
-        /// 0 when it worked for this row.
-        pub errcode: i64,
-        /// `success`, `ignored`, or why it failed.
-        pub errmsg: String,
-    }
-    impl ServicerResult {
-        /// Builds a `ServicerResult` from its required fields.
-        pub fn new(errcode: i64, errmsg: impl Into<String>) -> Self {
-            Self {
-                userid: None,
-                department_id: None,
-                errcode: errcode,
-                errmsg: errmsg.into(),
-            }
-        }
-        /// Sets `userid`.
-        ///
-        /// The servicer, when this row is about a member.
-        pub fn userid(mut self, userid: impl Into<String>) -> Self {
-            self.userid = Some(userid.into());
-            self
-        }
-        /// Sets `department_id`.
-        ///
-        /// The department, when this row is about a department.
-        pub fn department_id(mut self, department_id: u64) -> Self {
-            self.department_id = Some(department_id);
-            self
-        }
-    }
-    impl rt::Validate for ServicerResult {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// One result per servicer or department named in the call.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerResultList {
-        /// The results, in no promised order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub result_list: Vec<ServicerResult>,
-    }
-    impl ServicerResultList {
-        /// Builds a `ServicerResultList` from its required fields.
-        pub fn new() -> Self {
-            Self { result_list: Vec::new() }
-        }
-        /// Sets `result_list`.
-        ///
-        /// The results, in no promised order.
-        pub fn result_list(
-            mut self,
-            result_list: impl IntoIterator<Item = impl Into<ServicerResult>>,
-        ) -> Self {
-            self.result_list = result_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for ServicerResultList {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.result_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("result_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// A servicer (a member) or a department that receives an account's customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Servicer {
-        /// The member, when this row is a member.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub userid: Option<String>,
-        /// Whether the member is receiving customers.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub status: Option<ServicerListStatus>,
-        /// How the member stopped, when `status` is `Stopped`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub stop_type: Option<StopType>,
-        /// The department, when this row is a department.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub department_id: Option<u64>,
-    }
-    impl Servicer {
-        /// Builds a `Servicer` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                userid: None,
-                status: None,
-                stop_type: None,
-                department_id: None,
-            }
-        }
-        /// Sets `userid`.
-        ///
-        /// The member, when this row is a member.
-        pub fn userid(mut self, userid: impl Into<String>) -> Self {
-            self.userid = Some(userid.into());
-            self
-        }
-        /// Sets `status`.
-        ///
-        /// Whether the member is receiving customers.
-        pub fn status(mut self, status: impl Into<ServicerListStatus>) -> Self {
-            self.status = Some(status.into());
-            self
-        }
-        /// Sets `stop_type`.
-        ///
-        /// How the member stopped, when `status` is `Stopped`.
-        pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
-            self.stop_type = Some(stop_type.into());
-            self
-        }
-        /// Sets `department_id`.
-        ///
-        /// The department, when this row is a department.
-        pub fn department_id(mut self, department_id: u64) -> Self {
-            self.department_id = Some(department_id);
-            self
-        }
-    }
-    impl rt::Validate for Servicer {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// An account's servicers and departments.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerListResponse {
-        /// Members and departments.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub servicer_list: Vec<Servicer>,
-    }
-    impl ServicerListResponse {
-        /// Builds a `ServicerListResponse` from its required fields.
-        pub fn new() -> Self {
-            Self { servicer_list: Vec::new() }
-        }
-        /// Sets `servicer_list`.
-        ///
-        /// Members and departments.
-        pub fn servicer_list(
-            mut self,
-            servicer_list: impl IntoIterator<Item = impl Into<Servicer>>,
-        ) -> Self {
-            self.servicer_list = servicer_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for ServicerListResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.servicer_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("servicer_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// Where a customer's session stands.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServiceStateResponse {
-        /// The session's state.
-        pub service_state: ServiceState,
-        /// The servicer, when the state is `Servicer`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-    }
-    impl ServiceStateResponse {
-        /// Builds a `ServiceStateResponse` from its required fields.
-        pub fn new(service_state: impl Into<ServiceState>) -> Self {
-            Self {
-                service_state: service_state.into(),
-                servicer_userid: None,
-            }
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer, when the state is `Servicer`.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-    }
-    impl rt::Validate for ServiceStateResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// The code a session change may hand back.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServiceStateTransResponse {
-        /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msg_code: Option<String>,
-    }
-    impl ServiceStateTransResponse {
-        /// Builds a `ServiceStateTransResponse` from its required fields.
-        pub fn new() -> Self {
-            Self { msg_code: None }
-        }
-        /// Sets `msg_code`.
-        ///
-        /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
-        pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
-            self.msg_code = Some(msg_code.into());
-            self
-        }
-    }
-    impl rt::Validate for ServiceStateTransResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.msg_code {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("msg_code", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// How a customer last entered a session.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct EnterSessionContext {
-        /// The `scene` of the contact link used.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene: Option<String>,
-        /// The `scene_param` appended to that link.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene_param: Option<String>,
-        /// The 视频号 the customer came from.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub wechat_channels: Option<WechatChannels>,
-    }
-    impl EnterSessionContext {
-        /// Builds a `EnterSessionContext` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                scene: None,
-                scene_param: None,
-                wechat_channels: None,
-            }
-        }
-        /// Sets `scene`.
-        ///
-        /// The `scene` of the contact link used.
-        pub fn scene(mut self, scene: impl Into<String>) -> Self {
-            self.scene = Some(scene.into());
-            self
-        }
-        /// Sets `scene_param`.
-        ///
-        /// The `scene_param` appended to that link.
-        pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
-            self.scene_param = Some(scene_param.into());
-            self
-        }
-        /// Sets `wechat_channels`.
-        ///
-        /// The 视频号 the customer came from.
-        pub fn wechat_channels(
-            mut self,
-            wechat_channels: impl Into<WechatChannels>,
-        ) -> Self {
-            self.wechat_channels = Some(wechat_channels.into());
-            self
-        }
-    }
-    impl rt::Validate for EnterSessionContext {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.scene {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("scene", v)?;
-            }
-            if let Some(v) = &self.scene_param {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("scene_param", v)?;
-            }
-            if let Some(v) = &self.wechat_channels {
-                v.validate().map_err(|e| e.within("wechat_channels"))?;
-            }
-            Ok(())
-        }
-    }
-    /// A WeChat customer's profile.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Customer {
-        /// The customer's id.
-        pub external_userid: String,
-        /// Their WeChat nickname.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub nickname: Option<String>,
-        /// Their avatar's URL; not given to third-party apps.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub avatar: Option<String>,
-        /// Their gender.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub gender: Option<Gender>,
-        /// Their unionid, when a developer account is bound; not given to third-party apps.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub unionid: Option<String>,
-        /// How they last entered, with `need_enter_session_context`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub enter_session_context: Option<EnterSessionContext>,
-    }
-    impl Customer {
-        /// Builds a `Customer` from its required fields.
-        pub fn new(external_userid: impl Into<String>) -> Self {
-            Self {
-                external_userid: external_userid.into(),
-                nickname: None,
-                avatar: None,
-                gender: None,
-                unionid: None,
-                enter_session_context: None,
-            }
-        }
-        /// Sets `nickname`.
-        ///
-        /// Their WeChat nickname.
-        pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
-            self.nickname = Some(nickname.into());
-            self
-        }
-        /// Sets `avatar`.
-        ///
-        /// Their avatar's URL; not given to third-party apps.
-        pub fn avatar(mut self, avatar: impl Into<String>) -> Self {
-            self.avatar = Some(avatar.into());
-            self
-        }
-        /// Sets `gender`.
-        ///
-        /// Their gender.
-        pub fn gender(mut self, gender: impl Into<Gender>) -> Self {
-            self.gender = Some(gender.into());
-            self
-        }
-        /// Sets `unionid`.
-        ///
-        /// Their unionid, when a developer account is bound; not given to third-party apps.
-        pub fn unionid(mut self, unionid: impl Into<String>) -> Self {
-            self.unionid = Some(unionid.into());
-            self
-        }
-        /// Sets `enter_session_context`.
-        ///
-        /// How they last entered, with `need_enter_session_context`.
-        pub fn enter_session_context(
-            mut self,
-            enter_session_context: impl Into<EnterSessionContext>,
-        ) -> Self {
-            self.enter_session_context = Some(enter_session_context.into());
-            self
-        }
-    }
-    impl rt::Validate for Customer {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.external_userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("external_userid", v)?;
-            if let Some(v) = &self.nickname {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("nickname", v)?;
-            }
-            if let Some(v) = &self.avatar {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("avatar", v)?;
-            }
-            if let Some(v) = &self.unionid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("unionid", v)?;
-            }
-            if let Some(v) = &self.enter_session_context {
-                v.validate().map_err(|e| e.within("enter_session_context"))?;
-            }
-            Ok(())
-        }
-    }
-    impl From<String> for Customer {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for Customer {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// The customers found, and the ids that were not.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CustomerBatchgetResponse {
-        /// The profiles found.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub customer_list: Vec<Customer>,
-        /// The ids that matched no customer.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub invalid_external_userid: Vec<String>,
-    }
-    impl CustomerBatchgetResponse {
-        /// Builds a `CustomerBatchgetResponse` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                customer_list: Vec::new(),
-                invalid_external_userid: Vec::new(),
-            }
-        }
-        /// Sets `customer_list`.
-        ///
-        /// The profiles found.
-        pub fn customer_list(
-            mut self,
-            customer_list: impl IntoIterator<Item = impl Into<Customer>>,
-        ) -> Self {
-            self.customer_list = customer_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `invalid_external_userid`.
-        ///
-        /// The ids that matched no customer.
-        pub fn invalid_external_userid(
-            mut self,
-            invalid_external_userid: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.invalid_external_userid = invalid_external_userid
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-    }
-    impl rt::Validate for CustomerBatchgetResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.customer_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("customer_list", i))?;
-            }
-            for (i, v) in self.invalid_external_userid.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check_item("invalid_external_userid", i, v)?;
-            }
-            Ok(())
-        }
-    }
-    /// What limits the corp's number of customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CorpQualificationResponse {
-        /// True once a 视频号 binding is confirmed: then customers are unlimited.
-        pub wechat_channels_binding: bool,
-    }
-    impl CorpQualificationResponse {
-        /// Builds a `CorpQualificationResponse` from its required fields.
-        pub fn new(wechat_channels_binding: bool) -> Self {
-            Self {
-                wechat_channels_binding: wechat_channels_binding,
-            }
-        }
-    }
-    impl rt::Validate for CorpQualificationResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    /// The members `upgrade_service` may hand customers to.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MemberRange {
-        /// Members.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub userid_list: Vec<String>,
-        /// Departments.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub department_id_list: Vec<u64>,
-    }
-    impl MemberRange {
-        /// Builds a `MemberRange` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                userid_list: Vec::new(),
-                department_id_list: Vec::new(),
-            }
-        }
-        /// Sets `userid_list`.
-        ///
-        /// Members.
-        pub fn userid_list(
-            mut self,
-            userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.userid_list = userid_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `department_id_list`.
-        ///
-        /// Departments.
-        pub fn department_id_list(
-            mut self,
-            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
-        ) -> Self {
-            self.department_id_list = department_id_list
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-    }
-    impl rt::Validate for MemberRange {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.userid_list.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check_item("userid_list", i, v)?;
-            }
-            Ok(())
-        }
-    }
-    /// The group chats `upgrade_service` may invite customers to.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GroupChatRange {
-        /// Group chats.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub chat_id_list: Vec<String>,
-    }
-    impl GroupChatRange {
-        /// Builds a `GroupChatRange` from its required fields.
-        pub fn new() -> Self {
-            Self { chat_id_list: Vec::new() }
-        }
-        /// Sets `chat_id_list`.
-        ///
-        /// Group chats.
-        pub fn chat_id_list(
-            mut self,
-            chat_id_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.chat_id_list = chat_id_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for GroupChatRange {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.chat_id_list.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check_item("chat_id_list", i, v)?;
-            }
-            Ok(())
-        }
-    }
-    /// The members and group chats configured for the upgrade service (升级服务).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UpgradeServiceConfig {
-        /// The members.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub member_range: Option<MemberRange>,
-        /// The group chats.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub groupchat_range: Option<GroupChatRange>,
-    }
-    impl UpgradeServiceConfig {
-        /// Builds a `UpgradeServiceConfig` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                member_range: None,
-                groupchat_range: None,
-            }
-        }
-        /// Sets `member_range`.
-        ///
-        /// The members.
-        pub fn member_range(mut self, member_range: impl Into<MemberRange>) -> Self {
-            self.member_range = Some(member_range.into());
-            self
-        }
-        /// Sets `groupchat_range`.
-        ///
-        /// The group chats.
-        pub fn groupchat_range(
-            mut self,
-            groupchat_range: impl Into<GroupChatRange>,
-        ) -> Self {
-            self.groupchat_range = Some(groupchat_range.into());
-            self
-        }
-    }
-    impl rt::Validate for UpgradeServiceConfig {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.member_range {
-                v.validate().map_err(|e| e.within("member_range"))?;
-            }
-            if let Some(v) = &self.groupchat_range {
-                v.validate().map_err(|e| e.within("groupchat_range"))?;
-            }
-            Ok(())
-        }
-    }
-    /// The member a customer is offered.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UpgradeMember {
-        /// The member; one of `member_range`.
-        pub userid: String,
-        /// What the customer is told.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub wording: Option<String>,
-    }
-    impl UpgradeMember {
-        /// Builds a `UpgradeMember` from its required fields.
-        pub fn new(userid: impl Into<String>) -> Self {
-            Self {
-                userid: userid.into(),
-                wording: None,
-            }
-        }
-        /// Sets `wording`.
-        ///
-        /// What the customer is told.
-        pub fn wording(mut self, wording: impl Into<String>) -> Self {
-            self.wording = Some(wording.into());
-            self
-        }
-    }
-    impl rt::Validate for UpgradeMember {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("userid", v)?;
-            if let Some(v) = &self.wording {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("wording", v)?;
-            }
-            Ok(())
-        }
-    }
-    impl From<String> for UpgradeMember {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for UpgradeMember {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// The group chat a customer is offered.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UpgradeGroupChat {
-        /// The group chat; one of `groupchat_range`.
-        pub chat_id: String,
-        /// What the customer is told.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub wording: Option<String>,
-    }
-    impl UpgradeGroupChat {
-        /// Builds a `UpgradeGroupChat` from its required fields.
-        pub fn new(chat_id: impl Into<String>) -> Self {
-            Self {
-                chat_id: chat_id.into(),
-                wording: None,
-            }
-        }
-        /// Sets `wording`.
-        ///
-        /// What the customer is told.
-        pub fn wording(mut self, wording: impl Into<String>) -> Self {
-            self.wording = Some(wording.into());
-            self
-        }
-    }
-    impl rt::Validate for UpgradeGroupChat {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.chat_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("chat_id", v)?;
-            if let Some(v) = &self.wording {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("wording", v)?;
-            }
-            Ok(())
-        }
-    }
-    impl From<String> for UpgradeGroupChat {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for UpgradeGroupChat {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// An uploaded file's `media_id`, valid 3 days across the corp's apps.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct MediaUploadResponse {
-        /// `image`, `voice`, `video` or `file`.
-        pub r#type: String,
-        /// Use it in `send_image`, `send_voice`, …, or as an avatar; it expires after 3 days.
-        pub media_id: String,
-        /// When it was uploaded, Unix seconds (WeCom sends a string).
-        #[serde(deserialize_with = "rt::text_or_number")]
-        pub created_at: String,
-    }
-    impl MediaUploadResponse {
-        /// Builds a `MediaUploadResponse` from its required fields.
-        pub fn new(
-            r#type: impl Into<String>,
-            media_id: impl Into<String>,
-            created_at: impl Into<String>,
-        ) -> Self {
-            Self {
-                r#type: r#type.into(),
-                media_id: media_id.into(),
-                created_at: created_at.into(),
-            }
-        }
-    }
-    impl rt::Validate for MediaUploadResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.r#type;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("type", v)?;
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            let v = &self.created_at;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("created_at", v)?;
-            Ok(())
-        }
-    }
-    /// An account's counters for one day; a counter WeCom could not compute is left out.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CorpStatistic {
-        /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub session_cnt: Option<u64>,
-        /// Customers who wrote in a session, each counted once.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub customer_cnt: Option<u64>,
-        /// Messages customers sent in sessions.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub customer_msg_cnt: Option<u64>,
-        /// Customers who added a member or joined a group chat through the upgrade service.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_customer_cnt: Option<u64>,
-        /// Sessions handed to the smart assistant (sending through the API does that).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub ai_session_reply_cnt: Option<u64>,
-        /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub ai_transfer_rate: Option<f64>,
-        /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub ai_knowledge_hit_rate: Option<f64>,
-        /// Customers whose messages a servicer refuses.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msg_rejected_customer_cnt: Option<u64>,
-    }
-    impl CorpStatistic {
-        /// Builds a `CorpStatistic` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                session_cnt: None,
-                customer_cnt: None,
-                customer_msg_cnt: None,
-                upgrade_service_customer_cnt: None,
-                ai_session_reply_cnt: None,
-                ai_transfer_rate: None,
-                ai_knowledge_hit_rate: None,
-                msg_rejected_customer_cnt: None,
-            }
-        }
-        /// Sets `session_cnt`.
-        ///
-        /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
-        pub fn session_cnt(mut self, session_cnt: u64) -> Self {
-            self.session_cnt = Some(session_cnt);
-            self
-        }
-        /// Sets `customer_cnt`.
-        ///
-        /// Customers who wrote in a session, each counted once.
-        pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
-            self.customer_cnt = Some(customer_cnt);
-            self
-        }
-        /// Sets `customer_msg_cnt`.
-        ///
-        /// Messages customers sent in sessions.
-        pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
-            self.customer_msg_cnt = Some(customer_msg_cnt);
-            self
-        }
-        /// Sets `upgrade_service_customer_cnt`.
-        ///
-        /// Customers who added a member or joined a group chat through the upgrade service.
-        pub fn upgrade_service_customer_cnt(
-            mut self,
-            upgrade_service_customer_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
-            self
-        }
-        /// Sets `ai_session_reply_cnt`.
-        ///
-        /// Sessions handed to the smart assistant (sending through the API does that).
-        pub fn ai_session_reply_cnt(mut self, ai_session_reply_cnt: u64) -> Self {
-            self.ai_session_reply_cnt = Some(ai_session_reply_cnt);
-            self
-        }
-        /// Sets `ai_transfer_rate`.
-        ///
-        /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
-        pub fn ai_transfer_rate(mut self, ai_transfer_rate: f64) -> Self {
-            self.ai_transfer_rate = Some(ai_transfer_rate);
-            self
-        }
-        /// Sets `ai_knowledge_hit_rate`.
-        ///
-        /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
-        pub fn ai_knowledge_hit_rate(mut self, ai_knowledge_hit_rate: f64) -> Self {
-            self.ai_knowledge_hit_rate = Some(ai_knowledge_hit_rate);
-            self
-        }
-        /// Sets `msg_rejected_customer_cnt`.
-        ///
-        /// Customers whose messages a servicer refuses.
-        pub fn msg_rejected_customer_cnt(
-            mut self,
-            msg_rejected_customer_cnt: u64,
-        ) -> Self {
-            self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
-            self
-        }
-    }
-    impl rt::Validate for CorpStatistic {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.ai_transfer_rate {
+                    .check("latitude", self.latitude)?;
                 rt::NumberRule {
-                    min: None,
-                    max: None,
+                    min: Some(-180.0),
+                    max: Some(180.0),
                 }
-                    .check("ai_transfer_rate", *v)?;
-            }
-            if let Some(v) = &self.ai_knowledge_hit_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
+                    .check("longitude", self.longitude)?;
+                if let Some(value) = &self.name {
+                    rt::StringRule::NON_EMPTY.check("name", value)?;
                 }
-                    .check("ai_knowledge_hit_rate", *v)?;
-            }
-            Ok(())
-        }
-    }
-    /// One day of an account's counters.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CorpStatisticDay {
-        /// The day, as the Unix time of its 00:00 in UTC+08:00.
-        pub stat_time: u64,
-        /// The counters; absent for a day without any, or not computed yet.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub statistic: Option<CorpStatistic>,
-    }
-    impl CorpStatisticDay {
-        /// Builds a `CorpStatisticDay` from its required fields.
-        pub fn new(stat_time: u64) -> Self {
-            Self {
-                stat_time: stat_time,
-                statistic: None,
-            }
-        }
-        /// Sets `statistic`.
-        ///
-        /// The counters; absent for a day without any, or not computed yet.
-        pub fn statistic(mut self, statistic: impl Into<CorpStatistic>) -> Self {
-            self.statistic = Some(statistic.into());
-            self
-        }
-    }
-    impl rt::Validate for CorpStatisticDay {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.statistic {
-                v.validate().map_err(|e| e.within("statistic"))?;
-            }
-            Ok(())
-        }
-    }
-    /// An account's counters, one entry a day.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CorpStatisticResponse {
-        /// The days asked for.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub statistic_list: Vec<CorpStatisticDay>,
-    }
-    impl CorpStatisticResponse {
-        /// Builds a `CorpStatisticResponse` from its required fields.
-        pub fn new() -> Self {
-            Self { statistic_list: Vec::new() }
-        }
-        /// Sets `statistic_list`.
-        ///
-        /// The days asked for.
-        pub fn statistic_list(
-            mut self,
-            statistic_list: impl IntoIterator<Item = impl Into<CorpStatisticDay>>,
-        ) -> Self {
-            self.statistic_list = statistic_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for CorpStatisticResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.statistic_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("statistic_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// Servicers' counters for one day; a counter WeCom could not compute is left out.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerStatistic {
-        /// Sessions in which the customer wrote and that reached a servicer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub session_cnt: Option<u64>,
-        /// Customers who wrote and reached a servicer, each counted once.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub customer_cnt: Option<u64>,
-        /// Messages customers sent in sessions.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub customer_msg_cnt: Option<u64>,
-        /// Share of sessions with a customer message that a servicer answered, 0 to 1.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub reply_rate: Option<f64>,
-        /// Average seconds from a customer's first message to the servicer's first answer.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub first_reply_average_sec: Option<f64>,
-        /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub satisfaction_investgate_cnt: Option<u64>,
-        /// Share of surveys answered.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub satisfaction_participation_rate: Option<f64>,
-        /// Share of answers that were 满意 (satisfied).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub satisfied_rate: Option<f64>,
-        /// Share of answers that were 一般 (middling).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub middling_rate: Option<f64>,
-        /// Share of answers that were 不满意 (dissatisfied).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub dissatisfied_rate: Option<f64>,
-        /// Customers who added a member or joined a group chat through the upgrade service.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_customer_cnt: Option<u64>,
-        /// Customers offered a member (专员).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_member_invite_cnt: Option<u64>,
-        /// Customers who added the member offered.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_member_customer_cnt: Option<u64>,
-        /// Customers offered a group chat.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_groupchat_invite_cnt: Option<u64>,
-        /// Customers who joined the group chat offered.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub upgrade_service_groupchat_customer_cnt: Option<u64>,
-        /// Customers whose messages a servicer refuses.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msg_rejected_customer_cnt: Option<u64>,
-    }
-    impl ServicerStatistic {
-        /// Builds a `ServicerStatistic` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                session_cnt: None,
-                customer_cnt: None,
-                customer_msg_cnt: None,
-                reply_rate: None,
-                first_reply_average_sec: None,
-                satisfaction_investgate_cnt: None,
-                satisfaction_participation_rate: None,
-                satisfied_rate: None,
-                middling_rate: None,
-                dissatisfied_rate: None,
-                upgrade_service_customer_cnt: None,
-                upgrade_service_member_invite_cnt: None,
-                upgrade_service_member_customer_cnt: None,
-                upgrade_service_groupchat_invite_cnt: None,
-                upgrade_service_groupchat_customer_cnt: None,
-                msg_rejected_customer_cnt: None,
-            }
-        }
-        /// Sets `session_cnt`.
-        ///
-        /// Sessions in which the customer wrote and that reached a servicer.
-        pub fn session_cnt(mut self, session_cnt: u64) -> Self {
-            self.session_cnt = Some(session_cnt);
-            self
-        }
-        /// Sets `customer_cnt`.
-        ///
-        /// Customers who wrote and reached a servicer, each counted once.
-        pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
-            self.customer_cnt = Some(customer_cnt);
-            self
-        }
-        /// Sets `customer_msg_cnt`.
-        ///
-        /// Messages customers sent in sessions.
-        pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
-            self.customer_msg_cnt = Some(customer_msg_cnt);
-            self
-        }
-        /// Sets `reply_rate`.
-        ///
-        /// Share of sessions with a customer message that a servicer answered, 0 to 1.
-        pub fn reply_rate(mut self, reply_rate: f64) -> Self {
-            self.reply_rate = Some(reply_rate);
-            self
-        }
-        /// Sets `first_reply_average_sec`.
-        ///
-        /// Average seconds from a customer's first message to the servicer's first answer.
-        pub fn first_reply_average_sec(mut self, first_reply_average_sec: f64) -> Self {
-            self.first_reply_average_sec = Some(first_reply_average_sec);
-            self
-        }
-        /// Sets `satisfaction_investgate_cnt`.
-        ///
-        /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
-        pub fn satisfaction_investgate_cnt(
-            mut self,
-            satisfaction_investgate_cnt: u64,
-        ) -> Self {
-            self.satisfaction_investgate_cnt = Some(satisfaction_investgate_cnt);
-            self
-        }
-        /// Sets `satisfaction_participation_rate`.
-        ///
-        /// Share of surveys answered.
-        pub fn satisfaction_participation_rate(
-            mut self,
-            satisfaction_participation_rate: f64,
-        ) -> Self {
-            self.satisfaction_participation_rate = Some(satisfaction_participation_rate);
-            self
-        }
-        /// Sets `satisfied_rate`.
-        ///
-        /// Share of answers that were 满意 (satisfied).
-        pub fn satisfied_rate(mut self, satisfied_rate: f64) -> Self {
-            self.satisfied_rate = Some(satisfied_rate);
-            self
-        }
-        /// Sets `middling_rate`.
-        ///
-        /// Share of answers that were 一般 (middling).
-        pub fn middling_rate(mut self, middling_rate: f64) -> Self {
-            self.middling_rate = Some(middling_rate);
-            self
-        }
-        /// Sets `dissatisfied_rate`.
-        ///
-        /// Share of answers that were 不满意 (dissatisfied).
-        pub fn dissatisfied_rate(mut self, dissatisfied_rate: f64) -> Self {
-            self.dissatisfied_rate = Some(dissatisfied_rate);
-            self
-        }
-        /// Sets `upgrade_service_customer_cnt`.
-        ///
-        /// Customers who added a member or joined a group chat through the upgrade service.
-        pub fn upgrade_service_customer_cnt(
-            mut self,
-            upgrade_service_customer_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
-            self
-        }
-        /// Sets `upgrade_service_member_invite_cnt`.
-        ///
-        /// Customers offered a member (专员).
-        pub fn upgrade_service_member_invite_cnt(
-            mut self,
-            upgrade_service_member_invite_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_member_invite_cnt = Some(
-                upgrade_service_member_invite_cnt,
-            );
-            self
-        }
-        /// Sets `upgrade_service_member_customer_cnt`.
-        ///
-        /// Customers who added the member offered.
-        pub fn upgrade_service_member_customer_cnt(
-            mut self,
-            upgrade_service_member_customer_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_member_customer_cnt = Some(
-                upgrade_service_member_customer_cnt,
-            );
-            self
-        }
-        /// Sets `upgrade_service_groupchat_invite_cnt`.
-        ///
-        /// Customers offered a group chat.
-        pub fn upgrade_service_groupchat_invite_cnt(
-            mut self,
-            upgrade_service_groupchat_invite_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_groupchat_invite_cnt = Some(
-                upgrade_service_groupchat_invite_cnt,
-            );
-            self
-        }
-        /// Sets `upgrade_service_groupchat_customer_cnt`.
-        ///
-        /// Customers who joined the group chat offered.
-        pub fn upgrade_service_groupchat_customer_cnt(
-            mut self,
-            upgrade_service_groupchat_customer_cnt: u64,
-        ) -> Self {
-            self.upgrade_service_groupchat_customer_cnt = Some(
-                upgrade_service_groupchat_customer_cnt,
-            );
-            self
-        }
-        /// Sets `msg_rejected_customer_cnt`.
-        ///
-        /// Customers whose messages a servicer refuses.
-        pub fn msg_rejected_customer_cnt(
-            mut self,
-            msg_rejected_customer_cnt: u64,
-        ) -> Self {
-            self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
-            self
-        }
-    }
-    impl rt::Validate for ServicerStatistic {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.reply_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
+                if let Some(value) = &self.address {
+                    rt::StringRule::NON_EMPTY.check("address", value)?;
                 }
-                    .check("reply_rate", *v)?;
-            }
-            if let Some(v) = &self.first_reply_average_sec {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
-                }
-                    .check("first_reply_average_sec", *v)?;
-            }
-            if let Some(v) = &self.satisfaction_participation_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
-                }
-                    .check("satisfaction_participation_rate", *v)?;
-            }
-            if let Some(v) = &self.satisfied_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
-                }
-                    .check("satisfied_rate", *v)?;
-            }
-            if let Some(v) = &self.middling_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
-                }
-                    .check("middling_rate", *v)?;
-            }
-            if let Some(v) = &self.dissatisfied_rate {
-                rt::NumberRule {
-                    min: None,
-                    max: None,
-                }
-                    .check("dissatisfied_rate", *v)?;
-            }
-            Ok(())
-        }
-    }
-    /// One day of servicers' counters.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerStatisticDay {
-        /// The day, as the Unix time of its 00:00 in UTC+08:00.
-        pub stat_time: u64,
-        /// The counters; absent for a day without any, or not computed yet.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub statistic: Option<ServicerStatistic>,
-    }
-    impl ServicerStatisticDay {
-        /// Builds a `ServicerStatisticDay` from its required fields.
-        pub fn new(stat_time: u64) -> Self {
-            Self {
-                stat_time: stat_time,
-                statistic: None,
+                Ok(())
             }
         }
-        /// Sets `statistic`.
+
+        /// A customer-acquisition link (获客链接).
         ///
-        /// The counters; absent for a day without any, or not computed yet.
-        pub fn statistic(mut self, statistic: impl Into<ServicerStatistic>) -> Self {
-            self.statistic = Some(statistic.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CaLink {
+            /// A link made by externalcontact/customer_acquisition/create_link.
+            pub link_url: String,
         }
-    }
-    impl rt::Validate for ServicerStatisticDay {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.statistic {
-                v.validate().map_err(|e| e.within("statistic"))?;
+
+        impl CaLink {
+            /// Builds a `CaLink` from its required fields.
+            pub fn new(link_url: impl Into<String>) -> Self {
+                Self { link_url: link_url.into() }
             }
-            Ok(())
         }
-    }
-    /// Servicers' counters, one entry a day.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerStatisticResponse {
-        /// The days asked for.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub statistic_list: Vec<ServicerStatisticDay>,
-    }
-    impl ServicerStatisticResponse {
-        /// Builds a `ServicerStatisticResponse` from its required fields.
-        pub fn new() -> Self {
-            Self { statistic_list: Vec::new() }
+
+        impl rt::Validate for CaLink {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("link_url", &self.link_url)?;
+                Ok(())
+            }
         }
-        /// Sets `statistic_list`.
+
+        impl From<String> for CaLink {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for CaLink {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A reply item: a tap comes back from `sync_msg` as a text message whose `menu_id` is `id`.
         ///
-        /// The days asked for.
-        pub fn statistic_list(
-            mut self,
-            statistic_list: impl IntoIterator<Item = impl Into<ServicerStatisticDay>>,
-        ) -> Self {
-            self.statistic_list = statistic_list.into_iter().map(Into::into).collect();
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MenuClick {
+            /// Echoed as `menu_id`; older docs allow only 64 bytes.
+            ///
+            /// At most 128 bytes; longer values are refused before sending.
+            pub id: String,
+            /// The item's text, sent as the customer's reply.
+            ///
+            /// At most 128 bytes; longer values are refused before sending.
+            pub content: String,
         }
-    }
-    impl rt::Validate for ServicerStatisticResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.statistic_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("statistic_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// A group of the knowledge base.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeGroup {
-        /// The group's id.
-        pub group_id: String,
-        /// Its name.
-        pub name: String,
-        /// 1 for the default group WeCom created, which can't be changed or deleted.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub is_default: Option<u32>,
-    }
-    impl KnowledgeGroup {
-        /// Builds a `KnowledgeGroup` from its required fields.
-        pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
-            Self {
-                group_id: group_id.into(),
-                name: name.into(),
-                is_default: None,
-            }
-        }
-        /// Sets `is_default`.
-        ///
-        /// 1 for the default group WeCom created, which can't be changed or deleted.
-        pub fn is_default(mut self, is_default: u32) -> Self {
-            self.is_default = Some(is_default);
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeGroup {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            Ok(())
-        }
-    }
-    /// The group `knowledge_add_group` created.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeAddGroupResponse {
-        /// The new group's id.
-        pub group_id: String,
-    }
-    impl KnowledgeAddGroupResponse {
-        /// Builds a `KnowledgeAddGroupResponse` from its required fields.
-        pub fn new(group_id: impl Into<String>) -> Self {
-            Self { group_id: group_id.into() }
-        }
-    }
-    impl rt::Validate for KnowledgeAddGroupResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for KnowledgeAddGroupResponse {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for KnowledgeAddGroupResponse {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// One page of knowledge-base groups.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeListGroupResponse {
-        /// Pass it as `cursor` for the next page.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub next_cursor: Option<String>,
-        /// 1: more pages follow.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub has_more: Option<u32>,
-        /// The groups.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub group_list: Vec<KnowledgeGroup>,
-    }
-    impl KnowledgeListGroupResponse {
-        /// Builds a `KnowledgeListGroupResponse` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                next_cursor: None,
-                has_more: None,
-                group_list: Vec::new(),
-            }
-        }
-        /// Sets `next_cursor`.
-        ///
-        /// Pass it as `cursor` for the next page.
-        pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
-            self.next_cursor = Some(next_cursor.into());
-            self
-        }
-        /// Sets `has_more`.
-        ///
-        /// 1: more pages follow.
-        pub fn has_more(mut self, has_more: u32) -> Self {
-            self.has_more = Some(has_more);
-            self
-        }
-        /// Sets `group_list`.
-        ///
-        /// The groups.
-        pub fn group_list(
-            mut self,
-            group_list: impl IntoIterator<Item = impl Into<KnowledgeGroup>>,
-        ) -> Self {
-            self.group_list = group_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeListGroupResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.group_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("group_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// The text of a question.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentQuestionText {
-        /// The question, at most 200 characters.
-        ///
-        /// At most 200 characters; longer values are refused before sending.
-        pub content: String,
-    }
-    impl IntentQuestionText {
-        /// Builds a `IntentQuestionText` from its required fields.
-        pub fn new(content: impl Into<String>) -> Self {
-            Self { content: content.into() }
-        }
-    }
-    impl rt::Validate for IntentQuestionText {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_chars: Some(200),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for IntentQuestionText {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for IntentQuestionText {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// A question customers ask.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentQuestion {
-        /// Its text.
-        pub text: IntentQuestionText,
-    }
-    impl IntentQuestion {
-        /// Builds a `IntentQuestion` from its required fields.
-        pub fn new(text: impl Into<IntentQuestionText>) -> Self {
-            Self { text: text.into() }
-        }
-    }
-    impl rt::Validate for IntentQuestion {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.text;
-            v.validate().map_err(|e| e.within("text"))?;
-            Ok(())
-        }
-    }
-    /// Other ways of asking the main question.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentSimilarQuestions {
-        /// The questions, at most 100.
-        ///
-        /// At most 100 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub items: Vec<IntentQuestion>,
-    }
-    impl IntentSimilarQuestions {
-        /// Builds a `IntentSimilarQuestions` from its required fields.
-        pub fn new() -> Self {
-            Self { items: Vec::new() }
-        }
-        /// Sets `items`.
-        ///
-        /// The questions, at most 100.
-        /// At most 100 items; more are refused before sending.
-        pub fn items(
-            mut self,
-            items: impl IntoIterator<Item = impl Into<IntentQuestion>>,
-        ) -> Self {
-            self.items = items.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for IntentSimilarQuestions {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            rt::ItemsRule {
-                min: 0,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("items", self.items.len())?;
-            for (i, v) in self.items.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("items", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// The text of an answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentAnswerText {
-        /// The answer, at most 500 characters.
-        ///
-        /// At most 500 characters; longer values are refused before sending.
-        pub content: String,
-    }
-    impl IntentAnswerText {
-        /// Builds a `IntentAnswerText` from its required fields.
-        pub fn new(content: impl Into<String>) -> Self {
-            Self { content: content.into() }
-        }
-    }
-    impl rt::Validate for IntentAnswerText {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.content;
-            rt::StringRule {
-                min_bytes: 1,
-                max_chars: Some(500),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("content", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for IntentAnswerText {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for IntentAnswerText {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// An image attached to an answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentImage {
-        /// Set it when adding or changing an intent: an uploaded image's `media_id`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub media_id: Option<String>,
-        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-    }
-    impl IntentImage {
-        /// Builds a `IntentImage` from its required fields.
-        pub fn new() -> Self {
-            Self { media_id: None, name: None }
-        }
-        /// Sets `media_id`.
-        ///
-        /// Set it when adding or changing an intent: an uploaded image's `media_id`.
-        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
-            self.media_id = Some(media_id.into());
-            self
-        }
-        /// Sets `name`.
-        ///
-        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
-        pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.name = Some(name.into());
-            self
-        }
-    }
-    impl rt::Validate for IntentImage {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.media_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("media_id", v)?;
-            }
-            if let Some(v) = &self.name {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("name", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A video attached to an answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentVideo {
-        /// Set it when adding or changing an intent: an uploaded video's `media_id`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub media_id: Option<String>,
-        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-    }
-    impl IntentVideo {
-        /// Builds a `IntentVideo` from its required fields.
-        pub fn new() -> Self {
-            Self { media_id: None, name: None }
-        }
-        /// Sets `media_id`.
-        ///
-        /// Set it when adding or changing an intent: an uploaded video's `media_id`.
-        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
-            self.media_id = Some(media_id.into());
-            self
-        }
-        /// Sets `name`.
-        ///
-        /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
-        pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.name = Some(name.into());
-            self
-        }
-    }
-    impl rt::Validate for IntentVideo {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.media_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("media_id", v)?;
-            }
-            if let Some(v) = &self.name {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("name", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A link card attached to an answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentLink {
-        /// The card's title.
-        pub title: String,
-        /// Where the card leads.
-        ///
-        /// Starts with `http://` or `https://`.
-        pub url: String,
-        /// The card's description.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub desc: Option<String>,
-        /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub pic_url: Option<String>,
-    }
-    impl IntentLink {
-        /// Builds a `IntentLink` from its required fields.
-        pub fn new(title: impl Into<String>, url: impl Into<String>) -> Self {
-            Self {
-                title: title.into(),
-                url: url.into(),
-                desc: None,
-                pic_url: None,
-            }
-        }
-        /// Sets `desc`.
-        ///
-        /// The card's description.
-        pub fn desc(mut self, desc: impl Into<String>) -> Self {
-            self.desc = Some(desc.into());
-            self
-        }
-        /// Sets `pic_url`.
-        ///
-        /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
-        pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
-            self.pic_url = Some(pic_url.into());
-            self
-        }
-    }
-    impl rt::Validate for IntentLink {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.title;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("title", v)?;
-            let v = &self.url;
-            rt::StringRule {
-                min_bytes: 1,
-                prefixes: &["http://", "https://"],
-                ..rt::StringRule::ANY
-            }
-                .check("url", v)?;
-            if let Some(v) = &self.desc {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("desc", v)?;
-            }
-            if let Some(v) = &self.pic_url {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("pic_url", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// A mini-program card attached to an answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentMiniProgram {
-        /// A mini-program associated with the corp.
-        pub appid: String,
-        /// The page to open.
-        pub pagepath: String,
-        /// The card's title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub title: Option<String>,
-        /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub thumb_media_id: Option<String>,
-    }
-    impl IntentMiniProgram {
-        /// Builds a `IntentMiniProgram` from its required fields.
-        pub fn new(appid: impl Into<String>, pagepath: impl Into<String>) -> Self {
-            Self {
-                appid: appid.into(),
-                pagepath: pagepath.into(),
-                title: None,
-                thumb_media_id: None,
-            }
-        }
-        /// Sets `title`.
-        ///
-        /// The card's title.
-        pub fn title(mut self, title: impl Into<String>) -> Self {
-            self.title = Some(title.into());
-            self
-        }
-        /// Sets `thumb_media_id`.
-        ///
-        /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
-        pub fn thumb_media_id(mut self, thumb_media_id: impl Into<String>) -> Self {
-            self.thumb_media_id = Some(thumb_media_id.into());
-            self
-        }
-    }
-    impl rt::Validate for IntentMiniProgram {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.appid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("appid", v)?;
-            let v = &self.pagepath;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("pagepath", v)?;
-            if let Some(v) = &self.title {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("title", v)?;
-            }
-            if let Some(v) = &self.thumb_media_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("thumb_media_id", v)?;
-            }
-            Ok(())
-        }
-    }
-    /// The answer to an intent's questions.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct IntentAnswer {
-        /// Its text.
-        pub text: IntentAnswerText,
-        /// Images, videos, links or mini-programs sent with it, at most 4.
-        ///
-        /// At most 4 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub attachments: Vec<IntentAttachment>,
-    }
-    impl IntentAnswer {
-        /// Builds a `IntentAnswer` from its required fields.
-        pub fn new(text: impl Into<IntentAnswerText>) -> Self {
-            Self {
-                text: text.into(),
-                attachments: Vec::new(),
-            }
-        }
-        /// Sets `attachments`.
-        ///
-        /// Images, videos, links or mini-programs sent with it, at most 4.
-        /// At most 4 items; more are refused before sending.
-        pub fn attachments(
-            mut self,
-            attachments: impl IntoIterator<Item = impl Into<IntentAttachment>>,
-        ) -> Self {
-            self.attachments = attachments.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for IntentAnswer {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.text;
-            v.validate().map_err(|e| e.within("text"))?;
-            rt::ItemsRule {
-                min: 0,
-                max: Some(4),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("attachments", self.attachments.len())?;
-            for (i, v) in self.attachments.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("attachments", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// A question of the knowledge base, its variants and its answer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct Intent {
-        /// Its group.
-        pub group_id: String,
-        /// Its id.
-        pub intent_id: String,
-        /// The main question.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub question: Option<IntentQuestion>,
-        /// Other ways of asking it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub similar_questions: Option<IntentSimilarQuestions>,
-        /// The answer (one, for now).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub answers: Vec<IntentAnswer>,
-    }
-    impl Intent {
-        /// Builds a `Intent` from its required fields.
-        pub fn new(group_id: impl Into<String>, intent_id: impl Into<String>) -> Self {
-            Self {
-                group_id: group_id.into(),
-                intent_id: intent_id.into(),
-                question: None,
-                similar_questions: None,
-                answers: Vec::new(),
-            }
-        }
-        /// Sets `question`.
-        ///
-        /// The main question.
-        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
-            self.question = Some(question.into());
-            self
-        }
-        /// Sets `similar_questions`.
-        ///
-        /// Other ways of asking it.
-        pub fn similar_questions(
-            mut self,
-            similar_questions: impl Into<IntentSimilarQuestions>,
-        ) -> Self {
-            self.similar_questions = Some(similar_questions.into());
-            self
-        }
-        /// Sets `answers`.
-        ///
-        /// The answer (one, for now).
-        pub fn answers(
-            mut self,
-            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
-        ) -> Self {
-            self.answers = answers.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for Intent {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            let v = &self.intent_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("intent_id", v)?;
-            if let Some(v) = &self.question {
-                v.validate().map_err(|e| e.within("question"))?;
-            }
-            if let Some(v) = &self.similar_questions {
-                v.validate().map_err(|e| e.within("similar_questions"))?;
-            }
-            for (i, v) in self.answers.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("answers", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// The intent `knowledge_add_intent` created.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeAddIntentResponse {
-        /// The new intent's id.
-        pub intent_id: String,
-    }
-    impl KnowledgeAddIntentResponse {
-        /// Builds a `KnowledgeAddIntentResponse` from its required fields.
-        pub fn new(intent_id: impl Into<String>) -> Self {
-            Self {
-                intent_id: intent_id.into(),
-            }
-        }
-    }
-    impl rt::Validate for KnowledgeAddIntentResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.intent_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("intent_id", v)?;
-            Ok(())
-        }
-    }
-    impl From<String> for KnowledgeAddIntentResponse {
-        fn from(value: String) -> Self {
-            Self::new(value)
-        }
-    }
-    impl From<&str> for KnowledgeAddIntentResponse {
-        fn from(value: &str) -> Self {
-            Self::new(value)
-        }
-    }
-    /// One page of intents.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeListIntentResponse {
-        /// Pass it as `cursor` for the next page.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub next_cursor: Option<String>,
-        /// 1: more pages follow.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub has_more: Option<u32>,
-        /// The intents.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub intent_list: Vec<Intent>,
-    }
-    impl KnowledgeListIntentResponse {
-        /// Builds a `KnowledgeListIntentResponse` from its required fields.
-        pub fn new() -> Self {
-            Self {
-                next_cursor: None,
-                has_more: None,
-                intent_list: Vec::new(),
-            }
-        }
-        /// Sets `next_cursor`.
-        ///
-        /// Pass it as `cursor` for the next page.
-        pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
-            self.next_cursor = Some(next_cursor.into());
-            self
-        }
-        /// Sets `has_more`.
-        ///
-        /// 1: more pages follow.
-        pub fn has_more(mut self, has_more: u32) -> Self {
-            self.has_more = Some(has_more);
-            self
-        }
-        /// Sets `intent_list`.
-        ///
-        /// The intents.
-        pub fn intent_list(
-            mut self,
-            intent_list: impl IntoIterator<Item = impl Into<Intent>>,
-        ) -> Self {
-            self.intent_list = intent_list.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeListIntentResponse {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            for (i, v) in self.intent_list.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("intent_list", i))?;
-            }
-            Ok(())
-        }
-    }
-    /// One item of a [`Menu`].
-    ///
-    /// On the wire: `{"type": "<tag>", "<tag>": {…}}`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq)]
-    #[non_exhaustive]
-    pub enum MenuItem {
-        /// `type` = `click`.
-        MenuClick(MenuClick),
-        /// `type` = `view`.
-        MenuView(MenuView),
-        /// `type` = `miniprogram`.
-        MenuMiniProgram(MenuMiniProgram),
-        /// `type` = `text`.
-        MenuText(MenuText),
-    }
-    impl MenuItem {
-        /// The `type` of this value.
-        pub fn tag(&self) -> &str {
-            match self {
-                Self::MenuClick(_) => "click",
-                Self::MenuView(_) => "view",
-                Self::MenuMiniProgram(_) => "miniprogram",
-                Self::MenuText(_) => "text",
-            }
-        }
-    }
-    impl rt::serde::Serialize for MenuItem {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            use rt::serde::ser::SerializeMap;
-            match self {
-                Self::MenuClick(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("type", "click")?;
-                    map.serialize_entry("click", payload)?;
-                    map.end()
-                }
-                Self::MenuView(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("type", "view")?;
-                    map.serialize_entry("view", payload)?;
-                    map.end()
-                }
-                Self::MenuMiniProgram(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("type", "miniprogram")?;
-                    map.serialize_entry("miniprogram", payload)?;
-                    map.end()
-                }
-                Self::MenuText(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("type", "text")?;
-                    map.serialize_entry("text", payload)?;
-                    map.end()
+
+        impl MenuClick {
+            /// Builds a `MenuClick` from its required fields.
+            pub fn new(id: impl Into<String>, content: impl Into<String>) -> Self {
+                Self {
+                    id: id.into(),
+                    content: content.into(),
                 }
             }
         }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for MenuItem {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            rt::deserialize_union(deserializer)
+
+        impl rt::Validate for MenuClick {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.max_bytes(128).check("id", &self.id)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(128)
+                    .check("content", &self.content)?;
+                Ok(())
+            }
         }
-    }
-    impl rt::FromEntries for MenuItem {
-        fn from_entries(
-            entries: &rt::Entries<'_>,
-            whole: &str,
-        ) -> Result<Self, rt::serde_json::Error> {
-            use rt::serde::de::Error as _;
-            let tag = entries.tag("type").map_err(rt::serde_json::Error::custom)?;
-            match tag.as_str() {
-                "click" => entries.payload("click").map(Self::MenuClick),
-                "view" => entries.payload("view").map(Self::MenuView),
-                "miniprogram" => {
-                    entries.payload("miniprogram").map(Self::MenuMiniProgram)
-                }
-                "text" => entries.payload("text").map(Self::MenuText),
-                other => {
-                    Err(
-                        rt::serde_json::Error::custom(
-                            format!(
-                                "unknown type `{}`, expected one of `click`, `view`, `miniprogram`, `text`",
-                                other
-                            ),
-                        ),
-                    )
+
+        /// A hyperlink item.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MenuView {
+            /// Where the item leads.
+            ///
+            /// At most 2048 bytes; longer values are refused before sending.
+            pub url: String,
+            /// The item's text.
+            ///
+            /// At most 1024 bytes; longer values are refused before sending.
+            pub content: String,
+        }
+
+        impl MenuView {
+            /// Builds a `MenuView` from its required fields.
+            pub fn new(url: impl Into<String>, content: impl Into<String>) -> Self {
+                Self {
+                    url: url.into(),
+                    content: content.into(),
                 }
             }
         }
-    }
-    impl rt::Validate for MenuItem {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            match self {
-                Self::MenuClick(payload) => {
-                    payload.validate().map_err(|e| e.within("click"))
-                }
-                Self::MenuView(payload) => {
-                    payload.validate().map_err(|e| e.within("view"))
-                }
-                Self::MenuMiniProgram(payload) => {
-                    payload.validate().map_err(|e| e.within("miniprogram"))
-                }
-                Self::MenuText(payload) => {
-                    payload.validate().map_err(|e| e.within("text"))
+
+        impl rt::Validate for MenuView {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.max_bytes(2048).check("url", &self.url)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(1024)
+                    .check("content", &self.content)?;
+                Ok(())
+            }
+        }
+
+        /// An item that opens a mini-program.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MenuMiniProgram {
+            /// A mini-program associated with the corp.
+            ///
+            /// At most 32 bytes; longer values are refused before sending.
+            pub appid: String,
+            /// The page to open.
+            ///
+            /// At most 1024 bytes; longer values are refused before sending.
+            pub pagepath: String,
+            /// The item's text.
+            ///
+            /// At most 1024 bytes; longer values are refused before sending.
+            pub content: String,
+        }
+
+        impl MenuMiniProgram {
+            /// Builds a `MenuMiniProgram` from its required fields.
+            pub fn new(
+                appid: impl Into<String>,
+                pagepath: impl Into<String>,
+                content: impl Into<String>,
+            ) -> Self {
+                Self {
+                    appid: appid.into(),
+                    pagepath: pagepath.into(),
+                    content: content.into(),
                 }
             }
         }
-    }
-    impl From<MenuClick> for MenuItem {
-        fn from(payload: MenuClick) -> Self {
-            Self::MenuClick(payload)
-        }
-    }
-    impl From<MenuView> for MenuItem {
-        fn from(payload: MenuView) -> Self {
-            Self::MenuView(payload)
-        }
-    }
-    impl From<MenuMiniProgram> for MenuItem {
-        fn from(payload: MenuMiniProgram) -> Self {
-            Self::MenuMiniProgram(payload)
-        }
-    }
-    impl From<MenuText> for MenuItem {
-        fn from(payload: MenuText) -> Self {
-            Self::MenuText(payload)
-        }
-    }
-    /// A message this crate can send: the `msgtype` and its payload.
-    ///
-    /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq)]
-    #[non_exhaustive]
-    pub enum OutgoingMsg {
-        /// `msgtype` = `text`.
-        Text(Text),
-        /// `msgtype` = `image`.
-        Image(Image),
-        /// `msgtype` = `voice`.
-        Voice(Voice),
-        /// `msgtype` = `video`.
-        Video(Video),
-        /// `msgtype` = `file`.
-        File(File),
-        /// `msgtype` = `link`.
-        Link(Link),
-        /// `msgtype` = `miniprogram`.
-        MiniProgram(MiniProgram),
-        /// `msgtype` = `msgmenu`.
-        Menu(Menu),
-        /// `msgtype` = `location`.
-        Location(Location),
-        /// `msgtype` = `ca_link`.
-        CaLink(CaLink),
-    }
-    impl OutgoingMsg {
-        /// The `msgtype` of this value.
-        pub fn tag(&self) -> &str {
-            match self {
-                Self::Text(_) => "text",
-                Self::Image(_) => "image",
-                Self::Voice(_) => "voice",
-                Self::Video(_) => "video",
-                Self::File(_) => "file",
-                Self::Link(_) => "link",
-                Self::MiniProgram(_) => "miniprogram",
-                Self::Menu(_) => "msgmenu",
-                Self::Location(_) => "location",
-                Self::CaLink(_) => "ca_link",
+
+        impl rt::Validate for MenuMiniProgram {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.max_bytes(32).check("appid", &self.appid)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(1024)
+                    .check("pagepath", &self.pagepath)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(1024)
+                    .check("content", &self.content)?;
+                Ok(())
             }
         }
-    }
-    impl rt::serde::Serialize for OutgoingMsg {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            use rt::serde::ser::SerializeMap;
-            match self {
-                Self::Text(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "text")?;
-                    map.serialize_entry("text", payload)?;
-                    map.end()
-                }
-                Self::Image(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "image")?;
-                    map.serialize_entry("image", payload)?;
-                    map.end()
-                }
-                Self::Voice(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "voice")?;
-                    map.serialize_entry("voice", payload)?;
-                    map.end()
-                }
-                Self::Video(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "video")?;
-                    map.serialize_entry("video", payload)?;
-                    map.end()
-                }
-                Self::File(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "file")?;
-                    map.serialize_entry("file", payload)?;
-                    map.end()
-                }
-                Self::Link(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "link")?;
-                    map.serialize_entry("link", payload)?;
-                    map.end()
-                }
-                Self::MiniProgram(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "miniprogram")?;
-                    map.serialize_entry("miniprogram", payload)?;
-                    map.end()
-                }
-                Self::Menu(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "msgmenu")?;
-                    map.serialize_entry("msgmenu", payload)?;
-                    map.end()
-                }
-                Self::Location(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "location")?;
-                    map.serialize_entry("location", payload)?;
-                    map.end()
-                }
-                Self::CaLink(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "ca_link")?;
-                    map.serialize_entry("ca_link", payload)?;
-                    map.end()
+
+        /// A plain-text item; a literal `\n` in `content` breaks the line.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MenuText {
+            /// The item's text.
+            ///
+            /// At most 256 bytes; longer values are refused before sending.
+            pub content: String,
+            /// 1: no line break after the item (default 0).
+            ///
+            /// From 0 to 1, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub no_newline: Option<u32>,
+        }
+
+        impl MenuText {
+            /// Builds a `MenuText` from its required fields.
+            pub fn new(content: impl Into<String>) -> Self {
+                Self {
+                    content: content.into(),
+                    no_newline: None,
                 }
             }
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for OutgoingMsg {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            rt::deserialize_union(deserializer)
-        }
-    }
-    impl rt::FromEntries for OutgoingMsg {
-        fn from_entries(
-            entries: &rt::Entries<'_>,
-            whole: &str,
-        ) -> Result<Self, rt::serde_json::Error> {
-            use rt::serde::de::Error as _;
-            let tag = entries.tag("msgtype").map_err(rt::serde_json::Error::custom)?;
-            match tag.as_str() {
-                "text" => entries.payload("text").map(Self::Text),
-                "image" => entries.payload("image").map(Self::Image),
-                "voice" => entries.payload("voice").map(Self::Voice),
-                "video" => entries.payload("video").map(Self::Video),
-                "file" => entries.payload("file").map(Self::File),
-                "link" => entries.payload("link").map(Self::Link),
-                "miniprogram" => entries.payload("miniprogram").map(Self::MiniProgram),
-                "msgmenu" => entries.payload("msgmenu").map(Self::Menu),
-                "location" => entries.payload("location").map(Self::Location),
-                "ca_link" => entries.payload("ca_link").map(Self::CaLink),
-                other => {
-                    Err(
-                        rt::serde_json::Error::custom(
-                            format!(
-                                "unknown msgtype `{}`, expected one of `text`, `image`, `voice`, `video`, `file`, `link`, `miniprogram`, `msgmenu`, `location`, `ca_link`",
-                                other
-                            ),
-                        ),
-                    )
-                }
+
+            /// Sets `no_newline`.
+            ///
+            /// 1: no line break after the item (default 0).
+            /// From 0 to 1, inclusive.
+            pub fn no_newline(mut self, no_newline: u32) -> Self {
+                self.no_newline = Some(no_newline);
+                self
             }
         }
-    }
-    impl rt::Validate for OutgoingMsg {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            match self {
-                Self::Text(payload) => payload.validate().map_err(|e| e.within("text")),
-                Self::Image(payload) => payload.validate().map_err(|e| e.within("image")),
-                Self::Voice(payload) => payload.validate().map_err(|e| e.within("voice")),
-                Self::Video(payload) => payload.validate().map_err(|e| e.within("video")),
-                Self::File(payload) => payload.validate().map_err(|e| e.within("file")),
-                Self::Link(payload) => payload.validate().map_err(|e| e.within("link")),
-                Self::MiniProgram(payload) => {
-                    payload.validate().map_err(|e| e.within("miniprogram"))
-                }
-                Self::Menu(payload) => {
-                    payload.validate().map_err(|e| e.within("msgmenu"))
-                }
-                Self::Location(payload) => {
-                    payload.validate().map_err(|e| e.within("location"))
-                }
-                Self::CaLink(payload) => {
-                    payload.validate().map_err(|e| e.within("ca_link"))
-                }
-            }
-        }
-    }
-    impl From<Text> for OutgoingMsg {
-        fn from(payload: Text) -> Self {
-            Self::Text(payload)
-        }
-    }
-    impl From<Image> for OutgoingMsg {
-        fn from(payload: Image) -> Self {
-            Self::Image(payload)
-        }
-    }
-    impl From<Voice> for OutgoingMsg {
-        fn from(payload: Voice) -> Self {
-            Self::Voice(payload)
-        }
-    }
-    impl From<Video> for OutgoingMsg {
-        fn from(payload: Video) -> Self {
-            Self::Video(payload)
-        }
-    }
-    impl From<File> for OutgoingMsg {
-        fn from(payload: File) -> Self {
-            Self::File(payload)
-        }
-    }
-    impl From<Link> for OutgoingMsg {
-        fn from(payload: Link) -> Self {
-            Self::Link(payload)
-        }
-    }
-    impl From<MiniProgram> for OutgoingMsg {
-        fn from(payload: MiniProgram) -> Self {
-            Self::MiniProgram(payload)
-        }
-    }
-    impl From<Menu> for OutgoingMsg {
-        fn from(payload: Menu) -> Self {
-            Self::Menu(payload)
-        }
-    }
-    impl From<Location> for OutgoingMsg {
-        fn from(payload: Location) -> Self {
-            Self::Location(payload)
-        }
-    }
-    impl From<CaLink> for OutgoingMsg {
-        fn from(payload: CaLink) -> Self {
-            Self::CaLink(payload)
-        }
-    }
-    /// A system event from `sync_msg` (`msgtype` = `event`).
-    ///
-    /// On the wire: `{"event_type": "<tag>", …fields}`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq)]
-    #[non_exhaustive]
-    pub enum Event {
-        /// `event_type` = `enter_session`.
-        EnterSession(EnterSession),
-        /// `event_type` = `msg_send_fail`.
-        MsgSendFail(MsgSendFail),
-        /// `event_type` = `servicer_status_change`.
-        ServicerStatusChange(ServicerStatusChange),
-        /// `event_type` = `session_status_change`.
-        SessionStatusChange(SessionStatusChange),
-        /// `event_type` = `user_recall_msg`.
-        UserRecallMsg(UserRecallMsg),
-        /// `event_type` = `servicer_recall_msg`.
-        ServicerRecallMsg(ServicerRecallMsg),
-        /// `event_type` = `reject_customer_msg_switch_change`.
-        RejectCustomerMsgSwitchChange(RejectCustomerMsgSwitchChange),
-        /// A `event_type` this version doesn't know, kept with the JSON it came in.
-        Unknown {
-            /// The tag as received.
-            event_type: String,
-            /// The whole object, as received.
-            raw: rt::Value,
-        },
-    }
-    impl Event {
-        /// The `event_type` of this value.
-        pub fn tag(&self) -> &str {
-            match self {
-                Self::EnterSession(_) => "enter_session",
-                Self::MsgSendFail(_) => "msg_send_fail",
-                Self::ServicerStatusChange(_) => "servicer_status_change",
-                Self::SessionStatusChange(_) => "session_status_change",
-                Self::UserRecallMsg(_) => "user_recall_msg",
-                Self::ServicerRecallMsg(_) => "servicer_recall_msg",
-                Self::RejectCustomerMsgSwitchChange(_) => {
-                    "reject_customer_msg_switch_change"
-                }
-                Self::Unknown { event_type, .. } => event_type,
-            }
-        }
-    }
-    impl rt::serde::Serialize for Event {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            use rt::serde::ser::SerializeMap;
-            match self {
-                Self::EnterSession(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "enter_session",
-                        payload,
+
+        impl rt::Validate for MenuText {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(256)
+                    .check("content", &self.content)?;
+                if let Some(value) = &self.no_newline {
+                    rt::NumberRule {
+                        min: Some(0.0),
+                        max: Some(1.0),
                     }
-                        .serialize(serializer)
+                        .check("no_newline", f64::from(*value))?;
                 }
-                Self::MsgSendFail(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "msg_send_fail",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::ServicerStatusChange(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "servicer_status_change",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::SessionStatusChange(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "session_status_change",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::UserRecallMsg(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "user_recall_msg",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::ServicerRecallMsg(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "servicer_recall_msg",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::RejectCustomerMsgSwitchChange(payload) => {
-                    rt::Tagged {
-                        key: "event_type",
-                        tag: "reject_customer_msg_switch_change",
-                        payload,
-                    }
-                        .serialize(serializer)
-                }
-                Self::Unknown { raw, .. } => raw.serialize(serializer),
+                Ok(())
             }
         }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for Event {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            rt::deserialize_union(deserializer)
+
+        impl From<String> for MenuText {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
         }
-    }
-    impl rt::FromEntries for Event {
-        fn from_entries(
-            entries: &rt::Entries<'_>,
-            whole: &str,
-        ) -> Result<Self, rt::serde_json::Error> {
-            use rt::serde::de::Error as _;
-            let Ok(tag) = entries.tag("event_type") else {
-                return Ok(Self::Unknown {
-                    event_type: String::new(),
-                    raw: rt::value_of(whole),
-                });
-            };
-            match tag.as_str() {
-                "enter_session" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::EnterSession(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
+
+        impl From<&str> for MenuText {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A text message from a customer or servicer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ReceivedText {
+            /// The text; a menu click's `content`.
+            pub content: String,
+            /// Set when the customer clicked a `click` menu item: that item's `id`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub menu_id: Option<String>,
+        }
+
+        impl ReceivedText {
+            /// Builds a `ReceivedText` from its required fields.
+            pub fn new(content: impl Into<String>) -> Self {
+                Self {
+                    content: content.into(),
+                    menu_id: None,
+                }
+            }
+
+            /// Sets `menu_id`.
+            ///
+            /// Set when the customer clicked a `click` menu item: that item's `id`.
+            pub fn menu_id(mut self, menu_id: impl Into<String>) -> Self {
+                self.menu_id = Some(menu_id.into());
+                self
+            }
+        }
+
+        impl From<String> for ReceivedText {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for ReceivedText {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A link card a customer shared.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ReceivedLink {
+            /// The card's title.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+            /// The card's description.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub desc: Option<String>,
+            /// Where the card leads.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub url: Option<String>,
+            /// The thumbnail's URL.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub pic_url: Option<String>,
+        }
+
+        impl ReceivedLink {
+            /// Builds a `ReceivedLink` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    title: None,
+                    desc: None,
+                    url: None,
+                    pic_url: None,
+                }
+            }
+
+            /// Sets `title`.
+            ///
+            /// The card's title.
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+
+            /// Sets `desc`.
+            ///
+            /// The card's description.
+            pub fn desc(mut self, desc: impl Into<String>) -> Self {
+                self.desc = Some(desc.into());
+                self
+            }
+
+            /// Sets `url`.
+            ///
+            /// Where the card leads.
+            pub fn url(mut self, url: impl Into<String>) -> Self {
+                self.url = Some(url.into());
+                self
+            }
+
+            /// Sets `pic_url`.
+            ///
+            /// The thumbnail's URL.
+            pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
+                self.pic_url = Some(pic_url.into());
+                self
+            }
+        }
+
+        /// A WeCom member's card (名片) a customer shared.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct BusinessCard {
+            /// The userid of the member whose card it is.
+            pub userid: String,
+        }
+
+        impl BusinessCard {
+            /// Builds a `BusinessCard` from its required fields.
+            pub fn new(userid: impl Into<String>) -> Self {
+                Self { userid: userid.into() }
+            }
+        }
+
+        impl From<String> for BusinessCard {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for BusinessCard {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A 视频号 shop product a customer shared.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ChannelsShopProduct {
+            /// The product's id.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub product_id: Option<String>,
+            /// The product image's URL (`head_img` in some copies of the docs).
+            #[serde(
+                default,
+                skip_serializing_if = "Option::is_none",
+                alias = "head_img"
+            )]
+            pub head_image: Option<String>,
+            /// The product's title.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+            /// The price in fen (分), as text; some senders use a number.
+            #[serde(
+                deserialize_with = "rt::optional_text_or_number",
+                default,
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub sales_price: Option<String>,
+            /// The shop's name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub shop_nickname: Option<String>,
+            /// The shop avatar's URL.
+            #[serde(
+                default,
+                skip_serializing_if = "Option::is_none",
+                alias = "shop_head_img"
+            )]
+            pub shop_head_image: Option<String>,
+        }
+
+        impl ChannelsShopProduct {
+            /// Builds a `ChannelsShopProduct` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    product_id: None,
+                    head_image: None,
+                    title: None,
+                    sales_price: None,
+                    shop_nickname: None,
+                    shop_head_image: None,
+                }
+            }
+
+            /// Sets `product_id`.
+            ///
+            /// The product's id.
+            pub fn product_id(mut self, product_id: impl Into<String>) -> Self {
+                self.product_id = Some(product_id.into());
+                self
+            }
+
+            /// Sets `head_image`.
+            ///
+            /// The product image's URL (`head_img` in some copies of the docs).
+            pub fn head_image(mut self, head_image: impl Into<String>) -> Self {
+                self.head_image = Some(head_image.into());
+                self
+            }
+
+            /// Sets `title`.
+            ///
+            /// The product's title.
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+
+            /// Sets `sales_price`.
+            ///
+            /// The price in fen (分), as text; some senders use a number.
+            pub fn sales_price(mut self, sales_price: impl Into<String>) -> Self {
+                self.sales_price = Some(sales_price.into());
+                self
+            }
+
+            /// Sets `shop_nickname`.
+            ///
+            /// The shop's name.
+            pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+                self.shop_nickname = Some(shop_nickname.into());
+                self
+            }
+
+            /// Sets `shop_head_image`.
+            ///
+            /// The shop avatar's URL.
+            pub fn shop_head_image(
+                mut self,
+                shop_head_image: impl Into<String>,
+            ) -> Self {
+                self.shop_head_image = Some(shop_head_image.into());
+                self
+            }
+        }
+
+        /// A 视频号 shop order a customer shared.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ChannelsShopOrder {
+            /// The order's id.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub order_id: Option<String>,
+            /// The titles of the ordered products.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub product_titles: Option<String>,
+            /// The price, as shown.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub price_wording: Option<String>,
+            /// The order's state, as shown.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub state: Option<String>,
+            /// The product image's URL.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub image_url: Option<String>,
+            /// The shop's name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub shop_nickname: Option<String>,
+        }
+
+        impl ChannelsShopOrder {
+            /// Builds a `ChannelsShopOrder` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    order_id: None,
+                    product_titles: None,
+                    price_wording: None,
+                    state: None,
+                    image_url: None,
+                    shop_nickname: None,
+                }
+            }
+
+            /// Sets `order_id`.
+            ///
+            /// The order's id.
+            pub fn order_id(mut self, order_id: impl Into<String>) -> Self {
+                self.order_id = Some(order_id.into());
+                self
+            }
+
+            /// Sets `product_titles`.
+            ///
+            /// The titles of the ordered products.
+            pub fn product_titles(mut self, product_titles: impl Into<String>) -> Self {
+                self.product_titles = Some(product_titles.into());
+                self
+            }
+
+            /// Sets `price_wording`.
+            ///
+            /// The price, as shown.
+            pub fn price_wording(mut self, price_wording: impl Into<String>) -> Self {
+                self.price_wording = Some(price_wording.into());
+                self
+            }
+
+            /// Sets `state`.
+            ///
+            /// The order's state, as shown.
+            pub fn state(mut self, state: impl Into<String>) -> Self {
+                self.state = Some(state.into());
+                self
+            }
+
+            /// Sets `image_url`.
+            ///
+            /// The product image's URL.
+            pub fn image_url(mut self, image_url: impl Into<String>) -> Self {
+                self.image_url = Some(image_url.into());
+                self
+            }
+
+            /// Sets `shop_nickname`.
+            ///
+            /// The shop's name.
+            pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+                self.shop_nickname = Some(shop_nickname.into());
+                self
+            }
+        }
+
+        /// A forwarded chat record (聊天记录).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MergedMsg {
+            /// The record's title.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+            /// The messages of the record.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub item: Vec<MergedMsgItem>,
+        }
+
+        impl MergedMsg {
+            /// Builds a `MergedMsg` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    title: None,
+                    item: Vec::new(),
+                }
+            }
+
+            /// Sets `title`.
+            ///
+            /// The record's title.
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+
+            /// Sets `item`.
+            ///
+            /// The messages of the record.
+            pub fn item(
+                mut self,
+                item: impl IntoIterator<Item = impl Into<MergedMsgItem>>,
+            ) -> Self {
+                self.item = item.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// One message of a forwarded chat record.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MergedMsgItem {
+            /// Unix seconds.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub send_time: Option<u64>,
+            /// The inner message's type, like `text`.
+            #[serde(
+                deserialize_with = "rt::optional_text_or_number",
+                default,
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub msgtype: Option<String>,
+            /// The sender's display name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub sender_name: Option<String>,
+            /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msg_content: Option<String>,
+        }
+
+        impl MergedMsgItem {
+            /// Builds a `MergedMsgItem` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    send_time: None,
+                    msgtype: None,
+                    sender_name: None,
+                    msg_content: None,
+                }
+            }
+
+            /// Sets `send_time`.
+            ///
+            /// Unix seconds.
+            pub fn send_time(mut self, send_time: u64) -> Self {
+                self.send_time = Some(send_time);
+                self
+            }
+
+            /// Sets `msgtype`.
+            ///
+            /// The inner message's type, like `text`.
+            pub fn msgtype(mut self, msgtype: impl Into<String>) -> Self {
+                self.msgtype = Some(msgtype.into());
+                self
+            }
+
+            /// Sets `sender_name`.
+            ///
+            /// The sender's display name.
+            pub fn sender_name(mut self, sender_name: impl Into<String>) -> Self {
+                self.sender_name = Some(sender_name.into());
+                self
+            }
+
+            /// Sets `msg_content`.
+            ///
+            /// The inner message as a JSON string, like `{"msgtype":"text","text":{…}}`; it may itself be a chat record.
+            pub fn msg_content(mut self, msg_content: impl Into<String>) -> Self {
+                self.msg_content = Some(msg_content.into());
+                self
+            }
+        }
+
+        /// A 视频号 post, live stream or profile a customer shared.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Channels {
+            /// What was shared.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub sub_type: Option<ChannelsSubType>,
+            /// The 视频号's name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub nickname: Option<String>,
+            /// The post's title, for posts.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+        }
+
+        impl Channels {
+            /// Builds a `Channels` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    sub_type: None,
+                    nickname: None,
+                    title: None,
+                }
+            }
+
+            /// Sets `sub_type`.
+            ///
+            /// What was shared.
+            pub fn sub_type(mut self, sub_type: impl Into<ChannelsSubType>) -> Self {
+                self.sub_type = Some(sub_type.into());
+                self
+            }
+
+            /// Sets `nickname`.
+            ///
+            /// The 视频号's name.
+            pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+                self.nickname = Some(nickname.into());
+                self
+            }
+
+            /// Sets `title`.
+            ///
+            /// The post's title, for posts.
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+        }
+
+        /// A meeting (会议) message; WeCom documents no payload fields, the item's `raw` has them.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Meeting {}
+        impl Meeting {
+            /// Builds a `Meeting` from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        /// A schedule (日程) message; WeCom documents no payload fields, the item's `raw` has them.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Schedule {}
+        impl Schedule {
+            /// Builds a `Schedule` from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        /// A note (笔记) message; WeCom documents no payload fields, the item's `raw` has them.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Note {}
+        impl Note {
+            /// Builds a `Note` from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        /// The 视频号 a customer came from.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct WechatChannels {
+            /// The 视频号's name, for scenes 1 to 3.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub nickname: Option<String>,
+            /// The shop's name, for scenes 4 and 5.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub shop_nickname: Option<String>,
+            /// Where the customer came from.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene: Option<ChannelsScene>,
+        }
+
+        impl WechatChannels {
+            /// Builds a `WechatChannels` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    nickname: None,
+                    shop_nickname: None,
+                    scene: None,
+                }
+            }
+
+            /// Sets `nickname`.
+            ///
+            /// The 视频号's name, for scenes 1 to 3.
+            pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+                self.nickname = Some(nickname.into());
+                self
+            }
+
+            /// Sets `shop_nickname`.
+            ///
+            /// The shop's name, for scenes 4 and 5.
+            pub fn shop_nickname(mut self, shop_nickname: impl Into<String>) -> Self {
+                self.shop_nickname = Some(shop_nickname.into());
+                self
+            }
+
+            /// Sets `scene`.
+            ///
+            /// Where the customer came from.
+            pub fn scene(mut self, scene: impl Into<ChannelsScene>) -> Self {
+                self.scene = Some(scene.into());
+                self
+            }
+        }
+
+        /// A customer entered the session; `welcome_code` allows one welcome message within 20 seconds.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct EnterSession {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// The `scene` of the contact link (kf/add_contact_way).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene: Option<String>,
+            /// The `scene_param` appended to the contact link, as given.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene_param: Option<String>,
+            /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub welcome_code: Option<String>,
+            /// Set when the customer came from 视频号.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub wechat_channels: Option<WechatChannels>,
+        }
+
+        impl EnterSession {
+            /// Builds an `EnterSession` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    scene: None,
+                    scene_param: None,
+                    welcome_code: None,
+                    wechat_channels: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `scene`.
+            ///
+            /// The `scene` of the contact link (kf/add_contact_way).
+            pub fn scene(mut self, scene: impl Into<String>) -> Self {
+                self.scene = Some(scene.into());
+                self
+            }
+
+            /// Sets `scene_param`.
+            ///
+            /// The `scene_param` appended to the contact link, as given.
+            pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
+                self.scene_param = Some(scene_param.into());
+                self
+            }
+
+            /// Sets `welcome_code`.
+            ///
+            /// For `send_msg_on_event`; only when a welcome may be sent. Valid 20 seconds, one message.
+            pub fn welcome_code(mut self, welcome_code: impl Into<String>) -> Self {
+                self.welcome_code = Some(welcome_code.into());
+                self
+            }
+
+            /// Sets `wechat_channels`.
+            ///
+            /// Set when the customer came from 视频号.
+            pub fn wechat_channels(
+                mut self,
+                wechat_channels: impl Into<WechatChannels>,
+            ) -> Self {
+                self.wechat_channels = Some(wechat_channels.into());
+                self
+            }
+        }
+
+        /// A message that `send_msg` accepted was not delivered.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MsgSendFail {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// The `msgid` of the message that failed.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub fail_msgid: Option<String>,
+            /// Why.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub fail_type: Option<FailType>,
+        }
+
+        impl MsgSendFail {
+            /// Builds a `MsgSendFail` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    fail_msgid: None,
+                    fail_type: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `fail_msgid`.
+            ///
+            /// The `msgid` of the message that failed.
+            pub fn fail_msgid(mut self, fail_msgid: impl Into<String>) -> Self {
+                self.fail_msgid = Some(fail_msgid.into());
+                self
+            }
+
+            /// Sets `fail_type`.
+            ///
+            /// Why.
+            pub fn fail_type(mut self, fail_type: impl Into<FailType>) -> Self {
+                self.fail_type = Some(fail_type.into());
+                self
+            }
+        }
+
+        /// A servicer started or stopped receiving customers.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerStatusChange {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The servicer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+            /// The new state.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub status: Option<ServicerStatus>,
+            /// How the servicer stopped, when `status` is `Stopped`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub stop_type: Option<StopType>,
+        }
+
+        impl ServicerStatusChange {
+            /// Builds a `ServicerStatusChange` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    servicer_userid: None,
+                    status: None,
+                    stop_type: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+
+            /// Sets `status`.
+            ///
+            /// The new state.
+            pub fn status(mut self, status: impl Into<ServicerStatus>) -> Self {
+                self.status = Some(status.into());
+                self
+            }
+
+            /// Sets `stop_type`.
+            ///
+            /// How the servicer stopped, when `status` is `Stopped`.
+            pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
+                self.stop_type = Some(stop_type.into());
+                self
+            }
+        }
+
+        /// A servicer picked up, transferred, ended or re-opened a session.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SessionStatusChange {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// What happened.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub change_type: Option<ChangeType>,
+            /// The servicer before, for transfers, ends and re-opens.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub old_servicer_userid: Option<String>,
+            /// The servicer after, for pickups, transfers and re-opens.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub new_servicer_userid: Option<String>,
+            /// For `send_msg_on_event`, after a pickup or an end.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msg_code: Option<String>,
+        }
+
+        impl SessionStatusChange {
+            /// Builds a `SessionStatusChange` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    change_type: None,
+                    old_servicer_userid: None,
+                    new_servicer_userid: None,
+                    msg_code: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `change_type`.
+            ///
+            /// What happened.
+            pub fn change_type(mut self, change_type: impl Into<ChangeType>) -> Self {
+                self.change_type = Some(change_type.into());
+                self
+            }
+
+            /// Sets `old_servicer_userid`.
+            ///
+            /// The servicer before, for transfers, ends and re-opens.
+            pub fn old_servicer_userid(
+                mut self,
+                old_servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.old_servicer_userid = Some(old_servicer_userid.into());
+                self
+            }
+
+            /// Sets `new_servicer_userid`.
+            ///
+            /// The servicer after, for pickups, transfers and re-opens.
+            pub fn new_servicer_userid(
+                mut self,
+                new_servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.new_servicer_userid = Some(new_servicer_userid.into());
+                self
+            }
+
+            /// Sets `msg_code`.
+            ///
+            /// For `send_msg_on_event`, after a pickup or an end.
+            pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
+                self.msg_code = Some(msg_code.into());
+                self
+            }
+        }
+
+        /// A customer recalled a message.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UserRecallMsg {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// The `msgid` of the recalled message.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub recall_msgid: Option<String>,
+        }
+
+        impl UserRecallMsg {
+            /// Builds a `UserRecallMsg` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    recall_msgid: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `recall_msgid`.
+            ///
+            /// The `msgid` of the recalled message.
+            pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
+                self.recall_msgid = Some(recall_msgid.into());
+                self
+            }
+        }
+
+        /// A servicer recalled a message.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerRecallMsg {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// The `msgid` of the recalled message.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub recall_msgid: Option<String>,
+            /// The servicer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+        }
+
+        impl ServicerRecallMsg {
+            /// Builds a `ServicerRecallMsg` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    recall_msgid: None,
+                    servicer_userid: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `recall_msgid`.
+            ///
+            /// The `msgid` of the recalled message.
+            pub fn recall_msgid(mut self, recall_msgid: impl Into<String>) -> Self {
+                self.recall_msgid = Some(recall_msgid.into());
+                self
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+        }
+
+        /// A servicer started or stopped refusing a customer's messages.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct RejectCustomerMsgSwitchChange {
+            /// The account.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// The servicer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+            /// Whether messages are now refused.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub reject_switch: Option<RejectSwitch>,
+        }
+
+        impl RejectCustomerMsgSwitchChange {
+            /// Builds a `RejectCustomerMsgSwitchChange` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    open_kfid: None,
+                    external_userid: None,
+                    servicer_userid: None,
+                    reject_switch: None,
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+
+            /// Sets `reject_switch`.
+            ///
+            /// Whether messages are now refused.
+            pub fn reject_switch(
+                mut self,
+                reject_switch: impl Into<RejectSwitch>,
+            ) -> Self {
+                self.reject_switch = Some(reject_switch.into());
+                self
+            }
+        }
+
+        /// One item of `sync_msg`: who, when, and its content.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ReceivedMsg {
+            /// Unique; use it to de-duplicate.
+            pub msgid: String,
+            /// The account; for events, read it from the event.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub open_kfid: Option<String>,
+            /// The customer; for events, read it from the event.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub external_userid: Option<String>,
+            /// Unix seconds.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub send_time: Option<u64>,
+            /// Who it comes from: only `Customer` items are customer input.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub origin: Option<Origin>,
+            /// The servicer, when `origin` is `Servicer`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+            /// The message or event.
+            #[serde(flatten)]
+            pub content: Received,
+            /// The object's JSON text as received, with any field this version doesn't know.
+            #[serde(skip)]
+            pub raw: rt::RawJson,
+        }
+
+        impl ReceivedMsg {
+            /// Builds a `ReceivedMsg` from its required fields.
+            pub fn new(msgid: impl Into<String>, content: impl Into<Received>) -> Self {
+                Self {
+                    msgid: msgid.into(),
+                    open_kfid: None,
+                    external_userid: None,
+                    send_time: None,
+                    origin: None,
+                    servicer_userid: None,
+                    content: content.into(),
+                    raw: rt::RawJson::default(),
+                }
+            }
+
+            /// Sets `open_kfid`.
+            ///
+            /// The account; for events, read it from the event.
+            pub fn open_kfid(mut self, open_kfid: impl Into<String>) -> Self {
+                self.open_kfid = Some(open_kfid.into());
+                self
+            }
+
+            /// Sets `external_userid`.
+            ///
+            /// The customer; for events, read it from the event.
+            pub fn external_userid(
+                mut self,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                self.external_userid = Some(external_userid.into());
+                self
+            }
+
+            /// Sets `send_time`.
+            ///
+            /// Unix seconds.
+            pub fn send_time(mut self, send_time: u64) -> Self {
+                self.send_time = Some(send_time);
+                self
+            }
+
+            /// Sets `origin`.
+            ///
+            /// Who it comes from: only `Customer` items are customer input.
+            pub fn origin(mut self, origin: impl Into<Origin>) -> Self {
+                self.origin = Some(origin.into());
+                self
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer, when `origin` is `Servicer`.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for ReceivedMsg {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                let raw = rt::RawJson::deserialize(deserializer)?;
+                Ok(
+                    match Self::in_one_pass(raw.as_str()) {
+                        Some(read) => Self { raw, ..read },
+                        None => Self::field_by_field(raw),
+                    },
+                )
+            }
+        }
+
+        impl ReceivedMsg {
+            /// Every field read straight into its type in one pass over `text`; `None` when
+            /// something is out of the ordinary, for [`field_by_field`](Self::field_by_field).
+            pub(crate) fn in_one_pass(text: &str) -> Option<Self> {
+                struct Fields;
+
+                impl<'de> rt::Visitor<'de> for Fields {
+                    type Value = ReceivedMsg;
+                    fn expecting(
+                        &self,
+                        f: &mut rt::fmt::Formatter<'_>,
+                    ) -> rt::fmt::Result {
+                        f.write_str("a `ReceivedMsg` object")
+                    }
+
+                    fn visit_map<A: rt::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<ReceivedMsg, A::Error> {
+                        let mut msgid = None;
+                        let mut open_kfid = None;
+                        let mut external_userid = None;
+                        let mut send_time = None;
+                        let mut origin = None;
+                        let mut servicer_userid = None;
+                        let mut content = rt::InPass::new("msgtype");
+                        while let Some(key) = map.next_key::<rt::Key>()? {
+                            match key.as_str() {
+                                "msgid" => rt::set_once(&mut msgid, &mut map)?,
+                                "open_kfid" => rt::set_once(&mut open_kfid, &mut map)?,
+                                "external_userid" => {
+                                    rt::set_once(&mut external_userid, &mut map)?
+                                }
+                                "send_time" => rt::set_once(&mut send_time, &mut map)?,
+                                "origin" => rt::set_once(&mut origin, &mut map)?,
+                                "servicer_userid" => {
+                                    rt::set_once(&mut servicer_userid, &mut map)?
+                                }
+                                other => content.entry(other, &mut map)?,
+                            }
                         }
+                        Ok(ReceivedMsg {
+                            msgid: msgid.unwrap_or_default(),
+                            open_kfid,
+                            external_userid,
+                            send_time,
+                            origin,
+                            servicer_userid,
+                            content: content.finish::<A::Error>()?,
+                            raw: rt::RawJson::default(),
+                        })
                     }
                 }
-                "msg_send_fail" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::MsgSendFail(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "servicer_status_change" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::ServicerStatusChange(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "session_status_change" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::SessionStatusChange(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "user_recall_msg" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::UserRecallMsg(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "servicer_recall_msg" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::ServicerRecallMsg(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "reject_customer_msg_switch_change" => {
-                    match rt::from_text(whole) {
-                        Ok(payload) => Ok(Self::RejectCustomerMsgSwitchChange(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                event_type: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                _ => {
-                    Ok(Self::Unknown {
-                        event_type: tag.clone(),
-                        raw: rt::value_of(whole),
-                    })
+                rt::read_in_one_pass(text, Fields)
+            }
+
+            /// Each field on its own from the object's entries; `raw` keeps the text.
+            pub(crate) fn field_by_field(raw: rt::RawJson) -> Self {
+                let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
+                let msgid = entries.field(&["msgid"]).unwrap_or_default();
+                let open_kfid = entries.field(&["open_kfid"]);
+                let external_userid = entries.field(&["external_userid"]);
+                let send_time = entries.field(&["send_time"]);
+                let origin = entries.field(&["origin"]);
+                let servicer_userid = entries.field(&["servicer_userid"]);
+                let content = rt::lenient_flat(&entries, raw.as_str())
+                    .unwrap_or_default();
+                drop(entries);
+                Self {
+                    msgid,
+                    open_kfid,
+                    external_userid,
+                    send_time,
+                    origin,
+                    servicer_userid,
+                    content,
+                    raw,
                 }
             }
         }
-    }
-    impl rt::Validate for Event {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            match self {
-                Self::EnterSession(payload) => payload.validate(),
-                Self::MsgSendFail(payload) => payload.validate(),
-                Self::ServicerStatusChange(payload) => payload.validate(),
-                Self::SessionStatusChange(payload) => payload.validate(),
-                Self::UserRecallMsg(payload) => payload.validate(),
-                Self::ServicerRecallMsg(payload) => payload.validate(),
-                Self::RejectCustomerMsgSwitchChange(payload) => payload.validate(),
-                Self::Unknown { .. } => Ok(()),
-            }
-        }
-    }
-    impl From<EnterSession> for Event {
-        fn from(payload: EnterSession) -> Self {
-            Self::EnterSession(payload)
-        }
-    }
-    impl From<MsgSendFail> for Event {
-        fn from(payload: MsgSendFail) -> Self {
-            Self::MsgSendFail(payload)
-        }
-    }
-    impl From<ServicerStatusChange> for Event {
-        fn from(payload: ServicerStatusChange) -> Self {
-            Self::ServicerStatusChange(payload)
-        }
-    }
-    impl From<SessionStatusChange> for Event {
-        fn from(payload: SessionStatusChange) -> Self {
-            Self::SessionStatusChange(payload)
-        }
-    }
-    impl From<UserRecallMsg> for Event {
-        fn from(payload: UserRecallMsg) -> Self {
-            Self::UserRecallMsg(payload)
-        }
-    }
-    impl From<ServicerRecallMsg> for Event {
-        fn from(payload: ServicerRecallMsg) -> Self {
-            Self::ServicerRecallMsg(payload)
-        }
-    }
-    impl From<RejectCustomerMsgSwitchChange> for Event {
-        fn from(payload: RejectCustomerMsgSwitchChange) -> Self {
-            Self::RejectCustomerMsgSwitchChange(payload)
-        }
-    }
-    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
-    impl Default for Event {
-        fn default() -> Self {
-            Self::Unknown {
-                event_type: String::new(),
-                raw: rt::Value::Null,
-            }
-        }
-    }
-    /// What an item of `sync_msg` holds: a message or an event.
-    ///
-    /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Debug, Clone, PartialEq)]
-    #[non_exhaustive]
-    pub enum Received {
-        /// `msgtype` = `text`.
-        Text(ReceivedText),
-        /// `msgtype` = `image`.
-        Image(Image),
-        /// `msgtype` = `voice`.
-        Voice(Voice),
-        /// `msgtype` = `video`.
-        Video(Video),
-        /// `msgtype` = `file`.
-        File(File),
-        /// `msgtype` = `location`.
-        Location(Location),
-        /// `msgtype` = `link`.
-        Link(ReceivedLink),
-        /// `msgtype` = `business_card`.
-        BusinessCard(BusinessCard),
-        /// `msgtype` = `miniprogram`.
-        MiniProgram(MiniProgram),
-        /// `msgtype` = `msgmenu`.
-        Menu(Menu),
-        /// `msgtype` = `channels_shop_product`.
-        ChannelsShopProduct(ChannelsShopProduct),
-        /// `msgtype` = `channels_shop_order`.
-        ChannelsShopOrder(ChannelsShopOrder),
-        /// `msgtype` = `merged_msg`.
-        MergedMsg(MergedMsg),
-        /// `msgtype` = `channels`.
-        Channels(Channels),
-        /// `msgtype` = `meeting`.
-        Meeting(Meeting),
-        /// `msgtype` = `schedule`.
-        Schedule(Schedule),
-        /// `msgtype` = `note`.
-        Note(Note),
-        /// `msgtype` = `event`.
-        Event(Event),
-        /// A `msgtype` this version doesn't know, kept with the JSON it came in.
-        Unknown {
-            /// The tag as received.
-            msgtype: String,
-            /// The whole object, as received.
-            raw: rt::Value,
-        },
-    }
-    impl Received {
-        /// The `msgtype` of this value.
-        pub fn tag(&self) -> &str {
-            match self {
-                Self::Text(_) => "text",
-                Self::Image(_) => "image",
-                Self::Voice(_) => "voice",
-                Self::Video(_) => "video",
-                Self::File(_) => "file",
-                Self::Location(_) => "location",
-                Self::Link(_) => "link",
-                Self::BusinessCard(_) => "business_card",
-                Self::MiniProgram(_) => "miniprogram",
-                Self::Menu(_) => "msgmenu",
-                Self::ChannelsShopProduct(_) => "channels_shop_product",
-                Self::ChannelsShopOrder(_) => "channels_shop_order",
-                Self::MergedMsg(_) => "merged_msg",
-                Self::Channels(_) => "channels",
-                Self::Meeting(_) => "meeting",
-                Self::Schedule(_) => "schedule",
-                Self::Note(_) => "note",
-                Self::Event(_) => "event",
-                Self::Unknown { msgtype, .. } => msgtype,
-            }
-        }
-    }
-    impl rt::serde::Serialize for Received {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            use rt::serde::ser::SerializeMap;
-            match self {
-                Self::Text(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "text")?;
-                    map.serialize_entry("text", payload)?;
-                    map.end()
-                }
-                Self::Image(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "image")?;
-                    map.serialize_entry("image", payload)?;
-                    map.end()
-                }
-                Self::Voice(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "voice")?;
-                    map.serialize_entry("voice", payload)?;
-                    map.end()
-                }
-                Self::Video(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "video")?;
-                    map.serialize_entry("video", payload)?;
-                    map.end()
-                }
-                Self::File(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "file")?;
-                    map.serialize_entry("file", payload)?;
-                    map.end()
-                }
-                Self::Location(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "location")?;
-                    map.serialize_entry("location", payload)?;
-                    map.end()
-                }
-                Self::Link(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "link")?;
-                    map.serialize_entry("link", payload)?;
-                    map.end()
-                }
-                Self::BusinessCard(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "business_card")?;
-                    map.serialize_entry("business_card", payload)?;
-                    map.end()
-                }
-                Self::MiniProgram(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "miniprogram")?;
-                    map.serialize_entry("miniprogram", payload)?;
-                    map.end()
-                }
-                Self::Menu(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "msgmenu")?;
-                    map.serialize_entry("msgmenu", payload)?;
-                    map.end()
-                }
-                Self::ChannelsShopProduct(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "channels_shop_product")?;
-                    map.serialize_entry("channels_shop_product", payload)?;
-                    map.end()
-                }
-                Self::ChannelsShopOrder(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "channels_shop_order")?;
-                    map.serialize_entry("channels_shop_order", payload)?;
-                    map.end()
-                }
-                Self::MergedMsg(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "merged_msg")?;
-                    map.serialize_entry("merged_msg", payload)?;
-                    map.end()
-                }
-                Self::Channels(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "channels")?;
-                    map.serialize_entry("channels", payload)?;
-                    map.end()
-                }
-                Self::Meeting(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "meeting")?;
-                    map.serialize_entry("meeting", payload)?;
-                    map.end()
-                }
-                Self::Schedule(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "schedule")?;
-                    map.serialize_entry("schedule", payload)?;
-                    map.end()
-                }
-                Self::Note(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "note")?;
-                    map.serialize_entry("note", payload)?;
-                    map.end()
-                }
-                Self::Event(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "event")?;
-                    map.serialize_entry("event", payload)?;
-                    map.end()
-                }
-                Self::Unknown { raw, .. } => raw.serialize(serializer),
-            }
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for Received {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            rt::deserialize_union(deserializer)
-        }
-    }
-    impl rt::FromEntries for Received {
-        fn from_entries(
-            entries: &rt::Entries<'_>,
-            whole: &str,
-        ) -> Result<Self, rt::serde_json::Error> {
-            use rt::serde::de::Error as _;
-            let Ok(tag) = entries.tag("msgtype") else {
-                return Ok(Self::Unknown {
-                    msgtype: String::new(),
-                    raw: rt::value_of(whole),
-                });
-            };
-            match tag.as_str() {
-                "text" => {
-                    match entries.payload("text") {
-                        Ok(payload) => Ok(Self::Text(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "image" => {
-                    match entries.payload("image") {
-                        Ok(payload) => Ok(Self::Image(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "voice" => {
-                    match entries.payload("voice") {
-                        Ok(payload) => Ok(Self::Voice(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "video" => {
-                    match entries.payload("video") {
-                        Ok(payload) => Ok(Self::Video(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "file" => {
-                    match entries.payload("file") {
-                        Ok(payload) => Ok(Self::File(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "location" => {
-                    match entries.payload("location") {
-                        Ok(payload) => Ok(Self::Location(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "link" => {
-                    match entries.payload("link") {
-                        Ok(payload) => Ok(Self::Link(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "business_card" => {
-                    match entries.payload("business_card") {
-                        Ok(payload) => Ok(Self::BusinessCard(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "miniprogram" => {
-                    match entries.payload("miniprogram") {
-                        Ok(payload) => Ok(Self::MiniProgram(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "msgmenu" => {
-                    match entries.payload("msgmenu") {
-                        Ok(payload) => Ok(Self::Menu(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "channels_shop_product" => {
-                    match entries.payload("channels_shop_product") {
-                        Ok(payload) => Ok(Self::ChannelsShopProduct(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "channels_shop_order" => {
-                    match entries.payload("channels_shop_order") {
-                        Ok(payload) => Ok(Self::ChannelsShopOrder(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "merged_msg" => {
-                    match entries.payload("merged_msg") {
-                        Ok(payload) => Ok(Self::MergedMsg(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "channels" => {
-                    match entries.payload("channels") {
-                        Ok(payload) => Ok(Self::Channels(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "meeting" => {
-                    match entries.payload("meeting") {
-                        Ok(payload) => Ok(Self::Meeting(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "schedule" => {
-                    match entries.payload("schedule") {
-                        Ok(payload) => Ok(Self::Schedule(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "note" => {
-                    match entries.payload("note") {
-                        Ok(payload) => Ok(Self::Note(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "event" => {
-                    match entries.union_payload("event") {
-                        Ok(payload) => Ok(Self::Event(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                _ => {
-                    Ok(Self::Unknown {
-                        msgtype: tag.clone(),
-                        raw: rt::value_of(whole),
-                    })
-                }
-            }
-        }
-    }
-    impl rt::Validate for Received {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            match self {
-                Self::Text(payload) => payload.validate().map_err(|e| e.within("text")),
-                Self::Image(payload) => payload.validate().map_err(|e| e.within("image")),
-                Self::Voice(payload) => payload.validate().map_err(|e| e.within("voice")),
-                Self::Video(payload) => payload.validate().map_err(|e| e.within("video")),
-                Self::File(payload) => payload.validate().map_err(|e| e.within("file")),
-                Self::Location(payload) => {
-                    payload.validate().map_err(|e| e.within("location"))
-                }
-                Self::Link(payload) => payload.validate().map_err(|e| e.within("link")),
-                Self::BusinessCard(payload) => {
-                    payload.validate().map_err(|e| e.within("business_card"))
-                }
-                Self::MiniProgram(payload) => {
-                    payload.validate().map_err(|e| e.within("miniprogram"))
-                }
-                Self::Menu(payload) => {
-                    payload.validate().map_err(|e| e.within("msgmenu"))
-                }
-                Self::ChannelsShopProduct(payload) => {
-                    payload.validate().map_err(|e| e.within("channels_shop_product"))
-                }
-                Self::ChannelsShopOrder(payload) => {
-                    payload.validate().map_err(|e| e.within("channels_shop_order"))
-                }
-                Self::MergedMsg(payload) => {
-                    payload.validate().map_err(|e| e.within("merged_msg"))
-                }
-                Self::Channels(payload) => {
-                    payload.validate().map_err(|e| e.within("channels"))
-                }
-                Self::Meeting(payload) => {
-                    payload.validate().map_err(|e| e.within("meeting"))
-                }
-                Self::Schedule(payload) => {
-                    payload.validate().map_err(|e| e.within("schedule"))
-                }
-                Self::Note(payload) => payload.validate().map_err(|e| e.within("note")),
-                Self::Event(payload) => payload.validate().map_err(|e| e.within("event")),
-                Self::Unknown { .. } => Ok(()),
-            }
-        }
-    }
-    impl From<ReceivedText> for Received {
-        fn from(payload: ReceivedText) -> Self {
-            Self::Text(payload)
-        }
-    }
-    impl From<Image> for Received {
-        fn from(payload: Image) -> Self {
-            Self::Image(payload)
-        }
-    }
-    impl From<Voice> for Received {
-        fn from(payload: Voice) -> Self {
-            Self::Voice(payload)
-        }
-    }
-    impl From<Video> for Received {
-        fn from(payload: Video) -> Self {
-            Self::Video(payload)
-        }
-    }
-    impl From<File> for Received {
-        fn from(payload: File) -> Self {
-            Self::File(payload)
-        }
-    }
-    impl From<Location> for Received {
-        fn from(payload: Location) -> Self {
-            Self::Location(payload)
-        }
-    }
-    impl From<ReceivedLink> for Received {
-        fn from(payload: ReceivedLink) -> Self {
-            Self::Link(payload)
-        }
-    }
-    impl From<BusinessCard> for Received {
-        fn from(payload: BusinessCard) -> Self {
-            Self::BusinessCard(payload)
-        }
-    }
-    impl From<MiniProgram> for Received {
-        fn from(payload: MiniProgram) -> Self {
-            Self::MiniProgram(payload)
-        }
-    }
-    impl From<Menu> for Received {
-        fn from(payload: Menu) -> Self {
-            Self::Menu(payload)
-        }
-    }
-    impl From<ChannelsShopProduct> for Received {
-        fn from(payload: ChannelsShopProduct) -> Self {
-            Self::ChannelsShopProduct(payload)
-        }
-    }
-    impl From<ChannelsShopOrder> for Received {
-        fn from(payload: ChannelsShopOrder) -> Self {
-            Self::ChannelsShopOrder(payload)
-        }
-    }
-    impl From<MergedMsg> for Received {
-        fn from(payload: MergedMsg) -> Self {
-            Self::MergedMsg(payload)
-        }
-    }
-    impl From<Channels> for Received {
-        fn from(payload: Channels) -> Self {
-            Self::Channels(payload)
-        }
-    }
-    impl From<Meeting> for Received {
-        fn from(payload: Meeting) -> Self {
-            Self::Meeting(payload)
-        }
-    }
-    impl From<Schedule> for Received {
-        fn from(payload: Schedule) -> Self {
-            Self::Schedule(payload)
-        }
-    }
-    impl From<Note> for Received {
-        fn from(payload: Note) -> Self {
-            Self::Note(payload)
-        }
-    }
-    impl From<Event> for Received {
-        fn from(payload: Event) -> Self {
-            Self::Event(payload)
-        }
-    }
-    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
-    impl Default for Received {
-        fn default() -> Self {
-            Self::Unknown {
-                msgtype: String::new(),
-                raw: rt::Value::Null,
-            }
-        }
-    }
-    /// What an answer may carry besides its text.
-    ///
-    /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq)]
-    #[non_exhaustive]
-    pub enum IntentAttachment {
-        /// `msgtype` = `image`.
-        Image(IntentImage),
-        /// `msgtype` = `video`.
-        Video(IntentVideo),
-        /// `msgtype` = `link`.
-        Link(IntentLink),
-        /// `msgtype` = `miniprogram`.
-        MiniProgram(IntentMiniProgram),
-        /// A `msgtype` this version doesn't know, kept with the JSON it came in.
-        Unknown {
-            /// The tag as received.
-            msgtype: String,
-            /// The whole object, as received.
-            raw: rt::Value,
-        },
-    }
-    impl IntentAttachment {
-        /// The `msgtype` of this value.
-        pub fn tag(&self) -> &str {
-            match self {
-                Self::Image(_) => "image",
-                Self::Video(_) => "video",
-                Self::Link(_) => "link",
-                Self::MiniProgram(_) => "miniprogram",
-                Self::Unknown { msgtype, .. } => msgtype,
-            }
-        }
-    }
-    impl rt::serde::Serialize for IntentAttachment {
-        fn serialize<S: rt::serde::Serializer>(
-            &self,
-            serializer: S,
-        ) -> Result<S::Ok, S::Error> {
-            use rt::serde::ser::SerializeMap;
-            match self {
-                Self::Image(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "image")?;
-                    map.serialize_entry("image", payload)?;
-                    map.end()
-                }
-                Self::Video(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "video")?;
-                    map.serialize_entry("video", payload)?;
-                    map.end()
-                }
-                Self::Link(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "link")?;
-                    map.serialize_entry("link", payload)?;
-                    map.end()
-                }
-                Self::MiniProgram(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry("msgtype", "miniprogram")?;
-                    map.serialize_entry("miniprogram", payload)?;
-                    map.end()
-                }
-                Self::Unknown { raw, .. } => raw.serialize(serializer),
-            }
-        }
-    }
-    impl<'de> rt::serde::Deserialize<'de> for IntentAttachment {
-        fn deserialize<D: rt::serde::Deserializer<'de>>(
-            deserializer: D,
-        ) -> Result<Self, D::Error> {
-            rt::deserialize_union(deserializer)
-        }
-    }
-    impl rt::FromEntries for IntentAttachment {
-        fn from_entries(
-            entries: &rt::Entries<'_>,
-            whole: &str,
-        ) -> Result<Self, rt::serde_json::Error> {
-            use rt::serde::de::Error as _;
-            let Ok(tag) = entries.tag("msgtype") else {
-                return Ok(Self::Unknown {
-                    msgtype: String::new(),
-                    raw: rt::value_of(whole),
-                });
-            };
-            match tag.as_str() {
-                "image" => {
-                    match entries.payload("image") {
-                        Ok(payload) => Ok(Self::Image(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "video" => {
-                    match entries.payload("video") {
-                        Ok(payload) => Ok(Self::Video(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "link" => {
-                    match entries.payload("link") {
-                        Ok(payload) => Ok(Self::Link(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                "miniprogram" => {
-                    match entries.payload("miniprogram") {
-                        Ok(payload) => Ok(Self::MiniProgram(payload)),
-                        Err(_) => {
-                            Ok(Self::Unknown {
-                                msgtype: tag.clone(),
-                                raw: rt::value_of(whole),
-                            })
-                        }
-                    }
-                }
-                _ => {
-                    Ok(Self::Unknown {
-                        msgtype: tag.clone(),
-                        raw: rt::value_of(whole),
-                    })
-                }
-            }
-        }
-    }
-    impl rt::Validate for IntentAttachment {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            match self {
-                Self::Image(payload) => payload.validate().map_err(|e| e.within("image")),
-                Self::Video(payload) => payload.validate().map_err(|e| e.within("video")),
-                Self::Link(payload) => payload.validate().map_err(|e| e.within("link")),
-                Self::MiniProgram(payload) => {
-                    payload.validate().map_err(|e| e.within("miniprogram"))
-                }
-                Self::Unknown { .. } => Ok(()),
-            }
-        }
-    }
-    impl From<IntentImage> for IntentAttachment {
-        fn from(payload: IntentImage) -> Self {
-            Self::Image(payload)
-        }
-    }
-    impl From<IntentVideo> for IntentAttachment {
-        fn from(payload: IntentVideo) -> Self {
-            Self::Video(payload)
-        }
-    }
-    impl From<IntentLink> for IntentAttachment {
-        fn from(payload: IntentLink) -> Self {
-            Self::Link(payload)
-        }
-    }
-    impl From<IntentMiniProgram> for IntentAttachment {
-        fn from(payload: IntentMiniProgram) -> Self {
-            Self::MiniProgram(payload)
-        }
-    }
-    /// An empty `Unknown`: what a lenient struct holds when the content is missing.
-    impl Default for IntentAttachment {
-        fn default() -> Self {
-            Self::Unknown {
-                msgtype: String::new(),
-                raw: rt::Value::Null,
-            }
-        }
-    }
-    /// The body of [`gettoken`](rt::Client::gettoken), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Fetches an access token; the client calls it for you and caches the token.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GettokenRequest {}
-    impl GettokenRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for GettokenRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    impl rt::Request for GettokenRequest {
-        type Response = AccessTokenResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "gettoken",
-            method: rt::HttpMethod::Get,
-            path: "gettoken",
-            auth: rt::Auth::CorpSecret,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `gettoken` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`gettoken`](rt::Client::gettoken).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct Gettoken<'a> {
-        client: &'a rt::Client,
-        request: GettokenRequest,
-    }
-    impl<'a> Gettoken<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &GettokenRequest {
-            &self.request
-        }
-        /// Sends the request: `GET /cgi-bin/gettoken`.
-        pub async fn send(self) -> Result<AccessTokenResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for Gettoken<'a> {
-        type Output = Result<AccessTokenResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`sync_msg`](rt::Client::sync_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Pulls the customer messages and events of the last 3 days, one page per call.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-    #[derive(Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SyncMsgRequest {
-        /// The account whose messages to pull (the callback's `OpenKfId`).
+
+        /// A fresh access token.
         ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// `next_cursor` of the previous page; leave unset to start 3 days back.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub cursor: Option<String>,
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
-        ///
-        /// At most 128 bytes; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub token: Option<String>,
-        /// Most messages in the page; 1000 when unset.
-        ///
-        /// From 1 to 1000, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub limit: Option<u32>,
-        /// How voice messages arrive; AMR when unset.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub voice_format: Option<VoiceFormat>,
-    }
-    impl rt::fmt::Debug for SyncMsgRequest {
-        fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
-            f.debug_struct("SyncMsgRequest")
-                .field("open_kfid", &self.open_kfid)
-                .field("cursor", &self.cursor)
-                .field("token", &self.token.as_ref().map(|_| rt::Redacted))
-                .field("limit", &self.limit)
-                .field("voice_format", &self.voice_format)
-                .finish()
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccessTokenResponse {
+            /// Sent as `?access_token=` on every call; never printed.
+            pub access_token: rt::Secret,
+            /// Seconds until it expires, normally 7200.
+            pub expires_in: u64,
         }
-    }
-    impl SyncMsgRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                cursor: None,
-                token: None,
-                limit: None,
-                voice_format: None,
-            }
-        }
-        /// Sets `cursor`.
-        ///
-        /// `next_cursor` of the previous page; leave unset to start 3 days back.
-        /// At most 64 bytes; longer values are refused before sending.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.cursor = Some(cursor.into());
-            self
-        }
-        /// Sets `token`.
-        ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
-        /// At most 128 bytes; longer values are refused before sending.
-        pub fn token(mut self, token: impl Into<String>) -> Self {
-            self.token = Some(token.into());
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Most messages in the page; 1000 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.limit = Some(limit);
-            self
-        }
-        /// Sets `voice_format`.
-        ///
-        /// How voice messages arrive; AMR when unset.
-        pub fn voice_format(mut self, voice_format: impl Into<VoiceFormat>) -> Self {
-            self.voice_format = Some(voice_format.into());
-            self
-        }
-    }
-    impl rt::Validate for SyncMsgRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            if let Some(v) = &self.cursor {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(64),
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+        impl AccessTokenResponse {
+            /// Builds an `AccessTokenResponse` from its required fields.
+            pub fn new(access_token: impl Into<rt::Secret>, expires_in: u64) -> Self {
+                Self {
+                    access_token: access_token.into(),
+                    expires_in: expires_in,
                 }
-                    .check("cursor", v)?;
             }
-            if let Some(v) = &self.token {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(128),
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+        }
+
+        /// One page of messages and events from `sync_msg`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SyncMsgResponse {
+            /// Pass it as `cursor` on the next call, and persist it after every page.
+            pub next_cursor: String,
+            /// 1: more pages wait, even when `msg_list` is empty.
+            pub has_more: u32,
+            /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub msg_list: Vec<ReceivedMsg>,
+        }
+
+        impl SyncMsgResponse {
+            /// Builds a `SyncMsgResponse` from its required fields.
+            pub fn new(next_cursor: impl Into<String>, has_more: u32) -> Self {
+                Self {
+                    next_cursor: next_cursor.into(),
+                    has_more: has_more,
+                    msg_list: Vec::new(),
                 }
-                    .check("token", v)?;
             }
-            if let Some(v) = &self.limit {
-                rt::NumberRule {
-                    min: Some(1.0),
-                    max: Some(1000.0),
+
+            /// Sets `msg_list`.
+            ///
+            /// The messages and events, oldest first; items of unknown or malformed types are kept, with their JSON.
+            pub fn msg_list(
+                mut self,
+                msg_list: impl IntoIterator<Item = impl Into<ReceivedMsg>>,
+            ) -> Self {
+                self.msg_list = msg_list.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// The id of a message WeCom accepted.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SendMsgResponse {
+            /// The `msgid` given, or the one the client set for the call. Accepted is not delivered: watch for `msg_send_fail` events with this id.
+            pub msgid: String,
+        }
+
+        impl SendMsgResponse {
+            /// Builds a `SendMsgResponse` from its required fields.
+            pub fn new(msgid: impl Into<String>) -> Self {
+                Self { msgid: msgid.into() }
+            }
+        }
+
+        impl From<String> for SendMsgResponse {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for SendMsgResponse {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A customer-service account.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Account {
+            /// The account's id.
+            pub open_kfid: String,
+            /// Its display name.
+            pub name: String,
+            /// Its avatar's URL.
+            pub avatar: String,
+            /// Whether this app may manage it; absent for 客服组件 apps.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub manage_privilege: Option<bool>,
+        }
+
+        impl Account {
+            /// Builds an `Account` from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                name: impl Into<String>,
+                avatar: impl Into<String>,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    name: name.into(),
+                    avatar: avatar.into(),
+                    manage_privilege: None,
                 }
-                    .check("limit", f64::from(*v))?;
             }
-            Ok(())
-        }
-    }
-    impl rt::Request for SyncMsgRequest {
-        type Response = SyncMsgResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "sync_msg",
-            method: rt::HttpMethod::Post,
-            path: "kf/sync_msg",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `sync_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`sync_msg`](rt::Client::sync_msg).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct SyncMsg<'a> {
-        client: &'a rt::Client,
-        request: SyncMsgRequest,
-    }
-    impl<'a> SyncMsg<'a> {
-        /// Sets `cursor`.
-        ///
-        /// `next_cursor` of the previous page; leave unset to start 3 days back.
-        /// At most 64 bytes; longer values are refused before sending.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.request.cursor = Some(cursor.into());
-            self
-        }
-        /// Sets `token`.
-        ///
-        /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
-        /// At most 128 bytes; longer values are refused before sending.
-        pub fn token(mut self, token: impl Into<String>) -> Self {
-            self.request.token = Some(token.into());
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Most messages in the page; 1000 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.request.limit = Some(limit);
-            self
-        }
-        /// Sets `voice_format`.
-        ///
-        /// How voice messages arrive; AMR when unset.
-        pub fn voice_format(mut self, voice_format: impl Into<VoiceFormat>) -> Self {
-            self.request.voice_format = Some(voice_format.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &SyncMsgRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/sync_msg`.
-        pub async fn send(self) -> Result<SyncMsgResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for SyncMsg<'a> {
-        type Output = Result<SyncMsgResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`send_msg`](rt::Client::send_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Sends a message to a customer: at most 5 per customer message, within 48 hours of it, while the session is new or with the smart assistant.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SendMsgRequest {
-        /// The customer's `external_userid`.
-        pub touser: String,
-        /// The account that sends.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The message: its `msgtype` and payload.
-        #[serde(flatten)]
-        pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
-        ///
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msgid: Option<String>,
-    }
-    impl SendMsgRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            touser: impl Into<String>,
-            open_kfid: impl Into<String>,
-            msg: impl Into<OutgoingMsg>,
-        ) -> Self {
-            Self {
-                touser: touser.into(),
-                open_kfid: open_kfid.into(),
-                msg: msg.into(),
-                msgid: None,
+
+            /// Sets `manage_privilege`.
+            ///
+            /// Whether this app may manage it; absent for 客服组件 apps.
+            pub fn manage_privilege(mut self, manage_privilege: bool) -> Self {
+                self.manage_privilege = Some(manage_privilege);
+                self
             }
         }
-        /// Sets `msgid`.
+
+        /// The account `account_add` created.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
-            self.msgid = Some(msgid.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountAddResponse {
+            /// The new account's id.
+            pub open_kfid: String,
         }
-    }
-    impl rt::Validate for SendMsgRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.touser;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("touser", v)?;
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.msg;
-            v.validate()?;
-            if let Some(v) = &self.msgid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(32),
-                    charset: &[
-                        ('0', '9'),
-                        ('a', 'z'),
-                        ('A', 'Z'),
-                        ('_', '_'),
-                        ('-', '-'),
-                    ],
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+        impl AccountAddResponse {
+            /// Builds an `AccountAddResponse` from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
                 }
-                    .check("msgid", v)?;
             }
-            Ok(())
         }
-    }
-    impl rt::Request for SendMsgRequest {
-        type Response = SendMsgResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "send_msg",
-            method: rt::HttpMethod::Post,
-            path: "kf/send_msg",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: Some("msgid"),
-        };
-        fn retry_id(&self) -> Option<&str> {
-            self.msgid.as_deref().filter(|id| !id.is_empty())
-        }
-        fn with_retry_id(&self, id: &str) -> Option<Self> {
-            if self.retry_id().is_some() {
-                return None;
+
+        impl From<String> for AccountAddResponse {
+            fn from(value: String) -> Self {
+                Self::new(value)
             }
-            let mut request = self.clone();
-            request.msgid = Some(id.to_owned());
-            Some(request)
         }
-    }
-    /// A `send_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`send_msg`](rt::Client::send_msg).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct SendMsg<'a> {
-        client: &'a rt::Client,
-        request: SendMsgRequest,
-    }
-    impl<'a> SendMsg<'a> {
-        /// Sets `msgid`.
+
+        impl From<&str> for AccountAddResponse {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// One page of accounts.
         ///
-        /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
-            self.request.msgid = Some(msgid.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountListResponse {
+            /// The accounts, up to `limit` of them.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub account_list: Vec<Account>,
         }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &SendMsgRequest {
-            &self.request
+
+        impl AccountListResponse {
+            /// Builds an `AccountListResponse` from its required fields.
+            pub fn new() -> Self {
+                Self { account_list: Vec::new() }
+            }
+
+            /// Sets `account_list`.
+            ///
+            /// The accounts, up to `limit` of them.
+            pub fn account_list(
+                mut self,
+                account_list: impl IntoIterator<Item = impl Into<Account>>,
+            ) -> Self {
+                self.account_list = account_list.into_iter().map(Into::into).collect();
+                self
+            }
         }
-        /// Sends the request: `POST /cgi-bin/kf/send_msg`.
-        pub async fn send(self) -> Result<SendMsgResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for SendMsg<'a> {
-        type Output = Result<SendMsgResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`send_msg_on_event`](rt::Client::send_msg_on_event), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Answers an event with its one-time code: a welcome (20 s), a queue or pickup notice (48 h), or a closing message (20 s).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct SendMsgOnEventRequest {
-        /// `welcome_code` of `enter_session`, or the `msg_code` of a session state change.
-        pub code: String,
-        /// A text or menu message.
-        #[serde(flatten)]
-        pub msg: OutgoingMsg,
-        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+
+        /// A link that opens a chat with an account.
         ///
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub msgid: Option<String>,
-    }
-    impl SendMsgOnEventRequest {
-        /// Creates the body from its required fields.
-        pub fn new(code: impl Into<String>, msg: impl SendMsgOnEventMessage) -> Self {
-            Self {
-                code: code.into(),
-                msg: msg.into(),
-                msgid: None,
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ContactWayResponse {
+            /// Give it to customers as is; `&scene_param=…` (URL-encoded, ≤ 128 bytes) may be appended and comes back in `enter_session`.
+            pub url: String,
+        }
+
+        impl ContactWayResponse {
+            /// Builds a `ContactWayResponse` from its required fields.
+            pub fn new(url: impl Into<String>) -> Self {
+                Self { url: url.into() }
             }
         }
-        /// Sets `msgid`.
+
+        impl From<String> for ContactWayResponse {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for ContactWayResponse {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// What became of one servicer or department of a `servicer_add` / `servicer_del` call.
         ///
-        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
-            self.msgid = Some(msgid.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerResult {
+            /// The servicer, when this row is about a member.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub userid: Option<String>,
+            /// The department, when this row is about a department.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub department_id: Option<u64>,
+            /// 0 when it worked for this row.
+            pub errcode: i64,
+            /// `success`, `ignored`, or why it failed.
+            pub errmsg: String,
         }
-    }
-    impl rt::Validate for SendMsgOnEventRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.code;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("code", v)?;
-            let v = &self.msg;
-            if !matches!(v.tag(), "text" | "msgmenu") {
-                return Err(rt::Invalid::new("msgtype", "must be one of text, msgmenu"));
-            }
-            v.validate()?;
-            if let Some(v) = &self.msgid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(32),
-                    charset: &[
-                        ('0', '9'),
-                        ('a', 'z'),
-                        ('A', 'Z'),
-                        ('_', '_'),
-                        ('-', '-'),
-                    ],
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+        impl ServicerResult {
+            /// Builds a `ServicerResult` from its required fields.
+            pub fn new(errcode: i64, errmsg: impl Into<String>) -> Self {
+                Self {
+                    userid: None,
+                    department_id: None,
+                    errcode: errcode,
+                    errmsg: errmsg.into(),
                 }
-                    .check("msgid", v)?;
             }
-            Ok(())
-        }
-    }
-    impl rt::Request for SendMsgOnEventRequest {
-        type Response = SendMsgResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "send_msg_on_event",
-            method: rt::HttpMethod::Post,
-            path: "kf/send_msg_on_event",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: Some("msgid"),
-        };
-        fn retry_id(&self) -> Option<&str> {
-            self.msgid.as_deref().filter(|id| !id.is_empty())
-        }
-        fn with_retry_id(&self, id: &str) -> Option<Self> {
-            if self.retry_id().is_some() {
-                return None;
+
+            /// Sets `userid`.
+            ///
+            /// The servicer, when this row is about a member.
+            pub fn userid(mut self, userid: impl Into<String>) -> Self {
+                self.userid = Some(userid.into());
+                self
             }
-            let mut request = self.clone();
-            request.msgid = Some(id.to_owned());
-            Some(request)
-        }
-    }
-    /// A `send_msg_on_event` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`send_msg_on_event`](rt::Client::send_msg_on_event).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct SendMsgOnEvent<'a> {
-        client: &'a rt::Client,
-        request: SendMsgOnEventRequest,
-    }
-    impl<'a> SendMsgOnEvent<'a> {
-        /// Sets `msgid`.
-        ///
-        /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
-            self.request.msgid = Some(msgid.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &SendMsgOnEventRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/send_msg_on_event`.
-        pub async fn send(self) -> Result<SendMsgResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for SendMsgOnEvent<'a> {
-        type Output = Result<SendMsgResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The message types [`send_msg_on_event`](rt::Client::send_msg_on_event) accepts: text, msgmenu.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` can't be sent with `send_msg_on_event`",
-        label = "`send_msg_on_event` doesn't accept this message type",
-        note = "`send_msg_on_event` accepts: text, msgmenu"
-    )]
-    pub trait SendMsgOnEventMessage: Into<OutgoingMsg> {}
-    impl SendMsgOnEventMessage for Text {}
-    impl SendMsgOnEventMessage for Menu {}
-    /// The body of [`account_add`](rt::Client::account_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountAddRequest {
-        /// Its display name, at most 16 characters.
-        ///
-        /// At most 16 characters; longer values are refused before sending.
-        pub name: String,
-        /// Its avatar: the `media_id` of an uploaded image.
-        ///
-        /// At most 128 bytes; longer values are refused before sending.
-        pub media_id: String,
-    }
-    impl AccountAddRequest {
-        /// Creates the body from its required fields.
-        pub fn new(name: impl Into<String>, media_id: impl Into<String>) -> Self {
-            Self {
-                name: name.into(),
-                media_id: media_id.into(),
+
+            /// Sets `department_id`.
+            ///
+            /// The department, when this row is about a department.
+            pub fn department_id(mut self, department_id: u64) -> Self {
+                self.department_id = Some(department_id);
+                self
             }
         }
-    }
-    impl rt::Validate for AccountAddRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.name;
-            rt::StringRule {
-                min_bytes: 1,
-                max_chars: Some(16),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("name", v)?;
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(128),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("media_id", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for AccountAddRequest {
-        type Response = AccountAddResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "account_add",
-            method: rt::HttpMethod::Post,
-            path: "kf/account/add",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `account_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`account_add`](rt::Client::account_add).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct AccountAdd<'a> {
-        client: &'a rt::Client,
-        request: AccountAddRequest,
-    }
-    impl<'a> AccountAdd<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &AccountAddRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/account/add`.
-        pub async fn send(self) -> Result<AccountAddResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for AccountAdd<'a> {
-        type Output = Result<AccountAddResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`account_del`](rt::Client::account_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Deletes a customer-service account.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountDelRequest {
-        /// The account to delete.
+
+        /// One result per servicer or department named in the call.
         ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-    }
-    impl AccountDelRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerResultList {
+            /// The results, in no promised order.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub result_list: Vec<ServicerResult>,
+        }
+
+        impl ServicerResultList {
+            /// Builds a `ServicerResultList` from its required fields.
+            pub fn new() -> Self {
+                Self { result_list: Vec::new() }
+            }
+
+            /// Sets `result_list`.
+            ///
+            /// The results, in no promised order.
+            pub fn result_list(
+                mut self,
+                result_list: impl IntoIterator<Item = impl Into<ServicerResult>>,
+            ) -> Self {
+                self.result_list = result_list.into_iter().map(Into::into).collect();
+                self
             }
         }
-    }
-    impl rt::Validate for AccountDelRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for AccountDelRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "account_del",
-            method: rt::HttpMethod::Post,
-            path: "kf/account/del",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `account_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`account_del`](rt::Client::account_del).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct AccountDel<'a> {
-        client: &'a rt::Client,
-        request: AccountDelRequest,
-    }
-    impl<'a> AccountDel<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &AccountDelRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/account/del`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for AccountDel<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`account_update`](rt::Client::account_update), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Renames an account or changes its avatar.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountUpdateRequest {
-        /// The account to change.
+
+        /// A servicer (a member) or a department that receives an account's customers.
         ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// Its new display name, at most 16 characters.
-        ///
-        /// At most 16 characters; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-        /// Its new avatar: the `media_id` of an uploaded image.
-        ///
-        /// At most 128 bytes; longer values are refused before sending.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub media_id: Option<String>,
-    }
-    impl AccountUpdateRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                name: None,
-                media_id: None,
-            }
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Servicer {
+            /// The member, when this row is a member.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub userid: Option<String>,
+            /// Whether the member is receiving customers.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub status: Option<ServicerListStatus>,
+            /// How the member stopped, when `status` is `Stopped`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub stop_type: Option<StopType>,
+            /// The department, when this row is a department.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub department_id: Option<u64>,
         }
-        /// Sets `name`.
-        ///
-        /// Its new display name, at most 16 characters.
-        /// At most 16 characters; longer values are refused before sending.
-        pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.name = Some(name.into());
-            self
-        }
-        /// Sets `media_id`.
-        ///
-        /// Its new avatar: the `media_id` of an uploaded image.
-        /// At most 128 bytes; longer values are refused before sending.
-        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
-            self.media_id = Some(media_id.into());
-            self
-        }
-    }
-    impl rt::Validate for AccountUpdateRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            if let Some(v) = &self.name {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_chars: Some(16),
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+        impl Servicer {
+            /// Builds a `Servicer` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    userid: None,
+                    status: None,
+                    stop_type: None,
+                    department_id: None,
                 }
-                    .check("name", v)?;
             }
-            if let Some(v) = &self.media_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(128),
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+            /// Sets `userid`.
+            ///
+            /// The member, when this row is a member.
+            pub fn userid(mut self, userid: impl Into<String>) -> Self {
+                self.userid = Some(userid.into());
+                self
+            }
+
+            /// Sets `status`.
+            ///
+            /// Whether the member is receiving customers.
+            pub fn status(mut self, status: impl Into<ServicerListStatus>) -> Self {
+                self.status = Some(status.into());
+                self
+            }
+
+            /// Sets `stop_type`.
+            ///
+            /// How the member stopped, when `status` is `Stopped`.
+            pub fn stop_type(mut self, stop_type: impl Into<StopType>) -> Self {
+                self.stop_type = Some(stop_type.into());
+                self
+            }
+
+            /// Sets `department_id`.
+            ///
+            /// The department, when this row is a department.
+            pub fn department_id(mut self, department_id: u64) -> Self {
+                self.department_id = Some(department_id);
+                self
+            }
+        }
+
+        /// An account's servicers and departments.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerListResponse {
+            /// Members and departments.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub servicer_list: Vec<Servicer>,
+        }
+
+        impl ServicerListResponse {
+            /// Builds a `ServicerListResponse` from its required fields.
+            pub fn new() -> Self {
+                Self { servicer_list: Vec::new() }
+            }
+
+            /// Sets `servicer_list`.
+            ///
+            /// Members and departments.
+            pub fn servicer_list(
+                mut self,
+                servicer_list: impl IntoIterator<Item = impl Into<Servicer>>,
+            ) -> Self {
+                self.servicer_list = servicer_list.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// Where a customer's session stands.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServiceStateResponse {
+            /// The session's state.
+            pub service_state: ServiceState,
+            /// The servicer, when the state is `Servicer`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+        }
+
+        impl ServiceStateResponse {
+            /// Builds a `ServiceStateResponse` from its required fields.
+            pub fn new(service_state: impl Into<ServiceState>) -> Self {
+                Self {
+                    service_state: service_state.into(),
+                    servicer_userid: None,
                 }
-                    .check("media_id", v)?;
             }
-            Ok(())
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer, when the state is `Servicer`.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
         }
-    }
-    impl rt::Request for AccountUpdateRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "account_update",
-            method: rt::HttpMethod::Post,
-            path: "kf/account/update",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `account_update` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`account_update`](rt::Client::account_update).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct AccountUpdate<'a> {
-        client: &'a rt::Client,
-        request: AccountUpdateRequest,
-    }
-    impl<'a> AccountUpdate<'a> {
-        /// Sets `name`.
+
+        /// The code a session change may hand back.
         ///
-        /// Its new display name, at most 16 characters.
-        /// At most 16 characters; longer values are refused before sending.
-        pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.request.name = Some(name.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServiceStateTransResponse {
+            /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msg_code: Option<String>,
         }
-        /// Sets `media_id`.
+
+        impl ServiceStateTransResponse {
+            /// Builds a `ServiceStateTransResponse` from its required fields.
+            pub fn new() -> Self {
+                Self { msg_code: None }
+            }
+
+            /// Sets `msg_code`.
+            ///
+            /// For `send_msg_on_event`: given the first time a session is queued or taken by a servicer, and when it ends (valid 20 s then).
+            pub fn msg_code(mut self, msg_code: impl Into<String>) -> Self {
+                self.msg_code = Some(msg_code.into());
+                self
+            }
+        }
+
+        /// How a customer last entered a session.
         ///
-        /// Its new avatar: the `media_id` of an uploaded image.
-        /// At most 128 bytes; longer values are refused before sending.
-        pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
-            self.request.media_id = Some(media_id.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct EnterSessionContext {
+            /// The `scene` of the contact link used.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene: Option<String>,
+            /// The `scene_param` appended to that link.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene_param: Option<String>,
+            /// The 视频号 the customer came from.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub wechat_channels: Option<WechatChannels>,
         }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &AccountUpdateRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/account/update`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for AccountUpdate<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`account_list`](rt::Client::account_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Lists the customer-service accounts this app may see, a page at a time.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AccountListRequest {
-        /// Where the page starts; 0 when unset.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub offset: Option<u32>,
-        /// Page size, 1 to 100; 100 when unset.
-        ///
-        /// From 1 to 100, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub limit: Option<u32>,
-    }
-    impl AccountListRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self { offset: None, limit: None }
-        }
-        /// Sets `offset`.
-        ///
-        /// Where the page starts; 0 when unset.
-        pub fn offset(mut self, offset: u32) -> Self {
-            self.offset = Some(offset);
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 100; 100 when unset.
-        /// From 1 to 100, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.limit = Some(limit);
-            self
-        }
-    }
-    impl rt::Validate for AccountListRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.limit {
-                rt::NumberRule {
-                    min: Some(1.0),
-                    max: Some(100.0),
+
+        impl EnterSessionContext {
+            /// Builds an `EnterSessionContext` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    scene: None,
+                    scene_param: None,
+                    wechat_channels: None,
                 }
-                    .check("limit", f64::from(*v))?;
             }
-            Ok(())
-        }
-    }
-    impl rt::Request for AccountListRequest {
-        type Response = AccountListResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "account_list",
-            method: rt::HttpMethod::Post,
-            path: "kf/account/list",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `account_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`account_list`](rt::Client::account_list).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct AccountList<'a> {
-        client: &'a rt::Client,
-        request: AccountListRequest,
-    }
-    impl<'a> AccountList<'a> {
-        /// Sets `offset`.
-        ///
-        /// Where the page starts; 0 when unset.
-        pub fn offset(mut self, offset: u32) -> Self {
-            self.request.offset = Some(offset);
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 100; 100 when unset.
-        /// From 1 to 100, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.request.limit = Some(limit);
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &AccountListRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/account/list`.
-        pub async fn send(self) -> Result<AccountListResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for AccountList<'a> {
-        type Output = Result<AccountListResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`add_contact_way`](rt::Client::add_contact_way), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct AddContactWayRequest {
-        /// The account to chat with.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// Your name for where the link is shown.
-        ///
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub scene: Option<String>,
-    }
-    impl AddContactWayRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                scene: None,
+
+            /// Sets `scene`.
+            ///
+            /// The `scene` of the contact link used.
+            pub fn scene(mut self, scene: impl Into<String>) -> Self {
+                self.scene = Some(scene.into());
+                self
+            }
+
+            /// Sets `scene_param`.
+            ///
+            /// The `scene_param` appended to that link.
+            pub fn scene_param(mut self, scene_param: impl Into<String>) -> Self {
+                self.scene_param = Some(scene_param.into());
+                self
+            }
+
+            /// Sets `wechat_channels`.
+            ///
+            /// The 视频号 the customer came from.
+            pub fn wechat_channels(
+                mut self,
+                wechat_channels: impl Into<WechatChannels>,
+            ) -> Self {
+                self.wechat_channels = Some(wechat_channels.into());
+                self
             }
         }
-        /// Sets `scene`.
+
+        /// A WeChat customer's profile.
         ///
-        /// Your name for where the link is shown.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn scene(mut self, scene: impl Into<String>) -> Self {
-            self.scene = Some(scene.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Customer {
+            /// The customer's id.
+            pub external_userid: String,
+            /// Their WeChat nickname.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub nickname: Option<String>,
+            /// Their avatar's URL; not given to third-party apps.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub avatar: Option<String>,
+            /// Their gender.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub gender: Option<Gender>,
+            /// Their unionid, when a developer account is bound; not given to third-party apps.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub unionid: Option<String>,
+            /// How they last entered, with `need_enter_session_context`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub enter_session_context: Option<EnterSessionContext>,
         }
-    }
-    impl rt::Validate for AddContactWayRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            if let Some(v) = &self.scene {
-                rt::StringRule {
-                    min_bytes: 1,
-                    max_bytes: Some(32),
-                    charset: &[
-                        ('0', '9'),
-                        ('a', 'z'),
-                        ('A', 'Z'),
-                        ('_', '_'),
-                        ('-', '-'),
-                    ],
-                    over_limit: rt::OverLimit::Refused,
-                    ..rt::StringRule::ANY
+
+        impl Customer {
+            /// Builds a `Customer` from its required fields.
+            pub fn new(external_userid: impl Into<String>) -> Self {
+                Self {
+                    external_userid: external_userid.into(),
+                    nickname: None,
+                    avatar: None,
+                    gender: None,
+                    unionid: None,
+                    enter_session_context: None,
                 }
-                    .check("scene", v)?;
             }
-            Ok(())
-        }
-    }
-    impl rt::Request for AddContactWayRequest {
-        type Response = ContactWayResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "add_contact_way",
-            method: rt::HttpMethod::Post,
-            path: "kf/add_contact_way",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `add_contact_way` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`add_contact_way`](rt::Client::add_contact_way).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct AddContactWay<'a> {
-        client: &'a rt::Client,
-        request: AddContactWayRequest,
-    }
-    impl<'a> AddContactWay<'a> {
-        /// Sets `scene`.
-        ///
-        /// Your name for where the link is shown.
-        /// At most 32 bytes; longer values are refused before sending.
-        /// Only the characters `0-9a-zA-Z_-`.
-        pub fn scene(mut self, scene: impl Into<String>) -> Self {
-            self.request.scene = Some(scene.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &AddContactWayRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/add_contact_way`.
-        pub async fn send(self) -> Result<ContactWayResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for AddContactWay<'a> {
-        type Output = Result<ContactWayResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`servicer_add`](rt::Client::servicer_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerAddRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// Members to add, at most 100 a call.
-        ///
-        /// At most 100 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub userid_list: Vec<String>,
-        /// Departments to add, at most 100 a call.
-        ///
-        /// At most 100 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub department_id_list: Vec<u64>,
-    }
-    impl ServicerAddRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                userid_list: Vec::new(),
-                department_id_list: Vec::new(),
+
+            /// Sets `nickname`.
+            ///
+            /// Their WeChat nickname.
+            pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+                self.nickname = Some(nickname.into());
+                self
+            }
+
+            /// Sets `avatar`.
+            ///
+            /// Their avatar's URL; not given to third-party apps.
+            pub fn avatar(mut self, avatar: impl Into<String>) -> Self {
+                self.avatar = Some(avatar.into());
+                self
+            }
+
+            /// Sets `gender`.
+            ///
+            /// Their gender.
+            pub fn gender(mut self, gender: impl Into<Gender>) -> Self {
+                self.gender = Some(gender.into());
+                self
+            }
+
+            /// Sets `unionid`.
+            ///
+            /// Their unionid, when a developer account is bound; not given to third-party apps.
+            pub fn unionid(mut self, unionid: impl Into<String>) -> Self {
+                self.unionid = Some(unionid.into());
+                self
+            }
+
+            /// Sets `enter_session_context`.
+            ///
+            /// How they last entered, with `need_enter_session_context`.
+            pub fn enter_session_context(
+                mut self,
+                enter_session_context: impl Into<EnterSessionContext>,
+            ) -> Self {
+                self.enter_session_context = Some(enter_session_context.into());
+                self
             }
         }
-        /// Sets `userid_list`.
-        ///
-        /// Members to add, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn userid_list(
-            mut self,
-            userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.userid_list = userid_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `department_id_list`.
-        ///
-        /// Departments to add, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn department_id_list(
-            mut self,
-            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
-        ) -> Self {
-            self.department_id_list = department_id_list
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-    }
-    impl rt::Validate for ServicerAddRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
+
+        impl From<String> for Customer {
+            fn from(value: String) -> Self {
+                Self::new(value)
             }
-                .check("open_kfid", v)?;
-            rt::ItemsRule {
-                min: 0,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
+        }
+
+        impl From<&str> for Customer {
+            fn from(value: &str) -> Self {
+                Self::new(value)
             }
-                .check("userid_list", self.userid_list.len())?;
-            for (i, v) in self.userid_list.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+        }
+
+        /// The customers found, and the ids that were not.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CustomerBatchgetResponse {
+            /// The profiles found.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub customer_list: Vec<Customer>,
+            /// The ids that matched no customer.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub invalid_external_userid: Vec<String>,
+        }
+
+        impl CustomerBatchgetResponse {
+            /// Builds a `CustomerBatchgetResponse` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    customer_list: Vec::new(),
+                    invalid_external_userid: Vec::new(),
                 }
-                    .check_item("userid_list", i, v)?;
             }
-            rt::ItemsRule {
-                min: 0,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
+
+            /// Sets `customer_list`.
+            ///
+            /// The profiles found.
+            pub fn customer_list(
+                mut self,
+                customer_list: impl IntoIterator<Item = impl Into<Customer>>,
+            ) -> Self {
+                self.customer_list = customer_list.into_iter().map(Into::into).collect();
+                self
             }
-                .check("department_id_list", self.department_id_list.len())?;
-            if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty()) {
-                return Err(
-                    rt::Invalid::new(
-                        "userid_list",
-                        "set at least one of `userid_list`, `department_id_list`",
-                    ),
-                );
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for ServicerAddRequest {
-        type Response = ServicerResultList;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "servicer_add",
-            method: rt::HttpMethod::Post,
-            path: "kf/servicer/add",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `servicer_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`servicer_add`](rt::Client::servicer_add).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct ServicerAdd<'a> {
-        client: &'a rt::Client,
-        request: ServicerAddRequest,
-    }
-    impl<'a> ServicerAdd<'a> {
-        /// Sets `userid_list`.
-        ///
-        /// Members to add, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn userid_list(
-            mut self,
-            userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.request.userid_list = userid_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `department_id_list`.
-        ///
-        /// Departments to add, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn department_id_list(
-            mut self,
-            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
-        ) -> Self {
-            self.request.department_id_list = department_id_list
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &ServicerAddRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/servicer/add`.
-        pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for ServicerAdd<'a> {
-        type Output = Result<ServicerResultList, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`servicer_del`](rt::Client::servicer_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Removes members or departments from an account's servicers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerDelRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// Members to remove, at most 100 a call.
-        ///
-        /// At most 100 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub userid_list: Vec<String>,
-        /// Departments to remove, at most 100 a call.
-        ///
-        /// At most 100 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub department_id_list: Vec<u64>,
-    }
-    impl ServicerDelRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                userid_list: Vec::new(),
-                department_id_list: Vec::new(),
-            }
-        }
-        /// Sets `userid_list`.
-        ///
-        /// Members to remove, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn userid_list(
-            mut self,
-            userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.userid_list = userid_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `department_id_list`.
-        ///
-        /// Departments to remove, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn department_id_list(
-            mut self,
-            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
-        ) -> Self {
-            self.department_id_list = department_id_list
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-    }
-    impl rt::Validate for ServicerDelRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            rt::ItemsRule {
-                min: 0,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("userid_list", self.userid_list.len())?;
-            for (i, v) in self.userid_list.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check_item("userid_list", i, v)?;
-            }
-            rt::ItemsRule {
-                min: 0,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("department_id_list", self.department_id_list.len())?;
-            if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty()) {
-                return Err(
-                    rt::Invalid::new(
-                        "userid_list",
-                        "set at least one of `userid_list`, `department_id_list`",
-                    ),
-                );
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for ServicerDelRequest {
-        type Response = ServicerResultList;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "servicer_del",
-            method: rt::HttpMethod::Post,
-            path: "kf/servicer/del",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `servicer_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`servicer_del`](rt::Client::servicer_del).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct ServicerDel<'a> {
-        client: &'a rt::Client,
-        request: ServicerDelRequest,
-    }
-    impl<'a> ServicerDel<'a> {
-        /// Sets `userid_list`.
-        ///
-        /// Members to remove, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn userid_list(
-            mut self,
-            userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            self.request.userid_list = userid_list.into_iter().map(Into::into).collect();
-            self
-        }
-        /// Sets `department_id_list`.
-        ///
-        /// Departments to remove, at most 100 a call.
-        /// At most 100 items; more are refused before sending.
-        pub fn department_id_list(
-            mut self,
-            department_id_list: impl IntoIterator<Item = impl Into<u64>>,
-        ) -> Self {
-            self.request.department_id_list = department_id_list
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &ServicerDelRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/servicer/del`.
-        pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for ServicerDel<'a> {
-        type Output = Result<ServicerResultList, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`servicer_list`](rt::Client::servicer_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Lists an account's servicers and whether each is receiving customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServicerListRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-    }
-    impl ServicerListRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-            }
-        }
-    }
-    impl rt::Validate for ServicerListRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for ServicerListRequest {
-        type Response = ServicerListResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "servicer_list",
-            method: rt::HttpMethod::Get,
-            path: "kf/servicer/list",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `servicer_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`servicer_list`](rt::Client::servicer_list).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct ServicerList<'a> {
-        client: &'a rt::Client,
-        request: ServicerListRequest,
-    }
-    impl<'a> ServicerList<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &ServicerListRequest {
-            &self.request
-        }
-        /// Sends the request: `GET /cgi-bin/kf/servicer/list`.
-        pub async fn send(self) -> Result<ServicerListResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for ServicerList<'a> {
-        type Output = Result<ServicerListResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`service_state_get`](rt::Client::service_state_get), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads where a customer's session stands.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServiceStateGetRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The customer.
-        pub external_userid: String,
-    }
-    impl ServiceStateGetRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            external_userid: impl Into<String>,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                external_userid: external_userid.into(),
-            }
-        }
-    }
-    impl rt::Validate for ServiceStateGetRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.external_userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("external_userid", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for ServiceStateGetRequest {
-        type Response = ServiceStateResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "service_state_get",
-            method: rt::HttpMethod::Post,
-            path: "kf/service_state/get",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `service_state_get` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`service_state_get`](rt::Client::service_state_get).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct ServiceStateGet<'a> {
-        client: &'a rt::Client,
-        request: ServiceStateGetRequest,
-    }
-    impl<'a> ServiceStateGet<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &ServiceStateGetRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/service_state/get`.
-        pub async fn send(self) -> Result<ServiceStateResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for ServiceStateGet<'a> {
-        type Output = Result<ServiceStateResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`service_state_trans`](rt::Client::service_state_trans), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Moves a customer's session to another state: the queue, a servicer, or its end.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct ServiceStateTransRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The customer.
-        pub external_userid: String,
-        /// The state to move to.
-        pub service_state: ServiceState,
-        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-    }
-    impl ServiceStateTransRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            external_userid: impl Into<String>,
-            service_state: impl Into<ServiceState>,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                external_userid: external_userid.into(),
-                service_state: service_state.into(),
-                servicer_userid: None,
-            }
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-    }
-    impl rt::Validate for ServiceStateTransRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.external_userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("external_userid", v)?;
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
-                }
-                    .check("servicer_userid", v)?;
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for ServiceStateTransRequest {
-        type Response = ServiceStateTransResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "service_state_trans",
-            method: rt::HttpMethod::Post,
-            path: "kf/service_state/trans",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `service_state_trans` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`service_state_trans`](rt::Client::service_state_trans).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct ServiceStateTrans<'a> {
-        client: &'a rt::Client,
-        request: ServiceStateTransRequest,
-    }
-    impl<'a> ServiceStateTrans<'a> {
-        /// Sets `servicer_userid`.
-        ///
-        /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.request.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &ServiceStateTransRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/service_state/trans`.
-        pub async fn send(self) -> Result<ServiceStateTransResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for ServiceStateTrans<'a> {
-        type Output = Result<ServiceStateTransResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`customer_batchget`](rt::Client::customer_batchget), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads the profiles of up to 100 customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CustomerBatchgetRequest {
-        /// The customers, 1 to 100.
-        ///
-        /// At most 100 items; more are refused before sending.
-        /// At least 1 items.
-        pub external_userid_list: Vec<String>,
-        /// 1: also return how each last entered a session.
-        ///
-        /// From 0 to 1, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub need_enter_session_context: Option<u32>,
-    }
-    impl CustomerBatchgetRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            external_userid_list: impl IntoIterator<Item = impl Into<String>>,
-        ) -> Self {
-            Self {
-                external_userid_list: external_userid_list
+
+            /// Sets `invalid_external_userid`.
+            ///
+            /// The ids that matched no customer.
+            pub fn invalid_external_userid(
+                mut self,
+                invalid_external_userid: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.invalid_external_userid = invalid_external_userid
                     .into_iter()
                     .map(Into::into)
-                    .collect(),
-                need_enter_session_context: None,
+                    .collect();
+                self
             }
         }
-        /// Sets `need_enter_session_context`.
+
+        /// What limits the corp's number of customers.
         ///
-        /// 1: also return how each last entered a session.
-        /// From 0 to 1, inclusive.
-        pub fn need_enter_session_context(
-            mut self,
-            need_enter_session_context: u32,
-        ) -> Self {
-            self.need_enter_session_context = Some(need_enter_session_context);
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CorpQualificationResponse {
+            /// True once a 视频号 binding is confirmed: then customers are unlimited.
+            pub wechat_channels_binding: bool,
         }
-    }
-    impl rt::Validate for CustomerBatchgetRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            rt::ItemsRule {
-                min: 1,
-                max: Some(100),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("external_userid_list", self.external_userid_list.len())?;
-            for (i, v) in self.external_userid_list.iter().enumerate() {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+
+        impl CorpQualificationResponse {
+            /// Builds a `CorpQualificationResponse` from its required fields.
+            pub fn new(wechat_channels_binding: bool) -> Self {
+                Self {
+                    wechat_channels_binding: wechat_channels_binding,
                 }
-                    .check_item("external_userid_list", i, v)?;
             }
-            if let Some(v) = &self.need_enter_session_context {
-                rt::NumberRule {
-                    min: Some(0.0),
-                    max: Some(1.0),
+        }
+
+        /// The members `upgrade_service` may hand customers to.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MemberRange {
+            /// Members.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub userid_list: Vec<String>,
+            /// Departments.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub department_id_list: Vec<u64>,
+        }
+
+        impl MemberRange {
+            /// Builds a `MemberRange` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    userid_list: Vec::new(),
+                    department_id_list: Vec::new(),
                 }
-                    .check("need_enter_session_context", f64::from(*v))?;
             }
-            Ok(())
+
+            /// Sets `userid_list`.
+            ///
+            /// Members.
+            pub fn userid_list(
+                mut self,
+                userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.userid_list = userid_list.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// Sets `department_id_list`.
+            ///
+            /// Departments.
+            pub fn department_id_list(
+                mut self,
+                department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+            ) -> Self {
+                self.department_id_list = department_id_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
         }
-    }
-    impl rt::Request for CustomerBatchgetRequest {
-        type Response = CustomerBatchgetResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "customer_batchget",
-            method: rt::HttpMethod::Post,
-            path: "kf/customer/batchget",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `customer_batchget` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`customer_batchget`](rt::Client::customer_batchget).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct CustomerBatchget<'a> {
-        client: &'a rt::Client,
-        request: CustomerBatchgetRequest,
-    }
-    impl<'a> CustomerBatchget<'a> {
-        /// Sets `need_enter_session_context`.
+
+        /// The group chats `upgrade_service` may invite customers to.
         ///
-        /// 1: also return how each last entered a session.
-        /// From 0 to 1, inclusive.
-        pub fn need_enter_session_context(
-            mut self,
-            need_enter_session_context: u32,
-        ) -> Self {
-            self.request.need_enter_session_context = Some(need_enter_session_context);
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GroupChatRange {
+            /// Group chats.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub chat_id_list: Vec<String>,
         }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &CustomerBatchgetRequest {
-            &self.request
+
+        impl GroupChatRange {
+            /// Builds a `GroupChatRange` from its required fields.
+            pub fn new() -> Self {
+                Self { chat_id_list: Vec::new() }
+            }
+
+            /// Sets `chat_id_list`.
+            ///
+            /// Group chats.
+            pub fn chat_id_list(
+                mut self,
+                chat_id_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.chat_id_list = chat_id_list.into_iter().map(Into::into).collect();
+                self
+            }
         }
-        /// Sends the request: `POST /cgi-bin/kf/customer/batchget`.
-        pub async fn send(self) -> Result<CustomerBatchgetResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for CustomerBatchget<'a> {
-        type Output = Result<CustomerBatchgetResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`get_corp_qualification`](rt::Client::get_corp_qualification), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads whether the corp's 视频号 binding lifts the limit on customers.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GetCorpQualificationRequest {}
-    impl GetCorpQualificationRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for GetCorpQualificationRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    impl rt::Request for GetCorpQualificationRequest {
-        type Response = CorpQualificationResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "get_corp_qualification",
-            method: rt::HttpMethod::Get,
-            path: "kf/get_corp_qualification",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `get_corp_qualification` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`get_corp_qualification`](rt::Client::get_corp_qualification).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct GetCorpQualification<'a> {
-        client: &'a rt::Client,
-        request: GetCorpQualificationRequest,
-    }
-    impl<'a> GetCorpQualification<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &GetCorpQualificationRequest {
-            &self.request
-        }
-        /// Sends the request: `GET /cgi-bin/kf/get_corp_qualification`.
-        pub async fn send(self) -> Result<CorpQualificationResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for GetCorpQualification<'a> {
-        type Output = Result<CorpQualificationResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads the members and group chats configured for the upgrade service.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GetUpgradeServiceConfigRequest {}
-    impl GetUpgradeServiceConfigRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self {}
-        }
-    }
-    impl rt::Validate for GetUpgradeServiceConfigRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            Ok(())
-        }
-    }
-    impl rt::Request for GetUpgradeServiceConfigRequest {
-        type Response = UpgradeServiceConfig;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "get_upgrade_service_config",
-            method: rt::HttpMethod::Get,
-            path: "kf/customer/get_upgrade_service_config",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `get_upgrade_service_config` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct GetUpgradeServiceConfig<'a> {
-        client: &'a rt::Client,
-        request: GetUpgradeServiceConfigRequest,
-    }
-    impl<'a> GetUpgradeServiceConfig<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &GetUpgradeServiceConfigRequest {
-            &self.request
-        }
-        /// Sends the request: `GET /cgi-bin/kf/customer/get_upgrade_service_config`.
-        pub async fn send(self) -> Result<UpgradeServiceConfig, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for GetUpgradeServiceConfig<'a> {
-        type Output = Result<UpgradeServiceConfig, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`upgrade_service`](rt::Client::upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Offers a customer a member (专员) or a group chat to continue with.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UpgradeServiceRequest {
-        /// The account.
+
+        /// The members and group chats configured for the upgrade service (升级服务).
         ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The customer.
-        pub external_userid: String,
-        /// What is offered: set `member` or `groupchat` to match.
-        pub r#type: UpgradeType,
-        /// The member, with `UpgradeType::Member`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub member: Option<UpgradeMember>,
-        /// The group chat, with `UpgradeType::GroupChat`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub groupchat: Option<UpgradeGroupChat>,
-    }
-    impl UpgradeServiceRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            external_userid: impl Into<String>,
-            r#type: impl Into<UpgradeType>,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                external_userid: external_userid.into(),
-                r#type: r#type.into(),
-                member: None,
-                groupchat: None,
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UpgradeServiceConfig {
+            /// The members.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub member_range: Option<MemberRange>,
+            /// The group chats.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub groupchat_range: Option<GroupChatRange>,
+        }
+
+        impl UpgradeServiceConfig {
+            /// Builds an `UpgradeServiceConfig` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    member_range: None,
+                    groupchat_range: None,
+                }
+            }
+
+            /// Sets `member_range`.
+            ///
+            /// The members.
+            pub fn member_range(mut self, member_range: impl Into<MemberRange>) -> Self {
+                self.member_range = Some(member_range.into());
+                self
+            }
+
+            /// Sets `groupchat_range`.
+            ///
+            /// The group chats.
+            pub fn groupchat_range(
+                mut self,
+                groupchat_range: impl Into<GroupChatRange>,
+            ) -> Self {
+                self.groupchat_range = Some(groupchat_range.into());
+                self
             }
         }
-        /// Sets `member`.
+
+        /// The member a customer is offered.
         ///
-        /// The member, with `UpgradeType::Member`.
-        pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
-            self.member = Some(member.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UpgradeMember {
+            /// The member; one of `member_range`.
+            pub userid: String,
+            /// What the customer is told.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub wording: Option<String>,
         }
-        /// Sets `groupchat`.
+
+        impl UpgradeMember {
+            /// Builds an `UpgradeMember` from its required fields.
+            pub fn new(userid: impl Into<String>) -> Self {
+                Self {
+                    userid: userid.into(),
+                    wording: None,
+                }
+            }
+
+            /// Sets `wording`.
+            ///
+            /// What the customer is told.
+            pub fn wording(mut self, wording: impl Into<String>) -> Self {
+                self.wording = Some(wording.into());
+                self
+            }
+        }
+
+        impl rt::Validate for UpgradeMember {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("userid", &self.userid)?;
+                if let Some(value) = &self.wording {
+                    rt::StringRule::NON_EMPTY.check("wording", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl From<String> for UpgradeMember {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for UpgradeMember {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// The group chat a customer is offered.
         ///
-        /// The group chat, with `UpgradeType::GroupChat`.
-        pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
-            self.groupchat = Some(groupchat.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UpgradeGroupChat {
+            /// The group chat; one of `groupchat_range`.
+            pub chat_id: String,
+            /// What the customer is told.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub wording: Option<String>,
         }
-    }
-    impl rt::Validate for UpgradeServiceRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
+
+        impl UpgradeGroupChat {
+            /// Builds an `UpgradeGroupChat` from its required fields.
+            pub fn new(chat_id: impl Into<String>) -> Self {
+                Self {
+                    chat_id: chat_id.into(),
+                    wording: None,
+                }
             }
-                .check("open_kfid", v)?;
-            let v = &self.external_userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
+
+            /// Sets `wording`.
+            ///
+            /// What the customer is told.
+            pub fn wording(mut self, wording: impl Into<String>) -> Self {
+                self.wording = Some(wording.into());
+                self
             }
-                .check("external_userid", v)?;
-            if let Some(v) = &self.member {
-                v.validate().map_err(|e| e.within("member"))?;
+        }
+
+        impl rt::Validate for UpgradeGroupChat {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("chat_id", &self.chat_id)?;
+                if let Some(value) = &self.wording {
+                    rt::StringRule::NON_EMPTY.check("wording", value)?;
+                }
+                Ok(())
             }
-            if let Some(v) = &self.groupchat {
-                v.validate().map_err(|e| e.within("groupchat"))?;
+        }
+
+        impl From<String> for UpgradeGroupChat {
+            fn from(value: String) -> Self {
+                Self::new(value)
             }
-            if !(self.member.is_some() || self.groupchat.is_some()) {
-                return Err(
-                    rt::Invalid::new(
-                        "member",
-                        "set at least one of `member`, `groupchat`",
-                    ),
+        }
+
+        impl From<&str> for UpgradeGroupChat {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// An uploaded file's `media_id`, valid 3 days across the corp's apps.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct MediaUploadResponse {
+            /// `image`, `voice`, `video` or `file`.
+            pub r#type: String,
+            /// Use it in `send_image`, `send_voice`, …, or as an avatar; it expires after 3 days.
+            pub media_id: String,
+            /// When it was uploaded, Unix seconds (WeCom sends a string).
+            #[serde(deserialize_with = "rt::text_or_number")]
+            pub created_at: String,
+        }
+
+        impl MediaUploadResponse {
+            /// Builds a `MediaUploadResponse` from its required fields.
+            pub fn new(
+                r#type: impl Into<String>,
+                media_id: impl Into<String>,
+                created_at: impl Into<String>,
+            ) -> Self {
+                Self {
+                    r#type: r#type.into(),
+                    media_id: media_id.into(),
+                    created_at: created_at.into(),
+                }
+            }
+        }
+
+        /// An account's counters for one day; a counter WeCom could not compute is left out.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CorpStatistic {
+            /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub session_cnt: Option<u64>,
+            /// Customers who wrote in a session, each counted once.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub customer_cnt: Option<u64>,
+            /// Messages customers sent in sessions.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub customer_msg_cnt: Option<u64>,
+            /// Customers who added a member or joined a group chat through the upgrade service.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_customer_cnt: Option<u64>,
+            /// Sessions handed to the smart assistant (sending through the API does that).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub ai_session_reply_cnt: Option<u64>,
+            /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub ai_transfer_rate: Option<f64>,
+            /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub ai_knowledge_hit_rate: Option<f64>,
+            /// Customers whose messages a servicer refuses.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msg_rejected_customer_cnt: Option<u64>,
+        }
+
+        impl CorpStatistic {
+            /// Builds a `CorpStatistic` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    session_cnt: None,
+                    customer_cnt: None,
+                    customer_msg_cnt: None,
+                    upgrade_service_customer_cnt: None,
+                    ai_session_reply_cnt: None,
+                    ai_transfer_rate: None,
+                    ai_knowledge_hit_rate: None,
+                    msg_rejected_customer_cnt: None,
+                }
+            }
+
+            /// Sets `session_cnt`.
+            ///
+            /// Sessions in which the customer wrote and that reached a servicer or the smart assistant; a transfer is not a new one.
+            pub fn session_cnt(mut self, session_cnt: u64) -> Self {
+                self.session_cnt = Some(session_cnt);
+                self
+            }
+
+            /// Sets `customer_cnt`.
+            ///
+            /// Customers who wrote in a session, each counted once.
+            pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
+                self.customer_cnt = Some(customer_cnt);
+                self
+            }
+
+            /// Sets `customer_msg_cnt`.
+            ///
+            /// Messages customers sent in sessions.
+            pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
+                self.customer_msg_cnt = Some(customer_msg_cnt);
+                self
+            }
+
+            /// Sets `upgrade_service_customer_cnt`.
+            ///
+            /// Customers who added a member or joined a group chat through the upgrade service.
+            pub fn upgrade_service_customer_cnt(
+                mut self,
+                upgrade_service_customer_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
+                self
+            }
+
+            /// Sets `ai_session_reply_cnt`.
+            ///
+            /// Sessions handed to the smart assistant (sending through the API does that).
+            pub fn ai_session_reply_cnt(mut self, ai_session_reply_cnt: u64) -> Self {
+                self.ai_session_reply_cnt = Some(ai_session_reply_cnt);
+                self
+            }
+
+            /// Sets `ai_transfer_rate`.
+            ///
+            /// Share of the smart assistant's sessions passed on to a human, 0 to 1.
+            pub fn ai_transfer_rate(mut self, ai_transfer_rate: f64) -> Self {
+                self.ai_transfer_rate = Some(ai_transfer_rate);
+                self
+            }
+
+            /// Sets `ai_knowledge_hit_rate`.
+            ///
+            /// Share of messages to the smart assistant that hit the knowledge base; absent while the API runs the sessions.
+            pub fn ai_knowledge_hit_rate(mut self, ai_knowledge_hit_rate: f64) -> Self {
+                self.ai_knowledge_hit_rate = Some(ai_knowledge_hit_rate);
+                self
+            }
+
+            /// Sets `msg_rejected_customer_cnt`.
+            ///
+            /// Customers whose messages a servicer refuses.
+            pub fn msg_rejected_customer_cnt(
+                mut self,
+                msg_rejected_customer_cnt: u64,
+            ) -> Self {
+                self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
+                self
+            }
+        }
+
+        /// One day of an account's counters.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CorpStatisticDay {
+            /// The day, as the Unix time of its 00:00 in UTC+08:00.
+            pub stat_time: u64,
+            /// The counters; absent for a day without any, or not computed yet.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub statistic: Option<CorpStatistic>,
+        }
+
+        impl CorpStatisticDay {
+            /// Builds a `CorpStatisticDay` from its required fields.
+            pub fn new(stat_time: u64) -> Self {
+                Self {
+                    stat_time: stat_time,
+                    statistic: None,
+                }
+            }
+
+            /// Sets `statistic`.
+            ///
+            /// The counters; absent for a day without any, or not computed yet.
+            pub fn statistic(mut self, statistic: impl Into<CorpStatistic>) -> Self {
+                self.statistic = Some(statistic.into());
+                self
+            }
+        }
+
+        /// An account's counters, one entry a day.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CorpStatisticResponse {
+            /// The days asked for.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub statistic_list: Vec<CorpStatisticDay>,
+        }
+
+        impl CorpStatisticResponse {
+            /// Builds a `CorpStatisticResponse` from its required fields.
+            pub fn new() -> Self {
+                Self { statistic_list: Vec::new() }
+            }
+
+            /// Sets `statistic_list`.
+            ///
+            /// The days asked for.
+            pub fn statistic_list(
+                mut self,
+                statistic_list: impl IntoIterator<Item = impl Into<CorpStatisticDay>>,
+            ) -> Self {
+                self.statistic_list = statistic_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+        }
+
+        /// Servicers' counters for one day; a counter WeCom could not compute is left out.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerStatistic {
+            /// Sessions in which the customer wrote and that reached a servicer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub session_cnt: Option<u64>,
+            /// Customers who wrote and reached a servicer, each counted once.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub customer_cnt: Option<u64>,
+            /// Messages customers sent in sessions.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub customer_msg_cnt: Option<u64>,
+            /// Share of sessions with a customer message that a servicer answered, 0 to 1.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub reply_rate: Option<f64>,
+            /// Average seconds from a customer's first message to the servicer's first answer.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub first_reply_average_sec: Option<f64>,
+            /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub satisfaction_investgate_cnt: Option<u64>,
+            /// Share of surveys answered.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub satisfaction_participation_rate: Option<f64>,
+            /// Share of answers that were 满意 (satisfied).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub satisfied_rate: Option<f64>,
+            /// Share of answers that were 一般 (middling).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub middling_rate: Option<f64>,
+            /// Share of answers that were 不满意 (dissatisfied).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub dissatisfied_rate: Option<f64>,
+            /// Customers who added a member or joined a group chat through the upgrade service.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_customer_cnt: Option<u64>,
+            /// Customers offered a member (专员).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_member_invite_cnt: Option<u64>,
+            /// Customers who added the member offered.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_member_customer_cnt: Option<u64>,
+            /// Customers offered a group chat.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_groupchat_invite_cnt: Option<u64>,
+            /// Customers who joined the group chat offered.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub upgrade_service_groupchat_customer_cnt: Option<u64>,
+            /// Customers whose messages a servicer refuses.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msg_rejected_customer_cnt: Option<u64>,
+        }
+
+        impl ServicerStatistic {
+            /// Builds a `ServicerStatistic` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    session_cnt: None,
+                    customer_cnt: None,
+                    customer_msg_cnt: None,
+                    reply_rate: None,
+                    first_reply_average_sec: None,
+                    satisfaction_investgate_cnt: None,
+                    satisfaction_participation_rate: None,
+                    satisfied_rate: None,
+                    middling_rate: None,
+                    dissatisfied_rate: None,
+                    upgrade_service_customer_cnt: None,
+                    upgrade_service_member_invite_cnt: None,
+                    upgrade_service_member_customer_cnt: None,
+                    upgrade_service_groupchat_invite_cnt: None,
+                    upgrade_service_groupchat_customer_cnt: None,
+                    msg_rejected_customer_cnt: None,
+                }
+            }
+
+            /// Sets `session_cnt`.
+            ///
+            /// Sessions in which the customer wrote and that reached a servicer.
+            pub fn session_cnt(mut self, session_cnt: u64) -> Self {
+                self.session_cnt = Some(session_cnt);
+                self
+            }
+
+            /// Sets `customer_cnt`.
+            ///
+            /// Customers who wrote and reached a servicer, each counted once.
+            pub fn customer_cnt(mut self, customer_cnt: u64) -> Self {
+                self.customer_cnt = Some(customer_cnt);
+                self
+            }
+
+            /// Sets `customer_msg_cnt`.
+            ///
+            /// Messages customers sent in sessions.
+            pub fn customer_msg_cnt(mut self, customer_msg_cnt: u64) -> Self {
+                self.customer_msg_cnt = Some(customer_msg_cnt);
+                self
+            }
+
+            /// Sets `reply_rate`.
+            ///
+            /// Share of sessions with a customer message that a servicer answered, 0 to 1.
+            pub fn reply_rate(mut self, reply_rate: f64) -> Self {
+                self.reply_rate = Some(reply_rate);
+                self
+            }
+
+            /// Sets `first_reply_average_sec`.
+            ///
+            /// Average seconds from a customer's first message to the servicer's first answer.
+            pub fn first_reply_average_sec(
+                mut self,
+                first_reply_average_sec: f64,
+            ) -> Self {
+                self.first_reply_average_sec = Some(first_reply_average_sec);
+                self
+            }
+
+            /// Sets `satisfaction_investgate_cnt`.
+            ///
+            /// Satisfaction surveys sent (WeCom's spelling); 0 while the API runs the sessions.
+            pub fn satisfaction_investgate_cnt(
+                mut self,
+                satisfaction_investgate_cnt: u64,
+            ) -> Self {
+                self.satisfaction_investgate_cnt = Some(satisfaction_investgate_cnt);
+                self
+            }
+
+            /// Sets `satisfaction_participation_rate`.
+            ///
+            /// Share of surveys answered.
+            pub fn satisfaction_participation_rate(
+                mut self,
+                satisfaction_participation_rate: f64,
+            ) -> Self {
+                self.satisfaction_participation_rate = Some(
+                    satisfaction_participation_rate,
                 );
+                self
             }
-            Ok(())
+
+            /// Sets `satisfied_rate`.
+            ///
+            /// Share of answers that were 满意 (satisfied).
+            pub fn satisfied_rate(mut self, satisfied_rate: f64) -> Self {
+                self.satisfied_rate = Some(satisfied_rate);
+                self
+            }
+
+            /// Sets `middling_rate`.
+            ///
+            /// Share of answers that were 一般 (middling).
+            pub fn middling_rate(mut self, middling_rate: f64) -> Self {
+                self.middling_rate = Some(middling_rate);
+                self
+            }
+
+            /// Sets `dissatisfied_rate`.
+            ///
+            /// Share of answers that were 不满意 (dissatisfied).
+            pub fn dissatisfied_rate(mut self, dissatisfied_rate: f64) -> Self {
+                self.dissatisfied_rate = Some(dissatisfied_rate);
+                self
+            }
+
+            /// Sets `upgrade_service_customer_cnt`.
+            ///
+            /// Customers who added a member or joined a group chat through the upgrade service.
+            pub fn upgrade_service_customer_cnt(
+                mut self,
+                upgrade_service_customer_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_customer_cnt = Some(upgrade_service_customer_cnt);
+                self
+            }
+
+            /// Sets `upgrade_service_member_invite_cnt`.
+            ///
+            /// Customers offered a member (专员).
+            pub fn upgrade_service_member_invite_cnt(
+                mut self,
+                upgrade_service_member_invite_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_member_invite_cnt = Some(
+                    upgrade_service_member_invite_cnt,
+                );
+                self
+            }
+
+            /// Sets `upgrade_service_member_customer_cnt`.
+            ///
+            /// Customers who added the member offered.
+            pub fn upgrade_service_member_customer_cnt(
+                mut self,
+                upgrade_service_member_customer_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_member_customer_cnt = Some(
+                    upgrade_service_member_customer_cnt,
+                );
+                self
+            }
+
+            /// Sets `upgrade_service_groupchat_invite_cnt`.
+            ///
+            /// Customers offered a group chat.
+            pub fn upgrade_service_groupchat_invite_cnt(
+                mut self,
+                upgrade_service_groupchat_invite_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_groupchat_invite_cnt = Some(
+                    upgrade_service_groupchat_invite_cnt,
+                );
+                self
+            }
+
+            /// Sets `upgrade_service_groupchat_customer_cnt`.
+            ///
+            /// Customers who joined the group chat offered.
+            pub fn upgrade_service_groupchat_customer_cnt(
+                mut self,
+                upgrade_service_groupchat_customer_cnt: u64,
+            ) -> Self {
+                self.upgrade_service_groupchat_customer_cnt = Some(
+                    upgrade_service_groupchat_customer_cnt,
+                );
+                self
+            }
+
+            /// Sets `msg_rejected_customer_cnt`.
+            ///
+            /// Customers whose messages a servicer refuses.
+            pub fn msg_rejected_customer_cnt(
+                mut self,
+                msg_rejected_customer_cnt: u64,
+            ) -> Self {
+                self.msg_rejected_customer_cnt = Some(msg_rejected_customer_cnt);
+                self
+            }
         }
-    }
-    impl rt::Request for UpgradeServiceRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "upgrade_service",
-            method: rt::HttpMethod::Post,
-            path: "kf/customer/upgrade_service",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`upgrade_service`](rt::Client::upgrade_service).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct UpgradeService<'a> {
-        client: &'a rt::Client,
-        request: UpgradeServiceRequest,
-    }
-    impl<'a> UpgradeService<'a> {
-        /// Sets `member`.
+
+        /// One day of servicers' counters.
         ///
-        /// The member, with `UpgradeType::Member`.
-        pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
-            self.request.member = Some(member.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerStatisticDay {
+            /// The day, as the Unix time of its 00:00 in UTC+08:00.
+            pub stat_time: u64,
+            /// The counters; absent for a day without any, or not computed yet.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub statistic: Option<ServicerStatistic>,
         }
-        /// Sets `groupchat`.
-        ///
-        /// The group chat, with `UpgradeType::GroupChat`.
-        pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
-            self.request.groupchat = Some(groupchat.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &UpgradeServiceRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/customer/upgrade_service`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for UpgradeService<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Withdraws an upgrade-service offer.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct CancelUpgradeServiceRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The customer.
-        pub external_userid: String,
-    }
-    impl CancelUpgradeServiceRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            external_userid: impl Into<String>,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                external_userid: external_userid.into(),
-            }
-        }
-    }
-    impl rt::Validate for CancelUpgradeServiceRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.external_userid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("external_userid", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for CancelUpgradeServiceRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "cancel_upgrade_service",
-            method: rt::HttpMethod::Post,
-            path: "kf/customer/cancel_upgrade_service",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `cancel_upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct CancelUpgradeService<'a> {
-        client: &'a rt::Client,
-        request: CancelUpgradeServiceRequest,
-    }
-    impl<'a> CancelUpgradeService<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &CancelUpgradeServiceRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/customer/cancel_upgrade_service`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for CancelUpgradeService<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`upload_image`](rt::Client::upload_image), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UploadImageRequest {
-        /// The image.
-        ///
-        /// At most 10485760 bytes; longer values are refused before sending.
-        /// At least 6 bytes.
-        #[serde(skip)]
-        pub media: rt::Upload,
-    }
-    impl UploadImageRequest {
-        /// Creates the body from its required fields.
-        pub fn new(media: impl Into<rt::Upload>) -> Self {
-            Self { media: media.into() }
-        }
-    }
-    impl rt::Validate for UploadImageRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media;
-            rt::SizeRule {
-                min_bytes: 6,
-                max_bytes: Some(10485760),
-                over_limit: rt::OverLimit::Refused,
-                media_type: Some(rt::MediaType::Image),
-            }
-                .check("media", v.len())?;
-            Ok(())
-        }
-    }
-    impl rt::Request for UploadImageRequest {
-        type Response = MediaUploadResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "upload_image",
-            method: rt::HttpMethod::Post,
-            path: "media/upload",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: true,
-            binary: false,
-            query: &[("type", "image")],
-            retry_key: None,
-        };
-        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
-            [Some(("media", &self.media))].into_iter().flatten().collect()
-        }
-    }
-    /// A `upload_image` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`upload_image`](rt::Client::upload_image).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct UploadImage<'a> {
-        client: &'a rt::Client,
-        request: UploadImageRequest,
-    }
-    impl<'a> UploadImage<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &UploadImageRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/media/upload?type=image` (multipart).
-        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for UploadImage<'a> {
-        type Output = Result<MediaUploadResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`upload_voice`](rt::Client::upload_voice), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UploadVoiceRequest {
-        /// The voice clip, AMR only.
-        ///
-        /// At most 2097152 bytes; longer values are refused before sending.
-        /// At least 6 bytes.
-        #[serde(skip)]
-        pub media: rt::Upload,
-    }
-    impl UploadVoiceRequest {
-        /// Creates the body from its required fields.
-        pub fn new(media: impl Into<rt::Upload>) -> Self {
-            Self { media: media.into() }
-        }
-    }
-    impl rt::Validate for UploadVoiceRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media;
-            rt::SizeRule {
-                min_bytes: 6,
-                max_bytes: Some(2097152),
-                over_limit: rt::OverLimit::Refused,
-                media_type: Some(rt::MediaType::Voice),
-            }
-                .check("media", v.len())?;
-            Ok(())
-        }
-    }
-    impl rt::Request for UploadVoiceRequest {
-        type Response = MediaUploadResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "upload_voice",
-            method: rt::HttpMethod::Post,
-            path: "media/upload",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: true,
-            binary: false,
-            query: &[("type", "voice")],
-            retry_key: None,
-        };
-        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
-            [Some(("media", &self.media))].into_iter().flatten().collect()
-        }
-    }
-    /// A `upload_voice` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`upload_voice`](rt::Client::upload_voice).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct UploadVoice<'a> {
-        client: &'a rt::Client,
-        request: UploadVoiceRequest,
-    }
-    impl<'a> UploadVoice<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &UploadVoiceRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/media/upload?type=voice` (multipart).
-        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for UploadVoice<'a> {
-        type Output = Result<MediaUploadResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`upload_video`](rt::Client::upload_video), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UploadVideoRequest {
-        /// The video.
-        ///
-        /// At most 10485760 bytes; longer values are refused before sending.
-        /// At least 6 bytes.
-        #[serde(skip)]
-        pub media: rt::Upload,
-    }
-    impl UploadVideoRequest {
-        /// Creates the body from its required fields.
-        pub fn new(media: impl Into<rt::Upload>) -> Self {
-            Self { media: media.into() }
-        }
-    }
-    impl rt::Validate for UploadVideoRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media;
-            rt::SizeRule {
-                min_bytes: 6,
-                max_bytes: Some(10485760),
-                over_limit: rt::OverLimit::Refused,
-                media_type: Some(rt::MediaType::Video),
-            }
-                .check("media", v.len())?;
-            Ok(())
-        }
-    }
-    impl rt::Request for UploadVideoRequest {
-        type Response = MediaUploadResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "upload_video",
-            method: rt::HttpMethod::Post,
-            path: "media/upload",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: true,
-            binary: false,
-            query: &[("type", "video")],
-            retry_key: None,
-        };
-        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
-            [Some(("media", &self.media))].into_iter().flatten().collect()
-        }
-    }
-    /// A `upload_video` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`upload_video`](rt::Client::upload_video).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct UploadVideo<'a> {
-        client: &'a rt::Client,
-        request: UploadVideoRequest,
-    }
-    impl<'a> UploadVideo<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &UploadVideoRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/media/upload?type=video` (multipart).
-        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for UploadVideo<'a> {
-        type Output = Result<MediaUploadResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`upload_file`](rt::Client::upload_file), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct UploadFileRequest {
-        /// The file, named as the customer should see it.
-        ///
-        /// At most 20971520 bytes; longer values are refused before sending.
-        /// At least 6 bytes.
-        #[serde(skip)]
-        pub media: rt::Upload,
-    }
-    impl UploadFileRequest {
-        /// Creates the body from its required fields.
-        pub fn new(media: impl Into<rt::Upload>) -> Self {
-            Self { media: media.into() }
-        }
-    }
-    impl rt::Validate for UploadFileRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media;
-            rt::SizeRule {
-                min_bytes: 6,
-                max_bytes: Some(20971520),
-                over_limit: rt::OverLimit::Refused,
-                media_type: Some(rt::MediaType::File),
-            }
-                .check("media", v.len())?;
-            Ok(())
-        }
-    }
-    impl rt::Request for UploadFileRequest {
-        type Response = MediaUploadResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "upload_file",
-            method: rt::HttpMethod::Post,
-            path: "media/upload",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: true,
-            binary: false,
-            query: &[("type", "file")],
-            retry_key: None,
-        };
-        fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
-            [Some(("media", &self.media))].into_iter().flatten().collect()
-        }
-    }
-    /// A `upload_file` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`upload_file`](rt::Client::upload_file).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct UploadFile<'a> {
-        client: &'a rt::Client,
-        request: UploadFileRequest,
-    }
-    impl<'a> UploadFile<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &UploadFileRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/media/upload?type=file` (multipart).
-        pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for UploadFile<'a> {
-        type Output = Result<MediaUploadResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`recall_msg`](rt::Client::recall_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct RecallMsgRequest {
-        /// The account that sent the message.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The `msgid` that `send_msg` answered with; messages that didn't go through the API can't be recalled.
-        pub msgid: String,
-    }
-    impl RecallMsgRequest {
-        /// Creates the body from its required fields.
-        pub fn new(open_kfid: impl Into<String>, msgid: impl Into<String>) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                msgid: msgid.into(),
-            }
-        }
-    }
-    impl rt::Validate for RecallMsgRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.msgid;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("msgid", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for RecallMsgRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "recall_msg",
-            method: rt::HttpMethod::Post,
-            path: "kf/recall_msg",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `recall_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`recall_msg`](rt::Client::recall_msg).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct RecallMsg<'a> {
-        client: &'a rt::Client,
-        request: RecallMsgRequest,
-    }
-    impl<'a> RecallMsg<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &RecallMsgRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/recall_msg`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for RecallMsg<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`get_corp_statistic`](rt::Client::get_corp_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GetCorpStatisticRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// The first day.
-        ///
-        /// The Unix time of 00:00 of a day in UTC+08:00.
-        /// A day 1 to 180 days before today there; others are refused before sending.
-        pub start_time: u64,
-        /// The last day, included; at most 31 days after the first.
-        ///
-        /// The Unix time of 00:00 of a day in UTC+08:00.
-        /// A day 1 to 180 days before today there; others are refused before sending.
-        pub end_time: u64,
-    }
-    impl GetCorpStatisticRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            start_time: u64,
-            end_time: u64,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                start_time: start_time,
-                end_time: end_time,
-            }
-        }
-    }
-    impl rt::Validate for GetCorpStatisticRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            let v = &self.start_time;
-            rt::DayRule {
-                utc_offset: 28800,
-                days_ago: Some((1, 180)),
-            }
-                .check("start_time", i128::from(*v))?;
-            let v = &self.end_time;
-            rt::DayRule {
-                utc_offset: 28800,
-                days_ago: Some((1, 180)),
-            }
-                .check("end_time", i128::from(*v))?;
-            rt::RangeRule {
-                max_span: Some(2678400),
-            }
-                .check(
-                    "start_time",
-                    i128::from(self.start_time),
-                    "end_time",
-                    i128::from(self.end_time),
-                )?;
-            Ok(())
-        }
-    }
-    impl rt::Request for GetCorpStatisticRequest {
-        type Response = CorpStatisticResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "get_corp_statistic",
-            method: rt::HttpMethod::Post,
-            path: "kf/get_corp_statistic",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `get_corp_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`get_corp_statistic`](rt::Client::get_corp_statistic).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct GetCorpStatistic<'a> {
-        client: &'a rt::Client,
-        request: GetCorpStatisticRequest,
-    }
-    impl<'a> GetCorpStatistic<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &GetCorpStatisticRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/get_corp_statistic`.
-        pub async fn send(self) -> Result<CorpStatisticResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for GetCorpStatistic<'a> {
-        type Output = Result<CorpStatisticResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`get_servicer_statistic`](rt::Client::get_servicer_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct GetServicerStatisticRequest {
-        /// The account.
-        ///
-        /// At most 64 bytes; longer values are refused before sending.
-        pub open_kfid: String,
-        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub servicer_userid: Option<String>,
-        /// The first day.
-        ///
-        /// The Unix time of 00:00 of a day in UTC+08:00.
-        /// A day 1 to 180 days before today there; others are refused before sending.
-        pub start_time: u64,
-        /// The last day, included; at most 31 days after the first.
-        ///
-        /// The Unix time of 00:00 of a day in UTC+08:00.
-        /// A day 1 to 180 days before today there; others are refused before sending.
-        pub end_time: u64,
-    }
-    impl GetServicerStatisticRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            open_kfid: impl Into<String>,
-            start_time: u64,
-            end_time: u64,
-        ) -> Self {
-            Self {
-                open_kfid: open_kfid.into(),
-                servicer_userid: None,
-                start_time: start_time,
-                end_time: end_time,
-            }
-        }
-        /// Sets `servicer_userid`.
-        ///
-        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.servicer_userid = Some(servicer_userid.into());
-            self
-        }
-    }
-    impl rt::Validate for GetServicerStatisticRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.open_kfid;
-            rt::StringRule {
-                min_bytes: 1,
-                max_bytes: Some(64),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("open_kfid", v)?;
-            if let Some(v) = &self.servicer_userid {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+
+        impl ServicerStatisticDay {
+            /// Builds a `ServicerStatisticDay` from its required fields.
+            pub fn new(stat_time: u64) -> Self {
+                Self {
+                    stat_time: stat_time,
+                    statistic: None,
                 }
-                    .check("servicer_userid", v)?;
             }
-            let v = &self.start_time;
-            rt::DayRule {
-                utc_offset: 28800,
-                days_ago: Some((1, 180)),
+
+            /// Sets `statistic`.
+            ///
+            /// The counters; absent for a day without any, or not computed yet.
+            pub fn statistic(mut self, statistic: impl Into<ServicerStatistic>) -> Self {
+                self.statistic = Some(statistic.into());
+                self
             }
-                .check("start_time", i128::from(*v))?;
-            let v = &self.end_time;
-            rt::DayRule {
-                utc_offset: 28800,
-                days_ago: Some((1, 180)),
-            }
-                .check("end_time", i128::from(*v))?;
-            rt::RangeRule {
-                max_span: Some(2678400),
-            }
-                .check(
-                    "start_time",
-                    i128::from(self.start_time),
-                    "end_time",
-                    i128::from(self.end_time),
-                )?;
-            Ok(())
         }
-    }
-    impl rt::Request for GetServicerStatisticRequest {
-        type Response = ServicerStatisticResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "get_servicer_statistic",
-            method: rt::HttpMethod::Post,
-            path: "kf/get_servicer_statistic",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `get_servicer_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`get_servicer_statistic`](rt::Client::get_servicer_statistic).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct GetServicerStatistic<'a> {
-        client: &'a rt::Client,
-        request: GetServicerStatisticRequest,
-    }
-    impl<'a> GetServicerStatistic<'a> {
-        /// Sets `servicer_userid`.
+
+        /// Servicers' counters, one entry a day.
         ///
-        /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
-        pub fn servicer_userid(mut self, servicer_userid: impl Into<String>) -> Self {
-            self.request.servicer_userid = Some(servicer_userid.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerStatisticResponse {
+            /// The days asked for.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub statistic_list: Vec<ServicerStatisticDay>,
         }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &GetServicerStatisticRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/get_servicer_statistic`.
-        pub async fn send(self) -> Result<ServicerStatisticResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for GetServicerStatistic<'a> {
-        type Output = Result<ServicerStatisticResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_add_group`](rt::Client::knowledge_add_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Adds a group to the knowledge base (at most 100 groups, names unique).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeAddGroupRequest {
-        /// Its name, at most 12 characters.
-        ///
-        /// At most 12 characters; longer values are refused before sending.
-        pub name: String,
-    }
-    impl KnowledgeAddGroupRequest {
-        /// Creates the body from its required fields.
-        pub fn new(name: impl Into<String>) -> Self {
-            Self { name: name.into() }
-        }
-    }
-    impl rt::Validate for KnowledgeAddGroupRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.name;
-            rt::StringRule {
-                min_bytes: 1,
-                max_chars: Some(12),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
+
+        impl ServicerStatisticResponse {
+            /// Builds a `ServicerStatisticResponse` from its required fields.
+            pub fn new() -> Self {
+                Self { statistic_list: Vec::new() }
             }
-                .check("name", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeAddGroupRequest {
-        type Response = KnowledgeAddGroupResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_add_group",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/add_group",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_add_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_add_group`](rt::Client::knowledge_add_group).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeAddGroup<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeAddGroupRequest,
-    }
-    impl<'a> KnowledgeAddGroup<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeAddGroupRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/add_group`.
-        pub async fn send(self) -> Result<KnowledgeAddGroupResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeAddGroup<'a> {
-        type Output = Result<KnowledgeAddGroupResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_del_group`](rt::Client::knowledge_del_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Deletes a group of the knowledge base; the default group can't be deleted.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeDelGroupRequest {
-        /// The group.
-        pub group_id: String,
-    }
-    impl KnowledgeDelGroupRequest {
-        /// Creates the body from its required fields.
-        pub fn new(group_id: impl Into<String>) -> Self {
-            Self { group_id: group_id.into() }
-        }
-    }
-    impl rt::Validate for KnowledgeDelGroupRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeDelGroupRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_del_group",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/del_group",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_del_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_del_group`](rt::Client::knowledge_del_group).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeDelGroup<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeDelGroupRequest,
-    }
-    impl<'a> KnowledgeDelGroup<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeDelGroupRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/del_group`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeDelGroup<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_mod_group`](rt::Client::knowledge_mod_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Renames a group of the knowledge base; the default group can't be renamed.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeModGroupRequest {
-        /// The group.
-        pub group_id: String,
-        /// Its new name, at most 12 characters.
-        ///
-        /// At most 12 characters; longer values are refused before sending.
-        pub name: String,
-    }
-    impl KnowledgeModGroupRequest {
-        /// Creates the body from its required fields.
-        pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
-            Self {
-                group_id: group_id.into(),
-                name: name.into(),
+
+            /// Sets `statistic_list`.
+            ///
+            /// The days asked for.
+            pub fn statistic_list(
+                mut self,
+                statistic_list: impl IntoIterator<Item = impl Into<ServicerStatisticDay>>,
+            ) -> Self {
+                self.statistic_list = statistic_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
             }
         }
-    }
-    impl rt::Validate for KnowledgeModGroupRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            let v = &self.name;
-            rt::StringRule {
-                min_bytes: 1,
-                max_chars: Some(12),
-                over_limit: rt::OverLimit::Refused,
-                ..rt::StringRule::ANY
-            }
-                .check("name", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeModGroupRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_mod_group",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/mod_group",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_mod_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_mod_group`](rt::Client::knowledge_mod_group).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeModGroup<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeModGroupRequest,
-    }
-    impl<'a> KnowledgeModGroup<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeModGroupRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_group`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeModGroup<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_list_group`](rt::Client::knowledge_list_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Lists the groups of the knowledge base, a page at a time.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeListGroupRequest {
-        /// `next_cursor` of the previous page; unset for the first.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub cursor: Option<String>,
-        /// Page size, 1 to 1000; 500 when unset.
+
+        /// A group of the knowledge base.
         ///
-        /// From 1 to 1000, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub limit: Option<u32>,
-        /// Only this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub group_id: Option<String>,
-    }
-    impl KnowledgeListGroupRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self {
-                cursor: None,
-                limit: None,
-                group_id: None,
-            }
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeGroup {
+            /// The group's id.
+            pub group_id: String,
+            /// Its name.
+            pub name: String,
+            /// 1 for the default group WeCom created, which can't be changed or deleted.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub is_default: Option<u32>,
         }
-        /// Sets `cursor`.
-        ///
-        /// `next_cursor` of the previous page; unset for the first.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.cursor = Some(cursor.into());
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 1000; 500 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.limit = Some(limit);
-            self
-        }
-        /// Sets `group_id`.
-        ///
-        /// Only this group.
-        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
-            self.group_id = Some(group_id.into());
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeListGroupRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.cursor {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+
+        impl KnowledgeGroup {
+            /// Builds a `KnowledgeGroup` from its required fields.
+            pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
+                Self {
+                    group_id: group_id.into(),
+                    name: name.into(),
+                    is_default: None,
                 }
-                    .check("cursor", v)?;
             }
-            if let Some(v) = &self.limit {
-                rt::NumberRule {
-                    min: Some(1.0),
-                    max: Some(1000.0),
+
+            /// Sets `is_default`.
+            ///
+            /// 1 for the default group WeCom created, which can't be changed or deleted.
+            pub fn is_default(mut self, is_default: u32) -> Self {
+                self.is_default = Some(is_default);
+                self
+            }
+        }
+
+        /// The group `knowledge_add_group` created.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeAddGroupResponse {
+            /// The new group's id.
+            pub group_id: String,
+        }
+
+        impl KnowledgeAddGroupResponse {
+            /// Builds a `KnowledgeAddGroupResponse` from its required fields.
+            pub fn new(group_id: impl Into<String>) -> Self {
+                Self { group_id: group_id.into() }
+            }
+        }
+
+        impl From<String> for KnowledgeAddGroupResponse {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for KnowledgeAddGroupResponse {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// One page of knowledge-base groups.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeListGroupResponse {
+            /// Pass it as `cursor` for the next page.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub next_cursor: Option<String>,
+            /// 1: more pages follow.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub has_more: Option<u32>,
+            /// The groups.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub group_list: Vec<KnowledgeGroup>,
+        }
+
+        impl KnowledgeListGroupResponse {
+            /// Builds a `KnowledgeListGroupResponse` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    next_cursor: None,
+                    has_more: None,
+                    group_list: Vec::new(),
                 }
-                    .check("limit", f64::from(*v))?;
             }
-            if let Some(v) = &self.group_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+
+            /// Sets `next_cursor`.
+            ///
+            /// Pass it as `cursor` for the next page.
+            pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
+                self.next_cursor = Some(next_cursor.into());
+                self
+            }
+
+            /// Sets `has_more`.
+            ///
+            /// 1: more pages follow.
+            pub fn has_more(mut self, has_more: u32) -> Self {
+                self.has_more = Some(has_more);
+                self
+            }
+
+            /// Sets `group_list`.
+            ///
+            /// The groups.
+            pub fn group_list(
+                mut self,
+                group_list: impl IntoIterator<Item = impl Into<KnowledgeGroup>>,
+            ) -> Self {
+                self.group_list = group_list.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// The text of a question.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentQuestionText {
+            /// The question, at most 200 characters.
+            ///
+            /// At most 200 characters; longer values are refused before sending.
+            pub content: String,
+        }
+
+        impl IntentQuestionText {
+            /// Builds an `IntentQuestionText` from its required fields.
+            pub fn new(content: impl Into<String>) -> Self {
+                Self { content: content.into() }
+            }
+        }
+
+        impl rt::Validate for IntentQuestionText {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_chars(200)
+                    .check("content", &self.content)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for IntentQuestionText {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for IntentQuestionText {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// A question customers ask.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentQuestion {
+            /// Its text.
+            pub text: IntentQuestionText,
+        }
+
+        impl IntentQuestion {
+            /// Builds an `IntentQuestion` from its required fields.
+            pub fn new(text: impl Into<IntentQuestionText>) -> Self {
+                Self { text: text.into() }
+            }
+        }
+
+        impl rt::Validate for IntentQuestion {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                self.text.validate().map_err(|e| e.within("text"))?;
+                Ok(())
+            }
+        }
+
+        /// Other ways of asking the main question.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentSimilarQuestions {
+            /// The questions, at most 100.
+            ///
+            /// At most 100 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub items: Vec<IntentQuestion>,
+        }
+
+        impl IntentSimilarQuestions {
+            /// Builds an `IntentSimilarQuestions` from its required fields.
+            pub fn new() -> Self {
+                Self { items: Vec::new() }
+            }
+
+            /// Sets `items`.
+            ///
+            /// The questions, at most 100.
+            /// At most 100 items; more are refused before sending.
+            pub fn items(
+                mut self,
+                items: impl IntoIterator<Item = impl Into<IntentQuestion>>,
+            ) -> Self {
+                self.items = items.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        impl rt::Validate for IntentSimilarQuestions {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
                 }
-                    .check("group_id", v)?;
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeListGroupRequest {
-        type Response = KnowledgeListGroupResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_list_group",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/list_group",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_list_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_list_group`](rt::Client::knowledge_list_group).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeListGroup<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeListGroupRequest,
-    }
-    impl<'a> KnowledgeListGroup<'a> {
-        /// Sets `cursor`.
-        ///
-        /// `next_cursor` of the previous page; unset for the first.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.request.cursor = Some(cursor.into());
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 1000; 500 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.request.limit = Some(limit);
-            self
-        }
-        /// Sets `group_id`.
-        ///
-        /// Only this group.
-        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
-            self.request.group_id = Some(group_id.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeListGroupRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/list_group`.
-        pub async fn send(self) -> Result<KnowledgeListGroupResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeListGroup<'a> {
-        type Output = Result<KnowledgeListGroupResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_add_intent`](rt::Client::knowledge_add_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeAddIntentRequest {
-        /// The group.
-        pub group_id: String,
-        /// The main question.
-        pub question: IntentQuestion,
-        /// Other ways of asking it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub similar_questions: Option<IntentSimilarQuestions>,
-        /// The answer: exactly one, for now.
-        ///
-        /// At most 1 items; more are refused before sending.
-        /// At least 1 items.
-        pub answers: Vec<IntentAnswer>,
-    }
-    impl KnowledgeAddIntentRequest {
-        /// Creates the body from its required fields.
-        pub fn new(
-            group_id: impl Into<String>,
-            question: impl Into<IntentQuestion>,
-            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
-        ) -> Self {
-            Self {
-                group_id: group_id.into(),
-                question: question.into(),
-                similar_questions: None,
-                answers: answers.into_iter().map(Into::into).collect(),
-            }
-        }
-        /// Sets `similar_questions`.
-        ///
-        /// Other ways of asking it.
-        pub fn similar_questions(
-            mut self,
-            similar_questions: impl Into<IntentSimilarQuestions>,
-        ) -> Self {
-            self.similar_questions = Some(similar_questions.into());
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeAddIntentRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.group_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("group_id", v)?;
-            let v = &self.question;
-            v.validate().map_err(|e| e.within("question"))?;
-            if let Some(v) = &self.similar_questions {
-                v.validate().map_err(|e| e.within("similar_questions"))?;
-            }
-            rt::ItemsRule {
-                min: 1,
-                max: Some(1),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("answers", self.answers.len())?;
-            for (i, v) in self.answers.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("answers", i))?;
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeAddIntentRequest {
-        type Response = KnowledgeAddIntentResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_add_intent",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/add_intent",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_add_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_add_intent`](rt::Client::knowledge_add_intent).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeAddIntent<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeAddIntentRequest,
-    }
-    impl<'a> KnowledgeAddIntent<'a> {
-        /// Sets `similar_questions`.
-        ///
-        /// Other ways of asking it.
-        pub fn similar_questions(
-            mut self,
-            similar_questions: impl Into<IntentSimilarQuestions>,
-        ) -> Self {
-            self.request.similar_questions = Some(similar_questions.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeAddIntentRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/add_intent`.
-        pub async fn send(self) -> Result<KnowledgeAddIntentResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeAddIntent<'a> {
-        type Output = Result<KnowledgeAddIntentResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_del_intent`](rt::Client::knowledge_del_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Deletes a question and its answer from the knowledge base.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeDelIntentRequest {
-        /// The intent.
-        pub intent_id: String,
-    }
-    impl KnowledgeDelIntentRequest {
-        /// Creates the body from its required fields.
-        pub fn new(intent_id: impl Into<String>) -> Self {
-            Self {
-                intent_id: intent_id.into(),
-            }
-        }
-    }
-    impl rt::Validate for KnowledgeDelIntentRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.intent_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("intent_id", v)?;
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeDelIntentRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_del_intent",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/del_intent",
-            auth: rt::Auth::AccessToken,
-            idempotent: false,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_del_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_del_intent`](rt::Client::knowledge_del_intent).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeDelIntent<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeDelIntentRequest,
-    }
-    impl<'a> KnowledgeDelIntent<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeDelIntentRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/del_intent`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeDelIntent<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeModIntentRequest {
-        /// The intent.
-        pub intent_id: String,
-        /// The new main question.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub question: Option<IntentQuestion>,
-        /// All the other ways of asking it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub similar_questions: Option<IntentSimilarQuestions>,
-        /// The new answer: one, for now.
-        ///
-        /// At most 1 items; more are refused before sending.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        pub answers: Vec<IntentAnswer>,
-    }
-    impl KnowledgeModIntentRequest {
-        /// Creates the body from its required fields.
-        pub fn new(intent_id: impl Into<String>) -> Self {
-            Self {
-                intent_id: intent_id.into(),
-                question: None,
-                similar_questions: None,
-                answers: Vec::new(),
-            }
-        }
-        /// Sets `question`.
-        ///
-        /// The new main question.
-        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
-            self.question = Some(question.into());
-            self
-        }
-        /// Sets `similar_questions`.
-        ///
-        /// All the other ways of asking it.
-        pub fn similar_questions(
-            mut self,
-            similar_questions: impl Into<IntentSimilarQuestions>,
-        ) -> Self {
-            self.similar_questions = Some(similar_questions.into());
-            self
-        }
-        /// Sets `answers`.
-        ///
-        /// The new answer: one, for now.
-        /// At most 1 items; more are refused before sending.
-        pub fn answers(
-            mut self,
-            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
-        ) -> Self {
-            self.answers = answers.into_iter().map(Into::into).collect();
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeModIntentRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.intent_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
-            }
-                .check("intent_id", v)?;
-            if let Some(v) = &self.question {
-                v.validate().map_err(|e| e.within("question"))?;
-            }
-            if let Some(v) = &self.similar_questions {
-                v.validate().map_err(|e| e.within("similar_questions"))?;
-            }
-            rt::ItemsRule {
-                min: 0,
-                max: Some(1),
-                over_limit: rt::OverLimit::Refused,
-            }
-                .check("answers", self.answers.len())?;
-            for (i, v) in self.answers.iter().enumerate() {
-                v.validate().map_err(|e| e.within_item("answers", i))?;
-            }
-            Ok(())
-        }
-    }
-    impl rt::Request for KnowledgeModIntentRequest {
-        type Response = rt::Ack;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_mod_intent",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/mod_intent",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_mod_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeModIntent<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeModIntentRequest,
-    }
-    impl<'a> KnowledgeModIntent<'a> {
-        /// Sets `question`.
-        ///
-        /// The new main question.
-        pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
-            self.request.question = Some(question.into());
-            self
-        }
-        /// Sets `similar_questions`.
-        ///
-        /// All the other ways of asking it.
-        pub fn similar_questions(
-            mut self,
-            similar_questions: impl Into<IntentSimilarQuestions>,
-        ) -> Self {
-            self.request.similar_questions = Some(similar_questions.into());
-            self
-        }
-        /// Sets `answers`.
-        ///
-        /// The new answer: one, for now.
-        /// At most 1 items; more are refused before sending.
-        pub fn answers(
-            mut self,
-            answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
-        ) -> Self {
-            self.request.answers = answers.into_iter().map(Into::into).collect();
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeModIntentRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_intent`.
-        pub async fn send(self) -> Result<rt::Ack, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeModIntent<'a> {
-        type Output = Result<rt::Ack, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`knowledge_list_intent`](rt::Client::knowledge_list_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
-    ///
-    /// Lists the intents of the knowledge base, a page at a time.
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct KnowledgeListIntentRequest {
-        /// `next_cursor` of the previous page; unset for the first.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub cursor: Option<String>,
-        /// Page size, 1 to 1000; 500 when unset.
-        ///
-        /// From 1 to 1000, inclusive.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub limit: Option<u32>,
-        /// Only the intents of this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub group_id: Option<String>,
-        /// Only this intent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub intent_id: Option<String>,
-    }
-    impl KnowledgeListIntentRequest {
-        /// Creates the body from its required fields.
-        pub fn new() -> Self {
-            Self {
-                cursor: None,
-                limit: None,
-                group_id: None,
-                intent_id: None,
-            }
-        }
-        /// Sets `cursor`.
-        ///
-        /// `next_cursor` of the previous page; unset for the first.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.cursor = Some(cursor.into());
-            self
-        }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 1000; 500 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.limit = Some(limit);
-            self
-        }
-        /// Sets `group_id`.
-        ///
-        /// Only the intents of this group.
-        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
-            self.group_id = Some(group_id.into());
-            self
-        }
-        /// Sets `intent_id`.
-        ///
-        /// Only this intent.
-        pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
-            self.intent_id = Some(intent_id.into());
-            self
-        }
-    }
-    impl rt::Validate for KnowledgeListIntentRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            if let Some(v) = &self.cursor {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+                    .check("items", self.items.len())?;
+                for (i, item) in self.items.iter().enumerate() {
+                    item.validate().map_err(|e| e.within_item("items", i))?;
                 }
-                    .check("cursor", v)?;
+                Ok(())
             }
-            if let Some(v) = &self.limit {
-                rt::NumberRule {
-                    min: Some(1.0),
-                    max: Some(1000.0),
+        }
+
+        /// The text of an answer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentAnswerText {
+            /// The answer, at most 500 characters.
+            ///
+            /// At most 500 characters; longer values are refused before sending.
+            pub content: String,
+        }
+
+        impl IntentAnswerText {
+            /// Builds an `IntentAnswerText` from its required fields.
+            pub fn new(content: impl Into<String>) -> Self {
+                Self { content: content.into() }
+            }
+        }
+
+        impl rt::Validate for IntentAnswerText {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_chars(500)
+                    .check("content", &self.content)?;
+                Ok(())
+            }
+        }
+
+        impl From<String> for IntentAnswerText {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for IntentAnswerText {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// An image attached to an answer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentImage {
+            /// Set it when adding or changing an intent: an uploaded image's `media_id`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub media_id: Option<String>,
+            /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+        }
+
+        impl IntentImage {
+            /// Builds an `IntentImage` from its required fields.
+            pub fn new() -> Self {
+                Self { media_id: None, name: None }
+            }
+
+            /// Sets `media_id`.
+            ///
+            /// Set it when adding or changing an intent: an uploaded image's `media_id`.
+            pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+                self.media_id = Some(media_id.into());
+                self
+            }
+
+            /// Sets `name`.
+            ///
+            /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+        }
+
+        impl rt::Validate for IntentImage {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.media_id {
+                    rt::StringRule::NON_EMPTY.check("media_id", value)?;
                 }
-                    .check("limit", f64::from(*v))?;
-            }
-            if let Some(v) = &self.group_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+                if let Some(value) = &self.name {
+                    rt::StringRule::NON_EMPTY.check("name", value)?;
                 }
-                    .check("group_id", v)?;
+                Ok(())
             }
-            if let Some(v) = &self.intent_id {
-                rt::StringRule {
-                    min_bytes: 1,
-                    ..rt::StringRule::ANY
+        }
+
+        /// A video attached to an answer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentVideo {
+            /// Set it when adding or changing an intent: an uploaded video's `media_id`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub media_id: Option<String>,
+            /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+        }
+
+        impl IntentVideo {
+            /// Builds an `IntentVideo` from its required fields.
+            pub fn new() -> Self {
+                Self { media_id: None, name: None }
+            }
+
+            /// Sets `media_id`.
+            ///
+            /// Set it when adding or changing an intent: an uploaded video's `media_id`.
+            pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+                self.media_id = Some(media_id.into());
+                self
+            }
+
+            /// Sets `name`.
+            ///
+            /// What `knowledge_list_intent` answers with instead of the `media_id`: the file name.
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+        }
+
+        impl rt::Validate for IntentVideo {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.media_id {
+                    rt::StringRule::NON_EMPTY.check("media_id", value)?;
                 }
-                    .check("intent_id", v)?;
+                if let Some(value) = &self.name {
+                    rt::StringRule::NON_EMPTY.check("name", value)?;
+                }
+                Ok(())
             }
-            Ok(())
         }
-    }
-    impl rt::Request for KnowledgeListIntentRequest {
-        type Response = KnowledgeListIntentResponse;
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "knowledge_list_intent",
-            method: rt::HttpMethod::Post,
-            path: "kf/knowledge/list_intent",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: false,
-            query: &[],
-            retry_key: None,
-        };
-    }
-    /// A `knowledge_list_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
-    ///
-    /// Returned by [`knowledge_list_intent`](rt::Client::knowledge_list_intent).
-    #[must_use = "a request does nothing until it is awaited or sent"]
-    pub struct KnowledgeListIntent<'a> {
-        client: &'a rt::Client,
-        request: KnowledgeListIntentRequest,
-    }
-    impl<'a> KnowledgeListIntent<'a> {
-        /// Sets `cursor`.
+
+        /// A link card attached to an answer.
         ///
-        /// `next_cursor` of the previous page; unset for the first.
-        pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-            self.request.cursor = Some(cursor.into());
-            self
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentLink {
+            /// The card's title.
+            pub title: String,
+            /// Where the card leads.
+            ///
+            /// Starts with `http://` or `https://`.
+            pub url: String,
+            /// The card's description.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub desc: Option<String>,
+            /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub pic_url: Option<String>,
         }
-        /// Sets `limit`.
-        ///
-        /// Page size, 1 to 1000; 500 when unset.
-        /// From 1 to 1000, inclusive.
-        pub fn limit(mut self, limit: u32) -> Self {
-            self.request.limit = Some(limit);
-            self
-        }
-        /// Sets `group_id`.
-        ///
-        /// Only the intents of this group.
-        pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
-            self.request.group_id = Some(group_id.into());
-            self
-        }
-        /// Sets `intent_id`.
-        ///
-        /// Only this intent.
-        pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
-            self.request.intent_id = Some(intent_id.into());
-            self
-        }
-        /// The body as it will be sent.
-        pub fn request(&self) -> &KnowledgeListIntentRequest {
-            &self.request
-        }
-        /// Sends the request: `POST /cgi-bin/kf/knowledge/list_intent`.
-        pub async fn send(self) -> Result<KnowledgeListIntentResponse, rt::Error> {
-            self.client.execute(&self.request).await
-        }
-    }
-    impl<'a> rt::IntoFuture for KnowledgeListIntent<'a> {
-        type Output = Result<KnowledgeListIntentResponse, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
-    /// The body of [`download_media`](rt::Client::download_media), for building a request by hand and downloading it with [`MediaChunks::new`](rt::MediaChunks::new).
-    ///
-    /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
-    ///
-    /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
-    #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-    #[serde(crate = "::wecom_kf::__private::serde")]
-    pub struct DownloadMediaRequest {
-        /// From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
-        pub media_id: String,
-    }
-    impl DownloadMediaRequest {
-        /// Creates the body from its required fields.
-        pub fn new(media_id: impl Into<String>) -> Self {
-            Self { media_id: media_id.into() }
-        }
-    }
-    impl rt::Validate for DownloadMediaRequest {
-        fn validate(&self) -> Result<(), rt::Invalid> {
-            let v = &self.media_id;
-            rt::StringRule {
-                min_bytes: 1,
-                ..rt::StringRule::ANY
+
+        impl IntentLink {
+            /// Builds an `IntentLink` from its required fields.
+            pub fn new(title: impl Into<String>, url: impl Into<String>) -> Self {
+                Self {
+                    title: title.into(),
+                    url: url.into(),
+                    desc: None,
+                    pic_url: None,
+                }
             }
-                .check("media_id", v)?;
-            Ok(())
+
+            /// Sets `desc`.
+            ///
+            /// The card's description.
+            pub fn desc(mut self, desc: impl Into<String>) -> Self {
+                self.desc = Some(desc.into());
+                self
+            }
+
+            /// Sets `pic_url`.
+            ///
+            /// The thumbnail's URL (the samples' key; unconfirmed against the official appendix).
+            pub fn pic_url(mut self, pic_url: impl Into<String>) -> Self {
+                self.pic_url = Some(pic_url.into());
+                self
+            }
+        }
+
+        impl rt::Validate for IntentLink {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("title", &self.title)?;
+                rt::StringRule::NON_EMPTY
+                    .prefixes(&["http://", "https://"])
+                    .check("url", &self.url)?;
+                if let Some(value) = &self.desc {
+                    rt::StringRule::NON_EMPTY.check("desc", value)?;
+                }
+                if let Some(value) = &self.pic_url {
+                    rt::StringRule::NON_EMPTY.check("pic_url", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        /// A mini-program card attached to an answer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentMiniProgram {
+            /// A mini-program associated with the corp.
+            pub appid: String,
+            /// The page to open.
+            pub pagepath: String,
+            /// The card's title.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub title: Option<String>,
+            /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub thumb_media_id: Option<String>,
+        }
+
+        impl IntentMiniProgram {
+            /// Builds an `IntentMiniProgram` from its required fields.
+            pub fn new(appid: impl Into<String>, pagepath: impl Into<String>) -> Self {
+                Self {
+                    appid: appid.into(),
+                    pagepath: pagepath.into(),
+                    title: None,
+                    thumb_media_id: None,
+                }
+            }
+
+            /// Sets `title`.
+            ///
+            /// The card's title.
+            pub fn title(mut self, title: impl Into<String>) -> Self {
+                self.title = Some(title.into());
+                self
+            }
+
+            /// Sets `thumb_media_id`.
+            ///
+            /// The cover's `media_id`, when adding or changing an intent; `knowledge_list_intent` leaves it out.
+            pub fn thumb_media_id(mut self, thumb_media_id: impl Into<String>) -> Self {
+                self.thumb_media_id = Some(thumb_media_id.into());
+                self
+            }
+        }
+
+        impl rt::Validate for IntentMiniProgram {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("appid", &self.appid)?;
+                rt::StringRule::NON_EMPTY.check("pagepath", &self.pagepath)?;
+                if let Some(value) = &self.title {
+                    rt::StringRule::NON_EMPTY.check("title", value)?;
+                }
+                if let Some(value) = &self.thumb_media_id {
+                    rt::StringRule::NON_EMPTY.check("thumb_media_id", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        /// The answer to an intent's questions.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct IntentAnswer {
+            /// Its text.
+            pub text: IntentAnswerText,
+            /// Images, videos, links or mini-programs sent with it, at most 4.
+            ///
+            /// At most 4 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub attachments: Vec<IntentAttachment>,
+        }
+
+        impl IntentAnswer {
+            /// Builds an `IntentAnswer` from its required fields.
+            pub fn new(text: impl Into<IntentAnswerText>) -> Self {
+                Self {
+                    text: text.into(),
+                    attachments: Vec::new(),
+                }
+            }
+
+            /// Sets `attachments`.
+            ///
+            /// Images, videos, links or mini-programs sent with it, at most 4.
+            /// At most 4 items; more are refused before sending.
+            pub fn attachments(
+                mut self,
+                attachments: impl IntoIterator<Item = impl Into<IntentAttachment>>,
+            ) -> Self {
+                self.attachments = attachments.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        impl rt::Validate for IntentAnswer {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                self.text.validate().map_err(|e| e.within("text"))?;
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(4),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("attachments", self.attachments.len())?;
+                for (i, item) in self.attachments.iter().enumerate() {
+                    item.validate().map_err(|e| e.within_item("attachments", i))?;
+                }
+                Ok(())
+            }
+        }
+
+        /// A question of the knowledge base, its variants and its answer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct Intent {
+            /// Its group.
+            pub group_id: String,
+            /// Its id.
+            pub intent_id: String,
+            /// The main question.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub question: Option<IntentQuestion>,
+            /// Other ways of asking it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub similar_questions: Option<IntentSimilarQuestions>,
+            /// The answer (one, for now).
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub answers: Vec<IntentAnswer>,
+        }
+
+        impl Intent {
+            /// Builds an `Intent` from its required fields.
+            pub fn new(
+                group_id: impl Into<String>,
+                intent_id: impl Into<String>,
+            ) -> Self {
+                Self {
+                    group_id: group_id.into(),
+                    intent_id: intent_id.into(),
+                    question: None,
+                    similar_questions: None,
+                    answers: Vec::new(),
+                }
+            }
+
+            /// Sets `question`.
+            ///
+            /// The main question.
+            pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+                self.question = Some(question.into());
+                self
+            }
+
+            /// Sets `similar_questions`.
+            ///
+            /// Other ways of asking it.
+            pub fn similar_questions(
+                mut self,
+                similar_questions: impl Into<IntentSimilarQuestions>,
+            ) -> Self {
+                self.similar_questions = Some(similar_questions.into());
+                self
+            }
+
+            /// Sets `answers`.
+            ///
+            /// The answer (one, for now).
+            pub fn answers(
+                mut self,
+                answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+            ) -> Self {
+                self.answers = answers.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// The intent `knowledge_add_intent` created.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeAddIntentResponse {
+            /// The new intent's id.
+            pub intent_id: String,
+        }
+
+        impl KnowledgeAddIntentResponse {
+            /// Builds a `KnowledgeAddIntentResponse` from its required fields.
+            pub fn new(intent_id: impl Into<String>) -> Self {
+                Self {
+                    intent_id: intent_id.into(),
+                }
+            }
+        }
+
+        impl From<String> for KnowledgeAddIntentResponse {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for KnowledgeAddIntentResponse {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        /// One page of intents.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeListIntentResponse {
+            /// Pass it as `cursor` for the next page.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub next_cursor: Option<String>,
+            /// 1: more pages follow.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub has_more: Option<u32>,
+            /// The intents.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub intent_list: Vec<Intent>,
+        }
+
+        impl KnowledgeListIntentResponse {
+            /// Builds a `KnowledgeListIntentResponse` from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    next_cursor: None,
+                    has_more: None,
+                    intent_list: Vec::new(),
+                }
+            }
+
+            /// Sets `next_cursor`.
+            ///
+            /// Pass it as `cursor` for the next page.
+            pub fn next_cursor(mut self, next_cursor: impl Into<String>) -> Self {
+                self.next_cursor = Some(next_cursor.into());
+                self
+            }
+
+            /// Sets `has_more`.
+            ///
+            /// 1: more pages follow.
+            pub fn has_more(mut self, has_more: u32) -> Self {
+                self.has_more = Some(has_more);
+                self
+            }
+
+            /// Sets `intent_list`.
+            ///
+            /// The intents.
+            pub fn intent_list(
+                mut self,
+                intent_list: impl IntoIterator<Item = impl Into<Intent>>,
+            ) -> Self {
+                self.intent_list = intent_list.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        /// One item of a [`Menu`].
+        ///
+        /// On the wire: `{"type": "<tag>", "<tag>": {…}}`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum MenuItem {
+            /// `type` = `click`.
+            MenuClick(MenuClick),
+            /// `type` = `view`.
+            MenuView(MenuView),
+            /// `type` = `miniprogram`.
+            MenuMiniProgram(MenuMiniProgram),
+            /// `type` = `text`.
+            MenuText(MenuText),
+        }
+
+        impl MenuItem {
+            /// The `type` of this value.
+            pub fn tag(&self) -> &str {
+                match self {
+                    Self::MenuClick(_) => "click",
+                    Self::MenuView(_) => "view",
+                    Self::MenuMiniProgram(_) => "miniprogram",
+                    Self::MenuText(_) => "text",
+                }
+            }
+        }
+
+        impl rt::serde::Serialize for MenuItem {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::MenuClick(payload) => {
+                        rt::Keyed("type", "click", payload).serialize(serializer)
+                    }
+                    Self::MenuView(payload) => {
+                        rt::Keyed("type", "view", payload).serialize(serializer)
+                    }
+                    Self::MenuMiniProgram(payload) => {
+                        rt::Keyed("type", "miniprogram", payload).serialize(serializer)
+                    }
+                    Self::MenuText(payload) => {
+                        rt::Keyed("type", "text", payload).serialize(serializer)
+                    }
+                }
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for MenuItem {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for MenuItem {
+            fn from_entries(
+                entries: &rt::Entries<'_>,
+                whole: &str,
+            ) -> Result<Self, rt::serde_json::Error> {
+                use rt::serde::de::Error as _;
+                let tag = entries.tag("type").map_err(rt::serde_json::Error::custom)?;
+                match tag.as_str() {
+                    "click" => entries.payload("click").map(Self::MenuClick),
+                    "view" => entries.payload("view").map(Self::MenuView),
+                    "miniprogram" => {
+                        entries.payload("miniprogram").map(Self::MenuMiniProgram)
+                    }
+                    "text" => entries.payload("text").map(Self::MenuText),
+                    other => {
+                        Err(
+                            rt::serde_json::Error::custom(
+                                format!(
+                                    "unknown type `{other}`, expected one of `click`, `view`, `miniprogram`, `text`"
+                                ),
+                            ),
+                        )
+                    }
+                }
+            }
+        }
+
+        impl rt::Validate for MenuItem {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                match self {
+                    Self::MenuClick(payload) => {
+                        payload.validate().map_err(|e| e.within("click"))
+                    }
+                    Self::MenuView(payload) => {
+                        payload.validate().map_err(|e| e.within("view"))
+                    }
+                    Self::MenuMiniProgram(payload) => {
+                        payload.validate().map_err(|e| e.within("miniprogram"))
+                    }
+                    Self::MenuText(payload) => {
+                        payload.validate().map_err(|e| e.within("text"))
+                    }
+                }
+            }
+        }
+
+        impl From<MenuClick> for MenuItem {
+            fn from(payload: MenuClick) -> Self {
+                Self::MenuClick(payload)
+            }
+        }
+
+        impl From<MenuView> for MenuItem {
+            fn from(payload: MenuView) -> Self {
+                Self::MenuView(payload)
+            }
+        }
+
+        impl From<MenuMiniProgram> for MenuItem {
+            fn from(payload: MenuMiniProgram) -> Self {
+                Self::MenuMiniProgram(payload)
+            }
+        }
+
+        impl From<MenuText> for MenuItem {
+            fn from(payload: MenuText) -> Self {
+                Self::MenuText(payload)
+            }
+        }
+
+        /// A message this crate can send: the `msgtype` and its payload.
+        ///
+        /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum OutgoingMsg {
+            /// `msgtype` = `text`.
+            Text(Text),
+            /// `msgtype` = `image`.
+            Image(Image),
+            /// `msgtype` = `voice`.
+            Voice(Voice),
+            /// `msgtype` = `video`.
+            Video(Video),
+            /// `msgtype` = `file`.
+            File(File),
+            /// `msgtype` = `link`.
+            Link(Link),
+            /// `msgtype` = `miniprogram`.
+            MiniProgram(MiniProgram),
+            /// `msgtype` = `msgmenu`.
+            Menu(Menu),
+            /// `msgtype` = `location`.
+            Location(Location),
+            /// `msgtype` = `ca_link`.
+            CaLink(CaLink),
+        }
+
+        impl OutgoingMsg {
+            /// The `msgtype` of this value.
+            pub fn tag(&self) -> &str {
+                match self {
+                    Self::Text(_) => "text",
+                    Self::Image(_) => "image",
+                    Self::Voice(_) => "voice",
+                    Self::Video(_) => "video",
+                    Self::File(_) => "file",
+                    Self::Link(_) => "link",
+                    Self::MiniProgram(_) => "miniprogram",
+                    Self::Menu(_) => "msgmenu",
+                    Self::Location(_) => "location",
+                    Self::CaLink(_) => "ca_link",
+                }
+            }
+        }
+
+        impl rt::serde::Serialize for OutgoingMsg {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::Text(payload) => {
+                        rt::Keyed("msgtype", "text", payload).serialize(serializer)
+                    }
+                    Self::Image(payload) => {
+                        rt::Keyed("msgtype", "image", payload).serialize(serializer)
+                    }
+                    Self::Voice(payload) => {
+                        rt::Keyed("msgtype", "voice", payload).serialize(serializer)
+                    }
+                    Self::Video(payload) => {
+                        rt::Keyed("msgtype", "video", payload).serialize(serializer)
+                    }
+                    Self::File(payload) => {
+                        rt::Keyed("msgtype", "file", payload).serialize(serializer)
+                    }
+                    Self::Link(payload) => {
+                        rt::Keyed("msgtype", "link", payload).serialize(serializer)
+                    }
+                    Self::MiniProgram(payload) => {
+                        rt::Keyed("msgtype", "miniprogram", payload)
+                            .serialize(serializer)
+                    }
+                    Self::Menu(payload) => {
+                        rt::Keyed("msgtype", "msgmenu", payload).serialize(serializer)
+                    }
+                    Self::Location(payload) => {
+                        rt::Keyed("msgtype", "location", payload).serialize(serializer)
+                    }
+                    Self::CaLink(payload) => {
+                        rt::Keyed("msgtype", "ca_link", payload).serialize(serializer)
+                    }
+                }
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for OutgoingMsg {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for OutgoingMsg {
+            fn from_entries(
+                entries: &rt::Entries<'_>,
+                whole: &str,
+            ) -> Result<Self, rt::serde_json::Error> {
+                use rt::serde::de::Error as _;
+                let tag = entries.tag("msgtype").map_err(rt::serde_json::Error::custom)?;
+                match tag.as_str() {
+                    "text" => entries.payload("text").map(Self::Text),
+                    "image" => entries.payload("image").map(Self::Image),
+                    "voice" => entries.payload("voice").map(Self::Voice),
+                    "video" => entries.payload("video").map(Self::Video),
+                    "file" => entries.payload("file").map(Self::File),
+                    "link" => entries.payload("link").map(Self::Link),
+                    "miniprogram" => {
+                        entries.payload("miniprogram").map(Self::MiniProgram)
+                    }
+                    "msgmenu" => entries.payload("msgmenu").map(Self::Menu),
+                    "location" => entries.payload("location").map(Self::Location),
+                    "ca_link" => entries.payload("ca_link").map(Self::CaLink),
+                    other => {
+                        Err(
+                            rt::serde_json::Error::custom(
+                                format!(
+                                    "unknown msgtype `{other}`, expected one of `text`, `image`, `voice`, `video`, `file`, `link`, `miniprogram`, `msgmenu`, `location`, `ca_link`"
+                                ),
+                            ),
+                        )
+                    }
+                }
+            }
+        }
+
+        impl rt::Validate for OutgoingMsg {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                match self {
+                    Self::Text(payload) => {
+                        payload.validate().map_err(|e| e.within("text"))
+                    }
+                    Self::Image(payload) => {
+                        payload.validate().map_err(|e| e.within("image"))
+                    }
+                    Self::Voice(payload) => {
+                        payload.validate().map_err(|e| e.within("voice"))
+                    }
+                    Self::Video(payload) => {
+                        payload.validate().map_err(|e| e.within("video"))
+                    }
+                    Self::File(payload) => {
+                        payload.validate().map_err(|e| e.within("file"))
+                    }
+                    Self::Link(payload) => {
+                        payload.validate().map_err(|e| e.within("link"))
+                    }
+                    Self::MiniProgram(payload) => {
+                        payload.validate().map_err(|e| e.within("miniprogram"))
+                    }
+                    Self::Menu(payload) => {
+                        payload.validate().map_err(|e| e.within("msgmenu"))
+                    }
+                    Self::Location(payload) => {
+                        payload.validate().map_err(|e| e.within("location"))
+                    }
+                    Self::CaLink(payload) => {
+                        payload.validate().map_err(|e| e.within("ca_link"))
+                    }
+                }
+            }
+        }
+
+        impl From<Text> for OutgoingMsg {
+            fn from(payload: Text) -> Self {
+                Self::Text(payload)
+            }
+        }
+
+        impl From<Image> for OutgoingMsg {
+            fn from(payload: Image) -> Self {
+                Self::Image(payload)
+            }
+        }
+
+        impl From<Voice> for OutgoingMsg {
+            fn from(payload: Voice) -> Self {
+                Self::Voice(payload)
+            }
+        }
+
+        impl From<Video> for OutgoingMsg {
+            fn from(payload: Video) -> Self {
+                Self::Video(payload)
+            }
+        }
+
+        impl From<File> for OutgoingMsg {
+            fn from(payload: File) -> Self {
+                Self::File(payload)
+            }
+        }
+
+        impl From<Link> for OutgoingMsg {
+            fn from(payload: Link) -> Self {
+                Self::Link(payload)
+            }
+        }
+
+        impl From<MiniProgram> for OutgoingMsg {
+            fn from(payload: MiniProgram) -> Self {
+                Self::MiniProgram(payload)
+            }
+        }
+
+        impl From<Menu> for OutgoingMsg {
+            fn from(payload: Menu) -> Self {
+                Self::Menu(payload)
+            }
+        }
+
+        impl From<Location> for OutgoingMsg {
+            fn from(payload: Location) -> Self {
+                Self::Location(payload)
+            }
+        }
+
+        impl From<CaLink> for OutgoingMsg {
+            fn from(payload: CaLink) -> Self {
+                Self::CaLink(payload)
+            }
+        }
+
+        /// A system event from `sync_msg` (`msgtype` = `event`).
+        ///
+        /// On the wire: `{"event_type": "<tag>", …fields}`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Event {
+            /// `event_type` = `enter_session`.
+            EnterSession(EnterSession),
+            /// `event_type` = `msg_send_fail`.
+            MsgSendFail(MsgSendFail),
+            /// `event_type` = `servicer_status_change`.
+            ServicerStatusChange(ServicerStatusChange),
+            /// `event_type` = `session_status_change`.
+            SessionStatusChange(SessionStatusChange),
+            /// `event_type` = `user_recall_msg`.
+            UserRecallMsg(UserRecallMsg),
+            /// `event_type` = `servicer_recall_msg`.
+            ServicerRecallMsg(ServicerRecallMsg),
+            /// `event_type` = `reject_customer_msg_switch_change`.
+            RejectCustomerMsgSwitchChange(RejectCustomerMsgSwitchChange),
+            /// A `event_type` this version doesn't know, kept with the JSON it came in.
+            Unknown {
+                /// The tag as received.
+                event_type: String,
+                /// The whole object, as received.
+                raw: rt::Value,
+            },
+        }
+
+        impl Event {
+            /// The `event_type` of this value.
+            pub fn tag(&self) -> &str {
+                match self {
+                    Self::EnterSession(_) => "enter_session",
+                    Self::MsgSendFail(_) => "msg_send_fail",
+                    Self::ServicerStatusChange(_) => "servicer_status_change",
+                    Self::SessionStatusChange(_) => "session_status_change",
+                    Self::UserRecallMsg(_) => "user_recall_msg",
+                    Self::ServicerRecallMsg(_) => "servicer_recall_msg",
+                    Self::RejectCustomerMsgSwitchChange(_) => {
+                        "reject_customer_msg_switch_change"
+                    }
+                    Self::Unknown { event_type, .. } => event_type,
+                }
+            }
+        }
+
+        impl rt::serde::Serialize for Event {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::EnterSession(payload) => {
+                        rt::Tagged("event_type", "enter_session", payload)
+                            .serialize(serializer)
+                    }
+                    Self::MsgSendFail(payload) => {
+                        rt::Tagged("event_type", "msg_send_fail", payload)
+                            .serialize(serializer)
+                    }
+                    Self::ServicerStatusChange(payload) => {
+                        rt::Tagged("event_type", "servicer_status_change", payload)
+                            .serialize(serializer)
+                    }
+                    Self::SessionStatusChange(payload) => {
+                        rt::Tagged("event_type", "session_status_change", payload)
+                            .serialize(serializer)
+                    }
+                    Self::UserRecallMsg(payload) => {
+                        rt::Tagged("event_type", "user_recall_msg", payload)
+                            .serialize(serializer)
+                    }
+                    Self::ServicerRecallMsg(payload) => {
+                        rt::Tagged("event_type", "servicer_recall_msg", payload)
+                            .serialize(serializer)
+                    }
+                    Self::RejectCustomerMsgSwitchChange(payload) => {
+                        rt::Tagged(
+                                "event_type",
+                                "reject_customer_msg_switch_change",
+                                payload,
+                            )
+                            .serialize(serializer)
+                    }
+                    Self::Unknown { raw, .. } => raw.serialize(serializer),
+                }
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for Event {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for Event {
+            fn from_entries(
+                entries: &rt::Entries<'_>,
+                whole: &str,
+            ) -> Result<Self, rt::serde_json::Error> {
+                let tag = entries.tag("event_type").unwrap_or_default();
+                let known = match tag.as_str() {
+                    "enter_session" => rt::from_text(whole).ok().map(Self::EnterSession),
+                    "msg_send_fail" => rt::from_text(whole).ok().map(Self::MsgSendFail),
+                    "servicer_status_change" => {
+                        rt::from_text(whole).ok().map(Self::ServicerStatusChange)
+                    }
+                    "session_status_change" => {
+                        rt::from_text(whole).ok().map(Self::SessionStatusChange)
+                    }
+                    "user_recall_msg" => {
+                        rt::from_text(whole).ok().map(Self::UserRecallMsg)
+                    }
+                    "servicer_recall_msg" => {
+                        rt::from_text(whole).ok().map(Self::ServicerRecallMsg)
+                    }
+                    "reject_customer_msg_switch_change" => {
+                        rt::from_text(whole)
+                            .ok()
+                            .map(Self::RejectCustomerMsgSwitchChange)
+                    }
+                    _ => None,
+                };
+                Ok(
+                    known
+                        .unwrap_or_else(|| Self::Unknown {
+                            event_type: tag,
+                            raw: rt::value_of(whole),
+                        }),
+                )
+            }
+        }
+
+        impl From<EnterSession> for Event {
+            fn from(payload: EnterSession) -> Self {
+                Self::EnterSession(payload)
+            }
+        }
+
+        impl From<MsgSendFail> for Event {
+            fn from(payload: MsgSendFail) -> Self {
+                Self::MsgSendFail(payload)
+            }
+        }
+
+        impl From<ServicerStatusChange> for Event {
+            fn from(payload: ServicerStatusChange) -> Self {
+                Self::ServicerStatusChange(payload)
+            }
+        }
+
+        impl From<SessionStatusChange> for Event {
+            fn from(payload: SessionStatusChange) -> Self {
+                Self::SessionStatusChange(payload)
+            }
+        }
+
+        impl From<UserRecallMsg> for Event {
+            fn from(payload: UserRecallMsg) -> Self {
+                Self::UserRecallMsg(payload)
+            }
+        }
+
+        impl From<ServicerRecallMsg> for Event {
+            fn from(payload: ServicerRecallMsg) -> Self {
+                Self::ServicerRecallMsg(payload)
+            }
+        }
+
+        impl From<RejectCustomerMsgSwitchChange> for Event {
+            fn from(payload: RejectCustomerMsgSwitchChange) -> Self {
+                Self::RejectCustomerMsgSwitchChange(payload)
+            }
+        }
+
+        /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+        impl Default for Event {
+            fn default() -> Self {
+                Self::Unknown {
+                    event_type: String::new(),
+                    raw: rt::Value::Null,
+                }
+            }
+        }
+
+        /// What an item of `sync_msg` holds: a message or an event.
+        ///
+        /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Received {
+            /// `msgtype` = `text`.
+            Text(ReceivedText),
+            /// `msgtype` = `image`.
+            Image(Image),
+            /// `msgtype` = `voice`.
+            Voice(Voice),
+            /// `msgtype` = `video`.
+            Video(Video),
+            /// `msgtype` = `file`.
+            File(File),
+            /// `msgtype` = `location`.
+            Location(Location),
+            /// `msgtype` = `link`.
+            Link(ReceivedLink),
+            /// `msgtype` = `business_card`.
+            BusinessCard(BusinessCard),
+            /// `msgtype` = `miniprogram`.
+            MiniProgram(MiniProgram),
+            /// `msgtype` = `msgmenu`.
+            Menu(Menu),
+            /// `msgtype` = `channels_shop_product`.
+            ChannelsShopProduct(ChannelsShopProduct),
+            /// `msgtype` = `channels_shop_order`.
+            ChannelsShopOrder(ChannelsShopOrder),
+            /// `msgtype` = `merged_msg`.
+            MergedMsg(MergedMsg),
+            /// `msgtype` = `channels`.
+            Channels(Channels),
+            /// `msgtype` = `meeting`.
+            Meeting(Meeting),
+            /// `msgtype` = `schedule`.
+            Schedule(Schedule),
+            /// `msgtype` = `note`.
+            Note(Note),
+            /// `msgtype` = `event`.
+            Event(Event),
+            /// A `msgtype` this version doesn't know, kept with the JSON it came in.
+            Unknown {
+                /// The tag as received.
+                msgtype: String,
+                /// The whole object, as received.
+                raw: rt::Value,
+            },
+        }
+
+        impl Received {
+            /// The `msgtype` of this value.
+            pub fn tag(&self) -> &str {
+                match self {
+                    Self::Text(_) => "text",
+                    Self::Image(_) => "image",
+                    Self::Voice(_) => "voice",
+                    Self::Video(_) => "video",
+                    Self::File(_) => "file",
+                    Self::Location(_) => "location",
+                    Self::Link(_) => "link",
+                    Self::BusinessCard(_) => "business_card",
+                    Self::MiniProgram(_) => "miniprogram",
+                    Self::Menu(_) => "msgmenu",
+                    Self::ChannelsShopProduct(_) => "channels_shop_product",
+                    Self::ChannelsShopOrder(_) => "channels_shop_order",
+                    Self::MergedMsg(_) => "merged_msg",
+                    Self::Channels(_) => "channels",
+                    Self::Meeting(_) => "meeting",
+                    Self::Schedule(_) => "schedule",
+                    Self::Note(_) => "note",
+                    Self::Event(_) => "event",
+                    Self::Unknown { msgtype, .. } => msgtype,
+                }
+            }
+        }
+
+        impl rt::serde::Serialize for Received {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::Text(payload) => {
+                        rt::Keyed("msgtype", "text", payload).serialize(serializer)
+                    }
+                    Self::Image(payload) => {
+                        rt::Keyed("msgtype", "image", payload).serialize(serializer)
+                    }
+                    Self::Voice(payload) => {
+                        rt::Keyed("msgtype", "voice", payload).serialize(serializer)
+                    }
+                    Self::Video(payload) => {
+                        rt::Keyed("msgtype", "video", payload).serialize(serializer)
+                    }
+                    Self::File(payload) => {
+                        rt::Keyed("msgtype", "file", payload).serialize(serializer)
+                    }
+                    Self::Location(payload) => {
+                        rt::Keyed("msgtype", "location", payload).serialize(serializer)
+                    }
+                    Self::Link(payload) => {
+                        rt::Keyed("msgtype", "link", payload).serialize(serializer)
+                    }
+                    Self::BusinessCard(payload) => {
+                        rt::Keyed("msgtype", "business_card", payload)
+                            .serialize(serializer)
+                    }
+                    Self::MiniProgram(payload) => {
+                        rt::Keyed("msgtype", "miniprogram", payload)
+                            .serialize(serializer)
+                    }
+                    Self::Menu(payload) => {
+                        rt::Keyed("msgtype", "msgmenu", payload).serialize(serializer)
+                    }
+                    Self::ChannelsShopProduct(payload) => {
+                        rt::Keyed("msgtype", "channels_shop_product", payload)
+                            .serialize(serializer)
+                    }
+                    Self::ChannelsShopOrder(payload) => {
+                        rt::Keyed("msgtype", "channels_shop_order", payload)
+                            .serialize(serializer)
+                    }
+                    Self::MergedMsg(payload) => {
+                        rt::Keyed("msgtype", "merged_msg", payload).serialize(serializer)
+                    }
+                    Self::Channels(payload) => {
+                        rt::Keyed("msgtype", "channels", payload).serialize(serializer)
+                    }
+                    Self::Meeting(payload) => {
+                        rt::Keyed("msgtype", "meeting", payload).serialize(serializer)
+                    }
+                    Self::Schedule(payload) => {
+                        rt::Keyed("msgtype", "schedule", payload).serialize(serializer)
+                    }
+                    Self::Note(payload) => {
+                        rt::Keyed("msgtype", "note", payload).serialize(serializer)
+                    }
+                    Self::Event(payload) => {
+                        rt::Keyed("msgtype", "event", payload).serialize(serializer)
+                    }
+                    Self::Unknown { raw, .. } => raw.serialize(serializer),
+                }
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for Received {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for Received {
+            fn from_entries(
+                entries: &rt::Entries<'_>,
+                whole: &str,
+            ) -> Result<Self, rt::serde_json::Error> {
+                let tag = entries.tag("msgtype").unwrap_or_default();
+                let known = match tag.as_str() {
+                    "text" => entries.payload("text").ok().map(Self::Text),
+                    "image" => entries.payload("image").ok().map(Self::Image),
+                    "voice" => entries.payload("voice").ok().map(Self::Voice),
+                    "video" => entries.payload("video").ok().map(Self::Video),
+                    "file" => entries.payload("file").ok().map(Self::File),
+                    "location" => entries.payload("location").ok().map(Self::Location),
+                    "link" => entries.payload("link").ok().map(Self::Link),
+                    "business_card" => {
+                        entries.payload("business_card").ok().map(Self::BusinessCard)
+                    }
+                    "miniprogram" => {
+                        entries.payload("miniprogram").ok().map(Self::MiniProgram)
+                    }
+                    "msgmenu" => entries.payload("msgmenu").ok().map(Self::Menu),
+                    "channels_shop_product" => {
+                        entries
+                            .payload("channels_shop_product")
+                            .ok()
+                            .map(Self::ChannelsShopProduct)
+                    }
+                    "channels_shop_order" => {
+                        entries
+                            .payload("channels_shop_order")
+                            .ok()
+                            .map(Self::ChannelsShopOrder)
+                    }
+                    "merged_msg" => {
+                        entries.payload("merged_msg").ok().map(Self::MergedMsg)
+                    }
+                    "channels" => entries.payload("channels").ok().map(Self::Channels),
+                    "meeting" => entries.payload("meeting").ok().map(Self::Meeting),
+                    "schedule" => entries.payload("schedule").ok().map(Self::Schedule),
+                    "note" => entries.payload("note").ok().map(Self::Note),
+                    "event" => entries.union_payload("event").ok().map(Self::Event),
+                    _ => None,
+                };
+                Ok(
+                    known
+                        .unwrap_or_else(|| Self::Unknown {
+                            msgtype: tag,
+                            raw: rt::value_of(whole),
+                        }),
+                )
+            }
+        }
+
+        impl rt::KeyedPayload for Received {
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "text" => ReceivedText::deserialize(payload).map(Self::Text),
+                    "image" => Image::deserialize(payload).map(Self::Image),
+                    "voice" => Voice::deserialize(payload).map(Self::Voice),
+                    "video" => Video::deserialize(payload).map(Self::Video),
+                    "file" => File::deserialize(payload).map(Self::File),
+                    "location" => Location::deserialize(payload).map(Self::Location),
+                    "link" => ReceivedLink::deserialize(payload).map(Self::Link),
+                    "business_card" => {
+                        BusinessCard::deserialize(payload).map(Self::BusinessCard)
+                    }
+                    "miniprogram" => {
+                        MiniProgram::deserialize(payload).map(Self::MiniProgram)
+                    }
+                    "msgmenu" => Menu::deserialize(payload).map(Self::Menu),
+                    "channels_shop_product" => {
+                        ChannelsShopProduct::deserialize(payload)
+                            .map(Self::ChannelsShopProduct)
+                    }
+                    "channels_shop_order" => {
+                        ChannelsShopOrder::deserialize(payload)
+                            .map(Self::ChannelsShopOrder)
+                    }
+                    "merged_msg" => MergedMsg::deserialize(payload).map(Self::MergedMsg),
+                    "channels" => Channels::deserialize(payload).map(Self::Channels),
+                    "meeting" => Meeting::deserialize(payload).map(Self::Meeting),
+                    "schedule" => Schedule::deserialize(payload).map(Self::Schedule),
+                    "note" => Note::deserialize(payload).map(Self::Note),
+                    "event" => rt::union_in_place(payload).map(Self::Event),
+                    other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
+                }
+            }
+        }
+
+        impl From<ReceivedText> for Received {
+            fn from(payload: ReceivedText) -> Self {
+                Self::Text(payload)
+            }
+        }
+
+        impl From<Image> for Received {
+            fn from(payload: Image) -> Self {
+                Self::Image(payload)
+            }
+        }
+
+        impl From<Voice> for Received {
+            fn from(payload: Voice) -> Self {
+                Self::Voice(payload)
+            }
+        }
+
+        impl From<Video> for Received {
+            fn from(payload: Video) -> Self {
+                Self::Video(payload)
+            }
+        }
+
+        impl From<File> for Received {
+            fn from(payload: File) -> Self {
+                Self::File(payload)
+            }
+        }
+
+        impl From<Location> for Received {
+            fn from(payload: Location) -> Self {
+                Self::Location(payload)
+            }
+        }
+
+        impl From<ReceivedLink> for Received {
+            fn from(payload: ReceivedLink) -> Self {
+                Self::Link(payload)
+            }
+        }
+
+        impl From<BusinessCard> for Received {
+            fn from(payload: BusinessCard) -> Self {
+                Self::BusinessCard(payload)
+            }
+        }
+
+        impl From<MiniProgram> for Received {
+            fn from(payload: MiniProgram) -> Self {
+                Self::MiniProgram(payload)
+            }
+        }
+
+        impl From<Menu> for Received {
+            fn from(payload: Menu) -> Self {
+                Self::Menu(payload)
+            }
+        }
+
+        impl From<ChannelsShopProduct> for Received {
+            fn from(payload: ChannelsShopProduct) -> Self {
+                Self::ChannelsShopProduct(payload)
+            }
+        }
+
+        impl From<ChannelsShopOrder> for Received {
+            fn from(payload: ChannelsShopOrder) -> Self {
+                Self::ChannelsShopOrder(payload)
+            }
+        }
+
+        impl From<MergedMsg> for Received {
+            fn from(payload: MergedMsg) -> Self {
+                Self::MergedMsg(payload)
+            }
+        }
+
+        impl From<Channels> for Received {
+            fn from(payload: Channels) -> Self {
+                Self::Channels(payload)
+            }
+        }
+
+        impl From<Meeting> for Received {
+            fn from(payload: Meeting) -> Self {
+                Self::Meeting(payload)
+            }
+        }
+
+        impl From<Schedule> for Received {
+            fn from(payload: Schedule) -> Self {
+                Self::Schedule(payload)
+            }
+        }
+
+        impl From<Note> for Received {
+            fn from(payload: Note) -> Self {
+                Self::Note(payload)
+            }
+        }
+
+        impl From<Event> for Received {
+            fn from(payload: Event) -> Self {
+                Self::Event(payload)
+            }
+        }
+
+        /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+        impl Default for Received {
+            fn default() -> Self {
+                Self::Unknown {
+                    msgtype: String::new(),
+                    raw: rt::Value::Null,
+                }
+            }
+        }
+
+        /// What an answer may carry besides its text.
+        ///
+        /// On the wire: `{"msgtype": "<tag>", "<tag>": {…}}`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum IntentAttachment {
+            /// `msgtype` = `image`.
+            Image(IntentImage),
+            /// `msgtype` = `video`.
+            Video(IntentVideo),
+            /// `msgtype` = `link`.
+            Link(IntentLink),
+            /// `msgtype` = `miniprogram`.
+            MiniProgram(IntentMiniProgram),
+            /// A `msgtype` this version doesn't know, kept with the JSON it came in.
+            Unknown {
+                /// The tag as received.
+                msgtype: String,
+                /// The whole object, as received.
+                raw: rt::Value,
+            },
+        }
+
+        impl IntentAttachment {
+            /// The `msgtype` of this value.
+            pub fn tag(&self) -> &str {
+                match self {
+                    Self::Image(_) => "image",
+                    Self::Video(_) => "video",
+                    Self::Link(_) => "link",
+                    Self::MiniProgram(_) => "miniprogram",
+                    Self::Unknown { msgtype, .. } => msgtype,
+                }
+            }
+        }
+
+        impl rt::serde::Serialize for IntentAttachment {
+            fn serialize<S: rt::serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::Image(payload) => {
+                        rt::Keyed("msgtype", "image", payload).serialize(serializer)
+                    }
+                    Self::Video(payload) => {
+                        rt::Keyed("msgtype", "video", payload).serialize(serializer)
+                    }
+                    Self::Link(payload) => {
+                        rt::Keyed("msgtype", "link", payload).serialize(serializer)
+                    }
+                    Self::MiniProgram(payload) => {
+                        rt::Keyed("msgtype", "miniprogram", payload)
+                            .serialize(serializer)
+                    }
+                    Self::Unknown { raw, .. } => raw.serialize(serializer),
+                }
+            }
+        }
+
+        impl<'de> rt::serde::Deserialize<'de> for IntentAttachment {
+            fn deserialize<D: rt::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                rt::deserialize_union(deserializer)
+            }
+        }
+
+        impl rt::FromEntries for IntentAttachment {
+            fn from_entries(
+                entries: &rt::Entries<'_>,
+                whole: &str,
+            ) -> Result<Self, rt::serde_json::Error> {
+                let tag = entries.tag("msgtype").unwrap_or_default();
+                let known = match tag.as_str() {
+                    "image" => entries.payload("image").ok().map(Self::Image),
+                    "video" => entries.payload("video").ok().map(Self::Video),
+                    "link" => entries.payload("link").ok().map(Self::Link),
+                    "miniprogram" => {
+                        entries.payload("miniprogram").ok().map(Self::MiniProgram)
+                    }
+                    _ => None,
+                };
+                Ok(
+                    known
+                        .unwrap_or_else(|| Self::Unknown {
+                            msgtype: tag,
+                            raw: rt::value_of(whole),
+                        }),
+                )
+            }
+        }
+
+        impl rt::Validate for IntentAttachment {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                match self {
+                    Self::Image(payload) => {
+                        payload.validate().map_err(|e| e.within("image"))
+                    }
+                    Self::Video(payload) => {
+                        payload.validate().map_err(|e| e.within("video"))
+                    }
+                    Self::Link(payload) => {
+                        payload.validate().map_err(|e| e.within("link"))
+                    }
+                    Self::MiniProgram(payload) => {
+                        payload.validate().map_err(|e| e.within("miniprogram"))
+                    }
+                    Self::Unknown { .. } => Ok(()),
+                }
+            }
+        }
+
+        impl From<IntentImage> for IntentAttachment {
+            fn from(payload: IntentImage) -> Self {
+                Self::Image(payload)
+            }
+        }
+
+        impl From<IntentVideo> for IntentAttachment {
+            fn from(payload: IntentVideo) -> Self {
+                Self::Video(payload)
+            }
+        }
+
+        impl From<IntentLink> for IntentAttachment {
+            fn from(payload: IntentLink) -> Self {
+                Self::Link(payload)
+            }
+        }
+
+        impl From<IntentMiniProgram> for IntentAttachment {
+            fn from(payload: IntentMiniProgram) -> Self {
+                Self::MiniProgram(payload)
+            }
+        }
+
+        /// An empty `Unknown`: what a lenient struct holds when the content is missing.
+        impl Default for IntentAttachment {
+            fn default() -> Self {
+                Self::Unknown {
+                    msgtype: String::new(),
+                    raw: rt::Value::Null,
+                }
+            }
+        }
+
+        /// The body of [`gettoken`](rt::Client::gettoken), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Fetches an access token; the client calls it for you and caches the token.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GettokenRequest {}
+        impl GettokenRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        impl rt::Validate for GettokenRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                Ok(())
+            }
+        }
+
+        impl rt::Request for GettokenRequest {
+            type Response = AccessTokenResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "gettoken",
+                method: rt::HttpMethod::Get,
+                path: "gettoken",
+                auth: rt::Auth::CorpSecret,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`sync_msg`](rt::Client::sync_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Pulls the customer messages and events of the last 3 days, one page per call.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
+        #[derive(Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SyncMsgRequest {
+            /// The account whose messages to pull (the callback's `OpenKfId`).
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// `next_cursor` of the previous page; leave unset to start 3 days back.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cursor: Option<String>,
+            /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
+            ///
+            /// At most 128 bytes; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub token: Option<String>,
+            /// Most messages in the page; 1000 when unset.
+            ///
+            /// From 1 to 1000, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+            /// How voice messages arrive; AMR when unset.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub voice_format: Option<VoiceFormat>,
+        }
+
+        impl rt::fmt::Debug for SyncMsgRequest {
+            fn fmt(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                f.debug_struct("SyncMsgRequest")
+                    .field("open_kfid", &self.open_kfid)
+                    .field("cursor", &self.cursor)
+                    .field("token", &self.token.as_ref().map(|_| rt::Redacted))
+                    .field("limit", &self.limit)
+                    .field("voice_format", &self.voice_format)
+                    .finish()
+            }
+        }
+
+        impl SyncMsgRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    cursor: None,
+                    token: None,
+                    limit: None,
+                    voice_format: None,
+                }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; leave unset to start 3 days back.
+            /// At most 64 bytes; longer values are refused before sending.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `token`.
+            ///
+            /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
+            /// At most 128 bytes; longer values are refused before sending.
+            pub fn token(mut self, token: impl Into<String>) -> Self {
+                self.token = Some(token.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Most messages in the page; 1000 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.limit = Some(limit);
+                self
+            }
+
+            /// Sets `voice_format`.
+            ///
+            /// How voice messages arrive; AMR when unset.
+            pub fn voice_format(mut self, voice_format: impl Into<VoiceFormat>) -> Self {
+                self.voice_format = Some(voice_format.into());
+                self
+            }
+        }
+
+        impl rt::Validate for SyncMsgRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                if let Some(value) = &self.cursor {
+                    rt::StringRule::NON_EMPTY.max_bytes(64).check("cursor", value)?;
+                }
+                if let Some(value) = &self.token {
+                    rt::StringRule::NON_EMPTY.max_bytes(128).check("token", value)?;
+                }
+                if let Some(value) = &self.limit {
+                    rt::NumberRule {
+                        min: Some(1.0),
+                        max: Some(1000.0),
+                    }
+                        .check("limit", f64::from(*value))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for SyncMsgRequest {
+            type Response = SyncMsgResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "sync_msg",
+                method: rt::HttpMethod::Post,
+                path: "kf/sync_msg",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`send_msg`](rt::Client::send_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Sends a message to a customer: at most 5 per customer message, within 48 hours of it, while the session is new or with the smart assistant.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SendMsgRequest {
+            /// The customer's `external_userid`.
+            pub touser: String,
+            /// The account that sends.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The message: its `msgtype` and payload.
+            #[serde(flatten)]
+            pub msg: OutgoingMsg,
+            /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            ///
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msgid: Option<String>,
+        }
+
+        impl SendMsgRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                touser: impl Into<String>,
+                open_kfid: impl Into<String>,
+                msg: impl Into<OutgoingMsg>,
+            ) -> Self {
+                Self {
+                    touser: touser.into(),
+                    open_kfid: open_kfid.into(),
+                    msg: msg.into(),
+                    msgid: None,
+                }
+            }
+
+            /// Sets `msgid`.
+            ///
+            /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
+                self.msgid = Some(msgid.into());
+                self
+            }
+        }
+
+        impl rt::Validate for SendMsgRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("touser", &self.touser)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                self.msg.validate()?;
+                if let Some(value) = &self.msgid {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(32)
+                        .charset(
+                            &[('0', '9'), ('a', 'z'), ('A', 'Z'), ('_', '_'), ('-', '-')],
+                        )
+                        .check("msgid", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for SendMsgRequest {
+            type Response = SendMsgResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "send_msg",
+                method: rt::HttpMethod::Post,
+                path: "kf/send_msg",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: Some("msgid"),
+            };
+
+            fn retry_id(&self) -> Option<&str> {
+                self.msgid.as_deref().filter(|id| !id.is_empty())
+            }
+
+            fn with_retry_id(&self, id: &str) -> Option<Self> {
+                if self.retry_id().is_some() {
+                    return None;
+                }
+                let mut request = self.clone();
+                request.msgid = Some(id.to_owned());
+                Some(request)
+            }
+        }
+
+        /// The body of [`send_msg_on_event`](rt::Client::send_msg_on_event), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Answers an event with its one-time code: a welcome (20 s), a queue or pickup notice (48 h), or a closing message (20 s).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct SendMsgOnEventRequest {
+            /// `welcome_code` of `enter_session`, or the `msg_code` of a session state change.
+            pub code: String,
+            /// A text or menu message.
+            #[serde(flatten)]
+            pub msg: OutgoingMsg,
+            /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            ///
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub msgid: Option<String>,
+        }
+
+        impl SendMsgOnEventRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                code: impl Into<String>,
+                msg: impl SendMsgOnEventMessage,
+            ) -> Self {
+                Self {
+                    code: code.into(),
+                    msg: msg.into(),
+                    msgid: None,
+                }
+            }
+
+            /// Sets `msgid`.
+            ///
+            /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
+                self.msgid = Some(msgid.into());
+                self
+            }
+        }
+
+        impl rt::Validate for SendMsgOnEventRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("code", &self.code)?;
+                if !matches!(self.msg.tag(), "text" | "msgmenu") {
+                    return Err(
+                        rt::Invalid::new("msgtype", "must be one of text, msgmenu"),
+                    );
+                }
+                self.msg.validate()?;
+                if let Some(value) = &self.msgid {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(32)
+                        .charset(
+                            &[('0', '9'), ('a', 'z'), ('A', 'Z'), ('_', '_'), ('-', '-')],
+                        )
+                        .check("msgid", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for SendMsgOnEventRequest {
+            type Response = SendMsgResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "send_msg_on_event",
+                method: rt::HttpMethod::Post,
+                path: "kf/send_msg_on_event",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: Some("msgid"),
+            };
+
+            fn retry_id(&self) -> Option<&str> {
+                self.msgid.as_deref().filter(|id| !id.is_empty())
+            }
+
+            fn with_retry_id(&self, id: &str) -> Option<Self> {
+                if self.retry_id().is_some() {
+                    return None;
+                }
+                let mut request = self.clone();
+                request.msgid = Some(id.to_owned());
+                Some(request)
+            }
+        }
+
+        /// The message types [`send_msg_on_event`](rt::Client::send_msg_on_event) accepts: text, msgmenu.
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` can't be sent with `send_msg_on_event`",
+            label = "`send_msg_on_event` doesn't accept this message type",
+            note = "`send_msg_on_event` accepts: text, msgmenu"
+        )]
+        pub trait SendMsgOnEventMessage: Into<OutgoingMsg> {}
+        impl SendMsgOnEventMessage for Text {}
+        impl SendMsgOnEventMessage for Menu {}
+        /// The body of [`account_add`](rt::Client::account_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountAddRequest {
+            /// Its display name, at most 16 characters.
+            ///
+            /// At most 16 characters; longer values are refused before sending.
+            pub name: String,
+            /// Its avatar: the `media_id` of an uploaded image.
+            ///
+            /// At most 128 bytes; longer values are refused before sending.
+            pub media_id: String,
+        }
+
+        impl AccountAddRequest {
+            /// Creates the body from its required fields.
+            pub fn new(name: impl Into<String>, media_id: impl Into<String>) -> Self {
+                Self {
+                    name: name.into(),
+                    media_id: media_id.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for AccountAddRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.max_chars(16).check("name", &self.name)?;
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(128)
+                    .check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for AccountAddRequest {
+            type Response = AccountAddResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "account_add",
+                method: rt::HttpMethod::Post,
+                path: "kf/account/add",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`account_del`](rt::Client::account_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Deletes a customer-service account.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountDelRequest {
+            /// The account to delete.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+        }
+
+        impl AccountDelRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for AccountDelRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for AccountDelRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "account_del",
+                method: rt::HttpMethod::Post,
+                path: "kf/account/del",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`account_update`](rt::Client::account_update), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Renames an account or changes its avatar.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountUpdateRequest {
+            /// The account to change.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// Its new display name, at most 16 characters.
+            ///
+            /// At most 16 characters; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// Its new avatar: the `media_id` of an uploaded image.
+            ///
+            /// At most 128 bytes; longer values are refused before sending.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub media_id: Option<String>,
+        }
+
+        impl AccountUpdateRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    name: None,
+                    media_id: None,
+                }
+            }
+
+            /// Sets `name`.
+            ///
+            /// Its new display name, at most 16 characters.
+            /// At most 16 characters; longer values are refused before sending.
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+
+            /// Sets `media_id`.
+            ///
+            /// Its new avatar: the `media_id` of an uploaded image.
+            /// At most 128 bytes; longer values are refused before sending.
+            pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+                self.media_id = Some(media_id.into());
+                self
+            }
+        }
+
+        impl rt::Validate for AccountUpdateRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                if let Some(value) = &self.name {
+                    rt::StringRule::NON_EMPTY.max_chars(16).check("name", value)?;
+                }
+                if let Some(value) = &self.media_id {
+                    rt::StringRule::NON_EMPTY.max_bytes(128).check("media_id", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for AccountUpdateRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "account_update",
+                method: rt::HttpMethod::Post,
+                path: "kf/account/update",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`account_list`](rt::Client::account_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Lists the customer-service accounts this app may see, a page at a time.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AccountListRequest {
+            /// Where the page starts; 0 when unset.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub offset: Option<u32>,
+            /// Page size, 1 to 100; 100 when unset.
+            ///
+            /// From 1 to 100, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+        }
+
+        impl AccountListRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self { offset: None, limit: None }
+            }
+
+            /// Sets `offset`.
+            ///
+            /// Where the page starts; 0 when unset.
+            pub fn offset(mut self, offset: u32) -> Self {
+                self.offset = Some(offset);
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 100; 100 when unset.
+            /// From 1 to 100, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.limit = Some(limit);
+                self
+            }
+        }
+
+        impl rt::Validate for AccountListRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.limit {
+                    rt::NumberRule {
+                        min: Some(1.0),
+                        max: Some(100.0),
+                    }
+                        .check("limit", f64::from(*value))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for AccountListRequest {
+            type Response = AccountListResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "account_list",
+                method: rt::HttpMethod::Post,
+                path: "kf/account/list",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`add_contact_way`](rt::Client::add_contact_way), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct AddContactWayRequest {
+            /// The account to chat with.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// Your name for where the link is shown.
+            ///
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub scene: Option<String>,
+        }
+
+        impl AddContactWayRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    scene: None,
+                }
+            }
+
+            /// Sets `scene`.
+            ///
+            /// Your name for where the link is shown.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn scene(mut self, scene: impl Into<String>) -> Self {
+                self.scene = Some(scene.into());
+                self
+            }
+        }
+
+        impl rt::Validate for AddContactWayRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                if let Some(value) = &self.scene {
+                    rt::StringRule::NON_EMPTY
+                        .max_bytes(32)
+                        .charset(
+                            &[('0', '9'), ('a', 'z'), ('A', 'Z'), ('_', '_'), ('-', '-')],
+                        )
+                        .check("scene", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for AddContactWayRequest {
+            type Response = ContactWayResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "add_contact_way",
+                method: rt::HttpMethod::Post,
+                path: "kf/add_contact_way",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`servicer_add`](rt::Client::servicer_add), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerAddRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// Members to add, at most 100 a call.
+            ///
+            /// At most 100 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub userid_list: Vec<String>,
+            /// Departments to add, at most 100 a call.
+            ///
+            /// At most 100 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub department_id_list: Vec<u64>,
+        }
+
+        impl ServicerAddRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    userid_list: Vec::new(),
+                    department_id_list: Vec::new(),
+                }
+            }
+
+            /// Sets `userid_list`.
+            ///
+            /// Members to add, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn userid_list(
+                mut self,
+                userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.userid_list = userid_list.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// Sets `department_id_list`.
+            ///
+            /// Departments to add, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn department_id_list(
+                mut self,
+                department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+            ) -> Self {
+                self.department_id_list = department_id_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+        }
+
+        impl rt::Validate for ServicerAddRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("userid_list", self.userid_list.len())?;
+                for (i, item) in self.userid_list.iter().enumerate() {
+                    rt::StringRule::NON_EMPTY.check_item("userid_list", i, item)?;
+                }
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("department_id_list", self.department_id_list.len())?;
+                if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty())
+                {
+                    return Err(
+                        rt::Invalid::new(
+                            "userid_list",
+                            "set at least one of `userid_list`, `department_id_list`",
+                        ),
+                    );
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for ServicerAddRequest {
+            type Response = ServicerResultList;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "servicer_add",
+                method: rt::HttpMethod::Post,
+                path: "kf/servicer/add",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`servicer_del`](rt::Client::servicer_del), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Removes members or departments from an account's servicers.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerDelRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// Members to remove, at most 100 a call.
+            ///
+            /// At most 100 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub userid_list: Vec<String>,
+            /// Departments to remove, at most 100 a call.
+            ///
+            /// At most 100 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub department_id_list: Vec<u64>,
+        }
+
+        impl ServicerDelRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    userid_list: Vec::new(),
+                    department_id_list: Vec::new(),
+                }
+            }
+
+            /// Sets `userid_list`.
+            ///
+            /// Members to remove, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn userid_list(
+                mut self,
+                userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.userid_list = userid_list.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// Sets `department_id_list`.
+            ///
+            /// Departments to remove, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn department_id_list(
+                mut self,
+                department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+            ) -> Self {
+                self.department_id_list = department_id_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+        }
+
+        impl rt::Validate for ServicerDelRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("userid_list", self.userid_list.len())?;
+                for (i, item) in self.userid_list.iter().enumerate() {
+                    rt::StringRule::NON_EMPTY.check_item("userid_list", i, item)?;
+                }
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("department_id_list", self.department_id_list.len())?;
+                if !(!self.userid_list.is_empty() || !self.department_id_list.is_empty())
+                {
+                    return Err(
+                        rt::Invalid::new(
+                            "userid_list",
+                            "set at least one of `userid_list`, `department_id_list`",
+                        ),
+                    );
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for ServicerDelRequest {
+            type Response = ServicerResultList;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "servicer_del",
+                method: rt::HttpMethod::Post,
+                path: "kf/servicer/del",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`servicer_list`](rt::Client::servicer_list), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Lists an account's servicers and whether each is receiving customers.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServicerListRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+        }
+
+        impl ServicerListRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for ServicerListRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for ServicerListRequest {
+            type Response = ServicerListResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "servicer_list",
+                method: rt::HttpMethod::Get,
+                path: "kf/servicer/list",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`service_state_get`](rt::Client::service_state_get), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads where a customer's session stands.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServiceStateGetRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The customer.
+            pub external_userid: String,
+        }
+
+        impl ServiceStateGetRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    external_userid: external_userid.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for ServiceStateGetRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::StringRule::NON_EMPTY
+                    .check("external_userid", &self.external_userid)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for ServiceStateGetRequest {
+            type Response = ServiceStateResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "service_state_get",
+                method: rt::HttpMethod::Post,
+                path: "kf/service_state/get",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`service_state_trans`](rt::Client::service_state_trans), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Moves a customer's session to another state: the queue, a servicer, or its end.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct ServiceStateTransRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The customer.
+            pub external_userid: String,
+            /// The state to move to.
+            pub service_state: ServiceState,
+            /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+        }
+
+        impl ServiceStateTransRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                external_userid: impl Into<String>,
+                service_state: impl Into<ServiceState>,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    external_userid: external_userid.into(),
+                    service_state: service_state.into(),
+                    servicer_userid: None,
+                }
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+        }
+
+        impl rt::Validate for ServiceStateTransRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::StringRule::NON_EMPTY
+                    .check("external_userid", &self.external_userid)?;
+                if let Some(value) = &self.servicer_userid {
+                    rt::StringRule::NON_EMPTY.check("servicer_userid", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for ServiceStateTransRequest {
+            type Response = ServiceStateTransResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "service_state_trans",
+                method: rt::HttpMethod::Post,
+                path: "kf/service_state/trans",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`customer_batchget`](rt::Client::customer_batchget), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads the profiles of up to 100 customers.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CustomerBatchgetRequest {
+            /// The customers, 1 to 100.
+            ///
+            /// At most 100 items; more are refused before sending.
+            /// At least 1 items.
+            pub external_userid_list: Vec<String>,
+            /// 1: also return how each last entered a session.
+            ///
+            /// From 0 to 1, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub need_enter_session_context: Option<u32>,
+        }
+
+        impl CustomerBatchgetRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                external_userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                Self {
+                    external_userid_list: external_userid_list
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
+                    need_enter_session_context: None,
+                }
+            }
+
+            /// Sets `need_enter_session_context`.
+            ///
+            /// 1: also return how each last entered a session.
+            /// From 0 to 1, inclusive.
+            pub fn need_enter_session_context(
+                mut self,
+                need_enter_session_context: u32,
+            ) -> Self {
+                self.need_enter_session_context = Some(need_enter_session_context);
+                self
+            }
+        }
+
+        impl rt::Validate for CustomerBatchgetRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::ItemsRule {
+                    min: 1,
+                    max: Some(100),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("external_userid_list", self.external_userid_list.len())?;
+                for (i, item) in self.external_userid_list.iter().enumerate() {
+                    rt::StringRule::NON_EMPTY
+                        .check_item("external_userid_list", i, item)?;
+                }
+                if let Some(value) = &self.need_enter_session_context {
+                    rt::NumberRule {
+                        min: Some(0.0),
+                        max: Some(1.0),
+                    }
+                        .check("need_enter_session_context", f64::from(*value))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for CustomerBatchgetRequest {
+            type Response = CustomerBatchgetResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "customer_batchget",
+                method: rt::HttpMethod::Post,
+                path: "kf/customer/batchget",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`get_corp_qualification`](rt::Client::get_corp_qualification), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads whether the corp's 视频号 binding lifts the limit on customers.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GetCorpQualificationRequest {}
+        impl GetCorpQualificationRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        impl rt::Validate for GetCorpQualificationRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                Ok(())
+            }
+        }
+
+        impl rt::Request for GetCorpQualificationRequest {
+            type Response = CorpQualificationResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "get_corp_qualification",
+                method: rt::HttpMethod::Get,
+                path: "kf/get_corp_qualification",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads the members and group chats configured for the upgrade service.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GetUpgradeServiceConfigRequest {}
+        impl GetUpgradeServiceConfigRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self {}
+            }
+        }
+
+        impl rt::Validate for GetUpgradeServiceConfigRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                Ok(())
+            }
+        }
+
+        impl rt::Request for GetUpgradeServiceConfigRequest {
+            type Response = UpgradeServiceConfig;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "get_upgrade_service_config",
+                method: rt::HttpMethod::Get,
+                path: "kf/customer/get_upgrade_service_config",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`upgrade_service`](rt::Client::upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Offers a customer a member (专员) or a group chat to continue with.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UpgradeServiceRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The customer.
+            pub external_userid: String,
+            /// What is offered: set `member` or `groupchat` to match.
+            pub r#type: UpgradeType,
+            /// The member, with `UpgradeType::Member`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub member: Option<UpgradeMember>,
+            /// The group chat, with `UpgradeType::GroupChat`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub groupchat: Option<UpgradeGroupChat>,
+        }
+
+        impl UpgradeServiceRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                external_userid: impl Into<String>,
+                r#type: impl Into<UpgradeType>,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    external_userid: external_userid.into(),
+                    r#type: r#type.into(),
+                    member: None,
+                    groupchat: None,
+                }
+            }
+
+            /// Sets `member`.
+            ///
+            /// The member, with `UpgradeType::Member`.
+            pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
+                self.member = Some(member.into());
+                self
+            }
+
+            /// Sets `groupchat`.
+            ///
+            /// The group chat, with `UpgradeType::GroupChat`.
+            pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
+                self.groupchat = Some(groupchat.into());
+                self
+            }
+        }
+
+        impl rt::Validate for UpgradeServiceRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::StringRule::NON_EMPTY
+                    .check("external_userid", &self.external_userid)?;
+                if let Some(value) = &self.member {
+                    value.validate().map_err(|e| e.within("member"))?;
+                }
+                if let Some(value) = &self.groupchat {
+                    value.validate().map_err(|e| e.within("groupchat"))?;
+                }
+                if !(self.member.is_some() || self.groupchat.is_some()) {
+                    return Err(
+                        rt::Invalid::new(
+                            "member",
+                            "set at least one of `member`, `groupchat`",
+                        ),
+                    );
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for UpgradeServiceRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "upgrade_service",
+                method: rt::HttpMethod::Post,
+                path: "kf/customer/upgrade_service",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Withdraws an upgrade-service offer.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct CancelUpgradeServiceRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The customer.
+            pub external_userid: String,
+        }
+
+        impl CancelUpgradeServiceRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                external_userid: impl Into<String>,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    external_userid: external_userid.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for CancelUpgradeServiceRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::StringRule::NON_EMPTY
+                    .check("external_userid", &self.external_userid)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for CancelUpgradeServiceRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "cancel_upgrade_service",
+                method: rt::HttpMethod::Post,
+                path: "kf/customer/cancel_upgrade_service",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`upload_image`](rt::Client::upload_image), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UploadImageRequest {
+            /// The image.
+            ///
+            /// At most 10485760 bytes; longer values are refused before sending.
+            /// At least 6 bytes.
+            #[serde(skip)]
+            pub media: rt::Upload,
+        }
+
+        impl UploadImageRequest {
+            /// Creates the body from its required fields.
+            pub fn new(media: impl Into<rt::Upload>) -> Self {
+                Self { media: media.into() }
+            }
+        }
+
+        impl rt::Validate for UploadImageRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::SizeRule {
+                    min_bytes: 6,
+                    max_bytes: Some(10485760),
+                    over_limit: rt::OverLimit::Refused,
+                    media_type: Some(rt::MediaType::Image),
+                }
+                    .check("media", self.media.len())?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for UploadImageRequest {
+            type Response = MediaUploadResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "upload_image",
+                method: rt::HttpMethod::Post,
+                path: "media/upload",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: true,
+                binary: false,
+                query: &[("type", "image")],
+                retry_key: None,
+            };
+
+            fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+                [Some(("media", &self.media))].into_iter().flatten().collect()
+            }
+        }
+
+        /// The body of [`upload_voice`](rt::Client::upload_voice), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UploadVoiceRequest {
+            /// The voice clip, AMR only.
+            ///
+            /// At most 2097152 bytes; longer values are refused before sending.
+            /// At least 6 bytes.
+            #[serde(skip)]
+            pub media: rt::Upload,
+        }
+
+        impl UploadVoiceRequest {
+            /// Creates the body from its required fields.
+            pub fn new(media: impl Into<rt::Upload>) -> Self {
+                Self { media: media.into() }
+            }
+        }
+
+        impl rt::Validate for UploadVoiceRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::SizeRule {
+                    min_bytes: 6,
+                    max_bytes: Some(2097152),
+                    over_limit: rt::OverLimit::Refused,
+                    media_type: Some(rt::MediaType::Voice),
+                }
+                    .check("media", self.media.len())?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for UploadVoiceRequest {
+            type Response = MediaUploadResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "upload_voice",
+                method: rt::HttpMethod::Post,
+                path: "media/upload",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: true,
+                binary: false,
+                query: &[("type", "voice")],
+                retry_key: None,
+            };
+
+            fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+                [Some(("media", &self.media))].into_iter().flatten().collect()
+            }
+        }
+
+        /// The body of [`upload_video`](rt::Client::upload_video), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UploadVideoRequest {
+            /// The video.
+            ///
+            /// At most 10485760 bytes; longer values are refused before sending.
+            /// At least 6 bytes.
+            #[serde(skip)]
+            pub media: rt::Upload,
+        }
+
+        impl UploadVideoRequest {
+            /// Creates the body from its required fields.
+            pub fn new(media: impl Into<rt::Upload>) -> Self {
+                Self { media: media.into() }
+            }
+        }
+
+        impl rt::Validate for UploadVideoRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::SizeRule {
+                    min_bytes: 6,
+                    max_bytes: Some(10485760),
+                    over_limit: rt::OverLimit::Refused,
+                    media_type: Some(rt::MediaType::Video),
+                }
+                    .check("media", self.media.len())?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for UploadVideoRequest {
+            type Response = MediaUploadResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "upload_video",
+                method: rt::HttpMethod::Post,
+                path: "media/upload",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: true,
+                binary: false,
+                query: &[("type", "video")],
+                retry_key: None,
+            };
+
+            fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+                [Some(("media", &self.media))].into_iter().flatten().collect()
+            }
+        }
+
+        /// The body of [`upload_file`](rt::Client::upload_file), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct UploadFileRequest {
+            /// The file, named as the customer should see it.
+            ///
+            /// At most 20971520 bytes; longer values are refused before sending.
+            /// At least 6 bytes.
+            #[serde(skip)]
+            pub media: rt::Upload,
+        }
+
+        impl UploadFileRequest {
+            /// Creates the body from its required fields.
+            pub fn new(media: impl Into<rt::Upload>) -> Self {
+                Self { media: media.into() }
+            }
+        }
+
+        impl rt::Validate for UploadFileRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::SizeRule {
+                    min_bytes: 6,
+                    max_bytes: Some(20971520),
+                    over_limit: rt::OverLimit::Refused,
+                    media_type: Some(rt::MediaType::File),
+                }
+                    .check("media", self.media.len())?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for UploadFileRequest {
+            type Response = MediaUploadResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "upload_file",
+                method: rt::HttpMethod::Post,
+                path: "media/upload",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: true,
+                binary: false,
+                query: &[("type", "file")],
+                retry_key: None,
+            };
+
+            fn files(&self) -> Vec<(&'static str, &rt::Upload)> {
+                [Some(("media", &self.media))].into_iter().flatten().collect()
+            }
+        }
+
+        /// The body of [`recall_msg`](rt::Client::recall_msg), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct RecallMsgRequest {
+            /// The account that sent the message.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The `msgid` that `send_msg` answered with; messages that didn't go through the API can't be recalled.
+            pub msgid: String,
+        }
+
+        impl RecallMsgRequest {
+            /// Creates the body from its required fields.
+            pub fn new(open_kfid: impl Into<String>, msgid: impl Into<String>) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    msgid: msgid.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for RecallMsgRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::StringRule::NON_EMPTY.check("msgid", &self.msgid)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for RecallMsgRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "recall_msg",
+                method: rt::HttpMethod::Post,
+                path: "kf/recall_msg",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`get_corp_statistic`](rt::Client::get_corp_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GetCorpStatisticRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// The first day.
+            ///
+            /// The Unix time of 00:00 of a day in UTC+08:00.
+            /// A day 1 to 180 days before today there; others are refused before sending.
+            pub start_time: u64,
+            /// The last day, included; at most 31 days after the first.
+            ///
+            /// The Unix time of 00:00 of a day in UTC+08:00.
+            /// A day 1 to 180 days before today there; others are refused before sending.
+            pub end_time: u64,
+        }
+
+        impl GetCorpStatisticRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                start_time: u64,
+                end_time: u64,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    start_time: start_time,
+                    end_time: end_time,
+                }
+            }
+        }
+
+        impl rt::Validate for GetCorpStatisticRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                rt::DayRule {
+                    utc_offset: 28800,
+                    days_ago: Some((1, 180)),
+                }
+                    .check("start_time", i128::from(self.start_time))?;
+                rt::DayRule {
+                    utc_offset: 28800,
+                    days_ago: Some((1, 180)),
+                }
+                    .check("end_time", i128::from(self.end_time))?;
+                rt::RangeRule {
+                    max_span: Some(2678400),
+                }
+                    .check(
+                        "start_time",
+                        i128::from(self.start_time),
+                        "end_time",
+                        i128::from(self.end_time),
+                    )?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for GetCorpStatisticRequest {
+            type Response = CorpStatisticResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "get_corp_statistic",
+                method: rt::HttpMethod::Post,
+                path: "kf/get_corp_statistic",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`get_servicer_statistic`](rt::Client::get_servicer_statistic), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct GetServicerStatisticRequest {
+            /// The account.
+            ///
+            /// At most 64 bytes; longer values are refused before sending.
+            pub open_kfid: String,
+            /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub servicer_userid: Option<String>,
+            /// The first day.
+            ///
+            /// The Unix time of 00:00 of a day in UTC+08:00.
+            /// A day 1 to 180 days before today there; others are refused before sending.
+            pub start_time: u64,
+            /// The last day, included; at most 31 days after the first.
+            ///
+            /// The Unix time of 00:00 of a day in UTC+08:00.
+            /// A day 1 to 180 days before today there; others are refused before sending.
+            pub end_time: u64,
+        }
+
+        impl GetServicerStatisticRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                open_kfid: impl Into<String>,
+                start_time: u64,
+                end_time: u64,
+            ) -> Self {
+                Self {
+                    open_kfid: open_kfid.into(),
+                    servicer_userid: None,
+                    start_time: start_time,
+                    end_time: end_time,
+                }
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+        }
+
+        impl rt::Validate for GetServicerStatisticRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY
+                    .max_bytes(64)
+                    .check("open_kfid", &self.open_kfid)?;
+                if let Some(value) = &self.servicer_userid {
+                    rt::StringRule::NON_EMPTY.check("servicer_userid", value)?;
+                }
+                rt::DayRule {
+                    utc_offset: 28800,
+                    days_ago: Some((1, 180)),
+                }
+                    .check("start_time", i128::from(self.start_time))?;
+                rt::DayRule {
+                    utc_offset: 28800,
+                    days_ago: Some((1, 180)),
+                }
+                    .check("end_time", i128::from(self.end_time))?;
+                rt::RangeRule {
+                    max_span: Some(2678400),
+                }
+                    .check(
+                        "start_time",
+                        i128::from(self.start_time),
+                        "end_time",
+                        i128::from(self.end_time),
+                    )?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for GetServicerStatisticRequest {
+            type Response = ServicerStatisticResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "get_servicer_statistic",
+                method: rt::HttpMethod::Post,
+                path: "kf/get_servicer_statistic",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_add_group`](rt::Client::knowledge_add_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Adds a group to the knowledge base (at most 100 groups, names unique).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeAddGroupRequest {
+            /// Its name, at most 12 characters.
+            ///
+            /// At most 12 characters; longer values are refused before sending.
+            pub name: String,
+        }
+
+        impl KnowledgeAddGroupRequest {
+            /// Creates the body from its required fields.
+            pub fn new(name: impl Into<String>) -> Self {
+                Self { name: name.into() }
+            }
+        }
+
+        impl rt::Validate for KnowledgeAddGroupRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.max_chars(12).check("name", &self.name)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeAddGroupRequest {
+            type Response = KnowledgeAddGroupResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_add_group",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/add_group",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_del_group`](rt::Client::knowledge_del_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Deletes a group of the knowledge base; the default group can't be deleted.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeDelGroupRequest {
+            /// The group.
+            pub group_id: String,
+        }
+
+        impl KnowledgeDelGroupRequest {
+            /// Creates the body from its required fields.
+            pub fn new(group_id: impl Into<String>) -> Self {
+                Self { group_id: group_id.into() }
+            }
+        }
+
+        impl rt::Validate for KnowledgeDelGroupRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("group_id", &self.group_id)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeDelGroupRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_del_group",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/del_group",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_mod_group`](rt::Client::knowledge_mod_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Renames a group of the knowledge base; the default group can't be renamed.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeModGroupRequest {
+            /// The group.
+            pub group_id: String,
+            /// Its new name, at most 12 characters.
+            ///
+            /// At most 12 characters; longer values are refused before sending.
+            pub name: String,
+        }
+
+        impl KnowledgeModGroupRequest {
+            /// Creates the body from its required fields.
+            pub fn new(group_id: impl Into<String>, name: impl Into<String>) -> Self {
+                Self {
+                    group_id: group_id.into(),
+                    name: name.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for KnowledgeModGroupRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("group_id", &self.group_id)?;
+                rt::StringRule::NON_EMPTY.max_chars(12).check("name", &self.name)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeModGroupRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_mod_group",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/mod_group",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_list_group`](rt::Client::knowledge_list_group), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Lists the groups of the knowledge base, a page at a time.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeListGroupRequest {
+            /// `next_cursor` of the previous page; unset for the first.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cursor: Option<String>,
+            /// Page size, 1 to 1000; 500 when unset.
+            ///
+            /// From 1 to 1000, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+            /// Only this group.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub group_id: Option<String>,
+        }
+
+        impl KnowledgeListGroupRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    cursor: None,
+                    limit: None,
+                    group_id: None,
+                }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; unset for the first.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 1000; 500 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.limit = Some(limit);
+                self
+            }
+
+            /// Sets `group_id`.
+            ///
+            /// Only this group.
+            pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+                self.group_id = Some(group_id.into());
+                self
+            }
+        }
+
+        impl rt::Validate for KnowledgeListGroupRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.cursor {
+                    rt::StringRule::NON_EMPTY.check("cursor", value)?;
+                }
+                if let Some(value) = &self.limit {
+                    rt::NumberRule {
+                        min: Some(1.0),
+                        max: Some(1000.0),
+                    }
+                        .check("limit", f64::from(*value))?;
+                }
+                if let Some(value) = &self.group_id {
+                    rt::StringRule::NON_EMPTY.check("group_id", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeListGroupRequest {
+            type Response = KnowledgeListGroupResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_list_group",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/list_group",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_add_intent`](rt::Client::knowledge_add_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeAddIntentRequest {
+            /// The group.
+            pub group_id: String,
+            /// The main question.
+            pub question: IntentQuestion,
+            /// Other ways of asking it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub similar_questions: Option<IntentSimilarQuestions>,
+            /// The answer: exactly one, for now.
+            ///
+            /// At most 1 items; more are refused before sending.
+            /// At least 1 items.
+            pub answers: Vec<IntentAnswer>,
+        }
+
+        impl KnowledgeAddIntentRequest {
+            /// Creates the body from its required fields.
+            pub fn new(
+                group_id: impl Into<String>,
+                question: impl Into<IntentQuestion>,
+                answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+            ) -> Self {
+                Self {
+                    group_id: group_id.into(),
+                    question: question.into(),
+                    similar_questions: None,
+                    answers: answers.into_iter().map(Into::into).collect(),
+                }
+            }
+
+            /// Sets `similar_questions`.
+            ///
+            /// Other ways of asking it.
+            pub fn similar_questions(
+                mut self,
+                similar_questions: impl Into<IntentSimilarQuestions>,
+            ) -> Self {
+                self.similar_questions = Some(similar_questions.into());
+                self
+            }
+        }
+
+        impl rt::Validate for KnowledgeAddIntentRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("group_id", &self.group_id)?;
+                self.question.validate().map_err(|e| e.within("question"))?;
+                if let Some(value) = &self.similar_questions {
+                    value.validate().map_err(|e| e.within("similar_questions"))?;
+                }
+                rt::ItemsRule {
+                    min: 1,
+                    max: Some(1),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("answers", self.answers.len())?;
+                for (i, item) in self.answers.iter().enumerate() {
+                    item.validate().map_err(|e| e.within_item("answers", i))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeAddIntentRequest {
+            type Response = KnowledgeAddIntentResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_add_intent",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/add_intent",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_del_intent`](rt::Client::knowledge_del_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Deletes a question and its answer from the knowledge base.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeDelIntentRequest {
+            /// The intent.
+            pub intent_id: String,
+        }
+
+        impl KnowledgeDelIntentRequest {
+            /// Creates the body from its required fields.
+            pub fn new(intent_id: impl Into<String>) -> Self {
+                Self {
+                    intent_id: intent_id.into(),
+                }
+            }
+        }
+
+        impl rt::Validate for KnowledgeDelIntentRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("intent_id", &self.intent_id)?;
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeDelIntentRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_del_intent",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/del_intent",
+                auth: rt::Auth::AccessToken,
+                idempotent: false,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeModIntentRequest {
+            /// The intent.
+            pub intent_id: String,
+            /// The new main question.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub question: Option<IntentQuestion>,
+            /// All the other ways of asking it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub similar_questions: Option<IntentSimilarQuestions>,
+            /// The new answer: one, for now.
+            ///
+            /// At most 1 items; more are refused before sending.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub answers: Vec<IntentAnswer>,
+        }
+
+        impl KnowledgeModIntentRequest {
+            /// Creates the body from its required fields.
+            pub fn new(intent_id: impl Into<String>) -> Self {
+                Self {
+                    intent_id: intent_id.into(),
+                    question: None,
+                    similar_questions: None,
+                    answers: Vec::new(),
+                }
+            }
+
+            /// Sets `question`.
+            ///
+            /// The new main question.
+            pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+                self.question = Some(question.into());
+                self
+            }
+
+            /// Sets `similar_questions`.
+            ///
+            /// All the other ways of asking it.
+            pub fn similar_questions(
+                mut self,
+                similar_questions: impl Into<IntentSimilarQuestions>,
+            ) -> Self {
+                self.similar_questions = Some(similar_questions.into());
+                self
+            }
+
+            /// Sets `answers`.
+            ///
+            /// The new answer: one, for now.
+            /// At most 1 items; more are refused before sending.
+            pub fn answers(
+                mut self,
+                answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+            ) -> Self {
+                self.answers = answers.into_iter().map(Into::into).collect();
+                self
+            }
+        }
+
+        impl rt::Validate for KnowledgeModIntentRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("intent_id", &self.intent_id)?;
+                if let Some(value) = &self.question {
+                    value.validate().map_err(|e| e.within("question"))?;
+                }
+                if let Some(value) = &self.similar_questions {
+                    value.validate().map_err(|e| e.within("similar_questions"))?;
+                }
+                rt::ItemsRule {
+                    min: 0,
+                    max: Some(1),
+                    over_limit: rt::OverLimit::Refused,
+                }
+                    .check("answers", self.answers.len())?;
+                for (i, item) in self.answers.iter().enumerate() {
+                    item.validate().map_err(|e| e.within_item("answers", i))?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeModIntentRequest {
+            type Response = rt::Ack;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_mod_intent",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/mod_intent",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`knowledge_list_intent`](rt::Client::knowledge_list_intent), for building a request by hand and sending it with [`Client::execute`](rt::Client::execute).
+        ///
+        /// Lists the intents of the knowledge base, a page at a time.
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct KnowledgeListIntentRequest {
+            /// `next_cursor` of the previous page; unset for the first.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cursor: Option<String>,
+            /// Page size, 1 to 1000; 500 when unset.
+            ///
+            /// From 1 to 1000, inclusive.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub limit: Option<u32>,
+            /// Only the intents of this group.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub group_id: Option<String>,
+            /// Only this intent.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub intent_id: Option<String>,
+        }
+
+        impl KnowledgeListIntentRequest {
+            /// Creates the body from its required fields.
+            pub fn new() -> Self {
+                Self {
+                    cursor: None,
+                    limit: None,
+                    group_id: None,
+                    intent_id: None,
+                }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; unset for the first.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 1000; 500 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.limit = Some(limit);
+                self
+            }
+
+            /// Sets `group_id`.
+            ///
+            /// Only the intents of this group.
+            pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+                self.group_id = Some(group_id.into());
+                self
+            }
+
+            /// Sets `intent_id`.
+            ///
+            /// Only this intent.
+            pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
+                self.intent_id = Some(intent_id.into());
+                self
+            }
+        }
+
+        impl rt::Validate for KnowledgeListIntentRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                if let Some(value) = &self.cursor {
+                    rt::StringRule::NON_EMPTY.check("cursor", value)?;
+                }
+                if let Some(value) = &self.limit {
+                    rt::NumberRule {
+                        min: Some(1.0),
+                        max: Some(1000.0),
+                    }
+                        .check("limit", f64::from(*value))?;
+                }
+                if let Some(value) = &self.group_id {
+                    rt::StringRule::NON_EMPTY.check("group_id", value)?;
+                }
+                if let Some(value) = &self.intent_id {
+                    rt::StringRule::NON_EMPTY.check("intent_id", value)?;
+                }
+                Ok(())
+            }
+        }
+
+        impl rt::Request for KnowledgeListIntentRequest {
+            type Response = KnowledgeListIntentResponse;
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "knowledge_list_intent",
+                method: rt::HttpMethod::Post,
+                path: "kf/knowledge/list_intent",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: false,
+                query: &[],
+                retry_key: None,
+            };
+        }
+
+        /// The body of [`download_media`](rt::Client::download_media), for building a request by hand and downloading it with [`MediaChunks::new`](rt::MediaChunks::new).
+        ///
+        /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
+        ///
+        /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[serde(crate = "rt::serde")]
+        pub struct DownloadMediaRequest {
+            /// From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.
+            pub media_id: String,
+        }
+
+        impl DownloadMediaRequest {
+            /// Creates the body from its required fields.
+            pub fn new(media_id: impl Into<String>) -> Self {
+                Self { media_id: media_id.into() }
+            }
+        }
+
+        impl rt::Validate for DownloadMediaRequest {
+            fn validate(&self) -> Result<(), rt::Invalid> {
+                rt::StringRule::NON_EMPTY.check("media_id", &self.media_id)?;
+                Ok(())
+            }
+        }
+
+        impl rt::FileRequest for DownloadMediaRequest {
+            const ENDPOINT: rt::Endpoint = rt::Endpoint {
+                name: "download_media",
+                method: rt::HttpMethod::Get,
+                path: "media/get",
+                auth: rt::Auth::AccessToken,
+                idempotent: true,
+                multipart: false,
+                binary: true,
+                query: &[],
+                retry_key: None,
+            };
         }
     }
-    impl rt::FileRequest for DownloadMediaRequest {
-        const ENDPOINT: rt::Endpoint = rt::Endpoint {
-            name: "download_media",
-            method: rt::HttpMethod::Get,
-            path: "media/get",
-            auth: rt::Auth::AccessToken,
-            idempotent: true,
-            multipart: false,
-            binary: true,
-            query: &[],
-            retry_key: None,
-        };
+
+    /// The builders the client methods of `endpoints.toml` return: set optional fields, then `.await`.
+    pub mod builders {
+        use ::wecom_kf::__private as rt;
+        use super::types::*;
+
+        /// A `gettoken` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`gettoken`](rt::Client::gettoken).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct Gettoken<'a> {
+            client: &'a rt::Client,
+            request: GettokenRequest,
+        }
+
+        impl<'a> Gettoken<'a> {
+            pub(super) fn new(client: &'a rt::Client, request: GettokenRequest) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &GettokenRequest {
+                &self.request
+            }
+
+            /// Sends the request: `GET /cgi-bin/gettoken`.
+            pub async fn send(self) -> Result<AccessTokenResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for Gettoken<'a> {
+            type Output = Result<AccessTokenResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `sync_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`sync_msg`](rt::Client::sync_msg).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct SyncMsg<'a> {
+            client: &'a rt::Client,
+            request: SyncMsgRequest,
+        }
+
+        impl<'a> SyncMsg<'a> {
+            pub(super) fn new(client: &'a rt::Client, request: SyncMsgRequest) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; leave unset to start 3 days back.
+            /// At most 64 bytes; longer values are refused before sending.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.request.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `token`.
+            ///
+            /// The callback's `Token` (valid 10 minutes); without it the call is rate limited much harder. Hidden from `Debug`.
+            /// At most 128 bytes; longer values are refused before sending.
+            pub fn token(mut self, token: impl Into<String>) -> Self {
+                self.request.token = Some(token.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Most messages in the page; 1000 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.request.limit = Some(limit);
+                self
+            }
+
+            /// Sets `voice_format`.
+            ///
+            /// How voice messages arrive; AMR when unset.
+            pub fn voice_format(mut self, voice_format: impl Into<VoiceFormat>) -> Self {
+                self.request.voice_format = Some(voice_format.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &SyncMsgRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/sync_msg`.
+            pub async fn send(self) -> Result<SyncMsgResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for SyncMsg<'a> {
+            type Output = Result<SyncMsgResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `send_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`send_msg`](rt::Client::send_msg).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct SendMsg<'a> {
+            client: &'a rt::Client,
+            request: SendMsgRequest,
+        }
+
+        impl<'a> SendMsg<'a> {
+            pub(super) fn new(client: &'a rt::Client, request: SendMsgRequest) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `msgid`.
+            ///
+            /// Your id for the message, unique per account; `msg_send_fail` events name it. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
+                self.request.msgid = Some(msgid.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &SendMsgRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/send_msg`.
+            pub async fn send(self) -> Result<SendMsgResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for SendMsg<'a> {
+            type Output = Result<SendMsgResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `send_msg_on_event` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`send_msg_on_event`](rt::Client::send_msg_on_event).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct SendMsgOnEvent<'a> {
+            client: &'a rt::Client,
+            request: SendMsgOnEventRequest,
+        }
+
+        impl<'a> SendMsgOnEvent<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: SendMsgOnEventRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `msgid`.
+            ///
+            /// Your id for the message, unique per account. When unset, the client sets a random one, so a retry after "busy" carries the same id.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn msgid(mut self, msgid: impl Into<String>) -> Self {
+                self.request.msgid = Some(msgid.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &SendMsgOnEventRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/send_msg_on_event`.
+            pub async fn send(self) -> Result<SendMsgResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for SendMsgOnEvent<'a> {
+            type Output = Result<SendMsgResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `account_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`account_add`](rt::Client::account_add).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct AccountAdd<'a> {
+            client: &'a rt::Client,
+            request: AccountAddRequest,
+        }
+
+        impl<'a> AccountAdd<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: AccountAddRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &AccountAddRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/account/add`.
+            pub async fn send(self) -> Result<AccountAddResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for AccountAdd<'a> {
+            type Output = Result<AccountAddResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `account_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`account_del`](rt::Client::account_del).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct AccountDel<'a> {
+            client: &'a rt::Client,
+            request: AccountDelRequest,
+        }
+
+        impl<'a> AccountDel<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: AccountDelRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &AccountDelRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/account/del`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for AccountDel<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `account_update` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`account_update`](rt::Client::account_update).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct AccountUpdate<'a> {
+            client: &'a rt::Client,
+            request: AccountUpdateRequest,
+        }
+
+        impl<'a> AccountUpdate<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: AccountUpdateRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `name`.
+            ///
+            /// Its new display name, at most 16 characters.
+            /// At most 16 characters; longer values are refused before sending.
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.request.name = Some(name.into());
+                self
+            }
+
+            /// Sets `media_id`.
+            ///
+            /// Its new avatar: the `media_id` of an uploaded image.
+            /// At most 128 bytes; longer values are refused before sending.
+            pub fn media_id(mut self, media_id: impl Into<String>) -> Self {
+                self.request.media_id = Some(media_id.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &AccountUpdateRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/account/update`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for AccountUpdate<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `account_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`account_list`](rt::Client::account_list).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct AccountList<'a> {
+            client: &'a rt::Client,
+            request: AccountListRequest,
+        }
+
+        impl<'a> AccountList<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: AccountListRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `offset`.
+            ///
+            /// Where the page starts; 0 when unset.
+            pub fn offset(mut self, offset: u32) -> Self {
+                self.request.offset = Some(offset);
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 100; 100 when unset.
+            /// From 1 to 100, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.request.limit = Some(limit);
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &AccountListRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/account/list`.
+            pub async fn send(self) -> Result<AccountListResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for AccountList<'a> {
+            type Output = Result<AccountListResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `add_contact_way` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`add_contact_way`](rt::Client::add_contact_way).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct AddContactWay<'a> {
+            client: &'a rt::Client,
+            request: AddContactWayRequest,
+        }
+
+        impl<'a> AddContactWay<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: AddContactWayRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `scene`.
+            ///
+            /// Your name for where the link is shown.
+            /// At most 32 bytes; longer values are refused before sending.
+            /// Only the characters `0-9a-zA-Z_-`.
+            pub fn scene(mut self, scene: impl Into<String>) -> Self {
+                self.request.scene = Some(scene.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &AddContactWayRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/add_contact_way`.
+            pub async fn send(self) -> Result<ContactWayResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for AddContactWay<'a> {
+            type Output = Result<ContactWayResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `servicer_add` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`servicer_add`](rt::Client::servicer_add).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct ServicerAdd<'a> {
+            client: &'a rt::Client,
+            request: ServicerAddRequest,
+        }
+
+        impl<'a> ServicerAdd<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: ServicerAddRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `userid_list`.
+            ///
+            /// Members to add, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn userid_list(
+                mut self,
+                userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.request.userid_list = userid_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+
+            /// Sets `department_id_list`.
+            ///
+            /// Departments to add, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn department_id_list(
+                mut self,
+                department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+            ) -> Self {
+                self.request.department_id_list = department_id_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &ServicerAddRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/servicer/add`.
+            pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for ServicerAdd<'a> {
+            type Output = Result<ServicerResultList, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `servicer_del` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`servicer_del`](rt::Client::servicer_del).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct ServicerDel<'a> {
+            client: &'a rt::Client,
+            request: ServicerDelRequest,
+        }
+
+        impl<'a> ServicerDel<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: ServicerDelRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `userid_list`.
+            ///
+            /// Members to remove, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn userid_list(
+                mut self,
+                userid_list: impl IntoIterator<Item = impl Into<String>>,
+            ) -> Self {
+                self.request.userid_list = userid_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+
+            /// Sets `department_id_list`.
+            ///
+            /// Departments to remove, at most 100 a call.
+            /// At most 100 items; more are refused before sending.
+            pub fn department_id_list(
+                mut self,
+                department_id_list: impl IntoIterator<Item = impl Into<u64>>,
+            ) -> Self {
+                self.request.department_id_list = department_id_list
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &ServicerDelRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/servicer/del`.
+            pub async fn send(self) -> Result<ServicerResultList, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for ServicerDel<'a> {
+            type Output = Result<ServicerResultList, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `servicer_list` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`servicer_list`](rt::Client::servicer_list).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct ServicerList<'a> {
+            client: &'a rt::Client,
+            request: ServicerListRequest,
+        }
+
+        impl<'a> ServicerList<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: ServicerListRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &ServicerListRequest {
+                &self.request
+            }
+
+            /// Sends the request: `GET /cgi-bin/kf/servicer/list`.
+            pub async fn send(self) -> Result<ServicerListResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for ServicerList<'a> {
+            type Output = Result<ServicerListResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `service_state_get` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`service_state_get`](rt::Client::service_state_get).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct ServiceStateGet<'a> {
+            client: &'a rt::Client,
+            request: ServiceStateGetRequest,
+        }
+
+        impl<'a> ServiceStateGet<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: ServiceStateGetRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &ServiceStateGetRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/service_state/get`.
+            pub async fn send(self) -> Result<ServiceStateResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for ServiceStateGet<'a> {
+            type Output = Result<ServiceStateResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `service_state_trans` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`service_state_trans`](rt::Client::service_state_trans).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct ServiceStateTrans<'a> {
+            client: &'a rt::Client,
+            request: ServiceStateTransRequest,
+        }
+
+        impl<'a> ServiceStateTrans<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: ServiceStateTransRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// The servicer, for `Servicer`: one who is receiving and activated in WeCom.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.request.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &ServiceStateTransRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/service_state/trans`.
+            pub async fn send(self) -> Result<ServiceStateTransResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for ServiceStateTrans<'a> {
+            type Output = Result<ServiceStateTransResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `customer_batchget` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`customer_batchget`](rt::Client::customer_batchget).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct CustomerBatchget<'a> {
+            client: &'a rt::Client,
+            request: CustomerBatchgetRequest,
+        }
+
+        impl<'a> CustomerBatchget<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: CustomerBatchgetRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `need_enter_session_context`.
+            ///
+            /// 1: also return how each last entered a session.
+            /// From 0 to 1, inclusive.
+            pub fn need_enter_session_context(
+                mut self,
+                need_enter_session_context: u32,
+            ) -> Self {
+                self.request.need_enter_session_context = Some(
+                    need_enter_session_context,
+                );
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &CustomerBatchgetRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/customer/batchget`.
+            pub async fn send(self) -> Result<CustomerBatchgetResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for CustomerBatchget<'a> {
+            type Output = Result<CustomerBatchgetResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `get_corp_qualification` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`get_corp_qualification`](rt::Client::get_corp_qualification).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct GetCorpQualification<'a> {
+            client: &'a rt::Client,
+            request: GetCorpQualificationRequest,
+        }
+
+        impl<'a> GetCorpQualification<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: GetCorpQualificationRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &GetCorpQualificationRequest {
+                &self.request
+            }
+
+            /// Sends the request: `GET /cgi-bin/kf/get_corp_qualification`.
+            pub async fn send(self) -> Result<CorpQualificationResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for GetCorpQualification<'a> {
+            type Output = Result<CorpQualificationResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `get_upgrade_service_config` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`get_upgrade_service_config`](rt::Client::get_upgrade_service_config).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct GetUpgradeServiceConfig<'a> {
+            client: &'a rt::Client,
+            request: GetUpgradeServiceConfigRequest,
+        }
+
+        impl<'a> GetUpgradeServiceConfig<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: GetUpgradeServiceConfigRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &GetUpgradeServiceConfigRequest {
+                &self.request
+            }
+
+            /// Sends the request: `GET /cgi-bin/kf/customer/get_upgrade_service_config`.
+            pub async fn send(self) -> Result<UpgradeServiceConfig, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for GetUpgradeServiceConfig<'a> {
+            type Output = Result<UpgradeServiceConfig, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`upgrade_service`](rt::Client::upgrade_service).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct UpgradeService<'a> {
+            client: &'a rt::Client,
+            request: UpgradeServiceRequest,
+        }
+
+        impl<'a> UpgradeService<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: UpgradeServiceRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `member`.
+            ///
+            /// The member, with `UpgradeType::Member`.
+            pub fn member(mut self, member: impl Into<UpgradeMember>) -> Self {
+                self.request.member = Some(member.into());
+                self
+            }
+
+            /// Sets `groupchat`.
+            ///
+            /// The group chat, with `UpgradeType::GroupChat`.
+            pub fn groupchat(mut self, groupchat: impl Into<UpgradeGroupChat>) -> Self {
+                self.request.groupchat = Some(groupchat.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &UpgradeServiceRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/customer/upgrade_service`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for UpgradeService<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `cancel_upgrade_service` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`cancel_upgrade_service`](rt::Client::cancel_upgrade_service).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct CancelUpgradeService<'a> {
+            client: &'a rt::Client,
+            request: CancelUpgradeServiceRequest,
+        }
+
+        impl<'a> CancelUpgradeService<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: CancelUpgradeServiceRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &CancelUpgradeServiceRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/customer/cancel_upgrade_service`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for CancelUpgradeService<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `upload_image` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`upload_image`](rt::Client::upload_image).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct UploadImage<'a> {
+            client: &'a rt::Client,
+            request: UploadImageRequest,
+        }
+
+        impl<'a> UploadImage<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: UploadImageRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &UploadImageRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/media/upload?type=image` (multipart).
+            pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for UploadImage<'a> {
+            type Output = Result<MediaUploadResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `upload_voice` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`upload_voice`](rt::Client::upload_voice).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct UploadVoice<'a> {
+            client: &'a rt::Client,
+            request: UploadVoiceRequest,
+        }
+
+        impl<'a> UploadVoice<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: UploadVoiceRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &UploadVoiceRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/media/upload?type=voice` (multipart).
+            pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for UploadVoice<'a> {
+            type Output = Result<MediaUploadResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `upload_video` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`upload_video`](rt::Client::upload_video).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct UploadVideo<'a> {
+            client: &'a rt::Client,
+            request: UploadVideoRequest,
+        }
+
+        impl<'a> UploadVideo<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: UploadVideoRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &UploadVideoRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/media/upload?type=video` (multipart).
+            pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for UploadVideo<'a> {
+            type Output = Result<MediaUploadResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `upload_file` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`upload_file`](rt::Client::upload_file).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct UploadFile<'a> {
+            client: &'a rt::Client,
+            request: UploadFileRequest,
+        }
+
+        impl<'a> UploadFile<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: UploadFileRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &UploadFileRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/media/upload?type=file` (multipart).
+            pub async fn send(self) -> Result<MediaUploadResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for UploadFile<'a> {
+            type Output = Result<MediaUploadResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `recall_msg` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`recall_msg`](rt::Client::recall_msg).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct RecallMsg<'a> {
+            client: &'a rt::Client,
+            request: RecallMsgRequest,
+        }
+
+        impl<'a> RecallMsg<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: RecallMsgRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &RecallMsgRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/recall_msg`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for RecallMsg<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `get_corp_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`get_corp_statistic`](rt::Client::get_corp_statistic).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct GetCorpStatistic<'a> {
+            client: &'a rt::Client,
+            request: GetCorpStatisticRequest,
+        }
+
+        impl<'a> GetCorpStatistic<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: GetCorpStatisticRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &GetCorpStatisticRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/get_corp_statistic`.
+            pub async fn send(self) -> Result<CorpStatisticResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for GetCorpStatistic<'a> {
+            type Output = Result<CorpStatisticResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `get_servicer_statistic` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`get_servicer_statistic`](rt::Client::get_servicer_statistic).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct GetServicerStatistic<'a> {
+            client: &'a rt::Client,
+            request: GetServicerStatisticRequest,
+        }
+
+        impl<'a> GetServicerStatistic<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: GetServicerStatisticRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `servicer_userid`.
+            ///
+            /// One servicer (a third-party app passes the open_userid); the account's totals when unset.
+            pub fn servicer_userid(
+                mut self,
+                servicer_userid: impl Into<String>,
+            ) -> Self {
+                self.request.servicer_userid = Some(servicer_userid.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &GetServicerStatisticRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/get_servicer_statistic`.
+            pub async fn send(self) -> Result<ServicerStatisticResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for GetServicerStatistic<'a> {
+            type Output = Result<ServicerStatisticResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_add_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_add_group`](rt::Client::knowledge_add_group).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeAddGroup<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeAddGroupRequest,
+        }
+
+        impl<'a> KnowledgeAddGroup<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeAddGroupRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeAddGroupRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/add_group`.
+            pub async fn send(self) -> Result<KnowledgeAddGroupResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeAddGroup<'a> {
+            type Output = Result<KnowledgeAddGroupResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_del_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_del_group`](rt::Client::knowledge_del_group).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeDelGroup<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeDelGroupRequest,
+        }
+
+        impl<'a> KnowledgeDelGroup<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeDelGroupRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeDelGroupRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/del_group`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeDelGroup<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_mod_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_mod_group`](rt::Client::knowledge_mod_group).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeModGroup<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeModGroupRequest,
+        }
+
+        impl<'a> KnowledgeModGroup<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeModGroupRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeModGroupRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_group`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeModGroup<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_list_group` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_list_group`](rt::Client::knowledge_list_group).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeListGroup<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeListGroupRequest,
+        }
+
+        impl<'a> KnowledgeListGroup<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeListGroupRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; unset for the first.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.request.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 1000; 500 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.request.limit = Some(limit);
+                self
+            }
+
+            /// Sets `group_id`.
+            ///
+            /// Only this group.
+            pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+                self.request.group_id = Some(group_id.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeListGroupRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/list_group`.
+            pub async fn send(self) -> Result<KnowledgeListGroupResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeListGroup<'a> {
+            type Output = Result<KnowledgeListGroupResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_add_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_add_intent`](rt::Client::knowledge_add_intent).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeAddIntent<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeAddIntentRequest,
+        }
+
+        impl<'a> KnowledgeAddIntent<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeAddIntentRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `similar_questions`.
+            ///
+            /// Other ways of asking it.
+            pub fn similar_questions(
+                mut self,
+                similar_questions: impl Into<IntentSimilarQuestions>,
+            ) -> Self {
+                self.request.similar_questions = Some(similar_questions.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeAddIntentRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/add_intent`.
+            pub async fn send(self) -> Result<KnowledgeAddIntentResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeAddIntent<'a> {
+            type Output = Result<KnowledgeAddIntentResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_del_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_del_intent`](rt::Client::knowledge_del_intent).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeDelIntent<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeDelIntentRequest,
+        }
+
+        impl<'a> KnowledgeDelIntent<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeDelIntentRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeDelIntentRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/del_intent`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeDelIntent<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_mod_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_mod_intent`](rt::Client::knowledge_mod_intent).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeModIntent<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeModIntentRequest,
+        }
+
+        impl<'a> KnowledgeModIntent<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeModIntentRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `question`.
+            ///
+            /// The new main question.
+            pub fn question(mut self, question: impl Into<IntentQuestion>) -> Self {
+                self.request.question = Some(question.into());
+                self
+            }
+
+            /// Sets `similar_questions`.
+            ///
+            /// All the other ways of asking it.
+            pub fn similar_questions(
+                mut self,
+                similar_questions: impl Into<IntentSimilarQuestions>,
+            ) -> Self {
+                self.request.similar_questions = Some(similar_questions.into());
+                self
+            }
+
+            /// Sets `answers`.
+            ///
+            /// The new answer: one, for now.
+            /// At most 1 items; more are refused before sending.
+            pub fn answers(
+                mut self,
+                answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
+            ) -> Self {
+                self.request.answers = answers.into_iter().map(Into::into).collect();
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeModIntentRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/mod_intent`.
+            pub async fn send(self) -> Result<rt::Ack, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeModIntent<'a> {
+            type Output = Result<rt::Ack, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `knowledge_list_intent` call being built: set optional fields, then `.await` it (or call [`send`](Self::send)).
+        ///
+        /// Returned by [`knowledge_list_intent`](rt::Client::knowledge_list_intent).
+        #[must_use = "a request does nothing until it is awaited or sent"]
+        pub struct KnowledgeListIntent<'a> {
+            client: &'a rt::Client,
+            request: KnowledgeListIntentRequest,
+        }
+
+        impl<'a> KnowledgeListIntent<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: KnowledgeListIntentRequest,
+            ) -> Self {
+                Self { client, request }
+            }
+
+            /// Sets `cursor`.
+            ///
+            /// `next_cursor` of the previous page; unset for the first.
+            pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+                self.request.cursor = Some(cursor.into());
+                self
+            }
+
+            /// Sets `limit`.
+            ///
+            /// Page size, 1 to 1000; 500 when unset.
+            /// From 1 to 1000, inclusive.
+            pub fn limit(mut self, limit: u32) -> Self {
+                self.request.limit = Some(limit);
+                self
+            }
+
+            /// Sets `group_id`.
+            ///
+            /// Only the intents of this group.
+            pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+                self.request.group_id = Some(group_id.into());
+                self
+            }
+
+            /// Sets `intent_id`.
+            ///
+            /// Only this intent.
+            pub fn intent_id(mut self, intent_id: impl Into<String>) -> Self {
+                self.request.intent_id = Some(intent_id.into());
+                self
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &KnowledgeListIntentRequest {
+                &self.request
+            }
+
+            /// Sends the request: `POST /cgi-bin/kf/knowledge/list_intent`.
+            pub async fn send(self) -> Result<KnowledgeListIntentResponse, rt::Error> {
+                self.client.execute(&self.request).await
+            }
+        }
+
+        impl<'a> rt::IntoFuture for KnowledgeListIntent<'a> {
+            type Output = Result<KnowledgeListIntentResponse, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+
+        /// A `download_media` download being set up: `.await` it for the file in memory, or stream it with [`to_writer`](Self::to_writer) or [`chunks`](Self::chunks).
+        ///
+        /// Files come in ranged requests of at most 20 MiB; one that fails midway is asked again from the last byte received.
+        ///
+        /// Returned by [`download_media`](rt::Client::download_media).
+        #[must_use = "a download does nothing until it is awaited or streamed"]
+        pub struct DownloadMedia<'a> {
+            client: &'a rt::Client,
+            request: DownloadMediaRequest,
+            download: rt::DownloadOptions,
+        }
+
+        impl<'a> DownloadMedia<'a> {
+            pub(super) fn new(
+                client: &'a rt::Client,
+                request: DownloadMediaRequest,
+            ) -> Self {
+                Self {
+                    client,
+                    request,
+                    download: rt::DownloadOptions::default(),
+                }
+            }
+
+            /// The body as it will be sent.
+            pub fn request(&self) -> &DownloadMediaRequest {
+                &self.request
+            }
+
+            /// Refuses a file over `limit` bytes: before reading when its length is announced, else when the download reaches it.
+            pub fn max_bytes(mut self, limit: u64) -> Self {
+                self.download = self.download.max_bytes(limit);
+                self
+            }
+
+            /// Starts at byte `offset`, to finish a download that stopped there (the [`resume_from`](rt::Error::Incomplete) of its error).
+            pub fn resume_from(mut self, offset: u64) -> Self {
+                self.download = self.download.resume_from(offset);
+                self
+            }
+
+            /// The most bytes one ranged request asks for, at most the 20 MiB WeCom allows.
+            pub fn chunk_size(mut self, bytes: u64) -> Self {
+                self.download = self.download.chunk_size(bytes);
+                self
+            }
+
+            /// Downloads the file into memory (`GET /cgi-bin/media/get`), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set).
+            pub async fn send(self) -> Result<rt::Media, rt::Error> {
+                self.chunks().into_memory().await
+            }
+
+            /// Streams the file into `writer` as it arrives, without holding it in memory.
+            pub async fn to_writer<W>(
+                self,
+                writer: &mut W,
+            ) -> Result<rt::Downloaded, rt::Error>
+            where
+                W: rt::AsyncWrite + Unpin + Send + ?Sized,
+            {
+                self.chunks().to_writer(writer).await
+            }
+
+            /// The file a chunk at a time, as it arrives: call [`next_chunk`](rt::MediaChunks::next_chunk) until `None`.
+            pub fn chunks(self) -> rt::MediaChunks {
+                rt::MediaChunks::new(self.client, &self.request, self.download)
+            }
+        }
+
+        impl<'a> rt::IntoFuture for DownloadMedia<'a> {
+            type Output = Result<rt::Media, rt::Error>;
+            type IntoFuture = rt::BoxFuture<'a, Self::Output>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
     }
-    /// A `download_media` download being set up: `.await` it for the file in memory, or stream it with [`to_writer`](Self::to_writer) or [`chunks`](Self::chunks).
-    ///
-    /// Files come in ranged requests of at most 20 MiB; one that fails midway is asked again from the last byte received.
-    ///
-    /// Returned by [`download_media`](rt::Client::download_media).
-    #[must_use = "a download does nothing until it is awaited or streamed"]
-    pub struct DownloadMedia<'a> {
-        client: &'a rt::Client,
-        request: DownloadMediaRequest,
-        download: rt::DownloadOptions,
-    }
-    impl<'a> DownloadMedia<'a> {
-        /// The body as it will be sent.
-        pub fn request(&self) -> &DownloadMediaRequest {
-            &self.request
-        }
-        /// Refuses a file over `limit` bytes: before reading when its length is announced, else when the download reaches it.
-        pub fn max_bytes(mut self, limit: u64) -> Self {
-            self.download = self.download.max_bytes(limit);
-            self
-        }
-        /// Starts at byte `offset`, to finish a download that stopped there (the [`resume_from`](rt::Error::Incomplete) of its error).
-        pub fn resume_from(mut self, offset: u64) -> Self {
-            self.download = self.download.resume_from(offset);
-            self
-        }
-        /// The most bytes one ranged request asks for, at most the 20 MiB WeCom allows.
-        pub fn chunk_size(mut self, bytes: u64) -> Self {
-            self.download = self.download.chunk_size(bytes);
-            self
-        }
-        /// Downloads the file into memory (`GET /cgi-bin/media/get`), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set).
-        pub async fn send(self) -> Result<rt::Media, rt::Error> {
-            self.chunks().into_memory().await
-        }
-        /// Streams the file into `writer` as it arrives, without holding it in memory.
-        pub async fn to_writer<W>(
-            self,
-            writer: &mut W,
-        ) -> Result<rt::Downloaded, rt::Error>
-        where
-            W: rt::AsyncWrite + Unpin + Send + ?Sized,
-        {
-            self.chunks().to_writer(writer).await
-        }
-        /// The file a chunk at a time, as it arrives: call [`next_chunk`](rt::MediaChunks::next_chunk) until `None`.
-        pub fn chunks(self) -> rt::MediaChunks {
-            rt::MediaChunks::new(self.client, &self.request, self.download)
-        }
-    }
-    impl<'a> rt::IntoFuture for DownloadMedia<'a> {
-        type Output = Result<rt::Media, rt::Error>;
-        type IntoFuture = rt::BoxFuture<'a, Self::Output>;
-        fn into_future(self) -> Self::IntoFuture {
-            Box::pin(self.send())
-        }
-    }
+
     impl rt::Client {
         /// Fetches an access token; the client calls it for you and caches the token.
         ///
@@ -11595,17 +11130,15 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40001` (InvalidCredential): invalid secret, corp id and secret do not match, or the app is disabled
-        /// - `40013` (InvalidCorpId): invalid corp id
-        /// - `45009` (RateLimited): API call frequency exceeded
+        /// - [`40001`](types::ErrCode::InvalidCredential): invalid secret, corp id and secret do not match, or the app is disabled
+        /// - [`40013`](types::ErrCode::InvalidCorpId): invalid corp id
+        /// - [`45009`](types::ErrCode::RateLimited): API call frequency exceeded
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
         pub fn gettoken(&self) -> Gettoken<'_> {
-            Gettoken {
-                client: self,
-                request: GettokenRequest::new(),
-            }
+            Gettoken::new(self, GettokenRequest::new())
         }
+
         /// Pulls the customer messages and events of the last 3 days, one page per call.
         ///
         /// Sends `POST /cgi-bin/kf/sync_msg`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11615,18 +11148,16 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `95007` (InvalidMsgToken): invalid msg token
-        /// - `45009` (RateLimited): API call frequency exceeded
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95007`](types::ErrCode::InvalidMsgToken): invalid msg token
+        /// - [`45009`](types::ErrCode::RateLimited): API call frequency exceeded
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
         pub fn sync_msg(&self, open_kfid: impl Into<String>) -> SyncMsg<'_> {
-            SyncMsg {
-                client: self,
-                request: SyncMsgRequest::new(open_kfid),
-            }
+            SyncMsg::new(self, SyncMsgRequest::new(open_kfid))
         }
+
         /// Sends a message to a customer: at most 5 per customer message, within 48 hours of it, while the session is new or with the smart assistant.
         ///
         /// Sends `POST /cgi-bin/kf/send_msg`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11638,19 +11169,19 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40007` (InvalidMediaId): invalid media_id
-        /// - `40008` (InvalidMessageType): invalid msgtype
-        /// - `40096` (InvalidExternalUserId): invalid external userid
-        /// - `44004` (EmptyText): text content is empty
-        /// - `45002` (ContentTooLarge): content too large
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95001` (SendCountLimit): send-count limit reached
-        /// - `95002` (SendTimeLimit): send-time limit reached
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `95008` (MenuItemCountLimit): too many menu items
-        /// - `95009` (InvalidMenuItemType): invalid menu item type
-        /// - `95013` (SessionEnded): the session has already ended
-        /// - `95018` (SessionStateForbidsSending): the session state does not allow sending
+        /// - [`40007`](types::ErrCode::InvalidMediaId): invalid media_id
+        /// - [`40008`](types::ErrCode::InvalidMessageType): invalid msgtype
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
+        /// - [`44004`](types::ErrCode::EmptyText): text content is empty
+        /// - [`45002`](types::ErrCode::ContentTooLarge): content too large
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95001`](types::ErrCode::SendCountLimit): send-count limit reached
+        /// - [`95002`](types::ErrCode::SendTimeLimit): send-time limit reached
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95008`](types::ErrCode::MenuItemCountLimit): too many menu items
+        /// - [`95009`](types::ErrCode::InvalidMenuItemType): invalid menu item type
+        /// - [`95013`](types::ErrCode::SessionEnded): the session has already ended
+        /// - [`95018`](types::ErrCode::SessionStateForbidsSending): the session state does not allow sending
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
         pub fn send_msg(
@@ -11659,11 +11190,9 @@ mod generated_from_endpoints {
             open_kfid: impl Into<String>,
             msg: impl Into<OutgoingMsg>,
         ) -> SendMsg<'_> {
-            SendMsg {
-                client: self,
-                request: SendMsgRequest::new(touser, open_kfid, msg),
-            }
+            SendMsg::new(self, SendMsgRequest::new(touser, open_kfid, msg))
         }
+
         /// Sends a `text` message: [`send_msg`](Self::send_msg) with a [`Text`].
         ///
         /// The limits of [`Text`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11677,7 +11206,8 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
-        /// Sends a `image` message: [`send_msg`](Self::send_msg) with a [`Image`].
+
+        /// Sends an `image` message: [`send_msg`](Self::send_msg) with an [`Image`].
         ///
         /// The limits of [`Image`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
         ///
@@ -11690,6 +11220,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `voice` message: [`send_msg`](Self::send_msg) with a [`Voice`].
         ///
         /// The limits of [`Voice`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11703,6 +11234,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `video` message: [`send_msg`](Self::send_msg) with a [`Video`].
         ///
         /// The limits of [`Video`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11716,6 +11248,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `file` message: [`send_msg`](Self::send_msg) with a [`File`].
         ///
         /// The limits of [`File`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11729,6 +11262,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `link` message: [`send_msg`](Self::send_msg) with a [`Link`].
         ///
         /// The limits of [`Link`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11742,6 +11276,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `miniprogram` message: [`send_msg`](Self::send_msg) with a [`MiniProgram`].
         ///
         /// The limits of [`MiniProgram`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11755,6 +11290,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `msgmenu` message: [`send_msg`](Self::send_msg) with a [`Menu`].
         ///
         /// The limits of [`Menu`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11768,6 +11304,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `location` message: [`send_msg`](Self::send_msg) with a [`Location`].
         ///
         /// The limits of [`Location`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11781,6 +11318,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends a `ca_link` message: [`send_msg`](Self::send_msg) with a [`CaLink`].
         ///
         /// The limits of [`CaLink`] are checked before sending; the errors are those of [`send_msg`](Self::send_msg).
@@ -11794,6 +11332,7 @@ mod generated_from_endpoints {
         ) -> SendMsg<'_> {
             self.send_msg(touser, open_kfid, msg.into())
         }
+
         /// Sends `body` as is to `POST /cgi-bin/kf/send_msg`, for what the API file doesn't describe yet.
         ///
         /// Nothing is validated; prefer [`send_msg`](Self::send_msg). The response is parsed like `send_msg`'s.
@@ -11802,6 +11341,7 @@ mod generated_from_endpoints {
         pub fn send_msg_raw(&self, body: rt::Value) -> rt::RawCall<'_, SendMsgResponse> {
             rt::RawCall::new(self, <SendMsgRequest as rt::Request>::ENDPOINT, body)
         }
+
         /// Answers an event with its one-time code: a welcome (20 s), a queue or pickup notice (48 h), or a closing message (20 s).
         ///
         /// Sends `POST /cgi-bin/kf/send_msg_on_event`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11812,13 +11352,13 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40008` (InvalidMessageType): invalid msgtype
-        /// - `44004` (EmptyText): text content is empty
-        /// - `45002` (ContentTooLarge): content too large
-        /// - `95008` (MenuItemCountLimit): too many menu items
-        /// - `95009` (InvalidMenuItemType): invalid menu item type
-        /// - `95013` (SessionEnded): the session has already ended
-        /// - `95016` (StateTransitionNotAllowed): the session state may not change that way
+        /// - [`40008`](types::ErrCode::InvalidMessageType): invalid msgtype
+        /// - [`44004`](types::ErrCode::EmptyText): text content is empty
+        /// - [`45002`](types::ErrCode::ContentTooLarge): content too large
+        /// - [`95008`](types::ErrCode::MenuItemCountLimit): too many menu items
+        /// - [`95009`](types::ErrCode::InvalidMenuItemType): invalid menu item type
+        /// - [`95013`](types::ErrCode::SessionEnded): the session has already ended
+        /// - [`95016`](types::ErrCode::StateTransitionNotAllowed): the session state may not change that way
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
         pub fn send_msg_on_event(
@@ -11826,11 +11366,9 @@ mod generated_from_endpoints {
             code: impl Into<String>,
             msg: impl SendMsgOnEventMessage,
         ) -> SendMsgOnEvent<'_> {
-            SendMsgOnEvent {
-                client: self,
-                request: SendMsgOnEventRequest::new(code, msg),
-            }
+            SendMsgOnEvent::new(self, SendMsgOnEventRequest::new(code, msg))
         }
+
         /// Sends a `text` message: [`send_msg_on_event`](Self::send_msg_on_event) with a [`Text`].
         ///
         /// The limits of [`Text`] are checked before sending; the errors are those of [`send_msg_on_event`](Self::send_msg_on_event).
@@ -11843,6 +11381,7 @@ mod generated_from_endpoints {
         ) -> SendMsgOnEvent<'_> {
             self.send_msg_on_event(code, msg.into())
         }
+
         /// Sends a `msgmenu` message: [`send_msg_on_event`](Self::send_msg_on_event) with a [`Menu`].
         ///
         /// The limits of [`Menu`] are checked before sending; the errors are those of [`send_msg_on_event`](Self::send_msg_on_event).
@@ -11855,6 +11394,7 @@ mod generated_from_endpoints {
         ) -> SendMsgOnEvent<'_> {
             self.send_msg_on_event(code, msg.into())
         }
+
         /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
         ///
         /// Sends `POST /cgi-bin/kf/account/add`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11865,11 +11405,11 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95005` (AccountCountLimit): too many customer-service accounts
-        /// - `95006` (InvalidAccountName): invalid account name
-        /// - `95026` (AccountUsageTooLow): account usage is too low to create more accounts
-        /// - `95027` (UnverifiedAccountLimit): an unverified corp may create at most 10 accounts
-        /// - `40007` (InvalidMediaId): invalid media_id
+        /// - [`95005`](types::ErrCode::AccountCountLimit): too many customer-service accounts
+        /// - [`95006`](types::ErrCode::InvalidAccountName): invalid account name
+        /// - [`95026`](types::ErrCode::AccountUsageTooLow): account usage is too low to create more accounts
+        /// - [`95027`](types::ErrCode::UnverifiedAccountLimit): an unverified corp may create at most 10 accounts
+        /// - [`40007`](types::ErrCode::InvalidMediaId): invalid media_id
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
         pub fn account_add(
@@ -11877,11 +11417,9 @@ mod generated_from_endpoints {
             name: impl Into<String>,
             media_id: impl Into<String>,
         ) -> AccountAdd<'_> {
-            AccountAdd {
-                client: self,
-                request: AccountAddRequest::new(name, media_id),
-            }
+            AccountAdd::new(self, AccountAddRequest::new(name, media_id))
         }
+
         /// Deletes a customer-service account.
         ///
         /// Sends `POST /cgi-bin/kf/account/del`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11891,16 +11429,14 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
         pub fn account_del(&self, open_kfid: impl Into<String>) -> AccountDel<'_> {
-            AccountDel {
-                client: self,
-                request: AccountDelRequest::new(open_kfid),
-            }
+            AccountDel::new(self, AccountDelRequest::new(open_kfid))
         }
+
         /// Renames an account or changes its avatar.
         ///
         /// Sends `POST /cgi-bin/kf/account/update`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11910,29 +11446,25 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `95006` (InvalidAccountName): invalid account name
-        /// - `40007` (InvalidMediaId): invalid media_id
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95006`](types::ErrCode::InvalidAccountName): invalid account name
+        /// - [`40007`](types::ErrCode::InvalidMediaId): invalid media_id
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
         pub fn account_update(&self, open_kfid: impl Into<String>) -> AccountUpdate<'_> {
-            AccountUpdate {
-                client: self,
-                request: AccountUpdateRequest::new(open_kfid),
-            }
+            AccountUpdate::new(self, AccountUpdateRequest::new(open_kfid))
         }
+
         /// Lists the customer-service accounts this app may see, a page at a time.
         ///
         /// Sends `POST /cgi-bin/kf/account/list`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
         pub fn account_list(&self) -> AccountList<'_> {
-            AccountList {
-                client: self,
-                request: AccountListRequest::new(),
-            }
+            AccountList::new(self, AccountListRequest::new())
         }
+
         /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
         ///
         /// Sends `POST /cgi-bin/kf/add_contact_way`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11942,19 +11474,17 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
         pub fn add_contact_way(
             &self,
             open_kfid: impl Into<String>,
         ) -> AddContactWay<'_> {
-            AddContactWay {
-                client: self,
-                request: AddContactWayRequest::new(open_kfid),
-            }
+            AddContactWay::new(self, AddContactWayRequest::new(open_kfid))
         }
+
         /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
         ///
         /// Sends `POST /cgi-bin/kf/servicer/add`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11964,17 +11494,15 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `60111` (UserIdNotFound): userid not found
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`60111`](types::ErrCode::UserIdNotFound): userid not found
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
         pub fn servicer_add(&self, open_kfid: impl Into<String>) -> ServicerAdd<'_> {
-            ServicerAdd {
-                client: self,
-                request: ServicerAddRequest::new(open_kfid),
-            }
+            ServicerAdd::new(self, ServicerAddRequest::new(open_kfid))
         }
+
         /// Removes members or departments from an account's servicers.
         ///
         /// Sends `POST /cgi-bin/kf/servicer/del`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -11984,16 +11512,14 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
         pub fn servicer_del(&self, open_kfid: impl Into<String>) -> ServicerDel<'_> {
-            ServicerDel {
-                client: self,
-                request: ServicerDelRequest::new(open_kfid),
-            }
+            ServicerDel::new(self, ServicerDelRequest::new(open_kfid))
         }
+
         /// Lists an account's servicers and whether each is receiving customers.
         ///
         /// Sends `GET /cgi-bin/kf/servicer/list`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12003,16 +11529,14 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
         pub fn servicer_list(&self, open_kfid: impl Into<String>) -> ServicerList<'_> {
-            ServicerList {
-                client: self,
-                request: ServicerListRequest::new(open_kfid),
-            }
+            ServicerList::new(self, ServicerListRequest::new(open_kfid))
         }
+
         /// Reads where a customer's session stands.
         ///
         /// Sends `POST /cgi-bin/kf/service_state/get`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12023,9 +11547,9 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `40096` (InvalidExternalUserId): invalid external userid
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
         pub fn service_state_get(
@@ -12033,11 +11557,12 @@ mod generated_from_endpoints {
             open_kfid: impl Into<String>,
             external_userid: impl Into<String>,
         ) -> ServiceStateGet<'_> {
-            ServiceStateGet {
-                client: self,
-                request: ServiceStateGetRequest::new(open_kfid, external_userid),
-            }
+            ServiceStateGet::new(
+                self,
+                ServiceStateGetRequest::new(open_kfid, external_userid),
+            )
         }
+
         /// Moves a customer's session to another state: the queue, a servicer, or its end.
         ///
         /// Sends `POST /cgi-bin/kf/service_state/trans`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12049,13 +11574,13 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `95013` (SessionEnded): the session has already ended
-        /// - `95014` (NotAServicer): the user is not a servicer, or not activated in WeCom
-        /// - `95016` (StateTransitionNotAllowed): the session state may not change that way
-        /// - `95019` (ServicerStopped): the servicer has stopped or suspended receiving
-        /// - `40096` (InvalidExternalUserId): invalid external userid
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95013`](types::ErrCode::SessionEnded): the session has already ended
+        /// - [`95014`](types::ErrCode::NotAServicer): the user is not a servicer, or not activated in WeCom
+        /// - [`95016`](types::ErrCode::StateTransitionNotAllowed): the session state may not change that way
+        /// - [`95019`](types::ErrCode::ServicerStopped): the servicer has stopped or suspended receiving
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
         pub fn service_state_trans(
@@ -12064,15 +11589,12 @@ mod generated_from_endpoints {
             external_userid: impl Into<String>,
             service_state: impl Into<ServiceState>,
         ) -> ServiceStateTrans<'_> {
-            ServiceStateTrans {
-                client: self,
-                request: ServiceStateTransRequest::new(
-                    open_kfid,
-                    external_userid,
-                    service_state,
-                ),
-            }
+            ServiceStateTrans::new(
+                self,
+                ServiceStateTransRequest::new(open_kfid, external_userid, service_state),
+            )
         }
+
         /// Reads the profiles of up to 100 customers.
         ///
         /// Sends `POST /cgi-bin/kf/customer/batchget`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12082,40 +11604,37 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40096` (InvalidExternalUserId): invalid external userid
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
         pub fn customer_batchget(
             &self,
             external_userid_list: impl IntoIterator<Item = impl Into<String>>,
         ) -> CustomerBatchget<'_> {
-            CustomerBatchget {
-                client: self,
-                request: CustomerBatchgetRequest::new(external_userid_list),
-            }
+            CustomerBatchget::new(
+                self,
+                CustomerBatchgetRequest::new(external_userid_list),
+            )
         }
+
         /// Reads whether the corp's 视频号 binding lifts the limit on customers.
         ///
         /// Sends `GET /cgi-bin/kf/get_corp_qualification`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
         pub fn get_corp_qualification(&self) -> GetCorpQualification<'_> {
-            GetCorpQualification {
-                client: self,
-                request: GetCorpQualificationRequest::new(),
-            }
+            GetCorpQualification::new(self, GetCorpQualificationRequest::new())
         }
+
         /// Reads the members and group chats configured for the upgrade service.
         ///
         /// Sends `GET /cgi-bin/kf/customer/get_upgrade_service_config`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
         pub fn get_upgrade_service_config(&self) -> GetUpgradeServiceConfig<'_> {
-            GetUpgradeServiceConfig {
-                client: self,
-                request: GetUpgradeServiceConfigRequest::new(),
-            }
+            GetUpgradeServiceConfig::new(self, GetUpgradeServiceConfigRequest::new())
         }
+
         /// Offers a customer a member (专员) or a group chat to continue with.
         ///
         /// Sends `POST /cgi-bin/kf/customer/upgrade_service`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12127,10 +11646,10 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `95021` (NotInUpgradeServiceRange): userid or chat_id is not configured for upgrade service
-        /// - `40096` (InvalidExternalUserId): invalid external userid
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95021`](types::ErrCode::NotInUpgradeServiceRange): userid or chat_id is not configured for upgrade service
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
         pub fn upgrade_service(
@@ -12139,11 +11658,12 @@ mod generated_from_endpoints {
             external_userid: impl Into<String>,
             r#type: impl Into<UpgradeType>,
         ) -> UpgradeService<'_> {
-            UpgradeService {
-                client: self,
-                request: UpgradeServiceRequest::new(open_kfid, external_userid, r#type),
-            }
+            UpgradeService::new(
+                self,
+                UpgradeServiceRequest::new(open_kfid, external_userid, r#type),
+            )
         }
+
         /// Withdraws an upgrade-service offer.
         ///
         /// Sends `POST /cgi-bin/kf/customer/cancel_upgrade_service`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12154,9 +11674,9 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `40096` (InvalidExternalUserId): invalid external userid
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`40096`](types::ErrCode::InvalidExternalUserId): invalid external userid
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
         pub fn cancel_upgrade_service(
@@ -12164,11 +11684,12 @@ mod generated_from_endpoints {
             open_kfid: impl Into<String>,
             external_userid: impl Into<String>,
         ) -> CancelUpgradeService<'_> {
-            CancelUpgradeService {
-                client: self,
-                request: CancelUpgradeServiceRequest::new(open_kfid, external_userid),
-            }
+            CancelUpgradeService::new(
+                self,
+                CancelUpgradeServiceRequest::new(open_kfid, external_userid),
+            )
         }
+
         /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
         ///
         /// Sends `POST /cgi-bin/media/upload?type=image` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12178,19 +11699,17 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40004` (InvalidMediaType): invalid media file type
-        /// - `40006` (InvalidFileSize): invalid file size
-        /// - `40009` (InvalidImageSize): invalid image size
-        /// - `44001` (EmptyFile): the uploaded file is empty
-        /// - `45001` (MediaTooLarge): media size over the limit
+        /// - [`40004`](types::ErrCode::InvalidMediaType): invalid media file type
+        /// - [`40006`](types::ErrCode::InvalidFileSize): invalid file size
+        /// - [`40009`](types::ErrCode::InvalidImageSize): invalid image size
+        /// - [`44001`](types::ErrCode::EmptyFile): the uploaded file is empty
+        /// - [`45001`](types::ErrCode::MediaTooLarge): media size over the limit
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
         pub fn upload_image(&self, media: impl Into<rt::Upload>) -> UploadImage<'_> {
-            UploadImage {
-                client: self,
-                request: UploadImageRequest::new(media),
-            }
+            UploadImage::new(self, UploadImageRequest::new(media))
         }
+
         /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
         ///
         /// Sends `POST /cgi-bin/media/upload?type=voice` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12200,18 +11719,16 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40004` (InvalidMediaType): invalid media file type
-        /// - `40006` (InvalidFileSize): invalid file size
-        /// - `44001` (EmptyFile): the uploaded file is empty
-        /// - `45001` (MediaTooLarge): media size over the limit
+        /// - [`40004`](types::ErrCode::InvalidMediaType): invalid media file type
+        /// - [`40006`](types::ErrCode::InvalidFileSize): invalid file size
+        /// - [`44001`](types::ErrCode::EmptyFile): the uploaded file is empty
+        /// - [`45001`](types::ErrCode::MediaTooLarge): media size over the limit
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
         pub fn upload_voice(&self, media: impl Into<rt::Upload>) -> UploadVoice<'_> {
-            UploadVoice {
-                client: self,
-                request: UploadVoiceRequest::new(media),
-            }
+            UploadVoice::new(self, UploadVoiceRequest::new(media))
         }
+
         /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
         ///
         /// Sends `POST /cgi-bin/media/upload?type=video` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12221,19 +11738,17 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40004` (InvalidMediaType): invalid media file type
-        /// - `40006` (InvalidFileSize): invalid file size
-        /// - `40011` (InvalidVideoSize): invalid video size
-        /// - `44001` (EmptyFile): the uploaded file is empty
-        /// - `45001` (MediaTooLarge): media size over the limit
+        /// - [`40004`](types::ErrCode::InvalidMediaType): invalid media file type
+        /// - [`40006`](types::ErrCode::InvalidFileSize): invalid file size
+        /// - [`40011`](types::ErrCode::InvalidVideoSize): invalid video size
+        /// - [`44001`](types::ErrCode::EmptyFile): the uploaded file is empty
+        /// - [`45001`](types::ErrCode::MediaTooLarge): media size over the limit
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
         pub fn upload_video(&self, media: impl Into<rt::Upload>) -> UploadVideo<'_> {
-            UploadVideo {
-                client: self,
-                request: UploadVideoRequest::new(media),
-            }
+            UploadVideo::new(self, UploadVideoRequest::new(media))
         }
+
         /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
         ///
         /// Sends `POST /cgi-bin/media/upload?type=file` (multipart). Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12243,18 +11758,16 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40004` (InvalidMediaType): invalid media file type
-        /// - `40006` (InvalidFileSize): invalid file size
-        /// - `44001` (EmptyFile): the uploaded file is empty
-        /// - `45001` (MediaTooLarge): media size over the limit
+        /// - [`40004`](types::ErrCode::InvalidMediaType): invalid media file type
+        /// - [`40006`](types::ErrCode::InvalidFileSize): invalid file size
+        /// - [`44001`](types::ErrCode::EmptyFile): the uploaded file is empty
+        /// - [`45001`](types::ErrCode::MediaTooLarge): media size over the limit
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
         pub fn upload_file(&self, media: impl Into<rt::Upload>) -> UploadFile<'_> {
-            UploadFile {
-                client: self,
-                request: UploadFileRequest::new(media),
-            }
+            UploadFile::new(self, UploadFileRequest::new(media))
         }
+
         /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
         ///
         /// Sends `POST /cgi-bin/kf/recall_msg`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12265,9 +11778,9 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `40058` (InvalidParameter): invalid parameter
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`40058`](types::ErrCode::InvalidParameter): invalid parameter
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
         pub fn recall_msg(
@@ -12275,11 +11788,9 @@ mod generated_from_endpoints {
             open_kfid: impl Into<String>,
             msgid: impl Into<String>,
         ) -> RecallMsg<'_> {
-            RecallMsg {
-                client: self,
-                request: RecallMsgRequest::new(open_kfid, msgid),
-            }
+            RecallMsg::new(self, RecallMsgRequest::new(open_kfid, msgid))
         }
+
         /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
         ///
         /// Sends `POST /cgi-bin/kf/get_corp_statistic`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12293,8 +11804,8 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
         pub fn get_corp_statistic(
@@ -12303,11 +11814,12 @@ mod generated_from_endpoints {
             start_time: u64,
             end_time: u64,
         ) -> GetCorpStatistic<'_> {
-            GetCorpStatistic {
-                client: self,
-                request: GetCorpStatisticRequest::new(open_kfid, start_time, end_time),
-            }
+            GetCorpStatistic::new(
+                self,
+                GetCorpStatisticRequest::new(open_kfid, start_time, end_time),
+            )
         }
+
         /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
         ///
         /// Sends `POST /cgi-bin/kf/get_servicer_statistic`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12321,9 +11833,9 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `95000` (InvalidOpenKfId): invalid open_kfid
-        /// - `95004` (OpenKfIdNotFound): open_kfid does not exist
-        /// - `60111` (UserIdNotFound): userid not found
+        /// - [`95000`](types::ErrCode::InvalidOpenKfId): invalid open_kfid
+        /// - [`95004`](types::ErrCode::OpenKfIdNotFound): open_kfid does not exist
+        /// - [`60111`](types::ErrCode::UserIdNotFound): userid not found
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
         pub fn get_servicer_statistic(
@@ -12332,15 +11844,12 @@ mod generated_from_endpoints {
             start_time: u64,
             end_time: u64,
         ) -> GetServicerStatistic<'_> {
-            GetServicerStatistic {
-                client: self,
-                request: GetServicerStatisticRequest::new(
-                    open_kfid,
-                    start_time,
-                    end_time,
-                ),
-            }
+            GetServicerStatistic::new(
+                self,
+                GetServicerStatisticRequest::new(open_kfid, start_time, end_time),
+            )
         }
+
         /// Adds a group to the knowledge base (at most 100 groups, names unique).
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/add_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12353,11 +11862,9 @@ mod generated_from_endpoints {
             &self,
             name: impl Into<String>,
         ) -> KnowledgeAddGroup<'_> {
-            KnowledgeAddGroup {
-                client: self,
-                request: KnowledgeAddGroupRequest::new(name),
-            }
+            KnowledgeAddGroup::new(self, KnowledgeAddGroupRequest::new(name))
         }
+
         /// Deletes a group of the knowledge base; the default group can't be deleted.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/del_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12370,11 +11877,9 @@ mod generated_from_endpoints {
             &self,
             group_id: impl Into<String>,
         ) -> KnowledgeDelGroup<'_> {
-            KnowledgeDelGroup {
-                client: self,
-                request: KnowledgeDelGroupRequest::new(group_id),
-            }
+            KnowledgeDelGroup::new(self, KnowledgeDelGroupRequest::new(group_id))
         }
+
         /// Renames a group of the knowledge base; the default group can't be renamed.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/mod_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12389,22 +11894,18 @@ mod generated_from_endpoints {
             group_id: impl Into<String>,
             name: impl Into<String>,
         ) -> KnowledgeModGroup<'_> {
-            KnowledgeModGroup {
-                client: self,
-                request: KnowledgeModGroupRequest::new(group_id, name),
-            }
+            KnowledgeModGroup::new(self, KnowledgeModGroupRequest::new(group_id, name))
         }
+
         /// Lists the groups of the knowledge base, a page at a time.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/list_group`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
         pub fn knowledge_list_group(&self) -> KnowledgeListGroup<'_> {
-            KnowledgeListGroup {
-                client: self,
-                request: KnowledgeListGroupRequest::new(),
-            }
+            KnowledgeListGroup::new(self, KnowledgeListGroupRequest::new())
         }
+
         /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/add_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12421,11 +11922,12 @@ mod generated_from_endpoints {
             question: impl Into<IntentQuestion>,
             answers: impl IntoIterator<Item = impl Into<IntentAnswer>>,
         ) -> KnowledgeAddIntent<'_> {
-            KnowledgeAddIntent {
-                client: self,
-                request: KnowledgeAddIntentRequest::new(group_id, question, answers),
-            }
+            KnowledgeAddIntent::new(
+                self,
+                KnowledgeAddIntentRequest::new(group_id, question, answers),
+            )
         }
+
         /// Deletes a question and its answer from the knowledge base.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/del_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12438,11 +11940,9 @@ mod generated_from_endpoints {
             &self,
             intent_id: impl Into<String>,
         ) -> KnowledgeDelIntent<'_> {
-            KnowledgeDelIntent {
-                client: self,
-                request: KnowledgeDelIntentRequest::new(intent_id),
-            }
+            KnowledgeDelIntent::new(self, KnowledgeDelIntentRequest::new(intent_id))
         }
+
         /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/mod_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
@@ -12455,22 +11955,18 @@ mod generated_from_endpoints {
             &self,
             intent_id: impl Into<String>,
         ) -> KnowledgeModIntent<'_> {
-            KnowledgeModIntent {
-                client: self,
-                request: KnowledgeModIntentRequest::new(intent_id),
-            }
+            KnowledgeModIntent::new(self, KnowledgeModIntentRequest::new(intent_id))
         }
+
         /// Lists the intents of the knowledge base, a page at a time.
         ///
         /// Sends `POST /cgi-bin/kf/knowledge/list_intent`. Required fields are the arguments; set optional ones on the returned builder, then `.await` it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
         pub fn knowledge_list_intent(&self) -> KnowledgeListIntent<'_> {
-            KnowledgeListIntent {
-                client: self,
-                request: KnowledgeListIntentRequest::new(),
-            }
+            KnowledgeListIntent::new(self, KnowledgeListIntentRequest::new())
         }
+
         /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
         ///
         /// Sends `GET /cgi-bin/media/get`. Required fields are the arguments; `.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`.
@@ -12480,19 +11976,17 @@ mod generated_from_endpoints {
         ///
         /// # Errors
         /// Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:
-        /// - `40007` (InvalidMediaId): invalid media_id
-        /// - `41006` (MediaIdMissing): media_id missing
-        /// - `830002` (RangeRequired): the file is over 20 MB and must be downloaded in ranges
+        /// - [`40007`](types::ErrCode::InvalidMediaId): invalid media_id
+        /// - [`41006`](types::ErrCode::MediaIdMissing): media_id missing
+        /// - [`830002`](types::ErrCode::RangeRequired): the file is over 20 MB and must be downloaded in ranges
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
         pub fn download_media(&self, media_id: impl Into<String>) -> DownloadMedia<'_> {
-            DownloadMedia {
-                client: self,
-                request: DownloadMediaRequest::new(media_id),
-                download: rt::DownloadOptions::default(),
-            }
+            DownloadMedia::new(self, DownloadMediaRequest::new(media_id))
         }
     }
+
     const _: &[u8] = include_bytes!("endpoints.toml");
 }
-pub use generated_from_endpoints::*;
+
+pub use generated_from_endpoints::{builders, types};

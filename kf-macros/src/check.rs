@@ -7,17 +7,25 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, backticked, did_you_mean};
-use crate::model::{
-    Api, BINARY_RESPONSE, BUILTIN_TYPES, Endpoint, Field, MEDIA_TYPES, Struct, TypeKind,
-    parse_utc_offset,
-};
+use crate::ir::{Auth, Body, Builtin, HttpMethod, Layout, MediaType, OverLimit, Repr, RetryClass};
+use crate::model::{Api, BINARY_RESPONSE, Endpoint, Field, Struct, TypeKind, parse_utc_offset};
 use crate::names::{is_identifier, pascal_case};
 
-pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
+/// `shipped`: the file is the crate's own (`methods = inherent`), the one place error
+/// codes are declared.
+pub fn check(api: &Api, shipped: bool) -> Result<(), Vec<Diagnostic>> {
     let mut cx = Diagnostics::default();
     check_docs(api, &mut cx);
     check_type_names(api, &mut cx);
-    check_errors(api, &mut cx);
+    if shipped {
+        check_errors(api, &mut cx);
+    } else if let Some(first) = api.errors.first() {
+        cx.error_with_help(
+            first.code.span(),
+            "`[[error]]` tables belong to wecom-kf's own endpoints.toml",
+            "the client classifies every answer with `wecom_kf::ErrCode` (its retry class, its hint); list the codes an endpoint returns in its `errors`, and unnamed ones arrive as `ErrCode::Other`",
+        );
+    }
     check_enums(api, &mut cx);
     for s in &api.structs {
         check_fields(api, &s.fields, FieldOwner::Struct, &mut cx);
@@ -26,7 +34,7 @@ pub fn check(api: &Api) -> Result<(), Vec<Diagnostic>> {
         }
     }
     check_unions(api, &mut cx);
-    check_endpoints(api, &mut cx);
+    check_endpoints(api, shipped, &mut cx);
     cx.finish()
 }
 
@@ -92,7 +100,7 @@ fn check_type_names(api: &Api, cx: &mut Diagnostics) {
         if !check_identifier(name, "type name", cx) {
             continue;
         }
-        if BUILTIN_TYPES.contains(&name.get_ref().as_str()) {
+        if Builtin::from_name(name.get_ref()).is_some() {
             cx.error(
                 name.span(),
                 format!("`{}` is a built-in type name", name.get_ref()),
@@ -165,16 +173,18 @@ fn check_errors(api: &Api, cx: &mut Diagnostics) {
                 "entries that share a code must tell WeCom's causes apart with `errmsg = [\"…\"]`",
             );
         }
-        expect_one_of(
-            &e.retry,
-            &["never", "backoff", "rate_limited", "refresh_token"],
-            "retry class",
-            cx,
-        );
+        expect_one_of(&e.retry, &RetryClass::ALL, "retry class", cx);
     }
 }
 
-fn expect_one_of(value: &Spanned<String>, allowed: &[&str], what: &str, cx: &mut Diagnostics) {
+/// The value is one of `table`'s names: the tables `lower` turns them into values with.
+fn expect_one_of<T>(
+    value: &Spanned<String>,
+    table: &[(&str, T)],
+    what: &str,
+    cx: &mut Diagnostics,
+) {
+    let allowed: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
     if !allowed.contains(&value.get_ref().as_str()) {
         let expected = allowed
             .iter()
@@ -191,7 +201,7 @@ fn expect_one_of(value: &Spanned<String>, allowed: &[&str], what: &str, cx: &mut
 
 fn check_enums(api: &Api, cx: &mut Diagnostics) {
     for e in &api.enums {
-        expect_one_of(&e.repr, &["u32", "i32", "u64", "i64"], "enum repr", cx);
+        expect_one_of(&e.repr, &Repr::ALL, "enum repr", cx);
         let unsigned = e.repr.get_ref().starts_with('u');
         let narrow = e.repr.get_ref().ends_with("32");
         let mut names = Seen::new("enum value name");
@@ -350,12 +360,13 @@ fn report_unknown_type(
         .map(|s| s.name.get_ref().as_str())
         .chain(api.unions.iter().map(|u| u.name.get_ref().as_str()))
         .chain(api.enums.iter().map(|e| e.name.get_ref().as_str()));
-    let candidates: Vec<&str> = BUILTIN_TYPES.iter().copied().chain(declared).collect();
+    let mut candidates: Vec<&str> = Builtin::names().collect();
+    candidates.extend(declared);
     let help = match did_you_mean(name, candidates.iter().copied()) {
         Some(close) => format!("did you mean `{close}`?"),
         None => format!(
             "expected one of {}, a [[struct]], [[union]] or [[enum]] name, or `[T]` for a list",
-            backticked(BUILTIN_TYPES.iter().copied())
+            backticked(Builtin::names())
         ),
     };
     cx.error_with_help(ty.span(), format!("unknown {what} `{name}`"), help);
@@ -466,7 +477,7 @@ fn check_limits(f: &Field, kind: TypeKind, list: bool, cx: &mut Diagnostics) {
     let has_max = f.max_bytes.is_some() || f.max_chars.is_some() || f.max_items.is_some();
     match &f.server {
         Some(server) => {
-            expect_one_of(server, &["rejects", "truncates"], "server behaviour", cx);
+            expect_one_of(server, &OverLimit::ALL, "server behaviour", cx);
             if !has_max {
                 cx.error(
                     server.span(),
@@ -498,15 +509,7 @@ fn check_media_type(f: &Field, kind: TypeKind, cx: &mut Diagnostics) {
             ),
         );
     }
-    expect_one_of(
-        media_type,
-        &MEDIA_TYPES
-            .iter()
-            .map(|(wire, _)| *wire)
-            .collect::<Vec<_>>(),
-        "media type",
-        cx,
-    );
+    expect_one_of(media_type, &MediaType::ALL, "media type", cx);
     if f.max_bytes.is_none() && kind == TypeKind::File {
         cx.error_with_help(
             media_type.span(),
@@ -663,7 +666,7 @@ fn check_message_keys(
 fn check_unions(api: &Api, cx: &mut Diagnostics) {
     for u in &api.unions {
         if let Some(layout) = &u.layout {
-            expect_one_of(layout, &["keyed", "inline"], "union layout", cx);
+            expect_one_of(layout, &Layout::ALL, "union layout", cx);
         }
         if u.tag.get_ref().is_empty() {
             cx.error(u.tag.span(), "a union's `tag` can't be empty");
@@ -712,15 +715,15 @@ fn check_unions(api: &Api, cx: &mut Diagnostics) {
     }
 }
 
-fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
+fn check_endpoints(api: &Api, shipped: bool, cx: &mut Diagnostics) {
     let mut methods = Seen::new("method name");
     for e in &api.endpoints {
         if check_identifier(&e.name, "endpoint name", cx) {
             methods.add(e.name.get_ref(), e.name.span(), cx);
         }
-        expect_one_of(&e.method, &["GET", "POST"], "HTTP method", cx);
+        expect_one_of(&e.method, &HttpMethod::ALL, "HTTP method", cx);
         if let Some(auth) = &e.auth {
-            expect_one_of(auth, &["access_token", "corp_secret"], "auth", cx);
+            expect_one_of(auth, &Auth::ALL, "auth", cx);
         }
         let path = e.path.get_ref();
         if path.is_empty() || path.starts_with('/') || path.contains(['?', '#', ' ']) {
@@ -750,7 +753,7 @@ fn check_endpoints(api: &Api, cx: &mut Diagnostics) {
                 }
             }
         }
-        for code in &e.errors {
+        for code in e.errors.iter().filter(|_| shipped) {
             if api.error(*code.get_ref()).is_none() {
                 cx.error_with_help(
                     code.span(),
@@ -810,7 +813,7 @@ fn check_binary(e: &Endpoint, cx: &mut Diagnostics) {
 /// A multipart body is POSTed and has a file; constant query parameters don't shadow fields.
 fn check_body(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
     if let Some(body) = &e.body {
-        expect_one_of(body, &["json", "multipart"], "body", cx);
+        expect_one_of(body, &Body::ALL, "body", cx);
         if e.is_multipart() {
             if e.is_get() {
                 cx.error(body.span(), "a multipart body needs `method = \"POST\"`");
@@ -835,7 +838,7 @@ fn check_body(api: &Api, e: &Endpoint, cx: &mut Diagnostics) {
         .iter()
         .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File))
         .filter_map(|f| f.media_type.as_ref())
-        .filter(|t| MEDIA_TYPES.iter().any(|(wire, _)| wire == t.get_ref()));
+        .filter(|t| MediaType::ALL.iter().any(|(wire, _)| wire == t.get_ref()));
     for media_type in file_types {
         if let Some((_, query)) = query_type.filter(|(_, q)| q.get_ref() != media_type.get_ref()) {
             cx.error(

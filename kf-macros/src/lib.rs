@@ -4,7 +4,9 @@
 //! macro; the file format is in `docs/endpoints-toml.md`.
 //!
 //! Stages, one module each: `model` (serde types with spans), `check` (every semantic rule,
-//! all errors collected), `emit` (tokens), `diagnostic` (rendering `file:line:col` errors).
+//! all errors collected), `lower` (the checked model into `ir`, the typed and resolved API
+//! the emitters read), `emit` (tokens, one file per kind of item), `diagnostic` (rendering
+//! `file:line:col` errors).
 //! Only this file touches `proc_macro`; the rest works on `proc_macro2` so it can be unit
 //! tested.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +14,8 @@
 mod check;
 mod diagnostic;
 mod emit;
+mod ir;
+mod lower;
 mod model;
 mod names;
 
@@ -32,7 +36,13 @@ pub fn endpoints(input: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(input as Args);
     match run(&args) {
         Ok(tokens) => tokens.into(),
-        Err(error) => error.to_compile_error().into(),
+        // The errors, and empty generated modules beside them so the code that uses them
+        // doesn't add errors of its own (thiserror's fallback).
+        Err(error) => {
+            let mut tokens = error.to_compile_error();
+            tokens.extend(emit::fallback(&args.options(None)));
+            tokens.into()
+        }
     }
 }
 
@@ -60,23 +70,17 @@ fn run(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
     let resolved = base.join(&written);
     let source = std::fs::read_to_string(&resolved)
         .map_err(|e| syn::Error::new(args.path.span(), format!("can't read `{written}`: {e}")))?;
-    let options = Options {
-        display_path: written.clone(),
-        track_path: Some(resolved.to_string_lossy().into_owned()),
-        methods: args.methods.clone(),
-    };
+    let options = args.options(Some(resolved.to_string_lossy().into_owned()));
     emit::expand(&source, &options).map_err(|diagnostics| {
-        let mut errors = diagnostics
+        diagnostics
             .iter()
-            .map(|d| syn::Error::new(args.path.span(), d.render(&source, &written)));
-        let first = errors.next();
-        errors.fold(
-            first.unwrap_or_else(|| syn::Error::new(args.path.span(), "invalid API file")),
-            |mut all, e| {
+            .map(|d| syn::Error::new(args.path.span(), d.render(&source, &written)))
+            .reduce(|mut all, e| {
                 all.combine(e);
                 all
-            },
-        )
+            })
+            // `expand` reports at least one diagnostic with every error it returns.
+            .unwrap_or_else(|| syn::Error::new(args.path.span(), "invalid API file"))
     })
 }
 
@@ -86,12 +90,26 @@ enum RelativeTo {
     SourceFile,
 }
 
-/// `"file.toml"`, optionally with `relative_to = SourceFile` and
-/// `methods = inherent | trait Name`, in any order.
+/// `"file.toml"`, optionally with `relative_to = SourceFile`,
+/// `methods = inherent | trait Name` and `crate = path`, in any order.
 struct Args {
     path: LitStr,
     relative_to: RelativeTo,
     methods: Methods,
+    /// The `wecom_kf` crate as the caller names it (`::wecom_kf` unless renamed).
+    krate: syn::Path,
+}
+
+impl Args {
+    fn options(&self, track_path: Option<String>) -> Options {
+        let krate = &self.krate;
+        Options {
+            display_path: self.path.value(),
+            track_path,
+            methods: self.methods.clone(),
+            krate: quote::quote!(#krate),
+        }
+    }
 }
 
 impl Parse for Args {
@@ -99,9 +117,14 @@ impl Parse for Args {
         let mut path = None;
         let mut relative_to = RelativeTo::CrateRoot;
         let mut methods = Methods::Trait(Ident::new("ClientExt", proc_macro2::Span::call_site()));
+        let mut krate: syn::Path = syn::parse_quote!(::wecom_kf);
         while !input.is_empty() {
             if input.peek(LitStr) {
                 path = Some(input.parse::<LitStr>()?);
+            } else if input.peek(Token![crate]) {
+                input.parse::<Token![crate]>()?;
+                input.parse::<Token![=]>()?;
+                krate = input.parse()?;
             } else {
                 let key: Ident = input.parse()?;
                 input.parse::<Token![=]>()?;
@@ -137,7 +160,7 @@ impl Parse for Args {
                     _ => {
                         return Err(syn::Error::new(
                             key.span(),
-                            "expected `relative_to` or `methods`",
+                            "expected `relative_to`, `methods` or `crate`",
                         ));
                     }
                 }
@@ -156,6 +179,7 @@ impl Parse for Args {
             path,
             relative_to,
             methods,
+            krate,
         })
     }
 }

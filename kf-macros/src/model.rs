@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::ir::Builtin;
+
 /// Doc links are this prefix plus the page id, unless the file sets `docs`.
 pub const DEFAULT_DOCS: &str = "https://developer.work.weixin.qq.com/document/path/";
 
@@ -209,19 +211,6 @@ impl Endpoint {
             .iter()
             .flat_map(|q| q.get_ref().iter().map(|(k, v)| (k.as_str(), v)))
     }
-
-    pub fn uses_corp_secret(&self) -> bool {
-        self.auth
-            .as_ref()
-            .is_some_and(|a| a.get_ref() == "corp_secret")
-    }
-
-    /// The union-typed field that carries the message, if the endpoint has one.
-    pub fn message_field(&self) -> Option<&Field> {
-        self.fields
-            .iter()
-            .find(|f| f.accepts.is_some() || f.shortcuts.is_some())
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,14 +273,6 @@ pub struct Field {
     pub media_type: Option<Spanned<String>>,
 }
 
-/// The values of `media_type`, as `wecom_kf::media::MediaType` names them.
-pub const MEDIA_TYPES: &[(&str, &str)] = &[
-    ("image", "Image"),
-    ("voice", "Voice"),
-    ("video", "Video"),
-    ("file", "File"),
-];
-
 impl Field {
     pub fn type_ref(&self) -> TypeRef<'_> {
         TypeRef::parse(self.ty.get_ref())
@@ -300,27 +281,6 @@ impl Field {
     /// Whether `Debug` hides the value (`secret = true`).
     pub fn is_secret(&self) -> bool {
         self.secret.as_ref().is_some_and(|s| *s.get_ref())
-    }
-
-    pub fn server_truncates(&self) -> bool {
-        self.server
-            .as_ref()
-            .is_some_and(|s| s.get_ref() == "truncates")
-    }
-
-    pub fn has_number_limits(&self) -> bool {
-        self.min.is_some() || self.max.is_some()
-    }
-
-    pub fn has_list_limits(&self) -> bool {
-        self.min_items.is_some() || self.max_items.is_some()
-    }
-
-    /// The `day_aligned` offset in seconds east of UTC, when it parses.
-    pub fn day_offset(&self) -> Option<i32> {
-        self.day_aligned
-            .as_ref()
-            .and_then(|d| parse_utc_offset(d.get_ref()).ok())
     }
 
     /// `days_ago` as a pair, when it is one.
@@ -380,11 +340,6 @@ impl<'a> TypeRef<'a> {
     }
 }
 
-/// The built-in field types and their Rust spelling.
-pub const BUILTIN_TYPES: &[&str] = &[
-    "string", "secret", "bool", "i32", "u32", "i64", "u64", "f64", "json", "file",
-];
-
 /// What a type name refers to, once the whole file is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeKind {
@@ -419,16 +374,15 @@ impl TypeKind {
 impl Api {
     /// Resolves a type name against the built-ins and the file's own tables.
     pub fn kind_of(&self, name: &str) -> Option<TypeKind> {
-        let builtin = match name {
-            "string" => Some(TypeKind::String),
-            "secret" => Some(TypeKind::Secret),
-            "bool" => Some(TypeKind::Bool),
-            "i32" | "u32" | "i64" | "u64" => Some(TypeKind::Int),
-            "f64" => Some(TypeKind::Float),
-            "json" => Some(TypeKind::Json),
-            "file" => Some(TypeKind::File),
-            _ => None,
-        };
+        let builtin = Builtin::from_name(name).map(|b| match b {
+            Builtin::String => TypeKind::String,
+            Builtin::Secret => TypeKind::Secret,
+            Builtin::Bool => TypeKind::Bool,
+            Builtin::I32 | Builtin::U32 | Builtin::I64 | Builtin::U64 => TypeKind::Int,
+            Builtin::F64 => TypeKind::Float,
+            Builtin::Json => TypeKind::Json,
+            Builtin::File => TypeKind::File,
+        });
         builtin.or_else(|| {
             if self.structs.iter().any(|s| s.name.get_ref() == name) {
                 Some(TypeKind::Struct)
@@ -451,13 +405,6 @@ impl Api {
         self.errors
             .iter()
             .find(|e| *e.code.get_ref() == code && !e.is_refinement())
-    }
-
-    /// The entries that refine `code` by `errmsg`.
-    pub fn refinements(&self, code: i64) -> impl Iterator<Item = &ErrorCode> {
-        self.errors
-            .iter()
-            .filter(move |e| *e.code.get_ref() == code && e.is_refinement())
     }
 
     pub fn docs_prefix(&self) -> &str {

@@ -28,7 +28,7 @@
 //! let sync = Arc::new(SyncStream::new(client, MemoryCursorStore::new()));
 //! let app = axum::Router::new().nest(
 //!     "/wecom/kf",
-//!     server::router(crypto, sync, |page: wecom_kf::Page| async move {
+//!     server::router(crypto, sync, |page: wecom_kf::sync::Page| async move {
 //!         println!("{} new items", page.messages.len());
 //!         Ok::<_, std::io::Error>(())
 //!     }),

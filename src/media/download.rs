@@ -11,10 +11,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use super::{MediaFormat, MediaInfo, disposition};
-use crate::call::{Endpoint, FileRequest};
 use crate::client::{Answer, Payload, payload};
 use crate::error::Delivery;
 use crate::retry::Wait;
+use crate::rt::endpoint::{Endpoint, FileRequest};
 use crate::{Client, Error};
 
 /// The largest range WeCom serves in one answer (doc 96486: larger files "must be fetched

@@ -74,7 +74,7 @@ impl ReceivedMsg {
     /// whatever arrived:
     ///
     /// ```no_run
-    /// # async fn run(client: wecom_kf::Client, msg: wecom_kf::ReceivedMsg) -> Result<(), wecom_kf::Error> {
+    /// # async fn run(client: wecom_kf::Client, msg: wecom_kf::types::ReceivedMsg) -> Result<(), wecom_kf::Error> {
     /// if let Some(media_id) = msg.media_id() {
     ///     let media = client.download_media(media_id).await?;
     ///     println!("{} bytes of {}", media.bytes.len(), media.info.mime());

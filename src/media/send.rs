@@ -3,7 +3,7 @@
 use std::future::IntoFuture;
 
 use super::MediaType;
-use crate::call::BoxFuture;
+use crate::rt::endpoint::BoxFuture;
 use crate::validate::Validate as _;
 use crate::{
     Client, Error, File, Image, MediaUploadResponse, OutgoingMsg, SendMsgRequest, SendMsgResponse,

@@ -287,7 +287,7 @@ impl BudgetStore for MemoryBudgetStore {
 /// The reply budget of every customer. Cheap to clone; clones share the store.
 ///
 /// ```no_run
-/// # async fn run(client: wecom_kf::Client, msg: wecom_kf::ReceivedMsg) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run(client: wecom_kf::Client, msg: wecom_kf::types::ReceivedMsg) -> Result<(), Box<dyn std::error::Error>> {
 /// use wecom_kf::reply::{Customer, ReplyBudget};
 ///
 /// let budget = ReplyBudget::in_memory();

@@ -21,9 +21,11 @@ pub use lock::{SyncLease, SyncLock};
 
 pub use store::{CallbackToken, Checkpoint, CursorStore, MemoryCursorStore, SharedCallbacks};
 
+/// What the store and lock traits return, as in [`token`](crate::token).
+pub use crate::token::{BoxFuture, StoreError};
+
 use crate::callback::KfMsgOrEvent;
-use crate::token::StoreError;
-use crate::{BoxFuture, Client, ErrCode, Error, ReceivedMsg, Secret, VoiceFormat};
+use crate::{Client, ErrCode, Error, ReceivedMsg, Secret, VoiceFormat};
 
 /// One page of `sync_msg`, as handed to a handler.
 #[derive(Debug, Clone)]

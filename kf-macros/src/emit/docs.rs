@@ -6,7 +6,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::model::{Api, Field};
+use crate::ir::{Api, Field, OverLimit};
 
 /// Lines of a doc comment, built up and then emitted as attributes.
 #[derive(Default)]
@@ -41,10 +41,9 @@ impl Doc {
 
     pub fn official(self, api: &Api, doc: Option<u64>) -> Self {
         match doc {
-            Some(id) => self.blank().line(format!(
-                "[Official documentation]({}{id})",
-                api.docs_prefix()
-            )),
+            Some(id) => self
+                .blank()
+                .line(format!("[Official documentation]({}{id})", api.docs_prefix)),
             None => self,
         }
     }
@@ -62,69 +61,72 @@ impl Doc {
     }
 }
 
+/// `a` or `an`, as the word is spoken: "an `Image`", "a `User`".
+pub fn article(word: &str) -> &'static str {
+    let lower = word.to_ascii_lowercase();
+    let vowel = lower.starts_with(['a', 'e', 'i', 'o', 'u']);
+    // "u" and "eu" sounding like "you" take `a`.
+    let like_you = ["us", "uni", "use", "eu"]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    if vowel && !like_you { "an" } else { "a" }
+}
+
 /// The limits of a field, in words, for its doc comment.
 pub fn limit_lines(f: &Field) -> Vec<String> {
+    let limits = &f.limits;
     let mut lines = Vec::new();
-    let past_limit = if f.server_truncates() {
-        "WeCom truncates longer values (the client logs a warning)"
-    } else {
-        "longer values are refused before sending"
+    let past_limit = match limits.over {
+        OverLimit::Truncated => "WeCom truncates longer values (the client logs a warning)",
+        OverLimit::Refused => "longer values are refused before sending",
     };
-    if let Some(max) = &f.max_bytes {
-        lines.push(format!("At most {} bytes; {past_limit}.", max.get_ref()));
+    if let Some(max) = limits.max_bytes {
+        lines.push(format!("At most {max} bytes; {past_limit}."));
     }
-    if let Some(max) = &f.max_chars {
-        lines.push(format!(
-            "At most {} characters; {past_limit}.",
-            max.get_ref()
-        ));
+    if let Some(max) = limits.max_chars {
+        lines.push(format!("At most {max} characters; {past_limit}."));
     }
-    if let Some(min) = &f.min_bytes {
-        lines.push(format!("At least {} bytes.", min.get_ref()));
+    if let Some(min) = limits.min_bytes {
+        lines.push(format!("At least {min} bytes."));
     }
-    if let Some(charset) = &f.charset {
-        lines.push(format!("Only the characters `{}`.", charset.get_ref()));
+    if let Some(charset) = &limits.charset {
+        lines.push(format!("Only the characters `{charset}`."));
     }
-    if let Some(prefix) = &f.prefix {
-        let list = prefix
-            .get_ref()
+    if !limits.prefixes.is_empty() {
+        let list = limits
+            .prefixes
             .iter()
             .map(|p| format!("`{p}`"))
             .collect::<Vec<_>>()
             .join(" or ");
         lines.push(format!("Starts with {list}."));
     }
-    match (&f.min, &f.max) {
-        (Some(min), Some(max)) => lines.push(format!(
-            "From {} to {}, inclusive.",
-            min.get_ref(),
-            max.get_ref()
-        )),
-        (Some(min), None) => lines.push(format!("At least {}.", min.get_ref())),
-        (None, Some(max)) => lines.push(format!("At most {}.", max.get_ref())),
+    match (limits.min, limits.max) {
+        (Some(min), Some(max)) => lines.push(format!("From {min} to {max}, inclusive.")),
+        (Some(min), None) => lines.push(format!("At least {min}.")),
+        (None, Some(max)) => lines.push(format!("At most {max}.")),
         (None, None) => {}
     }
-    if let Some(aligned) = &f.day_aligned {
+    if let Some(day) = &limits.day {
         lines.push(format!(
             "The Unix time of 00:00 of a day in UTC{}.",
-            aligned.get_ref()
+            day.written
         ));
+        if let Some((low, high)) = day.days_ago {
+            lines.push(format!(
+                "A day {low} to {high} days before today there; others are refused before sending."
+            ));
+        }
     }
-    if let Some((low, high)) = f.days_ago_bounds() {
-        lines.push(format!(
-            "A day {low} to {high} days before today there; others are refused before sending."
-        ));
-    }
-    if let Some(max) = &f.max_items {
-        let past = if f.server_truncates() {
-            "WeCom drops the rest"
-        } else {
-            "more are refused before sending"
+    if let Some(max) = limits.max_items {
+        let past = match limits.over {
+            OverLimit::Truncated => "WeCom drops the rest",
+            OverLimit::Refused => "more are refused before sending",
         };
-        lines.push(format!("At most {} items; {past}.", max.get_ref()));
+        lines.push(format!("At most {max} items; {past}."));
     }
-    if let Some(min) = &f.min_items {
-        lines.push(format!("At least {} items.", min.get_ref()));
+    if let Some(min) = limits.min_items {
+        lines.push(format!("At least {min} items."));
     }
     lines
 }

@@ -5,14 +5,13 @@
 //! `send`), the method `send_msg` with the required fields as arguments, one shortcut per
 //! message type (`send_text`, …), and the raw variant `send_msg_raw`.
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use super::docs::Doc;
+use super::docs::{Doc, article};
 use super::fields::{constructor, debug_derive, debug_impl, declarations, param, setters};
 use super::validate::{Across, validate_impl};
-use crate::model::{Api, Endpoint, TypeKind};
-use crate::names::{ident, pascal_case, type_ident};
+use crate::ir::{Api, Auth, Body, Builtin, Endpoint, HttpMethod, Marker, Response};
 
 /// A client method: its docs, signature and body, emitted as an inherent method or as a
 /// trait declaration plus impl.
@@ -22,64 +21,65 @@ pub struct Method {
     pub body: TokenStream,
 }
 
-/// The items of one endpoint, and the client methods it adds.
+/// The items of one endpoint: its types (the request body, the marker trait), its
+/// builder, and the client methods it adds.
+pub struct Items {
+    pub types: TokenStream,
+    pub builder: TokenStream,
+    pub methods: Vec<Method>,
+}
+
 /// `owner` is the path docs use to link the client methods (`rt::Client` or the trait).
-pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) {
-    let base = pascal_case(e.name.get_ref());
-    let request = Ident::new(&format!("{base}Request"), Span::call_site());
-    let builder = type_ident(e.name.get_ref());
-    let method = ident(e.name.get_ref());
-    let marker = marker_trait(api, e, &base, owner);
-    let marker_path = marker.as_ref().map(|(name, _)| quote!(#name));
+pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> Items {
+    let request = &e.request;
+    let builder = &e.builder;
+    let method = &e.method;
+    let marker = e.marker.as_ref().map(|m| marker_trait(e, m, owner));
+    let marker_path = e.marker.as_ref().map(|m| {
+        let ident = &m.ident;
+        quote!(#ident)
+    });
     let response = match &e.response {
         // Binary endpoints have no response type; `download_builder` names what they give.
-        Some(_) if e.is_binary() => quote!(rt::Media),
-        Some(r) => {
-            let r = ident(r.get_ref());
-            quote!(#r)
-        }
-        None => quote!(rt::Ack),
+        Response::Binary => quote!(rt::Media),
+        Response::Struct(r) => quote!(#r),
+        Response::Ack => quote!(rt::Ack),
     };
+    let binary = e.response == Response::Binary;
     let http = request_line(e);
-    let path = e.path.get_ref();
-    let name = e.name.get_ref();
+    let path = &e.path;
+    let name = &e.name;
 
-    let fields = declarations(api, &e.fields);
-    let (args, init) = constructor(api, &e.fields, marker_path.as_ref());
-    let request_setters = setters(api, &e.fields, &quote!(self));
-    let builder_setters = setters(api, &e.fields, &quote!(self.request));
+    let fields = declarations(&e.fields);
+    let (args, init) = constructor(&e.fields, marker_path.as_ref());
+    let request_setters = setters(&e.fields, &quote!(self));
+    let builder_setters = setters(&e.fields, &quote!(self.request));
     let across = Across {
         one_of: &e.one_of,
         ranges: &e.ranges,
     };
-    let validate = validate_impl(api, &request, &e.fields, across);
+    let validate = validate_impl(request, &e.fields, across);
     let debug = debug_derive(&e.fields);
-    let debug_impl = debug_impl(&request, &e.fields);
-    let http_method = if e.is_get() {
-        quote!(rt::HttpMethod::Get)
-    } else {
-        quote!(rt::HttpMethod::Post)
+    let debug_impl = debug_impl(request, &e.fields);
+    let http_method = match e.http {
+        HttpMethod::Get => quote!(rt::HttpMethod::Get),
+        HttpMethod::Post => quote!(rt::HttpMethod::Post),
     };
-    let auth = if e.uses_corp_secret() {
-        quote!(rt::Auth::CorpSecret)
-    } else {
-        quote!(rt::Auth::AccessToken)
+    let auth = match e.auth {
+        Auth::CorpSecret => quote!(rt::Auth::CorpSecret),
+        Auth::AccessToken => quote!(rt::Auth::AccessToken),
     };
     let idempotent = e.idempotent;
-    let multipart = e.is_multipart();
-    let binary = e.is_binary();
-    let fixed_query = e.fixed_query().map(|(k, v)| {
-        let v = v.get_ref();
-        quote!((#k, #v))
-    });
+    let multipart = e.body == Body::Multipart;
+    let fixed_query = e.query.iter().map(|(k, v)| quote!((#k, #v)));
     let files = multipart.then(|| {
         let parts = e
             .fields
             .iter()
-            .filter(|f| api.kind_of(f.type_ref().name) == Some(TypeKind::File))
+            .filter(|f| f.builtin() == Some(Builtin::File))
             .map(|f| {
-                let wire = f.name.get_ref();
-                let field = ident(wire);
+                let wire = &f.wire;
+                let field = &f.ident;
                 if f.required {
                     quote!(Some((#wire, &self.#field)))
                 } else {
@@ -92,16 +92,17 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
         }
     });
-    let retry_key = match &e.retry_key {
+    let retry_field = e.retry_key.and_then(|i| e.fields.get(i));
+    let retry_key = match retry_field {
         Some(key) => {
-            let key = key.get_ref();
+            let key = &key.wire;
             quote!(Some(#key))
         }
         None => quote!(None),
     };
     // check.rs made sure the key names an optional string field.
-    let retry_id = e.retry_key.as_ref().map(|key| {
-        let field = ident(key.get_ref());
+    let retry_id = retry_field.map(|key| {
+        let field = &key.ident;
         quote! {
             fn retry_id(&self) -> Option<&str> {
                 self.#field.as_deref().filter(|id| !id.is_empty())
@@ -117,7 +118,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
         }
     });
-    let sent_with = if e.is_binary() {
+    let sent_with = if binary {
         "downloading it with [`MediaChunks::new`](rt::MediaChunks::new)"
     } else {
         "sending it with [`Client::execute`](rt::Client::execute)"
@@ -126,7 +127,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         .line(format!("The body of [`{name}`]({owner}::{name}), for building a request by hand and {sent_with}."))
         .blank()
         .line(e.summary.clone())
-        .official(api, Some(*e.doc.get_ref()))
+        .official(api, Some(e.doc))
         .tokens();
     let builder_docs = Doc::new()
         .line(format!("A `{name}` call being built: set optional fields, then `.await` it (or call [`send`](Self::send))."))
@@ -135,13 +136,12 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
         .tokens();
     let new_doc = " Creates the body from its required fields.";
     let send_doc = format!(" Sends the request: {http}.");
-    let arg_names: Vec<Ident> = e
+    let arg_names: Vec<&Ident> = e
         .fields
         .iter()
         .filter(|f| f.required)
-        .map(|f| ident(f.name.get_ref()))
+        .map(|f| &f.ident)
         .collect();
-    let marker_items = marker.map(|(_, items)| items);
 
     let endpoint = quote! {
         rt::Endpoint {
@@ -159,7 +159,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
     let request_struct = quote! {
         #request_docs
         #[derive(#debug Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
-        #[serde(crate = "::wecom_kf::__private::serde")]
+        #[serde(crate = "rt::serde")]
         pub struct #request {
             #fields
         }
@@ -177,18 +177,17 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
 
         #validate
     };
-    let call = if binary {
-        download_builder(
-            &request,
-            &builder,
-            &builder_setters,
-            &endpoint,
-            &http,
-            name,
-            owner,
+    let (request_impl, call) = if binary {
+        (
+            quote! {
+                impl rt::FileRequest for #request {
+                    const ENDPOINT: rt::Endpoint = #endpoint;
+                }
+            },
+            download_builder(request, builder, &builder_setters, &http, name, owner),
         )
     } else {
-        quote! {
+        let request_impl = quote! {
             impl rt::Request for #request {
                 type Response = #response;
                 const ENDPOINT: rt::Endpoint = #endpoint;
@@ -196,7 +195,8 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
                 #files
                 #retry_id
             }
-
+        };
+        let call = quote! {
             #builder_docs
             #[must_use = "a request does nothing until it is awaited or sent"]
             pub struct #builder<'a> {
@@ -205,6 +205,10 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             }
 
             impl<'a> #builder<'a> {
+                pub(super) fn new(client: &'a rt::Client, request: #request) -> Self {
+                    Self { client, request }
+                }
+
                 #builder_setters
 
                 #[doc = " The body as it will be sent."]
@@ -226,38 +230,26 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
                     Box::pin(self.send())
                 }
             }
-        }
+        };
+        (request_impl, call)
     };
-    let items = quote! {
+    let types = quote! {
         #request_struct
-        #call
-        #marker_items
+        #request_impl
+        #marker
     };
-    let initial = if binary {
-        quote!(download: rt::DownloadOptions::default(),)
-    } else {
-        quote!()
-    };
-
     let mut methods = vec![Method {
         docs: method_docs(api, e).tokens(),
         signature: quote!(fn #method(&self, #(#args),*) -> #builder<'_>),
-        body: quote! {
-            #builder {
-                client: self,
-                request: #request::new(#(#arg_names),*),
-                #initial
-            }
-        },
+        body: quote!(#builder::new(self, #request::new(#(#arg_names),*))),
     }];
-    methods.extend(shortcuts(api, e, &builder));
-    if let Some(raw) = &e.raw {
-        let raw_ident = ident(raw.get_ref());
+    methods.extend(shortcuts(api, e));
+    if let Some(raw_ident) = &e.raw {
         let docs = Doc::new()
             .line(format!("Sends `body` as is to {http}, for what the API file doesn't describe yet."))
             .blank()
             .line(format!("Nothing is validated; prefer [`{name}`](Self::{name}). The response is parsed like `{name}`'s."))
-            .official(api, Some(*e.doc.get_ref()))
+            .official(api, Some(e.doc))
             .tokens();
         methods.push(Method {
             docs,
@@ -265,7 +257,11 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> (TokenStream, Vec<Method>) 
             body: quote!(rt::RawCall::new(self, <#request as rt::Request>::ENDPOINT, body)),
         });
     }
-    (items, methods)
+    Items {
+        types,
+        builder: call,
+        methods,
+    }
 }
 
 /// The builder of a `binary` endpoint: set optional fields and how to download, then await
@@ -274,7 +270,6 @@ fn download_builder(
     request: &Ident,
     builder: &Ident,
     setters: &TokenStream,
-    endpoint: &TokenStream,
     http: &str,
     name: &str,
     owner: &str,
@@ -290,10 +285,6 @@ fn download_builder(
         " Downloads the file into memory ({http}), refusing one over [`max_bytes`](Self::max_bytes) (20 MiB unless set)."
     );
     quote! {
-        impl rt::FileRequest for #request {
-            const ENDPOINT: rt::Endpoint = #endpoint;
-        }
-
         #builder_docs
         #[must_use = "a download does nothing until it is awaited or streamed"]
         pub struct #builder<'a> {
@@ -303,6 +294,14 @@ fn download_builder(
         }
 
         impl<'a> #builder<'a> {
+            pub(super) fn new(client: &'a rt::Client, request: #request) -> Self {
+                Self {
+                    client,
+                    request,
+                    download: rt::DownloadOptions::default(),
+                }
+            }
+
             #setters
 
             #[doc = " The body as it will be sent."]
@@ -360,24 +359,14 @@ fn download_builder(
 
 /// For a field with `accepts`: a trait implemented by the accepted payload types only, so
 /// passing any other message type is a compile error in our words.
-fn marker_trait(api: &Api, e: &Endpoint, base: &str, owner: &str) -> Option<(Ident, TokenStream)> {
-    let field = e.message_field()?;
-    let accepts = field.accepts.as_ref()?;
-    let union = api.union(field.type_ref().name)?;
-    let union_ident = ident(union.name.get_ref());
-    let trait_ident = Ident::new(&format!("{base}Message"), Span::call_site());
-    let name = e.name.get_ref();
-    let tags: Vec<&str> = accepts
-        .get_ref()
-        .iter()
-        .map(|t| t.get_ref().as_str())
-        .collect();
-    let accepted: Vec<Ident> = union
-        .variants
-        .iter()
-        .filter(|v| tags.contains(&v.tag.get_ref().as_str()))
-        .map(|v| ident(v.ty.get_ref()))
-        .collect();
+fn marker_trait(e: &Endpoint, marker: &Marker, owner: &str) -> TokenStream {
+    let Marker {
+        ident,
+        union,
+        tags,
+        accepted,
+    } = marker;
+    let name = &e.name;
     let message = format!("`{{Self}}` can't be sent with `{name}`");
     let label = format!("`{name}` doesn't accept this message type");
     let note = format!("`{name}` accepts: {}", tags.join(", "));
@@ -385,69 +374,56 @@ fn marker_trait(api: &Api, e: &Endpoint, base: &str, owner: &str) -> Option<(Ide
         " The message types [`{name}`]({owner}::{name}) accepts: {}.",
         tags.join(", ")
     );
-    let items = quote! {
+    quote! {
         #[doc = #doc]
         #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-        pub trait #trait_ident: Into<#union_ident> {}
+        pub trait #ident: Into<#union> {}
 
-        #(impl #trait_ident for #accepted {})*
-    };
-    Some((trait_ident, items))
+        #(impl #ident for #accepted {})*
+    }
 }
 
 /// `send_text(…)`, `send_image(…)`, …: one per accepted variant of the message field.
-fn shortcuts(api: &Api, e: &Endpoint, builder: &Ident) -> Vec<Method> {
-    let Some(field) = e.message_field() else {
+fn shortcuts(api: &Api, e: &Endpoint) -> Vec<Method> {
+    let Some(message) = e.message.and_then(|i| e.fields.get(i)) else {
         return Vec::new();
     };
-    let (Some(pattern), Some(union)) = (&field.shortcuts, api.union(field.type_ref().name)) else {
-        return Vec::new();
-    };
-    let method = ident(e.name.get_ref());
-    let name = e.name.get_ref();
-    let message_arg = ident(field.name.get_ref());
+    let (method, builder, name) = (&e.method, &e.builder, &e.name);
+    let message_arg = &message.ident;
     // The other required fields keep their place and type.
     let mut args = Vec::new();
     let mut pass = Vec::new();
     for f in e.fields.iter().filter(|f| f.required) {
-        let arg = ident(f.name.get_ref());
-        if f.name.get_ref() == field.name.get_ref() {
+        let arg = &f.ident;
+        if f.wire == message.wire {
             pass.push(quote!(#arg.into()));
         } else {
-            let (ty, _) = param(api, f, None);
-            args.push((arg.clone(), Some(ty)));
+            let (ty, _) = param(f, None);
+            args.push(quote!(#arg: #ty));
             pass.push(quote!(#arg));
         }
     }
-    union
-        .variants
+    e.shortcuts
         .iter()
-        .filter(|v| {
-            field
-                .accepts
-                .as_ref()
-                .is_none_or(|a| a.get_ref().iter().any(|t| t.get_ref() == v.tag.get_ref()))
-        })
-        .map(|v| {
-            let shortcut = ident(&pattern.get_ref().replace("{}", v.short_name()));
-            let payload = ident(v.ty.get_ref());
+        .map(|s| {
+            let (shortcut, payload) = (&s.ident, &s.payload);
+            let payload_name = payload.to_string();
             let docs = Doc::new()
                 .line(format!(
-                    "Sends a `{}` message: [`{name}`](Self::{name}) with a [`{}`].",
-                    v.tag.get_ref(),
-                    v.ty.get_ref()
+                    "Sends {} `{}` message: [`{name}`](Self::{name}) with {} [`{payload_name}`].",
+                    article(&s.tag),
+                    s.tag,
+                    article(&payload_name),
                 ))
                 .blank()
                 .line(format!(
-                    "The limits of [`{}`] are checked before sending; the errors are those of [`{name}`](Self::{name}).",
-                    v.ty.get_ref()
+                    "The limits of [`{payload_name}`] are checked before sending; the errors are those of [`{name}`](Self::{name})."
                 ))
-                .official(api, Some(*e.doc.get_ref()))
+                .official(api, Some(e.doc))
                 .tokens();
-            let params = args.iter().map(|(a, ty)| quote!(#a: #ty));
             Method {
                 docs,
-                signature: quote!(fn #shortcut(&self, #(#params,)* #message_arg: impl Into<#payload>) -> #builder<'_>),
+                signature: quote!(fn #shortcut(&self, #(#args,)* #message_arg: impl Into<#payload>) -> #builder<'_>),
                 body: quote!(self.#method(#(#pass),*)),
             }
         })
@@ -456,26 +432,28 @@ fn shortcuts(api: &Api, e: &Endpoint, builder: &Ident) -> Vec<Method> {
 
 /// The HTTP request as docs show it: `` `POST /cgi-bin/media/upload?type=image` (multipart) ``.
 fn request_line(e: &Endpoint) -> String {
-    let method = if e.is_get() { "GET" } else { "POST" };
-    let query: Vec<String> = e
-        .fixed_query()
-        .map(|(k, v)| format!("{k}={}", v.get_ref()))
-        .collect();
+    let query: Vec<String> = e.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let query = if query.is_empty() {
         String::new()
     } else {
         format!("?{}", query.join("&"))
     };
-    let body = if e.is_multipart() { " (multipart)" } else { "" };
-    format!("`{method} /cgi-bin/{}{query}`{body}", e.path.get_ref())
+    let body = match e.body {
+        Body::Multipart => " (multipart)",
+        Body::Json | Body::Query => "",
+    };
+    format!("`{} /cgi-bin/{}{query}`{body}", e.http.as_str(), e.path)
 }
 
 /// Summary, the HTTP call, arguments, error codes and the official link.
 fn method_docs(api: &Api, e: &Endpoint) -> Doc {
-    let how = if e.is_binary() {
-        "`.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`"
-    } else {
-        "set optional ones on the returned builder, then `.await` it"
+    let how = match e.response {
+        Response::Binary => {
+            "`.await` the returned builder for the file in memory, or stream it with its `to_writer` or `chunks`"
+        }
+        Response::Ack | Response::Struct(_) => {
+            "set optional ones on the returned builder, then `.await` it"
+        }
     };
     let mut doc = Doc::new().line(e.summary.clone()).blank().line(format!(
         "Sends {}. Required fields are the arguments; {how}.",
@@ -486,14 +464,13 @@ fn method_docs(api: &Api, e: &Endpoint) -> Doc {
         doc = doc.blank().line("# Arguments");
         for f in required {
             let about = f.doc.as_deref().unwrap_or("");
-            doc = doc.line(format!("- `{}`: {about}", f.name.get_ref()));
+            doc = doc.line(format!("- `{}`: {about}", f.wire));
         }
     }
     for rule in &e.ranges {
-        let rule = rule.get_ref();
-        let (start, end) = (rule.start.get_ref(), rule.end.get_ref());
-        let span = match &rule.max_span {
-            Some(max) => format!(", nor more than {} after it", max.get_ref()),
+        let (start, end) = (&e.fields[rule.start].wire, &e.fields[rule.end].wire);
+        let span = match rule.max_span {
+            Some(max) => format!(", nor more than {max} after it"),
             None => String::new(),
         };
         doc = doc.blank().line(format!(
@@ -505,15 +482,16 @@ fn method_docs(api: &Api, e: &Endpoint) -> Doc {
             "Besides transport and decode errors, [`Error::Api`](rt::Error::Api) with, among others:",
         );
         for code in &e.errors {
-            if let Some(err) = api.error(*code.get_ref()) {
-                doc = doc.line(format!(
-                    "- `{}` ({}): {}",
-                    err.code.get_ref(),
-                    err.name.get_ref(),
-                    err.meaning
-                ));
-            }
+            doc = doc.line(match api.error(*code) {
+                // Codes of the crate's own file are variants of the `ErrCode` it generates.
+                Some(err) => format!(
+                    "- [`{code}`](types::ErrCode::{}): {}",
+                    err.ident, err.meaning
+                ),
+                // A user's file names codes the runtime's `ErrCode` keeps as they come.
+                None => format!("- `{code}` ([`ErrCode::Other`](rt::ErrCode::Other) unless named)"),
+            });
         }
     }
-    doc.official(api, Some(*e.doc.get_ref()))
+    doc.official(api, Some(e.doc))
 }

@@ -7,8 +7,7 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
 
 use super::docs::Doc;
-use crate::model::{Api, IntEnum};
-use crate::names::ident;
+use crate::ir::{Api, ErrorCode, IntEnum, Repr, RetryClass};
 
 /// One named value of an integer enum.
 pub struct Named {
@@ -21,7 +20,7 @@ pub struct Named {
 }
 
 /// The enum, `from_value`/`value`, `From` both ways, and serde as a plain integer.
-pub fn int_enum(name: &Ident, repr: &Ident, docs: Doc, values: &[Named]) -> TokenStream {
+pub fn int_enum(name: &Ident, repr: Repr, docs: Doc, values: &[Named]) -> TokenStream {
     let docs = docs.tokens();
     let decls = values.iter().map(|v| {
         let ident = &v.ident;
@@ -47,7 +46,12 @@ pub fn int_enum(name: &Ident, repr: &Ident, docs: Doc, values: &[Named]) -> Toke
             quote!(Self::#ident => #n,)
         }
     });
-    let serialize = Ident::new(&format!("serialize_{repr}"), proc_macro2::Span::call_site());
+    let (repr, serialize) = match repr {
+        Repr::I32 => (quote!(i32), quote!(serialize_i32)),
+        Repr::U32 => (quote!(u32), quote!(serialize_u32)),
+        Repr::I64 => (quote!(i64), quote!(serialize_i64)),
+        Repr::U64 => (quote!(u64), quote!(serialize_u64)),
+    };
     quote! {
         #docs
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,28 +107,21 @@ pub fn int_enum(name: &Ident, repr: &Ident, docs: Doc, values: &[Named]) -> Toke
 }
 
 pub fn emit(api: &Api, e: &IntEnum) -> TokenStream {
-    let docs = Doc::new()
-        .maybe(e.summary.as_deref())
-        .official(api, e.doc.as_ref().map(|d| *d.get_ref()));
+    let docs = Doc::new().maybe(e.summary.as_deref()).official(api, e.doc);
     let values: Vec<Named> = e
         .values
         .iter()
         .map(|v| Named {
-            ident: ident(v.name.get_ref()),
-            value: *v.value.get_ref(),
+            ident: v.ident.clone(),
+            value: v.value,
             doc: Doc::new()
-                .line(format!("`{}`", v.value.get_ref()))
+                .line(format!("`{}`", v.value))
                 .blank()
                 .maybe(v.doc.as_deref()),
             from_wire: true,
         })
         .collect();
-    int_enum(
-        &ident(e.name.get_ref()),
-        &ident(e.repr.get_ref()),
-        docs,
-        &values,
-    )
+    int_enum(&e.ident, e.repr, docs, &values)
 }
 
 /// `ErrCode`: every `[[error]]` as a variant, with its meaning, hint and retry class.
@@ -142,30 +139,35 @@ pub fn errcode(api: &Api) -> TokenStream {
         .errors
         .iter()
         .map(|e| Named {
-            ident: ident(e.name.get_ref()),
-            value: *e.code.get_ref(),
+            ident: e.ident.clone(),
+            value: e.code,
             doc: Doc::new()
-                .line(match e.is_refinement() {
-                    false => format!("`{}`: {}.", e.code.get_ref(), e.meaning),
-                    true => format!(
+                .line(if e.errmsg.is_empty() {
+                    format!("`{}`: {}.", e.code, e.meaning)
+                } else {
+                    format!(
                         "`{}` with an `errmsg` like {}: {}.",
-                        e.code.get_ref(),
+                        e.code,
                         quoted(&e.errmsg),
                         e.meaning
-                    ),
+                    )
                 })
                 .blank()
                 .line(e.hint.clone()),
-            from_wire: !e.is_refinement(),
+            from_wire: e.errmsg.is_empty(),
         })
         .collect();
-    let base = int_enum(&name, &ident("i64"), docs, &values);
+    let base = int_enum(&name, Repr::I64, docs, &values);
     let refined: Vec<TokenStream> = refined_codes(api)
         .into_iter()
         .map(|code| {
-            let checks = api.refinements(code).map(|e| {
-                let ident = ident(e.name.get_ref());
-                let patterns = e.errmsg.iter().map(|p| p.get_ref().to_lowercase());
+            let refinements = api
+                .errors
+                .iter()
+                .filter(|e| e.code == code && !e.errmsg.is_empty());
+            let checks = refinements.map(|e: &ErrorCode| {
+                let ident = &e.ident;
+                let patterns = e.errmsg.iter().map(|p| p.to_lowercase());
                 quote!(if [#(#patterns),*].iter().any(|p| errmsg.contains(p)) {
                     return Self::#ident;
                 })
@@ -184,22 +186,22 @@ pub fn errcode(api: &Api) -> TokenStream {
         }
     };
     let meaning_arms = api.errors.iter().map(|e| {
-        let ident = ident(e.name.get_ref());
+        let ident = &e.ident;
         let meaning = &e.meaning;
         quote!(Self::#ident => Some(#meaning),)
     });
     let hint_arms = api.errors.iter().map(|e| {
-        let ident = ident(e.name.get_ref());
+        let ident = &e.ident;
         let hint = &e.hint;
         quote!(Self::#ident => Some(#hint),)
     });
     let retry_arms = api.errors.iter().map(|e| {
-        let ident = ident(e.name.get_ref());
-        let class = match e.retry.get_ref().as_str() {
-            "backoff" => quote!(rt::RetryClass::Backoff),
-            "rate_limited" => quote!(rt::RetryClass::RateLimited),
-            "refresh_token" => quote!(rt::RetryClass::RefreshToken),
-            _ => quote!(rt::RetryClass::Never),
+        let ident = &e.ident;
+        let class = match e.retry {
+            RetryClass::Backoff => quote!(rt::RetryClass::Backoff),
+            RetryClass::RateLimited => quote!(rt::RetryClass::RateLimited),
+            RetryClass::RefreshToken => quote!(rt::RetryClass::RefreshToken),
+            RetryClass::Never => quote!(rt::RetryClass::Never),
         };
         quote!(Self::#ident => #class,)
     });
@@ -263,19 +265,16 @@ pub fn errcode(api: &Api) -> TokenStream {
 /// The codes some `[[error]]` refines by `errmsg`, in file order, each once.
 fn refined_codes(api: &Api) -> Vec<i64> {
     let mut codes = Vec::new();
-    for e in api.errors.iter().filter(|e| e.is_refinement()) {
-        if !codes.contains(e.code.get_ref()) {
-            codes.push(*e.code.get_ref());
+    for e in api.errors.iter().filter(|e| !e.errmsg.is_empty()) {
+        if !codes.contains(&e.code) {
+            codes.push(e.code);
         }
     }
     codes
 }
 
 /// `"a"` or `"b"`, for a doc line.
-fn quoted(patterns: &[toml::Spanned<String>]) -> String {
-    let quoted: Vec<String> = patterns
-        .iter()
-        .map(|p| format!("`{:?}`", p.get_ref()))
-        .collect();
+fn quoted(patterns: &[String]) -> String {
+    let quoted: Vec<String> = patterns.iter().map(|p| format!("`{p:?}`")).collect();
     quoted.join(" or ")
 }

@@ -8,42 +8,38 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::docs::{Doc, limit_lines};
-use crate::model::{Api, Field, TypeKind};
-use crate::names::ident;
+use crate::ir::{Builtin, Field, FieldType};
 
 /// The Rust type of one value of the field (without `Option`/`Vec`).
-pub fn value_type(api: &Api, f: &Field) -> TokenStream {
-    let name = f.type_ref().name;
-    match name {
-        "string" => quote!(String),
-        "secret" => quote!(rt::Secret),
-        "bool" => quote!(bool),
-        "i32" => quote!(i32),
-        "u32" => quote!(u32),
-        "i64" => quote!(i64),
-        "u64" => quote!(u64),
-        "f64" => quote!(f64),
-        "json" => quote!(rt::Value),
-        "file" => quote!(rt::Upload),
-        _ => match api.kind_of(name) {
-            Some(_) => {
-                let ty = ident(name);
-                quote!(#ty)
-            }
-            // check.rs reports unknown types before emit runs.
-            None => quote!(rt::Value),
-        },
+pub fn value_type(f: &Field) -> TokenStream {
+    match &f.ty {
+        FieldType::Builtin(builtin) => builtin_type(*builtin),
+        FieldType::Struct(name) | FieldType::Union { ident: name, .. } | FieldType::Enum(name) => {
+            quote!(#name)
+        }
     }
 }
 
-pub fn kind(api: &Api, f: &Field) -> TypeKind {
-    api.kind_of(f.type_ref().name).unwrap_or(TypeKind::Json)
+/// The Rust spelling of each built-in type.
+fn builtin_type(builtin: Builtin) -> TokenStream {
+    match builtin {
+        Builtin::String => quote!(String),
+        Builtin::Secret => quote!(rt::Secret),
+        Builtin::Bool => quote!(bool),
+        Builtin::I32 => quote!(i32),
+        Builtin::U32 => quote!(u32),
+        Builtin::I64 => quote!(i64),
+        Builtin::U64 => quote!(u64),
+        Builtin::F64 => quote!(f64),
+        Builtin::Json => quote!(rt::Value),
+        Builtin::File => quote!(rt::Upload),
+    }
 }
 
 /// The declared type of the struct field.
-pub fn field_type(api: &Api, f: &Field) -> TokenStream {
-    let value = value_type(api, f);
-    match (f.type_ref().list, f.required) {
+pub fn field_type(f: &Field) -> TokenStream {
+    let value = value_type(f);
+    match (f.list, f.required) {
         (true, _) => quote!(Vec<#value>),
         (false, true) => value,
         (false, false) => quote!(Option<#value>),
@@ -51,23 +47,18 @@ pub fn field_type(api: &Api, f: &Field) -> TokenStream {
 }
 
 /// Types whose arguments read better as `impl Into<T>` (strings, structs, unions, enums).
-fn takes_into(kind: TypeKind) -> bool {
-    matches!(
-        kind,
-        TypeKind::String
-            | TypeKind::Secret
-            | TypeKind::File
-            | TypeKind::Struct
-            | TypeKind::Union
-            | TypeKind::Enum
-    )
+fn takes_into(ty: &FieldType) -> bool {
+    match ty {
+        FieldType::Builtin(b) => matches!(b, Builtin::String | Builtin::Secret | Builtin::File),
+        FieldType::Struct(_) | FieldType::Union { .. } | FieldType::Enum(_) => true,
+    }
 }
 
 /// The parameter type of a constructor argument or setter, and how to turn it into the value.
-pub fn param(api: &Api, f: &Field, marker: Option<&TokenStream>) -> (TokenStream, TokenStream) {
-    let name = ident(f.name.get_ref());
-    let value = value_type(api, f);
-    if f.type_ref().list {
+pub fn param(f: &Field, marker: Option<&TokenStream>) -> (TokenStream, TokenStream) {
+    let name = &f.ident;
+    let value = value_type(f);
+    if f.list {
         return (
             quote!(impl IntoIterator<Item = impl Into<#value>>),
             quote!(#name.into_iter().map(Into::into).collect()),
@@ -76,7 +67,7 @@ pub fn param(api: &Api, f: &Field, marker: Option<&TokenStream>) -> (TokenStream
     if let Some(marker) = marker {
         return (quote!(impl #marker), quote!(#name.into()));
     }
-    if takes_into(kind(api, f)) {
+    if takes_into(&f.ty) {
         (quote!(impl Into<#value>), quote!(#name.into()))
     } else {
         (value, quote!(#name))
@@ -96,10 +87,10 @@ pub fn field_docs(f: &Field) -> Doc {
 }
 
 /// The struct field declarations, with docs and serde attributes.
-pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
+pub fn declarations(fields: &[Field]) -> TokenStream {
     let decls = fields.iter().map(|f| {
-        let name = ident(f.name.get_ref());
-        let ty = field_type(api, f);
+        let name = &f.ident;
+        let ty = field_type(f);
         let docs = field_docs(f).tokens();
         let mut serde = Vec::new();
         if f.numbers_as_text {
@@ -109,12 +100,12 @@ pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
                 quote!(deserialize_with = "rt::optional_text_or_number")
             });
         }
-        if kind(api, f) == TypeKind::File {
+        if f.builtin() == Some(Builtin::File) {
             // A multipart part, not a JSON or query value.
             serde.push(quote!(skip));
         } else if f.flatten {
             serde.push(quote!(flatten));
-        } else if f.type_ref().list && !f.required {
+        } else if f.list && !f.required {
             serde.push(quote!(default, skip_serializing_if = "Vec::is_empty"));
         } else if !f.required {
             serde.push(quote!(default, skip_serializing_if = "Option::is_none"));
@@ -138,19 +129,18 @@ pub fn declarations(api: &Api, fields: &[Field]) -> TokenStream {
 
 /// `new(required…)`: arguments, and the initializers that fill every field.
 pub fn constructor(
-    api: &Api,
     fields: &[Field],
     marker: Option<&TokenStream>,
 ) -> (Vec<TokenStream>, Vec<TokenStream>) {
     let mut args = Vec::new();
     let mut inits = Vec::new();
     for f in fields {
-        let name = ident(f.name.get_ref());
+        let name = &f.ident;
         if f.required {
-            let (ty, convert) = param(api, f, marker.filter(|_| f.accepts.is_some()));
+            let (ty, convert) = param(f, marker.filter(|_| f.accepts.is_some()));
             args.push(quote!(#name: #ty));
             inits.push(quote!(#name: #convert));
-        } else if f.type_ref().list {
+        } else if f.list {
             inits.push(quote!(#name: Vec::new()));
         } else {
             inits.push(quote!(#name: None));
@@ -161,18 +151,16 @@ pub fn constructor(
 
 /// One setter per optional field. `target` is the expression that holds the fields
 /// (`self` for a struct, `self.request` for a builder).
-pub fn setters(api: &Api, fields: &[Field], target: &TokenStream) -> TokenStream {
+pub fn setters(fields: &[Field], target: &TokenStream) -> TokenStream {
     let setters = fields.iter().filter(|f| !f.required).map(|f| {
-        let name = ident(f.name.get_ref());
-        let (ty, convert) = param(api, f, None);
-        let store = if f.type_ref().list {
+        let name = &f.ident;
+        let (ty, convert) = param(f, None);
+        let store = if f.list {
             quote!(#convert)
         } else {
             quote!(Some(#convert))
         };
-        let docs = Doc::new()
-            .line(format!("Sets `{}`.", f.name.get_ref()))
-            .blank();
+        let docs = Doc::new().line(format!("Sets `{}`.", f.wire)).blank();
         let mut docs = docs.maybe(f.doc.as_deref());
         for l in limit_lines(f) {
             docs = docs.line(l);
@@ -191,7 +179,7 @@ pub fn setters(api: &Api, fields: &[Field], target: &TokenStream) -> TokenStream
 
 /// The `Debug` derive, unless a field is `secret = true`: then [`debug_impl`] writes one.
 pub fn debug_derive(fields: &[Field]) -> TokenStream {
-    if fields.iter().any(Field::is_secret) {
+    if fields.iter().any(|f| f.secret) {
         quote!()
     } else {
         quote!(Debug,)
@@ -201,14 +189,14 @@ pub fn debug_derive(fields: &[Field]) -> TokenStream {
 /// A `Debug` like the derived one, but `secret = true` fields print `***`; `None` when no
 /// field is secret (the derive is used).
 pub fn debug_impl(name: &Ident, fields: &[Field]) -> Option<TokenStream> {
-    if !fields.iter().any(Field::is_secret) {
+    if !fields.iter().any(|f| f.secret) {
         return None;
     }
     let name_text = name.to_string();
     let entries = fields.iter().map(|field| {
-        let member = ident(field.name.get_ref());
-        let label = field.name.get_ref();
-        match (field.is_secret(), field.required) {
+        let member = &field.ident;
+        let label = &field.wire;
+        match (field.secret, field.required) {
             (true, true) => quote!(.field(#label, &rt::Redacted)),
             (true, false) => quote!(.field(#label, &self.#member.as_ref().map(|_| rt::Redacted))),
             (false, _) => quote!(.field(#label, &self.#member)),

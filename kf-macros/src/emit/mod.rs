@@ -12,7 +12,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
 use crate::diagnostic::Diagnostic;
-use crate::model::Api;
+use crate::ir::Api;
 use crate::names::is_identifier;
 
 /// Where the client methods go.
@@ -31,12 +31,15 @@ pub struct Options {
     /// The resolved path, so cargo rebuilds when the file changes.
     pub track_path: Option<String>,
     pub methods: Methods,
+    /// The path of the `wecom_kf` crate (`::wecom_kf`, or `crate = path` for a renamed
+    /// dependency).
+    pub krate: TokenStream,
 }
 
-/// Parses, checks and emits an API file. Errors are every problem found, with spans into
-/// `source`.
+/// Parses, checks, lowers and emits an API file. Errors are every problem found, with
+/// spans into `source`.
 pub fn expand(source: &str, options: &Options) -> Result<TokenStream, Vec<Diagnostic>> {
-    let api: Api = toml::from_str(source).map_err(|e| {
+    let api: crate::model::Api = toml::from_str(source).map_err(|e| {
         vec![Diagnostic {
             span: e.span().unwrap_or(0..0),
             message: e.message().trim().to_owned(),
@@ -44,25 +47,52 @@ pub fn expand(source: &str, options: &Options) -> Result<TokenStream, Vec<Diagno
             first_defined: None,
         }]
     })?;
-    crate::check::check(&api)?;
+    let shipped = matches!(options.methods, Methods::Inherent);
+    crate::check::check(&api, shipped)?;
+    let api = crate::lower::lower(&api)?;
     Ok(emit(&api, options))
+}
+
+/// What the macro emits beside its errors, so the user's code that names the generated
+/// modules and trait still resolves and the errors shown are the file's, not a cascade.
+pub fn fallback(options: &Options) -> TokenStream {
+    let empty = Api {
+        docs_prefix: crate::model::DEFAULT_DOCS.to_owned(),
+        errors: Vec::new(),
+        enums: Vec::new(),
+        structs: Vec::new(),
+        unions: Vec::new(),
+        endpoints: Vec::new(),
+    };
+    emit(
+        &empty,
+        &Options {
+            track_path: None,
+            ..options.clone()
+        },
+    )
 }
 
 fn emit(api: &Api, options: &Options) -> TokenStream {
     let owner = match &options.methods {
         Methods::Inherent => "rt::Client".to_owned(),
-        Methods::Trait(name) => name.to_string(),
+        Methods::Trait(name) => format!("super::{name}"),
     };
-    let errcode = enums::errcode(api);
+    let krate = &options.krate;
+    // Only the crate's own file has error codes: the runtime classifies every answer with
+    // that `ErrCode`, so a user's file names codes but defines none (check.rs says so).
+    let errcode = matches!(options.methods, Methods::Inherent).then(|| enums::errcode(api));
     let enums = api.enums.iter().map(|e| enums::emit(api, e));
     let structs = api.structs.iter().map(|s| structs::emit(api, s));
     let unions = api.unions.iter().map(|u| unions::emit(api, u));
-    let mut endpoint_items = Vec::new();
+    let mut endpoint_types = Vec::new();
+    let mut builders = Vec::new();
     let mut methods = Vec::new();
     for e in &api.endpoints {
-        let (items, m) = endpoints::emit(api, e, &owner);
-        endpoint_items.push(items);
-        methods.extend(m);
+        let items = endpoints::emit(api, e, &owner);
+        endpoint_types.push(items.types);
+        builders.push(items.builder);
+        methods.extend(items.methods);
     }
     let client_methods = client_methods(&options.methods, &methods, &options.display_path);
     let module = module_name(&options.display_path);
@@ -72,26 +102,56 @@ fn emit(api: &Api, options: &Options) -> TokenStream {
             const _: &[u8] = include_bytes!(#path);
         )
     });
+    let file = &options.display_path;
+    let types_doc = format!(
+        " The data types of `{file}`: request bodies, messages, and what the server answers."
+    );
+    let builders_doc = format!(
+        " The builders the client methods of `{file}` return: set optional fields, then `.await`."
+    );
+    let exports = match &options.methods {
+        Methods::Inherent => quote!(pub use #module::{builders, types};),
+        Methods::Trait(name) => quote!(pub use #module::{#name, builders, types};),
+    };
     quote! {
         mod #module {
-            use ::wecom_kf::__private as rt;
-            use rt::serde::{Deserialize as _, Serialize as _};
-            use rt::Validate as _;
+            use #krate::__private as rt;
+            use builders::*;
+            use types::*;
 
-            #errcode
-            #(#enums)*
-            #(#structs)*
-            #(#unions)*
-            #(#endpoint_items)*
+            #[doc = #types_doc]
+            pub mod types {
+                use #krate::__private as rt;
+                use rt::serde::{Deserialize as _, Serialize as _};
+                use rt::Validate as _;
+
+                #errcode
+                #(#enums)*
+                #(#structs)*
+                #(#unions)*
+                #(#endpoint_types)*
+            }
+
+            #[doc = #builders_doc]
+            pub mod builders {
+                use #krate::__private as rt;
+                use super::types::*;
+
+                #(#builders)*
+            }
+
             #client_methods
             #tracking
         }
-        pub use #module::*;
+
+        #exports
     }
 }
 
 fn client_methods(target: &Methods, methods: &[endpoints::Method], file: &str) -> TokenStream {
     match target {
+        // Nothing to add (the fallback): no impl, which outside `wecom_kf` couldn't compile.
+        Methods::Inherent if methods.is_empty() => quote!(),
         Methods::Inherent => {
             let items = methods.iter().map(|m| {
                 let (docs, signature, body) = (&m.docs, &m.signature, &m.body);

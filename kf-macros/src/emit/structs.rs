@@ -1,28 +1,35 @@
-//! `[[struct]]` tables: plain data with public fields, `new`, setters and `Validate`.
+//! `[[struct]]` tables: plain data with public fields, `new`, setters, and `Validate` when
+//! the struct is sent.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::docs::Doc;
+use super::docs::{Doc, article};
 use super::fields::{constructor, debug_derive, debug_impl, declarations, setters};
 use super::validate::{Across, validate_impl};
-use crate::model::{Api, Struct, TypeKind};
-use crate::names::ident;
+use crate::ir::{Api, Builtin, Field, FieldType, Struct};
 
 pub fn emit(api: &Api, s: &Struct) -> TokenStream {
-    let name = ident(s.name.get_ref());
+    let name = &s.ident;
     let docs = Doc::new()
         .maybe(s.summary.as_deref())
-        .official(api, s.doc.as_ref().map(|d| *d.get_ref()))
+        .official(api, s.doc)
         .tokens();
-    let fields = declarations(api, &s.fields);
-    let (args, mut init) = constructor(api, &s.fields, None);
-    let new_doc = format!(" Builds a `{}` from its required fields.", s.name.get_ref());
-    let setters = setters(api, &s.fields, &quote!(self));
-    let validate = validate_impl(api, &name, &s.fields, Across::default());
-    let from_string = from_single_string(api, s);
+    let fields = declarations(&s.fields);
+    let (args, mut init) = constructor(&s.fields, None);
+    let name_text = name.to_string();
+    let new_doc = format!(
+        " Builds {} `{name_text}` from its required fields.",
+        article(&name_text)
+    );
+    let setters = setters(&s.fields, &quote!(self));
+    let validate = s
+        .direction
+        .is_sent()
+        .then(|| validate_impl(name, &s.fields, Across::default()));
+    let from_string = from_single_string(s);
     let debug = debug_derive(&s.fields);
-    let debug_impl = debug_impl(&name, &s.fields);
+    let debug_impl = debug_impl(name, &s.fields);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
         init.push(quote!(raw: rt::RawJson::default()));
         (
@@ -32,15 +39,15 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
                 #[serde(skip)]
                 pub raw: rt::RawJson,
             },
-            lenient_deserialize(s),
+            Some(lenient_deserialize(s)),
         )
     } else {
-        (quote!(rt::serde::Deserialize), quote!(), quote!())
+        (quote!(rt::serde::Deserialize), quote!(), None)
     };
     quote! {
         #docs
         #[derive(#debug Clone, PartialEq, rt::serde::Serialize, #derive_deserialize)]
-        #[serde(crate = "::wecom_kf::__private::serde")]
+        #[serde(crate = "rt::serde")]
         pub struct #name {
             #fields
             #raw_field
@@ -62,14 +69,15 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
     }
 }
 
-/// A `Deserialize` that never fails on valid JSON: each field is read on its own from the
-/// object's entries, one that is missing or doesn't parse is `None` (or its default when
-/// required), and the object's text is kept in `raw`.
+/// A `Deserialize` that never fails on valid JSON: the object's text is kept in `raw`, and
+/// each field read from it, in one pass when nothing is out of the ordinary, else field by
+/// field, where one that is missing or doesn't parse is `None` (or its default when
+/// required).
 fn lenient_deserialize(s: &Struct) -> TokenStream {
-    let name = ident(s.name.get_ref());
-    let inits = s.fields.iter().map(|f| {
-        let field = ident(f.name.get_ref());
-        let keys = std::iter::once(f.name.get_ref()).chain(&f.aliases);
+    let name = &s.ident;
+    let inits = s.fields.iter().map(|f: &Field| {
+        let field = &f.ident;
+        let keys = std::iter::once(&f.wire).chain(&f.aliases);
         let read = if f.flatten {
             quote!(rt::lenient_flat(&entries, raw.as_str()))
         } else if f.numbers_as_text {
@@ -78,36 +86,135 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
             quote!(entries.field(&[#(#keys),*]))
         };
         // check.rs allows required fields only of types with a default.
-        let fallback = (f.required || f.type_ref().list).then(|| quote!(.unwrap_or_default()));
+        let fallback = (f.required || f.list).then(|| quote!(.unwrap_or_default()));
         quote!(let #field = #read #fallback;)
     });
-    let names = s.fields.iter().map(|f| ident(f.name.get_ref()));
+    let names = s.fields.iter().map(|f| &f.ident);
+    let (read, one_pass) = if s.one_pass {
+        (
+            quote! {
+                match Self::in_one_pass(raw.as_str()) {
+                    Some(read) => Self { raw, ..read },
+                    None => Self::field_by_field(raw),
+                }
+            },
+            Some(one_pass(s)),
+        )
+    } else {
+        (quote!(Self::field_by_field(raw)), None)
+    };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let raw = rt::RawJson::deserialize(deserializer)?;
+                Ok(#read)
+            }
+        }
+
+        impl #name {
+            #one_pass
+
+            /// Each field on its own from the object's entries; `raw` keeps the text.
+            pub(crate) fn field_by_field(raw: rt::RawJson) -> Self {
                 // Not an object: every field reads as missing, and `raw` still has it.
                 let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
                 #(#inits)*
                 drop(entries);
-                Ok(Self { #(#names,)* raw })
+                Self { #(#names,)* raw }
             }
+        }
+    }
+}
+
+/// A lenient struct's one pass over its text, each field straight into its type (the
+/// flattened union's payload too); `None` for anything a field-by-field reading handles
+/// differently: a value that doesn't parse, a repeated key, an unknown or missing tag.
+fn one_pass(s: &Struct) -> TokenStream {
+    let name = &s.ident;
+    let slots = s.fields.iter().map(|f| {
+        let field = &f.ident;
+        match &f.ty {
+            FieldType::Union { tag_key, .. } if f.flatten => {
+                quote!(let mut #field = rt::InPass::new(#tag_key);)
+            }
+            _ => quote!(let mut #field = None;),
+        }
+    });
+    let arms = s.fields.iter().filter(|f| !f.flatten).map(|f| {
+        let field = &f.ident;
+        let keys = std::iter::once(&f.wire).chain(&f.aliases);
+        let set = if f.numbers_as_text {
+            quote!(rt::set_text_once(&mut #field, &mut map)?)
+        } else {
+            quote!(rt::set_once(&mut #field, &mut map)?)
+        };
+        quote!(#(#keys)|* => #set,)
+    });
+    let rest = match s.fields.iter().find(|f| f.flatten) {
+        Some(f) => {
+            let field = &f.ident;
+            quote!(other => #field.entry(other, &mut map)?,)
+        }
+        None => quote!(_ => {
+            map.next_value::<rt::IgnoredAny>()?;
+        }),
+    };
+    let inits = s.fields.iter().map(|f| {
+        let field = &f.ident;
+        if f.flatten {
+            quote!(#field: #field.finish::<A::Error>()?)
+        } else if f.required || f.list {
+            quote!(#field: #field.unwrap_or_default())
+        } else {
+            quote!(#field)
+        }
+    });
+    let expecting = format!("a `{name}` object");
+    quote! {
+        /// Every field read straight into its type in one pass over `text`; `None` when
+        /// something is out of the ordinary, for [`field_by_field`](Self::field_by_field).
+        pub(crate) fn in_one_pass(text: &str) -> Option<Self> {
+            struct Fields;
+
+            impl<'de> rt::Visitor<'de> for Fields {
+                type Value = #name;
+
+                fn expecting(&self, f: &mut rt::fmt::Formatter<'_>) -> rt::fmt::Result {
+                    f.write_str(#expecting)
+                }
+
+                fn visit_map<A: rt::MapAccess<'de>>(self, mut map: A) -> Result<#name, A::Error> {
+                    #(#slots)*
+                    while let Some(key) = map.next_key::<rt::Key>()? {
+                        match key.as_str() {
+                            #(#arms)*
+                            #rest
+                        }
+                    }
+                    Ok(#name {
+                        #(#inits,)*
+                        raw: rt::RawJson::default(),
+                    })
+                }
+            }
+
+            rt::read_in_one_pass(text, Fields)
         }
     }
 }
 
 /// A struct whose only required field is a string converts from a string, so
 /// `send_text(user, kf, "hi")` and `send_image(user, kf, media_id)` read naturally.
-fn from_single_string(api: &Api, s: &Struct) -> TokenStream {
-    let required: Vec<_> = s.fields.iter().filter(|f| f.required).collect();
+fn from_single_string(s: &Struct) -> Option<TokenStream> {
+    let required: Vec<&Field> = s.fields.iter().filter(|f| f.required).collect();
     let [field] = required.as_slice() else {
-        return quote!();
+        return None;
     };
-    if field.type_ref().list || api.kind_of(field.type_ref().name) != Some(TypeKind::String) {
-        return quote!();
+    if field.list || field.ty != FieldType::Builtin(Builtin::String) {
+        return None;
     }
-    let name = ident(s.name.get_ref());
-    quote! {
+    let name = &s.ident;
+    Some(quote! {
         impl From<String> for #name {
             fn from(value: String) -> Self {
                 Self::new(value)
@@ -119,5 +226,5 @@ fn from_single_string(api: &Api, s: &Struct) -> TokenStream {
                 Self::new(value)
             }
         }
-    }
+    })
 }

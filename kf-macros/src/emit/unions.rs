@@ -5,44 +5,33 @@
 //! (`{"event_type":"enter_session","open_kfid":…}`). Unions marked `unknown` keep any tag
 //! they don't know, with the raw JSON, instead of failing.
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::docs::Doc;
 use crate::diagnostic::backticked;
-use crate::model::{Api, TypeKind, Union};
-use crate::names::ident;
+use crate::ir::{Api, Layout, Union};
 
 pub fn emit(api: &Api, u: &Union) -> TokenStream {
-    let name = ident(u.name.get_ref());
-    let tag_key = u.tag.get_ref();
-    let keyed = u.layout.as_ref().is_none_or(|l| l.get_ref() == "keyed");
-    let mut docs = Doc::new().maybe(u.summary.as_deref()).blank();
-    docs = docs.line(if keyed {
-        format!("On the wire: `{{\"{tag_key}\": \"<tag>\", \"<tag>\": {{…}}}}`.")
-    } else {
-        format!("On the wire: `{{\"{tag_key}\": \"<tag>\", …fields}}`.")
-    });
-    let docs = docs
-        .official(api, u.doc.as_ref().map(|d| *d.get_ref()))
+    let name = &u.ident;
+    let tag_key = &u.tag_key;
+    let tag_field = &u.tag_field;
+    let wire = match u.layout {
+        Layout::Keyed => format!("On the wire: `{{\"{tag_key}\": \"<tag>\", \"<tag>\": {{…}}}}`."),
+        Layout::Inline => format!("On the wire: `{{\"{tag_key}\": \"<tag>\", …fields}}`."),
+    };
+    let docs = Doc::new()
+        .maybe(u.summary.as_deref())
+        .blank()
+        .line(wire)
+        .official(api, u.doc)
         .tokens();
-
-    let variants: Vec<UnionVariant> = u
-        .variants
-        .iter()
-        .map(|v| UnionVariant {
-            tag: v.tag.get_ref(),
-            name: ident(v.variant_name().get_ref()),
-            ty: ident(v.ty.get_ref()),
-            nested_union: api.kind_of(v.ty.get_ref()) == Some(TypeKind::Union),
-        })
-        .collect();
-    let decls = variants.iter().map(|UnionVariant { tag, name, ty, .. }| {
-        let doc = format!(" `{tag_key}` = `{tag}`.");
-        quote!(#[doc = #doc] #name(#ty),)
+    let decls = u.variants.iter().map(|v| {
+        let doc = format!(" `{tag_key}` = `{}`.", v.tag);
+        let (variant, payload) = (&v.ident, &v.payload);
+        quote!(#[doc = #doc] #variant(#payload),)
     });
-    let tag_field = ident(tag_key);
-    let unknown_decl = u.unknown.then(|| {
+    let unknown_decl = u.keeps_unknown.then(|| {
         let doc =
             format!(" A `{tag_key}` this version doesn't know, kept with the JSON it came in.");
         quote! {
@@ -55,25 +44,20 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
             },
         }
     });
-    let tag_arms = variants
-        .iter()
-        .map(|UnionVariant { tag, name, .. }| quote!(Self::#name(_) => #tag,));
+    let tag_arms = u.variants.iter().map(|v| {
+        let (variant, tag) = (&v.ident, &v.tag);
+        quote!(Self::#variant(_) => #tag,)
+    });
     let unknown_tag_arm = u
-        .unknown
+        .keeps_unknown
         .then(|| quote!(Self::Unknown { #tag_field, .. } => #tag_field,));
     let tag_doc = format!(" The `{tag_key}` of this value.");
 
-    let serialize = serialize_impl(u, keyed, &variants);
-    let deserialize = deserialize_impl(u, keyed, &variants);
-    let validate_arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
-        if keyed {
-            quote!(Self::#name(payload) => payload.validate().map_err(|e| e.within(#tag)),)
-        } else {
-            quote!(Self::#name(payload) => payload.validate(),)
-        }
-    });
-    let unknown_validate = u.unknown.then(|| quote!(Self::Unknown { .. } => Ok(()),));
-    let unknown_default = u.unknown.then(|| {
+    let serialize = serialize_impl(u);
+    let deserialize = deserialize_impl(u);
+    let validate = u.direction.is_sent().then(|| validate_impl(u));
+    let in_pass = u.read_in_pass.then(|| keyed_payload_impl(u));
+    let unknown_default = u.keeps_unknown.then(|| {
         quote! {
             /// An empty `Unknown`: what a lenient struct holds when the content is missing.
             impl Default for #name {
@@ -83,11 +67,11 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
             }
         }
     });
-    let froms = variants.iter().map(|v| {
-        let (variant, ty) = (&v.name, &v.ty);
+    let froms = u.variants.iter().map(|v| {
+        let (variant, payload) = (&v.ident, &v.payload);
         quote! {
-            impl From<#ty> for #name {
-                fn from(payload: #ty) -> Self {
+            impl From<#payload> for #name {
+                fn from(payload: #payload) -> Self {
                     Self::#variant(payload)
                 }
             }
@@ -114,56 +98,56 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
 
         #serialize
         #deserialize
-
-        impl rt::Validate for #name {
-            fn validate(&self) -> Result<(), rt::Invalid> {
-                match self {
-                    #(#validate_arms)*
-                    #unknown_validate
-                }
-            }
-        }
-
+        #in_pass
+        #validate
         #(#froms)*
         #unknown_default
     }
 }
 
-/// One variant as the emitters need it: its tag, its Rust name and its payload type.
-struct UnionVariant<'a> {
-    tag: &'a str,
-    name: Ident,
-    ty: Ident,
-    /// The payload is itself a union (`Received::Event`), read in place.
-    nested_union: bool,
-}
-
-fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
-    let name = ident(u.name.get_ref());
-    let tag_key = u.tag.get_ref();
-    let arms = variants.iter().map(|UnionVariant { tag, name, .. }| {
-        if keyed {
-            quote! {
-                Self::#name(payload) => {
-                    let mut map = serializer.serialize_map(Some(2))?;
-                    map.serialize_entry(#tag_key, #tag)?;
-                    map.serialize_entry(#tag, payload)?;
-                    map.end()
+/// Reads the variant a tag names from its payload, where it stands in the parent's pass.
+fn keyed_payload_impl(u: &Union) -> TokenStream {
+    let name = &u.ident;
+    let tag_key = &u.tag_key;
+    let arms = u.variants.iter().map(|v| {
+        let (variant, tag, payload) = (&v.ident, &v.tag, &v.payload);
+        if v.nested_union {
+            quote!(#tag => rt::union_in_place(payload).map(Self::#variant),)
+        } else {
+            quote!(#tag => #payload::deserialize(payload).map(Self::#variant),)
+        }
+    });
+    let unknown = format!("unknown {tag_key} `{{other}}`");
+    quote! {
+        impl rt::KeyedPayload for #name {
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    #(#arms)*
+                    other => Err(D::Error::custom(format!(#unknown))),
                 }
             }
-        } else {
-            quote! {
-                Self::#name(payload) => rt::Tagged { key: #tag_key, tag: #tag, payload }.serialize(serializer),
+        }
+    }
+}
+
+fn validate_impl(u: &Union) -> TokenStream {
+    let name = &u.ident;
+    let arms = u.variants.iter().map(|v| {
+        let (variant, tag) = (&v.ident, &v.tag);
+        match u.layout {
+            Layout::Keyed => {
+                quote!(Self::#variant(payload) => payload.validate().map_err(|e| e.within(#tag)),)
             }
+            Layout::Inline => quote!(Self::#variant(payload) => payload.validate(),),
         }
     });
     let unknown = u
-        .unknown
-        .then(|| quote!(Self::Unknown { raw, .. } => raw.serialize(serializer),));
+        .keeps_unknown
+        .then(|| quote!(Self::Unknown { .. } => Ok(()),));
     quote! {
-        impl rt::serde::Serialize for #name {
-            fn serialize<S: rt::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                use rt::serde::ser::SerializeMap;
+        impl rt::Validate for #name {
+            fn validate(&self) -> Result<(), rt::Invalid> {
                 match self {
                     #(#arms)*
                     #unknown
@@ -173,53 +157,71 @@ fn serialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStr
     }
 }
 
-fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenStream {
-    let name = ident(u.name.get_ref());
-    let tag_key = u.tag.get_ref();
-    let tag_field = ident(tag_key);
-    let arms = variants.iter().map(
-        |UnionVariant {
-             tag,
-             name: variant,
-             nested_union,
-             ..
-         }| {
-            let parsed = if keyed && *nested_union {
-                quote!(entries.union_payload(#tag))
-            } else if keyed {
-                quote!(entries.payload(#tag))
-            } else {
-                quote!(rt::from_text(whole))
-            };
-            if u.unknown {
-                // A known tag whose payload doesn't parse is kept too: one odd item never fails a page.
-                quote! {
-                    #tag => match #parsed {
-                        Ok(payload) => Ok(Self::#variant(payload)),
-                        Err(_) => Ok(Self::Unknown { #tag_field: tag.clone(), raw: rt::value_of(whole) }),
-                    },
-                }
-            } else {
-                quote!(#tag => #parsed.map(Self::#variant),)
-            }
-        },
-    );
-    let fallback = if u.unknown {
-        quote!(_ => Ok(Self::Unknown { #tag_field: tag.clone(), raw: rt::value_of(whole) }),)
-    } else {
-        let known = backticked(variants.iter().map(|v| v.tag));
-        let message = format!("unknown {tag_key} `{{}}`, expected one of {known}");
-        quote!(other => Err(rt::serde_json::Error::custom(format!(#message, other))),)
+fn serialize_impl(u: &Union) -> TokenStream {
+    let name = &u.ident;
+    let tag_key = &u.tag_key;
+    let helper = match u.layout {
+        Layout::Keyed => quote!(rt::Keyed),
+        Layout::Inline => quote!(rt::Tagged),
     };
-    let read_tag = if u.unknown {
-        // Even an object without a tag is kept rather than failing its page.
+    let arms = u.variants.iter().map(|v| {
+        let (variant, tag) = (&v.ident, &v.tag);
+        quote!(Self::#variant(payload) => #helper(#tag_key, #tag, payload).serialize(serializer),)
+    });
+    let unknown = u
+        .keeps_unknown
+        .then(|| quote!(Self::Unknown { raw, .. } => raw.serialize(serializer),));
+    quote! {
+        impl rt::serde::Serialize for #name {
+            fn serialize<S: rt::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    #(#arms)*
+                    #unknown
+                }
+            }
+        }
+    }
+}
+
+fn deserialize_impl(u: &Union) -> TokenStream {
+    let name = &u.ident;
+    let tag_key = &u.tag_key;
+    let tag_field = &u.tag_field;
+    let arms = u.variants.iter().map(|v| {
+        let (variant, tag) = (&v.ident, &v.tag);
+        let parsed = match u.layout {
+            Layout::Keyed if v.nested_union => quote!(entries.union_payload(#tag)),
+            Layout::Keyed => quote!(entries.payload(#tag)),
+            Layout::Inline => quote!(rt::from_text(whole)),
+        };
+        if u.keeps_unknown {
+            quote!(#tag => #parsed.ok().map(Self::#variant),)
+        } else {
+            quote!(#tag => #parsed.map(Self::#variant),)
+        }
+    });
+    let body = if u.keeps_unknown {
+        // A tag this version doesn't know, a known tag whose payload doesn't parse, even a
+        // missing tag: all are kept, so one odd item never fails a page.
         quote! {
-            let Ok(tag) = entries.tag(#tag_key) else {
-                return Ok(Self::Unknown { #tag_field: String::new(), raw: rt::value_of(whole) });
+            let tag = entries.tag(#tag_key).unwrap_or_default();
+            let known = match tag.as_str() {
+                #(#arms)*
+                _ => None,
             };
+            Ok(known.unwrap_or_else(|| Self::Unknown { #tag_field: tag, raw: rt::value_of(whole) }))
         }
     } else {
-        quote!(let tag = entries.tag(#tag_key).map_err(rt::serde_json::Error::custom)?;)
+        let known = backticked(u.variants.iter().map(|v| v.tag.as_str()));
+        let message = format!("unknown {tag_key} `{{other}}`, expected one of {known}");
+        quote! {
+            use rt::serde::de::Error as _;
+            let tag = entries.tag(#tag_key).map_err(rt::serde_json::Error::custom)?;
+            match tag.as_str() {
+                #(#arms)*
+                other => Err(rt::serde_json::Error::custom(format!(#message))),
+            }
+        }
     };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
@@ -230,12 +232,7 @@ fn deserialize_impl(u: &Union, keyed: bool, variants: &[UnionVariant]) -> TokenS
 
         impl rt::FromEntries for #name {
             fn from_entries(entries: &rt::Entries<'_>, whole: &str) -> Result<Self, rt::serde_json::Error> {
-                use rt::serde::de::Error as _;
-                #read_tag
-                match tag.as_str() {
-                    #(#arms)*
-                    #fallback
-                }
+                #body
             }
         }
     }

@@ -1,14 +1,12 @@
 //! `Validate` impls: the TOML's limits become checks that run before anything is sent.
 
-use proc_macro2::{Ident, Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
-use super::fields::kind;
-use toml::Spanned;
-
 use crate::diagnostic::backticked;
-use crate::model::{Api, Field, MEDIA_TYPES, RangeRule, TypeKind};
-use crate::names::ident;
+use crate::ir::{
+    Builtin, DayRule, Field, FieldType, Limits, MediaType, OverLimit, RangeRule, StringRule,
+};
 
 /// Parses a charset like `0-9a-zA-Z_-` into inclusive char ranges. A `-` that is first,
 /// last, or follows a range stands for itself.
@@ -36,29 +34,25 @@ pub fn parse_charset(spec: &str) -> Result<Vec<(char, char)>, String> {
     Ok(ranges)
 }
 
-/// What an endpoint checks across its fields, besides each field's own limits.
+/// What an endpoint checks across its fields, besides each field's own limits: indices
+/// into its fields.
 #[derive(Clone, Copy, Default)]
 pub struct Across<'a> {
-    pub one_of: &'a [Spanned<Vec<Spanned<String>>>],
-    pub ranges: &'a [Spanned<RangeRule>],
+    pub one_of: &'a [Vec<usize>],
+    pub ranges: &'a [RangeRule],
 }
 
 /// `impl Validate for #name`, checking every field in order, then each `one_of` group and
 /// each range.
-pub fn validate_impl(api: &Api, name: &Ident, fields: &[Field], across: Across<'_>) -> TokenStream {
-    let mut checks: Vec<TokenStream> = fields.iter().filter_map(|f| field_check(api, f)).collect();
+pub fn validate_impl(name: &Ident, fields: &[Field], across: Across<'_>) -> TokenStream {
+    let mut checks: Vec<TokenStream> = fields.iter().filter_map(field_check).collect();
     checks.extend(
         across
             .one_of
             .iter()
-            .map(|group| one_of_check(fields, group.get_ref())),
+            .map(|group| one_of_check(fields, group)),
     );
-    checks.extend(
-        across
-            .ranges
-            .iter()
-            .filter_map(|rule| range_check(fields, rule.get_ref())),
-    );
+    checks.extend(across.ranges.iter().map(|rule| range_check(fields, rule)));
     let body = if checks.is_empty() {
         quote!(Ok(()))
     } else {
@@ -77,22 +71,21 @@ pub fn validate_impl(api: &Api, name: &Ident, fields: &[Field], across: Across<'
 }
 
 /// At least one field of the group is set: an `Option` that is `Some`, a list with items.
-/// check.rs guarantees the names are optional fields of `fields`.
-fn one_of_check(fields: &[Field], group: &[Spanned<String>]) -> TokenStream {
-    let names: Vec<&str> = group.iter().map(|n| n.get_ref().as_str()).collect();
-    let set = fields
-        .iter()
-        .filter(|f| names.contains(&f.name.get_ref().as_str()))
-        .map(|f| {
-            let field = ident(f.name.get_ref());
-            if f.type_ref().list {
-                quote!(!self.#field.is_empty())
-            } else {
-                quote!(self.#field.is_some())
-            }
-        });
-    let first = names.first().copied().unwrap_or_default();
-    let reason = format!("set at least one of {}", backticked(names.iter().copied()));
+fn one_of_check(fields: &[Field], group: &[usize]) -> TokenStream {
+    let members: Vec<&Field> = group.iter().filter_map(|&i| fields.get(i)).collect();
+    let set = members.iter().map(|f| {
+        let field = &f.ident;
+        if f.list {
+            quote!(!self.#field.is_empty())
+        } else {
+            quote!(self.#field.is_some())
+        }
+    });
+    let first = members.first().map_or("", |f| f.wire.as_str());
+    let reason = format!(
+        "set at least one of {}",
+        backticked(members.iter().map(|f| f.wire.as_str()))
+    );
     quote! {
         if !(#(#set)||*) {
             return Err(rt::Invalid::new(#first, #reason));
@@ -101,73 +94,145 @@ fn one_of_check(fields: &[Field], group: &[Spanned<String>]) -> TokenStream {
 }
 
 /// `end` is not before `start`, and at most `max_span` after it; skipped while either
-/// optional field is unset. check.rs guarantees both name integer fields.
-fn range_check(fields: &[Field], rule: &RangeRule) -> Option<TokenStream> {
-    let field = |name: &str| fields.iter().find(|f| f.name.get_ref() == name);
-    let (start, end) = (field(rule.start.get_ref())?, field(rule.end.get_ref())?);
-    let max = match &rule.max_span {
+/// optional field is unset.
+fn range_check(fields: &[Field], rule: &RangeRule) -> TokenStream {
+    let max = match rule.max_span {
         Some(max) => {
-            let max = count(*max.get_ref());
+            let max = count(max);
             quote!(Some(#max))
         }
         None => quote!(None),
     };
-    let (start_wire, end_wire) = (start.name.get_ref(), end.name.get_ref());
-    let rule = quote!(rt::RangeRule { max_span: #max });
+    let rule_tokens = quote!(rt::RangeRule { max_span: #max });
     // An optional field is bound by `if let`; a required one is read in place.
     let mut bound = Vec::new();
     let mut value = |f: &Field, binding: &str| {
-        let field = ident(f.name.get_ref());
+        let field = &f.ident;
         if f.required {
             quote!(i128::from(self.#field))
         } else {
-            let binding = ident(binding);
+            let binding = Ident::new(binding, Span::call_site());
             bound.push((quote!(Some(#binding)), quote!(self.#field)));
             quote!(i128::from(#binding))
         }
     };
+    let (start, end) = (&fields[rule.start], &fields[rule.end]);
     let (start_value, end_value) = (value(start, "start"), value(end, "end"));
-    let check = quote!(#rule.check(#start_wire, #start_value, #end_wire, #end_value)?;);
-    Some(match bound.as_slice() {
+    let (start_wire, end_wire) = (&start.wire, &end.wire);
+    let check = quote!(#rule_tokens.check(#start_wire, #start_value, #end_wire, #end_value)?;);
+    match bound.as_slice() {
         [] => check,
         [(pattern, source)] => quote!(if let #pattern = #source { #check }),
         _ => {
             let (patterns, sources): (Vec<_>, Vec<_>) = bound.into_iter().unzip();
             quote!(if let (#(#patterns),*) = (#(#sources),*) { #check })
         }
-    })
+    }
+}
+
+/// One value the checks look at: a reference bound by `if let` or a loop (`value`,
+/// `item`), or the field itself when it is required.
+enum Checked {
+    Bound(Ident),
+    Field(Ident),
+}
+
+impl Checked {
+    /// The value as a method receiver (`value`, `self.msg`).
+    fn receiver(&self) -> TokenStream {
+        match self {
+            Checked::Bound(v) => quote!(#v),
+            Checked::Field(f) => quote!(self.#f),
+        }
+    }
+
+    /// A reference to the value (`value`, `&self.touser`).
+    fn borrowed(&self) -> TokenStream {
+        match self {
+            Checked::Bound(v) => quote!(#v),
+            Checked::Field(f) => quote!(&self.#f),
+        }
+    }
+
+    /// The value of a `Copy` type (`*value`, `self.limit`).
+    fn copied(&self) -> TokenStream {
+        match self {
+            Checked::Bound(v) => quote!(*#v),
+            Checked::Field(f) => quote!(self.#f),
+        }
+    }
 }
 
 /// The check for one field, or `None` when nothing about it can be wrong.
-fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
-    let name = ident(f.name.get_ref());
-    let wire = f.name.get_ref();
-    let kind = kind(api, f);
-    let list = f.type_ref().list;
-    // What to check on one value, given an expression `v` that borrows it.
-    let per_value: Option<TokenStream> = match kind {
-        TypeKind::String | TypeKind::Secret => string_rule(f).map(|rule| {
-            let text = if kind == TypeKind::Secret {
-                quote!(v.expose())
+fn field_check(f: &Field) -> Option<TokenStream> {
+    let name = &f.ident;
+    let checked = if f.list {
+        Checked::Bound(Ident::new("item", Span::call_site()))
+    } else if f.required {
+        Checked::Field(name.clone())
+    } else {
+        Checked::Bound(Ident::new("value", Span::call_site()))
+    };
+    let per_value = value_check(f, &checked);
+    let items = f.list.then(|| items_rule(&f.limits)).flatten();
+    if per_value.is_none() && items.is_none() {
+        return None;
+    }
+    let per_value = per_value.unwrap_or_default();
+    let wire = &f.wire;
+    Some(match checked {
+        Checked::Bound(_) if f.list => {
+            let items = items.map(|rule| quote!(#rule.check(#wire, self.#name.len())?;));
+            let each = (!per_value.is_empty()).then(|| {
+                quote! {
+                    for (i, item) in self.#name.iter().enumerate() {
+                        #per_value
+                    }
+                }
+            });
+            quote!(#items #each)
+        }
+        Checked::Bound(_) => quote! {
+            if let Some(value) = &self.#name {
+                #per_value
+            }
+        },
+        Checked::Field(_) => per_value,
+    })
+}
+
+/// What to check on one value of the field.
+fn value_check(f: &Field, v: &Checked) -> Option<TokenStream> {
+    let wire = &f.wire;
+    let list = f.list;
+    match &f.ty {
+        FieldType::Builtin(b @ (Builtin::String | Builtin::Secret)) => {
+            let rule = string_rule(&f.limits)?;
+            let text = if *b == Builtin::Secret {
+                let receiver = v.receiver();
+                quote!(#receiver.expose())
             } else {
-                quote!(v)
+                v.borrowed()
             };
-            if list {
+            Some(if list {
                 quote!(#rule.check_item(#wire, i, #text)?;)
             } else {
                 quote!(#rule.check(#wire, #text)?;)
-            }
-        }),
-        TypeKind::Int | TypeKind::Float
-            if f.has_number_limits() || kind == TypeKind::Float || f.day_aligned.is_some() =>
-        {
-            let limits = (f.has_number_limits() || kind == TypeKind::Float).then(|| {
-                let rule = number_rule(f);
-                let as_f64 = match f.type_ref().name {
-                    "i32" | "u32" => quote!(f64::from(*v)),
-                    "f64" => quote!(*v),
+            })
+        }
+        FieldType::Builtin(
+            b @ (Builtin::I32 | Builtin::U32 | Builtin::I64 | Builtin::U64 | Builtin::F64),
+        ) => {
+            let float = *b == Builtin::F64;
+            let limits = &f.limits;
+            let value = v.copied();
+            let range = (limits.has_number_limits() || float).then(|| {
+                let rule = number_rule(limits);
+                let as_f64 = match b {
+                    Builtin::I32 | Builtin::U32 => quote!(f64::from(#value)),
+                    Builtin::F64 => quote!(#value),
                     // Range checks on 64-bit integers tolerate the rounding of huge values.
-                    _ => quote!(*v as f64),
+                    _ => quote!(#value as f64),
                 };
                 if list {
                     quote!(#rule.check_item(#wire, i, #as_f64)?;)
@@ -176,145 +241,116 @@ fn field_check(api: &Api, f: &Field) -> Option<TokenStream> {
                 }
             });
             // check.rs allows day rules on scalar integers only.
-            let day = day_rule(f).map(|rule| quote!(#rule.check(#wire, i128::from(*v))?;));
-            Some(quote!(#limits #day))
+            let day = limits.day.as_ref().map(|day| {
+                let rule = day_rule(day);
+                quote!(#rule.check(#wire, i128::from(#value))?;)
+            });
+            (range.is_some() || day.is_some()).then(|| quote!(#range #day))
         }
-        TypeKind::Union if f.accepts.is_some() => {
+        FieldType::Union { tag_key, .. } if f.accepts.is_some() => {
             // The marker trait stops other types at compile time; this catches a request
             // whose `msg` was assigned or deserialized directly.
-            let accepted = accepted_tags(f);
-            let tag_key = api
-                .union(f.type_ref().name)
-                .map_or(wire.as_str(), |u| u.tag.get_ref().as_str());
+            let accepted = f.accepts.as_deref().unwrap_or_default();
             let reason = format!("must be one of {}", accepted.join(", "));
             let path = if f.flatten {
-                tag_key.to_owned()
+                tag_key.clone()
             } else {
                 format!("{wire}.{tag_key}")
             };
-            let tags = accepted.iter();
+            let receiver = v.receiver();
             Some(quote! {
-                if !matches!(v.tag(), #(#tags)|*) {
+                if !matches!(#receiver.tag(), #(#accepted)|*) {
                     return Err(rt::Invalid::new(#path, #reason));
                 }
-                v.validate()?;
+                #receiver.validate()?;
             })
         }
-        TypeKind::File => {
-            let rule = size_rule(f);
-            Some(quote!(#rule.check(#wire, v.len())?;))
+        FieldType::Builtin(Builtin::File) => {
+            let rule = size_rule(&f.limits);
+            let receiver = v.receiver();
+            Some(quote!(#rule.check(#wire, #receiver.len())?;))
         }
-        TypeKind::Struct | TypeKind::Union => Some(if list {
-            quote!(v.validate().map_err(|e| e.within_item(#wire, i))?;)
-        } else if f.flatten {
-            quote!(v.validate()?;)
-        } else {
-            quote!(v.validate().map_err(|e| e.within(#wire))?;)
-        }),
-        _ => None,
-    };
-    let items = list.then(|| items_rule(f)).flatten();
-    if per_value.is_none() && items.is_none() {
-        return None;
+        FieldType::Struct(_) | FieldType::Union { .. } => {
+            let receiver = v.receiver();
+            Some(if list {
+                quote!(#receiver.validate().map_err(|e| e.within_item(#wire, i))?;)
+            } else if f.flatten {
+                quote!(#receiver.validate()?;)
+            } else {
+                quote!(#receiver.validate().map_err(|e| e.within(#wire))?;)
+            })
+        }
+        FieldType::Builtin(Builtin::Bool | Builtin::Json) | FieldType::Enum(_) => None,
     }
-    let per_value = per_value.unwrap_or_default();
-    Some(if list {
-        let items = items.map(|rule| quote!(#rule.check(#wire, self.#name.len())?;));
-        let each = if per_value.is_empty() {
-            quote!()
-        } else {
-            quote! {
-                for (i, v) in self.#name.iter().enumerate() {
-                    #per_value
-                }
-            }
-        };
-        quote!(#items #each)
-    } else if f.required {
-        quote! {
-            let v = &self.#name;
-            #per_value
-        }
-    } else {
-        quote! {
-            if let Some(v) = &self.#name {
-                #per_value
-            }
-        }
-    })
 }
 
-fn accepted_tags(f: &Field) -> Vec<String> {
-    f.accepts
-        .as_ref()
-        .map(|tags| tags.get_ref().iter().map(|t| t.get_ref().clone()).collect())
-        .unwrap_or_default()
-}
-
-fn over_limit(f: &Field) -> TokenStream {
-    if f.server_truncates() {
-        quote!(rt::OverLimit::Truncated)
-    } else {
-        quote!(rt::OverLimit::Refused)
+fn over_limit(limits: &Limits) -> TokenStream {
+    match limits.over {
+        OverLimit::Truncated => quote!(rt::OverLimit::Truncated),
+        OverLimit::Refused => quote!(rt::OverLimit::Refused),
     }
 }
 
 /// The field's string rule, or `None` when it allows every string.
-fn string_rule(f: &Field) -> Option<TokenStream> {
-    let mut parts = Vec::new();
-    let min = f
-        .min_bytes
-        .as_ref()
-        .map(|m| *m.get_ref())
-        .unwrap_or(u64::from(!f.allow_empty));
-    if min > 0 {
-        let min = count(min);
-        parts.push(quote!(min_bytes: #min));
+fn string_rule(limits: &Limits) -> Option<TokenStream> {
+    let StringRule::Custom {
+        min_bytes,
+        max_bytes,
+        max_chars,
+        charset,
+        prefixes,
+    } = &limits.string
+    else {
+        return match limits.string {
+            StringRule::NonEmpty => Some(quote!(rt::StringRule::NON_EMPTY)),
+            _ => None,
+        };
+    };
+    let mut rule = if *min_bytes == 1 {
+        quote!(rt::StringRule::NON_EMPTY)
+    } else if *min_bytes > 1 {
+        let min = count(*min_bytes);
+        quote!(rt::StringRule::ANY.min_bytes(#min))
+    } else {
+        quote!(rt::StringRule::ANY)
+    };
+    if let Some(max) = max_bytes {
+        let max = count(*max);
+        rule = quote!(#rule.max_bytes(#max));
     }
-    if let Some(max) = &f.max_bytes {
-        let max = count(*max.get_ref());
-        parts.push(quote!(max_bytes: Some(#max)));
+    if let Some(max) = max_chars {
+        let max = count(*max);
+        rule = quote!(#rule.max_chars(#max));
     }
-    if let Some(max) = &f.max_chars {
-        let max = count(*max.get_ref());
-        parts.push(quote!(max_chars: Some(#max)));
+    if !charset.is_empty() {
+        let ranges = charset.iter().map(|(a, b)| quote!((#a, #b)));
+        rule = quote!(#rule.charset(&[#(#ranges),*]));
     }
-    if let Some(charset) = &f.charset {
-        let ranges = parse_charset(charset.get_ref()).unwrap_or_default();
-        let ranges = ranges.iter().map(|(a, b)| quote!((#a, #b)));
-        parts.push(quote!(charset: &[#(#ranges),*]));
+    if !prefixes.is_empty() {
+        rule = quote!(#rule.prefixes(&[#(#prefixes),*]));
     }
-    if let Some(prefix) = &f.prefix {
-        let prefixes = prefix.get_ref().iter();
-        parts.push(quote!(prefixes: &[#(#prefixes),*]));
+    if limits.over == OverLimit::Truncated && (max_bytes.is_some() || max_chars.is_some()) {
+        rule = quote!(#rule.truncated());
     }
-    if f.max_bytes.is_some() || f.max_chars.is_some() {
-        let over = over_limit(f);
-        parts.push(quote!(over_limit: #over));
-    }
-    (!parts.is_empty()).then(|| quote!(rt::StringRule { #(#parts,)* ..rt::StringRule::ANY }))
+    Some(rule)
 }
 
 /// The size limits of a `file` field; an empty file is refused unless `min_bytes = 0`.
-fn size_rule(f: &Field) -> TokenStream {
-    let min = count(f.min_bytes.as_ref().map_or(1, |m| *m.get_ref()));
-    let max = match &f.max_bytes {
+fn size_rule(limits: &Limits) -> TokenStream {
+    let min = count(limits.min_bytes.unwrap_or(1));
+    let max = match limits.max_bytes {
         Some(max) => {
-            let max = count(*max.get_ref());
+            let max = count(max);
             quote!(Some(#max))
         }
         None => quote!(None),
     };
-    let over = over_limit(f);
-    let media_type = match f
-        .media_type
-        .as_ref()
-        .and_then(|t| MEDIA_TYPES.iter().find(|(wire, _)| wire == t.get_ref()))
-    {
-        Some((_, variant)) => {
-            let variant = ident(variant);
-            quote!(Some(rt::MediaType::#variant))
-        }
+    let over = over_limit(limits);
+    let media_type = match limits.media_type {
+        Some(MediaType::Image) => quote!(Some(rt::MediaType::Image)),
+        Some(MediaType::Voice) => quote!(Some(rt::MediaType::Voice)),
+        Some(MediaType::Video) => quote!(Some(rt::MediaType::Video)),
+        Some(MediaType::File) => quote!(Some(rt::MediaType::File)),
         None => quote!(None),
     };
     quote!(rt::SizeRule { min_bytes: #min, max_bytes: #max, over_limit: #over, media_type: #media_type })
@@ -332,51 +368,49 @@ fn float(x: f64) -> TokenStream {
     if x < 0.0 { quote!(-#lit) } else { quote!(#lit) }
 }
 
-fn number_rule(f: &Field) -> TokenStream {
-    let bound = |b: &Option<toml::Spanned<f64>>| match b {
+fn number_rule(limits: &Limits) -> TokenStream {
+    let bound = |b: Option<f64>| match b {
         Some(m) => {
-            let m = float(*m.get_ref());
+            let m = float(m);
             quote!(Some(#m))
         }
         None => quote!(None),
     };
-    let min = bound(&f.min);
-    let max = bound(&f.max);
+    let (min, max) = (bound(limits.min), bound(limits.max));
     quote!(rt::NumberRule { min: #min, max: #max })
 }
 
 /// The field's day rule: midnight at its UTC offset, and how many days back it may lie.
-fn day_rule(f: &Field) -> Option<TokenStream> {
-    let offset = f.day_offset()?;
-    let magnitude = Literal::u32_unsuffixed(offset.unsigned_abs());
-    let offset = if offset < 0 {
+fn day_rule(day: &DayRule) -> TokenStream {
+    let magnitude = Literal::u32_unsuffixed(day.utc_offset.unsigned_abs());
+    let offset = if day.utc_offset < 0 {
         quote!(-#magnitude)
     } else {
         quote!(#magnitude)
     };
-    let days_ago = match f.days_ago_bounds() {
+    let days_ago = match day.days_ago {
         Some((low, high)) => {
             let (low, high) = (count(low), count(high));
             quote!(Some((#low, #high)))
         }
         None => quote!(None),
     };
-    Some(quote!(rt::DayRule { utc_offset: #offset, days_ago: #days_ago }))
+    quote!(rt::DayRule { utc_offset: #offset, days_ago: #days_ago })
 }
 
-fn items_rule(f: &Field) -> Option<TokenStream> {
-    if !f.has_list_limits() {
+fn items_rule(limits: &Limits) -> Option<TokenStream> {
+    if !limits.has_list_limits() {
         return None;
     }
-    let min = count(f.min_items.as_ref().map_or(0, |m| *m.get_ref()));
-    let max = match &f.max_items {
+    let min = count(limits.min_items.unwrap_or(0));
+    let max = match limits.max_items {
         Some(m) => {
-            let m = count(*m.get_ref());
+            let m = count(m);
             quote!(Some(#m))
         }
         None => quote!(None),
     };
-    let over = over_limit(f);
+    let over = over_limit(limits);
     Some(quote!(rt::ItemsRule { min: #min, max: #max, over_limit: #over }))
 }
 

@@ -1,3 +1,3 @@
-wecom_kf::endpoints!(relative_to = SourceFile, "errmsg_without_plain_entry.toml");
+wecom_kf::endpoints!(relative_to = SourceFile, "errmsg_without_plain_entry.toml", methods = inherent);
 
 fn main() {}

@@ -1,9 +1,6 @@
 // Every generated client method, called the way DESIGN.md and the README show. Compiled and
 // run by trybuild; the calls themselves are never awaited (there is no server here).
-use wecom_kf::{
-    CaLink, Client, Event, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText,
-    MenuView, MiniProgram, OutgoingMsg, Received, Text, VoiceFormat,
-};
+use wecom_kf::{Client, types::{CaLink, Event, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText, MenuView, MiniProgram, OutgoingMsg, Received, Text, VoiceFormat}};
 
 #[allow(dead_code)]
 async fn every_method(client: &Client, media_id: String, welcome_code: &str) -> Result<(), wecom_kf::Error> {
@@ -75,7 +72,7 @@ async fn every_method(client: &Client, media_id: String, welcome_code: &str) -> 
     let token = client.gettoken().await?;
     let _: u64 = token.expires_in;
     // A request body built by hand and sent with `execute`.
-    let request = wecom_kf::SendMsgRequest::new("wmUSER", "wkKFID", menu).msgid("m2");
+    let request = wecom_kf::types::SendMsgRequest::new("wmUSER", "wkKFID", menu).msgid("m2");
     client.execute(&request).await?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -102,7 +103,13 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 }
 
 /// A map key, borrowed from the text unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
+pub struct Key<'a>(Cow<'a, str>);
+
+impl Key<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -162,7 +169,7 @@ pub fn lenient_flat<T: FromEntries>(entries: &Entries<'_>, whole: &str) -> Optio
 }
 
 /// A string, or a number kept as its decimal text.
-struct TextOrNumber(String);
+pub struct TextOrNumber(pub String);
 
 impl<'de> Deserialize<'de> for TextOrNumber {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -198,17 +205,152 @@ pub fn optional_text_or_number<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Serializes an inline union variant: the tag beside the payload's own fields.
-pub struct Tagged<'a, T> {
-    pub key: &'a str,
-    pub tag: &'a str,
-    pub payload: &'a T,
+/// Reads an object in one pass with `visitor`, which reads each field straight into its
+/// type: `None` when the text is anything the visitor refuses, so the caller reads it
+/// field by field instead.
+pub fn read_in_one_pass<'a, V: Visitor<'a>>(text: &'a str, visitor: V) -> Option<V::Value> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = serde::Deserializer::deserialize_map(&mut deserializer, visitor).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
 }
+
+/// Reads the next value into `slot`; a key met twice is refused (a lenient reading takes
+/// the last one, so the one-pass reading leaves it to that).
+pub fn set_once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(serde::de::Error::custom("a repeated key"));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+/// [`set_once`] for a string that may arrive as a number.
+pub fn set_text_once<'de, A: MapAccess<'de>>(
+    slot: &mut Option<String>,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    let mut text = None;
+    set_once::<TextOrNumber, A>(&mut text, map)?;
+    *slot = text.map(|t| t.0);
+    Ok(())
+}
+
+/// A keyed union whose payload can be read where it stands, once the tag is known.
+pub trait KeyedPayload: Sized {
+    /// The variant `tag` names, read from `payload`; an error for a tag it doesn't know.
+    fn payload<'de, D: Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error>;
+}
+
+/// The flattened keyed union of a lenient struct (`ReceivedMsg::content`), read in the pass
+/// over the struct's object: the tag, then the payload under the key it names, parsed in
+/// place. A payload met before its tag is kept as text and read at the end.
+pub struct InPass<'de, U> {
+    tag_key: &'static str,
+    tag: Option<Key<'de>>,
+    value: Option<U>,
+    before_tag: Vec<(String, &'de RawValue)>,
+}
+
+impl<'de, U: KeyedPayload> InPass<'de, U> {
+    pub fn new(tag_key: &'static str) -> Self {
+        InPass {
+            tag_key,
+            tag: None,
+            value: None,
+            before_tag: Vec::new(),
+        }
+    }
+
+    /// Takes an entry no field of the struct claimed.
+    pub fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        use serde::de::IgnoredAny;
+        if key == self.tag_key {
+            return set_once(&mut self.tag, map);
+        }
+        match self.tag.as_ref().map(Key::as_str) {
+            Some(tag) if tag == key => {
+                if self.value.is_some() {
+                    return Err(serde::de::Error::custom("a repeated payload"));
+                }
+                self.value = Some(map.next_value_seed(PayloadSeed::<U>(tag, PhantomData))?);
+            }
+            Some(_) => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            None => self.before_tag.push((key.to_owned(), map.next_value()?)),
+        }
+        Ok(())
+    }
+
+    /// The union, when its tag and one payload were found and parsed.
+    pub fn finish<E: serde::de::Error>(self) -> Result<U, E> {
+        let tag = self.tag.ok_or_else(|| E::custom("no tag"))?;
+        let tag = tag.as_str();
+        let mut before = self.before_tag.iter().filter(|(key, _)| key == tag);
+        let read = |text: &str| {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            U::payload(tag, &mut deserializer).map_err(E::custom)
+        };
+        match (self.value, before.next(), before.next()) {
+            (Some(value), None, _) => Ok(value),
+            (None, Some((_, text)), None) => read(text.get()),
+            // A missing payload reads as `{}`, as in `Entries::payload`.
+            (None, None, _) => read("{}"),
+            _ => Err(E::custom("more than one payload")),
+        }
+    }
+}
+
+struct PayloadSeed<'t, U>(&'t str, PhantomData<U>);
+
+/// A union payload that is itself a union (`Received::Event`), read where it stands:
+/// borrowed, not copied, then read from its entries.
+pub fn union_in_place<'de, T: FromEntries, D: Deserializer<'de>>(
+    payload: D,
+) -> Result<T, D::Error> {
+    use serde::de::Error as _;
+    let text = <&'de RawValue>::deserialize(payload)?.get();
+    let entries = Entries::parse(text).map_err(D::Error::custom)?;
+    T::from_entries(&entries, text).map_err(D::Error::custom)
+}
+
+impl<'de, U: KeyedPayload> serde::de::DeserializeSeed<'de> for PayloadSeed<'_, U> {
+    type Value = U;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<U, D::Error> {
+        U::payload(self.0, deserializer)
+    }
+}
+
+/// Serializes a keyed union variant: the tag, and the payload under a key named like it
+/// (`{"msgtype": "text", "text": {…}}`).
+/// The fields are the tag's key, the tag and the payload.
+pub struct Keyed<'a, T>(pub &'a str, pub &'a str, pub &'a T);
+
+impl<T: Serialize> Serialize for Keyed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Keyed(key, tag, payload) = self;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(key, tag)?;
+        map.serialize_entry(tag, payload)?;
+        map.end()
+    }
+}
+
+/// Serializes an inline union variant: the tag beside the payload's own fields.
+/// The fields are the tag's key, the tag and the payload.
+pub struct Tagged<'a, T>(pub &'a str, pub &'a str, pub &'a T);
 
 impl<T: Serialize> Serialize for Tagged<'_, T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeMap};
-        let fields = match serde_json::to_value(self.payload).map_err(S::Error::custom)? {
+        let Tagged(key, tag, payload) = self;
+        let fields = match serde_json::to_value(payload).map_err(S::Error::custom)? {
             Value::Object(fields) => fields,
             _ => {
                 return Err(S::Error::custom(
@@ -217,9 +359,9 @@ impl<T: Serialize> Serialize for Tagged<'_, T> {
             }
         };
         let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
-        map.serialize_entry(self.key, self.tag)?;
+        map.serialize_entry(key, tag)?;
         for (k, v) in &fields {
-            if k != self.key {
+            if k != key {
                 map.serialize_entry(k, v)?;
             }
         }
@@ -230,6 +372,7 @@ impl<T: Serialize> Serialize for Tagged<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RawJson;
 
     #[test]
     fn lenient_reads_skip_what_does_not_parse() {
@@ -277,5 +420,68 @@ mod tests {
     fn only_objects_have_entries() {
         assert!(Entries::parse("[1, 2]").is_err());
         assert!(Entries::parse("\"text\"").is_err());
+    }
+
+    /// Every received example, and variants of each (keys reversed so the payload comes
+    /// before its tag, each key dropped, each value replaced by other JSON, a key repeated):
+    /// wherever the one pass reads an item, it reads what the field-by-field reading does.
+    #[test]
+    fn the_one_pass_reads_what_field_by_field_reads() {
+        use crate::types::ReceivedMsg;
+        let examples: serde_json::Map<String, Value> =
+            serde_json::from_str(include_str!("../../tests/fixtures/received_examples.json"))
+                .expect("the fixture parses");
+        let mut texts = Vec::new();
+        for item in examples.values() {
+            let Value::Object(fields) = item else {
+                continue;
+            };
+            texts.push(item.to_string());
+            let reversed: serde_json::Map<String, Value> = fields
+                .iter()
+                .rev()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            texts.push(Value::Object(reversed).to_string());
+            for key in fields.keys() {
+                let mut dropped = fields.clone();
+                dropped.remove(key);
+                texts.push(Value::Object(dropped).to_string());
+                for other in [
+                    Value::Null,
+                    7.into(),
+                    "x".into(),
+                    serde_json::json!({}),
+                    serde_json::json!([]),
+                ] {
+                    let mut changed = fields.clone();
+                    changed.insert(key.clone(), other);
+                    texts.push(Value::Object(changed).to_string());
+                }
+                let text = item.to_string();
+                texts.push(format!("{},\"{key}\":null}}", &text[..text.len() - 1]));
+            }
+        }
+        for item in examples.values() {
+            let text = item.to_string();
+            assert!(
+                ReceivedMsg::in_one_pass(&text).is_some(),
+                "not in one pass: {text}"
+            );
+        }
+        let mut in_one_pass = 0;
+        for text in &texts {
+            let raw: RawJson = serde_json::from_str(text).expect("an object");
+            let by_field = ReceivedMsg::field_by_field(raw.clone());
+            if let Some(read) = ReceivedMsg::in_one_pass(text) {
+                in_one_pass += 1;
+                assert_eq!(ReceivedMsg { raw, ..read }, by_field, "{text}");
+            }
+        }
+        assert!(
+            in_one_pass >= examples.len(),
+            "{in_one_pass} of {} in one pass",
+            texts.len()
+        );
     }
 }

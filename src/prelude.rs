@@ -1,0 +1,14 @@
+//! What a bot imports: `use wecom_kf::prelude::*;` brings the client, its errors, the sync
+//! stream and its stores, the bot runtime, and the message types a handler matches on or
+//! answers with.
+
+pub use crate::bot::{Answer, Bot, FileBotStore, MemoryBotStore};
+pub use crate::reply::Turn;
+pub use crate::sync::{Page, SyncError};
+pub use crate::types::{
+    Event, File, Image, Link, Location, Menu, MenuItem, MiniProgram, OutgoingMsg, Received,
+    ReceivedMsg, Text, Video, Voice,
+};
+pub use crate::{
+    Client, CursorStore, ErrCode, Error, FileCursorStore, MemoryCursorStore, SyncStream, Upload,
+};
