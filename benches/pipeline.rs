@@ -24,7 +24,7 @@ use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::callback::CallbackCrypto;
 use wecom_kf::reply::Turn;
 use wecom_kf::sim::{SimConfig, Simulator};
-use wecom_kf::{Checkpoint, CursorStore, MemoryCursorStore};
+use wecom_kf::{CursorStore, MemoryCursorStore, sync::Checkpoint};
 
 /// Live heap bytes, for the memory figures.
 struct Counting;
