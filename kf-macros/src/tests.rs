@@ -57,7 +57,9 @@ fn assert_starts(errors: &[String], expected: &[&str]) {
 }
 
 fn pretty(tokens: TokenStream) -> String {
-    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
+    // prettyplease prints syn 2's tree; the macro itself is on syn 3.
+    let file: syn2::File =
+        syn2::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
     prettyplease::unparse(&file)
 }
 
