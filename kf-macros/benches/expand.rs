@@ -2,7 +2,8 @@
 //! API files with 10, 100 and 1,000 endpoints (growth should be linear).
 //!
 //! ```text
-//! cargo bench -p kf-macros --bench expand
+//! cargo bench -p kf-macros --bench expand                       # optimized
+//! cargo bench -p kf-macros --bench expand --profile user-macro  # as a user's build runs it
 //! ```
 //!
 //! A proc-macro crate exports only macros, so this binary compiles the generator's modules
@@ -117,7 +118,14 @@ fn main() {
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../endpoints.toml"))
             .expect("endpoints.toml");
-    println!("## Codegen cost (goal: shipped file under 100 ms, linear growth)\n");
+    // `--profile user-macro` (debug assertions on, opt-level 0) builds this the way a user's
+    // `cargo build` compiles the macro; `cargo bench` alone, optimized.
+    let (build, goal) = if cfg!(debug_assertions) {
+        ("unoptimized, as a user's build runs it", 250)
+    } else {
+        ("optimized", 100)
+    };
+    println!("## Codegen cost, {build} (goal: shipped file under {goal} ms, linear growth)\n");
     println!("Baseline: parsing the same file into a `toml::Table`, measured beside it.\n");
     println!(
         "| API file | endpoints | bytes | expansion (median) | TOML parse alone | expansion / parse | per endpoint |"

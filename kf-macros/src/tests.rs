@@ -73,7 +73,9 @@ fn as_user_file(source: &str) -> String {
 }
 
 fn pretty(tokens: TokenStream) -> String {
-    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
+    // prettyplease prints syn 2's tree; the macro itself is on syn 3.
+    let file: syn2::File =
+        syn2::parse2(tokens).unwrap_or_else(|e| panic!("output is not Rust: {e}"));
     space_out_items(&prettyplease::unparse(&file))
 }
 
