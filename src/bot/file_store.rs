@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Inbox, Keyed, LocalClaims};
+use super::store::{Inbox, Keyed, LocalClaims, by_account, in_process_claims};
 use super::{BotStore, Claim, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
@@ -151,15 +151,8 @@ fn entry_of(customer: &Customer, stored: StoredEntry) -> Result<Entry, StoreErro
 impl BotStore for FileBotStore {
     fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
         Box::pin(async move {
-            let mut by_account: HashMap<String, Vec<Entry>> = HashMap::new();
-            for entry in entries {
-                by_account
-                    .entry(entry.customer.open_kfid.clone())
-                    .or_default()
-                    .push(entry);
-            }
             let mut recorded = Recorded::default();
-            for (open_kfid, entries) in by_account {
+            for (open_kfid, entries) in by_account(entries) {
                 let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
                 let seen: SeenFile = self.files.load(&format!("seen\u{1}{open_kfid}")).await?;
                 let total = entries.len();
@@ -234,28 +227,7 @@ impl BotStore for FileBotStore {
         })
     }
 
-    fn claim<'a>(
-        &'a self,
-        customer: &'a Customer,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
-        let claim = self.claims.claim(customer, ttl);
-        Box::pin(async move { Ok(claim) })
-    }
-
-    fn renew<'a>(
-        &'a self,
-        claim: &'a Claim,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let held = self.claims.renew(claim, ttl);
-        Box::pin(async move { Ok(held) })
-    }
-
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.claims.release(claim);
-        Box::pin(async { Ok(()) })
-    }
+    in_process_claims!();
 
     fn journal<'a>(
         &'a self,

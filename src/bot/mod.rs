@@ -32,7 +32,7 @@
 //! ```
 
 mod file_store;
-mod store;
+pub(crate) mod store;
 mod worker;
 
 use std::collections::{HashMap, HashSet};

@@ -253,6 +253,48 @@ impl<E: Keyed> Inbox<E> {
     }
 }
 
+/// The claim methods of a store whose claims are [`LocalClaims`] in a `claims` field: the
+/// memory store and the file store (one process each).
+macro_rules! in_process_claims {
+    () => {
+        fn claim<'a>(
+            &'a self,
+            customer: &'a Customer,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
+            let claim = self.claims.claim(customer, ttl);
+            Box::pin(async move { Ok(claim) })
+        }
+
+        fn renew<'a>(
+            &'a self,
+            claim: &'a Claim,
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            let held = self.claims.renew(claim, ttl);
+            Box::pin(async move { Ok(held) })
+        }
+
+        fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.claims.release(claim);
+            Box::pin(async { Ok(()) })
+        }
+    };
+}
+pub(crate) use in_process_claims;
+
+/// Entries by account, for a store that records each account's at once.
+pub(crate) fn by_account(entries: Vec<Entry>) -> HashMap<String, Vec<Entry>> {
+    let mut by_account: HashMap<String, Vec<Entry>> = HashMap::new();
+    for entry in entries {
+        by_account
+            .entry(entry.customer.open_kfid.clone())
+            .or_default()
+            .push(entry);
+    }
+    by_account
+}
+
 /// Claims for a store that one process uses: kept in its memory, with their expiry.
 #[derive(Debug, Default)]
 pub(crate) struct LocalClaims {
@@ -447,28 +489,7 @@ impl BotStore for MemoryBotStore {
         Box::pin(async move { Ok(work) })
     }
 
-    fn claim<'a>(
-        &'a self,
-        customer: &'a Customer,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
-        let claim = self.claims.claim(customer, ttl);
-        Box::pin(async move { Ok(claim) })
-    }
-
-    fn renew<'a>(
-        &'a self,
-        claim: &'a Claim,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let held = self.claims.renew(claim, ttl);
-        Box::pin(async move { Ok(held) })
-    }
-
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.claims.release(claim);
-        Box::pin(async { Ok(()) })
-    }
+    in_process_claims!();
 
     fn journal<'a>(
         &'a self,

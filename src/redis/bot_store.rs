@@ -10,13 +10,14 @@
 //! `bot-fence:{kf}` (the last fence handed out), `bot-work:{kf}` (customers with work) and
 //! `bot-depth:{kf}` (messages waiting). `bot-accounts` lists the accounts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands as _, Script};
 
 use super::{COMPARE_AND_DELETE, Redis, millis};
+use crate::bot::store::by_account;
 use crate::bot::{BotStore, Claim, ClaimLost, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::{BoxFuture, ReceivedMsg, StoreError};
@@ -265,15 +266,8 @@ impl RedisBotStore {
 impl BotStore for RedisBotStore {
     fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
         Box::pin(async move {
-            let mut by_account: HashMap<String, Vec<Entry>> = HashMap::new();
-            for entry in entries {
-                by_account
-                    .entry(entry.customer.open_kfid.clone())
-                    .or_default()
-                    .push(entry);
-            }
             let mut recorded = Recorded::default();
-            for (open_kfid, entries) in by_account {
+            for (open_kfid, entries) in by_account(entries) {
                 self.record_account(&open_kfid, entries, &mut recorded)
                     .await?;
             }
