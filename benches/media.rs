@@ -1,7 +1,7 @@
 //! Peak memory of a 45 MB download, streamed into a writer vs buffered into memory.
 //!
 //! ```text
-//! cargo bench --bench media --features sim
+//! cargo bench --bench media
 //! ```
 //!
 //! Each mode runs in a child process of its own (this binary again), so one mode's peak
@@ -11,7 +11,7 @@
 
 use std::process::Command;
 
-use wecom_kf::sim::{MediaKind, Simulator};
+use wecom_kf_sim::{MediaKind, Simulator};
 
 const FILE_BYTES: usize = 45 * 1024 * 1024;
 
@@ -36,8 +36,8 @@ fn child(mode: &str, base_url: &str, media_id: &str) {
         .expect("runtime");
     runtime.block_on(async {
         let client = wecom_kf::Client::builder()
-            .corp_id(wecom_kf::sim::SimConfig::default().corp_id)
-            .secret(wecom_kf::sim::SimConfig::default().secret)
+            .corp_id(wecom_kf_sim::SimConfig::default().corp_id)
+            .secret(wecom_kf_sim::SimConfig::default().secret)
             .base_url(base_url)
             .build()
             .expect("client");

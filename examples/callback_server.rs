@@ -2,7 +2,7 @@
 //! pulls the account's messages in the background and the handler replies.
 //!
 //! ```text
-//! cargo run --example callback_server --features callback-server,sim
+//! cargo run --example callback_server --features callback-server
 //! ```
 //!
 //! Here the simulator plays WeCom and calls the router back; in production, mount the
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
-use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
+use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{Client, MemoryCursorStore, SyncStream, sync::Page, types::Received};
 
 const TOKEN: &str = "QDG6eK";

@@ -3,7 +3,7 @@
 //! answers arrive complete, in parts, inside WeChat's reply budget.
 //!
 //! ```text
-//! cargo run --example llm_bot --features callback-server,sim
+//! cargo run --example llm_bot --features callback-server
 //! ```
 //!
 //! Against the built-in simulator by default, printing the transcript. With
@@ -17,8 +17,8 @@ use std::time::Duration;
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::callback::{CallbackCrypto, server};
 use wecom_kf::reply::Turn;
-use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{Client, MemoryCursorStore};
+use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 
 /// Stands in for an LLM: looks at the photos the customer sent (downloaded, their format
 /// told by their bytes), thinks for 2 s, then answers about 6,000 bytes of markdown.
@@ -142,7 +142,7 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {who:8} → {text:?}");
         }
     }
-    let (_, photo) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let (_, photo) = wecom_kf_sim::samples::sample(wecom_kf_sim::MediaKind::Image);
     sim.customer_sends_image("wkSHOP", "wmALICE", photo, Some("parcel.png"))?;
     println!("  wmALICE  → a photo (parcel.png)");
     // Each customer: a welcome, then one answer (both messages as one question) in parts.

@@ -1,7 +1,7 @@
 //! A whole customer-service conversation, printed as a transcript.
 //!
 //! ```text
-//! cargo run --example quickstart --features sim
+//! cargo run --example quickstart
 //! ```
 //!
 //! Against the built-in simulator by default. With `WECOM_CORP_ID`, `WECOM_SECRET` and
@@ -11,11 +11,11 @@
 use std::sync::{Arc, Mutex};
 
 use wecom_kf::reply::{Customer, Replier, ReplyError};
-use wecom_kf::sim::Simulator;
 use wecom_kf::{
     Client, MemoryCursorStore, SyncStream, Upload,
     types::{Event, Image, Menu, MenuClick, Received, ReceivedMsg, Text},
 };
+use wecom_kf_sim::Simulator;
 
 type Inbox = Arc<Mutex<Vec<ReceivedMsg>>>;
 

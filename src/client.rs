@@ -745,7 +745,7 @@ fn shown_url(url: &str) -> String {
     format!("{scheme}{host}{path}")
 }
 
-pub(crate) fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     for (i, (key, value)) in pairs.enumerate() {
         url.push(if i == 0 { '?' } else { '&' });
         url.push_str(key);

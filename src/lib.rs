@@ -73,8 +73,6 @@ mod retry;
 mod rt;
 mod seal;
 mod secret;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod sync;
 pub mod token;
 mod upload;

@@ -1,7 +1,6 @@
 //! The bot runtime against the simulator: customers answered in parallel and each in
 //! order, bursts answered as one turn, journaled replies resumed without asking the
 //! handler again, failing turns retried then dead-lettered, history and humans left alone.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use wecom_kf::bot::{Answer, Bot, BotStore, Entry, Journaled, MemoryBotStore, PlannedPart};
 use wecom_kf::reply::{Customer, Turn};
-use wecom_kf::sim::Simulator;
+use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, types::Text};
 
 /// Counts handlers running at once and records each turn's texts.
@@ -346,9 +345,9 @@ async fn history_from_before_the_start_and_customers_a_human_serves_are_left_alo
 #[cfg(feature = "callback-server")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_callback_url_serves_two_accounts_and_drains_with_503() {
-    let config = wecom_kf::sim::SimConfig {
+    let config = wecom_kf_sim::SimConfig {
         open_kfids: vec!["wkSHOP".into(), "wkSUPPORT".into()],
-        ..wecom_kf::sim::SimConfig::default()
+        ..wecom_kf_sim::SimConfig::default()
     };
     let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
         .await

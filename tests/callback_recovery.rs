@@ -1,6 +1,6 @@
 //! The callback server never goes silent for an account: a handler that panics or hangs
 //! is followed by pulls for the callbacks that come after it.
-#![cfg(all(feature = "callback-server", feature = "sim"))]
+#![cfg(feature = "callback-server")]
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::callbacks::{crypto, post_callback};
 use wecom_kf::callback::server;
-use wecom_kf::sim::Simulator;
+use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
 
 /// A bot on a loopback port whose handler misbehaves on its first call.

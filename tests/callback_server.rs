@@ -1,14 +1,14 @@
 //! The callback router end to end: the simulator checks the URL and POSTs encrypted
 //! callbacks; the router answers at once and pulls in the background; retried and repeated
 //! callbacks never hand a message over twice.
-#![cfg(all(feature = "callback-server", feature = "sim"))]
+#![cfg(feature = "callback-server")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
-use wecom_kf::sim::{SimCallback, SimConfig, Simulator};
+use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
 
 const TOKEN: &str = "cbTOKEN";

@@ -228,11 +228,10 @@ fn two_writers_killed_at_random_points_never_tear_the_file() {
 // A sync killed 20 times and restarted: every message reaches the handler's log.
 // ---------------------------------------------------------------------------------------
 
-#[cfg(feature = "sim")]
 mod sync_crash {
     use super::*;
-    use wecom_kf::sim::Simulator;
     use wecom_kf::{Client, SyncStream};
+    use wecom_kf_sim::Simulator;
 
     /// Appends each msgid to the log before returning `Ok`, so a kill can repeat a message
     /// but never hide one that was committed.

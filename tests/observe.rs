@@ -1,7 +1,6 @@
 //! What a bot's dashboards see, with a recording `tracing` layer and `metrics` recorder: a
 //! span per API attempt and per turn, and the runtime's counters — never content, tokens
 //! or secrets.
-#![cfg(feature = "sim")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +17,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::reply::Turn;
-use wecom_kf::sim::Simulator;
+use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, types::Text};
 
 /// A span's name and its fields as text.

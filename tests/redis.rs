@@ -6,7 +6,7 @@
 //!
 //! These tests start `redis-server` themselves and fail if it isn't installed
 //! (`apt-get install redis-server`); they never skip.
-#![cfg(all(feature = "redis", feature = "sim"))]
+#![cfg(feature = "redis")]
 
 mod common;
 

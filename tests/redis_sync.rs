@@ -3,7 +3,7 @@
 //!
 //! These tests start `redis-server` themselves and fail if it isn't installed
 //! (`apt-get install redis-server`); they never skip.
-#![cfg(all(feature = "redis", feature = "sim", feature = "callback-server"))]
+#![cfg(all(feature = "redis", feature = "callback-server"))]
 
 mod common;
 
@@ -16,7 +16,7 @@ use common::callbacks::{crypto, post_callback};
 use common::redis_server::RedisServer;
 use wecom_kf::callback::server;
 use wecom_kf::redis::{Redis, RedisSyncLock};
-use wecom_kf::sim::Simulator;
+use wecom_kf_sim::Simulator;
 use wecom_kf::{
     CursorStore, SyncStream,
     sync::{Page, SyncLease, SyncLock},

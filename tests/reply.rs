@@ -1,7 +1,6 @@
 //! Replying like a good bot, against the simulator: the reply budget counted from the
 //! customer's latest message, corrected by WeCom's refusals; the session tracker; event
 //! codes and their expiry; customer input grouped into turns.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -13,11 +12,11 @@ use wecom_kf::reply::{
     BudgetError, CodeKind, Composer, Customer, EventCode, Replier, ReplyBudget, ReplyError,
     SessionRefusal, SessionTracker, turns,
 };
-use wecom_kf::sim::{Fault, ServicerAvailability, Simulator};
 use wecom_kf::{
     Error, MemoryCursorStore, SyncStream,
     types::{Menu, MenuClick, ReceivedMsg, ServiceState, Text},
 };
+use wecom_kf_sim::{Fault, ServicerAvailability, Simulator};
 
 /// Pulls everything new into the observers, as the sync stream does before handlers run.
 async fn pull(sync: &SyncStream<MemoryCursorStore>, open_kfid: &str) -> Vec<ReceivedMsg> {
@@ -278,7 +277,7 @@ async fn the_session_tracker_knows_when_a_human_has_the_customer() {
     pull(&sync, &kf).await;
     assert!(sessions.view(&alice).bot_may_reply());
 
-    let servicer = wecom_kf::sim::SimConfig::default().members[0].clone();
+    let servicer = wecom_kf_sim::SimConfig::default().members[0].clone();
     sim.servicer_takes(&kf, "wmALICE", &servicer)
         .expect("taken");
     pull(&sync, &kf).await;
@@ -614,9 +613,9 @@ async fn predicted(replier: &Replier, customer: &Customer) -> Option<wecom_kf::E
 #[tokio::test]
 async fn tracker_and_simulator_agree_over_a_randomized_conversation() {
     // New sessions go to a servicer who is receiving, as WeCom routes them.
-    let config = wecom_kf::sim::SimConfig {
+    let config = wecom_kf_sim::SimConfig {
         route_new_sessions: true,
-        ..wecom_kf::sim::SimConfig::default()
+        ..wecom_kf_sim::SimConfig::default()
     };
     let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
         .await

@@ -1,12 +1,11 @@
 //! Sends that may be retried, against the simulator: every attempt of a send carries the
 //! same `msgid`, and a retry the simulator refuses as a repeated `msgid` is reported as
 //! "may have arrived", not as a plain failure.
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
-use wecom_kf::sim::{Fault, Simulator};
 use wecom_kf::{Client, Delivery, Error, RetryPolicy};
+use wecom_kf_sim::{Fault, Simulator};
 
 const ALICE: &str = "wmALICE";
 

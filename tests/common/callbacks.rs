@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wecom_kf::callback::CallbackCrypto;
-use wecom_kf::sim::Simulator;
+use wecom_kf_sim::Simulator;
 
 /// The callback configuration of the tests' bots.
 pub fn crypto(sim: &Simulator) -> CallbackCrypto {

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-#[cfg(all(feature = "callback-server", feature = "sim"))]
+#[cfg(feature = "callback-server")]
 pub mod callbacks;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SimCallback;
-use crate::callback::{CallbackCrypto, CallbackError};
+use wecom_kf::callback::{CallbackCrypto, CallbackError};
 
 /// One delivery and up to three retries.
 const ATTEMPTS: usize = 4;
@@ -78,11 +78,13 @@ impl Sender {
             let Ok(sealed) = self.crypto.seal(&xml, &timestamp, &nonce) else {
                 break;
             };
-            let url = self.url_with(&[
+            let Ok(url) = self.url_with(&[
                 ("msg_signature", &sealed.msg_signature),
                 ("timestamp", &timestamp),
                 ("nonce", &nonce),
-            ]);
+            ]) else {
+                break;
+            };
             let answered = self
                 .http
                 .post(url)
@@ -98,10 +100,10 @@ impl Sender {
         self.failed.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn url_with(&self, query: &[(&str, &str)]) -> String {
-        let mut url = self.url.clone();
-        crate::client::append_query(&mut url, query.iter().copied());
-        url
+    /// The callback URL with `query` appended, form-encoded as WeCom's own requests are.
+    fn url_with(&self, query: &[(&str, &str)]) -> Result<reqwest::Url, String> {
+        reqwest::Url::parse_with_params(&self.url, query)
+            .map_err(|e| format!("the callback URL doesn't parse: {e}"))
     }
 
     /// The admin console's URL check.
@@ -117,7 +119,7 @@ impl Sender {
             ("timestamp", &timestamp),
             ("nonce", &nonce),
             ("echostr", &sealed.encrypt),
-        ]);
+        ])?;
         let response = self
             .http
             .get(url)

@@ -21,7 +21,7 @@ pub use admin::GET_ENDPOINTS;
 pub use media::{CustomerMedia, MAX_MEDIA_BYTES, MediaFile, MediaKind, NewMedia, UploadedMedia};
 
 /// How long things last on the real server (kf-api.md §1.2, §2, §5, §6.2, §7.2).
-pub const CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+pub const SERVER_CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
 pub const SEND_WINDOW: Duration = Duration::from_secs(48 * 3600);
 pub const SENDS_PER_CUSTOMER_MESSAGE: u32 = 5;
@@ -484,7 +484,7 @@ impl World {
         account.log.push((now, item));
         account
             .callback_tokens
-            .retain(|(_, issued)| now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME);
+            .retain(|(_, issued)| now.saturating_sub(*issued) < SERVER_CALLBACK_TOKEN_LIFETIME);
         account.callback_tokens.push((token.clone(), now));
         self.outbox.push((open_kfid.to_owned(), token.clone()));
         Ok(token)
@@ -771,7 +771,7 @@ impl World {
         match &request.token {
             Some(token) => {
                 let valid = account.callback_tokens.iter().any(|(t, issued)| {
-                    t == token && now.saturating_sub(*issued) < CALLBACK_TOKEN_LIFETIME
+                    t == token && now.saturating_sub(*issued) < SERVER_CALLBACK_TOKEN_LIFETIME
                 });
                 if !valid {
                     return refused(Refusal::new(95007, "invalid msg token"));

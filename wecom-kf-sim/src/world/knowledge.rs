@@ -20,7 +20,7 @@
 use serde_json::{Value, json};
 
 use super::World;
-use crate::sim::body::{self, Refusal};
+use crate::body::{self, Refusal};
 
 const DEFAULT_GROUP: &str = "默认分组";
 const MAX_GROUPS: usize = 1000;

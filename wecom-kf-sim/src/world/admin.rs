@@ -10,7 +10,7 @@ use super::{
     Account, Answer, CodeKind, Customer, ServicerAvailability, Session, World, avatar_url, ok,
     refused,
 };
-use crate::sim::body::{self, Refusal, SessionRef, UpgradeOffer};
+use crate::body::{self, Refusal, SessionRef, UpgradeOffer};
 
 /// The endpoints WeCom serves with GET and query parameters; the others take a JSON body.
 pub const GET_ENDPOINTS: &[&str] = &[

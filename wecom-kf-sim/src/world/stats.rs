@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::World;
-use crate::sim::body::{self, Refusal, StatisticQuery};
+use crate::body::{self, Refusal, StatisticQuery};
 
 const DAY: i64 = 24 * 3600;
 /// The corp's timezone: UTC+8, the simulator's assumption.

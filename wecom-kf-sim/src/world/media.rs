@@ -8,8 +8,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Answer, RETENTION, World, ok, refused};
-use crate::sim::body::Refusal;
-use crate::sim::samples;
+use crate::body::Refusal;
+use crate::samples;
 
 /// The four kinds of temporary media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -1,14 +1,10 @@
 //! The client against the simulator: every generated method, every error code the
 //! simulator produces, token expiry mid-run, one-time codes, paging, and each fault.
-#![cfg(feature = "sim")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wecom_kf::sim::{
-    Fault, ServicerAvailability, SimConfig, SimUpgradeService, Simulator, UpgradeOffer,
-};
 use wecom_kf::{
     Client, Delivery, ErrCode, Error, RetryPolicy,
     types::{
@@ -16,6 +12,9 @@ use wecom_kf::{
         ServiceState, ServicerListStatus, StopType, Text, UpgradeGroupChat, UpgradeMember,
         UpgradeType, Video, Voice,
     },
+};
+use wecom_kf_sim::{
+    Fault, ServicerAvailability, SimConfig, SimUpgradeService, Simulator, UpgradeOffer,
 };
 
 const ALICE: &str = "wmALICE";
@@ -1781,11 +1780,7 @@ async fn uploads_the_client_would_refuse_are_refused_by_the_simulator_too() {
 async fn the_control_api_refuses_a_clock_moved_past_its_range() {
     let (sim, client) = setup().await;
     let kf = sim.open_kfid().to_owned();
-    for seconds in [
-        u64::MAX,
-        u64::MAX / 2,
-        wecom_kf::sim::MAX_SPAN.as_secs() + 1,
-    ] {
+    for seconds in [u64::MAX, u64::MAX / 2, wecom_kf_sim::MAX_SPAN.as_secs() + 1] {
         let (status, refusal) = control(&sim, "clock/advance", json!({ "seconds": seconds })).await;
         assert_eq!(
             (status, refusal["errcode"].as_i64()),
@@ -1806,7 +1801,7 @@ async fn the_control_api_refuses_a_clock_moved_past_its_range() {
         .await
         .expect("a callback token of just now is valid");
     // Up to the range, the clock moves; one second more is refused, and time still reads.
-    let span = wecom_kf::sim::MAX_SPAN.as_secs();
+    let span = wecom_kf_sim::MAX_SPAN.as_secs();
     let (status, _) = control(&sim, "clock/advance", json!({ "seconds": span - 10 })).await;
     assert_eq!(status, 200);
     let (status, _) = control(&sim, "clock/advance", json!({ "seconds": 20 })).await;
@@ -1937,7 +1932,7 @@ async fn send_msg_on_event_refuses_a_msgid_already_used() {
 // -- callbacks for everything logged ---------------------------------------------------
 
 /// A bot's callback URL for `sim`'s callbacks: decrypts each and keeps its token.
-async fn callback_receiver() -> (wecom_kf::sim::SimCallback, Arc<Mutex<Vec<String>>>) {
+async fn callback_receiver() -> (wecom_kf_sim::SimCallback, Arc<Mutex<Vec<String>>>) {
     use wecom_kf::callback::{CallbackCrypto, CallbackEvent};
     const TOKEN: &str = "simCallbackToken";
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -1971,7 +1966,7 @@ async fn callback_receiver() -> (wecom_kf::sim::SimCallback, Arc<Mutex<Vec<Strin
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (wecom_kf::sim::SimCallback::new(url, TOKEN, KEY), received)
+    (wecom_kf_sim::SimCallback::new(url, TOKEN, KEY), received)
 }
 
 /// Waits (at most 5 s) until `received` holds `count` tokens; returns them.
@@ -2027,7 +2022,7 @@ async fn every_item_logged_for_sync_msg_triggers_a_callback_but_the_bots_own_cha
         "push_raw returns its callback's token"
     );
     expected.push(pushed);
-    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let (_, png) = wecom_kf_sim::samples::sample(wecom_kf_sim::MediaKind::Image);
     let image = sim
         .customer_sends_image(&kf, "wmBOB", png, None)
         .expect("image");
@@ -2142,7 +2137,7 @@ async fn recall_msg_takes_back_api_sends_within_two_minutes() {
     // Two minutes is the window.
     let second = client.send_text(ALICE, &kf, "two").await.expect("send");
     let third = client.send_text(ALICE, &kf, "three").await.expect("send");
-    sim.advance(wecom_kf::sim::RECALL_WINDOW - Duration::from_secs(5));
+    sim.advance(wecom_kf_sim::RECALL_WINDOW - Duration::from_secs(5));
     assert_eq!(recall(&second.msgid, &kf).await["errcode"], 0);
     sim.advance(Duration::from_secs(6));
     let late = recall(&third.msgid, &kf).await;
@@ -2869,7 +2864,7 @@ async fn knowledge_intents_hold_a_question_similar_questions_and_an_answer() {
     };
     let group = kb("add_group", json!({"name": "物流"})).await["group_id"].clone();
     let other = kb("add_group", json!({"name": "其他"})).await["group_id"].clone();
-    let (_, png) = wecom_kf::sim::samples::sample(wecom_kf::sim::MediaKind::Image);
+    let (_, png) = wecom_kf_sim::samples::sample(wecom_kf_sim::MediaKind::Image);
     let image = client
         .upload_image(wecom_kf::Upload::from_bytes("faq.png", png.to_vec()))
         .await

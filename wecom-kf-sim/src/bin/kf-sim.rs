@@ -1,8 +1,8 @@
 //! `kf-sim`: the WeCom kf simulator as a server any language can test against.
 //!
 //! ```text
-//! cargo run --features sim --bin kf-sim -- --port 8080
-//! cargo run --features sim --bin kf-sim -- --port 8080 \
+//! cargo run -p wecom-kf-sim --bin kf-sim -- --port 8080
+//! cargo run -p wecom-kf-sim --bin kf-sim -- --port 8080 \
 //!     --callback-url http://127.0.0.1:3000/kf/callback --callback-token T --callback-aes-key K
 //! ```
 //!
@@ -14,12 +14,12 @@
 //! `--untokened-sync-per-minute N` sets how many `sync_msg` calls without a callback token
 //! an account takes per minute before 45009; `--route-new-sessions` hands new
 //! conversations to receiving servicers, as WeCom's own routing does. The control API is
-//! described in the `wecom_kf::sim` module docs.
+//! described in the `wecom_kf_sim` crate docs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wecom_kf::sim::{MAX_SPAN, SimCallback, SimConfig, Simulator};
+use wecom_kf_sim::{MAX_SPAN, SimCallback, SimConfig, Simulator};
 
 const USAGE: &str = "usage: kf-sim [--port N] [--corp-id ID] [--secret S] [--open-kfid ID]... [--token-lifetime SECONDS]
               [--callback-url URL --callback-token TOKEN --callback-aes-key KEY]

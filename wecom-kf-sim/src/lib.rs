@@ -19,7 +19,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use wecom_kf::sim::Simulator;
+//! use wecom_kf_sim::Simulator;
 //!
 //! let sim = Simulator::start().await?;
 //! let client = sim.client_builder().build()?;
@@ -94,7 +94,7 @@ pub use world::{
     ServicerAvailability, UploadedMedia,
 };
 
-use crate::ClientBuilder;
+use wecom_kf::ClientBuilder;
 use world::{NewMedia, World};
 
 /// What the simulated corp looks like.
@@ -332,7 +332,7 @@ impl Simulator {
 
     /// A client builder already pointed at this simulator with its credentials.
     pub fn client_builder(&self) -> ClientBuilder {
-        crate::Client::builder()
+        wecom_kf::Client::builder()
             .corp_id(self.config.corp_id.clone())
             .secret(self.config.secret.clone())
             .base_url(self.base_url())
@@ -617,7 +617,7 @@ impl Simulator {
     }
 
     /// The simulator's clock: real time plus every [`advance`](Self::advance). Hand it to
-    /// a [`Replier`](crate::reply::Replier) so windows and codes expire for both at once.
+    /// a [`Replier`](wecom_kf::reply::Replier) so windows and codes expire for both at once.
     pub fn now(&self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + self.world().now()
     }

@@ -1,13 +1,12 @@
 //! The simulator's media: customers sending images, voice, video and files, and
 //! `media/get` serving them and uploads (headers, ranges, the 20 MB rule, expiry, faults),
 //! over raw HTTP as a client without a download method would see it.
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wecom_kf::sim::{Fault, MediaKind, Simulator, samples};
+use wecom_kf_sim::{Fault, MediaKind, Simulator, samples};
 use wecom_kf::{
     Client, ErrCode, Upload,
     types::{Received, VoiceFormat},
