@@ -18,7 +18,7 @@ use crate::rt::endpoint::{Auth, Endpoint, HttpMethod, Request};
 use crate::token::{
     CorpSecret, FIRST_FAILURE_WINDOW, MemoryTokenStore, TokenCache, TokenSource, TokenStore,
 };
-use crate::{ErrCode, Error, RetryPolicy, Secret};
+use crate::{ErrCode, Error, Invalid, RetryPolicy, Secret};
 
 /// WeCom's API root; every endpoint path is relative to it.
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
@@ -678,7 +678,7 @@ fn fresh_retry_id() -> String {
             chunk.copy_from_slice(&hasher.finish().to_le_bytes());
         }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::encode::hex(&bytes)
 }
 
 /// Whether a binary endpoint's answer may be WeCom's JSON error rather than the file: no
@@ -750,18 +750,8 @@ fn append_query<'a>(url: &mut String, pairs: impl Iterator<Item = (&'a str, &'a 
         url.push(if i == 0 { '?' } else { '&' });
         url.push_str(key);
         url.push('=');
-        percent_encode(url, value);
-    }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(out: &mut String, value: &str) {
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+        // Everything but RFC 3986's unreserved characters is escaped.
+        crate::encode::percent_encode(url, value, b"-_.~");
     }
 }
 
@@ -778,12 +768,12 @@ pub(crate) fn payload<T: serde::Serialize + ?Sized>(
 }
 
 fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
-    crate::rt::endpoint::json_body(body)
-        .map(Bytes::from)
-        .map_err(|e| Error::Invalid {
-            field: endpoint.name.to_owned(),
-            reason: format!("can't be encoded as JSON: {e}"),
-        })
+    crate::rt::endpoint::json_body(body).map(Bytes::from).map_err(|e| {
+        Error::Invalid(Invalid::new(
+            endpoint.name,
+            format!("can't be encoded as JSON: {e}"),
+        ))
+    })
 }
 
 /// A GET request's fields as query parameters (check.rs allows only scalars there).
@@ -791,9 +781,11 @@ fn query_pairs<T: serde::Serialize + ?Sized>(
     endpoint: &Endpoint,
     body: &T,
 ) -> Result<Vec<(String, String)>, Error> {
-    let value = serde_json::to_value(body).map_err(|e| Error::Invalid {
-        field: endpoint.name.to_owned(),
-        reason: format!("can't be encoded as query parameters: {e}"),
+    let value = serde_json::to_value(body).map_err(|e| {
+        Error::Invalid(Invalid::new(
+            endpoint.name,
+            format!("can't be encoded as query parameters: {e}"),
+        ))
     })?;
     let Value::Object(fields) = value else {
         return Ok(Vec::new());

@@ -10,13 +10,13 @@ use crate::validate::Invalid;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A field broke a limit of the API file. Nothing was sent.
-    #[error("invalid `{field}`: {reason} (refused before sending)")]
-    Invalid { field: String, reason: String },
+    /// A field broke a limit of the API file, or couldn't be encoded. Nothing was sent.
+    #[error(transparent)]
+    Invalid(Invalid),
 
     /// The HTTP exchange failed. `delivery` says whether WeCom may have received the
     /// request; a send that `MaybeSent` is never retried automatically.
-    #[error("`{endpoint}` failed in transport ({delivery}): {source}")]
+    #[error("`{endpoint}` failed in transport ({delivery})")]
     Transport {
         endpoint: &'static str,
         delivery: Delivery,
@@ -68,7 +68,7 @@ pub enum Error {
     DownloadTooLarge { limit: u64, len: Option<u64> },
 
     /// The writer a download streamed into failed. What it wrote before stays written.
-    #[error("the download's writer failed: {0}")]
+    #[error("the download's writer failed")]
     Write(#[source] std::io::Error),
 
     /// A download stopped after some of the file was received, with `cause`. The bytes
@@ -76,7 +76,7 @@ pub enum Error {
     /// with `resume_from(resume_from)` to get the rest. After a [`Write`](Error::Write)
     /// failure part of the failed chunk may have been written too: truncate to
     /// `resume_from` first.
-    #[error("`{endpoint}` stopped after {resume_from} bytes of the file: {cause}")]
+    #[error("`{endpoint}` stopped after {resume_from} bytes of the file")]
     Incomplete {
         endpoint: &'static str,
         resume_from: u64,
@@ -109,7 +109,7 @@ pub enum Error {
 
     /// A file to upload couldn't be read (or, from a reader, was already sent). Nothing
     /// was sent for this attempt.
-    #[error("can't upload `{field}`: {source}")]
+    #[error("can't upload `{field}`")]
     Upload {
         field: &'static str,
         #[source]
@@ -137,7 +137,7 @@ pub enum Error {
     },
 
     /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
-    #[error("token store failed: {0}")]
+    #[error("the token store failed")]
     TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -156,7 +156,7 @@ impl Error {
             | Error::MaybeDelivered { .. } => Delivery::MaybeSent,
             // Downloads change nothing on the server: this says whether the request arrived.
             Error::Incomplete { .. } | Error::Write(_) => Delivery::MaybeSent,
-            Error::Invalid { .. }
+            Error::Invalid(_)
             | Error::UploadTooLarge { .. }
             | Error::Api { .. }
             | Error::Config(_)
@@ -179,6 +179,20 @@ impl Error {
     }
 }
 
+/// `error` and every error under it on one line, `outer: inner: innermost`: what logs and
+/// the texts the crate keeps (a failed turn, a failure shared with other processes) show,
+/// since the crate's errors leave out of `Display` the source that `source()` returns.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 fn api_message(code: ErrCode, message: &str) -> String {
     let mut text = format!("WeCom refused the request: errcode {code}");
     if !message.is_empty() {
@@ -199,10 +213,7 @@ impl From<Invalid> for Error {
                 len: upload.len,
                 limit: upload.limit,
             },
-            None => Error::Invalid {
-                field: e.field,
-                reason: e.reason,
-            },
+            None => Error::Invalid(e),
         }
     }
 }
@@ -240,4 +251,28 @@ pub enum RetryClass {
     RateLimited,
     /// The access token is stale: drop it, fetch a new one, retry once.
     RefreshToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_leaves_the_source_to_source_and_chain_shows_both() {
+        let error = Error::Write(std::io::Error::other("disk full"));
+        assert_eq!(error.to_string(), "the download's writer failed");
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk full"));
+        assert_eq!(chain(&error), "the download's writer failed: disk full");
+    }
+
+    #[test]
+    fn invalid_shows_as_itself() {
+        let error = Error::from(Invalid::new("msgid", "is 40 bytes; at most 32 allowed"));
+        assert_eq!(
+            error.to_string(),
+            "invalid `msgid`: is 40 bytes; at most 32 allowed (refused before sending)"
+        );
+        assert!(std::error::Error::source(&error).is_none());
+    }
 }

@@ -61,8 +61,10 @@ extern crate self as wecom_kf;
 pub mod bot;
 pub mod callback;
 pub mod client;
+mod encode;
 mod error;
 pub mod media;
+mod mutex;
 mod observe;
 pub mod prelude;
 mod raw_json;
@@ -71,7 +73,6 @@ pub mod redis;
 pub mod reply;
 mod retry;
 mod rt;
-mod seal;
 mod secret;
 pub mod sync;
 pub mod token;
@@ -115,28 +116,6 @@ pub use validate::{Invalid, Validate};
 /// let converted = client.convert_open_kfid(["wkCORP1"]).await?;
 /// ```
 pub use kf_macros::endpoints;
-
-/// Locks `mutex`, taking it over if a panic poisoned it. Every mutex in this crate guards
-/// state that each change leaves whole (an insert, a remove, a field set), so a panic
-/// while one was held can't have left it torn.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// `error` and every error under it, `: `-separated, for a log line: errors here display
-/// only themselves and give their cause as `source()`.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
-}
 
 // `types` and `builders`: the API of `endpoints.toml`. Inside the crate, the runtime names
 // the generated types by their short names.

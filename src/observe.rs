@@ -63,5 +63,5 @@ pub(crate) fn customer_hash(open_kfid: &str, external_userid: &str) -> String {
         .chain_update([0])
         .chain_update(external_userid.as_bytes())
         .finalize();
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    crate::encode::hex(&digest[..4])
 }

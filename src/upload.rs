@@ -121,9 +121,7 @@ impl Upload {
                 reqwest::Body::from(bytes)
             }
             Source::Reader(reader) => {
-                let reader = reader
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                let reader = crate::mutex::lock(reader)
                     .take()
                     .ok_or_else(|| {
                         std::io::Error::other(

@@ -5,7 +5,8 @@
 use crate::media::MediaType;
 
 /// A value that breaks one of the API file's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{field}`: {reason} (refused before sending)")]
 pub struct Invalid {
     /// The JSON path of the field, like `msgmenu.list[2].click.id`.
     pub field: String,

@@ -446,9 +446,9 @@ async fn invalid_input_never_reaches_the_server() {
     ];
     for (field, result) in cases {
         match result {
-            Err(Error::Invalid { field: f, reason }) => {
-                assert_eq!(f, field, "reason: {reason}");
-                assert!(!reason.is_empty());
+            Err(Error::Invalid(invalid)) => {
+                assert_eq!(invalid.field, field, "reason: {}", invalid.reason);
+                assert!(!invalid.reason.is_empty());
             }
             other => panic!("{field}: expected Error::Invalid, got {other:?}"),
         }

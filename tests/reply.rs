@@ -136,7 +136,7 @@ async fn a_reply_that_surely_did_not_leave_is_given_back_and_one_that_may_have_i
     assert!(
         matches!(
             invalid.as_ref().map_err(|e| e.client_error()),
-            Err(Some(Error::Invalid { .. }))
+            Err(Some(Error::Invalid(_)))
         ),
         "{invalid:?}"
     );

@@ -211,7 +211,7 @@ async fn a_window_wecom_would_not_answer_is_refused_before_sending() {
 /// The field and reason of an error that must be `Invalid`.
 fn refused<T: std::fmt::Debug>(result: Result<T, Error>) -> (String, String) {
     match result {
-        Err(Error::Invalid { field, reason }) => (field, reason),
+        Err(Error::Invalid(invalid)) => (invalid.field, invalid.reason),
         other => panic!("expected Error::Invalid, got {other:?}"),
     }
 }
@@ -489,7 +489,7 @@ async fn recall_sends_the_account_and_the_msgid() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Invalid { field, .. } if field == "open_kfid"),
+        matches!(&err, Error::Invalid(invalid) if invalid.field == "open_kfid"),
         "{err}"
     );
     assert_eq!(server.requests_to("/cgi-bin/kf/recall_msg").len(), 2);

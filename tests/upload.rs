@@ -136,7 +136,7 @@ async fn each_media_type_has_its_own_size_limit_checked_before_sending() {
     ];
     for (i, (result, expected)) in refused.into_iter().zip(too_large).enumerate() {
         match (result, expected) {
-            (Err(Error::Invalid { field, .. }), None) => assert_eq!(field, "media", "case {i}"),
+            (Err(Error::Invalid(invalid)), None) => assert_eq!(invalid.field, "media", "case {i}"),
             (Err(Error::UploadTooLarge { kind, len, limit }), Some((want, want_limit))) => {
                 assert_eq!(
                     (kind, limit, len),
@@ -326,7 +326,7 @@ async fn nothing_is_uploaded_when_the_file_or_the_message_would_be_refused() {
         .msgid("not a valid id!")
         .await;
     assert!(
-        matches!(&bad_id, Err(Error::Invalid { field, .. }) if field == "msgid"),
+        matches!(&bad_id, Err(Error::Invalid(invalid)) if invalid.field == "msgid"),
         "{bad_id:?}"
     );
     let long_kf = client
@@ -338,7 +338,7 @@ async fn nothing_is_uploaded_when_the_file_or_the_message_would_be_refused() {
         )
         .await;
     assert!(
-        matches!(&long_kf, Err(Error::Invalid { field, .. }) if field == "open_kfid"),
+        matches!(&long_kf, Err(Error::Invalid(invalid)) if invalid.field == "open_kfid"),
         "{long_kf:?}"
     );
     assert!(

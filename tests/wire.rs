@@ -526,9 +526,9 @@ async fn one_of_groups_are_refused_before_anything_is_sent() {
     let client = server.client();
     fn field_of<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
         match result {
-            Err(Error::Invalid { field, reason }) => {
-                assert!(reason.contains("at least one of"), "{reason}");
-                field
+            Err(Error::Invalid(invalid)) => {
+                assert!(invalid.reason.contains("at least one of"), "{invalid}");
+                invalid.field
             }
             other => panic!("expected Error::Invalid, got {other:?}"),
         }

@@ -117,7 +117,7 @@ impl FileBotStore {
         added: usize,
         removed: usize,
     ) -> Result<u64, StoreError> {
-        let known = crate::lock(&self.depths).get(open_kfid).copied();
+        let known = crate::mutex::lock(&self.depths).get(open_kfid).copied();
         let depth = match known {
             Some(depth) => (depth + added as u64).saturating_sub(removed as u64),
             None => {
@@ -130,7 +130,7 @@ impl FileBotStore {
                 depth
             }
         };
-        crate::lock(&self.depths).insert(open_kfid.to_owned(), depth);
+        crate::mutex::lock(&self.depths).insert(open_kfid.to_owned(), depth);
         Ok(depth)
     }
 

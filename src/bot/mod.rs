@@ -440,7 +440,7 @@ impl<S: CursorStore + 'static> Bot<S> {
         self.inner.draining.store(true, Ordering::SeqCst);
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            let busy = crate::lock(&self.inner.workers).len();
+            let busy = crate::mutex::lock(&self.inner.workers).len();
             if busy == 0 || tokio::time::Instant::now() >= until {
                 return busy;
             }
@@ -465,7 +465,7 @@ impl<S: CursorStore + 'static> Bot<S> {
     /// [`pull`](Self::pull) in a task of its own, once at a time per account, with a few
     /// tries on failure; for catching up outside the callback router.
     fn pull_in_background(&self, open_kfid: String) {
-        if !crate::lock(&self.inner.pulling).insert(open_kfid.clone()) {
+        if !crate::mutex::lock(&self.inner.pulling).insert(open_kfid.clone()) {
             return;
         }
         let bot = self.clone();
@@ -474,12 +474,12 @@ impl<S: CursorStore + 'static> Bot<S> {
                 match bot.pull(&open_kfid).await {
                     Ok(()) => break,
                     Err(error) => {
-                        tracing::warn!(error = %crate::error_chain(&error), open_kfid, attempt, "catching up failed");
+                        tracing::warn!(error = %crate::error::chain(&error), open_kfid, attempt, "catching up failed");
                         tokio::time::sleep(worker::backoff(Duration::from_secs(1), attempt)).await;
                     }
                 }
             }
-            crate::lock(&bot.inner.pulling).remove(&open_kfid);
+            crate::mutex::lock(&bot.inner.pulling).remove(&open_kfid);
         });
     }
 
@@ -545,7 +545,7 @@ impl<S: CursorStore + 'static> Bot<S> {
         let replier = self.inner.replier.clone();
         tokio::spawn(async move {
             if let Err(error) = replier.welcome(&message, text).await {
-                tracing::warn!(%error, "could not send the welcome");
+                tracing::warn!(error = %crate::error::chain(&error), "could not send the welcome");
             }
         });
     }
@@ -556,7 +556,7 @@ impl<S: CursorStore + 'static> Bot<S> {
             return;
         }
         {
-            let mut workers = crate::lock(&self.inner.workers);
+            let mut workers = crate::mutex::lock(&self.inner.workers);
             if let Some(again) = workers.get_mut(&customer) {
                 *again = true;
                 return;

@@ -309,7 +309,7 @@ struct LocalClaimState {
 
 impl LocalClaims {
     fn with<T>(&self, f: impl FnOnce(&mut LocalClaimState) -> T) -> T {
-        f(&mut crate::lock(&self.held))
+        f(&mut crate::mutex::lock(&self.held))
     }
 
     pub(crate) fn claim(&self, customer: &Customer, ttl: Duration) -> Option<Claim> {
@@ -413,7 +413,7 @@ impl MemoryBotStore {
     fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
         // Every change below is one insert or remove on the maps: a panic can't leave it
         // half done.
-        f(&mut crate::lock(&self.state))
+        f(&mut crate::mutex::lock(&self.state))
     }
 
     /// Changes `claim`'s customer's inbox, while the claim holds.

@@ -24,7 +24,7 @@ fn stop(error: StoreError) -> Stop {
     if ClaimLost::is(error) {
         Stop::Lost
     } else {
-        Stop::Failed(crate::error_chain(error))
+        Stop::Failed(crate::error::chain(error))
     }
 }
 
@@ -54,10 +54,10 @@ impl Keeper {
                 tokio::time::sleep(ttl / 3).await;
                 let asked = Instant::now();
                 match tokio::time::timeout(ttl / 3, store.renew(&claim, ttl)).await {
-                    Ok(Ok(true)) => *crate::lock(&until) = asked + ttl,
+                    Ok(Ok(true)) => *crate::mutex::lock(&until) = asked + ttl,
                     Ok(Ok(false)) => {
                         // Taken over: no renewal can bring it back.
-                        *crate::lock(&until) = asked;
+                        *crate::mutex::lock(&until) = asked;
                         return;
                     }
                     Ok(Err(error)) => tracing::warn!(%error, "could not renew a customer's claim"),
@@ -75,7 +75,7 @@ impl Keeper {
     /// Whether the claim surely holds for a while yet (a third of its TTL): what a send
     /// needs before it starts.
     fn holds(&self) -> bool {
-        Instant::now() + self.ttl / 3 < *crate::lock(&self.held_until)
+        Instant::now() + self.ttl / 3 < *crate::mutex::lock(&self.held_until)
     }
 }
 
@@ -117,7 +117,7 @@ impl<S: CursorStore + 'static> Bot<S> {
                 Served::Stopped => false,
                 Served::Empty => store.work(&customer).await.is_ok_and(|w| w.has_any()),
             };
-            let mut workers = crate::lock(&self.inner.workers);
+            let mut workers = crate::mutex::lock(&self.inner.workers);
             let woken = workers.get(&customer).copied().unwrap_or(false);
             if (more || woken) && !self.is_draining() && matches!(served, Served::Empty) {
                 workers.insert(customer.clone(), false);
@@ -137,7 +137,7 @@ impl<S: CursorStore + 'static> Bot<S> {
             if self.is_draining() || !keeper.holds() {
                 return Served::Stopped;
             }
-            crate::lock(&self.inner.workers).insert(customer.clone(), false);
+            crate::mutex::lock(&self.inner.workers).insert(customer.clone(), false);
             let span = tracing::info_span!(
                 "wecom_kf.turn",
                 account = %customer.open_kfid,
@@ -291,7 +291,7 @@ impl<S: CursorStore + 'static> Bot<S> {
             Answer::Text(text) => {
                 let left = match self.inner.replier.reply_budget().allowance(customer).await {
                     Ok(allowance) => allowance.left,
-                    Err(error) => return Err(Stop::Failed(error.to_string())),
+                    Err(error) => return Err(Stop::Failed(crate::error::chain(&error))),
                 };
                 let plan = self.inner.replier.composer_of().compose(&text);
                 let parts = match plan.fit(left) {
@@ -352,7 +352,7 @@ impl<S: CursorStore + 'static> Bot<S> {
                     tracing::warn!(%error, open_kfid = %customer.open_kfid, covers = %journaled.covers.join(","), "the rest of a reply can't be sent");
                     break;
                 }
-                Err(error) => return Err(Stop::Failed(error.to_string())),
+                Err(error) => return Err(Stop::Failed(crate::error::chain(&error))),
             }
             store
                 .part_sent(claim, &journaled.turn, index)
@@ -399,5 +399,5 @@ fn reply_msgid(open_kfid: &str, turn: &str, index: usize) -> String {
         .chain_update([0])
         .chain_update(index.to_le_bytes())
         .finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::encode::hex(&digest[..16])
 }

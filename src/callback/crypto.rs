@@ -85,11 +85,7 @@ impl Keys {
         for part in parts {
             hasher.update(part.as_bytes());
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::encode::hex(&hasher.finalize())
     }
 
     /// Checks a signature in constant time (hex case-insensitively, as WeCom sends lowercase).

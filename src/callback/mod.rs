@@ -250,7 +250,7 @@ impl CallbackCrypto {
         };
         let key = Seen::key(msg_signature, nonce);
         // A panic elsewhere can't leave the cache inconsistent: each call leaves it whole.
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = crate::mutex::lock(&self.seen);
         if seen.first_time(key, Instant::now(), max.saturating_mul(2)) {
             Ok(())
         } else {

@@ -42,8 +42,6 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-
-use crate::lock;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -54,6 +52,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::{CallbackCrypto, CallbackError, CallbackEvent};
+use crate::error::chain;
+use crate::mutex::lock;
 use crate::{CursorStore, Page, SyncError, SyncStream};
 
 mod limits;
@@ -363,8 +363,10 @@ impl<S, H> Drop for PullingEntry<S, H> {
 fn describe<E: Display>(error: &SyncError<E>) -> String {
     match error {
         SyncError::Handler(cause) => format!("{error}: {cause}"),
-        SyncError::Client(cause) => format!("{error}: {cause}"),
-        SyncError::Store(cause) | SyncError::Observer(cause) => format!("{error}: {cause}"),
+        SyncError::Client(cause) => format!("{error}: {}", chain(cause)),
+        SyncError::Store(cause) | SyncError::Observer(cause) => {
+            format!("{error}: {}", chain(&**cause))
+        }
         other => other.to_string(),
     }
 }

@@ -504,7 +504,7 @@ impl MediaChunks {
                     resume_from = self.position,
                     retry = self.failures,
                     wait_ms = wait.as_millis() as u64,
-                    %error,
+                    error = %crate::error::chain(&error),
                     "download interrupted; asking again from the last byte received"
                 );
                 tokio::time::sleep(wait).await;

@@ -134,7 +134,7 @@ impl Redis {
 fn owner_id() -> Result<String, StoreError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a lock owner: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::encode::hex(&bytes))
 }
 
 /// A duration as the whole milliseconds Redis takes.

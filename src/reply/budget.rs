@@ -258,9 +258,7 @@ impl MemoryBudgetStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<Customer, Window>) -> T) -> T {
-        // A panic while holding this lock can't leave a window half-written.
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut windows)
+        f(&mut crate::mutex::lock(&self.windows))
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use crate::mutex::lock;
 use crate::token::StoreError;
 use crate::{
     BoxFuture, ChangeType, Event, Page, Received, ReceivedMsg, ServiceState, ServicerStatus,
@@ -77,11 +78,6 @@ pub struct SessionTracker {
     sessions: Mutex<HashMap<Customer, SessionView>>,
     /// Servicers receiving, per account: with any online, WeCom routes new sessions to them.
     receiving: Mutex<HashMap<String, HashSet<String>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Each update is one insert or remove: a panic can't leave it half done.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SessionTracker {

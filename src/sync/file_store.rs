@@ -119,13 +119,7 @@ impl JsonFiles {
     /// directory (and two names never share a file).
     pub(crate) fn path_of(&self, name: &str) -> PathBuf {
         let mut file = String::with_capacity(name.len() + 5);
-        for byte in name.bytes() {
-            if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
-                file.push(char::from(byte));
-            } else {
-                file.push_str(&format!("%{byte:02X}"));
-            }
-        }
+        crate::encode::percent_encode(&mut file, name, b"_-");
         file.push_str(".json");
         self.dir.join(file)
     }
@@ -211,7 +205,7 @@ impl JsonFiles {
     }
 
     fn account(&self, name: &str) -> Arc<tokio::sync::Mutex<AccountFile>> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = crate::mutex::lock(&self.accounts);
         accounts.entry(name.to_owned()).or_default().clone()
     }
 }

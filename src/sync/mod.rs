@@ -147,7 +147,7 @@ struct LocalCallbacks {
 impl Account {
     fn callbacks<T>(&self, f: impl FnOnce(&mut LocalCallbacks) -> T) -> T {
         // A panic while holding this lock can't leave the counters half-written.
-        let mut callbacks = self.callbacks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut callbacks = crate::mutex::lock(&self.callbacks);
         f(&mut callbacks)
     }
 
@@ -287,7 +287,7 @@ impl<S: CursorStore> SyncStream<S> {
     }
 
     fn account(&self, open_kfid: &str) -> Arc<Account> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = crate::mutex::lock(&self.accounts);
         accounts.entry(open_kfid.to_owned()).or_default().clone()
     }
 
@@ -766,7 +766,7 @@ pub(crate) fn dedup_keys(messages: &[ReceivedMsg]) -> Vec<String> {
                 return message.msgid.clone();
             }
             let digest = sha1::Sha1::digest(message.raw.as_str().as_bytes());
-            let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::encode::hex(&digest[..10]);
             let count = seen.entry(hex.clone()).or_default();
             *count += 1;
             format!("raw:{hex}#{count}")

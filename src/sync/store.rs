@@ -137,12 +137,7 @@ impl MemoryCursorStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Checkpoint>) -> T) -> T {
-        // A panic while holding this lock can't leave a map half-written.
-        let mut map = self
-            .checkpoints
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut map)
+        f(&mut crate::mutex::lock(&self.checkpoints))
     }
 }
 

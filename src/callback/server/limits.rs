@@ -129,7 +129,7 @@ impl RefusalLog {
     /// about.
     fn admit(&self, now: Instant) -> Option<u64> {
         // Two numbers; a panic can't leave them in a state worse than a wrong count.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::mutex::lock(&self.state);
         let (last, suppressed) = &mut *state;
         match last {
             Some(at) if now.saturating_duration_since(*at) < Self::WINDOW => {

@@ -63,7 +63,7 @@ async fn limits_from_the_users_file_are_checked_before_sending() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, wecom_kf::Error::Invalid { field, .. } if field == "open_kfid_list"),
+        matches!(&err, wecom_kf::Error::Invalid(invalid) if invalid.field == "open_kfid_list"),
         "{err}"
     );
     assert!(server.requests().is_empty(), "nothing was sent");

@@ -7,6 +7,8 @@
 //! window that doubles with each failure in a row (shared through the store), so a wrong
 //! secret or an outage costs one `gettoken` per window, not one per call.
 
+mod seal;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -15,8 +17,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use crate::rt::endpoint::BoxFuture;
-use crate::seal::TokenSeal;
 use crate::{AccessTokenResponse, Client, ErrCode, Error, Secret};
+use seal::TokenSeal;
 
 /// Where the client's access tokens come from.
 ///
@@ -257,9 +259,7 @@ impl MemoryTokenStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, CachedToken>) -> T) -> T {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut tokens)
+        f(&mut crate::mutex::lock(&self.tokens))
     }
 }
 
@@ -433,7 +433,7 @@ impl TokenCache {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; if something did, the state is still whole.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::mutex::lock(&self.state)
     }
 
     /// The token as the store keeps it.
@@ -670,7 +670,7 @@ impl TokenCache {
                     retry_in: failure_window(self.failure_backoff, failures),
                     failures,
                     code: error.code().map(ErrCode::value),
-                    message: error.to_string(),
+                    message: crate::error::chain(&error),
                 };
                 // Recorded before the lock is released, so the next holder sees it.
                 if let Err(store) = self.store.remember_failure(&self.key, &shared).await {
@@ -786,7 +786,7 @@ fn token_key(corp_id: &str, secret: &Secret) -> String {
         .chain_update([0])
         .chain_update(secret.expose().as_bytes())
         .finalize();
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::encode::hex(&digest[..8]);
     format!("{corp_id}:{hash}")
 }
 
