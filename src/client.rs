@@ -213,6 +213,8 @@ impl ClientBuilder {
         self
     }
 
+    /// The client; [`Error::Config`] when `corp_id` or the secret (or a token source) is
+    /// missing, or a setting is unusable.
     pub fn build(self) -> Result<Client, Error> {
         let corp_id = self
             .corp_id
@@ -325,6 +327,7 @@ pub(crate) struct Head {
 const ERROR_BODY_LIMIT: u64 = 64 << 10;
 
 impl Client {
+    /// A builder: set `corp_id` and `secret`, then [`build`](ClientBuilder::build).
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }

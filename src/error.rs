@@ -18,8 +18,11 @@ pub enum Error {
     /// request; a send that `MaybeSent` is never retried automatically.
     #[error("`{endpoint}` failed in transport ({delivery})")]
     Transport {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
+        /// Whether the request may have reached WeCom.
         delivery: Delivery,
+        /// What reqwest saw (its URL left out: it carries the token).
         #[source]
         source: reqwest::Error,
     },
@@ -28,8 +31,11 @@ pub enum Error {
     /// the JSON decoding stopped (`msg_list[3].send_time`).
     #[error("`{endpoint}` answered with a body that doesn't decode at `{path}`: {message}")]
     Decode {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
+        /// Where in the JSON decoding stopped.
         path: String,
+        /// What was wrong there.
         message: String,
     },
 
@@ -40,14 +46,21 @@ pub enum Error {
     #[error(
         "`{endpoint}` answered with a redirect (HTTP {status}), which is not followed: check `base_url` and any proxy"
     )]
-    Redirected { endpoint: &'static str, status: u16 },
+    Redirected {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
+        endpoint: &'static str,
+        /// The redirect's HTTP status (301, 302, 307, …).
+        status: u16,
+    },
 
     /// The answer's body is larger than the client reads (`limit` bytes): not a WeCom
     /// answer, whose pages are far smaller. Reading stopped there; the request may have
     /// arrived.
     #[error("`{endpoint}` answered with a body over {limit} bytes; not read further")]
     TooLarge {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
+        /// How many bytes the client reads at most.
         limit: usize,
     },
 
@@ -56,8 +69,11 @@ pub enum Error {
     /// send it as another type (a large image as a `file`).
     #[error("the {kind} is {len} bytes; WeCom takes at most {limit} (refused before sending)")]
     UploadTooLarge {
+        /// The media type the file uploads as.
         kind: crate::media::MediaType,
+        /// The file's size in bytes.
         len: u64,
+        /// The most WeCom takes for that type, in bytes.
         limit: u64,
     },
 
@@ -65,7 +81,12 @@ pub enum Error {
     /// reading when the answer announced its length `len`, else stopped when the download
     /// reached the limit.
     #[error("the file is {} than the {limit} bytes allowed; not read further", len.map(|len| format!("{len} bytes, more")).unwrap_or_else(|| "larger".to_owned()))]
-    DownloadTooLarge { limit: u64, len: Option<u64> },
+    DownloadTooLarge {
+        /// The `max_bytes` set for the download.
+        limit: u64,
+        /// The length the answer announced, if it did.
+        len: Option<u64>,
+    },
 
     /// The writer a download streamed into failed. What it wrote before stays written.
     #[error("the download's writer failed")]
@@ -78,8 +99,11 @@ pub enum Error {
     /// `resume_from` first.
     #[error("`{endpoint}` stopped after {resume_from} bytes of the file")]
     Incomplete {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
+        /// How many bytes of the file were delivered: where to resume.
         resume_from: u64,
+        /// Why the download stopped.
         #[source]
         cause: Box<Error>,
     },
@@ -93,15 +117,23 @@ pub enum Error {
     /// checking (a `msg_send_fail` event names the id if delivery failed).
     #[error("`{endpoint}` may have been delivered: an attempt was answered busy, and the call then failed{}", retry_id.as_ref().map(|id| format!(" (retries carried the id {id:?})")).unwrap_or_default())]
     MaybeDelivered {
+        /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
+        /// The `msgid` every attempt carried, if the request has one.
         retry_id: Option<String>,
+        /// How the last attempt failed.
         #[source]
         cause: Box<Error>,
     },
 
     /// WeCom refused the request with a non-zero `errcode`.
     #[error("{}", api_message(*code, message))]
-    Api { code: ErrCode, message: String },
+    Api {
+        /// WeCom's `errcode`.
+        code: ErrCode,
+        /// WeCom's `errmsg`, as it was sent.
+        message: String,
+    },
 
     /// The client was built with missing or invalid settings.
     #[error("invalid client configuration: {0}")]
@@ -111,7 +143,9 @@ pub enum Error {
     /// was sent for this attempt.
     #[error("can't upload `{field}`")]
     Upload {
+        /// The request's file field (`media`).
         field: &'static str,
+        /// Why the file couldn't be read.
         #[source]
         source: std::io::Error,
     },
@@ -124,15 +158,19 @@ pub enum Error {
     /// [`code`](Error::code) is the cause's.
     #[error("no access token: fetching one failed; the next fetch may start in {retry_in:?}")]
     TokenUnavailable {
+        /// How the last fetch failed.
         #[source]
         cause: std::sync::Arc<Error>,
+        /// How long until the next fetch may start.
         retry_in: std::time::Duration,
     },
 
     /// Another process sharing the token store failed to fetch the token: what it saw.
     #[error("another process failed to fetch the access token: {message}")]
     FetchFailedElsewhere {
+        /// The `errcode` it got, if WeCom answered.
         code: Option<ErrCode>,
+        /// Its error with every cause, as text.
         message: String,
     },
 

@@ -56,6 +56,8 @@
 //! ([`Error::Invalid`]); errors say whether the request may have arrived
 //! ([`Error::Transport`]); secrets and tokens never appear in `Debug`, errors or logs.
 
+#![warn(missing_docs)]
+
 extern crate self as wecom_kf;
 
 pub mod bot;

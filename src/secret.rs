@@ -33,6 +33,7 @@ impl fmt::Debug for Redacted {
 }
 
 impl Secret {
+    /// Wraps `value`, which from now on shows only as `[redacted]`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }

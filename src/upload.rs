@@ -92,6 +92,7 @@ impl Upload {
         self
     }
 
+    /// The file name sent with the part.
     pub fn file_name(&self) -> &str {
         &self.file_name
     }
@@ -101,6 +102,7 @@ impl Upload {
         self.len
     }
 
+    /// Whether the file has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -10,6 +10,7 @@ use crate::media::MediaType;
 pub struct Invalid {
     /// The JSON path of the field, like `msgmenu.list[2].click.id`.
     pub field: String,
+    /// What is wrong with it, as a sentence part: `is 40 bytes; at most 32 allowed`.
     pub reason: String,
     /// For a file over its media type's size limit: what the error says in types.
     pub(crate) upload: Option<TooLargeUpload>,
@@ -24,6 +25,7 @@ pub(crate) struct TooLargeUpload {
 }
 
 impl Invalid {
+    /// `field` breaks a limit, as `reason` says.
     pub fn new(field: &str, reason: impl Into<String>) -> Self {
         Invalid {
             field: field.to_owned(),
@@ -64,5 +66,6 @@ impl Invalid {
 
 /// Implemented by every generated request and payload type.
 pub trait Validate {
+    /// `Err` with the first field that breaks a limit, if one does.
     fn validate(&self) -> Result<(), Invalid>;
 }

@@ -1,7 +1,7 @@
 //! Receiving: every documented message and event parses into its variant, and nothing the
 //! server sends is ever lost: unknown or malformed items are kept with their JSON.
 //!
-//! `fixtures/received_examples.json` holds the examples of kf-api.md §3 and §4; where an
+//! `fixtures/received_examples.json` holds the examples of doc 94670's messages and events; where an
 //! example shows only the payload, the item envelope (`msgid`, `origin`) was added.
 
 mod common;

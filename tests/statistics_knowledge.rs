@@ -1,4 +1,4 @@
-//! Statistics, the knowledge base and recall on the wire: request bodies against kf-api.md's
+//! Statistics, the knowledge base and recall on the wire: request bodies against the docs'
 //! shapes and the other SDKs' samples of the peer corpus (`../shared/peer-corpus/`, read in
 //! place, never copied), their answers read back without a counter lost, and the limits
 //! (the statistics' window of days, the knowledge base's lengths) refused before sending.

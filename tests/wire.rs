@@ -1,8 +1,8 @@
 //! Every request body (a GET's query), compared as JSON with the examples of the official
-//! docs (copied into `tests/fixtures/request_examples.json` from kf-api.md), sent through a
-//! real HTTP server to check the method, path and `access_token` query as well; and every
-//! response example of kf-api.md §9 (`tests/fixtures/response_examples.json`) read back
-//! through the client. Where §9 gives only a field table (account del/update, servicer
+//! docs (copied into `tests/fixtures/request_examples.json`), sent through a real HTTP
+//! server to check the method, path and `access_token` query as well; and every response
+//! example of the management pages (`tests/fixtures/response_examples.json`) read back
+//! through the client. Where a page gives only a field table (account del/update, servicer
 //! del, service_state get, the upgrade-service config and a group-chat upgrade, cancel),
 //! the fixture is built from that table.
 
@@ -199,7 +199,7 @@ fn response_examples() -> Value {
     serde_json::from_str(text).expect("fixture is JSON")
 }
 
-/// Where each response example of kf-api.md §9 is answered.
+/// Where each response example of the management pages is answered.
 const RESPONSE_PATHS: &[(&str, &str)] = &[
     ("account_add", "/cgi-bin/kf/account/add"),
     ("account_del", "/cgi-bin/kf/account/del"),
@@ -243,7 +243,7 @@ fn script_response_examples(server: &MockServer) {
     }
 }
 
-/// The kf-api.md §9 examples: accounts, servicers, sessions, customers, the upgrade service.
+/// The management pages' examples: accounts, servicers, sessions, customers, the upgrade service.
 /// Needs [`script_response_examples`]: several responses have required fields.
 async fn send_management(client: &Client) {
     client

@@ -10,7 +10,7 @@
 //! customer never gets two different answers to one message, and a part already sent is
 //! not sent again. A part in flight at the crash is resent with its msgid, which WeCom is
 //! assumed to refuse as a duplicate rather than deliver twice, as the simulator does
-//! (WeCom doesn't document it; see the crate's `kf-api.md` notes on `send_msg`'s msgid).
+//! (WeCom's `send_msg` page, doc 94677, doesn't say what a repeated `msgid` does).
 //!
 //! On several replicas sharing a Redis store ([`RedisBotStore`](crate::redis::RedisBotStore)),
 //! each customer is worked on by the replica that claimed it; a replica that dies stops

@@ -1,4 +1,4 @@
-//! The WXBizMsgCrypt scheme (kf-api.md §7.3–7.4), strict where the reference libraries
+//! The WXBizMsgCrypt scheme (doc 90930), strict where the reference libraries
 //! are lenient: every length is checked before slicing, PKCS#7 padding (32-byte blocks) is
 //! checked byte by byte, signatures are compared in constant time, and the receive id must
 //! match.

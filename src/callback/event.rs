@@ -57,6 +57,7 @@ struct Plain {
 }
 
 /// "Messages are waiting for `open_kfid`": pull them with `sync_msg` and `token`.
+/// "There are new messages or events for `open_kfid`": pull them with `sync_msg` and `token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KfMsgOrEvent {
     /// The corp id (or the 客服组件 id for component apps).
@@ -65,6 +66,7 @@ pub struct KfMsgOrEvent {
     pub create_time: u64,
     /// Pass it as `sync_msg`'s `token`; valid 10 minutes.
     pub token: Secret,
+    /// The account the messages are for.
     pub open_kfid: String,
 }
 
@@ -87,14 +89,18 @@ pub struct KfAccountAuthChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackEvent {
+    /// New messages or events to pull.
     KfMsgOrEvent(KfMsgOrEvent),
     /// A 微信客服组件 (component) app was given accounts or lost them (doc 97712).
     KfAccountAuthChange(KfAccountAuthChange),
     /// Any other event (`kf_account_auth_change`, …), as received but for `Token`s,
     /// whose text reads `[redacted]`.
     Other {
+        /// The `MsgType` element's text, if any.
         msg_type: Option<String>,
+        /// The `Event` element's text, if any.
         event: Option<String>,
+        /// The decrypted XML, `Token` texts redacted.
         xml: String,
     },
 }

@@ -1,5 +1,5 @@
 //! WeCom's callbacks: the signed URL check, and the encrypted `kf_msg_or_event` POST that
-//! says "messages are waiting" and carries the token for `sync_msg` (kf-api.md §7).
+//! says "messages are waiting" and carries the token for `sync_msg` (docs 94670 and 90930).
 //!
 //! ```
 //! use wecom_kf::callback::{CallbackCrypto, CallbackEvent};
@@ -48,30 +48,49 @@ use crypto::Keys;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {
+    /// The token or `EncodingAESKey` can't be used: what is wrong with it.
     #[error("invalid callback configuration: {0}")]
     InvalidKey(&'static str),
+    /// The `msg_signature` doesn't match the payload.
     #[error("the signature does not match: not from WeCom, or another token")]
     SignatureMismatch,
     #[error("the timestamp is {age_secs} s away from now, outside the {max_secs} s window")]
-    Stale { age_secs: u64, max_secs: u64 },
+    /// The `timestamp` is outside the replay window.
+    Stale {
+        /// How far the timestamp is from now, in seconds.
+        age_secs: u64,
+        /// The window, in seconds.
+        max_secs: u64,
+    },
+    /// The `timestamp` doesn't parse.
     #[error("the timestamp is not a number of seconds")]
     BadTimestamp,
     /// The same signed POST (`msg_signature` and `nonce`) was already accepted within the
     /// replay window.
     #[error("this callback was already accepted (same signature and nonce): a replay")]
     Replayed,
+    /// The `Encrypt` text isn't base64.
     #[error("the encrypted payload is not base64")]
     Base64,
+    /// The ciphertext or the message length inside it is impossible: which one.
     #[error("the encrypted payload has a bad length: {0}")]
     Length(&'static str),
+    /// The PKCS#7 padding is wrong: another key, or a tampered payload.
     #[error("the decrypted payload has invalid padding")]
     Padding,
     #[error("the payload is for another receiver (`{found}`), not this corp")]
-    ReceiveIdMismatch { found: String },
+    /// The payload names another corp (or component) as its receiver.
+    ReceiveIdMismatch {
+        /// The receiver id it names.
+        found: String,
+    },
+    /// The decrypted message isn't UTF-8.
     #[error("the decrypted message is not UTF-8")]
     NotUtf8,
+    /// The XML (outer or decrypted) doesn't parse: where and why.
     #[error("the XML does not parse: {0}")]
     Xml(String),
+    /// No randomness for sealing a reply.
     #[error("the operating system's random source failed")]
     Random,
 }
@@ -99,6 +118,7 @@ impl CallbackError {
 pub struct Sealed {
     /// The base64 ciphertext.
     pub encrypt: String,
+    /// The signature over token, timestamp, nonce and `encrypt`, as lowercase hex.
     pub msg_signature: String,
     /// `<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt></xml>`.
     pub body: String,

@@ -156,20 +156,39 @@ impl Window {
 pub enum Change {
     /// The customer wrote message `digest` ([`message_digest`]) at unix second `at`: a
     /// newer message opens a new window; one seen before changes nothing.
-    CustomerWrote { at: u64, digest: u64 },
+    CustomerWrote {
+        /// When the message was sent, in unix seconds.
+        at: u64,
+        /// The message's digest.
+        digest: u64,
+    },
     /// Take `n` replies for sending, if that many are left at this unix second.
-    Reserve { n: u32, now: u64 },
+    Reserve {
+        /// How many replies.
+        n: u32,
+        /// The time, in unix seconds.
+        now: u64,
+    },
     /// A reserved reply was sent, or may have arrived, by unix second `at`: it counts.
-    Sent { at: u64 },
+    Sent {
+        /// When it was sent, in unix seconds.
+        at: u64,
+    },
     /// A reserved reply surely did not leave: it is given back.
     NotSent,
     /// WeCom said no reply is left (95001, or a `msg_send_fail` for the count) in the
     /// window open at unix second `since`: unless the customer wrote after it, none is
     /// left until they write again.
-    Exhausted { since: u64 },
+    Exhausted {
+        /// When that window opened, in unix seconds.
+        since: u64,
+    },
     /// WeCom said the window open at unix second `since` is closed (95002, or a
     /// `msg_send_fail` for the window).
-    Closed { since: u64 },
+    Closed {
+        /// When that window opened, in unix seconds.
+        since: u64,
+    },
 }
 
 impl Window {

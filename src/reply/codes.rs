@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{ChangeType, Event, Received, ReceivedMsg, Secret};
 
-/// Which moment of a session a code answers (kf-api §6.2).
+/// Which moment of a session a code answers (doc 95122).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodeKind {
     /// `enter_session`'s `welcome_code`: a welcome, within 20 s.

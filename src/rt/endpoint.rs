@@ -14,9 +14,12 @@ use crate::{Client, Error, Upload};
 /// A boxed, `Send` future: what awaiting a request builder gives.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The HTTP method of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
+    /// The fields go to the query string.
     Get,
+    /// The fields are the JSON (or multipart) body.
     Post,
 }
 
@@ -32,10 +35,13 @@ pub enum Auth {
 /// One endpoint of the API file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The name errors and logs show: the path under `/cgi-bin/` (`kf/send_msg`).
     pub name: &'static str,
+    /// GET or POST.
     pub method: HttpMethod,
     /// Under `/cgi-bin/`, without a leading slash.
     pub path: &'static str,
+    /// Which credentials the query string carries.
     pub auth: Auth,
     /// Safe to send twice: retried after a timeout or a dropped connection.
     pub idempotent: bool,
@@ -54,7 +60,9 @@ pub struct Endpoint {
 
 /// A typed request body; generated for every endpoint (`SendMsgRequest`, …).
 pub trait Request: Serialize + Validate {
+    /// What the endpoint answers with.
     type Response: DeserializeOwned;
+    /// Where and how the request is sent.
     const ENDPOINT: Endpoint;
 
     /// The files of a multipart endpoint, by part name.
@@ -120,6 +128,7 @@ pub struct RawCall<'a, R> {
 }
 
 impl<'a, R: DeserializeOwned> RawCall<'a, R> {
+    /// A call of `endpoint` through `client` with `body` as it is.
     pub fn new(client: &'a Client, endpoint: Endpoint, body: Value) -> Self {
         RawCall {
             client,

@@ -106,6 +106,7 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 pub struct Key<'a>(Cow<'a, str>);
 
 impl Key<'_> {
+    /// The key's text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -256,6 +257,7 @@ pub struct InPass<'de, U> {
 }
 
 impl<'de, U: KeyedPayload> InPass<'de, U> {
+    /// A pass over an item whose variant is named by the field `tag_key`.
     pub fn new(tag_key: &'static str) -> Self {
         InPass {
             tag_key,

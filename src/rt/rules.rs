@@ -15,15 +15,20 @@ pub enum OverLimit {
     Truncated,
 }
 
+/// The limits of a text field.
 #[derive(Debug, Clone, Copy)]
 pub struct StringRule {
+    /// The fewest UTF-8 bytes allowed (1: not empty).
     pub min_bytes: usize,
+    /// The most UTF-8 bytes allowed.
     pub max_bytes: Option<usize>,
+    /// The most characters allowed.
     pub max_chars: Option<usize>,
     /// Allowed characters as inclusive ranges; empty means any.
     pub charset: &'static [(char, char)],
     /// The value must start with one of these; empty means any.
     pub prefixes: &'static [&'static str],
+    /// What WeCom does past `max_bytes` or `max_chars`.
     pub over_limit: OverLimit,
 }
 
@@ -86,11 +91,13 @@ impl StringRule {
         }
     }
 
+    /// `Err` naming `field` when `value` breaks the rule.
     pub fn check(&self, field: &str, value: &str) -> Result<(), Invalid> {
         self.reason(value)
             .map_or(Ok(()), |r| Err(Invalid::new(field, r)))
     }
 
+    /// [`check`](Self::check) for item `index` of the list `field`.
     pub fn check_item(&self, field: &str, index: usize, value: &str) -> Result<(), Invalid> {
         self.reason(value).map_or(Ok(()), |r| {
             Err(Invalid::new("", r).within_item(field, index))
@@ -155,18 +162,23 @@ fn describe_charset(ranges: &[(char, char)]) -> String {
     out
 }
 
+/// The bounds of a number field, inclusive.
 #[derive(Debug, Clone, Copy)]
 pub struct NumberRule {
+    /// The smallest value allowed.
     pub min: Option<f64>,
+    /// The largest value allowed.
     pub max: Option<f64>,
 }
 
 impl NumberRule {
+    /// `Err` naming `field` when `value` is out of bounds (or not finite).
     pub fn check(&self, field: &str, value: f64) -> Result<(), Invalid> {
         self.reason(value)
             .map_or(Ok(()), |r| Err(Invalid::new(field, r)))
     }
 
+    /// [`check`](Self::check) for item `index` of the list `field`.
     pub fn check_item(&self, field: &str, index: usize, value: f64) -> Result<(), Invalid> {
         self.reason(value).map_or(Ok(()), |r| {
             Err(Invalid::new("", r).within_item(field, index))
@@ -185,14 +197,19 @@ impl NumberRule {
     }
 }
 
+/// How many items a list field may have.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemsRule {
+    /// The fewest items.
     pub min: usize,
+    /// The most items.
     pub max: Option<usize>,
+    /// What WeCom does past `max`.
     pub over_limit: OverLimit,
 }
 
 impl ItemsRule {
+    /// `Err` naming `field` when a list of `count` items breaks the rule.
     pub fn check(&self, field: &str, count: usize) -> Result<(), Invalid> {
         if count < self.min {
             return Err(Invalid::new(
@@ -213,8 +230,11 @@ impl ItemsRule {
 /// The size limits of a file to upload.
 #[derive(Debug, Clone, Copy)]
 pub struct SizeRule {
+    /// The fewest bytes (1: not empty).
     pub min_bytes: u64,
+    /// The most bytes.
     pub max_bytes: Option<u64>,
+    /// What WeCom does past `max_bytes`.
     pub over_limit: OverLimit,
     /// The media type the file uploads as: a file over `max_bytes` is then
     /// [`Error::UploadTooLarge`](crate::Error::UploadTooLarge).
@@ -222,6 +242,7 @@ pub struct SizeRule {
 }
 
 impl SizeRule {
+    /// `Err` naming `field` when a file of `len` bytes breaks the rule.
     pub fn check(&self, field: &str, len: u64) -> Result<(), Invalid> {
         if len < self.min_bytes {
             let reason = if len == 0 {
@@ -262,6 +283,7 @@ pub struct DayRule {
 const DAY: i128 = 86_400;
 
 impl DayRule {
+    /// `Err` naming `field` when `value` isn't a day's 00:00 in the window, as of now.
     pub fn check(&self, field: &str, value: i128) -> Result<(), Invalid> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -316,10 +338,12 @@ impl DayRule {
 /// `max_span` after it.
 #[derive(Debug, Clone, Copy)]
 pub struct RangeRule {
+    /// The longest interval allowed, in the fields' unit.
     pub max_span: Option<u64>,
 }
 
 impl RangeRule {
+    /// `Err` naming the end field when `end` is before `start` or too far after it.
     pub fn check(
         &self,
         start_field: &str,

@@ -69,15 +69,17 @@ pub trait CursorStore: Send + Sync {
     /// without waiting for a callback.
     fn accounts<'a>(&'a self) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
 
+    /// The account's checkpoint; the default one (start of the log) if none was saved.
     fn load<'a>(&'a self, open_kfid: &'a str) -> BoxFuture<'a, Result<Checkpoint, StoreError>>;
 
+    /// Saves the account's checkpoint, replacing the one before.
     fn save<'a>(
         &'a self,
         open_kfid: &'a str,
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// [`save`](Self::save), only while `lease` still holds the account's [`SyncLock`]
+    /// [`save`](Self::save), only while `lease` still holds the account's [`SyncLock`](crate::SyncLock)
     /// (checked and saved at once); `Ok(false)`, saving nothing, when it doesn't. A store
     /// that no other process shares just saves.
     fn save_if_held<'a>(
@@ -132,6 +134,7 @@ pub struct MemoryCursorStore {
 }
 
 impl MemoryCursorStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

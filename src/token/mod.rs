@@ -118,8 +118,11 @@ tokio::task_local! {
 /// An access token with its lifetime, as a [`TokenStore`] keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedToken {
+    /// The access token.
     pub token: Secret,
+    /// When `gettoken` answered with it.
     pub fetched_at: SystemTime,
+    /// When it expires: `fetched_at` plus `expires_in`.
     pub expires_at: SystemTime,
 }
 
@@ -144,8 +147,10 @@ pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Keys are the corp id and a hash of the secret, never the secret itself.
 pub trait TokenStore: Send + Sync + 'static {
+    /// The token saved under `key`, if any (fresh or not: the cache checks).
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<CachedToken>, StoreError>>;
 
+    /// Saves `token` under `key`, replacing the one before.
     fn save<'a>(
         &'a self,
         key: &'a str,
@@ -254,6 +259,7 @@ pub struct MemoryTokenStore {
 }
 
 impl MemoryTokenStore {
+    /// An empty store.
     pub fn new() -> Self {
         MemoryTokenStore::default()
     }

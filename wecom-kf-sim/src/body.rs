@@ -1,6 +1,6 @@
 //! The simulator's reading of request bodies: shapes and limits as the server checks them
-//! (kf-api.md §2.1, §5, §6, §9), with its error codes. Written from the API's facts, not from
-//! the client's generated types, so the two check each other.
+//! (docs 94670, 94677, 95122 and the management pages), with its error codes. Written from
+//! the API's facts, not from the client's generated types, so the two check each other.
 
 use serde_json::Value;
 
@@ -258,7 +258,7 @@ fn check_menu(menu: &Value) -> Result<(), Refusal> {
     Ok(())
 }
 
-// -- the management endpoints (kf-api.md §9) --------------------------------------------
+// -- the management endpoints --------------------------------------------------------
 
 pub(super) fn number(body: &Value, key: &str) -> Result<Option<u64>, Refusal> {
     match body.get(key) {

@@ -1,6 +1,6 @@
 //! The simulator's side of callbacks: encrypt `kf_msg_or_event`, POST it to the
 //! configured URL, and retry it when it isn't answered with 200 within 5 seconds, as
-//! WeCom does (kf-api.md §7.2).
+//! WeCom does (doc 94670).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

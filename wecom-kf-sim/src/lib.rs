@@ -423,7 +423,7 @@ impl Simulator {
     }
 
     /// A customer sends an image, voice, video or file: the bytes are kept for `media/get`
-    /// and the message is logged as kf-api §3.2 shows, opening the 48-hour window and
+    /// and the message is logged as doc 94670 shows, opening the 48-hour window and
     /// triggering the callback like [`customer_says`](Self::customer_says). Voice must be
     /// AMR (`#!AMR\n`; 40058 otherwise) and is kept as SILK too. A file larger than a
     /// message delivers (image, voice 2 MB, video 10 MB, file 20 MB) arrives as a text

@@ -1,4 +1,4 @@
-//! The management endpoints (kf-api.md §9): accounts, servicers, session states,
+//! The management endpoints (docs 94661-94665, 94645-94647, 94669, 95159, 94674, 95153): accounts, servicers, session states,
 //! customers and the upgrade service. They act on the same accounts and sessions as the
 //! message endpoints, so a session moved to a servicer here refuses `send_msg` with 95018,
 //! and a `msg_code` handed out here works with `send_msg_on_event`.

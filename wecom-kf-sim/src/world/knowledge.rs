@@ -1,4 +1,4 @@
-//! The knowledge base (知识库, kf-api.md §9.7; docs 95971 and 95972): groups of intents,
+//! The knowledge base (知识库, docs 95971 and 95972): groups of intents,
 //! each a question, similar questions and an answer with attachments, behind
 //! `kf/knowledge/{add,mod,del,list}_{group,intent}`.
 //!

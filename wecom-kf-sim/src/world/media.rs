@@ -1,4 +1,4 @@
-//! Temporary media (kf-api.md §3.2, §9.8, §9.9): what `media/upload` accepts, what
+//! Temporary media (docs 94670 and 90254): what `media/upload` accepts, what
 //! customers send, and what `media/get` serves. Every file keeps its bytes (shared, never
 //! copied: a range of a 45 MB file is a slice of it) for 3 days, like a `media_id`.
 
@@ -268,7 +268,7 @@ impl World {
         self.media.clone()
     }
 
-    /// A customer sends a file: it is kept and its message logged as kf-api §3.2 shows
+    /// A customer sends a file: it is kept and its message logged as doc 94670 shows
     /// (`{"msgtype": "voice", "voice": {"media_id": …}}`), opening the 48-hour window like
     /// a text. Voice must be AMR; it is kept in SILK too, under a second id that
     /// `sync_msg` hands out instead when asked for `voice_format: 1`. A file over what a

@@ -20,7 +20,7 @@ mod stats;
 pub use admin::GET_ENDPOINTS;
 pub use media::{CustomerMedia, MAX_MEDIA_BYTES, MediaFile, MediaKind, NewMedia, UploadedMedia};
 
-/// How long things last on the real server (kf-api.md §1.2, §2, §5, §6.2, §7.2).
+/// How long things last on the real server (docs 91039, 94670, 94677, 95122).
 pub const SERVER_CALLBACK_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
 pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
 pub const SEND_WINDOW: Duration = Duration::from_secs(48 * 3600);
@@ -28,7 +28,7 @@ pub const SENDS_PER_CUSTOMER_MESSAGE: u32 = 5;
 pub const SHORT_CODE_LIFETIME: Duration = Duration::from_secs(20);
 pub const LONG_CODE_LIFETIME: Duration = Duration::from_secs(48 * 3600);
 /// How long after sending the bot may recall a message: 2 minutes, as one source says
-/// (kf-api.md §9.10, unconfirmed). The simulator's assumption.
+/// (doc 96020, unconfirmed). The simulator's assumption.
 pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 /// The window [`SimConfig::untokened_sync_per_minute`](super::SimConfig) counts in.
 const UNTOKENED_WINDOW: Duration = Duration::from_secs(60);
@@ -57,7 +57,7 @@ pub enum Fault {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SentMessage {
     pub open_kfid: String,
-    /// The customer, or `None` for event replies whose code named the session.
+    /// The customer: `touser` as sent, or for an event reply the customer whose code it used.
     pub touser: String,
     pub msgid: String,
     pub msgtype: String,
@@ -71,7 +71,7 @@ pub struct SentMessage {
 }
 
 /// What produced a one-time event code, which decides how long it lasts and what it
-/// may carry (kf-api.md §6.2).
+/// may carry (doc 95122).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CodeKind {
     Welcome,
@@ -118,7 +118,7 @@ struct EventCode {
 /// One conversation between an account and a customer.
 #[derive(Default)]
 struct Session {
-    /// 0 new, 1 smart assistant, 2 queued, 3 servicer, 4 ended (kf-api.md §9.3).
+    /// 0 new, 1 smart assistant, 2 queued, 3 servicer, 4 ended (doc 94669).
     state: u8,
     last_customer_message: Option<Duration>,
     sent_since: u32,

@@ -1,4 +1,4 @@
-//! The statistics endpoints (kf-api.md §9.7; docs 95489 and 95490): counters per day,
+//! The statistics endpoints (docs 95489 and 95490): counters per day,
 //! derived from a journal of the simulated traffic: customers' messages, conversations
 //! reaching the smart assistant (state 1) or a servicer (3), hand-overs from the
 //! assistant, upgrade-service offers.
