@@ -8,11 +8,14 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the simulator refused: errcode {code}, {message}")]
 pub struct Refusal {
+    /// The `errcode`.
     pub code: i64,
+    /// The `errmsg`.
     pub message: String,
 }
 
 impl Refusal {
+    /// A refusal with `code` and `message`.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
         Refusal {
             code,
@@ -496,12 +499,16 @@ pub fn customer_batchget(body: &Value) -> Result<CustomerQuery, Refusal> {
 pub enum UpgradeOffer {
     /// A member of the corp (专员), type 1.
     Member {
+        /// The member's userid.
         userid: String,
+        /// The text shown with the offer.
         wording: Option<String>,
     },
     /// A customer group chat, type 2.
     GroupChat {
+        /// The group chat's id.
         chat_id: String,
+        /// The text shown with the offer.
         wording: Option<String>,
     },
 }

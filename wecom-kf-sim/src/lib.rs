@@ -74,6 +74,8 @@
 //! the id of its SILK encoding instead (a stand-in made from the AMR bytes, starting with
 //! WeChat's `0x02#!SILK_V3`).
 
+#![warn(missing_docs)]
+
 mod body;
 mod callbacks;
 mod http;
@@ -100,6 +102,7 @@ use world::{NewMedia, World};
 /// What the simulated corp looks like.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// The corp id `gettoken` accepts, and callbacks name as their receiver.
     pub corp_id: String,
     /// The app secret `gettoken` accepts. Not a real secret: it is printed by `kf-sim`.
     pub secret: String,
@@ -136,8 +139,11 @@ pub struct SimConfig {
 /// refuses anything else with 95021.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimUpgradeService {
+    /// Members (专员) a customer may be offered.
     pub userid_list: Vec<String>,
+    /// Departments whose members may be offered.
     pub department_id_list: Vec<u64>,
+    /// Customer group chats a customer may be offered.
     pub chat_id_list: Vec<String>,
 }
 
@@ -154,14 +160,18 @@ impl Default for SimUpgradeService {
 /// A callback URL and its token and EncodingAESKey.
 #[derive(Debug, Clone)]
 pub struct SimCallback {
+    /// Where callbacks are POSTed.
     pub url: String,
+    /// The callback token signatures are made with.
     pub token: String,
+    /// The 43-character EncodingAESKey payloads are encrypted with.
     pub encoding_aes_key: String,
     /// How long to wait for a 200 before retrying; WeCom waits 5 seconds.
     pub answer_within: Duration,
 }
 
 impl SimCallback {
+    /// Callbacks to `url` with these keys, answered within 5 seconds as WeCom expects.
     pub fn new(
         url: impl Into<String>,
         token: impl Into<String>,
@@ -253,6 +263,7 @@ impl std::fmt::Debug for Simulator {
 /// A customer's message, as the simulator logged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerMessage {
+    /// The message's `msgid` in the account's log.
     pub msgid: String,
     /// The `Token` of the `kf_msg_or_event` callback this message triggers; pass it to
     /// `sync_msg` (valid 10 minutes).
@@ -308,6 +319,7 @@ impl Simulator {
         }
     }
 
+    /// The address the simulator listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -317,10 +329,12 @@ impl Simulator {
         format!("http://{}/cgi-bin/", self.addr)
     }
 
+    /// The simulated corp's id.
     pub fn corp_id(&self) -> &str {
         &self.config.corp_id
     }
 
+    /// The app secret `gettoken` accepts.
     pub fn secret(&self) -> &str {
         &self.config.secret
     }

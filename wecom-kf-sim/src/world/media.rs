@@ -368,9 +368,12 @@ pub struct CustomerMedia {
 /// A file the simulator accepted through `media/upload`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UploadedMedia {
+    /// The id `media/upload` answered with.
     pub media_id: String,
     /// `image`, `voice`, `video` or `file`.
     pub kind: String,
+    /// The file name of the multipart part.
     pub file_name: String,
+    /// The file's size in bytes.
     pub len: u64,
 }

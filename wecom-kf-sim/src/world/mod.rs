@@ -56,15 +56,19 @@ pub enum Fault {
 /// A message the bot sent and the simulator accepted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SentMessage {
+    /// The account it was sent from.
     pub open_kfid: String,
     /// The customer: `touser` as sent, or for an event reply the customer whose code it used.
     pub touser: String,
+    /// Its `msgid`: the one sent, or the one the simulator made.
     pub msgid: String,
+    /// `text`, `image`, `msgmenu`, …
     pub msgtype: String,
     /// The payload under `msgtype`.
     pub payload: Value,
     /// `send_msg` or `send_msg_on_event`.
     pub via: &'static str,
+    /// When it was accepted, in Unix seconds of the simulator's clock.
     pub send_time: u64,
     /// When `recall_msg` took it back (Unix seconds). It still counted toward the 5.
     pub recalled_at: Option<u64>,
@@ -152,6 +156,7 @@ impl Session {
 /// Whether a servicer is receiving customers, as `servicer/list` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServicerAvailability {
+    /// Receiving customers (接待中).
     Receiving,
     /// Stopped receiving (停止接待).
     Stopped,
