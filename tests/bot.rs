@@ -550,9 +550,9 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_catches_up_every_stored_account_and_each_account_has_its_handler() {
-    let config = wecom_kf::sim::SimConfig {
+    let config = wecom_kf_sim::SimConfig {
         open_kfids: vec!["wkSHOP".into(), "wkSUPPORT".into()],
-        ..wecom_kf::sim::SimConfig::default()
+        ..wecom_kf_sim::SimConfig::default()
     };
     let sim = Simulator::start_with(config, ([127, 0, 0, 1], 0).into())
         .await

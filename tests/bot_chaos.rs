@@ -6,7 +6,7 @@
 //!
 //! `cargo test --all-features --test bot_chaos -- --nocapture` prints the figures;
 //! `CHAOS_SEED=<n>` replays a run's random choices.
-#![cfg(all(feature = "sim", feature = "redis", feature = "callback-server"))]
+#![cfg(all(feature = "redis", feature = "callback-server"))]
 
 mod common;
 
@@ -23,7 +23,7 @@ use common::redis_server::RedisServer;
 use wecom_kf::bot::{Answer, Bot, BotStore as _};
 use wecom_kf::redis::Redis;
 use wecom_kf::reply::{Replier, ReplyBudget, Turn};
-use wecom_kf::sim::{SimConfig, Simulator};
+use wecom_kf_sim::{SimConfig, Simulator};
 use wecom_kf::{SyncStream, types::Text};
 
 const ACCOUNTS: [&str; 2] = ["wkCHAOSA", "wkCHAOSB"];
@@ -491,14 +491,14 @@ async fn three_replicas_killed_twenty_times_answer_every_message_once() {
 }
 
 /// The message texts an accepted send answers.
-fn covered(message: &wecom_kf::sim::SentMessage) -> Vec<String> {
+fn covered(message: &wecom_kf_sim::SentMessage) -> Vec<String> {
     parse_answer(message)
         .map(|(covers, _, _)| covers.split(',').map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
 /// `re <covers> #<part>/<of>` → its parts.
-fn parse_answer(message: &wecom_kf::sim::SentMessage) -> Option<(String, usize, usize)> {
+fn parse_answer(message: &wecom_kf_sim::SentMessage) -> Option<(String, usize, usize)> {
     let text = message.payload.get("content")?.as_str()?;
     let (covers, numbers) = text.strip_prefix("re ")?.rsplit_once(" #")?;
     let (part, of) = numbers.split_once('/')?;

@@ -887,10 +887,9 @@ async fn crash_and_restart_twenty_times_loses_nothing() {
 
 /// The newest callback token outlives the process with the file store: a restarted bot's
 /// first pull uses it (here the simulator answers 45009 to any pull without a token).
-#[cfg(feature = "sim")]
 #[tokio::test]
 async fn a_restarted_stream_pulls_with_the_callback_token_the_file_store_kept() {
-    use wecom_kf::sim::{SimConfig, Simulator};
+    use wecom_kf_sim::{SimConfig, Simulator};
     let config = SimConfig {
         untokened_sync_per_minute: 0,
         ..SimConfig::default()
