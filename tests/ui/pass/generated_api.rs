@@ -1,4 +1,4 @@
-// Every generated client method, called the way DESIGN.md and the README show. Compiled and
+// Every generated client method, called the way the README shows. Compiled and
 // run by trybuild; the calls themselves are never awaited (there is no server here).
 use wecom_kf::{Client, types::{CaLink, Event, Link, Location, Menu, MenuClick, MenuItem, MenuMiniProgram, MenuText, MenuView, MiniProgram, OutgoingMsg, Received, Text, VoiceFormat}};
 
