@@ -11,7 +11,7 @@
 //!   counting allocator.
 //!
 //! ```text
-//! cargo bench --bench pipeline --features sim,callback-server
+//! cargo bench --bench pipeline --features callback-server
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::callback::CallbackCrypto;
 use wecom_kf::reply::Turn;
-use wecom_kf::sim::{SimConfig, Simulator};
+use wecom_kf_sim::{SimConfig, Simulator};
 use wecom_kf::{CursorStore, MemoryCursorStore, sync::Checkpoint};
 
 /// Live heap bytes, for the memory figures.
@@ -473,9 +473,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        println!(
-            "## Bot pipeline (`cargo bench --bench pipeline --features sim,callback-server`)\n"
-        );
+        println!("## Bot pipeline (`cargo bench --bench pipeline --features callback-server`)\n");
         // PIPELINE_PART=latency|throughput|memory runs one part (for a profiler).
         let part = std::env::var("PIPELINE_PART").unwrap_or_default();
         if part.is_empty() || part == "memory" {

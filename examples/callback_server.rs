@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
-use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{Client, MemoryCursorStore, SyncStream, sync::Page, types::Received};
+use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 
 const TOKEN: &str = "QDG6eK";
 const ENCODING_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";

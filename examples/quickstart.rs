@@ -178,6 +178,9 @@ async fn simulated() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("  bot      → text \"收到您的图片…\"");
 
+    // A second later: the budget can't order a reply and a customer message of the same
+    // second, so it counts such a reply against the newer message too.
+    sim.advance(std::time::Duration::from_secs(1));
     let tapped = sim.customer_clicks(&kf, &alice.external_userid, "101", "查物流")?;
     println!("  customer → taps \"查物流\"");
     sync.callback_token(&kf, tapped.callback_token);

@@ -771,12 +771,14 @@ pub(crate) fn payload<T: serde::Serialize + ?Sized>(
 }
 
 fn encode<T: serde::Serialize + ?Sized>(endpoint: &Endpoint, body: &T) -> Result<Bytes, Error> {
-    crate::rt::endpoint::json_body(body).map(Bytes::from).map_err(|e| {
-        Error::Invalid(Invalid::new(
-            endpoint.name,
-            format!("can't be encoded as JSON: {e}"),
-        ))
-    })
+    crate::rt::endpoint::json_body(body)
+        .map(Bytes::from)
+        .map_err(|e| {
+            Error::Invalid(Invalid::new(
+                endpoint.name,
+                format!("can't be encoded as JSON: {e}"),
+            ))
+        })
 }
 
 /// A GET request's fields as query parameters (check.rs allows only scalars there).

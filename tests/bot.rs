@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use wecom_kf::bot::{Answer, Bot, BotStore, Entry, Journaled, MemoryBotStore, PlannedPart};
 use wecom_kf::reply::{Customer, Turn};
-use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, types::Text};
+use wecom_kf_sim::Simulator;
 
 /// Counts handlers running at once and records each turn's texts.
 #[derive(Default)]

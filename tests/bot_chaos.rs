@@ -23,8 +23,8 @@ use common::redis_server::RedisServer;
 use wecom_kf::bot::{Answer, Bot, BotStore as _};
 use wecom_kf::redis::Redis;
 use wecom_kf::reply::{Replier, ReplyBudget, Turn};
-use wecom_kf_sim::{SimConfig, Simulator};
 use wecom_kf::{SyncStream, types::Text};
+use wecom_kf_sim::{SimConfig, Simulator};
 
 const ACCOUNTS: [&str; 2] = ["wkCHAOSA", "wkCHAOSB"];
 const CUSTOMERS_PER_ACCOUNT: usize = 26;

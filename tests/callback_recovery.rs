@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::callbacks::{crypto, post_callback};
 use wecom_kf::callback::server;
-use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
+use wecom_kf_sim::Simulator;
 
 /// A bot on a loopback port whose handler misbehaves on its first call.
 async fn bot(

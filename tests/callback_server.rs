@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wecom_kf::callback::{CallbackCrypto, server};
-use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 use wecom_kf::{MemoryCursorStore, SyncStream, sync::Page};
+use wecom_kf_sim::{SimCallback, SimConfig, Simulator};
 
 const TOKEN: &str = "cbTOKEN";
 const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";

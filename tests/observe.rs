@@ -17,8 +17,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::reply::Turn;
-use wecom_kf_sim::Simulator;
 use wecom_kf::{MemoryCursorStore, types::Text};
+use wecom_kf_sim::Simulator;
 
 /// A span's name and its fields as text.
 type SpanRecord = (String, HashMap<String, String>);

@@ -16,12 +16,12 @@ use common::callbacks::{crypto, post_callback};
 use common::redis_server::RedisServer;
 use wecom_kf::callback::server;
 use wecom_kf::redis::{Redis, RedisSyncLock};
-use wecom_kf_sim::Simulator;
 use wecom_kf::{
     CursorStore, SyncStream,
     sync::{Page, SyncLease, SyncLock},
     token::{BoxFuture, StoreError},
 };
+use wecom_kf_sim::Simulator;
 
 /// Counts handlers running at once for one account, from any worker.
 #[derive(Default)]

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use wecom_kf_sim::{Fault, MediaKind, Simulator, samples};
 use wecom_kf::{
     Client, ErrCode, Upload,
     types::{Received, VoiceFormat},
 };
+use wecom_kf_sim::{Fault, MediaKind, Simulator, samples};
 
 const ALICE: &str = "wmALICE";
 
