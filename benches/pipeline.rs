@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use wecom_kf::bot::{Answer, Bot, MemoryBotStore};
 use wecom_kf::callback::CallbackCrypto;
 use wecom_kf::reply::Turn;
-use wecom_kf_sim::{SimConfig, Simulator};
 use wecom_kf::{CursorStore, MemoryCursorStore, sync::Checkpoint};
+use wecom_kf_sim::{SimConfig, Simulator};
 
 /// Live heap bytes, for the memory figures.
 struct Counting;
