@@ -371,7 +371,8 @@ impl Client {
             payload(endpoint, request)?
         };
         let bytes = self.call(endpoint, &payload, &query, retry_id).await?;
-        decode(endpoint, &bytes)
+        // A body that doesn't read is decoded again, to say where it broke.
+        R::read_response(&bytes).or_else(|_| decode(endpoint, &bytes))
     }
 
     /// The retry settings every call follows (downloads too, between ranged requests).

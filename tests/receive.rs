@@ -458,7 +458,68 @@ fn arbitrary_json_never_panics_and_object_pages_never_fail() {
         let from_text: SyncMsgResponse = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("case {case}: page text refused ({e}) for item {item}"));
         assert_eq!(from_text, parsed, "case {case}: text and value disagree");
+        // The client's reading of the body reads what serde_json does, spaced out too.
+        let from_body = SyncMsgResponse::from_body(text.as_bytes())
+            .unwrap_or_else(|e| panic!("case {case}: body refused ({e}) for item {item}"));
+        assert_eq!(
+            from_body, parsed,
+            "case {case}: from_body and value disagree"
+        );
+        let pretty = serde_json::to_string_pretty(&json!({
+            "msg_list": [item.clone(), item.clone()], "next_cursor": "c", "has_more": 0,
+        }))
+        .unwrap_or_default();
+        let by_serde: SyncMsgResponse = serde_json::from_str(&pretty)
+            .unwrap_or_else(|e| panic!("case {case}: pretty page refused ({e})"));
+        let from_body = SyncMsgResponse::from_body(pretty.as_bytes())
+            .unwrap_or_else(|e| panic!("case {case}: pretty body refused ({e})"));
+        assert_eq!(
+            from_body, by_serde,
+            "case {case}: pretty page read differently"
+        );
     }
+}
+
+/// Bodies out of the ordinary: the client's reading (`from_body`) reads what
+/// `serde_json::from_slice` reads, or refuses what it refuses.
+#[test]
+fn from_body_reads_what_serde_json_reads() {
+    let item = r#"{"msgid":"m1","msgtype":"text","text":{"content":"hi"}}"#;
+    let odd = r#"{"msgid":"m2","msgtype":"text","msgtype":"image","image":{"media_id":"x"}}"#;
+    let bodies = [
+        format!(r#"{{"next_cursor":"c","has_more":1,"msg_list":[{item},{odd}]}}"#),
+        format!(
+            " \n{{ \"msg_list\" : [ {item} , 7, \"x\", null, [] ] ,\"has_more\":0, \"next_cursor\":\"c\"}} \n"
+        ),
+        r#"{"errcode":0,"errmsg":"ok","next_cursor":"c","has_more":0,"msg_list":[]}"#.to_owned(),
+        r#"{"next_cursor":"c","has_more":0}"#.to_owned(),
+        format!(
+            r#"{{"next_cursor":"\u0063","has_more":0,"msg\u005flist":[{item}],"x":{{"y":[1,2]}}}}"#
+        ),
+        // Refused by both: the list twice, a list that is no list, missing fields,
+        // trailing text, a trailing comma, a truncated body, not an object.
+        format!(r#"{{"next_cursor":"c","has_more":0,"msg_list":[{item}],"msg_list":[]}}"#),
+        r#"{"next_cursor":"c","has_more":0,"msg_list":null}"#.to_owned(),
+        format!(r#"{{"has_more":0,"msg_list":[{item}]}}"#),
+        format!(r#"{{"next_cursor":"c","has_more":0,"msg_list":[{item}]}} x"#),
+        format!(r#"{{"next_cursor":"c","has_more":0,"msg_list":[{item},]}}"#),
+        format!(r#"{{"next_cursor":"c","has_more":0,"msg_list":[{item}"#),
+        format!(r#"[{item}]"#),
+        String::new(),
+    ];
+    for body in &bodies {
+        let by_serde = serde_json::from_slice::<SyncMsgResponse>(body.as_bytes()).ok();
+        let from_body = SyncMsgResponse::from_body(body.as_bytes()).ok();
+        assert_eq!(from_body, by_serde, "{body}");
+    }
+    let page = SyncMsgResponse::from_body(bodies[1].as_bytes()).expect("a page");
+    let raws: Vec<&str> = page.msg_list.iter().map(|m| m.raw.as_str()).collect();
+    assert_eq!(raws, [item, "7", "\"x\"", "null", "[]"]);
+    // Invalid UTF-8 in a string: left to serde_json, which refuses it.
+    let mut bytes = bodies[0].clone().into_bytes();
+    let at = bodies[0].find("hi").expect("the text");
+    bytes[at] = 0xff;
+    assert!(SyncMsgResponse::from_body(&bytes).is_err());
 }
 
 #[test]
@@ -469,4 +530,8 @@ fn raw_is_the_item_text_byte_for_byte() {
     let parsed: SyncMsgResponse = serde_json::from_str(&page).expect("the page parses");
     assert_eq!(parsed.msg_list[0].raw.as_str(), item);
     assert!(matches!(parsed.msg_list[0].content, Received::Text(_)));
+    let from_body = SyncMsgResponse::from_body(page.as_bytes()).expect("the page parses");
+    assert_eq!(from_body.msg_list[0].raw.as_str(), item);
+    assert_eq!(from_body.msg_list[0].raw.detach(), parsed.msg_list[0].raw);
+    assert_eq!(from_body, parsed);
 }

@@ -117,6 +117,9 @@ pub struct Struct {
     /// A lenient struct that is read in one pass when nothing is out of the ordinary: at
     /// most one flattened field, a keyed union whose tag no other field is named like.
     pub one_pass: bool,
+    /// A page (`SyncMsgResponse`): the index of its optional list of lenient items, which
+    /// `from_body` reads where they stand in the body (`rt::read_page`).
+    pub page_list: Option<usize>,
     pub fields: Vec<Field>,
     pub direction: Direction,
 }

@@ -36,6 +36,7 @@ pub fn lower(api: &model::Api) -> Result<ir::Api, Vec<Diagnostic>> {
     let endpoints: Vec<ir::Endpoint> = api.endpoints.iter().map(|e| cx.endpoint(e)).collect();
     directions(&endpoints, &mut structs, &mut unions);
     one_pass(&mut structs, &mut unions);
+    pages(&mut structs);
     for name in cx.not_identifiers.take() {
         cx.bug(0..0, format!("`{name}` passed the checks as a name"));
     }
@@ -156,6 +157,7 @@ impl Lower<'_> {
             doc: s.doc.as_ref().map(|d| *d.get_ref()),
             lenient: s.lenient,
             one_pass: false,
+            page_list: None,
             fields: s.fields.iter().map(|f| self.field(f)).collect(),
             direction: Direction::default(),
         }
@@ -487,6 +489,23 @@ fn one_pass(structs: &mut [ir::Struct], unions: &mut [ir::Union]) {
         s.one_pass = true;
         if let Some(i) = union {
             unions[i].read_in_pass = true;
+        }
+    }
+}
+
+/// Marks the pages: structs with one optional list of lenient items, and no other.
+fn pages(structs: &mut [ir::Struct]) {
+    let lenient: Vec<Ident> = structs
+        .iter()
+        .filter(|s| s.lenient)
+        .map(|s| s.ident.clone())
+        .collect();
+    for s in structs.iter_mut().filter(|s| !s.lenient) {
+        let mut lists = s.fields.iter().enumerate().filter(|(_, f)| {
+            f.list && matches!(&f.ty, FieldType::Struct(name) if lenient.contains(name))
+        });
+        if let (Some((i, field)), None) = (lists.next(), lists.next()) {
+            s.page_list = (!field.required).then_some(i);
         }
     }
 }

@@ -65,6 +65,12 @@ pub trait Request: Serialize + Validate {
     /// Where and how the request is sent.
     const ENDPOINT: Endpoint;
 
+    /// Reads the answer's body, once its `errcode` says it succeeded: with serde_json, or
+    /// the faster way of a page of received items (`SyncMsgResponse::from_body`).
+    fn read_response(body: &[u8]) -> Result<Self::Response, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
     /// The files of a multipart endpoint, by part name.
     fn files(&self) -> Vec<(&'static str, &Upload)> {
         Vec::new()

@@ -9,11 +9,15 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
 
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use crate::RawJson;
 
 /// A JSON object's entries, each value still its text.
 #[derive(Default)]
@@ -206,14 +210,214 @@ pub fn optional_text_or_number<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Reads an object in one pass with `visitor`, which reads each field straight into its
-/// type: `None` when the text is anything the visitor refuses, so the caller reads it
-/// field by field instead.
-pub fn read_in_one_pass<'a, V: Visitor<'a>>(text: &'a str, visitor: V) -> Option<V::Value> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = serde::Deserializer::deserialize_map(&mut deserializer, visitor).ok()?;
-    deserializer.end().ok()?;
-    Some(value)
+/// Reads the object at the start of `text` in one pass with the visitor `V`, which reads
+/// each field straight into its type: the value and the length of its text, or `None` when
+/// the text is anything the visitor refuses, so the caller reads it field by field instead.
+pub fn read_prefix<'a, V: Visitor<'a> + Default>(text: &'a str) -> Option<(V::Value, usize)> {
+    let (ByVisitor(value, PhantomData::<V>), len) = prefix(text)?;
+    Some((value, len))
+}
+
+/// The value at the start of `text` (after any whitespace), and where its text ends.
+fn prefix<'a, T: Deserialize<'a>>(text: &'a str) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, values.byte_offset()))
+}
+
+/// What the visitor `V` reads from an object.
+struct ByVisitor<T, V>(T, PhantomData<V>);
+
+impl<'de, T, V: Visitor<'de, Value = T> + Default> Deserialize<'de> for ByVisitor<T, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = deserializer.deserialize_map(V::default())?;
+        Ok(ByVisitor(value, PhantomData))
+    }
+}
+
+/// A lenient struct (`ReceivedMsg`): it never fails to read, and keeps its text.
+pub trait Item: Sized {
+    /// The object at the start of `text` read in one pass, each field straight into its
+    /// type, and the length of its text; `None` when something is out of the ordinary (a
+    /// value that doesn't parse, a repeated key, an unknown tag), for
+    /// [`field_by_field`](Self::field_by_field). `raw` is left empty.
+    fn read_prefix(text: &str) -> Option<(Self, usize)>;
+
+    /// Each field on its own from the object's entries; `raw` keeps the text.
+    fn field_by_field(raw: RawJson) -> Self;
+
+    /// `self` with `raw` as its text.
+    fn with_raw(self, raw: RawJson) -> Self;
+}
+
+/// `T` read in one pass from the whole of `text`: `None` when the one pass refuses it, or
+/// when anything but whitespace follows the object.
+pub fn in_one_pass<T: Item>(text: &str) -> Option<T> {
+    let (read, len) = T::read_prefix(text)?;
+    text.get(len..)?.bytes().all(is_blank).then_some(read)
+}
+
+/// A lenient item from its text: in one pass when it can be, else field by field.
+pub fn read_item<T: Item>(raw: RawJson) -> T {
+    match in_one_pass::<T>(raw.as_str()) {
+        Some(read) => read.with_raw(raw),
+        None => T::field_by_field(raw),
+    }
+}
+
+/// JSON's whitespace.
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// Reads a page (`SyncMsgResponse`), an object whose `list_key` holds a list of items:
+/// what `serde_json::from_slice` reads, in one pass over the items. Each item is read
+/// where it stands, and its text is a part of one copy of the body that the page's items
+/// share, rather than a copy of its own. The other fields are read by serde_json from
+/// their text; `set_list` puts the items in place. Anything out of the ordinary (a body
+/// that is not an object, the list twice or not a list, a syntax error) is left to
+/// `serde_json::from_slice`, errors included.
+pub fn read_page<P: DeserializeOwned, T: Item>(
+    body: &[u8],
+    list_key: &str,
+    set_list: impl FnOnce(&mut P, Vec<T>),
+) -> Result<P, serde_json::Error> {
+    let read = std::str::from_utf8(body).ok().and_then(|text| {
+        let page: Arc<str> = Arc::from(text);
+        let (others, items) = PageReader::new(&page).read(list_key)?;
+        let mut read: P = serde_json::from_str(&others).ok()?;
+        set_list(&mut read, items);
+        Some(read)
+    });
+    match read {
+        Some(read) => Ok(read),
+        None => serde_json::from_slice(body),
+    }
+}
+
+/// A cursor over a page's text, reading each value with serde_json where it stands.
+struct PageReader<'p> {
+    page: &'p Arc<str>,
+    text: &'p str,
+    at: usize,
+}
+
+impl<'p> PageReader<'p> {
+    fn new(page: &'p Arc<str>) -> Self {
+        PageReader {
+            page,
+            text: page,
+            at: 0,
+        }
+    }
+
+    /// Steps over whitespace.
+    fn blank(&mut self) {
+        let bytes = self.text.as_bytes();
+        while bytes.get(self.at).copied().is_some_and(is_blank) {
+            self.at += 1;
+        }
+    }
+
+    /// Steps over `byte`, after any whitespace; `false` when something else is there.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.blank();
+        let found = self.text.as_bytes().get(self.at) == Some(&byte);
+        self.at += usize::from(found);
+        found
+    }
+
+    /// The value after any whitespace, and where its text is.
+    fn value<T: Deserialize<'p>>(&mut self) -> Option<(T, Range<usize>)> {
+        self.blank();
+        let start = self.at;
+        let (value, len) = prefix(self.text.get(start..)?)?;
+        self.at = start + len;
+        Some((value, start..self.at))
+    }
+
+    /// The page's object: the items under `list_key`, and the other entries as the text
+    /// of an object of their own.
+    fn read<T: Item>(mut self, list_key: &str) -> Option<(String, Vec<T>)> {
+        let mut others = String::from("{");
+        let mut items = None;
+        if !self.eat(b'{') {
+            return None;
+        }
+        if !self.eat(b'}') {
+            loop {
+                let (key, key_text) = self.value::<Key>()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+                if key.as_str() == list_key {
+                    if items.is_some() {
+                        return None;
+                    }
+                    items = Some(self.items()?);
+                } else {
+                    let (IgnoredAny, value_text) = self.value()?;
+                    if others.len() > 1 {
+                        others.push(',');
+                    }
+                    others.push_str(&self.text[key_text]);
+                    others.push(':');
+                    others.push_str(&self.text[value_text]);
+                }
+                if self.eat(b'}') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+            }
+        }
+        // Only whitespace may follow, as `serde_json::from_slice` requires.
+        self.blank();
+        if self.at != self.text.len() {
+            return None;
+        }
+        others.push('}');
+        Some((others, items.unwrap_or_default()))
+    }
+
+    /// A list of items, each read where it stands: in one pass when it can be, else
+    /// stepped over and read field by field from its text.
+    fn items<T: Item>(&mut self) -> Option<Vec<T>> {
+        let mut items = Vec::new();
+        if !self.eat(b'[') {
+            return None;
+        }
+        if self.eat(b']') {
+            return Some(items);
+        }
+        loop {
+            self.blank();
+            let start = self.at;
+            let item = match T::read_prefix(self.text.get(start..)?) {
+                Some((item, len)) => {
+                    self.at = start + len;
+                    item.with_raw(RawJson::shared(self.page, start..self.at)?)
+                }
+                None => {
+                    let (IgnoredAny, text) = self.value()?;
+                    T::field_by_field(RawJson::shared(self.page, text)?)
+                }
+            };
+            if items.is_empty() {
+                // Room for as many more items as the rest of the page holds of this size.
+                let left = self.text.len() - self.at;
+                items.reserve(left / (self.at - start).max(1) + 1);
+            }
+            items.push(item);
+            if self.eat(b']') {
+                return Some(items);
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
 }
 
 /// Reads the next value into `slot`; a key met twice is refused (a lenient reading takes
@@ -269,7 +473,6 @@ impl<'de, U: KeyedPayload> InPass<'de, U> {
 
     /// Takes an entry no field of the struct claimed.
     pub fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
-        use serde::de::IgnoredAny;
         if key == self.tag_key {
             return set_once(&mut self.tag, map);
         }
@@ -374,7 +577,6 @@ impl<T: Serialize> Serialize for Tagged<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RawJson;
 
     #[test]
     fn lenient_reads_skip_what_does_not_parse() {
@@ -467,22 +669,22 @@ mod tests {
         for item in examples.values() {
             let text = item.to_string();
             assert!(
-                ReceivedMsg::in_one_pass(&text).is_some(),
+                in_one_pass::<ReceivedMsg>(&text).is_some(),
                 "not in one pass: {text}"
             );
         }
-        let mut in_one_pass = 0;
+        let mut read_in_one_pass = 0;
         for text in &texts {
             let raw: RawJson = serde_json::from_str(text).expect("an object");
             let by_field = ReceivedMsg::field_by_field(raw.clone());
-            if let Some(read) = ReceivedMsg::in_one_pass(text) {
-                in_one_pass += 1;
-                assert_eq!(ReceivedMsg { raw, ..read }, by_field, "{text}");
+            if let Some(read) = in_one_pass::<ReceivedMsg>(text) {
+                read_in_one_pass += 1;
+                assert_eq!(read.with_raw(raw), by_field, "{text}");
             }
         }
         assert!(
-            in_one_pass >= examples.len(),
-            "{in_one_pass} of {} in one pass",
+            read_in_one_pass >= examples.len(),
+            "{read_in_one_pass} of {} in one pass",
             texts.len()
         );
     }

@@ -46,6 +46,21 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> Items {
         Response::Ack => quote!(rt::Ack),
     };
     let binary = e.response == Response::Binary;
+    let read_response = match &e.response {
+        Response::Struct(r)
+            if api
+                .structs
+                .iter()
+                .any(|s| &s.ident == r && s.page_list.is_some()) =>
+        {
+            Some(quote! {
+                fn read_response(body: &[u8]) -> Result<#r, rt::serde_json::Error> {
+                    #r::from_body(body)
+                }
+            })
+        }
+        _ => None,
+    };
     let http = request_line(e);
     let path = &e.path;
     let name = &e.name;
@@ -192,6 +207,7 @@ pub fn emit(api: &Api, e: &Endpoint, owner: &str) -> Items {
                 type Response = #response;
                 const ENDPOINT: rt::Endpoint = #endpoint;
 
+                #read_response
                 #files
                 #retry_id
             }

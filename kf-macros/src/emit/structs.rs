@@ -28,6 +28,7 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
         .is_sent()
         .then(|| validate_impl(name, &s.fields, Across::default()));
     let from_string = from_single_string(s);
+    let from_body = s.page_list.map(|i| from_body(s, &s.fields[i]));
     let debug = debug_derive(&s.fields);
     let debug_impl = debug_impl(name, &s.fields);
     let (derive_deserialize, raw_field, lenient_deserialize) = if s.lenient {
@@ -66,6 +67,27 @@ pub fn emit(api: &Api, s: &Struct) -> TokenStream {
         #debug_impl
         #from_string
         #lenient_deserialize
+        #from_body
+    }
+}
+
+/// A page's reading of a response body: its list's items read where they stand.
+fn from_body(s: &Struct, list: &Field) -> TokenStream {
+    let (name, field, key) = (&s.ident, &list.ident, &list.wire);
+    let docs = Doc::new()
+        .line("Reads a response body as `serde_json::from_slice` does, but faster: each item")
+        .line(format!(
+            "of `{key}` is read where it stands, and its text is a part of one copy of"
+        ))
+        .line("the body rather than a copy of its own. What the client uses.")
+        .tokens();
+    quote! {
+        impl #name {
+            #docs
+            pub fn from_body(body: &[u8]) -> Result<Self, rt::serde_json::Error> {
+                rt::read_page(body, #key, |page: &mut Self, items| page.#field = items)
+            }
+        }
     }
 }
 
@@ -90,37 +112,36 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
         quote!(let #field = #read #fallback;)
     });
     let names = s.fields.iter().map(|f| &f.ident);
-    let (read, one_pass) = if s.one_pass {
-        (
-            quote! {
-                match Self::in_one_pass(raw.as_str()) {
-                    Some(read) => Self { raw, ..read },
-                    None => Self::field_by_field(raw),
-                }
-            },
-            Some(one_pass(s)),
-        )
+    let read_prefix = if s.one_pass {
+        one_pass(s)
     } else {
-        (quote!(Self::field_by_field(raw)), None)
+        quote! {
+            /// Not read in one pass: every object is read field by field.
+            fn read_prefix(_text: &str) -> Option<(Self, usize)> {
+                None
+            }
+        }
     };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let raw = rt::RawJson::deserialize(deserializer)?;
-                Ok(#read)
+                rt::RawJson::deserialize(deserializer).map(rt::read_item)
             }
         }
 
-        impl #name {
-            #one_pass
+        impl rt::Item for #name {
+            #read_prefix
 
-            /// Each field on its own from the object's entries; `raw` keeps the text.
-            pub(crate) fn field_by_field(raw: rt::RawJson) -> Self {
+            fn field_by_field(raw: rt::RawJson) -> Self {
                 // Not an object: every field reads as missing, and `raw` still has it.
                 let entries = rt::Entries::parse(raw.as_str()).unwrap_or_default();
                 #(#inits)*
                 drop(entries);
                 Self { #(#names,)* raw }
+            }
+
+            fn with_raw(self, raw: rt::RawJson) -> Self {
+                Self { raw, ..self }
             }
         }
     }
@@ -171,9 +192,10 @@ fn one_pass(s: &Struct) -> TokenStream {
     });
     let expecting = format!("a `{name}` object");
     quote! {
-        /// Every field read straight into its type in one pass over `text`; `None` when
-        /// something is out of the ordinary, for [`field_by_field`](Self::field_by_field).
-        pub(crate) fn in_one_pass(text: &str) -> Option<Self> {
+        /// Every field read straight into its type in one pass over the object at the start
+        /// of `text`; `None` when something is out of the ordinary.
+        fn read_prefix(text: &str) -> Option<(Self, usize)> {
+            #[derive(Default)]
             struct Fields;
 
             impl<'de> rt::Visitor<'de> for Fields {
@@ -198,7 +220,7 @@ fn one_pass(s: &Struct) -> TokenStream {
                 }
             }
 
-            rt::read_in_one_pass(text, Fields)
+            rt::read_prefix::<Fields>(text)
         }
     }
 }
