@@ -158,8 +158,9 @@ pub mod __private {
     };
     pub use crate::rt::json::{
         Entries, FromEntries, InPass, Item, Key, Keyed, KeyedPayload, Tagged, TextOrNumber,
-        deserialize_union, from_text, lenient_flat, optional_text_or_number, read_item, read_page,
-        read_prefix, set_once, set_text_once, text_or_number, union_in_place, value_of,
+        deserialize_union, from_text, inline_in_place, lenient_flat, optional_text_or_number,
+        read_item, read_page, read_prefix, set_once, set_text_once, text_or_number, union_in_place,
+        value_of,
     };
     pub use crate::rt::rules::{
         DayRule, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,

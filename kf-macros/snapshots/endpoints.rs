@@ -6502,6 +6502,53 @@ mod generated_from_endpoints {
             }
         }
 
+        impl rt::KeyedPayload for Event {
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "enter_session" => {
+                        EnterSession::deserialize(payload).map(Self::EnterSession)
+                    }
+                    "msg_send_fail" => {
+                        MsgSendFail::deserialize(payload).map(Self::MsgSendFail)
+                    }
+                    "servicer_status_change" => {
+                        ServicerStatusChange::deserialize(payload)
+                            .map(Self::ServicerStatusChange)
+                    }
+                    "session_status_change" => {
+                        SessionStatusChange::deserialize(payload)
+                            .map(Self::SessionStatusChange)
+                    }
+                    "user_recall_msg" => {
+                        UserRecallMsg::deserialize(payload).map(Self::UserRecallMsg)
+                    }
+                    "servicer_recall_msg" => {
+                        ServicerRecallMsg::deserialize(payload)
+                            .map(Self::ServicerRecallMsg)
+                    }
+                    "reject_customer_msg_switch_change" => {
+                        RejectCustomerMsgSwitchChange::deserialize(payload)
+                            .map(Self::RejectCustomerMsgSwitchChange)
+                    }
+                    other => {
+                        Err(D::Error::custom(format!("unknown event_type `{other}`")))
+                    }
+                }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(
+                    tag, "enter_session" | "msg_send_fail" | "servicer_status_change" |
+                    "session_status_change" | "user_recall_msg" | "servicer_recall_msg" |
+                    "reject_customer_msg_switch_change"
+                )
+            }
+        }
+
         impl From<EnterSession> for Event {
             fn from(payload: EnterSession) -> Self {
                 Self::EnterSession(payload)
@@ -6798,9 +6845,20 @@ mod generated_from_endpoints {
                     "meeting" => Meeting::deserialize(payload).map(Self::Meeting),
                     "schedule" => Schedule::deserialize(payload).map(Self::Schedule),
                     "note" => Note::deserialize(payload).map(Self::Note),
-                    "event" => rt::union_in_place(payload).map(Self::Event),
+                    "event" => {
+                        rt::inline_in_place("event_type", payload).map(Self::Event)
+                    }
                     other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
                 }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(
+                    tag, "text" | "image" | "voice" | "video" | "file" | "location" |
+                    "link" | "business_card" | "miniprogram" | "msgmenu" |
+                    "channels_shop_product" | "channels_shop_order" | "merged_msg" |
+                    "channels" | "meeting" | "schedule" | "note" | "event"
+                )
             }
         }
 

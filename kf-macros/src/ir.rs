@@ -151,8 +151,8 @@ pub struct Union {
     pub doc: Option<u64>,
     pub variants: Vec<Variant>,
     pub direction: Direction,
-    /// Flattened into a struct read in one pass, so it reads its payload in place
-    /// (`rt::KeyedPayload`).
+    /// Flattened into a struct read in one pass, or an inline union nested in one, so it
+    /// reads its payload in place (`rt::KeyedPayload`).
     pub read_in_pass: bool,
 }
 

@@ -489,6 +489,19 @@ fn one_pass(structs: &mut [ir::Struct], unions: &mut [ir::Union]) {
         s.one_pass = true;
         if let Some(i) = union {
             unions[i].read_in_pass = true;
+            // Its inline unions (`Received::Event`) read their variant in place too.
+            let nested: Vec<Ident> = unions[i]
+                .variants
+                .iter()
+                .filter(|v| v.nested_union)
+                .map(|v| v.payload.clone())
+                .collect();
+            for u in unions.iter_mut() {
+                let flat = u.variants.iter().all(|v| !v.nested_union);
+                if nested.contains(&u.ident) && u.layout == Layout::Inline && flat {
+                    u.read_in_pass = true;
+                }
+            }
         }
     }
 }

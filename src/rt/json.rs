@@ -444,20 +444,26 @@ pub fn set_text_once<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// A keyed union whose payload can be read where it stands, once the tag is known.
+/// A union whose payload can be read where it stands, once the tag is known: a keyed
+/// union's payload object, or the fields beside an inline union's tag.
 pub trait KeyedPayload: Sized {
     /// The variant `tag` names, read from `payload`; an error for a tag it doesn't know.
     fn payload<'de, D: Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error>;
+
+    /// Whether `tag` names a variant.
+    fn is_variant(tag: &str) -> bool;
 }
 
 /// The flattened keyed union of a lenient struct (`ReceivedMsg::content`), read in the pass
 /// over the struct's object: the tag, then the payload under the key it names, parsed in
-/// place. A payload met before its tag is kept as text and read at the end.
+/// place. Before the tag, a key named like a variant is taken for the payload and read as
+/// that variant; the tag tells later whether it was.
 pub struct InPass<'de, U> {
     tag_key: &'static str,
     tag: Option<Key<'de>>,
     value: Option<U>,
-    before_tag: Vec<(String, &'de RawValue)>,
+    /// The entry before the tag read as the variant its key names.
+    before_tag: Option<(String, U)>,
 }
 
 impl<'de, U: KeyedPayload> InPass<'de, U> {
@@ -467,26 +473,35 @@ impl<'de, U: KeyedPayload> InPass<'de, U> {
             tag_key,
             tag: None,
             value: None,
-            before_tag: Vec::new(),
+            before_tag: None,
         }
     }
 
     /// Takes an entry no field of the struct claimed.
     pub fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
         if key == self.tag_key {
             return set_once(&mut self.tag, map);
         }
         match self.tag.as_ref().map(Key::as_str) {
             Some(tag) if tag == key => {
-                if self.value.is_some() {
-                    return Err(serde::de::Error::custom("a repeated payload"));
+                let before = self.before_tag.as_ref().is_some_and(|(k, _)| k == key);
+                if self.value.is_some() || before {
+                    return Err(A::Error::custom("a repeated payload"));
                 }
                 self.value = Some(map.next_value_seed(PayloadSeed::<U>(tag, PhantomData))?);
             }
-            Some(_) => {
+            None if U::is_variant(key) => {
+                if self.before_tag.is_some() {
+                    return Err(A::Error::custom("two payloads before the tag"));
+                }
+                let value = map.next_value_seed(PayloadSeed::<U>(key, PhantomData))?;
+                self.before_tag = Some((key.to_owned(), value));
+            }
+            // Not the payload: if the tag named it, the tag would be unknown.
+            _ => {
                 map.next_value::<IgnoredAny>()?;
             }
-            None => self.before_tag.push((key.to_owned(), map.next_value()?)),
         }
         Ok(())
     }
@@ -495,17 +510,15 @@ impl<'de, U: KeyedPayload> InPass<'de, U> {
     pub fn finish<E: serde::de::Error>(self) -> Result<U, E> {
         let tag = self.tag.ok_or_else(|| E::custom("no tag"))?;
         let tag = tag.as_str();
-        let mut before = self.before_tag.iter().filter(|(key, _)| key == tag);
-        let read = |text: &str| {
-            let mut deserializer = serde_json::Deserializer::from_str(text);
-            U::payload(tag, &mut deserializer).map_err(E::custom)
-        };
-        match (self.value, before.next(), before.next()) {
-            (Some(value), None, _) => Ok(value),
-            (None, Some((_, text)), None) => read(text.get()),
+        let before = self.before_tag.filter(|(key, _)| key == tag);
+        match (self.value, before) {
+            (Some(value), None) | (None, Some((_, value))) => Ok(value),
             // A missing payload reads as `{}`, as in `Entries::payload`.
-            (None, None, _) => read("{}"),
-            _ => Err(E::custom("more than one payload")),
+            (None, None) => {
+                let mut deserializer = serde_json::Deserializer::from_str("{}");
+                U::payload(tag, &mut deserializer).map_err(E::custom)
+            }
+            (Some(_), Some(_)) => Err(E::custom("more than one payload")),
         }
     }
 }
@@ -521,6 +534,105 @@ pub fn union_in_place<'de, T: FromEntries, D: Deserializer<'de>>(
     let text = <&'de RawValue>::deserialize(payload)?.get();
     let entries = Entries::parse(text).map_err(D::Error::custom)?;
     T::from_entries(&entries, text).map_err(D::Error::custom)
+}
+
+/// A union payload that is itself an inline union (`Received::Event`), read where it
+/// stands: the entries up to the tag kept as text, then the variant from them and the rest
+/// of the object. An error when the tag is missing or comes again, or the entries before
+/// it can't be borrowed, so that the item is read field by field instead.
+pub fn inline_in_place<'de, U: KeyedPayload, D: Deserializer<'de>>(
+    tag_key: &'static str,
+    payload: D,
+) -> Result<U, D::Error> {
+    payload.deserialize_map(InlineTag(tag_key, PhantomData))
+}
+
+struct InlineTag<U>(&'static str, PhantomData<U>);
+
+impl<'de, U: KeyedPayload> Visitor<'de> for InlineTag<U> {
+    type Value = U;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with a `{}`", self.0)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<U, A::Error> {
+        use serde::de::Error as _;
+        let tag_key = self.0;
+        let mut before_tag = Vec::new();
+        let tag = loop {
+            match map.next_key::<Key>()? {
+                Some(key) if key.as_str() == tag_key => break map.next_value::<Key>()?,
+                Some(key) => before_tag.push((key, map.next_value::<&RawValue>()?)),
+                None => return Err(A::Error::custom(format!("no `{tag_key}`"))),
+            }
+        };
+        let fields = AfterTag {
+            before_tag: before_tag.into_iter(),
+            value: None,
+            map,
+            tag_key,
+        };
+        U::payload(
+            tag.as_str(),
+            serde::de::value::MapAccessDeserializer::new(fields),
+        )
+    }
+}
+
+/// An inline union's fields: the entries met before its tag, then the rest of the object.
+/// The tag met again is refused, since a field-by-field reading takes the last one.
+struct AfterTag<'de, A> {
+    before_tag: std::vec::IntoIter<(Key<'de>, &'de RawValue)>,
+    /// The value of the entry before the tag whose key was read last.
+    value: Option<&'de RawValue>,
+    map: A,
+    tag_key: &'static str,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for AfterTag<'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        use serde::de::Error as _;
+        use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
+        let key = match self.before_tag.next() {
+            Some((key, value)) => {
+                self.value = Some(value);
+                key
+            }
+            None => match self.map.next_key::<Key>()? {
+                Some(key) if key.as_str() == self.tag_key => {
+                    return Err(A::Error::custom("a repeated tag"));
+                }
+                Some(key) => key,
+                None => return Ok(None),
+            },
+        };
+        match key.0 {
+            Cow::Borrowed(key) => seed.deserialize(BorrowedStrDeserializer::new(key)),
+            Cow::Owned(key) => seed.deserialize(StringDeserializer::new(key)),
+        }
+        .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        use serde::de::Error as _;
+        match self.value.take() {
+            Some(value) => {
+                let mut deserializer = serde_json::Deserializer::from_str(value.get());
+                seed.deserialize(&mut deserializer)
+                    .map_err(A::Error::custom)
+            }
+            None => self.map.next_value_seed(seed),
+        }
+    }
 }
 
 impl<'de, U: KeyedPayload> serde::de::DeserializeSeed<'de> for PayloadSeed<'_, U> {
@@ -664,6 +776,31 @@ mod tests {
                 }
                 let text = item.to_string();
                 texts.push(format!("{},\"{key}\":null}}", &text[..text.len() - 1]));
+            }
+            // An event's own keys: in reverse (its tag last), its tag repeated or missing.
+            if let Some(Value::Object(event)) = fields.get("event") {
+                let reversed: serde_json::Map<String, Value> = event
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let event_text = Value::Object(event.clone()).to_string();
+                let repeated = format!(
+                    "{},\"event_type\":\"other\"}}",
+                    &event_text[..event_text.len() - 1]
+                );
+                let mut untagged = event.clone();
+                untagged.remove("event_type");
+                let mut rest = fields.clone();
+                rest.remove("event");
+                let rest = Value::Object(rest).to_string();
+                for nested in [
+                    Value::Object(reversed).to_string(),
+                    repeated,
+                    Value::Object(untagged).to_string(),
+                ] {
+                    texts.push(format!("{},\"event\":{nested}}}", &rest[..rest.len() - 1]));
+                }
             }
         }
         for item in examples.values() {

@@ -56,7 +56,7 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
     let serialize = serialize_impl(u);
     let deserialize = deserialize_impl(u);
     let validate = u.direction.is_sent().then(|| validate_impl(u));
-    let in_pass = u.read_in_pass.then(|| keyed_payload_impl(u));
+    let in_pass = u.read_in_pass.then(|| keyed_payload_impl(api, u));
     let unknown_default = u.keeps_unknown.then(|| {
         quote! {
             /// An empty `Unknown`: what a lenient struct holds when the content is missing.
@@ -106,18 +106,27 @@ pub fn emit(api: &Api, u: &Union) -> TokenStream {
 }
 
 /// Reads the variant a tag names from its payload, where it stands in the parent's pass.
-fn keyed_payload_impl(u: &Union) -> TokenStream {
+/// For an inline union, `payload` holds the fields beside the tag.
+fn keyed_payload_impl(api: &Api, u: &Union) -> TokenStream {
     let name = &u.ident;
     let tag_key = &u.tag_key;
     let arms = u.variants.iter().map(|v| {
         let (variant, tag, payload) = (&v.ident, &v.tag, &v.payload);
-        if v.nested_union {
+        let inline = api
+            .unions
+            .iter()
+            .find(|n| n.ident == *payload && n.read_in_pass && n.layout == Layout::Inline);
+        if let Some(nested) = inline.filter(|_| v.nested_union) {
+            let nested_key = &nested.tag_key;
+            quote!(#tag => rt::inline_in_place(#nested_key, payload).map(Self::#variant),)
+        } else if v.nested_union {
             quote!(#tag => rt::union_in_place(payload).map(Self::#variant),)
         } else {
             quote!(#tag => #payload::deserialize(payload).map(Self::#variant),)
         }
     });
     let unknown = format!("unknown {tag_key} `{{other}}`");
+    let tags = u.variants.iter().map(|v| &v.tag);
     quote! {
         impl rt::KeyedPayload for #name {
             fn payload<'de, D: rt::serde::Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error> {
@@ -126,6 +135,10 @@ fn keyed_payload_impl(u: &Union) -> TokenStream {
                     #(#arms)*
                     other => Err(D::Error::custom(format!(#unknown))),
                 }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(tag, #(#tags)|*)
             }
         }
     }
