@@ -124,15 +124,6 @@ pub use kf_macros::endpoints;
 kf_macros::endpoints!("endpoints.toml", methods = inherent);
 pub(crate) use types::*;
 
-// The runtime's modules still name these by their old root paths; the public paths are
-// `sync::…` and `token::…`.
-pub(crate) use sync::{
-    CallbackToken, Checkpoint, Observer, Page, SharedCallbacks, SyncError, SyncLease, SyncLock,
-};
-pub(crate) use token::{
-    BoxFuture, CachedToken, RefreshLease, RefreshTurn, StoreError, TokenFailure,
-};
-
 /// The README's examples compile as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -158,9 +149,9 @@ pub mod __private {
     };
     pub use crate::rt::json::{
         Entries, FromEntries, InPass, Item, Key, Keyed, KeyedPayload, Tagged, TextOrNumber,
-        deserialize_union, from_text, inline_in_place, lenient_flat, optional_text_or_number,
-        read_item, read_page, read_prefix, set_once, set_text_once, text_or_number, union_in_place,
-        value_of,
+        deserialize_keyed, deserialize_union, from_text, inline_in_place, lenient_flat,
+        optional_text_or_number, read_item, read_page, read_prefix, set_once, set_text_once,
+        text_or_number, union_in_place, value_of,
     };
     pub use crate::rt::rules::{
         DayRule, ItemsRule, NumberRule, OverLimit, RangeRule, SizeRule, StringRule,

@@ -3883,8 +3883,8 @@ mod generated_from_endpoints {
                 }
             }
 
-            fn with_raw(self, raw: rt::RawJson) -> Self {
-                Self { raw, ..self }
+            fn set_raw(&mut self, raw: rt::RawJson) {
+                self.raw = raw;
             }
         }
 
@@ -6063,7 +6063,7 @@ mod generated_from_endpoints {
             fn deserialize<D: rt::serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> Result<Self, D::Error> {
-                rt::deserialize_union(deserializer)
+                rt::deserialize_keyed(deserializer)
             }
         }
 
@@ -6091,6 +6091,29 @@ mod generated_from_endpoints {
                         )
                     }
                 }
+            }
+        }
+
+        impl rt::KeyedPayload for MenuItem {
+            const TAG_KEY: &'static str = "type";
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "click" => MenuClick::deserialize(payload).map(Self::MenuClick),
+                    "view" => MenuView::deserialize(payload).map(Self::MenuView),
+                    "miniprogram" => {
+                        MenuMiniProgram::deserialize(payload).map(Self::MenuMiniProgram)
+                    }
+                    "text" => MenuText::deserialize(payload).map(Self::MenuText),
+                    other => Err(D::Error::custom(format!("unknown type `{other}`"))),
+                }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(tag, "click" | "view" | "miniprogram" | "text")
             }
         }
 
@@ -6230,7 +6253,7 @@ mod generated_from_endpoints {
             fn deserialize<D: rt::serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> Result<Self, D::Error> {
-                rt::deserialize_union(deserializer)
+                rt::deserialize_keyed(deserializer)
             }
         }
 
@@ -6264,6 +6287,38 @@ mod generated_from_endpoints {
                         )
                     }
                 }
+            }
+        }
+
+        impl rt::KeyedPayload for OutgoingMsg {
+            const TAG_KEY: &'static str = "msgtype";
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "text" => Text::deserialize(payload).map(Self::Text),
+                    "image" => Image::deserialize(payload).map(Self::Image),
+                    "voice" => Voice::deserialize(payload).map(Self::Voice),
+                    "video" => Video::deserialize(payload).map(Self::Video),
+                    "file" => File::deserialize(payload).map(Self::File),
+                    "link" => Link::deserialize(payload).map(Self::Link),
+                    "miniprogram" => {
+                        MiniProgram::deserialize(payload).map(Self::MiniProgram)
+                    }
+                    "msgmenu" => Menu::deserialize(payload).map(Self::Menu),
+                    "location" => Location::deserialize(payload).map(Self::Location),
+                    "ca_link" => CaLink::deserialize(payload).map(Self::CaLink),
+                    other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
+                }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(
+                    tag, "text" | "image" | "voice" | "video" | "file" | "link" |
+                    "miniprogram" | "msgmenu" | "location" | "ca_link"
+                )
             }
         }
 
@@ -6503,6 +6558,7 @@ mod generated_from_endpoints {
         }
 
         impl rt::KeyedPayload for Event {
+            const TAG_KEY: &'static str = "event_type";
             fn payload<'de, D: rt::serde::Deserializer<'de>>(
                 tag: &str,
                 payload: D,
@@ -6754,7 +6810,7 @@ mod generated_from_endpoints {
             fn deserialize<D: rt::serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> Result<Self, D::Error> {
-                rt::deserialize_union(deserializer)
+                rt::deserialize_keyed(deserializer)
             }
         }
 
@@ -6812,6 +6868,7 @@ mod generated_from_endpoints {
         }
 
         impl rt::KeyedPayload for Received {
+            const TAG_KEY: &'static str = "msgtype";
             fn payload<'de, D: rt::serde::Deserializer<'de>>(
                 tag: &str,
                 payload: D,
@@ -6845,9 +6902,7 @@ mod generated_from_endpoints {
                     "meeting" => Meeting::deserialize(payload).map(Self::Meeting),
                     "schedule" => Schedule::deserialize(payload).map(Self::Schedule),
                     "note" => Note::deserialize(payload).map(Self::Note),
-                    "event" => {
-                        rt::inline_in_place("event_type", payload).map(Self::Event)
-                    }
+                    "event" => rt::inline_in_place(payload).map(Self::Event),
                     other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
                 }
             }
@@ -7046,7 +7101,7 @@ mod generated_from_endpoints {
             fn deserialize<D: rt::serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> Result<Self, D::Error> {
-                rt::deserialize_union(deserializer)
+                rt::deserialize_keyed(deserializer)
             }
         }
 
@@ -7072,6 +7127,29 @@ mod generated_from_endpoints {
                             raw: rt::value_of(whole),
                         }),
                 )
+            }
+        }
+
+        impl rt::KeyedPayload for IntentAttachment {
+            const TAG_KEY: &'static str = "msgtype";
+            fn payload<'de, D: rt::serde::Deserializer<'de>>(
+                tag: &str,
+                payload: D,
+            ) -> Result<Self, D::Error> {
+                use rt::serde::de::Error as _;
+                match tag {
+                    "image" => IntentImage::deserialize(payload).map(Self::Image),
+                    "video" => IntentVideo::deserialize(payload).map(Self::Video),
+                    "link" => IntentLink::deserialize(payload).map(Self::Link),
+                    "miniprogram" => {
+                        IntentMiniProgram::deserialize(payload).map(Self::MiniProgram)
+                    }
+                    other => Err(D::Error::custom(format!("unknown msgtype `{other}`"))),
+                }
+            }
+
+            fn is_variant(tag: &str) -> bool {
+                matches!(tag, "image" | "video" | "link" | "miniprogram")
             }
         }
 

@@ -460,8 +460,15 @@ impl Lower<'_> {
     }
 }
 
-/// Marks the lenient structs read in one pass, and the unions they read in place.
+/// Marks the lenient structs read in one pass, and the unions they read in place: keyed
+/// unions without nested ones (`MenuItem`) read themselves in place, and those flattened
+/// into the structs with their nested inline unions (`Received`, `Event`).
 fn one_pass(structs: &mut [ir::Struct], unions: &mut [ir::Union]) {
+    for u in unions.iter_mut() {
+        if u.layout == Layout::Keyed && u.variants.iter().all(|v| !v.nested_union) {
+            u.read_in_pass = true;
+        }
+    }
     for s in structs.iter_mut().filter(|s| s.lenient) {
         let flattened: Vec<&ir::Field> = s.fields.iter().filter(|f| f.flatten).collect();
         let union = match flattened.as_slice() {

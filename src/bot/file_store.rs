@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{Inbox, Keyed, LocalClaims, by_account, in_process_claims};
 use super::{BotStore, Claim, Entry, Journaled, Recorded, Work};
+use crate::ReceivedMsg;
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, ReceivedMsg};
 
 /// Keys seen are remembered this long: past WeCom's 3 days of history, a message can't come
 /// back.

@@ -48,8 +48,10 @@ pub use store::{
 };
 
 use crate::reply::{Customer, Replier, Turn};
+use crate::sync::{Page, SyncError};
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, CursorStore, OutgoingMsg, Page, SyncError, SyncStream};
+use crate::{CursorStore, OutgoingMsg, SyncStream};
 
 /// What the handler decides for a turn.
 #[derive(Debug, Clone)]
@@ -194,7 +196,7 @@ impl<S: CursorStore + 'static> Bot<S> {
 
     /// [`new`](Self::new), sending through `replier` (its budget store, session tracker,
     /// composer and clock) and pulling with `sync` (set up with a shared
-    /// [`SyncLock`](crate::SyncLock) on several replicas, a page limit, …), which the bot
+    /// [`SyncLock`](crate::sync::SyncLock) on several replicas, a page limit, …), which the bot
     /// has observed by the replier.
     pub fn with_replier<H, F, E>(
         replier: Replier,

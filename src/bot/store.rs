@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::reply::Customer;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, OutgoingMsg, ReceivedMsg};
+use crate::{OutgoingMsg, ReceivedMsg};
 
 /// A customer message in the inbox.
 #[derive(Debug, Clone)]
@@ -457,6 +458,10 @@ impl BotStore for MemoryBotStore {
                     recorded.customers.push(entry.customer.clone());
                 }
                 let inbox = state.inboxes.entry(slot(&entry.customer)).or_default();
+                // A message's text is a part of its page's; a waiting message keeps only
+                // its own, not the whole page, alive.
+                let mut entry = entry;
+                entry.message.raw = entry.message.raw.detach();
                 inbox.add(entry);
             }
             let mut accounts: Vec<String> = recorded

@@ -17,10 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::{AsyncCommands as _, Script};
 
 use super::{COMPARE_AND_DELETE, Redis, millis};
+use crate::ReceivedMsg;
 use crate::bot::store::by_account;
 use crate::bot::{BotStore, Claim, ClaimLost, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
-use crate::{BoxFuture, ReceivedMsg, StoreError};
+use crate::token::{BoxFuture, StoreError};
 
 /// Keys seen are remembered this long: past WeCom's 3 days of history, a message can't come
 /// back.

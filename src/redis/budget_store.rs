@@ -7,7 +7,7 @@ use redis::{AsyncCommands as _, Script};
 
 use super::{Redis, millis};
 use crate::reply::{BudgetStore, Change, Customer, REPLY_WINDOW, Window};
-use crate::{BoxFuture, StoreError};
+use crate::token::{BoxFuture, StoreError};
 
 /// Sets `KEYS[1]` to `ARGV[2]` for `ARGV[3]` ms only while it still holds `ARGV[1]` (`''`
 /// for "absent"): one step of a read, apply, compare-and-set loop, so the window logic is

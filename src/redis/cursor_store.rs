@@ -6,10 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::{AsyncCommands as _, Script};
 
 use super::{Redis, millis};
-use crate::{
-    BoxFuture, CallbackToken, Checkpoint, CursorStore, Secret, SharedCallbacks, StoreError,
-    SyncLease,
-};
+use crate::sync::{CallbackToken, Checkpoint, SharedCallbacks, SyncLease};
+use crate::token::{BoxFuture, StoreError};
+use crate::{CursorStore, Secret};
 
 /// Sets `KEYS[2]` to `ARGV[2]` only while the lock `KEYS[1]` holds `ARGV[1]`.
 static SET_IF_HELD: LazyLock<Script> = LazyLock::new(|| {

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::{Redis, millis, owner_id};
-use crate::{BoxFuture, StoreError, SyncLease, SyncLock};
+use crate::sync::{SyncLease, SyncLock};
+use crate::token::{BoxFuture, StoreError};
 
 /// Extends `KEYS[1]` by `ARGV[2]` ms only while it still holds `ARGV[1]`.
 static COMPARE_AND_EXTEND: LazyLock<Script> = LazyLock::new(|| {

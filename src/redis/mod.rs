@@ -43,7 +43,7 @@ pub use cursor_store::RedisCursorStore;
 pub use lock::RedisSyncLock;
 pub use token_store::RedisTokenStore;
 
-use crate::StoreError;
+use crate::token::StoreError;
 
 /// A connection to Redis (reconnecting on its own) and the prefix of every key; hands out
 /// the three stores. Cheap to clone.

@@ -7,9 +7,8 @@ use redis::{AsyncCommands as _, Script};
 use serde_json::json;
 
 use super::{Redis, millis, owner_id};
-use crate::{
-    BoxFuture, CachedToken, RefreshLease, RefreshTurn, Secret, StoreError, TokenFailure, TokenStore,
-};
+use crate::token::{BoxFuture, CachedToken, RefreshLease, RefreshTurn, StoreError, TokenFailure};
+use crate::{Secret, TokenStore};
 
 /// How long one process may take to fetch a token before another may try.
 const REFRESH_LOCK: Duration = Duration::from_secs(10);

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, Delivery, ErrCode, Error, Event, FailType, Origin, Received, ReceivedMsg};
+use crate::{Delivery, ErrCode, Error, Event, FailType, Origin, Received, ReceivedMsg};
 
 /// Messages of one second a window remembers; more in one second is more than a person
 /// types.
@@ -556,8 +557,8 @@ impl Drop for Permit {
     }
 }
 
-impl crate::Observer for ReplyBudget {
-    fn observe<'a>(&'a self, page: &'a crate::Page) -> BoxFuture<'a, Result<(), StoreError>> {
+impl crate::sync::Observer for ReplyBudget {
+    fn observe<'a>(&'a self, page: &'a crate::sync::Page) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             for message in &page.messages {
                 ReplyBudget::observe(self, message).await?;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::sync::Page;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
 use crate::{
-    BoxFuture, Client, ErrCode, Error, OutgoingMsg, Page, ReceivedMsg, SendMsgOnEventMessage,
-    ServiceState,
+    Client, ErrCode, Error, OutgoingMsg, ReceivedMsg, SendMsgOnEventMessage, ServiceState,
 };
 
 use super::{
@@ -379,11 +380,11 @@ impl From<OnEventMessage> for OutgoingMsg {
 
 impl SendMsgOnEventMessage for OnEventMessage {}
 
-impl crate::Observer for Replier {
+impl crate::sync::Observer for Replier {
     fn observe<'a>(&'a self, page: &'a Page) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            crate::Observer::observe(self.sessions.as_ref(), page).await?;
-            crate::Observer::observe(&self.budget, page).await
+            crate::sync::Observer::observe(self.sessions.as_ref(), page).await?;
+            crate::sync::Observer::observe(&self.budget, page).await
         })
     }
 }

@@ -8,10 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::mutex::lock;
+use crate::sync::Page;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{
-    BoxFuture, ChangeType, Event, Page, Received, ReceivedMsg, ServiceState, ServicerStatus,
-};
+use crate::{ChangeType, Event, Received, ReceivedMsg, ServiceState, ServicerStatus};
 
 use super::Customer;
 
@@ -167,7 +167,7 @@ impl SessionTracker {
     }
 }
 
-impl crate::Observer for SessionTracker {
+impl crate::sync::Observer for SessionTracker {
     fn observe<'a>(&'a self, page: &'a Page) -> BoxFuture<'a, Result<(), StoreError>> {
         for message in &page.messages {
             self.learn(message);
@@ -176,8 +176,8 @@ impl crate::Observer for SessionTracker {
     }
 }
 
-impl crate::Observer for std::sync::Arc<SessionTracker> {
+impl crate::sync::Observer for std::sync::Arc<SessionTracker> {
     fn observe<'a>(&'a self, page: &'a Page) -> BoxFuture<'a, Result<(), StoreError>> {
-        crate::Observer::observe(self.as_ref(), page)
+        crate::sync::Observer::observe(self.as_ref(), page)
     }
 }

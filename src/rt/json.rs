@@ -158,6 +158,40 @@ pub fn deserialize_union<'de, T: FromEntries, D: Deserializer<'de>>(
     T::from_entries(&entries, raw.get()).map_err(D::Error::custom)
 }
 
+/// [`deserialize_union`] for a keyed union (`MenuItem`): its copied text read in one pass,
+/// the tag and the payload it names, unless something is out of the ordinary.
+pub fn deserialize_keyed<'de, T: FromEntries + KeyedPayload, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    use serde::de::Error as _;
+    let raw = Box::<RawValue>::deserialize(deserializer)?;
+    let mut in_one_pass = serde_json::Deserializer::from_str(raw.get());
+    let read = serde::Deserializer::deserialize_map(&mut in_one_pass, KeyedPass(PhantomData));
+    if let Ok(read) = read {
+        return Ok(read);
+    }
+    let entries = Entries::parse(raw.get()).unwrap_or_default();
+    T::from_entries(&entries, raw.get()).map_err(D::Error::custom)
+}
+
+struct KeyedPass<U>(PhantomData<U>);
+
+impl<'de, U: KeyedPayload> Visitor<'de> for KeyedPass<U> {
+    type Value = U;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with a `{}`", U::TAG_KEY)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<U, A::Error> {
+        let mut union = InPass::new(U::TAG_KEY);
+        while let Some(key) = map.next_key::<Key>()? {
+            union.entry(key.as_str(), &mut map)?;
+        }
+        union.finish()
+    }
+}
+
 /// An inline union's payload: the whole object (the tag beside the fields).
 pub fn from_text<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
     serde_json::from_str(text)
@@ -246,8 +280,8 @@ pub trait Item: Sized {
     /// Each field on its own from the object's entries; `raw` keeps the text.
     fn field_by_field(raw: RawJson) -> Self;
 
-    /// `self` with `raw` as its text.
-    fn with_raw(self, raw: RawJson) -> Self;
+    /// Keeps `raw` as the object's text.
+    fn set_raw(&mut self, raw: RawJson);
 }
 
 /// `T` read in one pass from the whole of `text`: `None` when the one pass refuses it, or
@@ -259,8 +293,12 @@ pub fn in_one_pass<T: Item>(text: &str) -> Option<T> {
 
 /// A lenient item from its text: in one pass when it can be, else field by field.
 pub fn read_item<T: Item>(raw: RawJson) -> T {
-    match in_one_pass::<T>(raw.as_str()) {
-        Some(read) => read.with_raw(raw),
+    let read = in_one_pass::<T>(raw.as_str());
+    match read {
+        Some(mut read) => {
+            read.set_raw(raw);
+            read
+        }
         None => T::field_by_field(raw),
     }
 }
@@ -394,22 +432,22 @@ impl<'p> PageReader<'p> {
         loop {
             self.blank();
             let start = self.at;
-            let item = match T::read_prefix(self.text.get(start..)?) {
-                Some((item, len)) => {
+            match T::read_prefix(self.text.get(start..)?) {
+                Some((mut item, len)) => {
                     self.at = start + len;
-                    item.with_raw(RawJson::shared(self.page, start..self.at)?)
+                    item.set_raw(RawJson::shared(self.page, start..self.at)?);
+                    items.push(item);
                 }
                 None => {
                     let (IgnoredAny, text) = self.value()?;
-                    T::field_by_field(RawJson::shared(self.page, text)?)
+                    items.push(T::field_by_field(RawJson::shared(self.page, text)?));
                 }
-            };
-            if items.is_empty() {
+            }
+            if items.len() == 1 {
                 // Room for as many more items as the rest of the page holds of this size.
                 let left = self.text.len() - self.at;
-                items.reserve(left / (self.at - start).max(1) + 1);
+                items.reserve(left / (self.at - start).max(1));
             }
-            items.push(item);
             if self.eat(b']') {
                 return Some(items);
             }
@@ -447,6 +485,9 @@ pub fn set_text_once<'de, A: MapAccess<'de>>(
 /// A union whose payload can be read where it stands, once the tag is known: a keyed
 /// union's payload object, or the fields beside an inline union's tag.
 pub trait KeyedPayload: Sized {
+    /// The key of the tag (`msgtype`).
+    const TAG_KEY: &'static str;
+
     /// The variant `tag` names, read from `payload`; an error for a tag it doesn't know.
     fn payload<'de, D: Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error>;
 
@@ -541,24 +582,23 @@ pub fn union_in_place<'de, T: FromEntries, D: Deserializer<'de>>(
 /// of the object. An error when the tag is missing or comes again, or the entries before
 /// it can't be borrowed, so that the item is read field by field instead.
 pub fn inline_in_place<'de, U: KeyedPayload, D: Deserializer<'de>>(
-    tag_key: &'static str,
     payload: D,
 ) -> Result<U, D::Error> {
-    payload.deserialize_map(InlineTag(tag_key, PhantomData))
+    payload.deserialize_map(InlineTag(PhantomData))
 }
 
-struct InlineTag<U>(&'static str, PhantomData<U>);
+struct InlineTag<U>(PhantomData<U>);
 
 impl<'de, U: KeyedPayload> Visitor<'de> for InlineTag<U> {
     type Value = U;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an object with a `{}`", self.0)
+        write!(f, "an object with a `{}`", U::TAG_KEY)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<U, A::Error> {
         use serde::de::Error as _;
-        let tag_key = self.0;
+        let tag_key = U::TAG_KEY;
         let mut before_tag = Vec::new();
         let tag = loop {
             match map.next_key::<Key>()? {
@@ -816,7 +856,9 @@ mod tests {
             let by_field = ReceivedMsg::field_by_field(raw.clone());
             if let Some(read) = in_one_pass::<ReceivedMsg>(text) {
                 read_in_one_pass += 1;
-                assert_eq!(read.with_raw(raw), by_field, "{text}");
+                let mut read = read;
+                read.set_raw(raw);
+                assert_eq!(read, by_field, "{text}");
             }
         }
         assert!(

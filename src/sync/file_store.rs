@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{CallbackToken, Checkpoint, CursorStore, SharedCallbacks};
+use crate::Secret;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, Secret};
 
 /// A temp file older than this, found while holding the account's lock, was left by a
 /// writer that died: removed. Younger ones are left alone, in case a writer that doesn't

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::BoxFuture;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
 
 /// Lets one process at a time sync an account when several share a [`CursorStore`]: the

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::{CALLBACK_TOKEN_LIFETIME, SyncLease};
+use crate::Secret;
+use crate::token::BoxFuture;
 use crate::token::StoreError;
-use crate::{BoxFuture, Secret};
 
 /// Where a sync stands for one account: the committed cursor, the messages of the next
 /// page that [`SyncStream::run_each`](super::SyncStream::run_each) already handled, and
@@ -79,7 +80,7 @@ pub trait CursorStore: Send + Sync {
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// [`save`](Self::save), only while `lease` still holds the account's [`SyncLock`](crate::SyncLock)
+    /// [`save`](Self::save), only while `lease` still holds the account's [`SyncLock`](crate::sync::SyncLock)
     /// (checked and saved at once); `Ok(false)`, saving nothing, when it doesn't. A store
     /// that no other process shares just saves.
     fn save_if_held<'a>(

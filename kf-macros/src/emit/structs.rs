@@ -140,8 +140,8 @@ fn lenient_deserialize(s: &Struct) -> TokenStream {
                 Self { #(#names,)* raw }
             }
 
-            fn with_raw(self, raw: rt::RawJson) -> Self {
-                Self { raw, ..self }
+            fn set_raw(&mut self, raw: rt::RawJson) {
+                self.raw = raw;
             }
         }
     }

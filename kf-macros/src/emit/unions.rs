@@ -115,10 +115,9 @@ fn keyed_payload_impl(api: &Api, u: &Union) -> TokenStream {
         let inline = api
             .unions
             .iter()
-            .find(|n| n.ident == *payload && n.read_in_pass && n.layout == Layout::Inline);
-        if let Some(nested) = inline.filter(|_| v.nested_union) {
-            let nested_key = &nested.tag_key;
-            quote!(#tag => rt::inline_in_place(#nested_key, payload).map(Self::#variant),)
+            .any(|n| n.ident == *payload && n.read_in_pass && n.layout == Layout::Inline);
+        if v.nested_union && inline {
+            quote!(#tag => rt::inline_in_place(payload).map(Self::#variant),)
         } else if v.nested_union {
             quote!(#tag => rt::union_in_place(payload).map(Self::#variant),)
         } else {
@@ -129,6 +128,8 @@ fn keyed_payload_impl(api: &Api, u: &Union) -> TokenStream {
     let tags = u.variants.iter().map(|v| &v.tag);
     quote! {
         impl rt::KeyedPayload for #name {
+            const TAG_KEY: &'static str = #tag_key;
+
             fn payload<'de, D: rt::serde::Deserializer<'de>>(tag: &str, payload: D) -> Result<Self, D::Error> {
                 use rt::serde::de::Error as _;
                 match tag {
@@ -236,10 +237,16 @@ fn deserialize_impl(u: &Union) -> TokenStream {
             }
         }
     };
+    // A keyed union read in place is read in one pass from its copied text too.
+    let read = if u.read_in_pass && u.layout == Layout::Keyed {
+        quote!(rt::deserialize_keyed(deserializer))
+    } else {
+        quote!(rt::deserialize_union(deserializer))
+    };
     quote! {
         impl<'de> rt::serde::Deserialize<'de> for #name {
             fn deserialize<D: rt::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                rt::deserialize_union(deserializer)
+                #read
             }
         }
 

@@ -54,7 +54,8 @@ use serde::Deserialize;
 use super::{CallbackCrypto, CallbackError, CallbackEvent};
 use crate::error::chain;
 use crate::mutex::lock;
-use crate::{CursorStore, Page, SyncError, SyncStream};
+use crate::sync::{Page, SyncError};
+use crate::{CursorStore, SyncStream};
 
 mod limits;
 mod serve;
