@@ -78,6 +78,8 @@ mod rt;
 mod secret;
 pub mod sync;
 pub mod token;
+#[cfg(feature = "callback-server")]
+mod unwind;
 mod upload;
 mod validate;
 

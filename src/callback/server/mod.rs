@@ -291,23 +291,12 @@ where
         };
         let mut failures = 0;
         loop {
-            // Each run in a task of its own: a handler that panics ends that task only.
-            let run = tokio::spawn({
-                let state = state.clone();
-                let open_kfid = open_kfid.clone();
-                async move {
-                    let handler = state.handler.clone();
-                    state
-                        .sync
-                        .run(&open_kfid, handler)
-                        .await
-                        .map_err(|e| describe(&e))
-                }
-            });
+            // A handler that panics ends its run only, caught here.
+            let handler = state.handler.clone();
+            let run = crate::unwind::caught(state.sync.run(&open_kfid, handler));
             let outcome = match run.await {
-                Ok(outcome) => outcome,
-                Err(join) if join.is_panic() => Err("the handler panicked".to_owned()),
-                Err(join) => Err(join.to_string()),
+                Ok(outcome) => outcome.map_err(|e| describe(&e)),
+                Err(()) => Err("the handler panicked".to_owned()),
             };
             match outcome {
                 Ok(summary) if summary.deferred => {
