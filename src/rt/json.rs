@@ -151,11 +151,15 @@ pub trait FromEntries: Sized {
 pub fn deserialize_union<'de, T: FromEntries, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<T, D::Error> {
-    use serde::de::Error as _;
     let raw = Box::<RawValue>::deserialize(deserializer)?;
+    read_entries(raw.get())
+}
+
+/// A union read from its text's entries, field by field.
+fn read_entries<T: FromEntries, E: serde::de::Error>(text: &str) -> Result<T, E> {
     // Not an object: no tag, so an `unknown` union keeps it and a strict one says so.
-    let entries = Entries::parse(raw.get()).unwrap_or_default();
-    T::from_entries(&entries, raw.get()).map_err(D::Error::custom)
+    let entries = Entries::parse(text).unwrap_or_default();
+    T::from_entries(&entries, text).map_err(E::custom)
 }
 
 /// [`deserialize_union`] for a keyed union (`MenuItem`): its copied text read in one pass,
@@ -163,15 +167,10 @@ pub fn deserialize_union<'de, T: FromEntries, D: Deserializer<'de>>(
 pub fn deserialize_keyed<'de, T: FromEntries + KeyedPayload, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<T, D::Error> {
-    use serde::de::Error as _;
     let raw = Box::<RawValue>::deserialize(deserializer)?;
     let mut in_one_pass = serde_json::Deserializer::from_str(raw.get());
     let read = serde::Deserializer::deserialize_map(&mut in_one_pass, KeyedPass(PhantomData));
-    if let Ok(read) = read {
-        return Ok(read);
-    }
-    let entries = Entries::parse(raw.get()).unwrap_or_default();
-    T::from_entries(&entries, raw.get()).map_err(D::Error::custom)
+    read.or_else(|_| read_entries(raw.get()))
 }
 
 struct KeyedPass<U>(PhantomData<U>);
