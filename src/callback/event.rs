@@ -1,25 +1,75 @@
 //! The XML of callbacks: the outer envelope with its `Encrypt`, and the decrypted event.
 
-use serde::Deserialize;
-
 use super::CallbackError;
 use crate::Secret;
-
-/// What WeCom POSTs: `ToUserName`, `AgentID` (often empty) and `Encrypt`.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Encrypt")]
-    encrypt: String,
-}
 
 fn xml_error(e: impl std::fmt::Display) -> CallbackError {
     CallbackError::Xml(e.to_string())
 }
 
+/// The text of each element directly under the root, by name and in document order
+/// (CDATA read, references resolved, whitespace around text trimmed): all that a
+/// callback's XML, the envelope or the event, carries. Deeper elements are skipped.
+fn fields(xml: &str) -> Result<Vec<(String, String)>, CallbackError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut fields = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    let mut depth = 0usize;
+    let name = |start: &quick_xml::events::BytesStart| start.name().as_ref().to_owned();
+    loop {
+        let event = reader.read_event().map_err(xml_error)?;
+        let text = match (&event, open.as_mut()) {
+            (Event::Text(text), Some(_)) if depth == 2 => Some(text.xml10_content()),
+            (Event::CData(data), Some(_)) if depth == 2 => Some(data.xml10_content()),
+            (Event::GeneralRef(reference), Some(_)) if depth == 2 => {
+                let resolved = match reference.resolve_char_ref().map_err(xml_error)? {
+                    Some(char) => char.to_string(),
+                    None => quick_xml::escape::resolve_predefined_entity(reference)
+                        .ok_or_else(|| xml_error(format!("unknown entity `&{}`", &**reference)))?
+                        .to_owned(),
+                };
+                Some(resolved.into())
+            }
+            _ => None,
+        };
+        if let (Some(text), Some((_, value))) = (text, open.as_mut()) {
+            value.push_str(&text);
+            continue;
+        }
+        match event {
+            Event::Start(start) => {
+                depth += 1;
+                if depth == 2 {
+                    open = Some((name(&start), String::new()));
+                }
+            }
+            Event::Empty(start) if depth == 1 => fields.push((name(&start), String::new())),
+            Event::End(_) => {
+                if depth == 2
+                    && let Some(field) = open.take()
+                {
+                    fields.push(field);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Eof if depth == 0 => return Ok(fields),
+            Event::Eof => return Err(xml_error("the XML ends inside an element")),
+            _ => {}
+        }
+    }
+}
+
 /// The `Encrypt` element of a POST body.
 pub fn encrypt_field(body: &str) -> Result<String, CallbackError> {
-    let envelope: Envelope = quick_xml::de::from_str(body).map_err(xml_error)?;
-    let encrypt = envelope.encrypt.trim();
+    let mut encrypts = fields(body)?
+        .into_iter()
+        .filter(|(name, _)| name == "Encrypt");
+    let (Some((_, encrypt)), None) = (encrypts.next(), encrypts.next()) else {
+        return Err(xml_error("not exactly one `Encrypt` element"));
+    };
+    let encrypt = encrypt.trim();
     if encrypt.is_empty() {
         return Err(CallbackError::Xml("`Encrypt` is empty".into()));
     }
@@ -36,24 +86,47 @@ pub fn envelope(receive_id: &str, encrypt: &str) -> String {
     )
 }
 
-#[derive(Deserialize)]
+/// The elements of a decrypted event that are read. One of each at most, but for the
+/// lists: an event with two tokens or two accounts is refused, not guessed at.
+#[derive(Default)]
 struct Plain {
-    #[serde(rename = "ToUserName")]
     to_user_name: Option<String>,
-    #[serde(rename = "CreateTime")]
     create_time: Option<String>,
-    #[serde(rename = "MsgType")]
     msg_type: Option<String>,
-    #[serde(rename = "Event")]
     event: Option<String>,
-    #[serde(rename = "Token")]
     token: Option<String>,
-    #[serde(rename = "AuthAddOpenKfId", default)]
     auth_added: Vec<String>,
-    #[serde(rename = "AuthDelOpenKfId", default)]
     auth_removed: Vec<String>,
-    #[serde(rename = "OpenKfId")]
     open_kfid: Option<String>,
+}
+
+impl Plain {
+    fn read(xml: &str) -> Result<Self, CallbackError> {
+        let mut plain = Plain::default();
+        for (name, text) in fields(xml)? {
+            let single = match name.as_str() {
+                "ToUserName" => &mut plain.to_user_name,
+                "CreateTime" => &mut plain.create_time,
+                "MsgType" => &mut plain.msg_type,
+                "Event" => &mut plain.event,
+                "Token" => &mut plain.token,
+                "OpenKfId" => &mut plain.open_kfid,
+                "AuthAddOpenKfId" => {
+                    plain.auth_added.push(text);
+                    continue;
+                }
+                "AuthDelOpenKfId" => {
+                    plain.auth_removed.push(text);
+                    continue;
+                }
+                _ => continue,
+            };
+            if single.replace(text).is_some() {
+                return Err(xml_error(format!("more than one `{name}` element")));
+            }
+        }
+        Ok(plain)
+    }
 }
 
 /// "Messages are waiting for `open_kfid`": pull them with `sync_msg` and `token`.
@@ -108,7 +181,7 @@ pub enum CallbackEvent {
 impl CallbackEvent {
     /// Parses decrypted XML; what isn't a complete `kf_msg_or_event` is kept as `Other`.
     pub fn parse(xml: String) -> Result<Self, CallbackError> {
-        let plain: Plain = quick_xml::de::from_str(&xml).map_err(xml_error)?;
+        let plain = Plain::read(&xml)?;
         let create_time = plain
             .create_time
             .as_deref()
@@ -303,5 +376,43 @@ mod tests {
         assert!(encrypt_field("<xml><ToUserName>x</ToUserName></xml>").is_err());
         assert!(encrypt_field("<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>").is_err());
         assert!(encrypt_field("not xml").is_err());
+    }
+
+    #[test]
+    fn element_texts_read_as_xml_means_them() {
+        let xml = "<xml>\n  <ToUserName><![CDATA[ww1]]></ToUserName>\n  <CreateTime> 1348831860 </CreateTime>\n  \
+                   <Event>kf_msg_or_event</Event><Token>a&amp;b&#x3C;<![CDATA[c]]></Token>\n  \
+                   <Extra><OpenKfId>nested, not read</OpenKfId></Extra><OpenKfId>wk1</OpenKfId></xml>";
+        let CallbackEvent::KfMsgOrEvent(event) = CallbackEvent::parse(xml.to_owned()).unwrap()
+        else {
+            panic!("a complete kf_msg_or_event");
+        };
+        assert_eq!(event.token.expose(), "a&b<c");
+        assert_eq!(
+            (event.open_kfid.as_str(), event.create_time),
+            ("wk1", 1348831860)
+        );
+        assert_eq!(event.to_user_name, "ww1");
+    }
+
+    #[test]
+    fn an_event_with_two_of_one_element_is_refused() {
+        let two_tokens = "<xml><Event>kf_msg_or_event</Event><Token>a</Token><Token>b</Token><OpenKfId>wk1</OpenKfId><CreateTime>1</CreateTime></xml>";
+        assert!(matches!(
+            CallbackEvent::parse(two_tokens.to_owned()),
+            Err(CallbackError::Xml(_))
+        ));
+        let lists = "<xml><Event>kf_account_auth_change</Event><AuthAddOpenKfId>wk1</AuthAddOpenKfId><AuthAddOpenKfId>wk2</AuthAddOpenKfId><AuthDelOpenKfId/></xml>";
+        let Ok(CallbackEvent::KfAccountAuthChange(change)) = CallbackEvent::parse(lists.to_owned())
+        else {
+            panic!("an auth change");
+        };
+        assert_eq!(change.added, ["wk1", "wk2"]);
+        assert_eq!(change.removed, [""]);
+        assert!(
+            CallbackEvent::parse("<xml><Event>x</Event>".to_owned()).is_err(),
+            "unclosed"
+        );
+        assert!(CallbackEvent::parse("<xml><Event>&bogus;</Event></xml>".to_owned()).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! after a newer one), and across processes by an advisory lock on the account's file
 //! (unix).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -150,12 +151,19 @@ impl JsonFiles {
     where
         T: serde::de::DeserializeOwned + Default + Send + 'static,
     {
+        let (path, bytes) = self.read(name).await?;
+        decode_document(&path, bytes.as_deref())
+    }
+
+    /// The bytes of the document `name` (for [`load`](Self::load), one piece of code
+    /// whatever the document's type).
+    async fn read(&self, name: &str) -> Result<(PathBuf, Option<Vec<u8>>), StoreError> {
         let path = self.path_of(name);
         // Waits for a write of this document still going (one whose caller gave up).
         let guard = self.account(name).lock_owned().await;
         let read = tokio::task::spawn_blocking(move || {
             let _guard = guard;
-            read_document(&path).map(|(_, value)| value)
+            read_bytes(&path).map(|bytes| (path, bytes))
         });
         read.await?
     }
@@ -166,9 +174,13 @@ impl JsonFiles {
         name: &str,
         value: &T,
     ) -> Result<(), StoreError> {
+        self.write(name, serde_json::to_vec(value)?).await
+    }
+
+    /// Replaces the bytes of the document `name` (for [`save`](Self::save)).
+    async fn write(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let (dir, path) = (self.dir.clone(), self.path_of(name));
         let account = self.account(name);
-        let bytes = serde_json::to_vec(value)?;
         let mut guard = account.lock_owned().await;
         // The guard goes into the blocking task: if this future is dropped, the write
         // still runs to its end before the next write of the document may start.
@@ -177,9 +189,8 @@ impl JsonFiles {
         Ok(())
     }
 
-    /// Reads the document `name` (its default when there is none), changes it with
-    /// `change` and writes it back, all under the document's lock; returns what `change`
-    /// returned and the document. Nothing is written when the document didn't change.
+    /// Reads, changes and writes back the document `name` under its lock; only when the
+    /// change changed it. Returns what `change` returned and the document as it now is.
     pub(crate) async fn update<T, R>(
         &self,
         name: &str,
@@ -189,20 +200,36 @@ impl JsonFiles {
         T: serde::de::DeserializeOwned + serde::Serialize + Default + Send + 'static,
         R: Send + 'static,
     {
+        let edit: Edit = Box::new(move |path, before| {
+            let mut value = decode_document::<T>(path, before)?;
+            let out = change(&mut value);
+            let after = serde_json::to_vec(&value)?;
+            Ok((after, Box::new((out, value))))
+        });
+        let edited = self.edit(name, edit).await?;
+        // `edit` returns what the closure above made, a `(R, T)`, and nothing else.
+        let edited = edited
+            .downcast::<(R, T)>()
+            .expect("an edit returns its closure's output");
+        Ok(*edited)
+    }
+
+    /// [`update`](Self::update)'s work on the bytes, one piece of code for every document
+    /// type (a blocking task is a lot of code to build once per kind of change).
+    async fn edit(&self, name: &str, edit: Edit) -> Result<Box<dyn Any + Send>, StoreError> {
         let (dir, path) = (self.dir.clone(), self.path_of(name));
         let account = self.account(name);
         let guard = account.lock_owned().await;
-        let updated = tokio::task::spawn_blocking(move || -> Result<(R, T), StoreError> {
+        let edited = tokio::task::spawn_blocking(move || {
             let mut guard = guard;
-            let (before, mut value) = read_document::<T>(&path)?;
-            let out = change(&mut value);
-            let after = serde_json::to_vec(&value)?;
+            let before = read_bytes(&path)?;
+            let (after, out) = edit(&path, before.as_deref())?;
             if before.as_deref() != Some(after.as_slice()) {
                 write_atomically(&dir, &path, &after, &mut guard)?;
             }
-            Ok((out, value))
+            Ok(out)
         });
-        updated.await?
+        edited.await?
     }
 
     fn account(&self, name: &str) -> Arc<tokio::sync::Mutex<AccountFile>> {
@@ -212,22 +239,35 @@ impl JsonFiles {
 }
 
 /// A document's bytes (`None` when there is no file yet) and its value (the default then).
-fn read_document<T>(path: &Path) -> Result<(Option<Vec<u8>>, T), StoreError>
+/// A change of a document, as its file's bytes: the bytes to write, and what the change
+/// returns (an `(R, T)` of [`JsonFiles::update`]).
+type Edit = Box<
+    dyn FnOnce(&Path, Option<&[u8]>) -> Result<(Vec<u8>, Box<dyn Any + Send>), StoreError> + Send,
+>;
+
+/// The file's bytes; `None` when there is no file yet.
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The document in `bytes`, or its default when there is no file.
+fn decode_document<T>(path: &Path, bytes: Option<&[u8]>) -> Result<T, StoreError>
 where
     T: serde::de::DeserializeOwned + Default,
 {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, T::default())),
-        Err(e) => return Err(e.into()),
+    let Some(bytes) = bytes else {
+        return Ok(T::default());
     };
-    let value = serde_json::from_slice(&bytes).map_err(|source| {
+    serde_json::from_slice(bytes).map_err(|source| {
         Box::new(CorruptCheckpoint {
             path: path.to_owned(),
             source,
         }) as StoreError
-    })?;
-    Ok((Some(bytes), value))
+    })
 }
 
 /// The name a file stem encodes ([`JsonFiles::path_of`] backwards); `None` for a file the
