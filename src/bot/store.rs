@@ -421,18 +421,10 @@ impl MemoryBotStore {
     fn change<T>(
         &self,
         claim: &Claim,
-        f: impl FnOnce(&mut MemoryState, &mut Inbox<Entry>) -> T,
+        f: impl FnOnce(&mut Inbox<Entry>) -> T,
     ) -> Result<T, StoreError> {
         self.claims.check(claim)?;
-        Ok(self.with(|state| {
-            let mut inbox = state
-                .inboxes
-                .remove(&slot(&claim.customer))
-                .unwrap_or_default();
-            let out = f(state, &mut inbox);
-            state.inboxes.insert(slot(&claim.customer), inbox);
-            out
-        }))
+        Ok(self.with(|state| f(state.inboxes.entry(slot(&claim.customer)).or_default())))
     }
 }
 
@@ -501,7 +493,7 @@ impl BotStore for MemoryBotStore {
         claim: &'a Claim,
         reply: Journaled,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let changed = self.change(claim, |_, inbox| inbox.journaled = Some(reply));
+        let changed = self.change(claim, |inbox| inbox.journaled = Some(reply));
         Box::pin(async move { changed })
     }
 
@@ -511,7 +503,7 @@ impl BotStore for MemoryBotStore {
         turn: &'a str,
         index: usize,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let changed = self.change(claim, |_, inbox| inbox.part_sent(turn, index));
+        let changed = self.change(claim, |inbox| inbox.part_sent(turn, index));
         Box::pin(async move { changed })
     }
 
@@ -521,7 +513,7 @@ impl BotStore for MemoryBotStore {
         turn: &'a str,
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let changed = self.change(claim, |_, inbox| {
+        let changed = self.change(claim, |inbox| {
             inbox.done(turn, keys);
         });
         let depth = changed.map(|()| self.with(|state| state.depth(&claim.customer.open_kfid)));
@@ -529,7 +521,7 @@ impl BotStore for MemoryBotStore {
     }
 
     fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
-        let attempts = self.change(claim, |_, inbox| inbox.failed());
+        let attempts = self.change(claim, |inbox| inbox.failed());
         Box::pin(async move { attempts })
     }
 
