@@ -3,10 +3,10 @@
 //! codes and client methods. Use it through `wecom_kf::endpoints!`, which documents the
 //! macro; the file format is in `docs/endpoints-toml.md`.
 //!
-//! Stages, one module each: `model` (serde types with spans), `check` (every semantic rule,
-//! all errors collected), `lower` (the checked model into `ir`, the typed and resolved API
-//! the emitters read), `emit` (tokens, one file per kind of item), `diagnostic` (rendering
-//! `file:line:col` errors).
+//! Stages, one module each: `model` (the file's types, with spans) and `read` (the file
+//! into them), `check` (every semantic rule, all errors collected), `lower` (the checked
+//! model into `ir`, the typed and resolved API the emitters read), `emit` (tokens, one file
+//! per kind of item), `diagnostic` (rendering `file:line:col` errors).
 //! Only this file touches `proc_macro`; the rest works on `proc_macro2` so it can be unit
 //! tested.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,6 +18,7 @@ mod ir;
 mod lower;
 mod model;
 mod names;
+mod read;
 
 #[cfg(test)]
 mod tests;

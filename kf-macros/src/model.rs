@@ -1,4 +1,4 @@
-//! The shape of `endpoints.toml`, as serde reads it.
+//! The shape of `endpoints.toml`, as `read.rs` reads it.
 //!
 //! Every value a rule in `check.rs` may blame is kept as [`Spanned`], so a diagnostic can
 //! point at its line and column. Every table denies unknown keys, so a misspelled key fails
@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ir::Builtin;
@@ -15,25 +14,17 @@ use crate::ir::Builtin;
 /// Doc links are this prefix plus the page id, unless the file sets `docs`.
 pub const DEFAULT_DOCS: &str = "https://developer.work.weixin.qq.com/document/path/";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Api {
-    #[serde(default)]
     pub docs: Option<Spanned<String>>,
-    #[serde(default, rename = "error")]
     pub errors: Vec<ErrorCode>,
-    #[serde(default, rename = "enum")]
     pub enums: Vec<IntEnum>,
-    #[serde(default, rename = "struct")]
     pub structs: Vec<Struct>,
-    #[serde(default, rename = "union")]
     pub unions: Vec<Union>,
-    #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<Endpoint>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ErrorCode {
     pub code: Spanned<i64>,
     pub name: Spanned<String>,
@@ -42,7 +33,6 @@ pub struct ErrorCode {
     pub retry: Spanned<String>,
     /// Refines a code WeCom uses for several causes: this entry applies when the answer's
     /// `errmsg` contains one of these (ignoring case); the code's plain entry otherwise.
-    #[serde(default)]
     pub errmsg: Vec<Spanned<String>>,
 }
 
@@ -53,69 +43,50 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct IntEnum {
     pub name: Spanned<String>,
     pub repr: Spanned<String>,
-    #[serde(default)]
     pub summary: Option<String>,
-    #[serde(default)]
     pub doc: Option<Spanned<u64>>,
     pub values: Vec<EnumValue>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct EnumValue {
     pub value: Spanned<i64>,
     pub name: Spanned<String>,
-    #[serde(default)]
     pub doc: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Struct {
     pub name: Spanned<String>,
-    #[serde(default)]
     pub summary: Option<String>,
-    #[serde(default)]
     pub doc: Option<Spanned<u64>>,
     /// Never fails to deserialize: a field that is missing or doesn't parse becomes `None`
     /// (or its default when required), and the original object is kept in `raw`.
-    #[serde(default)]
     pub lenient: bool,
-    #[serde(default)]
     pub fields: Vec<Field>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Union {
     pub name: Spanned<String>,
     pub tag: Spanned<String>,
-    #[serde(default)]
     pub layout: Option<Spanned<String>>,
-    #[serde(default)]
     pub unknown: bool,
-    #[serde(default)]
     pub summary: Option<String>,
-    #[serde(default)]
     pub doc: Option<Spanned<u64>>,
     pub variants: Vec<Variant>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Variant {
     pub tag: Spanned<String>,
-    #[serde(rename = "type")]
     pub ty: Spanned<String>,
-    #[serde(default)]
     pub short: Option<Spanned<String>>,
     /// The Rust variant's name, when it should differ from the type's (`ReceivedText` → `Text`).
-    #[serde(default)]
     pub name: Option<Spanned<String>>,
 }
 
@@ -131,56 +102,42 @@ impl Variant {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Endpoint {
     pub name: Spanned<String>,
     pub method: Spanned<String>,
     pub path: Spanned<String>,
     pub doc: Spanned<u64>,
     pub summary: String,
-    #[serde(default)]
     pub auth: Option<Spanned<String>>,
-    #[serde(default)]
     pub idempotent: bool,
-    #[serde(default)]
     pub response: Option<Spanned<String>>,
-    #[serde(default)]
     pub raw: Option<Spanned<String>>,
     /// `"json"` (the default: POST fields are the JSON body) or `"multipart"` (`file` fields
     /// are the parts, the other fields go to the query string).
-    #[serde(default)]
     pub body: Option<Spanned<String>>,
     /// Query parameters sent with every call, whatever the fields (`type = "image"`).
-    #[serde(default)]
     pub query: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    #[serde(default)]
     pub errors: Vec<Spanned<i64>>,
     /// Groups of optional fields of which at least one must be set (`servicer_add` takes
     /// members, departments, or both).
-    #[serde(default)]
     pub one_of: Vec<Spanned<Vec<Spanned<String>>>>,
     /// The optional string field that makes a retry recognisable (`msgid`): the client
     /// fills it once per call when the caller left it unset, so every attempt carries the
     /// same id and WeCom can refuse a repeat.
-    #[serde(default)]
     pub retry_key: Option<Spanned<String>>,
     /// Pairs of number fields that bound an interval (`start_time`, `end_time`): the end is
     /// not before the start, and at most `max_span` after it.
-    #[serde(default)]
     pub ranges: Vec<Spanned<RangeRule>>,
-    #[serde(default)]
     pub fields: Vec<Field>,
 }
 
 /// One entry of an endpoint's `ranges`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RangeRule {
     pub start: Spanned<String>,
     pub end: Spanned<String>,
     /// The largest `end - start` allowed, in the fields' unit.
-    #[serde(default)]
     pub max_span: Option<Spanned<u64>>,
 }
 
@@ -213,63 +170,39 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Field {
     pub name: Spanned<String>,
-    #[serde(rename = "type")]
     pub ty: Spanned<String>,
-    #[serde(default)]
     pub required: bool,
-    #[serde(default)]
     pub doc: Option<String>,
-    #[serde(default)]
     pub aliases: Vec<String>,
-    #[serde(default)]
     pub flatten: bool,
-    #[serde(default)]
     pub accepts: Option<Spanned<Vec<Spanned<String>>>>,
-    #[serde(default)]
     pub shortcuts: Option<Spanned<String>>,
-    #[serde(default)]
     pub min_bytes: Option<Spanned<u64>>,
-    #[serde(default)]
     pub max_bytes: Option<Spanned<u64>>,
-    #[serde(default)]
     pub max_chars: Option<Spanned<u64>>,
-    #[serde(default)]
     pub charset: Option<Spanned<String>>,
-    #[serde(default)]
     pub prefix: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
     pub allow_empty: bool,
     /// A string field that also accepts a JSON number (kept as its decimal text).
-    #[serde(default)]
     pub numbers_as_text: bool,
     /// A credential sent as is (a callback token) whose `Debug` prints `***`.
-    #[serde(default)]
     pub secret: Option<Spanned<bool>>,
-    #[serde(default)]
     pub min: Option<Spanned<f64>>,
-    #[serde(default)]
     pub max: Option<Spanned<f64>>,
-    #[serde(default)]
     pub min_items: Option<Spanned<u64>>,
-    #[serde(default)]
     pub max_items: Option<Spanned<u64>>,
-    #[serde(default)]
     pub server: Option<Spanned<String>>,
     /// On an integer field holding Unix seconds: the value is 00:00 of a day at this UTC
     /// offset (`"+08:00"`).
-    #[serde(default)]
     pub day_aligned: Option<Spanned<String>>,
     /// With `day_aligned`: the day lies this many days before today, inclusive (`[1, 180]`:
     /// from yesterday to 180 days back).
-    #[serde(default)]
     pub days_ago: Option<Spanned<Vec<u64>>>,
     /// On a `file` field: the WeCom media type it uploads as; a file over `max_bytes` is then
     /// `Error::UploadTooLarge` with this type.
-    #[serde(default)]
     pub media_type: Option<Spanned<String>>,
 }
 

@@ -302,6 +302,48 @@ fn unknown_keys_are_refused() {
 }
 
 #[test]
+fn values_of_the_wrong_type_are_refused_where_they_are() {
+    let cases = [
+        (
+            "[[struct]]\nname = 5\n",
+            "api.toml:2:8: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "[[struct]]\nname = \"A\"\ndoc = -1\n",
+            "api.toml:3:7: invalid value: integer `-1`, expected u64",
+        ),
+        (
+            "[[struct]]\nname = \"A\"\nlenient = \"yes\"\n",
+            "api.toml:3:11: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "[[struct]]\nname = \"A\"\nfields = { name = \"x\" }\n",
+            "api.toml:3:10: invalid type: table, expected a sequence",
+        ),
+        (
+            "struct = 1\n",
+            "api.toml:1:10: invalid type: integer `1`, expected a sequence",
+        ),
+        (
+            "[[strukt]]\n",
+            "api.toml:1:3: unknown field `strukt`, expected one of `docs`, `error`, `enum`, `struct`, `union`, `endpoint`",
+        ),
+        (
+            "[[union]]\nname = \"U\"\ntag = \"t\"\nvariants = [{ tag = \"a\", type = \"A\", nick = \"n\" }]\n",
+            "api.toml:4:38: unknown field `nick`, expected one of `tag`, `type`, `short`, `name`",
+        ),
+        (
+            "[[union]]\nname = \"U\"\ntag = \"t\"\n",
+            "api.toml:1:1: missing field `variants`",
+        ),
+    ];
+    for (source, expected) in cases {
+        let errors = expand_errors(source);
+        assert_starts(&errors, &[expected]);
+    }
+}
+
+#[test]
 fn receiving_keys_are_checked() {
     let source = r#"
 [[struct]]

@@ -39,10 +39,10 @@ pub struct Options {
 /// Parses, checks, lowers and emits an API file. Errors are every problem found, with
 /// spans into `source`.
 pub fn expand(source: &str, options: &Options) -> Result<TokenStream, Vec<Diagnostic>> {
-    let api: crate::model::Api = toml::from_str(source).map_err(|e| {
+    let api = crate::read::api(source).map_err(|e| {
         vec![Diagnostic {
-            span: e.span().unwrap_or(0..0),
-            message: e.message().trim().to_owned(),
+            span: e.span,
+            message: e.message,
             help: None,
             first_defined: None,
         }]
