@@ -15,7 +15,8 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,25 +30,54 @@ use wecom_kf_sim::{SimConfig, Simulator};
 /// Live heap bytes, for the memory figures.
 struct Counting;
 
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The count, split so that each thread adds to a cache line of its own: one shared
+/// counter would make every allocation of the throughput part contend for it, and the
+/// side that allocates more would be slowed by the measuring.
+#[repr(align(128))]
+struct Shard(AtomicIsize);
+
+static SHARDS: [Shard; 64] = [const { Shard(AtomicIsize::new(0)) }; 64];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn count(bytes: isize) {
+    // A thread being torn down has no thread-locals left: it counts on the first shard.
+    let shard = SHARD
+        .try_with(|shard| {
+            if shard.get() == usize::MAX {
+                shard.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS.len());
+            }
+            shard.get()
+        })
+        .unwrap_or(0);
+    SHARDS[shard].0.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Live heap bytes now.
+fn live() -> isize {
+    SHARDS
+        .iter()
+        .map(|shard| shard.0.load(Ordering::SeqCst))
+        .sum()
+}
 
 // SAFETY: every call is passed to `System` unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        count(layout.size() as isize);
         // SAFETY: the caller's contract for `alloc` is `System::alloc`'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        count(-(layout.size() as isize));
         // SAFETY: as for `alloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        count(new_size as isize - layout.size() as isize);
         // SAFETY: as for `alloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -328,44 +358,59 @@ const THROUGHPUT_ROUNDS: usize = 5;
 
 async fn throughput() {
     let total = ACCOUNTS * CUSTOMERS;
-    let (mut floors, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floors, mut clients, mut bots) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut client_ratios, mut bot_ratios) = (Vec::new(), Vec::new());
     for _ in 0..THROUGHPUT_ROUNDS {
         let floor = throughput_floor().await;
+        let client = throughput_client().await;
         let bot = throughput_ours().await;
-        ratios.push(floor.as_secs_f64() / bot.as_secs_f64());
+        client_ratios.push(floor.as_secs_f64() / client.as_secs_f64());
+        bot_ratios.push(floor.as_secs_f64() / bot.as_secs_f64());
         floors.push(floor);
-        ours.push(bot);
+        clients.push(client);
+        bots.push(bot);
     }
     let median_of = |times: &mut Vec<Duration>| {
         times.sort();
         times[times.len() / 2]
     };
-    let (floor, bot) = (median_of(&mut floors), median_of(&mut ours));
-    ratios.sort_by(f64::total_cmp);
+    let ratio_of = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+        format!(
+            "{:.2}× (rounds: {})",
+            ratios[ratios.len() / 2],
+            rounds.join(", ")
+        )
+    };
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!(
         "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once; median of {THROUGHPUT_ROUNDS} rounds, alternating)\n"
     );
-    println!("| | time | messages/s |\n|---|---:|---:|");
     println!(
-        "| raw reqwest: `sync_msg` + `send_msg` (floor) | {} | {:.0} |",
-        ms(floor),
-        rate(floor)
+        "| | time | messages/s | vs floor, median of the rounds' ratios |\n|---|---:|---:|---|"
     );
-    println!(
-        "| bot runtime, handler answers at once (ours) | {} | {:.0} |",
-        ms(bot),
-        rate(bot)
-    );
-    println!(
-        "| ours / floor, median of the rounds' ratios | | {:.2}× (rounds: {}) |\n",
-        ratios[ratios.len() / 2],
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}×"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let rows = [
+        (
+            "raw reqwest: `sync_msg` + `send_msg` (floor)",
+            median_of(&mut floors),
+            "".to_owned(),
+        ),
+        (
+            "our client alone: `sync_msg` + `send_text`, no runtime",
+            median_of(&mut clients),
+            ratio_of(&mut client_ratios),
+        ),
+        (
+            "bot runtime, handler answers at once (ours)",
+            median_of(&mut bots),
+            ratio_of(&mut bot_ratios),
+        ),
+    ];
+    for (what, time, ratio) in rows {
+        println!("| {what} | {} | {:.0} | {ratio} |", ms(time), rate(time));
+    }
+    println!();
 }
 
 /// The floor: per account a `sync_msg`, then a `send_msg` per message, all accounts at
@@ -399,6 +444,46 @@ async fn throughput_floor() -> Duration {
     let floor = start.elapsed();
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     floor
+}
+
+/// The floor's calls through our client, at the same concurrency: what the runtime's own
+/// work costs is the difference between this and the runtime.
+async fn throughput_client() -> Duration {
+    let (sim, accounts) = busy_simulator().await;
+    let client = sim.client_builder().build().expect("client");
+    client.access_token().await.expect("token");
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    for kf in accounts {
+        let (client, slots) = (client.clone(), slots.clone());
+        tasks.spawn(async move {
+            let page = client
+                .sync_msg(kf.as_str())
+                .limit(1000)
+                .await
+                .expect("sync_msg");
+            let mut sends = tokio::task::JoinSet::new();
+            for item in page.msg_list {
+                let Some(customer) = item.external_userid else {
+                    continue;
+                };
+                let (client, kf, slots) = (client.clone(), kf.clone(), slots.clone());
+                sends.spawn(async move {
+                    let _slot = slots.acquire().await;
+                    client
+                        .send_text(customer.as_str(), kf.as_str(), "ok")
+                        .await
+                        .expect("send_text");
+                });
+            }
+            sends.join_all().await;
+        });
+    }
+    tasks.join_all().await;
+    let elapsed = start.elapsed();
+    assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
+    elapsed
 }
 
 /// The bot runtime pulling every account, its handler answering each message at once.
@@ -453,7 +538,7 @@ async fn memory() {
     .parallel_turns(ACCOUNTS * CUSTOMERS);
     let cursors = bot.sync().store();
     // Idle accounts: what the bot keeps for an account between its messages.
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = live();
     for kf in &accounts {
         cursors
             .save(
@@ -467,11 +552,11 @@ async fn memory() {
             .expect("save");
         bot.callback_token(kf, "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR");
     }
-    let idle = (LIVE.load(Ordering::SeqCst) - before) as f64 / ACCOUNTS as f64;
+    let idle = (live() - before) as f64 / ACCOUNTS as f64;
     // Customers in flight: recorded, each worker waiting on its handler. Pulled a few
     // accounts at a time so the simulator's transient pages are gone before counting.
     let in_flight = 1000;
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = live();
     for kf in accounts.iter().take(in_flight / CUSTOMERS) {
         cursors
             .save(kf, &Checkpoint::default())
@@ -483,7 +568,7 @@ async fn memory() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let per_customer = (LIVE.load(Ordering::SeqCst) - before) as f64 / in_flight as f64;
+    let per_customer = (live() - before) as f64 / in_flight as f64;
     release.add_permits(in_flight);
     println!("### Memory (live heap, counting allocator)\n");
     println!("| | bytes |\n|---|---:|");
