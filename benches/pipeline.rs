@@ -27,6 +27,8 @@ use wecom_kf::reply::Turn;
 use wecom_kf::{CursorStore, MemoryCursorStore, sync::Checkpoint};
 use wecom_kf_sim::{SimConfig, Simulator};
 
+mod support;
+
 /// Live heap bytes, for the memory figures.
 struct Counting;
 
@@ -372,16 +374,12 @@ async fn throughput() {
     }
     let median_of = |times: &mut Vec<Duration>| {
         times.sort();
-        times[times.len() / 2]
+        percentile(times, 0.5)
     };
     let ratio_of = |ratios: &mut Vec<f64>| {
-        ratios.sort_by(f64::total_cmp);
+        let median = support::median(ratios);
         let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
-        format!(
-            "{:.2}× (rounds: {})",
-            ratios[ratios.len() / 2],
-            rounds.join(", ")
-        )
+        format!("{median:.2}× (rounds: {})", rounds.join(", "))
     };
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!(

@@ -20,23 +20,22 @@ fn fields(xml: &str) -> Result<Vec<(String, String)>, CallbackError> {
     let name = |start: &quick_xml::events::BytesStart| start.name().as_ref().to_owned();
     loop {
         let event = reader.read_event().map_err(xml_error)?;
-        let text = match (&event, open.as_mut()) {
-            (Event::Text(text), Some(_)) if depth == 2 => Some(text.xml10_content()),
-            (Event::CData(data), Some(_)) if depth == 2 => Some(data.xml10_content()),
-            (Event::GeneralRef(reference), Some(_)) if depth == 2 => {
-                let resolved = match reference.resolve_char_ref().map_err(xml_error)? {
-                    Some(char) => char.to_string(),
-                    None => quick_xml::escape::resolve_predefined_entity(reference)
-                        .ok_or_else(|| xml_error(format!("unknown entity `&{}`", &**reference)))?
-                        .to_owned(),
-                };
-                Some(resolved.into())
+        if let (2, Some((_, text))) = (depth, open.as_mut()) {
+            match &event {
+                Event::Text(part) => text.push_str(&part.xml10_content()),
+                Event::CData(part) => text.push_str(&part.xml10_content()),
+                Event::GeneralRef(reference) => {
+                    match reference.resolve_char_ref().map_err(xml_error)? {
+                        Some(char) => text.push(char),
+                        None => text.push_str(
+                            quick_xml::escape::resolve_predefined_entity(reference).ok_or_else(
+                                || xml_error(format!("unknown entity `&{}`", &**reference)),
+                            )?,
+                        ),
+                    }
+                }
+                _ => {}
             }
-            _ => None,
-        };
-        if let (Some(text), Some((_, value))) = (text, open.as_mut()) {
-            value.push_str(&text);
-            continue;
         }
         match event {
             Event::Start(start) => {

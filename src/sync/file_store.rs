@@ -149,7 +149,7 @@ impl JsonFiles {
     /// The document `name`, or its default when there is none yet.
     pub(crate) async fn load<T>(&self, name: &str) -> Result<T, StoreError>
     where
-        T: serde::de::DeserializeOwned + Default + Send + 'static,
+        T: serde::de::DeserializeOwned + Default,
     {
         let (path, bytes) = self.read(name).await?;
         decode_document(&path, bytes.as_deref())
