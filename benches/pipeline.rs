@@ -591,7 +591,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         println!("## Bot pipeline (`cargo bench --bench pipeline --features callback-server`)\n");
-        // PIPELINE_PART=latency|throughput|memory runs one part (for a profiler).
+        // PIPELINE_PART=latency|throughput|memory runs one part, `runtime` only the
+        // runtime's rounds of the throughput part (for a profiler).
         let part = std::env::var("PIPELINE_PART").unwrap_or_default();
         if part.is_empty() || part == "memory" {
             // First, so no earlier part's tasks are still freeing memory.
@@ -602,6 +603,13 @@ fn main() {
         }
         if part.is_empty() || part == "throughput" {
             throughput().await;
+        }
+        if part == "runtime" {
+            // Only the runtime's side of the throughput part, for a profiler.
+            for _ in 0..THROUGHPUT_ROUNDS {
+                let bot = throughput_ours().await;
+                println!("runtime: {}", ms(bot));
+            }
         }
     });
 }

@@ -65,6 +65,7 @@ pub mod callback;
 pub mod client;
 mod encode;
 mod error;
+mod map;
 pub mod media;
 mod mutex;
 mod observe;

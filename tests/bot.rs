@@ -267,9 +267,14 @@ async fn a_turn_that_keeps_failing_is_retried_then_dead_lettered_and_the_custome
     .on_dead_letter({
         let dead = dead.clone();
         move |letter| {
+            let text = Turn {
+                customer: letter.customer.clone(),
+                messages: letter.messages,
+            }
+            .text();
             dead.lock()
                 .unwrap()
-                .push((letter.customer.external_userid, letter.error))
+                .push((letter.customer.external_userid, letter.error, text))
         }
     });
     sim.customer_says(&kf, "wmALICE", "poison")
@@ -279,7 +284,11 @@ async fn a_turn_that_keeps_failing_is_retried_then_dead_lettered_and_the_custome
     assert_eq!(calls.load(Ordering::SeqCst), 3, "tried 3 times");
     assert_eq!(
         dead.lock().unwrap().clone(),
-        [("wmALICE".to_owned(), "the LLM is down".to_owned())]
+        [(
+            "wmALICE".to_owned(),
+            "the LLM is down".to_owned(),
+            "poison".to_owned()
+        )]
     );
     // The customer is not blocked for good: the next message is answered.
     sim.customer_says(&kf, "wmALICE", "hello")
@@ -540,10 +549,8 @@ async fn the_file_store_keeps_a_journal_across_a_reopen() {
     // Claims live in the process that made them: the new store hands out its own.
     let claim = store.claim(&alice, Duration::from_secs(5)).await.unwrap();
     let claim = claim.expect("a fresh store has no claims");
-    assert_eq!(
-        store.done(&claim, "m1", &["m1".to_owned()]).await.unwrap(),
-        0
-    );
+    let done = store.done(&claim, "m1", &["m1".to_owned()]).await.unwrap();
+    assert_eq!((done.depth, done.has_work), (0, false));
     assert!(store.customers_with_work().await.unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -644,4 +651,38 @@ async fn callbacks_that_are_not_kf_reach_their_hook_typed_and_a_panicking_hook_h
         "{:?}",
         seen[1]
     );
+}
+
+/// A handler that takes many claim TTLs (an LLM that thinks long) keeps its customer: the
+/// bot renews the claims its workers hold, so the answer goes out, once, without a sweep
+/// (`start` isn't called) to take the customer up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_longer_than_the_claim_ttl_keeps_its_claim_and_answers_once() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let llm = Arc::new(Llm::default());
+    let store = Arc::new(MemoryBotStore::new());
+    let bot = bot(&sim, store.clone(), llm.clone(), Duration::from_millis(400))
+        .claim_ttl(Duration::from_millis(60));
+    for user in ["wmALICE", "wmBOB"] {
+        sim.customer_says(&kf, user, "想一想")
+            .expect("customer writes");
+    }
+    bot.pull(&kf).await.expect("pull");
+    // Mid-turn, the claim is still the worker's: nobody else can take the customer.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let alice = wecom_kf::reply::Customer::new(&kf, "wmALICE");
+    assert!(
+        store
+            .claim(&alice, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "the claim was renewed"
+    );
+    until("both answers", || {
+        texts_to(&sim, "wmALICE").len() == 1 && texts_to(&sim, "wmBOB").len() == 1
+    })
+    .await;
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 2, "each asked once");
 }

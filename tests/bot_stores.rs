@@ -81,12 +81,16 @@ async fn records_each_message_once_and_keeps_its_text(store: &dyn BotStore) {
         .await
         .expect("claim")
         .expect("free");
-    let depth = store
+    let done = store
         .done(&claim, "m1", &["m1".to_owned(), "m2".to_owned()])
         .await
         .expect("done");
-    assert_eq!(depth, 1, "bob's message is left");
-    store.release(&claim).await.expect("release");
+    assert_eq!(done.depth, 1, "bob's message is left");
+    assert!(!done.has_work, "alice has nothing left");
+    assert!(
+        !store.release(&claim).await.expect("release"),
+        "nor after letting go"
+    );
     let with_work = store.customers_with_work().await.expect("customers");
     assert_eq!(with_work, [Customer::new("wkSTORE", "wmBOB")]);
 }
@@ -147,9 +151,50 @@ async fn a_stale_claim_changes_nothing(store: &dyn BotStore) {
     assert!(store.claim(&carol, ttl).await.expect("claim").is_some());
 }
 
+/// A message recorded while its customer is claimed (by a replica whose worker then
+/// couldn't claim them) is reported by `done` and again by `release`, so the holder goes
+/// on instead of leaving it to the sweep.
+async fn work_recorded_meanwhile_is_reported(store: &dyn BotStore) {
+    let erin = Customer::new("wkSTORE", "wmERIN");
+    store
+        .record(vec![entry("e1", "wmERIN", "你好")])
+        .await
+        .expect("record");
+    let claim = store
+        .claim(&erin, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .expect("free");
+    store
+        .record(vec![entry("e2", "wmERIN", "还在吗")])
+        .await
+        .expect("record");
+    let done = store
+        .done(&claim, "e1", &["e1".to_owned()])
+        .await
+        .expect("done");
+    assert!(done.has_work, "e2 came while e1 was answered");
+    assert!(store.release(&claim).await.expect("release"), "e2 waits");
+    let claim = store
+        .claim(&erin, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .expect("released");
+    store.journal(&claim, journal("e2")).await.expect("journal");
+    let done = store.done(&claim, "other-turn", &[]).await.expect("done");
+    assert!(done.has_work, "the reply to e2 is journaled, not closed");
+    let done = store
+        .done(&claim, "e2", &["e2".to_owned()])
+        .await
+        .expect("done");
+    assert!(!done.has_work);
+    assert!(!store.release(&claim).await.expect("release"));
+}
+
 async fn check(store: &dyn BotStore) {
     records_each_message_once_and_keeps_its_text(store).await;
     a_stale_claim_changes_nothing(store).await;
+    work_recorded_meanwhile_is_reported(store).await;
 }
 
 #[tokio::test]

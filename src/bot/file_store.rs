@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::store::{Inbox, Keyed, LocalClaims, by_account, in_process_claims};
-use super::{BotStore, Claim, Entry, Journaled, Recorded, Work};
+use super::{BotStore, Claim, Done, Entry, Journaled, Recorded, Work};
 use crate::ReceivedMsg;
 use crate::reply::Customer;
 use crate::sync::JsonFiles;
@@ -230,6 +230,11 @@ impl BotStore for FileBotStore {
 
     in_process_claims!();
 
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.claims.release(claim);
+        Box::pin(async move { Ok(self.customer_file(&claim.customer).await?.inbox.has_work()) })
+    }
+
     fn journal<'a>(
         &'a self,
         claim: &'a Claim,
@@ -253,13 +258,18 @@ impl BotStore for FileBotStore {
         claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<Done, StoreError>> {
         let (turn, keys) = (turn.to_owned(), keys.to_vec());
         Box::pin(async move {
-            let removed = self
-                .change(claim, move |inbox| inbox.done(&turn, &keys))
+            let (removed, has_work) = self
+                .change(claim, move |inbox| {
+                    (inbox.done(&turn, &keys).answered.len(), inbox.has_work())
+                })
                 .await?;
-            self.move_depth(&claim.customer.open_kfid, 0, removed).await
+            let depth = self
+                .move_depth(&claim.customer.open_kfid, 0, removed)
+                .await?;
+            Ok(Done { depth, has_work })
         })
     }
 

@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use file_store::FileBotStore;
 pub use store::{
-    BotStore, Claim, ClaimLost, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded, Work,
+    BotStore, Claim, ClaimLost, Done, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded, Work,
 };
 
 use crate::reply::{Customer, Replier, Turn};
@@ -156,6 +156,8 @@ struct Inner<S> {
     turns: tokio::sync::Semaphore,
     /// Customers a worker serves here, and whether new work came while it ran.
     workers: Mutex<HashMap<Customer, bool>>,
+    /// The claims those workers hold, kept renewed.
+    claims: worker::Claims,
     started_at: SystemTime,
     max_attempts: u32,
     retry_after: Duration,
@@ -219,6 +221,7 @@ impl<S: CursorStore + 'static> Bot<S> {
                 routes: HashMap::new(),
                 turns: tokio::sync::Semaphore::new(16),
                 workers: Mutex::default(),
+                claims: worker::Claims::default(),
                 started_at: SystemTime::now(),
                 max_attempts: 5,
                 retry_after: Duration::from_secs(1),
@@ -512,10 +515,12 @@ impl<S: CursorStore + 'static> Bot<S> {
                 message,
             });
         }
+        // A page is one account's: its histogram is looked up once, not per message.
+        let lags =
+            metrics::histogram!("wecom_kf_sync_lag_seconds", "account" => page.open_kfid.clone());
         for entry in &entries {
             let lag = now.saturating_sub(entry.message.send_time.unwrap_or(now));
-            metrics::histogram!("wecom_kf_sync_lag_seconds", "account" => entry.customer.open_kfid.clone())
-                .record(lag as f64);
+            lags.record(lag as f64);
         }
         let recorded = self.inner.store.record(entries).await?;
         metrics::counter!("wecom_kf_messages_in_total", "account" => page.open_kfid.clone())

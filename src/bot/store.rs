@@ -8,7 +8,7 @@
 //! ([`ClaimLost`]), so a replica that stalled past its claim's expiry can't journal a
 //! second answer after another replica took the customer over.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,15 @@ pub struct Recorded {
     pub duplicates: usize,
     /// Each account's inbox depth after the recording: messages waiting for an answer.
     pub depths: Vec<(String, u64)>,
+}
+
+/// What [`BotStore::done`] leaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Done {
+    /// The account's inbox depth after it: messages waiting for an answer.
+    pub depth: u64,
+    /// Whether the customer has work left: messages recorded while the turn ran.
+    pub has_work: bool,
 }
 
 /// A customer's work: a reply to finish sending, or messages to answer.
@@ -149,8 +158,10 @@ pub trait BotStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Lets go of `claim`, if it still holds.
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Lets go of `claim`, if it still holds; whether the customer has work all the same
+    /// (recorded while the claim was held, by a replica whose worker couldn't claim the
+    /// customer then), which the releaser goes on with rather than leave to the sweep.
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Journals a reply before any of it is sent.
     fn journal<'a>(
@@ -168,13 +179,15 @@ pub trait BotStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Ends work on `keys`: their messages leave the inbox, and the journaled reply of
-    /// `turn` (if any) is closed. Returns the account's inbox depth after it.
+    /// `turn` (if any) is closed. Returns the account's inbox depth after it, and whether
+    /// the customer has work left, so a worker asks for [`work`](Self::work) only when
+    /// there is some.
     fn done<'a>(
         &'a self,
         claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+    ) -> BoxFuture<'a, Result<Done, StoreError>>;
 
     /// Counts a failed attempt at the customer's pending messages; returns the count.
     fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>>;
@@ -201,6 +214,15 @@ impl<E> Default for Inbox<E> {
             attempts: 0,
         }
     }
+}
+
+/// What [`Inbox::done`] took out of an inbox.
+pub(crate) struct Closed<E> {
+    /// The messages answered.
+    pub(crate) answered: Vec<E>,
+    /// The reply that answered them, all sent.
+    #[allow(dead_code, reason = "kept only to be dropped by the caller")]
+    pub(crate) reply: Option<Journaled>,
 }
 
 /// An entry as a store holds it, by its dedup key.
@@ -232,15 +254,16 @@ impl<E: Keyed> Inbox<E> {
         }
     }
 
-    /// Ends work on `keys` and closes the reply to `turn`; how many messages left.
-    pub(crate) fn done(&mut self, turn: &str, keys: &[String]) -> usize {
-        let before = self.pending.len();
-        self.pending.retain(|e| !keys.iter().any(|k| k == e.key()));
-        if self.journaled.as_ref().is_some_and(|j| j.turn == turn) {
-            self.journaled = None;
-        }
+    /// Ends work on `keys` and closes the reply to `turn`; what left, for the caller to
+    /// count and drop (after letting go of its lock: freeing a message is not nothing).
+    pub(crate) fn done(&mut self, turn: &str, keys: &[String]) -> Closed<E> {
+        let answered = self
+            .pending
+            .extract_if(.., |e| keys.iter().any(|k| k == e.key()))
+            .collect();
+        let reply = self.journaled.take_if(|j| j.turn == turn);
         self.attempts = 0;
-        before - self.pending.len()
+        Closed { answered, reply }
     }
 
     /// Counts a failed attempt; the count.
@@ -254,8 +277,9 @@ impl<E: Keyed> Inbox<E> {
     }
 }
 
-/// The claim methods of a store whose claims are [`LocalClaims`] in a `claims` field: the
-/// memory store and the file store (one process each).
+/// The claim and renewal of a store whose claims are [`LocalClaims`] in a `claims` field:
+/// the memory store and the file store (one process each; each releases on its own, as it
+/// looks at the inbox after).
 macro_rules! in_process_claims {
     () => {
         fn claim<'a>(
@@ -274,11 +298,6 @@ macro_rules! in_process_claims {
         ) -> BoxFuture<'a, Result<bool, StoreError>> {
             let held = self.claims.renew(claim, ttl);
             Box::pin(async move { Ok(held) })
-        }
-
-        fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.claims.release(claim);
-            Box::pin(async { Ok(()) })
         }
     };
 }
@@ -383,19 +402,30 @@ pub struct MemoryBotStore {
 
 #[derive(Default)]
 struct MemoryState {
-    inboxes: BTreeMap<(String, String), Inbox<Entry>>,
+    inboxes: HashMap<Customer, Inbox<Entry>>,
     /// Keys seen per account.
     seen: HashMap<String, HashSet<String>>,
+    /// Messages pending per account, kept with every change.
+    depths: HashMap<String, u64>,
 }
 
 impl MemoryState {
     fn depth(&self, open_kfid: &str) -> u64 {
-        let from = (open_kfid.to_owned(), String::new());
-        self.inboxes
-            .range(from..)
-            .take_while(|((kf, _), _)| kf == open_kfid)
-            .map(|(_, inbox)| inbox.pending.len() as u64)
-            .sum()
+        self.depths.get(open_kfid).copied().unwrap_or(0)
+    }
+
+    /// Moves the account's depth by `added` and `removed`; the depth after.
+    fn move_depth(&mut self, open_kfid: &str, added: usize, removed: usize) -> u64 {
+        crate::map::change(&mut self.depths, open_kfid, |depth: &mut u64| {
+            *depth = depth
+                .saturating_add(added as u64)
+                .saturating_sub(removed as u64);
+            *depth
+        })
+    }
+
+    fn has_work(&self, customer: &Customer) -> bool {
+        self.inboxes.get(customer).is_some_and(Inbox::has_work)
     }
 }
 
@@ -424,12 +454,8 @@ impl MemoryBotStore {
         f: impl FnOnce(&mut Inbox<Entry>) -> T,
     ) -> Result<T, StoreError> {
         self.claims.check(claim)?;
-        Ok(self.with(|state| f(state.inboxes.entry(slot(&claim.customer)).or_default())))
+        Ok(self.with(|state| crate::map::change(&mut state.inboxes, &claim.customer, f)))
     }
-}
-
-fn slot(customer: &Customer) -> (String, String) {
-    (customer.open_kfid.clone(), customer.external_userid.clone())
 }
 
 impl BotStore for MemoryBotStore {
@@ -437,11 +463,10 @@ impl BotStore for MemoryBotStore {
         let recorded = self.with(|state| {
             let mut recorded = Recorded::default();
             for entry in entries {
-                let seen = state
-                    .seen
-                    .entry(entry.customer.open_kfid.clone())
-                    .or_default();
-                if !seen.insert(entry.key.clone()) {
+                let new = crate::map::change(&mut state.seen, &entry.customer.open_kfid, |seen| {
+                    seen.insert(entry.key.clone())
+                });
+                if !new {
                     recorded.duplicates += 1;
                     continue;
                 }
@@ -449,12 +474,14 @@ impl BotStore for MemoryBotStore {
                 if !recorded.customers.contains(&entry.customer) {
                     recorded.customers.push(entry.customer.clone());
                 }
-                let inbox = state.inboxes.entry(slot(&entry.customer)).or_default();
                 // A message's text is a part of its page's; a waiting message keeps only
                 // its own, not the whole page, alive.
                 let mut entry = entry;
                 entry.message.raw = entry.message.raw.detach();
-                inbox.add(entry);
+                let customer = entry.customer.clone();
+                if crate::map::change(&mut state.inboxes, &customer, |inbox| inbox.add(entry)) {
+                    state.move_depth(&customer.open_kfid, 1, 0);
+                }
             }
             let mut accounts: Vec<String> = recorded
                 .customers
@@ -475,7 +502,7 @@ impl BotStore for MemoryBotStore {
     }
 
     fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>> {
-        let work = self.with(|state| match state.inboxes.get(&slot(customer)) {
+        let work = self.with(|state| match state.inboxes.get(customer) {
             Some(inbox) => Work {
                 journaled: inbox.journaled.clone(),
                 pending: inbox.pending.to_vec(),
@@ -487,6 +514,12 @@ impl BotStore for MemoryBotStore {
     }
 
     in_process_claims!();
+
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.claims.release(claim);
+        let has_work = self.with(|state| state.has_work(&claim.customer));
+        Box::pin(async move { Ok(has_work) })
+    }
 
     fn journal<'a>(
         &'a self,
@@ -512,12 +545,25 @@ impl BotStore for MemoryBotStore {
         claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        let changed = self.change(claim, |inbox| {
-            inbox.done(turn, keys);
+    ) -> BoxFuture<'a, Result<Done, StoreError>> {
+        let done = self.claims.check(claim).map(|()| {
+            self.with(|state| {
+                let customer = &claim.customer;
+                let (closed, has_work) = match state.inboxes.get_mut(customer) {
+                    Some(inbox) => (Some(inbox.done(turn, keys)), inbox.has_work()),
+                    None => (None, false),
+                };
+                let removed = closed.as_ref().map_or(0, |c| c.answered.len());
+                let done = Done {
+                    depth: state.move_depth(&customer.open_kfid, 0, removed),
+                    has_work,
+                };
+                (done, closed)
+            })
         });
-        let depth = changed.map(|()| self.with(|state| state.depth(&claim.customer.open_kfid)));
-        Box::pin(async move { depth })
+        // What was closed is dropped here, after the lock.
+        let done = done.map(|(done, _closed)| done);
+        Box::pin(async move { done })
     }
 
     fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
@@ -527,12 +573,17 @@ impl BotStore for MemoryBotStore {
 
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
         let customers = self.with(|state| {
-            state
+            let mut customers: Vec<Customer> = state
                 .inboxes
                 .iter()
                 .filter(|(_, inbox)| inbox.has_work())
-                .map(|((kf, user), _)| Customer::new(kf.clone(), user.clone()))
-                .collect()
+                .map(|(customer, _)| customer.clone())
+                .collect();
+            // In a stable order: by account, then customer.
+            customers.sort_by(|a, b| {
+                (&a.open_kfid, &a.external_userid).cmp(&(&b.open_kfid, &b.external_userid))
+            });
+            customers
         });
         Box::pin(async move { Ok(customers) })
     }
@@ -564,7 +615,7 @@ impl<T: BotStore> BotStore for std::sync::Arc<T> {
         self.as_ref().renew(claim, ttl)
     }
 
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.as_ref().release(claim)
     }
 
@@ -590,7 +641,7 @@ impl<T: BotStore> BotStore for std::sync::Arc<T> {
         claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<Done, StoreError>> {
         self.as_ref().done(claim, turn, keys)
     }
 

@@ -1,11 +1,13 @@
 //! One customer's worker: claims the customer, keeps the claim alive while it works, and
 //! does turn after turn until the customer's inbox is empty.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{
-    Answer, Bot, BotStore, Claim, ClaimLost, DeadLetter, Journaled, PlannedPart, inbox_depth,
+    Answer, Bot, BotStore, Claim, ClaimLost, DeadLetter, Inner, Journaled, PlannedPart, inbox_depth,
 };
 use crate::reply::{Customer, ReplyError, SessionRefusal, Turn};
 use crate::token::StoreError;
@@ -36,52 +38,100 @@ enum Served {
     Stopped,
 }
 
-/// Renews a claim in the background for as long as its worker holds it.
-struct Keeper {
-    /// Until when the claim is known to hold (the start of the last renewal that
-    /// succeeded, plus the TTL).
-    held_until: Arc<Mutex<Instant>>,
-    ttl: Duration,
-    renewals: tokio::task::JoinHandle<()>,
+/// The claims this process's workers hold, renewed together by one task every third of
+/// the claim TTL ([`renew_claims`]): a task per claim would be spawned and aborted for
+/// every customer served.
+#[derive(Default)]
+pub(super) struct Claims {
+    held: Mutex<HashMap<Customer, Arc<Held>>>,
+    /// Whether the renewing task runs (started by the first claim).
+    renewing: AtomicBool,
 }
 
-impl Keeper {
-    fn spawn(store: Arc<dyn BotStore>, claim: Claim, ttl: Duration, since: Instant) -> Self {
-        let held_until = Arc::new(Mutex::new(since + ttl));
-        let until = held_until.clone();
-        let renewals = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                let asked = Instant::now();
-                match tokio::time::timeout(ttl / 3, store.renew(&claim, ttl)).await {
-                    Ok(Ok(true)) => *crate::mutex::lock(&until) = asked + ttl,
-                    Ok(Ok(false)) => {
-                        // Taken over: no renewal can bring it back.
-                        *crate::mutex::lock(&until) = asked;
-                        return;
-                    }
-                    Ok(Err(error)) => tracing::warn!(%error, "could not renew a customer's claim"),
-                    Err(_) => tracing::warn!("renewing a customer's claim timed out"),
-                }
-            }
-        });
-        Keeper {
-            held_until,
-            ttl,
-            renewals,
+/// A claim being worked under.
+struct Held {
+    claim: Claim,
+    /// Until when it is known to hold: the start of the last renewal that succeeded (or of
+    /// the claim), plus the TTL.
+    until: Mutex<Instant>,
+}
+
+impl Held {
+    /// Renews the claim for `ttl`, within a third of it.
+    async fn renew(&self, store: &dyn BotStore, ttl: Duration) {
+        let asked = Instant::now();
+        match tokio::time::timeout(ttl / 3, store.renew(&self.claim, ttl)).await {
+            Ok(Ok(true)) => *crate::mutex::lock(&self.until) = asked + ttl,
+            // Taken over: no renewal can bring it back, and its worker stops.
+            Ok(Ok(false)) => *crate::mutex::lock(&self.until) = asked,
+            Ok(Err(error)) => tracing::warn!(%error, "could not renew a customer's claim"),
+            Err(_) => tracing::warn!("renewing a customer's claim timed out"),
         }
+    }
+}
+
+/// A worker's hold on its claim: renewed for as long as it lives.
+struct Keeper<'a> {
+    claims: &'a Claims,
+    held: Arc<Held>,
+    ttl: Duration,
+}
+
+impl<'a> Keeper<'a> {
+    fn new(claims: &'a Claims, claim: Claim, ttl: Duration, since: Instant) -> Self {
+        let customer = claim.customer.clone();
+        let held = Arc::new(Held {
+            claim,
+            until: Mutex::new(since + ttl),
+        });
+        crate::mutex::lock(&claims.held).insert(customer, held.clone());
+        Keeper { claims, held, ttl }
     }
 
     /// Whether the claim surely holds for a while yet (a third of its TTL): what a send
     /// needs before it starts.
     fn holds(&self) -> bool {
-        Instant::now() + self.ttl / 3 < *crate::mutex::lock(&self.held_until)
+        Instant::now() + self.ttl / 3 < *crate::mutex::lock(&self.held.until)
     }
 }
 
-impl Drop for Keeper {
+impl Drop for Keeper<'_> {
     fn drop(&mut self) {
-        self.renewals.abort();
+        let mut held = crate::mutex::lock(&self.claims.held);
+        let customer = &self.held.claim.customer;
+        if held
+            .get(customer)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.held))
+        {
+            held.remove(customer);
+        }
+    }
+}
+
+/// Every third of the claim TTL, renews each claim the bot's workers hold, all at once;
+/// ends with the bot.
+async fn renew_claims<S: CursorStore + 'static>(inner: Weak<Inner<S>>) {
+    loop {
+        let Some(ttl) = inner.upgrade().map(|i| i.claim_ttl) else {
+            return;
+        };
+        tokio::time::sleep(ttl / 3).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let held: Vec<Arc<Held>> = crate::mutex::lock(&strong.claims.held)
+            .values()
+            .cloned()
+            .collect();
+        let store = strong.store.clone();
+        // The bot may end while renewals wait on the store.
+        drop(strong);
+        let mut renewals = tokio::task::JoinSet::new();
+        for held in held {
+            let store = store.clone();
+            renewals.spawn(async move { held.renew(store.as_ref(), ttl).await });
+        }
+        renewals.join_all().await;
     }
 }
 
@@ -94,33 +144,42 @@ impl<S: CursorStore + 'static> Bot<S> {
             let asked = Instant::now();
             let served = match store.claim(&customer, ttl).await {
                 Ok(Some(claim)) => {
-                    let keeper = Keeper::spawn(store.clone(), claim.clone(), ttl, asked);
+                    if !self.inner.claims.renewing.swap(true, Ordering::SeqCst) {
+                        tokio::spawn(renew_claims(Arc::downgrade(&self.inner)));
+                    }
+                    let keeper = Keeper::new(&self.inner.claims, claim.clone(), ttl, asked);
                     let served = self.serve(&claim, &keeper).await;
                     drop(keeper);
-                    if let Err(error) = store.release(&claim).await {
-                        tracing::warn!(%error, "could not release a customer's claim; it expires");
+                    // After letting go, work that came meanwhile is not left behind: the
+                    // store says whether there is some (recorded by any replica), or a wake
+                    // here flagged it.
+                    match store.release(&claim).await {
+                        Ok(more) => (served, more),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not release a customer's claim; it expires");
+                            (served, false)
+                        }
                     }
-                    served
                 }
                 // Another replica works on the customer, and looks at the inbox again
                 // before it lets go.
-                Ok(None) => Served::Stopped,
+                Ok(None) => (Served::Stopped, false),
                 Err(error) => {
                     // The sweep tries again.
                     tracing::warn!(%error, "could not claim a customer");
-                    Served::Stopped
+                    (Served::Stopped, false)
                 }
             };
-            // After letting go, work that came meanwhile is not left behind: it is in the
-            // store (recorded by any replica) or flagged by a wake here.
-            let more = match served {
-                Served::Stopped => false,
-                Served::Empty => store.work(&customer).await.is_ok_and(|w| w.has_any()),
-            };
+            let (served, more) = served;
             let mut workers = crate::mutex::lock(&self.inner.workers);
-            let woken = workers.get(&customer).copied().unwrap_or(false);
-            if (more || woken) && !self.is_draining() && matches!(served, Served::Empty) {
-                workers.insert(customer.clone(), false);
+            let woken = workers.get_mut(&customer).map(std::mem::take);
+            if (more || woken == Some(true))
+                && !self.is_draining()
+                && matches!(served, Served::Empty)
+            {
+                if woken.is_none() {
+                    workers.insert(customer.clone(), false);
+                }
                 continue;
             }
             workers.remove(&customer);
@@ -130,14 +189,17 @@ impl<S: CursorStore + 'static> Bot<S> {
 
     /// Turn after turn under `claim`, until there is no work, the claim is lost or the
     /// bot drains.
-    async fn serve(&self, claim: &Claim, keeper: &Keeper) -> Served {
+    async fn serve(&self, claim: &Claim, keeper: &Keeper<'_>) -> Served {
         let customer = &claim.customer;
         let mut failures_in_a_row = 0u32;
         loop {
             if self.is_draining() || !keeper.holds() {
                 return Served::Stopped;
             }
-            crate::mutex::lock(&self.inner.workers).insert(customer.clone(), false);
+            // Work that comes from here on is seen by this turn or flagged anew.
+            if let Some(woken) = crate::mutex::lock(&self.inner.workers).get_mut(customer) {
+                *woken = false;
+            }
             let span = tracing::info_span!(
                 "wecom_kf.turn",
                 account = %customer.open_kfid,
@@ -164,8 +226,8 @@ impl<S: CursorStore + 'static> Bot<S> {
         }
     }
 
-    /// Does the next piece of the customer's work; `false` when there is none.
-    async fn turn(&self, claim: &Claim, keeper: &Keeper) -> Result<bool, Stop> {
+    /// Does the next piece of the customer's work; whether there is more after it.
+    async fn turn(&self, claim: &Claim, keeper: &Keeper<'_>) -> Result<bool, Stop> {
         let customer = &claim.customer;
         let store = &self.inner.store;
         let work = store.work(customer).await.map_err(stop)?;
@@ -191,9 +253,9 @@ impl<S: CursorStore + 'static> Bot<S> {
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
         if let Some(journaled) = work.journaled {
-            self.deliver(claim, keeper, &journaled).await?;
+            let more = self.deliver(claim, keeper, &journaled).await?;
             outcome("resumed");
-            return Ok(true);
+            return Ok(more);
         }
         let keys: Vec<String> = work.pending.iter().map(|e| e.key.clone()).collect();
         let turn_id = keys.first().cloned().unwrap_or_default();
@@ -201,12 +263,12 @@ impl<S: CursorStore + 'static> Bot<S> {
         if let Some(refusal) = SessionRefusal::for_state(&view) {
             // A human has the customer (or the session is queued or over): stay quiet.
             tracing::info!(open_kfid = %customer.open_kfid, reason = %refusal, "not answering");
-            self.done(claim, &turn_id, &keys).await?;
+            let more = self.done(claim, &turn_id, &keys).await?;
             outcome("quiet");
-            return Ok(true);
+            return Ok(more);
         }
         let messages: Vec<_> = work.pending.into_iter().map(|e| e.message).collect();
-        let answer = self.ask(customer, messages.clone()).await?;
+        let answer = self.ask(customer, messages).await?;
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
@@ -218,17 +280,24 @@ impl<S: CursorStore + 'static> Bot<S> {
                 }
                 tracing::error!(%error, open_kfid = %customer.open_kfid, attempts, "giving a turn up");
                 if let Some(hook) = &self.inner.dead_letter {
+                    // The handler had the messages; the store still has them, pending.
+                    let pending = store.work(customer).await.map_err(stop)?.pending;
+                    let messages = pending
+                        .into_iter()
+                        .filter(|e| keys.contains(&e.key))
+                        .map(|e| e.message)
+                        .collect();
                     hook(DeadLetter {
                         customer: customer.clone(),
                         messages,
                         error,
                     });
                 }
-                self.done(claim, &turn_id, &keys).await?;
+                let more = self.done(claim, &turn_id, &keys).await?;
                 metrics::counter!("wecom_kf_dead_letters_total", "account" => customer.open_kfid.clone())
                     .increment(1);
                 outcome("dead_letter");
-                return Ok(true);
+                return Ok(more);
             }
         };
         let parts = self.plan(customer, answer).await?;
@@ -253,11 +322,11 @@ impl<S: CursorStore + 'static> Bot<S> {
             .await
             .map_err(stop)?;
         let answered = journaled.covers.len() as u64;
-        self.deliver(claim, keeper, &journaled).await?;
+        let more = self.deliver(claim, keeper, &journaled).await?;
         metrics::counter!("wecom_kf_messages_answered_total", "account" => customer.open_kfid.clone())
             .increment(answered);
         outcome("answered");
-        Ok(true)
+        Ok(more)
     }
 
     /// The account's handler's answer to `messages`, within the turn timeout; `Err`
@@ -312,13 +381,14 @@ impl<S: CursorStore + 'static> Bot<S> {
     }
 
     /// Sends what is left of a journaled reply, marking each part as it goes, then closes
-    /// it. Each part is sent only while the claim surely holds.
+    /// it; whether the customer has more work. Each part is sent only while the claim
+    /// surely holds.
     async fn deliver(
         &self,
         claim: &Claim,
-        keeper: &Keeper,
+        keeper: &Keeper<'_>,
         journaled: &Journaled,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let customer = &claim.customer;
         let store = &self.inner.store;
         for (index, part) in journaled.parts.iter().enumerate() {
@@ -362,16 +432,17 @@ impl<S: CursorStore + 'static> Bot<S> {
         self.done(claim, &journaled.turn, &journaled.covers).await
     }
 
-    /// Ends work on `keys` and reports the inbox depth left.
-    async fn done(&self, claim: &Claim, turn: &str, keys: &[String]) -> Result<(), Stop> {
-        let depth = self
+    /// Ends work on `keys` and reports the inbox depth left; whether the customer has
+    /// more work.
+    async fn done(&self, claim: &Claim, turn: &str, keys: &[String]) -> Result<bool, Stop> {
+        let done = self
             .inner
             .store
             .done(claim, turn, keys)
             .await
             .map_err(stop)?;
-        inbox_depth(claim.customer.open_kfid.clone(), depth);
-        Ok(())
+        inbox_depth(claim.customer.open_kfid.clone(), done.depth);
+        Ok(done.has_work)
     }
 }
 

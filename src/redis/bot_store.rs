@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands as _, Script};
 
-use super::{COMPARE_AND_DELETE, Redis, millis};
+use super::{Redis, millis};
 use crate::ReceivedMsg;
 use crate::bot::store::by_account;
-use crate::bot::{BotStore, Claim, ClaimLost, Entry, Journaled, Recorded, Work};
+use crate::bot::{BotStore, Claim, ClaimLost, Done, Entry, Journaled, Recorded, Work};
 use crate::reply::Customer;
 use crate::token::{BoxFuture, StoreError};
 
@@ -121,7 +121,8 @@ return 1"
 /// Removes the keys `ARGV[4..]` from the pending list `KEYS[4]` and texts `KEYS[5]`,
 /// closes the reply to turn `ARGV[2]` (`KEYS[2]`, `KEYS[3]`), clears the attempts
 /// `KEYS[6]`, takes the customer `ARGV[3]` out of the work set `KEYS[7]` when nothing is
-/// left, and lowers the depth `KEYS[8]`; returns the depth.
+/// left, and lowers the depth `KEYS[8]`; returns the depth and 1 when the customer has work
+/// left (0 when not).
 static DONE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{FENCED}
@@ -134,16 +135,33 @@ if redis.call('HGET', KEYS[2], 'turn') == ARGV[2] then
   redis.call('DEL', KEYS[2], KEYS[3])
 end
 redis.call('DEL', KEYS[6])
+local left = 1
 if redis.call('LLEN', KEYS[4]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[7], ARGV[3])
+  left = 0
 end
 local depth = redis.call('DECRBY', KEYS[8], removed)
 if depth < 0 then
   redis.call('SET', KEYS[8], 0)
   depth = 0
 end
-return depth"
+return {{depth, left}}"
     ))
+});
+
+/// Lets go of the claim `KEYS[1]` if it holds the fence `ARGV[1]`; 1 when the customer has
+/// work all the same (pending keys `KEYS[2]` or a journal `KEYS[3]`), 0 when not.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if redis.call('LLEN', KEYS[2]) > 0 or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 1
+end
+return 0",
+    )
 });
 
 /// Counts a failed attempt in `KEYS[2]`; the count.
@@ -250,17 +268,18 @@ impl RedisBotStore {
         Ok(())
     }
 
-    /// Runs a fenced script for `claim`: its answer, or [`ClaimLost`] when it was refused.
-    async fn fenced(
+    /// Runs a fenced script for `claim`: its answer, or [`ClaimLost`] when it was refused
+    /// (answered -1, whatever the script answers otherwise).
+    async fn fenced<T: redis::FromRedisValue>(
         &self,
         call: redis::ScriptInvocation<'_>,
         claim: &Claim,
-    ) -> Result<i64, StoreError> {
-        let answer: i64 = call.invoke_async(&mut self.redis.connection()).await?;
-        if answer < 0 {
+    ) -> Result<T, StoreError> {
+        let answer: redis::Value = call.invoke_async(&mut self.redis.connection()).await?;
+        if matches!(answer, redis::Value::Int(refused) if refused < 0) {
             return Err(Box::new(ClaimLost { fence: claim.fence }));
         }
-        Ok(answer)
+        Ok(redis::from_redis_value(answer)?)
     }
 }
 
@@ -359,14 +378,17 @@ impl BotStore for RedisBotStore {
         })
     }
 
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let _: i64 = COMPARE_AND_DELETE
-                .key(self.keys(&claim.customer).claim)
+            let keys = self.keys(&claim.customer);
+            let has_work: i64 = RELEASE
+                .key(&keys.claim)
+                .key(&keys.pending)
+                .key(&keys.journal)
                 .arg(claim.fence)
                 .invoke_async(&mut self.redis.connection())
                 .await?;
-            Ok(())
+            Ok(has_work == 1)
         })
     }
 
@@ -386,7 +408,7 @@ impl BotStore for RedisBotStore {
                 .arg(&reply.turn)
                 .arg(serde_json::to_string(&reply)?)
                 .arg(&claim.customer.external_userid);
-            self.fenced(call, claim).await.map(|_| ())
+            self.fenced::<i64>(call, claim).await.map(|_| ())
         })
     }
 
@@ -405,7 +427,7 @@ impl BotStore for RedisBotStore {
                 .arg(claim.fence)
                 .arg(turn)
                 .arg(index);
-            self.fenced(call, claim).await.map(|_| ())
+            self.fenced::<i64>(call, claim).await.map(|_| ())
         })
     }
 
@@ -414,7 +436,7 @@ impl BotStore for RedisBotStore {
         claim: &'a Claim,
         turn: &'a str,
         keys: &'a [String],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<Done, StoreError>> {
         Box::pin(async move {
             let customer = &claim.customer;
             let names = self.keys(customer);
@@ -433,8 +455,11 @@ impl BotStore for RedisBotStore {
             for key in keys {
                 call.arg(key);
             }
-            let depth = self.fenced(call, claim).await?;
-            Ok(u64::try_from(depth).unwrap_or(0))
+            let (depth, left): (i64, i64) = self.fenced(call, claim).await?;
+            Ok(Done {
+                depth: u64::try_from(depth).unwrap_or(0),
+                has_work: left == 1,
+            })
         })
     }
 
@@ -443,7 +468,7 @@ impl BotStore for RedisBotStore {
             let keys = self.keys(&claim.customer);
             let mut call = FAILED.prepare_invoke();
             call.key(&keys.claim).key(&keys.attempts).arg(claim.fence);
-            let attempts = self.fenced(call, claim).await?;
+            let attempts: i64 = self.fenced(call, claim).await?;
             Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
         })
     }

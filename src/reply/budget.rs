@@ -289,9 +289,9 @@ impl BudgetStore for MemoryBudgetStore {
         change: Change,
     ) -> BoxFuture<'a, Result<(bool, Window), StoreError>> {
         let result = self.with(|windows| {
-            let window = windows.entry(customer.clone()).or_default();
-            let granted = window.apply(change);
-            (granted, window.clone())
+            crate::map::change(windows, customer, |window| {
+                (window.apply(change), window.clone())
+            })
         });
         Box::pin(async move { Ok(result) })
     }

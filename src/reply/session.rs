@@ -102,11 +102,11 @@ impl SessionTracker {
 
     /// The bot's send was accepted: a new session (0) is the smart assistant's (1) now.
     pub fn sent(&self, customer: &Customer) {
-        let mut sessions = lock(&self.sessions);
-        let view = sessions.entry(customer.clone()).or_default();
-        if matches!(view.state, None | Some(ServiceState::New)) {
-            view.state = Some(ServiceState::SmartAssistant);
-        }
+        crate::map::change(&mut lock(&self.sessions), customer, |view| {
+            if matches!(view.state, None | Some(ServiceState::New)) {
+                view.state = Some(ServiceState::SmartAssistant);
+            }
+        });
     }
 
     /// Servicers of `open_kfid` receiving now, as their status events told.
