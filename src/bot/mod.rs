@@ -155,7 +155,7 @@ struct Inner<S> {
     /// Turns running at once, across customers.
     turns: tokio::sync::Semaphore,
     /// Customers a worker serves here, and whether new work came while it ran.
-    workers: Mutex<HashMap<Customer, bool>>,
+    workers: Mutex<crate::map::Map<Customer, bool>>,
     /// The claims those workers hold, kept renewed.
     claims: worker::Claims,
     started_at: SystemTime,

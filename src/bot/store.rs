@@ -8,12 +8,13 @@
 //! ([`ClaimLost`]), so a replica that stalled past its claim's expiry can't journal a
 //! second answer after another replica took the customer over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::map::{Map, Set};
 use crate::reply::Customer;
 use crate::token::BoxFuture;
 use crate::token::StoreError;
@@ -257,9 +258,11 @@ impl<E: Keyed> Inbox<E> {
     /// Ends work on `keys` and closes the reply to `turn`; what left, for the caller to
     /// count and drop (after letting go of its lock: freeing a message is not nothing).
     pub(crate) fn done(&mut self, turn: &str, keys: &[String]) -> Closed<E> {
-        let answered = self
-            .pending
-            .extract_if(.., |e| keys.iter().any(|k| k == e.key()))
+        // The answered stay in the old list, the rest move to a new one: most turns answer
+        // everything pending, and then nothing is allocated here.
+        let mut answered = std::mem::take(&mut self.pending);
+        self.pending = answered
+            .extract_if(.., |e| !keys.iter().any(|k| k == e.key()))
             .collect();
         let reply = self.journaled.take_if(|j| j.turn == turn);
         self.attempts = 0;
@@ -323,7 +326,7 @@ pub(crate) struct LocalClaims {
 
 #[derive(Debug, Default)]
 struct LocalClaimState {
-    by_customer: HashMap<Customer, (u64, Instant)>,
+    by_customer: Map<Customer, (u64, Instant)>,
     last_fence: u64,
 }
 
@@ -402,11 +405,11 @@ pub struct MemoryBotStore {
 
 #[derive(Default)]
 struct MemoryState {
-    inboxes: HashMap<Customer, Inbox<Entry>>,
+    inboxes: Map<Customer, Inbox<Entry>>,
     /// Keys seen per account.
-    seen: HashMap<String, HashSet<String>>,
+    seen: Map<String, Set<String>>,
     /// Messages pending per account, kept with every change.
-    depths: HashMap<String, u64>,
+    depths: Map<String, u64>,
 }
 
 impl MemoryState {

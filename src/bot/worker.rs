@@ -1,7 +1,7 @@
 //! One customer's worker: claims the customer, keeps the claim alive while it works, and
 //! does turn after turn until the customer's inbox is empty.
 
-use std::collections::HashMap;
+use crate::map::Map;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ enum Served {
 /// every customer served.
 #[derive(Default)]
 pub(super) struct Claims {
-    held: Mutex<HashMap<Customer, Arc<Held>>>,
+    held: Mutex<Map<Customer, Arc<Held>>>,
     /// Whether the renewing task runs (started by the first claim).
     renewing: AtomicBool,
 }

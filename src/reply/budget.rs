@@ -6,7 +6,6 @@
 //! stream hands over and by the sends it permits, and corrected by WeCom's refusals and
 //! `msg_send_fail` events. A send it knows would fail is refused before anything leaves.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -268,7 +267,7 @@ pub trait BudgetStore: Send + Sync + 'static {
 /// Windows in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryBudgetStore {
-    windows: Mutex<HashMap<Customer, Window>>,
+    windows: Mutex<crate::map::Map<Customer, Window>>,
 }
 
 impl MemoryBudgetStore {
@@ -277,7 +276,7 @@ impl MemoryBudgetStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Customer, Window>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut crate::map::Map<Customer, Window>) -> T) -> T {
         f(&mut crate::mutex::lock(&self.windows))
     }
 }

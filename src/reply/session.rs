@@ -75,7 +75,7 @@ impl SessionRefusal {
 /// ([`SyncStream::observe`](crate::SyncStream::observe)) and tell it of sends.
 #[derive(Debug, Default)]
 pub struct SessionTracker {
-    sessions: Mutex<HashMap<Customer, SessionView>>,
+    sessions: Mutex<crate::map::Map<Customer, SessionView>>,
     /// Servicers receiving, per account: with any online, WeCom routes new sessions to them.
     receiving: Mutex<HashMap<String, HashSet<String>>>,
 }
