@@ -29,23 +29,32 @@ use wecom_kf_sim::{SimConfig, Simulator};
 
 mod support;
 
-/// Live heap bytes, for the memory figures.
+/// Live heap bytes, for the memory figures, and allocations made, for the throughput's.
 struct Counting;
 
 /// The count, split so that each thread adds to a cache line of its own: one shared
 /// counter would make every allocation of the throughput part contend for it, and the
 /// side that allocates more would be slowed by the measuring.
 #[repr(align(128))]
-struct Shard(AtomicIsize);
+struct Shard {
+    bytes: AtomicIsize,
+    allocations: AtomicUsize,
+}
 
-static SHARDS: [Shard; 64] = [const { Shard(AtomicIsize::new(0)) }; 64];
+static SHARDS: [Shard; 64] = [const {
+    Shard {
+        bytes: AtomicIsize::new(0),
+        allocations: AtomicUsize::new(0),
+    }
+}; 64];
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn count(bytes: isize) {
+/// Counts `bytes` more live (fewer when negative), and one allocation more if `new`.
+fn count(bytes: isize, new: bool) {
     // A thread being torn down has no thread-locals left: it counts on the first shard.
     let shard = SHARD
         .try_with(|shard| {
@@ -55,31 +64,42 @@ fn count(bytes: isize) {
             shard.get()
         })
         .unwrap_or(0);
-    SHARDS[shard].0.fetch_add(bytes, Ordering::Relaxed);
+    SHARDS[shard].bytes.fetch_add(bytes, Ordering::Relaxed);
+    if new {
+        SHARDS[shard].allocations.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Live heap bytes now.
 fn live() -> isize {
     SHARDS
         .iter()
-        .map(|shard| shard.0.load(Ordering::SeqCst))
+        .map(|shard| shard.bytes.load(Ordering::SeqCst))
+        .sum()
+}
+
+/// Allocations made so far (a reallocation counts as one).
+fn allocations() -> usize {
+    SHARDS
+        .iter()
+        .map(|shard| shard.allocations.load(Ordering::SeqCst))
         .sum()
 }
 
 // SAFETY: every call is passed to `System` unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
+        count(layout.size() as isize, true);
         // SAFETY: the caller's contract for `alloc` is `System::alloc`'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
+        count(-(layout.size() as isize), false);
         // SAFETY: as for `alloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
+        count(new_size as isize - layout.size() as isize, true);
         // SAFETY: as for `alloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -358,6 +378,22 @@ async fn wait_for_answers(since: u64, n: u64) {
 /// a second, and the median of five is steadier than any one of them.
 const THROUGHPUT_ROUNDS: usize = 5;
 
+/// One side's round of the throughput part: how long it took, and how many allocations
+/// the process made meanwhile (the simulator's are the same on every side).
+struct Round {
+    time: Duration,
+    allocations: usize,
+}
+
+impl Round {
+    fn since(start: Instant, allocated: usize) -> Self {
+        Round {
+            time: start.elapsed(),
+            allocations: allocations() - allocated,
+        }
+    }
+}
+
 async fn throughput() {
     let total = ACCOUNTS * CUSTOMERS;
     let (mut floors, mut clients, mut bots) = (Vec::new(), Vec::new(), Vec::new());
@@ -366,15 +402,20 @@ async fn throughput() {
         let floor = throughput_floor().await;
         let client = throughput_client().await;
         let bot = throughput_ours().await;
-        client_ratios.push(floor.as_secs_f64() / client.as_secs_f64());
-        bot_ratios.push(floor.as_secs_f64() / bot.as_secs_f64());
+        client_ratios.push(floor.time.as_secs_f64() / client.time.as_secs_f64());
+        bot_ratios.push(floor.time.as_secs_f64() / bot.time.as_secs_f64());
         floors.push(floor);
         clients.push(client);
         bots.push(bot);
     }
-    let median_of = |times: &mut Vec<Duration>| {
+    let median_of = |rounds: &mut Vec<Round>| {
+        let mut times: Vec<Duration> = rounds.iter().map(|r| r.time).collect();
         times.sort();
-        percentile(times, 0.5)
+        let mut per_message: Vec<f64> = rounds
+            .iter()
+            .map(|r| r.allocations as f64 / total as f64)
+            .collect();
+        (percentile(&times, 0.5), support::median(&mut per_message))
     };
     let ratio_of = |ratios: &mut Vec<f64>| {
         let median = support::median(ratios);
@@ -386,7 +427,7 @@ async fn throughput() {
         "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once; median of {THROUGHPUT_ROUNDS} rounds, alternating)\n"
     );
     println!(
-        "| | time | messages/s | vs floor, median of the rounds' ratios |\n|---|---:|---:|---|"
+        "| | time | messages/s | allocations per message | vs floor, median of the rounds' ratios |\n|---|---:|---:|---:|---|"
     );
     let rows = [
         (
@@ -405,19 +446,23 @@ async fn throughput() {
             ratio_of(&mut bot_ratios),
         ),
     ];
-    for (what, time, ratio) in rows {
-        println!("| {what} | {} | {:.0} | {ratio} |", ms(time), rate(time));
+    for (what, (time, allocations), ratio) in rows {
+        println!(
+            "| {what} | {} | {:.0} | {allocations:.0} | {ratio} |",
+            ms(time),
+            rate(time)
+        );
     }
     println!();
 }
 
 /// The floor: per account a `sync_msg`, then a `send_msg` per message, all accounts at
 /// once and each account's sends at once, as the runtime does.
-async fn throughput_floor() -> Duration {
+async fn throughput_floor() -> Round {
     let (sim, accounts) = busy_simulator().await;
     let http = reqwest::Client::new();
     let token = raw_token(&http, &sim).await;
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocations());
     let mut tasks = tokio::task::JoinSet::new();
     // As many sends at once as the runtime's turns.
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
@@ -439,18 +484,18 @@ async fn throughput_floor() -> Duration {
         });
     }
     tasks.join_all().await;
-    let floor = start.elapsed();
+    let floor = Round::since(start, allocated);
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     floor
 }
 
 /// The floor's calls through our client, at the same concurrency: what the runtime's own
 /// work costs is the difference between this and the runtime.
-async fn throughput_client() -> Duration {
+async fn throughput_client() -> Round {
     let (sim, accounts) = busy_simulator().await;
     let client = sim.client_builder().build().expect("client");
     client.access_token().await.expect("token");
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocations());
     let mut tasks = tokio::task::JoinSet::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     for kf in accounts {
@@ -479,13 +524,13 @@ async fn throughput_client() -> Duration {
         });
     }
     tasks.join_all().await;
-    let elapsed = start.elapsed();
+    let client = Round::since(start, allocated);
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
-    elapsed
+    client
 }
 
 /// The bot runtime pulling every account, its handler answering each message at once.
-async fn throughput_ours() -> Duration {
+async fn throughput_ours() -> Round {
     let (sim, accounts) = busy_simulator().await;
     let client = sim.client_builder().build().expect("client");
     // Both sides start with a token.
@@ -499,7 +544,7 @@ async fn throughput_ours() -> Duration {
     .skip_history(false)
     .parallel_turns(IN_FLIGHT);
     let answered_before = ANSWERED.load(Ordering::SeqCst);
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocations());
     let mut pulls = tokio::task::JoinSet::new();
     for kf in accounts {
         let bot = bot.clone();
@@ -507,7 +552,7 @@ async fn throughput_ours() -> Duration {
     }
     pulls.join_all().await;
     wait_for_answers(answered_before, (ACCOUNTS * CUSTOMERS) as u64).await;
-    let ours = start.elapsed();
+    let ours = Round::since(start, allocated);
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     ours
 }
@@ -608,7 +653,11 @@ fn main() {
             // Only the runtime's side of the throughput part, for a profiler.
             for _ in 0..THROUGHPUT_ROUNDS {
                 let bot = throughput_ours().await;
-                println!("runtime: {}", ms(bot));
+                let per_message = bot.allocations as f64 / (ACCOUNTS * CUSTOMERS) as f64;
+                println!(
+                    "runtime: {} ({per_message:.0} allocations per message)",
+                    ms(bot.time)
+                );
             }
         }
     });
