@@ -50,6 +50,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The bot runtime ([`bot`], feature `bot`), replying within WeCom's rules ([`reply`],
+//! feature `reply`) and callbacks ([`callback`], feature `callback`) are default features; a
+//! program that only calls the API builds without them (`default-features = false,
+//! features = ["native-tls"]`) and compiles less.
+//!
 //! Everything API-specific is generated at compile time from `endpoints.toml` by
 //! [`endpoints!`]: request types, message types, builders, [`ErrCode`] and the client
 //! methods. Limits from that file are checked before anything is sent
@@ -60,11 +65,14 @@
 
 extern crate self as wecom_kf;
 
+#[cfg(feature = "bot")]
 pub mod bot;
+#[cfg(feature = "callback")]
 pub mod callback;
 pub mod client;
 mod encode;
 mod error;
+#[cfg(feature = "reply")]
 mod map;
 pub mod media;
 mod mutex;
@@ -73,6 +81,7 @@ pub mod prelude;
 mod raw_json;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "reply")]
 pub mod reply;
 mod retry;
 mod rt;

@@ -1,7 +1,7 @@
 //! The runtime's maps of customers and ids, and the one way to change a value in place.
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
 /// How the runtime's per-customer maps hash: rapidhash, seeded per map (`metrics` already
@@ -14,7 +14,8 @@ pub(crate) type Hasher = rapidhash::fast::RandomState;
 pub(crate) type Map<K, V> = HashMap<K, V, Hasher>;
 
 /// A set of WeCom's ids, hashed with [`Hasher`].
-pub(crate) type Set<K> = HashSet<K, Hasher>;
+#[cfg(feature = "bot")]
+pub(crate) type Set<K> = std::collections::HashSet<K, Hasher>;
 
 /// `change` on the value of `key`, made with `Default` if there is none. Unlike
 /// `entry(key.to_owned())`, the key is copied only when the value is new: a customer's key

@@ -56,6 +56,7 @@ impl Attempt {
 
 /// A customer as logs and metrics name them: 8 hex digits of a SHA-1 of the account and
 /// the customer's id, enough to follow one customer, not to recover who it is.
+#[cfg(feature = "bot")]
 pub(crate) fn customer_hash(open_kfid: &str, external_userid: &str) -> String {
     use sha1::Digest as _;
     let digest = sha1::Sha1::new()

@@ -2,7 +2,9 @@
 //! stream and its stores, the bot runtime, and the message types a handler matches on or
 //! answers with.
 
+#[cfg(feature = "bot")]
 pub use crate::bot::{Answer, Bot, FileBotStore, MemoryBotStore};
+#[cfg(feature = "reply")]
 pub use crate::reply::Turn;
 pub use crate::sync::{Page, SyncError};
 pub use crate::types::{

@@ -25,7 +25,9 @@
 //! hash of it is part of a key), and the access token is stored sealed with a key derived
 //! from the secret: reading Redis gives no usable credential.
 
+#[cfg(feature = "bot")]
 mod bot_store;
+#[cfg(feature = "reply")]
 mod budget_store;
 mod cursor_store;
 mod lock;
@@ -37,7 +39,9 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
+#[cfg(feature = "bot")]
 pub use bot_store::RedisBotStore;
+#[cfg(feature = "reply")]
 pub use budget_store::RedisBudgetStore;
 pub use cursor_store::RedisCursorStore;
 pub use lock::RedisSyncLock;
@@ -81,12 +85,14 @@ impl Redis {
     }
 
     /// Shares the reply budget: every replica reserves from the same windows.
+    #[cfg(feature = "reply")]
     pub fn budget_store(&self) -> RedisBudgetStore {
         RedisBudgetStore::new(self.clone())
     }
 
     /// Shares the bot runtime's inbox, reply journal and per-customer claims: replicas
     /// split the customers between them, one replica per customer at a time.
+    #[cfg(feature = "bot")]
     pub fn bot_store(&self) -> RedisBotStore {
         RedisBotStore::new(self.clone())
     }

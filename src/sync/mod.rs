@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 mod file_store;
 mod lock;
 mod store;
 
 pub use file_store::FileCursorStore;
+#[cfg(feature = "bot")]
 pub(crate) use file_store::JsonFiles;
 use lock::LockHold;
 pub use lock::{SyncLease, SyncLock};
@@ -24,7 +25,6 @@ pub use store::{CallbackToken, Checkpoint, CursorStore, MemoryCursorStore, Share
 /// What the store and lock traits return, as in [`token`](crate::token).
 pub use crate::token::{BoxFuture, StoreError};
 
-use crate::callback::KfMsgOrEvent;
 use crate::{Client, ErrCode, Error, ReceivedMsg, Secret, VoiceFormat};
 
 /// One page of `sync_msg`, as handed to a handler.
@@ -236,9 +236,10 @@ impl<S: CursorStore> SyncStream<S> {
 
     /// [`callback_token`](Self::callback_token) for a decrypted callback: its token counts
     /// from its `CreateTime`, so a late or replayed callback never replaces a newer token.
-    pub fn callback(&self, event: &KfMsgOrEvent) {
+    #[cfg(feature = "callback")]
+    pub fn callback(&self, event: &crate::callback::KfMsgOrEvent) {
         let now = SystemTime::now();
-        let created = UNIX_EPOCH.checked_add(Duration::from_secs(event.create_time));
+        let created = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(event.create_time));
         let token = CallbackToken {
             token: event.token.clone(),
             // A clock ahead of ours must not make a token outrank newer ones.
