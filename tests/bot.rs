@@ -686,3 +686,43 @@ async fn a_turn_longer_than_the_claim_ttl_keeps_its_claim_and_answers_once() {
     .await;
     assert_eq!(llm.calls.load(Ordering::SeqCst), 2, "each asked once");
 }
+
+/// A replica with more customers than turn slots claims only the customers it is serving:
+/// the others stay free for a replica with slots to spare, instead of waiting, claimed,
+/// behind this one's slow handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_backlog_claims_only_the_customers_it_serves() {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let llm = Arc::new(Llm::default());
+    let store = Arc::new(MemoryBotStore::new());
+    let bot = bot(&sim, store.clone(), llm.clone(), Duration::from_secs(2)).parallel_turns(1);
+    let users = ["wmALICE", "wmBOB", "wmCAROL"];
+    for user in users {
+        sim.customer_says(&kf, user, "在吗")
+            .expect("customer writes");
+    }
+    bot.pull(&kf).await.expect("pull");
+    until("the first turn", || llm.running.load(Ordering::SeqCst) == 1).await;
+    // Another replica tries each customer: the one being served is taken, the two
+    // waiting for a slot are not.
+    let mut taken_over = Vec::new();
+    for user in users {
+        let customer = Customer::new(&kf, user);
+        if let Some(claim) = store
+            .claim(&customer, Duration::from_secs(5))
+            .await
+            .unwrap()
+        {
+            taken_over.push(claim);
+        }
+    }
+    assert_eq!(
+        taken_over.len(),
+        2,
+        "only the customer in the handler is claimed by the busy replica"
+    );
+    for claim in &taken_over {
+        store.release(claim).await.unwrap();
+    }
+}

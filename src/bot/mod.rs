@@ -266,7 +266,9 @@ impl<S: CursorStore + 'static> Bot<S> {
 
     /// How many turns may run at once, across customers (16 by default): a turn is the
     /// handler's answer and its sends, so this also bounds the calls to WeCom. A
-    /// customer's turns always run one at a time.
+    /// customer's turns always run one at a time, and a customer is claimed only once a
+    /// slot is free, so a replica with a backlog leaves the customers it can't serve yet
+    /// to the others.
     pub fn parallel_turns(self, limit: usize) -> Self {
         self.configure(|inner| inner.turns = tokio::sync::Semaphore::new(limit.max(1)))
     }

@@ -36,6 +36,9 @@ enum Served {
     Empty,
     /// The claim was lost, or the bot drains: the worker ends.
     Stopped,
+    /// A turn failed: the worker lets go of its slot and its claim, waits this long, and
+    /// tries again.
+    Failed(Duration),
 }
 
 /// The claims this process's workers hold, renewed together by one task every third of
@@ -137,10 +140,20 @@ async fn renew_claims<S: CursorStore + 'static>(inner: Weak<Inner<S>>) {
 
 impl<S: CursorStore + 'static> Bot<S> {
     /// The worker of `customer` on this process, started by [`wake`](Bot::wake).
+    ///
+    /// It waits for one of the `parallel_turns` slots *before* it claims the customer: a
+    /// replica with a backlog then holds claims only on the customers it is serving, and
+    /// the others stay free for a replica with slots to spare (its sweep takes them).
     pub(super) async fn work(self, customer: Customer) {
         let store = self.inner.store.clone();
         let ttl = self.inner.claim_ttl;
+        let mut failures_in_a_row = 0u32;
         loop {
+            // The semaphore is never closed; an error ends the worker all the same.
+            let Ok(slot) = self.inner.turns.acquire().await else {
+                crate::mutex::lock(&self.inner.workers).remove(&customer);
+                return;
+            };
             let asked = Instant::now();
             let served = match store.claim(&customer, ttl).await {
                 Ok(Some(claim)) => {
@@ -148,7 +161,7 @@ impl<S: CursorStore + 'static> Bot<S> {
                         tokio::spawn(renew_claims(Arc::downgrade(&self.inner)));
                     }
                     let keeper = Keeper::new(&self.inner.claims, claim.clone(), ttl, asked);
-                    let served = self.serve(&claim, &keeper).await;
+                    let served = self.serve(&claim, &keeper, &mut failures_in_a_row).await;
                     drop(keeper);
                     // After letting go, work that came meanwhile is not left behind: the
                     // store says whether there is some (recorded by any replica), or a wake
@@ -170,7 +183,14 @@ impl<S: CursorStore + 'static> Bot<S> {
                     (Served::Stopped, false)
                 }
             };
+            drop(slot);
             let (served, more) = served;
+            if let Served::Failed(wait) = served
+                && !self.is_draining()
+            {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             let mut workers = crate::mutex::lock(&self.inner.workers);
             let woken = workers.get_mut(&customer).map(std::mem::take);
             if (more || woken == Some(true))
@@ -187,11 +207,15 @@ impl<S: CursorStore + 'static> Bot<S> {
         }
     }
 
-    /// Turn after turn under `claim`, until there is no work, the claim is lost or the
-    /// bot drains.
-    async fn serve(&self, claim: &Claim, keeper: &Keeper<'_>) -> Served {
+    /// Turn after turn under `claim`, until there is no work, the claim is lost, a turn
+    /// fails or the bot drains.
+    async fn serve(
+        &self,
+        claim: &Claim,
+        keeper: &Keeper<'_>,
+        failures_in_a_row: &mut u32,
+    ) -> Served {
         let customer = &claim.customer;
-        let mut failures_in_a_row = 0u32;
         loop {
             if self.is_draining() || !keeper.holds() {
                 return Served::Stopped;
@@ -208,7 +232,7 @@ impl<S: CursorStore + 'static> Bot<S> {
             );
             let turn = tracing::Instrument::instrument(self.turn(claim, keeper), span.clone());
             match turn.await {
-                Ok(true) => failures_in_a_row = 0,
+                Ok(true) => *failures_in_a_row = 0,
                 Ok(false) => return Served::Empty,
                 Err(Stop::Lost) => {
                     span.record("outcome", "claim_lost");
@@ -217,10 +241,10 @@ impl<S: CursorStore + 'static> Bot<S> {
                 }
                 Err(Stop::Failed(error)) => {
                     span.record("outcome", "failed");
-                    failures_in_a_row = failures_in_a_row.saturating_add(1);
-                    let wait = backoff(self.inner.retry_after, failures_in_a_row);
-                    tracing::warn!(%error, open_kfid = %customer.open_kfid, attempt = failures_in_a_row, "a turn failed; trying again");
-                    tokio::time::sleep(wait).await;
+                    *failures_in_a_row = failures_in_a_row.saturating_add(1);
+                    let wait = backoff(self.inner.retry_after, *failures_in_a_row);
+                    tracing::warn!(%error, open_kfid = %customer.open_kfid, attempt = *failures_in_a_row, "a turn failed; trying again");
+                    return Served::Failed(wait);
                 }
             }
         }
@@ -244,14 +268,6 @@ impl<S: CursorStore + 'static> Bot<S> {
         if work.journaled.is_none() && work.pending.is_empty() {
             return Ok(false);
         }
-        // A turn, its sends included, runs under one of the `parallel_turns` permits: they
-        // bound the calls to WeCom as well as the handlers.
-        let _running = self
-            .inner
-            .turns
-            .acquire()
-            .await
-            .map_err(|e| Stop::Failed(e.to_string()))?;
         if let Some(journaled) = work.journaled {
             let more = self.deliver(claim, keeper, &journaled).await?;
             outcome("resumed");
