@@ -374,9 +374,62 @@ async fn wait_for_answers(since: u64, n: u64) {
     }
 }
 
-/// Rounds of the throughput part, floor and ours alternating: one round of each is about
-/// a second, and the median of five is steadier than any one of them.
-const THROUGHPUT_ROUNDS: usize = 5;
+/// Rounds of the throughput part, the three sides in turn: one round of each is about a
+/// second, and the median of seven is steadier than any one of them.
+const THROUGHPUT_ROUNDS: usize = 7;
+
+/// The three sides of the throughput part.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Floor,
+    Client,
+    Runtime,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Floor, Side::Client, Side::Runtime];
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Floor => "floor",
+            Side::Client => "client",
+            Side::Runtime => "runtime",
+        }
+    }
+
+    async fn round(self) -> Round {
+        match self {
+            Side::Floor => throughput_floor().await,
+            Side::Client => throughput_client().await,
+            Side::Runtime => throughput_ours().await,
+        }
+    }
+
+    /// One round in a child process of its own (this binary, with `PIPELINE_SIDE`): each
+    /// side starts from a fresh heap and runtime, with nothing another side left behind
+    /// (freed memory, tasks winding down) in its way.
+    fn round_in_child(self) -> Round {
+        let output = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .env("PIPELINE_SIDE", self.name())
+            .env_remove("PIPELINE_PART")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("a child process");
+        assert!(output.status.success(), "the {} round failed", self.name());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let fields: Vec<u64> = stdout
+            .split_whitespace()
+            .map(|field| field.parse().expect("a number"))
+            .collect();
+        let [nanos, allocations] = fields[..] else {
+            panic!("the {} round printed {stdout:?}", self.name());
+        };
+        Round {
+            time: Duration::from_nanos(nanos),
+            allocations: allocations as usize,
+        }
+    }
+}
 
 /// One side's round of the throughput part: how long it took, and how many allocations
 /// the process made meanwhile (the simulator's are the same on every side).
@@ -398,10 +451,13 @@ async fn throughput() {
     let total = ACCOUNTS * CUSTOMERS;
     let (mut floors, mut clients, mut bots) = (Vec::new(), Vec::new(), Vec::new());
     let (mut client_ratios, mut bot_ratios) = (Vec::new(), Vec::new());
-    for _ in 0..THROUGHPUT_ROUNDS {
-        let floor = throughput_floor().await;
-        let client = throughput_client().await;
-        let bot = throughput_ours().await;
+    for round in 0..THROUGHPUT_ROUNDS {
+        // Each side goes first, second and third in turn.
+        let mut order = Side::ALL;
+        order.rotate_left(round % Side::ALL.len());
+        let mut rounds = order.map(|side| (side, side.round_in_child()));
+        rounds.sort_by_key(|(side, _)| Side::ALL.iter().position(|s| s == side));
+        let [(_, floor), (_, client), (_, bot)] = rounds;
         client_ratios.push(floor.time.as_secs_f64() / client.time.as_secs_f64());
         bot_ratios.push(floor.time.as_secs_f64() / bot.time.as_secs_f64());
         floors.push(floor);
@@ -424,7 +480,7 @@ async fn throughput() {
     };
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!(
-        "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once; median of {THROUGHPUT_ROUNDS} rounds, alternating)\n"
+        "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once; median of {THROUGHPUT_ROUNDS} rounds, each side in a process of its own, in turn)\n"
     );
     println!(
         "| | time | messages/s | allocations per message | vs floor, median of the rounds' ratios |\n|---|---:|---:|---:|---|"
@@ -634,6 +690,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // A child process of the throughput part: one round of one side.
+    if let Ok(side) = std::env::var("PIPELINE_SIDE") {
+        let side = Side::ALL
+            .into_iter()
+            .find(|s| s.name() == side)
+            .expect("PIPELINE_SIDE is floor, client or runtime");
+        let round = runtime.block_on(side.round());
+        println!("{} {}", round.time.as_nanos(), round.allocations);
+        return;
+    }
     runtime.block_on(async {
         println!("## Bot pipeline (`cargo bench --bench pipeline --features callback-server`)\n");
         // PIPELINE_PART=latency|throughput|memory runs one part, `runtime` only the
