@@ -51,9 +51,9 @@
 //! ```
 //!
 //! The bot runtime ([`bot`], feature `bot`), replying within WeCom's rules ([`reply`],
-//! feature `reply`) and callbacks ([`callback`], feature `callback`) are default features; a
-//! program that only calls the API builds without them (`default-features = false,
-//! features = ["native-tls"]`) and compiles less.
+//! feature `reply`), callbacks ([`callback`], feature `callback`) and metrics (feature
+//! `metrics`) are default features; a program that only calls the API builds without them
+//! (`default-features = false, features = ["native-tls"]`) and compiles less.
 //!
 //! Everything API-specific is generated at compile time from `endpoints.toml` by
 //! [`endpoints!`]: request types, message types, builders, [`ErrCode`] and the client

@@ -10,6 +10,8 @@ use tracing::Span;
 /// One attempt of an API call: its span (`wecom_kf.call`), and what it ended with.
 pub(crate) struct Attempt {
     span: Span,
+    /// For the metrics' labels (the span has it too).
+    #[cfg(feature = "metrics")]
     endpoint: &'static str,
     started: Instant,
 }
@@ -26,6 +28,7 @@ impl Attempt {
         );
         Attempt {
             span,
+            #[cfg(feature = "metrics")]
             endpoint,
             started: Instant::now(),
         }
@@ -47,10 +50,13 @@ impl Attempt {
             "latency_ms",
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         );
-        metrics::counter!("wecom_kf_api_calls_total", "endpoint" => self.endpoint, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("wecom_kf_api_call_seconds", "endpoint" => self.endpoint)
-            .record(elapsed.as_secs_f64());
+        #[cfg(feature = "metrics")]
+        {
+            metrics::counter!("wecom_kf_api_calls_total", "endpoint" => self.endpoint, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("wecom_kf_api_call_seconds", "endpoint" => self.endpoint)
+                .record(elapsed.as_secs_f64());
+        }
     }
 }
 
