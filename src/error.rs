@@ -7,29 +7,25 @@ use crate::ErrCode;
 use crate::validate::Invalid;
 
 /// Everything a call can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A field broke a limit of the API file, or couldn't be encoded. Nothing was sent.
-    #[error(transparent)]
     Invalid(Invalid),
 
     /// The HTTP exchange failed. `delivery` says whether WeCom may have received the
     /// request; a send that `MaybeSent` is never retried automatically.
-    #[error("`{endpoint}` failed in transport ({delivery})")]
     Transport {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
         /// Whether the request may have reached WeCom.
         delivery: Delivery,
         /// What reqwest saw (its URL left out: it carries the token).
-        #[source]
         source: reqwest::Error,
     },
 
     /// WeCom answered with something that isn't the documented response. `path` is where in
     /// the JSON decoding stopped (`msg_list[3].send_time`).
-    #[error("`{endpoint}` answered with a body that doesn't decode at `{path}`: {message}")]
     Decode {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
@@ -43,9 +39,6 @@ pub enum Error {
     /// captive portal or a wrong `base_url`; it is not followed, because the URL carries the
     /// access token (or the secret) and a 307 would post the body again elsewhere. The
     /// request may have arrived.
-    #[error(
-        "`{endpoint}` answered with a redirect (HTTP {status}), which is not followed: check `base_url` and any proxy"
-    )]
     Redirected {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
@@ -56,7 +49,6 @@ pub enum Error {
     /// The answer's body is larger than the client reads (`limit` bytes): not a WeCom
     /// answer, whose pages are far smaller. Reading stopped there; the request may have
     /// arrived.
-    #[error("`{endpoint}` answered with a body over {limit} bytes; not read further")]
     TooLarge {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
@@ -67,7 +59,6 @@ pub enum Error {
     /// A file to upload is larger than its media type allows (`limit` bytes; voice 2 MB,
     /// images and videos 10 MB, files 20 MB). Nothing was sent: shrink or re-encode it, or
     /// send it as another type (a large image as a `file`).
-    #[error("the {kind} is {len} bytes; WeCom takes at most {limit} (refused before sending)")]
     UploadTooLarge {
         /// The media type the file uploads as.
         kind: crate::media::MediaType,
@@ -80,7 +71,6 @@ pub enum Error {
     /// A downloaded file is larger than the `limit` set for it (`max_bytes`): refused before
     /// reading when the answer announced its length `len`, else stopped when the download
     /// reached the limit.
-    #[error("the file is {} than the {limit} bytes allowed; not read further", len.map(|len| format!("{len} bytes, more")).unwrap_or_else(|| "larger".to_owned()))]
     DownloadTooLarge {
         /// The `max_bytes` set for the download.
         limit: u64,
@@ -89,22 +79,19 @@ pub enum Error {
     },
 
     /// The writer a download streamed into failed. What it wrote before stays written.
-    #[error("the download's writer failed")]
-    Write(#[source] std::io::Error),
+    Write(std::io::Error),
 
     /// A download stopped after some of the file was received, with `cause`. The bytes
     /// before `resume_from` were delivered (to the writer, or as chunks); start again there
     /// with `resume_from(resume_from)` to get the rest. After a [`Write`](Error::Write)
     /// failure part of the failed chunk may have been written too: truncate to
     /// `resume_from` first.
-    #[error("`{endpoint}` stopped after {resume_from} bytes of the file")]
     Incomplete {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
         /// How many bytes of the file were delivered: where to resume.
         resume_from: u64,
         /// Why the download stopped.
-        #[source]
         cause: Box<Error>,
     },
 
@@ -115,19 +102,16 @@ pub enum Error {
     /// code for that is undocumented; the simulator answers 40058) most likely means
     /// the first attempt was delivered. Don't send it again under a new id without
     /// checking (a `msg_send_fail` event names the id if delivery failed).
-    #[error("`{endpoint}` may have been delivered: an attempt was answered busy, and the call then failed{}", retry_id.as_ref().map(|id| format!(" (retries carried the id {id:?})")).unwrap_or_default())]
     MaybeDelivered {
         /// The endpoint called, as the API file names it (`kf/send_msg`).
         endpoint: &'static str,
         /// The `msgid` every attempt carried, if the request has one.
         retry_id: Option<String>,
         /// How the last attempt failed.
-        #[source]
         cause: Box<Error>,
     },
 
     /// WeCom refused the request with a non-zero `errcode`.
-    #[error("{}", api_message(*code, message))]
     Api {
         /// WeCom's `errcode`.
         code: ErrCode,
@@ -136,17 +120,14 @@ pub enum Error {
     },
 
     /// The client was built with missing or invalid settings.
-    #[error("invalid client configuration: {0}")]
     Config(String),
 
     /// A file to upload couldn't be read (or, from a reader, was already sent). Nothing
     /// was sent for this attempt.
-    #[error("can't upload `{field}`")]
     Upload {
         /// The request's file field (`media`).
         field: &'static str,
         /// Why the file couldn't be read.
-        #[source]
         source: std::io::Error,
     },
 
@@ -156,17 +137,14 @@ pub enum Error {
     /// `gettoken` per window instead of one per call (WeCom blocks IPs that repeat wrong
     /// secrets). Every call that waited on that fetch gets this. Nothing was sent;
     /// [`code`](Error::code) is the cause's.
-    #[error("no access token: fetching one failed; the next fetch may start in {retry_in:?}")]
     TokenUnavailable {
         /// How the last fetch failed.
-        #[source]
         cause: std::sync::Arc<Error>,
         /// How long until the next fetch may start.
         retry_in: std::time::Duration,
     },
 
     /// Another process sharing the token store failed to fetch the token: what it saw.
-    #[error("another process failed to fetch the access token: {message}")]
     FetchFailedElsewhere {
         /// The `errcode` it got, if WeCom answered.
         code: Option<ErrCode>,
@@ -175,8 +153,105 @@ pub enum Error {
     },
 
     /// A [`TokenStore`](crate::TokenStore) failed to load, save or invalidate the token.
-    #[error("the token store failed")]
-    TokenStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+    TokenStore(Box<dyn std::error::Error + Send + Sync>),
+}
+
+// Each message leaves its source out: `source()` returns it, and `chain` joins them.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(invalid) => fmt::Display::fmt(invalid, f),
+            Error::Transport {
+                endpoint, delivery, ..
+            } => write!(f, "`{endpoint}` failed in transport ({delivery})"),
+            Error::Decode {
+                endpoint,
+                path,
+                message,
+            } => write!(
+                f,
+                "`{endpoint}` answered with a body that doesn't decode at `{path}`: {message}"
+            ),
+            Error::Redirected { endpoint, status } => write!(
+                f,
+                "`{endpoint}` answered with a redirect (HTTP {status}), which is not followed: check `base_url` and any proxy"
+            ),
+            Error::TooLarge { endpoint, limit } => write!(
+                f,
+                "`{endpoint}` answered with a body over {limit} bytes; not read further"
+            ),
+            Error::UploadTooLarge { kind, len, limit } => write!(
+                f,
+                "the {kind} is {len} bytes; WeCom takes at most {limit} (refused before sending)"
+            ),
+            Error::DownloadTooLarge { limit, len } => {
+                f.write_str("the file is ")?;
+                match len {
+                    Some(len) => write!(f, "{len} bytes, more")?,
+                    None => f.write_str("larger")?,
+                }
+                write!(f, " than the {limit} bytes allowed; not read further")
+            }
+            Error::Write(_) => f.write_str("the download's writer failed"),
+            Error::Incomplete {
+                endpoint,
+                resume_from,
+                ..
+            } => write!(
+                f,
+                "`{endpoint}` stopped after {resume_from} bytes of the file"
+            ),
+            Error::MaybeDelivered {
+                endpoint, retry_id, ..
+            } => {
+                write!(
+                    f,
+                    "`{endpoint}` may have been delivered: an attempt was answered busy, and the call then failed"
+                )?;
+                match retry_id {
+                    Some(id) => write!(f, " (retries carried the id {id:?})"),
+                    None => Ok(()),
+                }
+            }
+            Error::Api { code, message } => f.write_str(&api_message(*code, message)),
+            Error::Config(why) => write!(f, "invalid client configuration: {why}"),
+            Error::Upload { field, .. } => write!(f, "can't upload `{field}`"),
+            Error::TokenUnavailable { retry_in, .. } => write!(
+                f,
+                "no access token: fetching one failed; the next fetch may start in {retry_in:?}"
+            ),
+            Error::FetchFailedElsewhere { message, .. } => {
+                write!(
+                    f,
+                    "another process failed to fetch the access token: {message}"
+                )
+            }
+            Error::TokenStore(_) => f.write_str("the token store failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Invalid(invalid) => invalid.source(),
+            Error::Transport { source, .. } => Some(source),
+            Error::Write(source) | Error::Upload { source, .. } => Some(source),
+            Error::Incomplete { cause, .. } | Error::MaybeDelivered { cause, .. } => {
+                Some(cause.as_ref())
+            }
+            Error::TokenUnavailable { cause, .. } => Some(cause.as_ref()),
+            Error::TokenStore(source) => Some(source.as_ref()),
+            Error::Decode { .. }
+            | Error::Redirected { .. }
+            | Error::TooLarge { .. }
+            | Error::UploadTooLarge { .. }
+            | Error::DownloadTooLarge { .. }
+            | Error::Api { .. }
+            | Error::Config(_)
+            | Error::FetchFailedElsewhere { .. } => None,
+        }
+    }
 }
 
 impl Error {

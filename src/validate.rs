@@ -5,8 +5,7 @@
 use crate::media::MediaType;
 
 /// A value that breaks one of the API file's limits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{field}`: {reason} (refused before sending)")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     /// The JSON path of the field, like `msgmenu.list[2].click.id`.
     pub field: String,
@@ -15,6 +14,15 @@ pub struct Invalid {
     /// For a file over its media type's size limit: what the error says in types.
     pub(crate) upload: Option<TooLargeUpload>,
 }
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Invalid { field, reason, .. } = self;
+        write!(f, "invalid `{field}`: {reason} (refused before sending)")
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 /// A file over the size limit of the media type it uploads as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

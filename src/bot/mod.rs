@@ -94,14 +94,29 @@ pub struct DeadLetter {
 }
 
 /// Why [`Bot::start`] couldn't look for its work; nothing was started.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum StartError {
     /// The bot store couldn't list the customers with work.
-    #[error("the bot's inbox could not be read")]
-    Inbox(#[source] StoreError),
+    Inbox(StoreError),
     /// The cursor store couldn't list its accounts.
-    #[error("the cursor store could not list its accounts")]
-    Cursors(#[source] StoreError),
+    Cursors(StoreError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StartError::Inbox(_) => "the bot's inbox could not be read",
+            StartError::Cursors(_) => "the cursor store could not list its accounts",
+        })
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Inbox(error) | StartError::Cursors(error) => Some(error.as_ref()),
+        }
+    }
 }
 
 /// What [`Bot::start`] found to do.

@@ -45,16 +45,13 @@ use crypto::Keys;
 
 /// Why a callback was refused. The numbers of the official library (`-40001` …) are
 /// available from [`code`](Self::code).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallbackError {
     /// The token or `EncodingAESKey` can't be used: what is wrong with it.
-    #[error("invalid callback configuration: {0}")]
     InvalidKey(&'static str),
     /// The `msg_signature` doesn't match the payload.
-    #[error("the signature does not match: not from WeCom, or another token")]
     SignatureMismatch,
-    #[error("the timestamp is {age_secs} s away from now, outside the {max_secs} s window")]
     /// The `timestamp` is outside the replay window.
     Stale {
         /// How far the timestamp is from now, in seconds.
@@ -63,35 +60,26 @@ pub enum CallbackError {
         max_secs: u64,
     },
     /// The `timestamp` doesn't parse.
-    #[error("the timestamp is not a number of seconds")]
     BadTimestamp,
     /// The same signed POST (`msg_signature` and `nonce`) was already accepted within the
     /// replay window.
-    #[error("this callback was already accepted (same signature and nonce): a replay")]
     Replayed,
     /// The `Encrypt` text isn't base64.
-    #[error("the encrypted payload is not base64")]
     Base64,
     /// The ciphertext or the message length inside it is impossible: which one.
-    #[error("the encrypted payload has a bad length: {0}")]
     Length(&'static str),
     /// The PKCS#7 padding is wrong: another key, or a tampered payload.
-    #[error("the decrypted payload has invalid padding")]
     Padding,
-    #[error("the payload is for another receiver (`{found}`), not this corp")]
     /// The payload names another corp (or component) as its receiver.
     ReceiveIdMismatch {
         /// The receiver id it names.
         found: String,
     },
     /// The decrypted message isn't UTF-8.
-    #[error("the decrypted message is not UTF-8")]
     NotUtf8,
     /// The XML (outer or decrypted) doesn't parse: where and why.
-    #[error("the XML does not parse: {0}")]
     Xml(String),
     /// No randomness for sealing a reply.
-    #[error("the operating system's random source failed")]
     Random,
 }
 
@@ -112,6 +100,39 @@ impl CallbackError {
         }
     }
 }
+
+impl fmt::Display for CallbackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallbackError::InvalidKey(why) => write!(f, "invalid callback configuration: {why}"),
+            CallbackError::SignatureMismatch => {
+                f.write_str("the signature does not match: not from WeCom, or another token")
+            }
+            CallbackError::Stale { age_secs, max_secs } => write!(
+                f,
+                "the timestamp is {age_secs} s away from now, outside the {max_secs} s window"
+            ),
+            CallbackError::BadTimestamp => f.write_str("the timestamp is not a number of seconds"),
+            CallbackError::Replayed => f.write_str(
+                "this callback was already accepted (same signature and nonce): a replay",
+            ),
+            CallbackError::Base64 => f.write_str("the encrypted payload is not base64"),
+            CallbackError::Length(which) => {
+                write!(f, "the encrypted payload has a bad length: {which}")
+            }
+            CallbackError::Padding => f.write_str("the decrypted payload has invalid padding"),
+            CallbackError::ReceiveIdMismatch { found } => write!(
+                f,
+                "the payload is for another receiver (`{found}`), not this corp"
+            ),
+            CallbackError::NotUtf8 => f.write_str("the decrypted message is not UTF-8"),
+            CallbackError::Xml(why) => write!(f, "the XML does not parse: {why}"),
+            CallbackError::Random => f.write_str("the operating system's random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for CallbackError {}
 
 /// A payload sealed for sending: what WeCom POSTs, or what a passive reply carries.
 #[derive(Debug, Clone, PartialEq, Eq)]

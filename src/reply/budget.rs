@@ -68,15 +68,11 @@ pub struct Allowance {
 }
 
 /// Why the budget refused a reservation. Nothing was sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BudgetError {
     /// No customer message opened a window in the last 48 hours: WeCom would answer 95002.
-    #[error(
-        "no reply window is open: the customer has not written in the last 48 hours (WeCom would refuse with 95002)"
-    )]
     NoWindow,
     /// Fewer replies are left than asked for: WeCom would answer 95001 past the fifth.
-    #[error("{}", not_enough(*needed, *left))]
     NotEnough {
         /// Replies asked for.
         needed: u32,
@@ -86,9 +82,24 @@ pub enum BudgetError {
         closes_at: Option<SystemTime>,
     },
     /// The budget's store failed; nothing was reserved.
-    #[error("the reply budget's store failed: {0}")]
     Store(String),
 }
+
+impl std::fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BudgetError::NoWindow => f.write_str(
+                "no reply window is open: the customer has not written in the last 48 hours (WeCom would refuse with 95002)",
+            ),
+            BudgetError::NotEnough { needed, left, .. } => {
+                f.write_str(&not_enough(*needed, *left))
+            }
+            BudgetError::Store(why) => write!(f, "the reply budget's store failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BudgetError {}
 
 fn not_enough(needed: u32, left: u32) -> String {
     let replies = |n: u32| {
@@ -457,14 +468,37 @@ impl std::fmt::Debug for Permit {
 }
 
 /// Why [`Permit::send`] failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum SendError {
     /// The permit's replies are used up; nothing was sent.
-    #[error("the permit's replies are used up; reserve more")]
     PermitUsed,
     /// The send failed; the budget was corrected from what the error says.
-    #[error(transparent)]
-    Failed(#[from] Error),
+    Failed(Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::PermitUsed => f.write_str("the permit's replies are used up; reserve more"),
+            SendError::Failed(error) => std::fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+// `Failed` is transparent: its source is the client error's own.
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::PermitUsed => None,
+            SendError::Failed(error) => error.source(),
+        }
+    }
+}
+
+impl From<Error> for SendError {
+    fn from(error: Error) -> Self {
+        SendError::Failed(error)
+    }
 }
 
 impl SendError {

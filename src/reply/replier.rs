@@ -17,23 +17,19 @@ use super::{
 };
 
 /// Why a reply was not sent (or not all of it).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ReplyError {
     /// The bot doesn't have the session: known before sending, or learned from a 95018
     /// (then `service_state/get` said why). Nothing more was sent.
-    #[error(transparent)]
     Session(SessionRefusal),
     /// The budget has not enough replies left; nothing was sent.
-    #[error(transparent)]
-    Budget(#[from] BudgetError),
+    Budget(BudgetError),
     /// The one-time code expired before it was used; nothing was sent.
-    #[error("the {kind:?} code expired; WeCom would refuse it")]
     CodeExpired {
         /// Which code.
         kind: CodeKind,
     },
     /// A menu can't answer this kind of code (only text can); nothing was sent.
-    #[error("a {kind:?} code may be answered with text only")]
     MenuNotAllowed {
         /// Which code.
         kind: CodeKind,
@@ -41,17 +37,55 @@ pub enum ReplyError {
     /// The answer needs more messages than the budget has left; nothing was sent. Choose:
     /// [`OverBudget::send_what_fits`] and keep the rest, or [`OverBudget::shorten`], then
     /// [`Replier::send_texts`].
-    #[error(transparent)]
     TooLong(OverBudget),
     /// A send failed; `sent` parts went out before it (their msgids).
-    #[error("sending part {} failed after {} went out", sent.len() + 1, sent.len())]
     Send {
         /// The msgids of the parts accepted before the failure.
         sent: Vec<String>,
         /// What failed.
-        #[source]
         error: Error,
     },
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyError::Session(refusal) => std::fmt::Display::fmt(refusal, f),
+            ReplyError::Budget(error) => std::fmt::Display::fmt(error, f),
+            ReplyError::CodeExpired { kind } => {
+                write!(f, "the {kind:?} code expired; WeCom would refuse it")
+            }
+            ReplyError::MenuNotAllowed { kind } => {
+                write!(f, "a {kind:?} code may be answered with text only")
+            }
+            ReplyError::TooLong(over) => std::fmt::Display::fmt(over, f),
+            ReplyError::Send { sent, .. } => write!(
+                f,
+                "sending part {} failed after {} went out",
+                sent.len() + 1,
+                sent.len()
+            ),
+        }
+    }
+}
+
+// `Session`, `Budget` and `TooLong` are transparent: their sources are their own.
+impl std::error::Error for ReplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplyError::Session(refusal) => refusal.source(),
+            ReplyError::Budget(error) => error.source(),
+            ReplyError::TooLong(over) => over.source(),
+            ReplyError::Send { error, .. } => Some(error),
+            ReplyError::CodeExpired { .. } | ReplyError::MenuNotAllowed { .. } => None,
+        }
+    }
+}
+
+impl From<BudgetError> for ReplyError {
+    fn from(error: BudgetError) -> Self {
+        ReplyError::Budget(error)
+    }
 }
 
 /// Sends replies for a bot: checks the session and the budget first, keeps both up to

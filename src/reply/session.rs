@@ -36,26 +36,38 @@ impl SessionView {
 }
 
 /// Why the bot may not send to a customer now, and what to do about it: 95018, explained.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionRefusal {
     /// A human servicer serves the customer; WeCom gives the session back to no bot.
-    #[error(
-        "a human servicer ({}) has the session: stay quiet until it ends (95018)",
-        servicer.as_deref().unwrap_or("unknown")
-    )]
     HumanHasIt {
         /// The servicer's userid, when known.
         servicer: Option<String>,
     },
     /// The session waits in the queue for a servicer: answer the queue code instead.
-    #[error(
-        "the session waits in the queue for a servicer: answer with the queue notice code, not send_msg (95018)"
-    )]
     Queued,
     /// The session ended: the customer must write again to open a new one.
-    #[error("the session has ended: wait until the customer writes again (95018)")]
     Ended,
 }
+
+impl std::fmt::Display for SessionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionRefusal::HumanHasIt { servicer } => write!(
+                f,
+                "a human servicer ({}) has the session: stay quiet until it ends (95018)",
+                servicer.as_deref().unwrap_or("unknown")
+            ),
+            SessionRefusal::Queued => f.write_str(
+                "the session waits in the queue for a servicer: answer with the queue notice code, not send_msg (95018)",
+            ),
+            SessionRefusal::Ended => {
+                f.write_str("the session has ended: wait until the customer writes again (95018)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionRefusal {}
 
 impl SessionRefusal {
     /// The refusal for a state the bot can't send in; `None` for states it can.

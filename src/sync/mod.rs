@@ -6,6 +6,7 @@
 //! run without committing, so the next run starts again from the page that failed.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -42,28 +43,54 @@ pub struct Page {
 
 /// Why a run stopped early. The checkpoint is where the last commit left it; calling
 /// `run` again resumes there.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum SyncError<E> {
     /// The handler returned an error.
-    #[error("the handler failed; the page will be handed over again")]
-    Handler(#[source] E),
+    Handler(E),
     /// `sync_msg` failed (after the client's own retries).
-    #[error("sync_msg failed")]
-    Client(#[source] Error),
+    Client(Error),
     /// The cursor store (or the sync lock) failed.
-    #[error("the cursor store failed")]
-    Store(#[source] StoreError),
+    Store(StoreError),
     /// An [`Observer`] failed; the page will be observed and handed over again.
-    #[error("an observer of the page failed")]
-    Observer(#[source] StoreError),
+    Observer(StoreError),
     /// This process lost the account's [`SyncLock`] mid-run (it couldn't renew it in
     /// time); another process syncs the account now. Nothing more was committed.
-    #[error("lost the account's sync lock; another process syncs it now")]
     LockLost,
     /// The handler took longer than [`SyncStream::handler_timeout`]; nothing was committed
     /// for the page, which the next run hands over again.
-    #[error("the handler took longer than {0:?}; the page will be handed over again")]
     HandlerTimedOut(Duration),
+}
+
+// Each message leaves its source out: `source()` returns it.
+impl<E> fmt::Display for SyncError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Handler(_) => {
+                f.write_str("the handler failed; the page will be handed over again")
+            }
+            SyncError::Client(_) => f.write_str("sync_msg failed"),
+            SyncError::Store(_) => f.write_str("the cursor store failed"),
+            SyncError::Observer(_) => f.write_str("an observer of the page failed"),
+            SyncError::LockLost => {
+                f.write_str("lost the account's sync lock; another process syncs it now")
+            }
+            SyncError::HandlerTimedOut(limit) => write!(
+                f,
+                "the handler took longer than {limit:?}; the page will be handed over again"
+            ),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for SyncError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SyncError::Handler(error) => Some(error),
+            SyncError::Client(error) => Some(error),
+            SyncError::Store(error) | SyncError::Observer(error) => Some(error.as_ref()),
+            SyncError::LockLost | SyncError::HandlerTimedOut(_) => None,
+        }
+    }
 }
 
 /// What a run did.
