@@ -111,6 +111,20 @@ static ALLOCATOR: Counting = Counting;
 const TOKEN: &str = "PIPELINE";
 const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 
+/// CPU time this process has used so far, every thread's, user and system.
+fn cpu_used() -> Duration {
+    // SAFETY: `getrusage` only writes the `rusage` it is given, which is plain data.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted
         .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
@@ -421,28 +435,47 @@ impl Side {
             .split_whitespace()
             .map(|field| field.parse().expect("a number"))
             .collect();
-        let [nanos, allocations] = fields[..] else {
+        let [nanos, cpu_nanos, allocations] = fields[..] else {
             panic!("the {} round printed {stdout:?}", self.name());
         };
         Round {
             time: Duration::from_nanos(nanos),
+            cpu: Duration::from_nanos(cpu_nanos),
             allocations: allocations as usize,
         }
     }
 }
 
-/// One side's round of the throughput part: how long it took, and how many allocations
-/// the process made meanwhile (the simulator's are the same on every side).
+/// One side's round of the throughput part: how long it took, the CPU time the process
+/// used meanwhile (every thread's: the simulator's too, the same on every side), and how
+/// many allocations it made.
 struct Round {
     time: Duration,
+    cpu: Duration,
     allocations: usize,
 }
 
-impl Round {
-    fn since(start: Instant, allocated: usize) -> Self {
+/// Where a round started: the clock, the CPU used and the allocations made by then.
+struct RoundStart {
+    at: Instant,
+    cpu: Duration,
+    allocations: usize,
+}
+
+impl RoundStart {
+    fn now() -> Self {
+        RoundStart {
+            at: Instant::now(),
+            cpu: cpu_used(),
+            allocations: allocations(),
+        }
+    }
+
+    fn end(self) -> Round {
         Round {
-            time: start.elapsed(),
-            allocations: allocations() - allocated,
+            time: self.at.elapsed(),
+            cpu: cpu_used().saturating_sub(self.cpu),
+            allocations: allocations() - self.allocations,
         }
     }
 }
@@ -465,13 +498,14 @@ async fn throughput() {
         bots.push(bot);
     }
     let median_of = |rounds: &mut Vec<Round>| {
-        let mut times: Vec<Duration> = rounds.iter().map(|r| r.time).collect();
-        times.sort();
-        let mut per_message: Vec<f64> = rounds
-            .iter()
-            .map(|r| r.allocations as f64 / total as f64)
-            .collect();
-        (percentile(&times, 0.5), support::median(&mut per_message))
+        let per_message = |f: fn(&Round) -> f64| {
+            let mut values: Vec<f64> = rounds.iter().map(|r| f(r) / total as f64).collect();
+            support::median(&mut values)
+        };
+        let time = per_message(|r| r.time.as_secs_f64()) * total as f64;
+        let cpu = per_message(|r| r.cpu.as_secs_f64() * 1e6);
+        let allocations = per_message(|r| r.allocations as f64);
+        (Duration::from_secs_f64(time), cpu, allocations)
     };
     let ratio_of = |ratios: &mut Vec<f64>| {
         let median = support::median(ratios);
@@ -483,7 +517,10 @@ async fn throughput() {
         "### Throughput ({ACCOUNTS} accounts × {CUSTOMERS} customers, a message each, each answered, {IN_FLIGHT} sends at once; median of {THROUGHPUT_ROUNDS} rounds, each side in a process of its own, in turn)\n"
     );
     println!(
-        "| | time | messages/s | allocations per message | vs floor, median of the rounds' ratios |\n|---|---:|---:|---:|---|"
+        "CPU is the process's (the simulator's included, the same work on every side), over the round.\n"
+    );
+    println!(
+        "| | time | messages/s | CPU per message | allocations per message | vs floor, median of the rounds' ratios |\n|---|---:|---:|---:|---:|---|"
     );
     let rows = [
         (
@@ -502,9 +539,9 @@ async fn throughput() {
             ratio_of(&mut bot_ratios),
         ),
     ];
-    for (what, (time, allocations), ratio) in rows {
+    for (what, (time, cpu, allocations), ratio) in rows {
         println!(
-            "| {what} | {} | {:.0} | {allocations:.0} | {ratio} |",
+            "| {what} | {} | {:.0} | {cpu:.0} µs | {allocations:.0} | {ratio} |",
             ms(time),
             rate(time)
         );
@@ -518,7 +555,7 @@ async fn throughput_floor() -> Round {
     let (sim, accounts) = busy_simulator().await;
     let http = reqwest::Client::new();
     let token = raw_token(&http, &sim).await;
-    let (start, allocated) = (Instant::now(), allocations());
+    let start = RoundStart::now();
     let mut tasks = tokio::task::JoinSet::new();
     // As many sends at once as the runtime's turns.
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
@@ -540,7 +577,7 @@ async fn throughput_floor() -> Round {
         });
     }
     tasks.join_all().await;
-    let floor = Round::since(start, allocated);
+    let floor = start.end();
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     floor
 }
@@ -551,7 +588,7 @@ async fn throughput_client() -> Round {
     let (sim, accounts) = busy_simulator().await;
     let client = sim.client_builder().build().expect("client");
     client.access_token().await.expect("token");
-    let (start, allocated) = (Instant::now(), allocations());
+    let start = RoundStart::now();
     let mut tasks = tokio::task::JoinSet::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     for kf in accounts {
@@ -580,7 +617,7 @@ async fn throughput_client() -> Round {
         });
     }
     tasks.join_all().await;
-    let client = Round::since(start, allocated);
+    let client = start.end();
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     client
 }
@@ -600,7 +637,7 @@ async fn throughput_ours() -> Round {
     .skip_history(false)
     .parallel_turns(IN_FLIGHT);
     let answered_before = ANSWERED.load(Ordering::SeqCst);
-    let (start, allocated) = (Instant::now(), allocations());
+    let start = RoundStart::now();
     let mut pulls = tokio::task::JoinSet::new();
     for kf in accounts {
         let bot = bot.clone();
@@ -608,7 +645,7 @@ async fn throughput_ours() -> Round {
     }
     pulls.join_all().await;
     wait_for_answers(answered_before, (ACCOUNTS * CUSTOMERS) as u64).await;
-    let ours = Round::since(start, allocated);
+    let ours = start.end();
     assert_eq!(sim.sent().len(), ACCOUNTS * CUSTOMERS);
     ours
 }
@@ -697,7 +734,12 @@ fn main() {
             .find(|s| s.name() == side)
             .expect("PIPELINE_SIDE is floor, client or runtime");
         let round = runtime.block_on(side.round());
-        println!("{} {}", round.time.as_nanos(), round.allocations);
+        println!(
+            "{} {} {}",
+            round.time.as_nanos(),
+            round.cpu.as_nanos(),
+            round.allocations
+        );
         return;
     }
     runtime.block_on(async {

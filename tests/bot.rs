@@ -155,20 +155,8 @@ async fn a_journaled_reply_is_resumed_without_asking_the_handler_again() {
     let store = Arc::new(MemoryBotStore::new());
     // As a crashed runtime left it: the message in the inbox, its reply journaled, part 0
     // sent and marked, part 1 sent but not marked (in flight at the crash), part 2 not sent.
-    let said = sim
-        .customer_says(&kf, "wmALICE", "退货")
-        .expect("customer writes");
-    let page = client.sync_msg(&kf).await.expect("pull");
+    let said = recorded_elsewhere(&sim, &store, "wmALICE", "退货").await;
     let alice = Customer::new(&kf, "wmALICE");
-    let message = page.msg_list.into_iter().next().expect("the message");
-    store
-        .record(vec![Entry {
-            key: said.msgid.clone(),
-            customer: alice.clone(),
-            message,
-        }])
-        .await
-        .unwrap();
     let part = |i: usize, sent: bool| PlannedPart {
         msgid: format!("reply{i}of{}", said.msgid.len()),
         message: Text::new(format!("第{i}段")).into(),
@@ -224,6 +212,31 @@ impl Blocking for Arc<MemoryBotStore> {
     fn customers_with_work_blocking(&self) -> Vec<Customer> {
         futures_lite(self.customers_with_work()).unwrap_or_default()
     }
+}
+
+/// `user` writes `text`, and the message goes into `store` as another runtime would put
+/// it there: pulled and recorded, never shown to a budget of the test's bot. Returns what
+/// the customer sent.
+async fn recorded_elsewhere(
+    sim: &Simulator,
+    store: &MemoryBotStore,
+    user: &str,
+    text: &str,
+) -> wecom_kf_sim::CustomerMessage {
+    let kf = sim.open_kfid();
+    let said = sim.customer_says(kf, user, text).expect("customer writes");
+    let client = sim.client_builder().build().expect("client");
+    let page = client.sync_msg(kf).await.expect("pull");
+    let message = page.msg_list.into_iter().next_back().expect("the message");
+    store
+        .record(vec![Entry {
+            key: said.msgid.clone(),
+            customer: Customer::new(kf, user),
+            message,
+        }])
+        .await
+        .unwrap();
+    said
 }
 
 /// Runs a future that is ready at once (the memory store's are).
@@ -724,5 +737,254 @@ async fn a_replica_with_a_backlog_claims_only_the_customers_it_serves() {
     );
     for claim in &taken_over {
         store.release(claim).await.unwrap();
+    }
+}
+
+/// The calls made to a store, by name.
+type Calls = Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>;
+
+/// A store that counts the calls made to it; a budget store that may say it is shared.
+struct Counted<S> {
+    inner: S,
+    calls: Calls,
+    shared: bool,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> (Self, Calls) {
+        let calls = Calls::default();
+        let counted = Counted {
+            inner,
+            calls: calls.clone(),
+            shared: false,
+        };
+        (counted, calls)
+    }
+
+    fn count(&self, call: &'static str) {
+        *self.calls.lock().unwrap().entry(call).or_default() += 1;
+    }
+}
+
+fn calls(calls: &Calls) -> Vec<(&'static str, usize)> {
+    calls.lock().unwrap().clone().into_iter().collect()
+}
+
+use wecom_kf::bot::{Claim, Done, Recorded, Work};
+use wecom_kf::reply::{BudgetStore, Change, MemoryBudgetStore, Window};
+use wecom_kf::token::{BoxFuture, StoreError};
+
+impl<S: BotStore> BotStore for Counted<S> {
+    fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
+        self.count("record");
+        self.inner.record(entries)
+    }
+    fn work<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Work, StoreError>> {
+        self.count("work");
+        self.inner.work(customer)
+    }
+    fn claim<'a>(
+        &'a self,
+        customer: &'a Customer,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Claim>, StoreError>> {
+        self.count("claim");
+        self.inner.claim(customer, ttl)
+    }
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.count("renew");
+        self.inner.renew(claim, ttl)
+    }
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.count("release");
+        self.inner.release(claim)
+    }
+    fn journal<'a>(
+        &'a self,
+        claim: &'a Claim,
+        reply: Journaled,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.count("journal");
+        self.inner.journal(claim, reply)
+    }
+    fn part_sent<'a>(
+        &'a self,
+        claim: &'a Claim,
+        turn: &'a str,
+        index: usize,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.count("part_sent");
+        self.inner.part_sent(claim, turn, index)
+    }
+    fn done<'a>(
+        &'a self,
+        claim: &'a Claim,
+        turn: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Done, StoreError>> {
+        self.count("done");
+        self.inner.done(claim, turn, keys)
+    }
+    fn failed<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<u32, StoreError>> {
+        self.count("failed");
+        self.inner.failed(claim)
+    }
+    fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>> {
+        self.count("customers_with_work");
+        self.inner.customers_with_work()
+    }
+    fn only_its_runtime_records(&self) -> bool {
+        self.inner.only_its_runtime_records()
+    }
+}
+
+impl<S: BudgetStore> BudgetStore for Counted<S> {
+    fn update<'a>(
+        &'a self,
+        customer: &'a Customer,
+        change: Change,
+    ) -> BoxFuture<'a, Result<(bool, Window), StoreError>> {
+        self.count(match change {
+            Change::CustomerWrote { .. } => "customer_wrote",
+            Change::Reserve { .. } => "reserve",
+            Change::Sent { .. } => "sent",
+            _ => "other change",
+        });
+        self.inner.update(customer, change)
+    }
+    fn window<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Window, StoreError>> {
+        self.count("window");
+        self.inner.window(customer)
+    }
+    fn is_shared(&self) -> bool {
+        self.shared
+    }
+}
+
+/// One customer message answered by a bot over `store` and `budget`, its answer one part.
+async fn answer_one_message(store: impl BotStore, budget: impl BudgetStore) {
+    let sim = Simulator::start().await.expect("simulator");
+    let kf = sim.open_kfid().to_owned();
+    let client = sim.client_builder().build().expect("client");
+    let bot = Bot::with_replier(
+        wecom_kf::reply::Replier::new(client.clone())
+            .budget(wecom_kf::reply::ReplyBudget::new(budget)),
+        wecom_kf::SyncStream::new(client, MemoryCursorStore::new()),
+        store,
+        |turn: Turn| async move { Ok::<_, String>(Answer::Text(format!("收到：{}", turn.text()))) },
+    )
+    .skip_history(false);
+    sim.customer_says(&kf, "wmALICE", "你好")
+        .expect("customer writes");
+    bot.pull(&kf).await.expect("pull");
+    until("the answer", || texts_to(&sim, "wmALICE").len() == 1).await;
+    // The turn ends, and its worker lets go of the claim.
+    assert_eq!(bot.shutdown(Duration::from_secs(10)).await, 0);
+}
+
+/// What a one-part answer to one message costs in store calls, each a round trip to a
+/// shared store: six of the bot store, three of the budget. The last part of a reply is
+/// not marked sent before the turn closes it; the budget beside a store only this runtime
+/// records into isn't shown a turn's messages a second time, nor asked what is left for
+/// an answer that needs no fitting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_part_answer_costs_six_inbox_calls_and_three_budget_calls() {
+    let (store, store_calls) = Counted::new(MemoryBotStore::new());
+    let (budget, budget_calls) = Counted::new(MemoryBudgetStore::new());
+    answer_one_message(store, budget).await;
+    assert_eq!(
+        calls(&store_calls),
+        [
+            ("claim", 1),
+            ("done", 1),
+            ("journal", 1),
+            ("record", 1),
+            ("release", 1),
+            ("work", 1)
+        ]
+    );
+    assert_eq!(
+        calls(&budget_calls),
+        [("customer_wrote", 1), ("reserve", 1), ("sent", 1)]
+    );
+}
+
+/// A store other runtimes may record into (here, shared through an `Arc`) holds messages
+/// a budget of this runtime's own may not have seen: the turn shows them to it. A budget
+/// every replica shares saw them when they were pulled, and isn't shown them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_shows_its_messages_to_the_budget_only_when_it_may_not_have_seen_them() {
+    let (budget, own) = Counted::new(MemoryBudgetStore::new());
+    answer_one_message(Arc::new(MemoryBotStore::new()), budget).await;
+    assert_eq!(
+        own.lock().unwrap()["customer_wrote"],
+        2,
+        "at the pull and in the turn"
+    );
+
+    let (mut budget, shared) = Counted::new(MemoryBudgetStore::new());
+    budget.shared = true;
+    answer_one_message(Arc::new(MemoryBotStore::new()), budget).await;
+    assert_eq!(
+        shared.lock().unwrap()["customer_wrote"],
+        1,
+        "at the pull only"
+    );
+}
+
+/// A memory store shared through an `Arc` may hold what another runtime recorded: its
+/// messages are shown to this runtime's budget in the turn, which then lets the answer out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_another_runtime_recorded_are_shown_to_the_budget_before_the_answer() {
+    let sim = Simulator::start().await.expect("simulator");
+    let store = Arc::new(MemoryBotStore::new());
+    // Recorded by another runtime: this one's budget never saw the message.
+    recorded_elsewhere(&sim, &store, "wmALICE", "退货").await;
+    let llm = Arc::new(Llm::default());
+    let bot = bot(&sim, store.clone(), llm.clone(), Duration::ZERO);
+    assert_eq!(bot.resume().await.expect("store"), 1);
+    until("the answer", || texts_to(&sim, "wmALICE").len() == 1).await;
+    assert_eq!(texts_to(&sim, "wmALICE"), ["答复：退货"]);
+}
+
+/// With no reply left, an answer is not sent, whether it is one part (refused at the send)
+/// or several (fitted to nothing), and the turn ends: the customer's inbox is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_past_the_budget_is_not_sent_and_the_turn_ends() {
+    for answer in ["好的", &"很长的回答。".repeat(1000)] {
+        let sim = Simulator::start().await.expect("simulator");
+        let kf = sim.open_kfid().to_owned();
+        let client = sim.client_builder().build().expect("client");
+        let budget = wecom_kf::reply::ReplyBudget::in_memory();
+        let store = Arc::new(MemoryBotStore::new());
+        let answer = answer.to_owned();
+        let bot = Bot::with_replier(
+            wecom_kf::reply::Replier::new(client.clone()).budget(budget.clone()),
+            wecom_kf::SyncStream::new(client.clone(), MemoryCursorStore::new()),
+            store.clone(),
+            move |_turn: Turn| {
+                let answer = answer.clone();
+                async move { Ok::<_, String>(Answer::Text(answer)) }
+            },
+        )
+        .skip_history(false);
+        sim.customer_says(&kf, "wmALICE", "你好")
+            .expect("customer writes");
+        // The five replies the message allows are taken already.
+        let page = client.sync_msg(&kf).await.expect("pull");
+        budget.observe(&page.msg_list[0]).await.expect("budget");
+        let alice = Customer::new(&kf, "wmALICE");
+        std::mem::forget(budget.reserve(&alice, 5).await.expect("five left"));
+        bot.pull(&kf).await.expect("pull");
+        until("the turn to end", || {
+            store.customers_with_work_blocking().is_empty()
+        })
+        .await;
+        assert_eq!(bot.shutdown(Duration::from_secs(10)).await, 0);
+        assert!(sim.sent().is_empty());
     }
 }

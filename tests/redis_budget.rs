@@ -6,12 +6,15 @@ mod common;
 
 use common::redis_server::RedisServer;
 use serde_json::json;
-use wecom_kf::reply::{BudgetError, Customer, ReplyBudget};
+use wecom_kf::reply::{BudgetError, BudgetStore, Customer, ReplyBudget};
 use wecom_kf::types::ReceivedMsg;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reserving_at_once_get_five_replies_in_all() {
     let redis = RedisServer::start();
+    // Every replica keeps its windows there: the bot runtime counts on it having seen
+    // every message pulled, by any replica.
+    assert!(redis.connect().await.budget_store().is_shared());
     let mut replicas = Vec::new();
     for _ in 0..4 {
         replicas.push(ReplyBudget::new(redis.connect().await.budget_store()));

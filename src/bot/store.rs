@@ -196,6 +196,17 @@ pub trait BotStore: Send + Sync + 'static {
     /// Every customer with work: what a restarted runtime resumes, and what a replica
     /// looks through for customers whose holder died.
     fn customers_with_work<'a>(&'a self) -> BoxFuture<'a, Result<Vec<Customer>, StoreError>>;
+
+    /// Whether every message in the store was recorded by the one runtime that owns it,
+    /// since it started: then the runtime's reply budget saw each when it was pulled, and
+    /// a turn needn't show its messages to the budget again. `true` for a
+    /// [`MemoryBotStore`] given to a bot (nothing in it outlives the process, nothing else
+    /// writes to it). By default `false`, as for a store shared through an `Arc` or kept
+    /// outside the process: another replica, or the process before a restart, recorded
+    /// messages this runtime's budget may never have seen.
+    fn only_its_runtime_records(&self) -> bool {
+        false
+    }
 }
 
 /// One customer's inbox and journal as every store keeps it, so the journal's rules live
@@ -590,9 +601,15 @@ impl BotStore for MemoryBotStore {
         });
         Box::pin(async move { Ok(customers) })
     }
+
+    fn only_its_runtime_records(&self) -> bool {
+        true
+    }
 }
 
-/// A store shared by several runtimes (or kept by the caller to look into).
+/// A store shared by several runtimes (or kept by the caller to look into). It keeps the
+/// default [`only_its_runtime_records`](BotStore::only_its_runtime_records), `false`:
+/// another runtime may record into it.
 impl<T: BotStore> BotStore for std::sync::Arc<T> {
     fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
         self.as_ref().record(entries)

@@ -256,11 +256,18 @@ impl<S: CursorStore + 'static> Bot<S> {
         let store = &self.inner.store;
         let work = store.work(customer).await.map_err(stop)?;
         // The budget learns the window from the inbox too: after a restart a budget kept in
-        // memory knows only what it is shown again (observing twice changes nothing).
-        for entry in &work.pending {
-            self.inner
-                .replier
-                .reply_budget()
+        // memory knows only what it is shown again (observing twice changes nothing), and
+        // another replica's pull showed its messages to that replica's budget. A budget
+        // every replica shares, or one beside a store only this runtime records into, saw
+        // each message when it was pulled.
+        let budget = self.inner.replier.reply_budget();
+        let unseen = if store.only_its_runtime_records() || budget.is_shared() {
+            &[][..]
+        } else {
+            &work.pending[..]
+        };
+        for entry in unseen {
+            budget
                 .observe(&entry.message)
                 .await
                 .map_err(|e| Stop::Failed(e.to_string()))?;
@@ -374,11 +381,17 @@ impl<S: CursorStore + 'static> Bot<S> {
             Answer::Silence => Ok(Vec::new()),
             Answer::Messages(messages) => Ok(messages),
             Answer::Text(text) => {
-                let left = match self.inner.replier.reply_budget().allowance(customer).await {
-                    Ok(allowance) => allowance.left,
-                    Err(error) => return Err(Stop::Failed(crate::error::chain(&error))),
-                };
                 let plan = self.inner.replier.composer_of().compose(&text);
+                // Only several parts are fitted to what is left; one part needs no fitting:
+                // its reservation at the send is the budget's check, as for `Messages`.
+                let left = if plan.parts().len() <= 1 {
+                    1
+                } else {
+                    match self.inner.replier.reply_budget().allowance(customer).await {
+                        Ok(allowance) => allowance.left,
+                        Err(error) => return Err(Stop::Failed(crate::error::chain(&error))),
+                    }
+                };
                 let parts = match plan.fit(left) {
                     Ok(parts) => parts,
                     Err(over) if left > 0 => {
@@ -396,9 +409,9 @@ impl<S: CursorStore + 'static> Bot<S> {
         }
     }
 
-    /// Sends what is left of a journaled reply, marking each part as it goes, then closes
-    /// it; whether the customer has more work. Each part is sent only while the claim
-    /// surely holds.
+    /// Sends what is left of a journaled reply, marking each part but the last as it goes,
+    /// then closes it; whether the customer has more work. Each part is sent only while the
+    /// claim surely holds.
     async fn deliver(
         &self,
         claim: &Claim,
@@ -440,10 +453,15 @@ impl<S: CursorStore + 'static> Bot<S> {
                 }
                 Err(error) => return Err(Stop::Failed(crate::error::chain(&error))),
             }
-            store
-                .part_sent(claim, &journaled.turn, index)
-                .await
-                .map_err(stop)?;
+            // The last part needs no mark of its own: `done` closes the journal next. Either
+            // way one store call follows the send, and if it fails the part is sent again
+            // under its msgid, as after a crash between the two.
+            if index + 1 < journaled.parts.len() {
+                store
+                    .part_sent(claim, &journaled.turn, index)
+                    .await
+                    .map_err(stop)?;
+            }
         }
         self.done(claim, &journaled.turn, &journaled.covers).await
     }

@@ -119,4 +119,8 @@ impl BudgetStore for RedisBudgetStore {
     fn window<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Window, StoreError>> {
         Box::pin(async move { Ok(self.read(&self.key(customer)).await?.1) })
     }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
 }

@@ -273,6 +273,13 @@ pub trait BudgetStore: Send + Sync + 'static {
 
     /// The customer's window as it stands.
     fn window<'a>(&'a self, customer: &'a Customer) -> BoxFuture<'a, Result<Window, StoreError>>;
+
+    /// Whether every replica of the bot keeps its windows here, across restarts (Redis):
+    /// then the budget has seen every message any replica pulled, and the bot runtime
+    /// doesn't show a turn's messages to it again. By default `false`.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Windows in this process's memory.
@@ -407,6 +414,11 @@ impl ReplyBudget {
         let at = message.send_time.unwrap_or_else(|| self.now());
         let digest = message_digest(message);
         Some((customer, Change::CustomerWrote { at, digest }))
+    }
+
+    /// Whether its store is shared by every replica ([`BudgetStore::is_shared`]).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.store.is_shared()
     }
 
     /// What `customer`'s window allows now.

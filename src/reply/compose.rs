@@ -1255,6 +1255,14 @@ fn ceil_char_boundary(s: &str, at: usize) -> usize {
 /// `text` in parts of at most `max_bytes` (`text` has something visible and no run of
 /// whitespace over [`whitespace_cap`]).
 fn split(text: &str, max_bytes: usize, strategy: Strategy) -> Vec<String> {
+    // Most answers fit one part: they need no grapheme boundaries.
+    if text.len() <= max_bytes {
+        return if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![text.to_owned()]
+        };
+    }
     let seg = Segmented::new(text);
     let mut parts = Vec::new();
     let mut pos = 0;
