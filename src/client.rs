@@ -610,15 +610,13 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone()),
             (HttpMethod::Post, Payload::Multipart(files)) => {
-                let mut form = reqwest::multipart::Form::new();
-                for (name, upload) in files {
-                    let part = upload.part().await.map_err(|source| Error::Upload {
-                        field: name,
-                        source,
-                    })?;
-                    form = form.part(*name, part);
-                }
-                self.inner.http.post(url).multipart(form)
+                let (content_type, len, body) = crate::upload::multipart_body(files).await?;
+                self.inner
+                    .http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body)
             }
             (HttpMethod::Post, Payload::None) => self.inner.http.post(url),
         };
@@ -665,7 +663,7 @@ impl Client {
 
 /// A fresh id for a [`retry_key`](Endpoint::retry_key): 32 hex digits of randomness,
 /// within `msgid`'s 32 bytes of `[0-9a-zA-Z_-]`.
-fn fresh_retry_id() -> String {
+pub(crate) fn fresh_retry_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: std's randomly keyed hasher (new keys per call) still gives

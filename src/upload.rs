@@ -107,10 +107,10 @@ impl Upload {
         self.len == 0
     }
 
-    /// The multipart part for one attempt.
-    pub(crate) async fn part(&self) -> Result<reqwest::multipart::Part, std::io::Error> {
-        let body = match &self.source {
-            Source::Bytes(bytes) => reqwest::Body::from(bytes.clone()),
+    /// What this file sends for one attempt: its bytes, or its reader.
+    async fn content(&self) -> Result<Content, std::io::Error> {
+        match &self.source {
+            Source::Bytes(bytes) => Ok(Content::Bytes(bytes.clone())),
             Source::Path(path) => {
                 let bytes = tokio::fs::read(path).await?;
                 if bytes.len() as u64 != self.len {
@@ -120,26 +120,203 @@ impl Upload {
                         bytes.len()
                     )));
                 }
-                reqwest::Body::from(bytes)
+                Ok(Content::Bytes(bytes.into()))
             }
             Source::Reader(reader) => {
-                let reader = crate::mutex::lock(reader)
-                    .take()
-                    .ok_or_else(|| {
-                        std::io::Error::other(
-                            "a reader can be sent once, and this one already was; upload from bytes or a path to allow retries",
-                        )
-                    })?;
-                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader))
+                let reader = crate::mutex::lock(reader).take().ok_or_else(|| {
+                    std::io::Error::other(
+                        "a reader can be sent once, and this one already was; upload from bytes or a path to allow retries",
+                    )
+                })?;
+                Ok(Content::Reader {
+                    reader: Mutex::new(reader),
+                    left: self.len,
+                })
             }
+        }
+    }
+
+    /// The part's headers: its disposition (the name and file name, quoted as reqwest and
+    /// browsers quote them) and its type.
+    fn part_headers(&self, name: &str, boundary: &str) -> Result<String, std::io::Error> {
+        let file_name = self
+            .file_name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\r', "\\\r")
+            .replace('\n', "\\\n");
+        let mut headers = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\""
+        );
+        if let Some(mime) = &self.content_type {
+            if !is_media_type(mime) {
+                return Err(std::io::Error::other(format!(
+                    "invalid content type `{mime}`: not a `type/subtype` of visible ASCII"
+                )));
+            }
+            headers.push_str("\r\nContent-Type: ");
+            headers.push_str(mime);
+        }
+        headers.push_str("\r\n\r\n");
+        Ok(headers)
+    }
+}
+
+/// Whether `mime` reads as a media type (`image/png`, `text/plain; charset=utf-8`): what
+/// can go in a part's `Content-Type` line.
+fn is_media_type(mime: &str) -> bool {
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    matches!(essence.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
+        && mime.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+/// One attempt's `multipart/form-data` body of `files`, by part name: its
+/// `Content-Type` header, its length, and the body, which streams a reader's bytes as they
+/// are read. Written here rather than by reqwest's `multipart` feature, which would add
+/// crates to every build (MIME guessing) for a form of one file.
+pub(crate) async fn multipart_body(
+    files: &[(&'static str, Upload)],
+) -> Result<(String, u64, reqwest::Body), crate::Error> {
+    let boundary = format!("wecom-kf-{}", crate::client::fresh_retry_id());
+    let mut pieces = std::collections::VecDeque::new();
+    let mut len = 0u64;
+    for (name, upload) in files {
+        let failed = |source| crate::Error::Upload {
+            field: name,
+            source,
         };
-        let part = reqwest::multipart::Part::stream_with_length(body, self.len)
-            .file_name(self.file_name.clone());
-        match &self.content_type {
-            Some(mime) => part
-                .mime_str(mime)
-                .map_err(|e| std::io::Error::other(format!("invalid content type `{mime}`: {e}"))),
-            None => Ok(part),
+        let headers = upload.part_headers(name, &boundary).map_err(failed)?;
+        let content = upload.content().await.map_err(failed)?;
+        len = len
+            .saturating_add(headers.len() as u64)
+            .saturating_add(upload.len)
+            .saturating_add(2);
+        pieces.push_back(Content::Bytes(headers.into()));
+        pieces.push_back(content);
+        pieces.push_back(Content::Bytes(Bytes::from_static(b"\r\n")));
+    }
+    let end = format!("--{boundary}--\r\n");
+    len = len.saturating_add(end.len() as u64);
+    pieces.push_back(Content::Bytes(end.into()));
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let body = reqwest::Body::wrap(Form { pieces, left: len });
+    Ok((content_type, len, body))
+}
+
+/// A piece of a form: bytes at hand, or a reader of `left` more bytes.
+enum Content {
+    Bytes(Bytes),
+    Reader {
+        /// Behind a mutex only to be `Sync`, as a request body must; never locked (each
+        /// poll has it to itself).
+        reader: Mutex<Box<dyn AsyncRead + Send + Unpin>>,
+        left: u64,
+    },
+}
+
+/// A form's body: its pieces in order, `left` bytes in all.
+struct Form {
+    pieces: std::collections::VecDeque<Content>,
+    left: u64,
+}
+
+/// Bytes read from a reader at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl http_body::Body for Form {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        let form = self.get_mut();
+        loop {
+            let Some(piece) = form.pieces.front_mut() else {
+                return Poll::Ready(None);
+            };
+            let bytes = match piece {
+                Content::Bytes(bytes) => {
+                    let bytes = std::mem::take(bytes);
+                    form.pieces.pop_front();
+                    bytes
+                }
+                Content::Reader { reader, left } => {
+                    let reader = reader.get_mut().unwrap_or_else(|e| e.into_inner());
+                    match read_some(reader, left, cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+                        Poll::Ready(Ok(Some(bytes))) => bytes,
+                        Poll::Ready(Ok(None)) => {
+                            form.pieces.pop_front();
+                            continue;
+                        }
+                    }
+                }
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            form.left = form.left.saturating_sub(bytes.len() as u64);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// The next bytes of a reader that owes `left` more; `None` once it has given them all
+/// and ended. A reader that ends early, or goes on past its length, is an error: the body
+/// would not be the length it said.
+fn read_some(
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+    left: &mut u64,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<Result<Option<Bytes>, std::io::Error>> {
+    use std::task::Poll;
+    // Once all is read, one byte more is asked for: an end, or a reader that goes on.
+    let want = usize::try_from(*left)
+        .unwrap_or(usize::MAX)
+        .clamp(1, READ_CHUNK);
+    let mut buffer = vec![0u8; want];
+    let mut read = tokio::io::ReadBuf::new(&mut buffer);
+    match std::pin::Pin::new(reader).poll_read(cx, &mut read) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        Poll::Ready(Ok(())) => {
+            let n = read.filled().len();
+            if n == 0 {
+                return Poll::Ready(if *left == 0 {
+                    Ok(None)
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the reader ended {left} bytes short of the length it was given"),
+                    ))
+                });
+            }
+            if *left == 0 {
+                return Poll::Ready(Err(std::io::Error::other(
+                    "the reader went on past the length it was given",
+                )));
+            }
+            // `n <= want <= left` here, as `want` is at most `left` when `left > 0`.
+            *left -= n as u64;
+            buffer.truncate(n);
+            Poll::Ready(Ok(Some(buffer.into())))
         }
     }
 }

@@ -346,3 +346,57 @@ async fn nothing_is_uploaded_when_the_file_or_the_message_would_be_refused() {
         "nothing was sent, not even gettoken"
     );
 }
+
+#[tokio::test]
+async fn the_form_says_its_length_and_quotes_the_file_name_as_browsers_do() {
+    let server = MockServer::start().await;
+    server.script(UPLOADED, [uploaded_reply("file")]);
+    let name = "报告 \"终稿\"\\v2.pdf";
+    server
+        .client()
+        .upload_file(Upload::from_bytes(name, b"%PDF-1.7".to_vec()).content_type("application/pdf"))
+        .await
+        .expect("upload_file");
+    let sent = &server.requests_to(UPLOADED)[0];
+    assert_eq!(
+        sent.headers["content-length"],
+        sent.raw_body.len().to_string()
+    );
+    let part = parts(sent).remove(0);
+    assert_eq!(
+        part.disposition,
+        r#"Content-Disposition: form-data; name="media"; filename="报告 \"终稿\"\\v2.pdf""#
+    );
+    assert_eq!(part.content, b"%PDF-1.7");
+}
+
+#[tokio::test]
+async fn a_reader_shorter_or_longer_than_its_length_fails_the_upload() {
+    for (said, has) in [(100, 26), (10, 26)] {
+        let server = MockServer::start().await;
+        server.script(UPLOADED, [uploaded_reply("video")]);
+        let reader = Upload::from_reader("clip.mp4", said, std::io::Cursor::new(vec![b'v'; has]));
+        let result = server.client().upload_video(reader).await;
+        assert!(result.is_err(), "{said} said, {has} read: {result:?}");
+        assert!(
+            server.requests_to(UPLOADED).is_empty(),
+            "no body of the wrong length was taken"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_content_type_that_is_not_a_media_type_is_refused_before_sending() {
+    let server = MockServer::start().await;
+    for mime in ["image/png\r\nX-Injected: 1", "png", "image/"] {
+        let upload = Upload::from_bytes("a.png", b"\x89PNG\r\n\x1a\n".to_vec()).content_type(mime);
+        match server.client().upload_image(upload).await {
+            Err(Error::Upload { field, source }) => {
+                assert_eq!(field, "media");
+                assert!(source.to_string().contains("content type"), "{source}");
+            }
+            other => panic!("expected Error::Upload for {mime:?}, got {other:?}"),
+        }
+    }
+    assert!(server.requests_to(UPLOADED).is_empty());
+}

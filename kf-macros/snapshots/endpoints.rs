@@ -7212,7 +7212,7 @@ mod generated_from_endpoints {
         /// Fetches an access token; the client calls it for you and caches the token.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/91039)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct GettokenRequest {}
         impl GettokenRequest {
@@ -7248,7 +7248,7 @@ mod generated_from_endpoints {
         /// Pulls the customer messages and events of the last 3 days, one page per call.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94670)
-        #[derive(Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct SyncMsgRequest {
             /// The account whose messages to pull (the callback's `OpenKfId`).
@@ -7383,7 +7383,7 @@ mod generated_from_endpoints {
         /// Sends a message to a customer: at most 5 per customer message, within 48 hours of it, while the session is new or with the smart assistant.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94677)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct SendMsgRequest {
             /// The customer's `external_userid`.
@@ -7481,7 +7481,7 @@ mod generated_from_endpoints {
         /// Answers an event with its one-time code: a welcome (20 s), a queue or pickup notice (48 h), or a closing message (20 s).
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95122)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct SendMsgOnEventRequest {
             /// `welcome_code` of `enter_session`, or the `msg_code` of a session state change.
@@ -7584,7 +7584,7 @@ mod generated_from_endpoints {
         /// Creates a customer-service account (up to 5000 a corp); this app may then manage it.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94662)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct AccountAddRequest {
             /// Its display name, at most 16 characters.
@@ -7637,7 +7637,7 @@ mod generated_from_endpoints {
         /// Deletes a customer-service account.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94663)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct AccountDelRequest {
             /// The account to delete.
@@ -7684,7 +7684,7 @@ mod generated_from_endpoints {
         /// Renames an account or changes its avatar.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94664)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct AccountUpdateRequest {
             /// The account to change.
@@ -7767,7 +7767,7 @@ mod generated_from_endpoints {
         /// Lists the customer-service accounts this app may see, a page at a time.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94661)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct AccountListRequest {
             /// Where the page starts; 0 when unset.
@@ -7837,7 +7837,7 @@ mod generated_from_endpoints {
         /// Makes a link that opens a chat with an account; `scene` comes back in `enter_session`.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94665)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct AddContactWayRequest {
             /// The account to chat with.
@@ -7909,7 +7909,7 @@ mod generated_from_endpoints {
         /// Adds members or departments as servicers of an account (up to 2000 members and 20 departments in all).
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94646)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct ServicerAddRequest {
             /// The account.
@@ -8019,7 +8019,7 @@ mod generated_from_endpoints {
         /// Removes members or departments from an account's servicers.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94647)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct ServicerDelRequest {
             /// The account.
@@ -8129,7 +8129,7 @@ mod generated_from_endpoints {
         /// Lists an account's servicers and whether each is receiving customers.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94645)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct ServicerListRequest {
             /// The account.
@@ -8176,7 +8176,7 @@ mod generated_from_endpoints {
         /// Reads where a customer's session stands.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct ServiceStateGetRequest {
             /// The account.
@@ -8231,7 +8231,7 @@ mod generated_from_endpoints {
         /// Moves a customer's session to another state: the queue, a servicer, or its end.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94669)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct ServiceStateTransRequest {
             /// The account.
@@ -8308,7 +8308,7 @@ mod generated_from_endpoints {
         /// Reads the profiles of up to 100 customers.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95159)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct CustomerBatchgetRequest {
             /// The customers, 1 to 100.
@@ -8393,7 +8393,7 @@ mod generated_from_endpoints {
         /// Reads whether the corp's 视频号 binding lifts the limit on customers.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95153)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct GetCorpQualificationRequest {}
         impl GetCorpQualificationRequest {
@@ -8429,7 +8429,7 @@ mod generated_from_endpoints {
         /// Reads the members and group chats configured for the upgrade service.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct GetUpgradeServiceConfigRequest {}
         impl GetUpgradeServiceConfigRequest {
@@ -8465,7 +8465,7 @@ mod generated_from_endpoints {
         /// Offers a customer a member (专员) or a group chat to continue with.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct UpgradeServiceRequest {
             /// The account.
@@ -8562,7 +8562,7 @@ mod generated_from_endpoints {
         /// Withdraws an upgrade-service offer.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/94674)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct CancelUpgradeServiceRequest {
             /// The account.
@@ -8617,7 +8617,7 @@ mod generated_from_endpoints {
         /// Uploads a JPG or PNG image (6 bytes to 10 MB) for `send_image`, links, menus or avatars.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct UploadImageRequest {
             /// The image.
@@ -8672,7 +8672,7 @@ mod generated_from_endpoints {
         /// Uploads an AMR voice clip (6 bytes to 2 MB, at most 60 s) for `send_voice`.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct UploadVoiceRequest {
             /// The voice clip, AMR only.
@@ -8727,7 +8727,7 @@ mod generated_from_endpoints {
         /// Uploads an MP4 video (6 bytes to 10 MB) for `send_video`.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct UploadVideoRequest {
             /// The video.
@@ -8782,7 +8782,7 @@ mod generated_from_endpoints {
         /// Uploads any file (6 bytes to 20 MB) for `send_file`; its name is what the customer sees.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90253)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct UploadFileRequest {
             /// The file, named as the customer should see it.
@@ -8837,7 +8837,7 @@ mod generated_from_endpoints {
         /// Recalls a message sent through `send_msg`; the customer sees that a message was withdrawn. One source says it works within 2 minutes of sending, and that a recalled message still counts toward the 5.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/96020)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct RecallMsgRequest {
             /// The account that sent the message.
@@ -8888,7 +8888,7 @@ mod generated_from_endpoints {
         /// Reads an account's daily counters (sessions, customers, messages, the smart assistant's share), for days from yesterday to 180 days back.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95489)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct GetCorpStatisticRequest {
             /// The account.
@@ -8970,7 +8970,7 @@ mod generated_from_endpoints {
         /// Reads servicers' daily counters (sessions, reply rate, first-reply time, satisfaction), for one servicer or the whole account, for days from yesterday to 180 days back.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95490)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct GetServicerStatisticRequest {
             /// The account.
@@ -9070,7 +9070,7 @@ mod generated_from_endpoints {
         /// Adds a group to the knowledge base (at most 100 groups, names unique).
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeAddGroupRequest {
             /// Its name, at most 12 characters.
@@ -9113,7 +9113,7 @@ mod generated_from_endpoints {
         /// Deletes a group of the knowledge base; the default group can't be deleted.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeDelGroupRequest {
             /// The group.
@@ -9154,7 +9154,7 @@ mod generated_from_endpoints {
         /// Renames a group of the knowledge base; the default group can't be renamed.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeModGroupRequest {
             /// The group.
@@ -9203,7 +9203,7 @@ mod generated_from_endpoints {
         /// Lists the groups of the knowledge base, a page at a time.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95971)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeListGroupRequest {
             /// `next_cursor` of the previous page; unset for the first.
@@ -9294,7 +9294,7 @@ mod generated_from_endpoints {
         /// Adds a question and its answer to a group of the knowledge base (at most 200 a group; questions unique).
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeAddIntentRequest {
             /// The group.
@@ -9378,7 +9378,7 @@ mod generated_from_endpoints {
         /// Deletes a question and its answer from the knowledge base.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeDelIntentRequest {
             /// The intent.
@@ -9421,7 +9421,7 @@ mod generated_from_endpoints {
         /// Changes an intent: each of `question`, `similar_questions` and `answers` that is set replaces the old one whole.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeModIntentRequest {
             /// The intent.
@@ -9524,7 +9524,7 @@ mod generated_from_endpoints {
         /// Lists the intents of the knowledge base, a page at a time.
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/95972)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct KnowledgeListIntentRequest {
             /// `next_cursor` of the previous page; unset for the first.
@@ -9630,7 +9630,7 @@ mod generated_from_endpoints {
         /// Downloads a temporary media file (an image, voice, video or file a customer sent, or one you uploaded), valid 3 days; files come in ranges of at most 20 MiB (doc 96486).
         ///
         /// [Official documentation](https://developer.work.weixin.qq.com/document/path/90254)
-        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize, rt::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, rt::serde::Serialize)]
         #[serde(crate = "rt::serde")]
         pub struct DownloadMediaRequest {
             /// From `sync_msg` (`ReceivedMsg::media_id`) or `media/upload`.

@@ -417,7 +417,7 @@ impl ReplyBudget {
     }
 
     /// Whether its store is shared by every replica ([`BudgetStore::is_shared`]).
-    pub(crate) fn is_shared(&self) -> bool {
+    pub fn is_shared(&self) -> bool {
         self.store.is_shared()
     }
 
