@@ -3,8 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
 /// A file to upload. Its length is known before anything is sent, so the endpoint's size
@@ -128,10 +129,7 @@ impl Upload {
                         "a reader can be sent once, and this one already was; upload from bytes or a path to allow retries",
                     )
                 })?;
-                Ok(Content::Reader {
-                    reader: Mutex::new(reader),
-                    left: self.len,
-                })
+                Ok(Content::Reader(Streamed::new(reader, self.len)))
             }
         }
     }
@@ -208,15 +206,21 @@ pub(crate) async fn multipart_body(
     Ok((content_type, len, body))
 }
 
-/// A piece of a form: bytes at hand, or a reader of `left` more bytes.
+/// A piece of a form: bytes at hand, or a file's reader.
 enum Content {
     Bytes(Bytes),
-    Reader {
-        /// Behind a mutex only to be `Sync`, as a request body must; never locked (each
-        /// poll has it to itself).
-        reader: Mutex<Box<dyn AsyncRead + Send + Unpin>>,
-        left: u64,
-    },
+    Reader(Streamed),
+}
+
+/// A reader that owes `left` more bytes, read a chunk at a time.
+struct Streamed {
+    /// Behind a mutex only to be `Sync`, as a request body must; never locked (each poll
+    /// has it to itself).
+    reader: Mutex<Box<dyn AsyncRead + Send + Unpin>>,
+    left: u64,
+    /// The chunk being read; kept across a `Pending`, so a slow reader isn't given a
+    /// fresh buffer on every poll.
+    buffer: BytesMut,
 }
 
 /// A form's body: its pieces in order, `left` bytes in all.
@@ -235,8 +239,7 @@ impl http_body::Body for Form {
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        use std::task::Poll;
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let form = self.get_mut();
         loop {
             let Some(piece) = form.pieces.front_mut() else {
@@ -248,18 +251,15 @@ impl http_body::Body for Form {
                     form.pieces.pop_front();
                     bytes
                 }
-                Content::Reader { reader, left } => {
-                    let reader = reader.get_mut().unwrap_or_else(|e| e.into_inner());
-                    match read_some(reader, left, cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
-                        Poll::Ready(Ok(Some(bytes))) => bytes,
-                        Poll::Ready(Ok(None)) => {
-                            form.pieces.pop_front();
-                            continue;
-                        }
+                Content::Reader(streamed) => match streamed.poll_chunk(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+                    Poll::Ready(Ok(Some(bytes))) => bytes,
+                    Poll::Ready(Ok(None)) => {
+                        form.pieces.pop_front();
+                        continue;
                     }
-                }
+                },
             };
             if bytes.is_empty() {
                 continue;
@@ -278,45 +278,57 @@ impl http_body::Body for Form {
     }
 }
 
-/// The next bytes of a reader that owes `left` more; `None` once it has given them all
-/// and ended. A reader that ends early, or goes on past its length, is an error: the body
-/// would not be the length it said.
-fn read_some(
-    reader: &mut (dyn AsyncRead + Send + Unpin),
-    left: &mut u64,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<Result<Option<Bytes>, std::io::Error>> {
-    use std::task::Poll;
-    // Once all is read, one byte more is asked for: an end, or a reader that goes on.
-    let want = usize::try_from(*left)
-        .unwrap_or(usize::MAX)
-        .clamp(1, READ_CHUNK);
-    let mut buffer = vec![0u8; want];
-    let mut read = tokio::io::ReadBuf::new(&mut buffer);
-    match std::pin::Pin::new(reader).poll_read(cx, &mut read) {
-        Poll::Pending => Poll::Pending,
-        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-        Poll::Ready(Ok(())) => {
-            let n = read.filled().len();
-            if n == 0 {
-                return Poll::Ready(if *left == 0 {
-                    Ok(None)
-                } else {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the reader ended {left} bytes short of the length it was given"),
-                    ))
-                });
+impl Streamed {
+    fn new(reader: Box<dyn AsyncRead + Send + Unpin>, len: u64) -> Self {
+        Streamed {
+            reader: Mutex::new(reader),
+            left: len,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The next bytes; `None` once the reader has given them all and ended. A reader that
+    /// ends early, or goes on past its length, is an error: the body would not be the
+    /// length it said.
+    fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, std::io::Error>> {
+        // Once all is read, one byte more is asked for: an end, or a reader that goes on.
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .clamp(1, READ_CHUNK);
+        self.buffer.resize(want, 0);
+        let reader = self.reader.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut read = tokio::io::ReadBuf::new(&mut self.buffer);
+        match std::pin::Pin::new(reader).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(if self.left == 0 {
+                        Ok(None)
+                    } else {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "the reader ended {} bytes short of the length it was given",
+                                self.left
+                            ),
+                        ))
+                    });
+                }
+                if self.left == 0 {
+                    return Poll::Ready(Err(std::io::Error::other(
+                        "the reader went on past the length it was given",
+                    )));
+                }
+                // `n <= want <= left`: a `ReadBuf` fills at most its length, `want`.
+                self.left -= n as u64;
+                self.buffer.truncate(n);
+                Poll::Ready(Ok(Some(self.buffer.split().freeze())))
             }
-            if *left == 0 {
-                return Poll::Ready(Err(std::io::Error::other(
-                    "the reader went on past the length it was given",
-                )));
-            }
-            // `n <= want <= left` here, as `want` is at most `left` when `left > 0`.
-            *left -= n as u64;
-            buffer.truncate(n);
-            Poll::Ready(Ok(Some(buffer.into())))
         }
     }
 }

@@ -400,3 +400,34 @@ async fn a_content_type_that_is_not_a_media_type_is_refused_before_sending() {
     }
     assert!(server.requests_to(UPLOADED).is_empty());
 }
+
+#[tokio::test]
+async fn a_slow_reader_is_streamed_whole_in_order() {
+    let server = MockServer::start().await;
+    server.script(UPLOADED, [uploaded_reply("file")]);
+    // 200 KB through a 1 KB pipe, written a little at a time: the form waits on the
+    // reader again and again, and sends more than one chunk.
+    let file: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut writer, reader) = tokio::io::duplex(1024);
+    let writing = {
+        let file = file.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            for piece in file.chunks(1000) {
+                writer.write_all(piece).await.expect("the form reads");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let upload = Upload::from_reader("data.bin", file.len() as u64, reader);
+    server
+        .client()
+        .upload_file(upload)
+        .await
+        .expect("upload_file");
+    writing.await.expect("writer");
+    assert_eq!(
+        parts(&server.requests_to(UPLOADED)[0]).remove(0).content,
+        file
+    );
+}
