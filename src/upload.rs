@@ -134,15 +134,17 @@ impl Upload {
         }
     }
 
-    /// The part's headers: its disposition (the name and file name, quoted as reqwest and
-    /// browsers quote them) and its type.
+    /// The part's headers: its disposition (the name, and the file name quoted as reqwest
+    /// quoted it, a backslash before `\` and `"`, with line breaks written as browsers
+    /// write them, `%0D` and `%0A`, so that no name breaks out of its header line) and its
+    /// type.
     fn part_headers(&self, name: &str, boundary: &str) -> Result<String, std::io::Error> {
         let file_name = self
             .file_name
             .replace('\\', "\\\\")
             .replace('"', "\\\"")
-            .replace('\r', "\\\r")
-            .replace('\n', "\\\n");
+            .replace('\r', "%0D")
+            .replace('\n', "%0A");
         let mut headers = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\""
         );

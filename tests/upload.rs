@@ -348,7 +348,7 @@ async fn nothing_is_uploaded_when_the_file_or_the_message_would_be_refused() {
 }
 
 #[tokio::test]
-async fn the_form_says_its_length_and_quotes_the_file_name_as_browsers_do() {
+async fn the_form_says_its_length_and_quotes_the_file_name_within_its_header_line() {
     let server = MockServer::start().await;
     server.script(UPLOADED, [uploaded_reply("file")]);
     let name = "报告 \"终稿\"\\v2.pdf";
@@ -368,6 +368,22 @@ async fn the_form_says_its_length_and_quotes_the_file_name_as_browsers_do() {
         r#"Content-Disposition: form-data; name="media"; filename="报告 \"终稿\"\\v2.pdf""#
     );
     assert_eq!(part.content, b"%PDF-1.7");
+
+    // A line break can't end the header line and start another.
+    server.script(UPLOADED, [uploaded_reply("file")]);
+    server
+        .client()
+        .upload_file(Upload::from_bytes(
+            "a\r\nContent-Type: text/html\n.pdf",
+            b"%PDF-1.7".to_vec(),
+        ))
+        .await
+        .expect("upload_file");
+    let part = parts(&server.requests_to(UPLOADED)[1]).remove(0);
+    assert_eq!(
+        part.disposition,
+        r#"Content-Disposition: form-data; name="media"; filename="a%0D%0AContent-Type: text/html%0A.pdf""#
+    );
 }
 
 #[tokio::test]
