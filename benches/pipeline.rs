@@ -497,15 +497,16 @@ async fn throughput() {
         clients.push(client);
         bots.push(bot);
     }
+    // The medians of the rounds' time, and of their CPU (µs) and allocations per message.
     let median_of = |rounds: &mut Vec<Round>| {
-        let per_message = |f: fn(&Round) -> f64| {
-            let mut values: Vec<f64> = rounds.iter().map(|r| f(r) / total as f64).collect();
-            support::median(&mut values)
-        };
-        let time = per_message(|r| r.time.as_secs_f64()) * total as f64;
-        let cpu = per_message(|r| r.cpu.as_secs_f64() * 1e6);
-        let allocations = per_message(|r| r.allocations as f64);
-        (Duration::from_secs_f64(time), cpu, allocations)
+        let median =
+            |f: fn(&Round) -> f64| support::median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+        let per_message = total as f64;
+        (
+            Duration::from_secs_f64(median(|r| r.time.as_secs_f64())),
+            median(|r| r.cpu.as_secs_f64() * 1e6) / per_message,
+            median(|r| r.allocations as f64) / per_message,
+        )
     };
     let ratio_of = |ratios: &mut Vec<f64>| {
         let median = support::median(ratios);

@@ -9,8 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wecom_kf::bot::{Answer, Bot, BotStore, Entry, Journaled, MemoryBotStore, PlannedPart};
-use wecom_kf::reply::{Customer, Turn};
+use wecom_kf::bot::{
+    Answer, Bot, BotStore, Claim, Done, Entry, Journaled, MemoryBotStore, PlannedPart, Recorded,
+    Work,
+};
+use wecom_kf::reply::{BudgetStore, Change, Customer, MemoryBudgetStore, Turn, Window};
+use wecom_kf::token::{BoxFuture, StoreError};
 use wecom_kf::{MemoryCursorStore, types::Text};
 use wecom_kf_sim::Simulator;
 
@@ -769,10 +773,6 @@ impl<S> Counted<S> {
 fn calls(calls: &Calls) -> Vec<(&'static str, usize)> {
     calls.lock().unwrap().clone().into_iter().collect()
 }
-
-use wecom_kf::bot::{Claim, Done, Recorded, Work};
-use wecom_kf::reply::{BudgetStore, Change, MemoryBudgetStore, Window};
-use wecom_kf::token::{BoxFuture, StoreError};
 
 impl<S: BotStore> BotStore for Counted<S> {
     fn record<'a>(&'a self, entries: Vec<Entry>) -> BoxFuture<'a, Result<Recorded, StoreError>> {
